@@ -1,0 +1,221 @@
+"""The catalogue CSV: reading it and validating every row before anything uses it.
+
+A catalogue is a CSV with columns ``id,title,year,genres,image`` (extra
+columns are kept as metadata, ``genres`` is pipe-separated and ``image`` is
+relative to the CSV) — the format of ``shared/data/catalog.csv``. It lives in
+``models`` because training is the first stage that reads it; the indexer's
+ingest reuses the same validation so that both stages agree on what a good
+row is.
+
+Validation collects every problem of every row instead of stopping at the
+first: whoever fixes a 6,000-row catalogue wants the whole list at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import hashlib
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+REQUIRED_COLUMNS = ("id", "title", "year", "genres", "image")
+GENRE_SEPARATOR = "|"
+EARLIEST_YEAR = 1870
+_LATEST_YEAR = datetime.date.today().year + 5
+
+
+class CatalogError(ValueError):
+    """The catalogue as a whole cannot be read (missing file, header or encoding)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    """One reason one row is unusable; ``line`` is the 1-based line in the CSV."""
+
+    line: int
+    id: str
+    reason: str
+
+    def __str__(self) -> str:
+        name = f" (id {self.id!r})" if self.id else ""
+        return f"line {self.line}{name}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogRow:
+    """A validated catalogue row with its image already hashed."""
+
+    line: int
+    id: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    image: Path
+    image_sha256: str
+    width: int
+    height: int
+    metadata: dict[str, str]
+
+    @property
+    def primary_genre(self) -> str:
+        return self.genres[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogReport:
+    """The outcome of reading a catalogue: the good rows and every bad one."""
+
+    path: Path
+    rows: list[CatalogRow]
+    errors: list[RowError]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def genres(self) -> list[str]:
+        """Sorted genre vocabulary of the good rows."""
+        return sorted({genre for row in self.rows for genre in row.genres})
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageCheck:
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    problem: str = ""
+
+
+def check_image(path: Path) -> _ImageCheck:
+    """Hash and fully decode an image, so truncated files are caught here and not at training."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _ImageCheck(problem=f"image {path} does not exist")
+    except IsADirectoryError:
+        return _ImageCheck(problem=f"image {path} is a directory, not a file")
+    except OSError as err:
+        return _ImageCheck(problem=f"image {path} cannot be read: {err.strerror or err}")
+    if not data:
+        return _ImageCheck(problem=f"image {path} is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            width, height = image.size
+    except UnidentifiedImageError:
+        return _ImageCheck(problem=f"image {path} is not an image Pillow can decode")
+    except (OSError, SyntaxError, ValueError) as err:
+        return _ImageCheck(problem=f"image {path} is truncated or corrupt: {err}")
+    return _ImageCheck(hashlib.sha256(data).hexdigest(), width, height)
+
+
+def _non_utf8_columns(record: dict[str, str]) -> list[str]:
+    """Columns holding bytes that were not UTF-8 (decoded with surrogateescape)."""
+    return [key for key, value in record.items() if value and any("\udc80" <= ch <= "\udcff" for ch in value)]
+
+
+def _parse_year(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    year = int(raw.strip())  # ValueError is reported by the caller
+    if not EARLIEST_YEAR <= year <= _LATEST_YEAR:
+        raise ValueError(f"outside {EARLIEST_YEAR}-{_LATEST_YEAR}")
+    return year
+
+
+def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
+    """Every problem with a row's text fields (the image is checked separately)."""
+    problems = [f"column {key!r} is not valid UTF-8" for key in _non_utf8_columns(record)]
+    row_id = record["id"].strip()
+    if not row_id:
+        problems.append("empty id")
+    elif row_id in seen:
+        problems.append(f"duplicate id {row_id!r}, first on line {seen[row_id]}")
+    if not [g for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()]:
+        problems.append("empty genres")
+    try:
+        _parse_year(record["year"])
+    except ValueError as err:
+        problems.append(f"bad year {record['year']!r}: {err}")
+    if not record["image"].strip():
+        problems.append("empty image path")
+    return problems
+
+
+def _open_records(path: Path) -> tuple[csv.DictReader, io.TextIOBase]:
+    try:
+        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+    except OSError as err:
+        raise CatalogError(f"catalogue {path} cannot be opened: {err.strerror or err}") from None
+    reader = csv.DictReader(handle)
+    header = reader.fieldnames or []
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        handle.close()
+        raise CatalogError(f"catalogue {path}: header lacks column(s) {', '.join(missing)} (found {header})")
+    return reader, handle
+
+
+def read_catalog(path: str | os.PathLike, workers: int | None = None) -> CatalogReport:
+    """Read and validate a catalogue; never raises for a bad row, only for a bad file."""
+    path = Path(path).resolve()
+    reader, handle = _open_records(path)
+    pending: list[tuple[int, dict[str, str]]] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    with handle:
+        for record in reader:
+            line = reader.line_num
+            if None in record or any(record[column] is None for column in REQUIRED_COLUMNS):
+                errors.append(RowError(line, (record.get("id") or "").strip(), "wrong number of columns"))
+                continue
+            problems = _row_problems(record, seen)
+            row_id = record["id"].strip()
+            seen.setdefault(row_id, line)
+            if problems:
+                errors.extend(RowError(line, row_id, reason) for reason in problems)
+            else:
+                pending.append((line, record))
+
+    images = [path.parent / record["image"].strip() for _, record in pending]
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        checks = list(pool.map(check_image, images))
+
+    rows: list[CatalogRow] = []
+    for (line, record), image, check in zip(pending, images, checks):
+        if check.problem:
+            errors.append(RowError(line, record["id"].strip(), check.problem))
+            continue
+        rows.append(_to_row(line, record, image, check))
+    errors.sort(key=lambda error: error.line)
+    return CatalogReport(path, rows, errors)
+
+
+def _to_row(line: int, record: dict[str, str], image: Path, check: _ImageCheck) -> CatalogRow:
+    genres = tuple(dict.fromkeys(g.strip() for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()))
+    metadata = {key: value for key, value in record.items() if key not in REQUIRED_COLUMNS}
+    return CatalogRow(
+        line=line,
+        id=record["id"].strip(),
+        title=record["title"].strip(),
+        year=_parse_year(record["year"]),
+        genres=genres,
+        image=image,
+        image_sha256=check.sha256,
+        width=check.width,
+        height=check.height,
+        metadata=metadata,
+    )
+
+
+def format_errors(errors: Iterable[RowError]) -> str:
+    """One line per bad row reason, ready for a CLI to print."""
+    return "\n".join(str(error) for error in errors)

@@ -1,0 +1,156 @@
+"""PosterRec configuration: the one place where paths, model choice and
+index and service parameters live.
+
+Values come, in increasing precedence, from the defaults below, a TOML file
+(``$POSTERREC_CONFIG``, else ``./posterrec.toml`` when it exists) and
+environment variables named ``POSTERREC_<FIELD>`` (e.g. ``POSTERREC_HOME``,
+``POSTERREC_RECALL_FLOOR``). Every package reads its settings through
+:func:`load_settings` so that a CLI, the service and the tests agree on where
+things are without passing paths around.
+
+This module also sets ``TF_USE_LEGACY_KERAS=1``: tensorflow-recommenders 0.7.7
+needs Keras 2 (tf-keras), and the variable only works when it is set before
+TensorFlow is first imported. Every package imports this module first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ENV_PREFIX = "POSTERREC_"
+DEFAULT_CONFIG_FILE = "posterrec.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used, with the source that gave it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every tunable of PosterRec with its documented default.
+
+    Paths that are left empty are derived from ``home`` so that one variable
+    (``POSTERREC_HOME``) relocates a whole deployment.
+    """
+
+    home: Path = Path("var")
+    """Working directory for the store, models, indexes and the demo corpus."""
+    store: Path | None = None
+    """SQLite catalogue store; default ``<home>/posterrec.sqlite3``."""
+    model_dir: Path | None = None
+    """Exported embedding model; default ``<home>/model``."""
+    index_root: Path | None = None
+    """Root of published index versions; default ``<home>/index``."""
+    demo_dir: Path | None = None
+    """Demo corpus output; default ``<home>/demo``."""
+
+    backbone: str = "nasnet_mobile"
+    """``nasnet_mobile`` (224 px, CPU default), ``nasnet_large`` (331 px) or ``tiny``."""
+    weights: str = "imagenet"
+    """``imagenet`` (Keras cache under ``$KERAS_HOME/models``), ``none`` or a weights file."""
+    letterbox: bool = True
+    """Pad 2:3 posters to square (True) instead of squashing them (False)."""
+    embedding_dim: int = 128
+    triplet_margin: float = 0.1
+    batch_size: int = 32
+
+    exact_search_max_items: int = 20_000
+    """Corpora up to this size are searched brute force; larger ones get tree + AH."""
+    recall_floor: float = 0.95
+    """A build whose measured recall@10 against exact search is lower is not published."""
+    keep_versions: int = 3
+    """Published index versions kept on disk; older ones are pruned."""
+
+    max_k: int = 100
+    """Largest ``k`` the HTTP API accepts."""
+    max_upload_bytes: int = 8 * 1024 * 1024
+    index_poll_seconds: float = 2.0
+    """How often the service checks for a newly published index version."""
+
+    def __post_init__(self) -> None:
+        home = Path(self.home)
+        derived = {
+            "home": home,
+            "store": Path(self.store) if self.store else home / "posterrec.sqlite3",
+            "model_dir": Path(self.model_dir) if self.model_dir else home / "model",
+            "index_root": Path(self.index_root) if self.index_root else home / "index",
+            "demo_dir": Path(self.demo_dir) if self.demo_dir else home / "demo",
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+
+def _coerce(field: dataclasses.Field, raw: Any, source: str) -> Any:
+    """Turn a TOML or environment value into the field's type, or explain why not."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if "Path" in kind:
+            return Path(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {field.name}={raw!r} is not a valid {kind}: {err}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return data.get("posterrec", data)
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from defaults, then the TOML file, then the environment, then ``overrides``.
+
+    Unknown keys are an error rather than silently ignored, because a typo in a
+    deployment's config would otherwise run with a default nobody chose.
+    """
+    env = os.environ if env is None else env
+    fields = {field.name: field for field in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        for key, raw in _read_config_file(Path(path)).items():
+            if key not in fields:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(fields[key], raw, str(path))
+
+    for name, field in fields.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw not in (None, ""):
+            values[name] = _coerce(field, raw, f"${ENV_PREFIX}{name.upper()}")
+
+    for key, raw in overrides.items():
+        if key not in fields:
+            raise ConfigError(f"unknown setting {key!r}")
+        if raw is not None:
+            values[key] = _coerce(fields[key], raw, "argument")
+    return Settings(**values)
