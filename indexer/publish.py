@@ -1,0 +1,102 @@
+"""Publishing a set of embeddings as a new served index version.
+
+The order is the safety argument: build the searcher, measure its recall
+against exact search, refuse below the floor, write everything under a
+temporary name, reload what was written and check it answers like the
+in-memory searcher, and only then switch ``CURRENT``. A failure or a kill at
+any step leaves the previously served version untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import published
+from .published import IndexError_, IndexItem
+from .scann_index import IndexParams, choose_params, measure_recall, timed_build
+
+log = logging.getLogger(__name__)
+
+
+class RecallBelowFloor(IndexError_):
+    """The built index finds too few of the true neighbours to be served."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    version: str
+    path: Path
+    recall: float
+    params: IndexParams
+    build_seconds: float
+    pruned: list[str]
+
+
+def _check_reloaded(root: Path, version: str, searcher, embeddings: np.ndarray, k: int) -> None:
+    """The written version must load and answer a sample of queries like the searcher that was built."""
+    loaded = published.open_version(root, version)
+    queries = embeddings[: min(32, len(embeddings))]
+    expected, _ = searcher.search_batched(queries, final_num_neighbors=min(k, len(embeddings)))
+    got, _ = loaded.search(queries, k)
+    if not np.array_equal(np.asarray(expected), got):
+        raise IndexError_(f"index version {version} answers differently after reloading; not published")
+
+
+def publish_index(
+    root: str | Path,
+    items: Sequence[IndexItem],
+    embeddings: np.ndarray,
+    manifest: dict,
+    *,
+    exact_search_max_items: int,
+    recall_floor: float,
+    keep_versions: int,
+    params: IndexParams | None = None,
+    k: int = 10,
+) -> Publication:
+    """Build, verify and atomically publish ``items``/``embeddings`` as the new current version."""
+    root = Path(root)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if len(items) == 0:
+        raise IndexError_(f"nothing to index: no items for {root}")
+    params = params or choose_params(len(items), exact_search_max_items, num_neighbors=k)
+    searcher, build_seconds = timed_build(embeddings, params)
+    recall = measure_recall(searcher, embeddings, k=k)
+    previous = published.current_version(root)
+    if recall < recall_floor:
+        raise RecallBelowFloor(
+            f"index over {len(items)} items has recall@{k} {recall:.3f} below the floor {recall_floor:.3f}; "
+            f"not published, {previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
+        )
+    version = published.new_version_name()
+    full_manifest = {
+        **manifest,
+        "version": version,
+        "item_count": len(items),
+        "dim": int(embeddings.shape[1]),
+        "params": dataclasses.asdict(params),
+        f"recall_at_{k}": round(recall, 4),
+        "build_seconds": round(build_seconds, 3),
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "previous_version": previous,
+    }
+
+    def write(directory: Path) -> None:
+        published.write_version_files(directory, items, embeddings, full_manifest)
+        scann_dir = directory / published.SCANN_DIR
+        scann_dir.mkdir()
+        searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
+
+    path = published.stage_version(root, version, write)
+    _check_reloaded(root, version, searcher, embeddings, k)
+    published.set_current(root, version)
+    pruned = published.prune_versions(root, keep_versions)
+    log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)
+    return Publication(version, path, recall, params, build_seconds, pruned)

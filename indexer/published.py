@@ -1,0 +1,230 @@
+"""Published index versions on disk: how they are laid out, switched and read.
+
+An index root holds one directory per version under ``versions/`` and a
+``CURRENT`` file naming the served one::
+
+    INDEX_ROOT/
+      CURRENT                      # "20261125T064500123456Z", replaced by rename
+      versions/<version>/
+        manifest.json              # model hash, item count, parameters, build time, recall
+        items.jsonl                # one IndexItem per row, in embedding order
+        embeddings.npy             # (N, dim) float32, L2-normalised
+        scann/                     # the serialized ScaNN searcher
+
+A version directory is complete before its name appears under ``versions/``
+(it is written under ``.tmp-*`` and renamed), and ``CURRENT`` changes by an
+atomic rename. A reader therefore always sees the previous or the next
+version, never half of one, and a killed build leaves the old one served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+MANIFEST = "manifest.json"
+ITEMS = "items.jsonl"
+EMBEDDINGS = "embeddings.npy"
+SCANN_DIR = "scann"
+
+
+class IndexError_(RuntimeError):
+    """An index root or version that cannot be read or switched to, with the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexItem:
+    """What one indexed vector stands for: an original poster or one regional variant of it."""
+
+    key: str
+    """``<title_id>`` for an original, ``<title_id>@<REGION>`` for a variant."""
+    title_id: str
+    title: str
+    image_path: str
+    region: str | None = None
+    language: str | None = None
+    year: int | None = None
+    genres: tuple[str, ...] = ()
+
+    @property
+    def is_variant(self) -> bool:
+        return self.region is not None
+
+    @staticmethod
+    def variant_key(title_id: str, region: str) -> str:
+        return f"{title_id}@{region}"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> "IndexItem":
+        data = json.loads(line)
+        data["genres"] = tuple(data.get("genres") or ())
+        return cls(**data)
+
+
+def new_version_name(now: datetime.datetime | None = None) -> str:
+    """A version name that sorts in publication order."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+    _fsync_dir(path.parent)
+
+
+def stage_version(root: Path, version: str, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary directory, then move it to ``versions/<version>``.
+
+    The version is not served until :func:`set_current` names it; if ``write``
+    raises, the temporary directory is removed and nothing else changes.
+    """
+    versions = Path(root) / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
+    try:
+        write(staging)
+        final = versions / version
+        os.rename(staging, final)
+        _fsync_dir(versions)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def write_version_files(directory: Path, items: Sequence[IndexItem], embeddings: np.ndarray, manifest: dict) -> None:
+    """The item, embedding and manifest files of a version (the searcher is saved by its builder)."""
+    if len(items) != len(embeddings):
+        raise ValueError(f"{len(items)} items but {len(embeddings)} embeddings")
+    np.save(directory / EMBEDDINGS, np.asarray(embeddings, dtype=np.float32))
+    (directory / ITEMS).write_text("".join(item.to_json() + "\n" for item in items), encoding="utf-8")
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def list_versions(root: Path) -> list[str]:
+    """Complete versions, oldest first (staging directories are not versions)."""
+    versions = Path(root) / VERSIONS
+    if not versions.is_dir():
+        return []
+    return sorted(p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def current_version(root: Path) -> str | None:
+    """The served version's name, or None before the first publication."""
+    try:
+        name = (Path(root) / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def set_current(root: Path, version: str) -> None:
+    """Serve ``version`` from now on; an atomic rename, so readers see the old or the new name."""
+    if version not in list_versions(root):
+        raise IndexError_(f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})")
+    write_text_atomically(Path(root) / CURRENT, version + "\n")
+
+
+def prune_versions(root: Path, keep: int, protect: Iterable[str] = ()) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never the current one); returns what was deleted."""
+    keep = max(1, keep)
+    protected = set(protect) | {current_version(root)}
+    versions = list_versions(root)
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protected]
+    for version in doomed:
+        shutil.rmtree(Path(root) / VERSIONS / version)
+        log.info("pruned index version %s", version)
+    stale = [p for p in (Path(root) / VERSIONS).glob(".tmp-*")] if (Path(root) / VERSIONS).is_dir() else []
+    for path in stale:  # staging left behind by a killed build
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+class PublishedIndex:
+    """One loaded index version: its items, embeddings and ScaNN searcher.
+
+    Loaded whole and then immutable, so a service can swap one instance for
+    another with a single reference assignment.
+    """
+
+    def __init__(self, path: Path, manifest: dict, items: list[IndexItem], embeddings: np.ndarray, searcher) -> None:
+        self.path = path
+        self.version = path.name
+        self.manifest = manifest
+        self.items = items
+        self.embeddings = embeddings
+        self._searcher = searcher
+        self.row_of_key = {item.key: row for row, item in enumerate(items)}
+        self.rows_of_title: dict[str, list[int]] = {}
+        for row, item in enumerate(items):
+            self.rows_of_title.setdefault(item.title_id, []).append(row)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows and dot-product scores for each query row (k is capped at the index size)."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"query has dimension {queries.shape[1]}, index {self.version} has {self.dim}")
+        k = max(1, min(int(k), len(self.items)))
+        rows, scores = self._searcher.search_batched(queries, final_num_neighbors=k)
+        return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+
+
+def open_version(root: Path, version: str | None = None) -> PublishedIndex:
+    """Load ``version`` (default: the current one) completely, or raise :class:`IndexError_` saying why."""
+    import scann  # deferred: loading the ScaNN ops costs start-up time that listing versions does not need
+
+    root = Path(root)
+    version = version or current_version(root)
+    if version is None:
+        raise IndexError_(f"index root {root} has no published version yet (run `python -m indexer build`)")
+    path = root / VERSIONS / version
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        items = [IndexItem.from_json(line) for line in (path / ITEMS).read_text(encoding="utf-8").splitlines() if line]
+        embeddings = np.load(path / EMBEDDINGS)
+        searcher = scann.scann_ops_pybind.load_searcher(str(path / SCANN_DIR))
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
+    if len(items) != len(embeddings) or manifest.get("item_count", len(items)) != len(items):
+        raise IndexError_(
+            f"index version {path} is inconsistent: {len(items)} items, {len(embeddings)} embeddings, "
+            f"manifest says {manifest.get('item_count')}"
+        )
+    return PublishedIndex(path, manifest, items, embeddings, searcher)
