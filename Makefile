@@ -1,20 +1,31 @@
-# PosterRec: `make demo` then `make test` on a fresh machine. Everything installs into .venv.
+# PosterRec: `make demo` then `make test` on a fresh machine. Everything installs into .venv,
+# everything the demo makes goes under $(POSTERREC_HOME) (default var/).
 PYTHON_SYSTEM ?= python3.11
 VENV          ?= .venv
 PY            := $(VENV)/bin/python
 STAMP         := $(VENV)/.installed
-HOME_DIR      ?= var
+export POSTERREC_HOME ?= var
 DEMO_COUNT    ?= 240
-export POSTERREC_HOME ?= $(HOME_DIR)
+DEMO_SEED     ?= 7
+DEMO_REGIONS  ?= DE,FR,JP,KR,SA,IL,RU,IN,TH,CN
+HOST          ?= 127.0.0.1
+PORT          ?= 8000
 
-.PHONY: install test demo demo-data serve bench lint clean
+DEMO_DIR      := $(POSTERREC_HOME)/demo
+CATALOG       := $(DEMO_DIR)/catalog.csv
+INGESTED      := $(POSTERREC_HOME)/.ingested
+MODEL         := $(POSTERREC_HOME)/model/manifest.json
+LOCALIZED     := $(POSTERREC_HOME)/.localized
+INDEX         := $(POSTERREC_HOME)/index/CURRENT
 
-$(STAMP): setup.cfg
+.PHONY: install test demo serve bench clean
+
+$(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON_SYSTEM) >/dev/null || { echo "PosterRec needs $(PYTHON_SYSTEM) on PATH"; exit 1; }
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $@
 
 install: $(STAMP)
 
@@ -22,5 +33,33 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
+# --- the demo: synthetic posters -> store -> tiny model -> regional variants -> index -> API ---
+$(CATALOG): $(STAMP)
+	$(PY) -m localize.demo --out $(DEMO_DIR) --count $(DEMO_COUNT) --seed $(DEMO_SEED)
+
+$(INGESTED): $(CATALOG)
+	$(PY) -m indexer ingest $(CATALOG)
+	touch $@
+
+# The tiny backbone trains in seconds on a CPU and needs no ImageNet download.
+$(MODEL): $(CATALOG)
+	$(PY) -m models train --catalog $(CATALOG) --out $(POSTERREC_HOME)/model --backbone tiny --weights none
+
+$(LOCALIZED): $(INGESTED)
+	$(PY) -m localize run --titles $(DEMO_DIR)/localized_titles.csv --regions $(DEMO_REGIONS) --out $(POSTERREC_HOME)/variants
+	touch $@
+
+$(INDEX): $(MODEL) $(LOCALIZED)
+	$(PY) -m indexer build --model $(POSTERREC_HOME)/model --out $(POSTERREC_HOME)/index
+
+demo: $(INDEX) serve
+
+serve: install
+	@echo "PosterRec on http://$(HOST):$(PORT)/  (index: $(POSTERREC_HOME)/index)"
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) 'recsvc:create_app()'
+
+bench: install
+	$(PY) bench/run_all.py
+
 clean:
-	rm -rf $(VENV) $(HOME_DIR) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(POSTERREC_HOME) *.egg-info .pytest_cache
