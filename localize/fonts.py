@@ -1,0 +1,84 @@
+"""Fonts per language: which installed font file covers a script, at which weight.
+
+Every font comes from a PyPI package (``fontpkg-noto-*``, ``fontpkg-heebo`` and
+``noto-cjk-sans-otc``), so rendering needs nothing from the operating system
+and looks the same on every machine. Variable fonts are set through their
+``wght``/``wdth`` axes, which gives the demo corpus its genre typography and the
+localizer a bold title weight from a single file per script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import fontpkg
+from PIL import ImageFont
+
+
+class FontError(LookupError):
+    """No installed font covers the asked language."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FontFace:
+    """A font file (and face index within a collection) that covers a script."""
+
+    path: Path
+    index: int = 0
+    variable: bool = True
+    """Variable fonts take weight and width; the CJK collection has one weight, so
+    bold is simulated with a stroke of the text colour by the renderer."""
+
+
+def _fontpkg_face(family: str) -> FontFace:
+    try:
+        return FontFace(Path(fontpkg.path(family)))
+    except fontpkg.FontpkgError as err:
+        raise FontError(f"font family {family!r} is not installed (pip package fontpkg-{family}): {err}") from None
+
+
+def _cjk_face(index: int) -> FontFace:
+    try:
+        import noto_cjk_sans_otc
+    except ImportError:
+        raise FontError("CJK titles need the pip package noto-cjk-sans-otc") from None
+    return FontFace(Path(str(noto_cjk_sans_otc.FONT_PATH)), index=index, variable=False)
+
+
+# Face index inside NotoSansCJK-Regular.ttc: JP, KR, SC (Han glyph shapes differ per locale).
+_CJK_INDEX = {"ja": 0, "ko": 1, "zh": 2}
+_FAMILY_BY_LANGUAGE = {"ar": "noto-sans-arabic", "he": "heebo", "hi": "noto-sans-devanagari", "th": "noto-sans-thai"}
+LATIN_SANS = "noto-sans"
+LATIN_SERIF = "noto-serif"
+"""Latin, Greek and Cyrillic: Noto Sans and Noto Serif cover all three."""
+
+
+def base_language(language: str) -> str:
+    """``zh-Hans`` -> ``zh``: the font only depends on the primary subtag."""
+    return language.split("-")[0].split("_")[0].lower()
+
+
+@functools.lru_cache(maxsize=None)
+def face_for(language: str, serif: bool = False) -> FontFace:
+    """The font face for ``language`` (a BCP-47 tag); serif only changes Latin/Cyrillic."""
+    language = base_language(language)
+    if language in _CJK_INDEX:
+        return _cjk_face(_CJK_INDEX[language])
+    if language in _FAMILY_BY_LANGUAGE:
+        return _fontpkg_face(_FAMILY_BY_LANGUAGE[language])
+    return _fontpkg_face(LATIN_SERIF if serif else LATIN_SANS)
+
+
+@functools.lru_cache(maxsize=512)
+def load_font(face: FontFace, size: int, weight: int = 700, width: int = 100) -> ImageFont.FreeTypeFont:
+    """A sized font with its variation axes set (cached: loading a face costs milliseconds)."""
+    font = ImageFont.truetype(str(face.path), size=max(1, int(size)), index=face.index, layout_engine=ImageFont.Layout.RAQM)
+    if face.variable:
+        wanted = {b"Weight": weight, b"Width": width}
+        font.set_variation_by_axes([
+            min(max(wanted.get(axis["name"], axis["default"]), axis["minimum"]), axis["maximum"])
+            for axis in font.get_variation_axes()
+        ])
+    return font

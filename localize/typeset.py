@@ -1,0 +1,228 @@
+"""Typesetting a title into a box: fit (shrink, then wrap), and draw with an effect.
+
+Shared by the demo corpus (which sets the original English titles) and the
+localizer (which sets the translated ones), so both agree on what "fits" means.
+Text is shaped by Pillow's raqm layout (HarfBuzz + FriBiDi): Arabic letters
+join and runs go right to left, Devanagari conjuncts and Thai marks stack, so
+this module never reorders characters itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import unicodedata
+from typing import Iterator
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from .fonts import FontFace, base_language, load_font
+
+RGB = tuple[int, int, int]
+Box = tuple[int, int, int, int]
+EFFECTS = ("none", "shadow", "outline", "glow")
+LINE_PITCH = 1.18
+"""Baseline-to-baseline distance as a multiple of the font size."""
+SHRINK_FLOOR = 0.6
+"""Shrink a one-line title down to this fraction of its start size before wrapping it."""
+_NO_SPACE_SCRIPTS = ("ja", "zh", "th")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextStyle:
+    """How a title looks: colour, weight/width axes, and the effect that keeps it legible."""
+
+    fill: RGB
+    effect: str = "none"
+    effect_color: RGB = (0, 0, 0)
+    weight: int = 700
+    width: int = 100
+
+    def __post_init__(self) -> None:
+        if self.effect not in EFFECTS:
+            raise ValueError(f"unknown text effect {self.effect!r}; expected one of {EFFECTS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Lines of a title set in one font, with the ink size the block will cover."""
+
+    lines: tuple[str, ...]
+    font: ImageFont.FreeTypeFont
+    language: str
+    bold_stroke: int
+    effect_pad: int
+    width: int
+    height: int
+
+    @property
+    def size(self) -> int:
+        return int(self.font.size)
+
+
+def effect_pad(size: int, effect: str) -> int:
+    """Pixels an effect adds around the ink (outline width, shadow offset plus blur, glow radius)."""
+    if effect == "outline":
+        return max(1, round(size / 16))
+    if effect in ("shadow", "glow"):
+        return max(2, round(size / 10))
+    return 0
+
+
+def _bold_stroke(face: FontFace, size: int, weight: int) -> int:
+    """A single-weight face (CJK) is emboldened with a stroke of its own colour."""
+    return 0 if face.variable or weight < 600 else max(1, round(size / 28))
+
+
+def _line_bbox(font: ImageFont.FreeTypeFont, line: str, language: str, stroke: int) -> Box:
+    return font.getbbox(line, anchor="ls", language=language, stroke_width=stroke)
+
+
+def _block_extent(font: ImageFont.FreeTypeFont, lines: tuple[str, ...], language: str, stroke: int) -> tuple[int, int, list[Box]]:
+    boxes = [_line_bbox(font, line, language, stroke) for line in lines]
+    pitch = round(font.size * LINE_PITCH)
+    width = max(box[2] - box[0] for box in boxes)
+    top = boxes[0][1]
+    bottom = (len(lines) - 1) * pitch + boxes[-1][3]
+    return width, bottom - top, boxes
+
+
+def break_points(text: str, language: str) -> list[int]:
+    """Indices where a line may break: spaces, or between characters for scripts written
+    without spaces (never before a combining mark, so Thai vowels stay on their consonant)."""
+    if " " in text.strip():
+        return [i for i, ch in enumerate(text) if ch == " "]
+    if base_language(language) in _NO_SPACE_SCRIPTS:
+        return [i for i in range(1, len(text)) if not unicodedata.combining(text[i]) and unicodedata.category(text[i]) != "Mc"
+                and unicodedata.category(text[i]) != "Mn"]
+    return []
+
+
+def _splits(text: str, language: str, line_count: int) -> Iterator[tuple[str, ...]]:
+    """Every way to break ``text`` into ``line_count`` lines at allowed break points."""
+    points = break_points(text, language)
+    if line_count == 1:
+        yield (text.strip(),)
+        return
+    if len(points) < line_count - 1:
+        return
+
+    def rest(start: int, remaining: int, candidates: list[int]) -> Iterator[tuple[str, ...]]:
+        if remaining == 0:
+            yield (text[start:].strip(),)
+            return
+        for j, point in enumerate(candidates):
+            head = text[start:point].strip()
+            if head:
+                for tail in rest(point, remaining - 1, candidates[j + 1:]):
+                    yield (head,) + tail
+
+    yield from (lines for lines in rest(0, line_count - 1, points) if all(lines))
+
+
+def _balanced(font: ImageFont.FreeTypeFont, text: str, language: str, line_count: int, stroke: int) -> tuple[str, ...] | None:
+    """The split into ``line_count`` lines whose widest line is narrowest."""
+    best, best_width = None, math.inf
+    for lines in _splits(text, language, line_count):
+        width = max(_line_bbox(font, line, language, stroke)[2] - _line_bbox(font, line, language, stroke)[0] for line in lines)
+        if width < best_width:
+            best, best_width = lines, width
+    return best
+
+
+def _layout(face: FontFace, text: str, language: str, style: TextStyle, size: int, line_count: int) -> Layout | None:
+    font = load_font(face, size, style.weight, style.width)
+    bold = _bold_stroke(face, size, style.weight)
+    lines = _balanced(font, text, language, line_count, bold)
+    if lines is None:
+        return None
+    width, height, _ = _block_extent(font, lines, language, bold)
+    pad = effect_pad(size, style.effect)
+    return Layout(lines, font, language, bold, pad, width + 2 * pad, height + 2 * pad)
+
+
+def fit_text(
+    text: str,
+    face: FontFace,
+    box_width: int,
+    box_height: int,
+    style: TextStyle,
+    language: str,
+    start_size: int,
+    min_size: int = 10,
+    max_lines: int = 3,
+) -> Layout | None:
+    """The largest layout of ``text`` that fits ``box_width`` x ``box_height``, or None.
+
+    Order, as a designer would: shrink the one-line title down to
+    ``SHRINK_FLOOR`` of ``start_size``; only then wrap it onto 2..``max_lines``
+    lines, again from ``start_size`` down to ``min_size``. A returned layout
+    never overflows the box, effect included.
+    """
+    text = " ".join(text.split())
+    if not text:
+        return None
+    sizes = _sizes(start_size, min_size)
+    one_line_floor = max(min_size, int(start_size * SHRINK_FLOOR))
+    attempts = [(size, 1) for size in sizes if size >= one_line_floor]
+    attempts += [(size, count) for size in sizes for count in range(2, max_lines + 1)]
+    attempts += [(size, 1) for size in sizes if size < one_line_floor]
+    for size, count in attempts:
+        layout = _layout(face, text, language, style, size, count)
+        if layout is not None and layout.width <= box_width and layout.height <= box_height:
+            return layout
+    return None
+
+
+def _sizes(start: int, minimum: int) -> list[int]:
+    """Font sizes from ``start`` down to ``minimum`` in ~5 % steps."""
+    sizes, size = [], float(start)
+    while size >= minimum:
+        if not sizes or int(size) != sizes[-1]:
+            sizes.append(int(size))
+        size *= 0.95
+    return sizes or [minimum]
+
+
+def draw_layout(image: Image.Image, layout: Layout, box: Box, style: TextStyle, align: str = "center") -> Box:
+    """Draw ``layout`` centred vertically in ``box`` (horizontally per ``align``); returns the ink box.
+
+    The effect goes under the text: a blurred offset shadow, a stroke outline,
+    or a blurred halo in the text colour.
+    """
+    font, language, bold, pad = layout.font, layout.language, layout.bold_stroke, layout.effect_pad
+    width, height, boxes = _block_extent(font, layout.lines, language, bold)
+    x0, y0, x1, y1 = box
+    top = y0 + (y1 - y0 - height) // 2 - boxes[0][1]
+    pitch = round(font.size * LINE_PITCH)
+    origins = []
+    for i, line_box in enumerate(boxes):
+        line_width = line_box[2] - line_box[0]
+        if align == "left":
+            left = x0 + pad
+        elif align == "right":
+            left = x1 - pad - line_width
+        else:
+            left = x0 + (x1 - x0 - line_width) // 2
+        origins.append((left - line_box[0], top + i * pitch))
+
+    def text_mask(stroke: int) -> Image.Image:
+        mask = Image.new("L", image.size, 0)
+        draw = ImageDraw.Draw(mask)
+        for (x, y), line in zip(origins, layout.lines):
+            draw.text((x, y), line, font=font, fill=255, anchor="ls", language=language, stroke_width=stroke, stroke_fill=255)
+        return mask
+
+    if style.effect == "shadow":
+        offset = max(1, pad // 2)
+        shadow = text_mask(bold).transform(image.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, -offset))
+        image.paste(style.effect_color, (0, 0), shadow.filter(ImageFilter.GaussianBlur(max(1, pad - offset) / 2)))
+    elif style.effect == "outline":
+        image.paste(style.effect_color, (0, 0), text_mask(bold + pad))
+    elif style.effect == "glow":
+        halo = text_mask(bold + pad // 2).filter(ImageFilter.GaussianBlur(pad / 2))
+        image.paste(style.fill, (0, 0), halo.point(lambda v: v * 0.6))
+    image.paste(style.fill, (0, 0), text_mask(bold))
+    left = min(x + b[0] for (x, _), b in zip(origins, boxes)) - pad
+    right = max(x + b[2] for (x, _), b in zip(origins, boxes)) + pad
+    return (left, top + boxes[0][1] - pad, right, top + (len(boxes) - 1) * pitch + boxes[-1][3] + pad)
