@@ -1,0 +1,116 @@
+"""``python -m models train|evaluate``: train and export the poster embedding model, or measure one.
+
+Defaults come from ``posterrec_settings`` (backbone, weights, letterboxing,
+embedding size, margin, batch size); flags override them for one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import posterrec_settings
+from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
+from models.labels import LABEL_SCHEMES
+
+
+def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
+    """Good rows of the catalogue; bad rows stop the run unless the caller chose to skip them."""
+    report = read_catalog(catalog)
+    if report.errors:
+        print(format_errors(report.errors), file=sys.stderr)
+        if not skip_bad_rows:
+            raise SystemExit(f"{catalog}: {len(report.errors)} bad row(s); fix them or pass --skip-bad-rows")
+    if not report.rows:
+        raise SystemExit(f"{catalog}: no usable rows")
+    return report.rows
+
+
+def _train(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+    from models.training import TrainConfig, train
+
+    defaults = TrainConfig()
+    config = TrainConfig(
+        backbone=args.backbone or settings.backbone,
+        weights=args.weights or settings.weights,
+        letterbox=settings.letterbox if args.letterbox is None else args.letterbox,
+        embedding_dim=settings.embedding_dim,
+        batch_size=args.batch_size or settings.batch_size,
+        warmup_epochs=defaults.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
+        max_unfrozen_blocks=defaults.max_unfrozen_blocks if args.unfreeze_blocks is None else args.unfreeze_blocks,
+        triplet_epochs=defaults.triplet_epochs if args.triplet_epochs is None else args.triplet_epochs,
+        label_scheme=args.label_scheme or defaults.label_scheme,
+        margin=settings.triplet_margin,
+        seed=args.seed,
+    )
+    rows = _rows(args.catalog, args.skip_bad_rows)
+    cache_dir = args.cache_dir or settings.home / "cache" / "features"
+    manifest = train(rows, args.out, config, cache_dir, resume=args.resume)
+    print(json.dumps({"model": str(args.out), "weights": manifest["weights"], **manifest["metrics"]}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+    from models.data import split_by_id
+    from models.embedder import load_embedder
+    from models.evaluation import retrieval_metrics
+
+    embedder = load_embedder(args.model)
+    rows = _rows(args.catalog, args.skip_bad_rows)
+    if args.split == "test":
+        rows = split_by_id(rows)[1]
+    if len(rows) < 2:
+        raise SystemExit(f"{args.catalog}: fewer than 2 posters in the {args.split} split")
+    embeddings = embedder.embed_images([row.image for row in rows])
+    metrics = retrieval_metrics(embeddings, [row.genres for row in rows])
+    print(json.dumps({"model": str(args.model), "split": args.split, "posters": len(rows), **metrics}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train on a catalogue and export the embedding model")
+    train.add_argument("--catalog", type=Path, required=True, help="catalogue CSV (id,title,year,genres,image)")
+    train.add_argument("--out", type=Path, required=True, help="directory to export the model to")
+    train.add_argument("--backbone", choices=["nasnet_mobile", "nasnet_large", "tiny"])
+    train.add_argument("--weights", help="imagenet, none or a weights file path")
+    train.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=None,
+                       help="pad posters to square (default from settings) or squash them")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs (the first is head-only)")
+    train.add_argument("--unfreeze-blocks", type=int, help="most backbone top blocks unfrozen, one more per warm-up epoch")
+    train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
+    train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
+    train.add_argument("--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--catalog", type=Path, required=True)
+    evaluate.add_argument("--split", choices=["test", "all"], default="test",
+                          help="the held-out split by id (default) or every row")
+    evaluate.add_argument("--skip-bad-rows", action="store_true")
+    evaluate.set_defaults(run=_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args, posterrec_settings.load_settings())
+    except (CatalogError, FileNotFoundError, ValueError) as err:  # bad input: one clear line, no traceback
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Convolutional backbones: NASNet from ``tf.keras.applications`` and a tiny one for tests.
+
+A backbone maps a preprocessed square image to a pooled feature vector. Each
+spec also says how to find the backbone's *blocks* (NASNet's cells), because
+warm-up unfreezes the top blocks progressively and must know where they start.
+
+ImageNet weights come from Keras' own loader (cached under
+``$KERAS_HOME/models``). Without network access that loader fails; we then
+fall back to a random initialisation, say so in the log, and the manifest
+records ``weights: none`` so that nobody mistakes the result for a
+pre-trained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Callable
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+BackboneBuilder = Callable[[int, "str | None"], tf.keras.Model]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where its blocks end."""
+
+    name: str
+    input_size: int
+    build: BackboneBuilder
+    block_end: re.Pattern[str]
+    """Names of the layers that close a block; the top blocks are what follows the last ones."""
+    has_imagenet_weights: bool
+
+
+def _nasnet(application: Callable[..., tf.keras.Model]) -> BackboneBuilder:
+    def build(input_size: int, weights: str | None) -> tf.keras.Model:
+        return application(
+            include_top=False, weights=weights, input_shape=(input_size, input_size, 3), pooling="avg"
+        )
+
+    return build
+
+
+def _tiny(input_size: int, weights: str | None) -> tf.keras.Model:
+    """Three strided conv blocks: enough structure for tests of every code path, in milliseconds."""
+    inputs = tf.keras.Input((input_size, input_size, 3), name="image")
+    x = inputs
+    for block, filters in enumerate((16, 32, 64)):
+        x = tf.keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"block{block}_conv")(x)
+        x = tf.keras.layers.BatchNormalization(name=f"block{block}_bn")(x)
+        x = tf.keras.layers.ReLU(name=f"block{block}_out")(x)
+    outputs = tf.keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    model = tf.keras.Model(inputs, outputs, name="tiny")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+_NASNET_CELL_END = re.compile(r"^(normal|reduction)_concat_")
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "nasnet_mobile": BackboneSpec(
+        "nasnet_mobile", 224, _nasnet(tf.keras.applications.NASNetMobile), _NASNET_CELL_END, True
+    ),
+    "nasnet_large": BackboneSpec("nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True),
+    "tiny": BackboneSpec("tiny", 64, _tiny, re.compile(r"^block\d+_out$"), False),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}") from None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedBackbone:
+    model: tf.keras.Model
+    spec: BackboneSpec
+    weights: str
+    """What the weights really are: ``imagenet``, ``none`` or ``file:<sha256>``."""
+
+
+def build_backbone(name: str, weights: str, seed: int = 0) -> LoadedBackbone:
+    """Build a backbone with ``weights`` = ``imagenet``, ``none`` or a weights file path.
+
+    Random initialisation is seeded so that two runs with ``weights=none``
+    produce the same frozen features (the feature cache relies on it).
+    """
+    spec = backbone_spec(name)
+    tf.keras.utils.set_random_seed(seed)
+    if weights == "none":
+        return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")
+    if weights == "imagenet":
+        return _build_imagenet(spec, seed)
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist (expected 'imagenet', 'none' or a file path)")
+    try:
+        model = spec.build(spec.input_size, str(path))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"weights file {path} does not fit backbone {name}: {err}") from None
+    return LoadedBackbone(model, spec, f"file:{file_sha256(path)}")
+
+
+def _build_imagenet(spec: BackboneSpec, seed: int) -> LoadedBackbone:
+    if not spec.has_imagenet_weights:
+        log.warning("backbone %s has no ImageNet weights; using a random initialisation (weights: none)", spec.name)
+        return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")
+    try:
+        return LoadedBackbone(spec.build(spec.input_size, "imagenet"), spec, "imagenet")
+    except Exception as err:  # Keras' downloader raises a bare Exception on network failure
+        log.warning(
+            "ImageNet weights for %s could not be loaded (%s); continuing with a random initialisation "
+            "and recording weights: none in the manifest. Put the Keras weights file under "
+            "$KERAS_HOME/models or pass --weights PATH to use pre-trained weights.",
+            spec.name,
+            str(err).splitlines()[0][:200],
+        )
+        tf.keras.utils.set_random_seed(seed)
+        return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")
+
+
+def block_starts(backbone: tf.keras.Model, spec: BackboneSpec) -> list[int]:
+    """Layer index where each block starts (the layer after the previous block's end)."""
+    ends = [i for i, layer in enumerate(backbone.layers) if spec.block_end.match(layer.name)]
+    return [end + 1 for end in ends[:-1]]
+
+
+def unfreeze_top_blocks(backbone: tf.keras.Model, spec: BackboneSpec, blocks: int) -> int:
+    """Make the top ``blocks`` blocks trainable, everything below frozen; returns the layers made trainable.
+
+    BatchNormalization stays frozen (and so runs in inference mode): its
+    statistics were estimated on far more images than a fine-tuning batch holds.
+    """
+    starts = block_starts(backbone, spec)
+    if blocks < 0 or blocks > len(starts):
+        raise ValueError(f"backbone {spec.name} has {len(starts)} unfreezable blocks; asked for {blocks}")
+    first_trainable = starts[-blocks] if blocks else len(backbone.layers)
+    backbone.trainable = True
+    trainable = 0
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= first_trainable and not isinstance(layer, tf.keras.layers.BatchNormalization)
+        trainable += int(layer.trainable and bool(layer.weights))
+    return trainable

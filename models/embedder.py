@@ -1,0 +1,149 @@
+"""The exported embedding model: its on-disk contract, export and loading.
+
+An exported model is a directory with
+
+* ``model.keras`` - image (0-255 pixels, ``input_size`` square) -> L2-normalised embedding;
+* ``manifest.json`` - what the model is: backbone, input size, preprocessing,
+  letterboxing, weights, label scheme, training data hash, genres and metrics.
+
+Consumers (the indexer, the service) pass what they expect to
+:func:`load_embedder`; a model built differently is refused with
+:class:`ModelMismatchError` instead of silently producing vectors that do not
+match an index built with another model. :attr:`Embedder.manifest_sha256`
+identifies the exact model, so embedding caches can key on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from models.preprocessing import ImageInput, load_rgb, resize_to_square
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "posterrec-embedder/1"
+_MISSING = object()
+
+
+class ModelMismatchError(ValueError):
+    """The model on disk is not the one the caller expects."""
+
+
+class NotAnExportedModelError(FileNotFoundError):
+    """The directory does not hold an exported PosterRec model."""
+
+
+def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir: str | os.PathLike) -> Path:
+    """Write model and manifest to a temporary sibling directory, then rename it into place.
+
+    A crash while writing leaves the previous export untouched; the old
+    directory is moved aside only once the new one is complete.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+        model.save(staging / MODEL_FILE)
+        (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
+        retired = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        if out_dir.exists():
+            out_dir.rename(retired)
+        staging.rename(out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class Embedder:
+    """Embeds posters with an exported model; rows are L2-normalised float32."""
+
+    def __init__(self, model: tf.keras.Model, manifest: dict, manifest_sha256: str, batch_size: int = 32):
+        self.model = model
+        self.manifest = manifest
+        self.manifest_sha256 = manifest_sha256
+        self.input_size = int(manifest["input_size"])
+        self.dim = int(manifest["embedding_dim"])
+        self.letterbox = bool(manifest["letterbox"])
+        self.batch_size = batch_size
+        signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+        self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
+
+    def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
+        """One input -> the square float image the model takes."""
+        return resize_to_square(load_rgb(item, index), self.input_size, self.letterbox).numpy()
+
+    def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``."""
+        out = np.zeros((len(images), self.dim), np.float32)
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            batch = np.stack([self.prepare(item, start + i) for i, item in enumerate(chunk)])
+            out[start : start + len(chunk)] = self._forward(tf.constant(batch)).numpy()
+        return out
+
+
+def read_manifest(model_dir: Path) -> tuple[dict, str]:
+    """The manifest and the sha256 of its bytes, or a clear error."""
+    path = model_dir / MANIFEST_FILE
+    if not model_dir.is_dir():
+        raise NotAnExportedModelError(f"model directory {model_dir} does not exist")
+    if not path.is_file() or not (model_dir / MODEL_FILE).is_file():
+        raise NotAnExportedModelError(
+            f"{model_dir} is not an exported PosterRec model: it lacks {MANIFEST_FILE} or {MODEL_FILE} "
+            "(create one with `python -m models train`)"
+        )
+    data = path.read_bytes()
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NotAnExportedModelError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise NotAnExportedModelError(f"{path}: format is {found!r}, expected {FORMAT!r}")
+    return manifest, hashlib.sha256(data).hexdigest()
+
+
+def check_expectations(manifest: Mapping[str, Any], expect: Mapping[str, object], model_dir: Path) -> None:
+    """Raise :class:`ModelMismatchError` on the first manifest key whose value differs."""
+    for key, expected in expect.items():
+        found = manifest.get(key, _MISSING)
+        if found is _MISSING:
+            raise ModelMismatchError(f"model {model_dir}: manifest has no key {key!r} (expected {expected!r})")
+        if found != expected:
+            raise ModelMismatchError(
+                f"model {model_dir}: manifest key {key!r} is {found!r}, expected {expected!r}"
+            )
+
+
+def load_embedder(
+    model_dir: str | os.PathLike, expect: Mapping[str, object] | None = None, batch_size: int | None = None
+) -> Embedder:
+    """Load an exported model, refusing it if its manifest differs from ``expect``.
+
+    The manifest is checked before the (slow) model load, so a mismatch costs milliseconds.
+    """
+    model_dir = Path(model_dir)
+    manifest, digest = read_manifest(model_dir)
+    check_expectations(manifest, expect or {}, model_dir)
+    model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
+    batch_size = batch_size or posterrec_settings.load_settings().batch_size
+    log.info("loaded embedder %s (%s, manifest %s)", model_dir, manifest.get("backbone"), digest[:12])
+    return Embedder(model, manifest, digest, batch_size)

@@ -1,0 +1,96 @@
+"""Retrieval quality of an embedding and a guard against representation collapse.
+
+Quality is measured as in "A Metric Learning Reality Check" (Musgrave et al.
+2020): MAP@R, where R is the number of posters relevant to the query, and
+precision@10, with cosine similarity. Genres are weak labels, so two notions
+of relevance are reported: sharing the primary (first listed) genre, and
+sharing at least one genre.
+
+A triplet loss can be satisfied trivially by mapping everything to nearly
+one point. :func:`check_not_collapsed` fails a model whose embeddings are
+that close together, and :func:`embedding_spread` is reported with every run.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from models.labels import genre_vocabulary, multi_hot
+
+MIN_SPREAD = 0.02
+"""Smallest acceptable mean pairwise cosine distance; a healthy 128-d embedding sits far above."""
+
+
+class CollapseError(RuntimeError):
+    """All embeddings sit (nearly) on one point."""
+
+
+def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, np.float32)
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.maximum(norms, 1e-12)
+
+
+def embedding_spread(embeddings: np.ndarray) -> float:
+    """Mean cosine distance between distinct embeddings (0 = collapsed, about 1 = spread out)."""
+    unit = _unit_rows(embeddings)
+    n = len(unit)
+    if n < 2:
+        return 0.0
+    mean_vector = unit.sum(axis=0)
+    mean_similarity = (float(mean_vector @ mean_vector) - n) / (n * (n - 1))
+    return 1.0 - mean_similarity
+
+
+def check_not_collapsed(embeddings: np.ndarray, min_spread: float = MIN_SPREAD) -> float:
+    """The spread, or :class:`CollapseError` when it is below ``min_spread``."""
+    spread = embedding_spread(embeddings)
+    if not spread >= min_spread:  # also catches NaN
+        raise CollapseError(
+            f"embeddings collapsed: mean pairwise cosine distance {spread:.4f} < {min_spread} "
+            f"over {len(embeddings)} posters"
+        )
+    return spread
+
+
+def _ranked_relevance(embeddings: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """For each query, relevance of the other items in order of decreasing similarity."""
+    unit = _unit_rows(embeddings)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :-1]  # the query itself sorts last
+    return np.take_along_axis(relevant, order, axis=1)
+
+
+def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """Mean MAP@R and precision@k over queries that have at least one relevant item."""
+    relevant = relevant.astype(bool).copy()
+    np.fill_diagonal(relevant, False)
+    ranked = _ranked_relevance(embeddings, relevant).astype(np.float32)
+    r = relevant.sum(axis=1)
+    queries = r > 0
+    ranked, r = ranked[queries], r[queries]
+    positions = np.arange(1, ranked.shape[1] + 1)
+    precision_at_i = np.cumsum(ranked, axis=1) / positions
+    within_r = positions[None, :] <= r[:, None]
+    map_at_r = (precision_at_i * ranked * within_r).sum(axis=1) / r
+    return float(map_at_r.mean()), float(ranked[:, :k].mean())
+
+
+def retrieval_metrics(embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]], k: int = 10) -> dict[str, float]:
+    """MAP@R and precision@k for "same primary genre" and "shares a genre"."""
+    primary = np.array([genres[0] for genres in genre_sets])
+    targets = multi_hot(genre_sets, genre_vocabulary(genre_sets))
+    same_primary = primary[:, None] == primary[None, :]
+    share_any = (targets @ targets.T) > 0
+    map_primary, p_primary = map_at_r_and_precision(embeddings, same_primary, k)
+    map_any, p_any = map_at_r_and_precision(embeddings, share_any, k)
+    return {
+        "map_at_r_primary": map_primary,
+        f"precision_at_{k}_primary": p_primary,
+        "map_at_r_any": map_any,
+        f"precision_at_{k}_any": p_any,
+        "spread": embedding_spread(embeddings),
+    }

@@ -1,0 +1,77 @@
+"""Turning a poster into the square float image a backbone takes.
+
+Posters are 2:3. Squashing one into a square distorts faces and lettering,
+letterboxing (padding the short side with black) keeps the shapes at the cost
+of a third of the pixels; ``letterbox`` in ``posterrec_settings`` chooses and
+the manifest records the choice so that embedding uses what training used.
+
+The same resize (:func:`resize_to_square`, TensorFlow bilinear with
+antialiasing) runs inside the training ``tf.data`` pipeline and at embedding
+time. The NASNet pixel scaling (``preprocess_input``: ``x / 127.5 - 1``) is a
+layer of the exported model itself, so callers hand it plain 0-255 pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+ImageInput = Union[bytes, Image.Image, str, Path]
+
+PREPROCESSING = "nasnet.preprocess_input (x/127.5 - 1)"
+
+
+def nasnet_preprocessing_layer() -> tf.keras.layers.Layer:
+    """``tf.keras.applications.nasnet.preprocess_input`` as a serialisable layer."""
+    return tf.keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="nasnet_preprocess")
+
+
+def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:
+    """An ``HxWx3`` image of any dtype -> ``size x size x 3`` float32 in 0-255."""
+    image = tf.cast(image, tf.float32)
+    if letterbox:
+        return tf.image.resize_with_pad(image, size, size, antialias=True)
+    return tf.image.resize(image, (size, size), antialias=True)
+
+
+def decode_image_file(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode one image inside ``tf.data`` (JPEG, PNG, GIF, BMP; first frame only)."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
+def _describe(item: ImageInput, index: int) -> str:
+    if isinstance(item, (str, Path)):
+        return f"image {item}"
+    if isinstance(item, bytes):
+        return f"image #{index} ({len(item)} bytes)"
+    return f"image #{index} ({type(item).__name__})"
+
+
+def load_rgb(item: ImageInput, index: int = 0) -> np.ndarray:
+    """Decode bytes, a path or a PIL image into an ``HxWx3`` uint8 array.
+
+    Raises ``ValueError`` naming the input when it cannot be read or decoded,
+    so a caller embedding a thousand files knows which one is bad.
+    """
+    if isinstance(item, Image.Image):
+        return np.asarray(item.convert("RGB"))
+    if not isinstance(item, (bytes, str, Path)):
+        raise ValueError(f"{_describe(item, index)}: expected bytes, a path or a PIL image")
+    try:
+        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+    except OSError as err:
+        raise ValueError(f"{_describe(item, index)} cannot be read: {err.strerror or err}") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ValueError(f"{_describe(item, index)} is not an image Pillow can decode") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{_describe(item, index)} is truncated or corrupt: {err}") from None

@@ -1,0 +1,317 @@
+"""Training: genre warm-up with progressive unfreezing, then triplet metric learning, then export.
+
+The run is a fixed plan of epochs (:func:`epoch_plan`):
+
+1. warm-up epochs train the head (and, from the second epoch on, more and
+   more of the backbone's top blocks) to predict genres, binary cross-entropy
+   from logits over the multi-hot genre vector;
+2. triplet epochs train the L2-normalised embedding with the semi-hard
+   triplet loss (angular distance, margin from the settings) on weak genre
+   classes (:mod:`models.labels`).
+
+Epochs that leave the backbone frozen read cached backbone features
+(:mod:`models.feature_cache`); unfreezing is monotone, so every such epoch
+comes before the backbone first changes and the cache is never stale.
+
+After every epoch the weights, optimiser state and a ``state.json`` are saved
+in ``<out>.train/``; ``resume=True`` continues after the last finished epoch
+of an interrupted run with the same configuration. The finished model is
+checked for collapse, evaluated on the held-out split and exported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf
+
+from models.backbones import build_backbone, unfreeze_top_blocks
+from models.catalog import CatalogRow
+from models.data import image_dataset, split_by_id, training_data_sha256
+from models.embedder import export_embedder
+from models.evaluation import check_not_collapsed, retrieval_metrics
+from models.feature_cache import cached_features, fingerprint
+from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
+from models.losses import triplet_semihard_loss
+from models.network import build_network
+from models.preprocessing import PREPROCESSING
+
+log = logging.getLogger(__name__)
+
+WARMUP, TRIPLET = "warmup", "triplet"
+DEFAULT_LABEL_SCHEME = "sampled"
+"""Chosen by ``bench/bench_models.py`` (see the README table): best MAP@R of the three schemes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights; a resumed run must match it exactly."""
+
+    backbone: str = "nasnet_mobile"
+    weights: str = "imagenet"
+    letterbox: bool = True
+    embedding_dim: int = 128
+    batch_size: int = 32
+    warmup_epochs: int = 4
+    unfreeze_step: int = 1
+    """Top blocks unfrozen per warm-up epoch after the first (head-only) one."""
+    max_unfrozen_blocks: int = 2
+    triplet_epochs: int = 4
+    label_scheme: str = DEFAULT_LABEL_SCHEME
+    margin: float = 0.1
+    head_learning_rate: float = 1e-3
+    backbone_learning_rate: float = 1e-4
+    triplet_learning_rate: float = 1e-4
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.label_scheme not in LABEL_SCHEMES:
+            raise ValueError(f"unknown label scheme {self.label_scheme!r}; expected one of {LABEL_SCHEMES}")
+        if min(self.warmup_epochs, self.triplet_epochs, self.unfreeze_step, self.max_unfrozen_blocks) < 0:
+            raise ValueError("epoch counts and unfreezing steps cannot be negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    index: int
+    phase: str
+    unfrozen_blocks: int
+
+
+def epoch_plan(config: TrainConfig) -> list[EpochPlan]:
+    """Warm-up epochs with a growing number of unfrozen blocks, then triplet epochs at the last count."""
+    plan = [
+        EpochPlan(e, WARMUP, min(config.max_unfrozen_blocks, e * config.unfreeze_step))
+        for e in range(config.warmup_epochs)
+    ]
+    blocks = plan[-1].unfrozen_blocks if plan else 0
+    plan += [EpochPlan(config.warmup_epochs + e, TRIPLET, blocks) for e in range(config.triplet_epochs)]
+    return plan
+
+
+@dataclasses.dataclass
+class TrainingData:
+    rows: list[CatalogRow]
+    genres: list[str]
+    targets: np.ndarray
+    features: np.ndarray
+    """Cached pooled features of the frozen backbone, one row per training poster."""
+
+
+EpochCallback = Callable[[EpochPlan, dict], None]
+
+
+class Trainer:
+    """One training run: the network, its optimisers, checkpoints and data."""
+
+    def __init__(self, config: TrainConfig, rows: Sequence[CatalogRow], out_dir: Path, cache_dir: Path):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.work_dir = self.out_dir.with_name(self.out_dir.name + ".train")
+        self.train_rows, self.test_rows = split_by_id(rows, config.test_fraction)
+        if len(self.train_rows) < 2:
+            raise ValueError(f"need at least 2 training posters after holding out the test split, got {len(self.train_rows)}")
+        genres = genre_vocabulary([row.genres for row in self.train_rows])
+        self.network = build_network(build_backbone(config.backbone, config.weights, config.seed), len(genres), config.embedding_dim)
+        self.spec = self.network.backbone.spec
+        cache_key = fingerprint(
+            {"backbone": config.backbone, "weights": self.network.backbone.weights, "seed": config.seed,
+             "input_size": self.spec.input_size, "letterbox": config.letterbox, "preprocessing": PREPROCESSING}
+        )
+        self.cache_file = Path(cache_dir) / f"{config.backbone}-{cache_key}.npz"
+        self.data = TrainingData(
+            self.train_rows,
+            genres,
+            multi_hot([row.genres for row in self.train_rows], genres),
+            self._frozen_features(self.train_rows),
+        )
+        self.optimizers = {WARMUP: tf.keras.optimizers.Adam(config.head_learning_rate), TRIPLET: tf.keras.optimizers.Adam(config.triplet_learning_rate)}
+        self._build_optimizers()
+        self.checkpoint = tf.train.Checkpoint(trainer=self.network.trainer, **self.optimizers)
+        self.history: list[dict] = []
+        self.backbone_touched = False
+
+    def _frozen_features(self, rows: Sequence[CatalogRow]) -> np.ndarray:
+        return cached_features(
+            self.network.features, rows, self.cache_file, self.spec.input_size, self.config.letterbox, self.config.batch_size
+        )
+
+    def _build_optimizers(self) -> None:
+        """Create optimiser slots for every variable any epoch may train, so checkpoints restore them."""
+        unfreeze_top_blocks(self.network.backbone.model, self.spec, max(p.unfrozen_blocks for p in self.plan) if self.plan else 0)
+        variables = self.network.trainer.trainable_variables
+        for optimizer in self.optimizers.values():
+            optimizer.build(variables)
+
+    @property
+    def plan(self) -> list[EpochPlan]:
+        return epoch_plan(self.config)
+
+    # --- state on disk -------------------------------------------------------------------------
+
+    @property
+    def config_fingerprint(self) -> str:
+        return fingerprint({**dataclasses.asdict(self.config), "data": training_data_sha256(self.train_rows)})
+
+    def _save_state(self, completed: int) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint.write(str(self.work_dir / f"epoch-{completed}"))
+        state = {"config": self.config_fingerprint, "completed_epochs": completed, "history": self.history,
+                 "backbone_touched": self.backbone_touched}
+        staging = self.work_dir / "state.json.tmp"
+        staging.write_text(json.dumps(state, indent=2))
+        staging.replace(self.work_dir / "state.json")
+        for old in self.work_dir.glob(f"epoch-{completed - 1}.*"):
+            old.unlink()
+
+    def _restore(self) -> int:
+        """The number of epochs already done by an interrupted run of this configuration."""
+        state_file = self.work_dir / "state.json"
+        if not state_file.is_file():
+            log.info("no interrupted run in %s; starting from the first epoch", self.work_dir)
+            return 0
+        state = json.loads(state_file.read_text())
+        if state["config"] != self.config_fingerprint:
+            raise ValueError(
+                f"cannot resume from {self.work_dir}: it was trained with other settings or data; "
+                "rerun without --resume to start over"
+            )
+        completed = int(state["completed_epochs"])
+        self.checkpoint.read(str(self.work_dir / f"epoch-{completed}")).assert_existing_objects_matched()
+        self.history = state["history"]
+        self.backbone_touched = state["backbone_touched"]
+        log.info("resuming after epoch %d of %d from %s", completed, len(self.plan), self.work_dir)
+        return completed
+
+    # --- one epoch -------------------------------------------------------------------------------
+
+    def _loss(self, phase: str, embedding: tf.Tensor, logits: tf.Tensor, targets: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+        if phase == WARMUP:
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+        unit = tf.math.l2_normalize(embedding, axis=1)
+        return triplet_semihard_loss(classes, unit, margin=self.config.margin, distance_metric="angular")
+
+    def _step_fn(self, phase: str, model: tf.keras.Model) -> Callable:
+        optimizer = self.optimizers[phase]
+        variables = model.trainable_variables
+
+        @tf.function
+        def step(inputs, targets, classes):
+            with tf.GradientTape() as tape:
+                embedding, logits = model(inputs, training=True)
+                loss = self._loss(phase, embedding, logits, targets, classes)
+            gradients = tape.gradient(loss, variables)
+            # The triplet loss never reaches the genre logits; leave those weights alone.
+            optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
+            return loss
+
+        return step
+
+    def _epoch_batches(self, epoch: EpochPlan) -> tuple[tf.data.Dataset, tf.keras.Model]:
+        classes = triplet_classes([row.genres for row in self.data.rows], self.config.label_scheme, epoch.index, self.config.seed)
+        seed = self.config.seed * 1000 + epoch.index
+        if epoch.unfrozen_blocks == 0 and not self.backbone_touched:
+            slices = (self.data.features, self.data.targets, classes)
+            batches = tf.data.Dataset.from_tensor_slices(slices).shuffle(len(classes), seed=seed).batch(self.config.batch_size)
+            return batches.prefetch(tf.data.AUTOTUNE), self.network.head
+        batches = image_dataset(self.data.rows, self.spec.input_size, self.config.letterbox, self.config.batch_size,
+                                targets=(self.data.targets, classes), shuffle_seed=seed)
+        return batches, self.network.trainer
+
+    def run_epoch(self, epoch: EpochPlan) -> dict:
+        unfreeze_top_blocks(self.network.backbone.model, self.spec, epoch.unfrozen_blocks)
+        self.backbone_touched |= epoch.unfrozen_blocks > 0
+        learning_rate = self.config.head_learning_rate if epoch.unfrozen_blocks == 0 else self.config.backbone_learning_rate
+        if epoch.phase == TRIPLET:
+            learning_rate = self.config.triplet_learning_rate
+        self.optimizers[epoch.phase].learning_rate.assign(learning_rate)
+        batches, model = self._epoch_batches(epoch)
+        step = self._step_fn(epoch.phase, model)
+        losses, started = [], time.perf_counter()
+        progress = tqdm(batches, desc=f"epoch {epoch.index + 1}/{len(self.plan)} {epoch.phase}", unit="batch", leave=False)
+        for inputs, targets, classes in progress:
+            losses.append(float(step(inputs, targets, classes)))
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+        elapsed = time.perf_counter() - started
+        record = {"epoch": epoch.index + 1, "phase": epoch.phase, "unfrozen_blocks": epoch.unfrozen_blocks,
+                  "source": "cached features" if model is self.network.head else "images",
+                  "loss": float(np.mean(losses)), "seconds": round(elapsed, 3),
+                  "images_per_second": round(len(self.data.rows) / elapsed, 1)}
+        log.info("epoch %(epoch)d %(phase)s (%(source)s, %(unfrozen_blocks)d blocks unfrozen): loss %(loss).4f, "
+                 "%(images_per_second).1f images/s", record)
+        return record
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def embed_rows(self, rows: Sequence[CatalogRow]) -> np.ndarray:
+        """L2-normalised embeddings, from cached features while the backbone is untouched."""
+        if not self.backbone_touched:
+            embedding, _ = self.network.head(self._frozen_features(rows), training=False)
+            return tf.math.l2_normalize(embedding, axis=1).numpy()
+        batches = image_dataset(rows, self.spec.input_size, self.config.letterbox, self.config.batch_size)
+        return np.concatenate([self.network.embedder(images, training=False).numpy() for (images,) in batches])
+
+    def evaluate(self) -> dict:
+        rows, split = (self.test_rows, "test") if len(self.test_rows) >= 2 else (self.train_rows, "train")
+        embeddings = self.embed_rows(rows)
+        check_not_collapsed(embeddings)
+        return {"evaluated_on": f"{split} split ({len(rows)} posters)", **retrieval_metrics(embeddings, [r.genres for r in rows])}
+
+    def manifest(self, metrics: dict) -> dict:
+        return {
+            "backbone": self.config.backbone,
+            "input_size": self.spec.input_size,
+            "embedding_dim": self.config.embedding_dim,
+            "preprocessing": PREPROCESSING,
+            "letterbox": self.config.letterbox,
+            "weights": self.network.backbone.weights,
+            "weights_requested": self.config.weights,
+            "label_scheme": self.config.label_scheme,
+            "genres": self.data.genres,
+            "training_data_sha256": training_data_sha256(self.train_rows),
+            "training_posters": len(self.train_rows),
+            "training": {**dataclasses.asdict(self.config), "history": self.history},
+            "metrics": metrics,
+            "tensorflow": tf.__version__,
+        }
+
+    def train(self, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> dict:
+        """Run (or finish) the plan, export the model and return its manifest."""
+        if not resume and self.work_dir.exists():
+            log.info("discarding the checkpoints of an earlier run in %s (use --resume to continue it)", self.work_dir)
+            shutil.rmtree(self.work_dir)
+        completed = self._restore() if resume else 0
+        for epoch in self.plan[completed:]:
+            self.history.append(self.run_epoch(epoch))
+            self._save_state(epoch.index + 1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, self.history[-1])
+        metrics = self.evaluate()
+        manifest = self.manifest(metrics)
+        export_embedder(self.network.embedder, manifest, self.out_dir)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        log.info("exported %s: %s", self.out_dir, json.dumps(metrics))
+        return manifest
+
+
+def train(
+    rows: Sequence[CatalogRow],
+    out_dir: Path,
+    config: TrainConfig,
+    cache_dir: Path,
+    resume: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+) -> dict:
+    """Train on ``rows`` (minus the held-out test split) and export to ``out_dir``."""
+    return Trainer(config, rows, out_dir, cache_dir).train(resume, on_epoch_end)
