@@ -1,0 +1,141 @@
+"""The exported-model contract: manifest checks, clear errors, atomic export, preprocessing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import posterrec_settings  # noqa: F401
+import tensorflow as tf
+
+from models.backbones import backbone_spec, build_backbone, unfreeze_top_blocks
+from models.embedder import (
+    MANIFEST_FILE,
+    ModelMismatchError,
+    NotAnExportedModelError,
+    export_embedder,
+    load_embedder,
+)
+from models.network import build_network
+from models.preprocessing import nasnet_preprocessing_layer, resize_to_square
+
+MANIFEST = {"backbone": "tiny", "input_size": 64, "embedding_dim": 128, "letterbox": True, "label_scheme": "sampled"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model exported with a hand-written manifest: enough for the contract."""
+    network = build_network(build_backbone("tiny", "none"), num_genres=4, embedding_dim=128)
+    return export_embedder(network.embedder, MANIFEST, tmp_path_factory.mktemp("export") / "model")
+
+
+def test_mismatch_names_key_expected_and_found(exported: Path) -> None:
+    with pytest.raises(ModelMismatchError, match=r"'input_size' is 64, expected 224"):
+        load_embedder(exported, expect={"backbone": "tiny", "input_size": 224})
+    with pytest.raises(ModelMismatchError, match=r"no key 'colour_space'"):
+        load_embedder(exported, expect={"colour_space": "srgb"})
+
+
+def test_refuses_directories_that_are_not_exported_models(exported: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotAnExportedModelError, match="does not exist"):
+        load_embedder(tmp_path / "nowhere")
+    with pytest.raises(NotAnExportedModelError, match="not an exported PosterRec model"):
+        load_embedder(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes((exported / "model.keras").read_bytes())
+    (broken / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(NotAnExportedModelError, match="not valid JSON"):
+        load_embedder(broken)
+    (broken / MANIFEST_FILE).write_text(json.dumps({"format": "something-else/9"}))
+    with pytest.raises(NotAnExportedModelError, match="something-else/9"):
+        load_embedder(broken)
+
+
+def test_undecodable_image_is_named(exported: Path, tmp_path: Path) -> None:
+    embedder = load_embedder(exported)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a poster")
+    good = Image.new("RGB", (40, 60), (200, 10, 10))
+    with pytest.raises(ValueError, match=r"notes\.jpg is not an image"):
+        embedder.embed_images([good, bad])
+    with pytest.raises(ValueError, match=r"missing\.png cannot be read"):
+        embedder.embed_images([tmp_path / "missing.png"])
+    assert embedder.embed_images([]).shape == (0, 128)
+
+
+def test_embeds_in_batches_the_same_as_one_by_one(exported: Path) -> None:
+    embedder = load_embedder(exported, batch_size=3)
+    images = [Image.new("RGB", (40, 60), (i * 30, 255 - i * 20, 90)) for i in range(7)]
+    together = embedder.embed_images(images)
+    alone = np.concatenate([embedder.embed_images([image]) for image in images])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_failed_export_keeps_the_previous_model(exported: Path) -> None:
+    before = (exported / MANIFEST_FILE).read_bytes()
+    network = build_network(build_backbone("tiny", "none"), num_genres=4, embedding_dim=128)
+    with pytest.raises(TypeError):
+        export_embedder(network.embedder, {**MANIFEST, "metrics": object()}, exported)
+    assert (exported / MANIFEST_FILE).read_bytes() == before
+    assert [p.name for p in exported.parent.iterdir()] == [exported.name], "no staging directory is left behind"
+
+
+def test_preprocessing_layer_is_nasnet_preprocess_input() -> None:
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    expected = tf.keras.applications.nasnet.preprocess_input(pixels.copy())
+    np.testing.assert_allclose(nasnet_preprocessing_layer()(pixels).numpy(), expected, atol=1e-6)
+
+
+def test_letterbox_pads_a_tall_poster_and_squash_fills_the_square() -> None:
+    poster = np.full((90, 60, 3), 255, np.uint8)
+    boxed = resize_to_square(poster, 30, letterbox=True).numpy()
+    squashed = resize_to_square(poster, 30, letterbox=False).numpy()
+    assert boxed.shape == squashed.shape == (30, 30, 3)
+    assert boxed[:, :4].max() == 0 and boxed[:, -4:].max() == 0 and boxed[:, 15].min() > 250
+    assert squashed.min() > 250
+
+
+def test_unfreezing_tiny_backbone_keeps_batch_norm_frozen() -> None:
+    backbone = build_backbone("tiny", "none").model
+    spec = backbone_spec("tiny")
+    assert unfreeze_top_blocks(backbone, spec, 1) == 1  # block2_conv; its BatchNormalization stays frozen
+    assert [layer.name for layer in backbone.layers if layer.trainable and layer.weights] == ["block2_conv"]
+    assert unfreeze_top_blocks(backbone, spec, 0) == 0 and not backbone.trainable_weights
+    with pytest.raises(ValueError, match="has 2 unfreezable blocks"):
+        unfreeze_top_blocks(backbone, spec, 3)
+
+
+def test_unknown_backbone_and_missing_weights_file_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backbone 'resnet'"):
+        build_backbone("resnet", "none")
+    with pytest.raises(FileNotFoundError, match="weights file .*absent.h5 does not exist"):
+        build_backbone("tiny", str(tmp_path / "absent.h5"))
+
+
+def test_weights_file_is_loaded_and_fingerprinted(tmp_path: Path) -> None:
+    source = build_backbone("tiny", "none", seed=5).model
+    path = tmp_path / "tiny.weights.h5"
+    source.save_weights(path)
+    loaded = build_backbone("tiny", str(path), seed=9)
+    assert loaded.weights.startswith("file:")
+    for mine, theirs in zip(loaded.model.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.slow
+def test_nasnet_mobile_imagenet_loads_or_falls_back_with_a_message(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="models.backbones"):
+        loaded = build_backbone("nasnet_mobile", "imagenet")
+    assert loaded.model.output_shape == (None, 1056)
+    if loaded.weights == "none":  # offline: Keras could not download the weights
+        assert "ImageNet weights for nasnet_mobile could not be loaded" in caplog.text
+    else:
+        assert loaded.weights == "imagenet"
+    assert unfreeze_top_blocks(loaded.model, loaded.spec, 2) > 0
+    assert not any(l.trainable for l in loaded.model.layers if isinstance(l, tf.keras.layers.BatchNormalization))

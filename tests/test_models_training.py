@@ -1,0 +1,122 @@
+"""Training on the tiny backbone: train -> export -> load -> embed, resume, and the feature cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import posterrec_settings  # noqa: F401
+
+from models.__main__ import main
+from models.backbones import build_backbone
+from models.catalog import read_catalog
+from models.embedder import MANIFEST_FILE, load_embedder
+from models.evaluation import MIN_SPREAD
+from models.feature_cache import cached_features
+from models.network import build_network
+from models.training import TrainConfig, Trainer, epoch_plan, train
+
+TINY = dict(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, max_unfrozen_blocks=1, triplet_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def demo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic corpus from ``localize.demo``: real catalogue format, learnable genres."""
+    from localize.demo import write_demo_corpus
+
+    out = tmp_path_factory.mktemp("demo")
+    write_demo_corpus(out, count=48, seed=3)
+    return out / "catalog.csv"
+
+
+@pytest.fixture(scope="module")
+def demo_rows(demo_catalog: Path) -> list:
+    report = read_catalog(demo_catalog)
+    assert report.ok, report.errors
+    return report.rows
+
+
+@pytest.mark.slow
+def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model"
+    argv = ["train", "--catalog", str(demo_catalog), "--out", str(out), "--backbone", "tiny", "--weights", "none",
+            "--warmup-epochs", "2", "--unfreeze-blocks", "1", "--triplet-epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["weights"] == "none" and printed["spread"] >= MIN_SPREAD
+    assert not out.with_name("model.train").exists(), "checkpoints of a finished run are removed"
+
+    embedder = load_embedder(out, expect={"backbone": "tiny", "input_size": 64, "letterbox": True})
+    manifest_bytes = (out / MANIFEST_FILE).read_bytes()
+    assert embedder.manifest_sha256 == hashlib.sha256(manifest_bytes).hexdigest()
+    for key in ("backbone", "input_size", "preprocessing", "label_scheme", "training_data_sha256", "metrics", "weights"):
+        assert key in embedder.manifest
+    assert [h["phase"] for h in embedder.manifest["training"]["history"]] == ["warmup", "warmup", "triplet"]
+    assert [h["source"] for h in embedder.manifest["training"]["history"]] == ["cached features", "images", "images"]
+
+    rows = read_catalog(demo_catalog).rows[:5]
+    image = rows[0].image
+    vectors = embedder.embed_images([row.image for row in rows] + [image.read_bytes(), Image.open(image), str(image)])
+    assert vectors.shape == (8, embedder.dim) == (8, 128) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[5:], np.repeat(vectors[:1], 3, axis=0), atol=1e-5)
+    assert np.abs(vectors[0] - vectors[1]).max() > 1e-3, "different posters get different embeddings"
+
+    assert main(["evaluate", "--model", str(out), "--catalog", str(demo_catalog), "--split", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["posters"] == 48
+
+
+def test_epoch_plan_unfreezes_progressively_then_keeps_blocks_for_triplets() -> None:
+    plan = epoch_plan(TrainConfig(warmup_epochs=4, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2))
+    assert [(p.phase, p.unfrozen_blocks) for p in plan] == [
+        ("warmup", 0), ("warmup", 1), ("warmup", 2), ("warmup", 2), ("triplet", 2), ("triplet", 2)
+    ]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_after_last_finished_epoch(demo_rows: list, tmp_path: Path) -> None:
+    config = TrainConfig(**TINY)
+    out = tmp_path / "model"
+
+    def interrupt_after_first(epoch, record) -> None:
+        if epoch.index == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(demo_rows, out, config, tmp_path / "cache", on_epoch_end=interrupt_after_first)
+    assert not out.exists()
+    state = json.loads((tmp_path / "model.train" / "state.json").read_text())
+    assert state["completed_epochs"] == 1
+
+    with pytest.raises(ValueError, match="other settings"):
+        train(demo_rows, out, TrainConfig(**{**TINY, "triplet_epochs": 2}), tmp_path / "cache", resume=True)
+
+    seen = []
+    manifest = train(demo_rows, out, config, tmp_path / "cache", resume=True, on_epoch_end=lambda e, r: seen.append(e.index))
+    assert seen == [1, 2], "the finished epoch is not run again"
+    assert [h["epoch"] for h in manifest["training"]["history"]] == [1, 2, 3]
+    assert load_embedder(out).manifest["training_data_sha256"] == manifest["training_data_sha256"]
+
+
+def test_feature_cache_is_keyed_by_image_content(demo_rows: list, tmp_path: Path) -> None:
+    cache = tmp_path / "features.npz"
+    first = build_network(build_backbone("tiny", "none", seed=1), 3, 8).features
+    second = build_network(build_backbone("tiny", "none", seed=2), 3, 8).features
+    rows = demo_rows[:6]
+    from_first = cached_features(first, rows[:4], cache, 64, True, 4)
+    # The second model's output differs, so a value from it means the cache missed.
+    mixed = cached_features(second, rows, cache, 64, True, 4)
+    np.testing.assert_array_equal(mixed[:4], from_first)
+    fresh = cached_features(second, rows[4:], tmp_path / "other.npz", 64, True, 4)
+    np.testing.assert_allclose(mixed[4:], fresh, atol=1e-6)
+    assert np.abs(mixed[:4] - cached_features(second, rows[:4], tmp_path / "other.npz", 64, True, 4)).max() > 1e-4
+
+
+def test_trainer_rejects_a_catalogue_too_small_to_train(demo_rows: list, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2 training posters"):
+        Trainer(TrainConfig(**TINY), demo_rows[:1], tmp_path / "model", tmp_path / "cache")
