@@ -1,0 +1,93 @@
+"""``python -m localize``: regional poster variants (``run``) and a before/after view (``compare``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from indexer.store import open_store
+from posterrec_settings import load_settings
+
+from .atomic import save_image
+from .batch import TitlesFileError, run_batch
+from .inpaint import DEFAULT_METHOD, METHODS
+from .pipeline import NoTitle, before_after, clean_poster, localize
+from .render import CannotFit
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("run", help="make the regional variants a localized-titles CSV asks for")
+    parser.add_argument("--titles", required=True, type=Path, help="CSV with columns id,region,language,title")
+    parser.add_argument("--regions", help="comma-separated regions to make (default: every region in the CSV)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)")
+    parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
+    parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD, help=f"inpainting method (default {DEFAULT_METHOD})")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
+    started = time.perf_counter()
+    try:
+        with open_store(args.store or load_settings().store) as store:
+            summary = run_batch(store, args.titles, args.out, regions, args.inpaint)
+    except TitlesFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - started
+    for skip in summary.skipped:
+        print(f"skipped {skip}")
+    print(summary)
+    rate = summary.posters / seconds if seconds else 0.0
+    print(f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}")
+    return 0
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("compare", help="write a side-by-side before/after PNG of one poster")
+    parser.add_argument("image", type=Path, help="poster image")
+    parser.add_argument("--title", required=True, help="the localized title")
+    parser.add_argument("--language", required=True, help="its language (BCP-47, e.g. de, ja, ar, hi)")
+    parser.add_argument("--out", required=True, type=Path, help="output PNG")
+    parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD)
+    parser.add_argument("--debug", action="store_true", help="print every detected line with its scores")
+    parser.set_defaults(run=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    try:
+        with Image.open(args.image) as image:
+            clean = clean_poster(image, args.inpaint)
+        if args.debug:
+            print(clean.detection.describe())
+        rendered = localize(clean, args.title, args.language)
+    except (OSError, NoTitle, CannotFit) as err:
+        print(f"error: {args.image}: {err}", file=sys.stderr)
+        return 1
+    save_image(before_after(clean, rendered), args.out)
+    print(f"wrote {args.out} (title box {clean.box}, {rendered.layout.size} px, {len(rendered.layout.lines)} line(s))")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localize", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run(commands)
+    _add_compare(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The batch job: every (poster, region) of a localized-titles CSV made, saved and registered.
+
+Guarantees, because it runs over thousands of posters and gets interrupted:
+
+- idempotent: a variant whose stored title, language and source image hash
+  match, and whose image file still has the stored hash, is "up to date" and
+  not redone;
+- resumable: each variant is written to a temporary name, renamed, then
+  registered in the store in its own transaction, so after a kill the next
+  run redoes only what was missing;
+- never silent: every row that is not made is listed with its reason (not in
+  the store, no title found, title cannot fit, unreadable image, bad CSV row),
+  in the summary and in ``<out>/skipped.csv``.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image
+from tqdm import tqdm
+
+from indexer.store import Store, Title, Variant
+
+from .atomic import save_image, write_csv
+from .inpaint import DEFAULT_METHOD
+from .pipeline import NoTitle, clean_poster, localize
+from .render import CannotFit
+
+log = logging.getLogger(__name__)
+
+TITLES_COLUMNS = ("id", "region", "language", "title")
+
+
+class TitlesFileError(ValueError):
+    """The localized-titles CSV as a whole cannot be read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    line: int
+    id: str
+    region: str
+    language: str
+    title: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    id: str
+    region: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.id or '?'} {self.region or '?'}: {self.reason}"
+
+
+@dataclasses.dataclass
+class BatchSummary:
+    made: int = 0
+    up_to_date: int = 0
+    skipped: list[Skip] = dataclasses.field(default_factory=list)
+    posters: int = 0
+
+    def __str__(self) -> str:
+        reasons = collections.Counter(skip.reason.split(":")[0] for skip in self.skipped)
+        lines = [f"{self.made} variant(s) made, {self.up_to_date} up to date, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {count}x: {reason}" for reason, count in reasons.most_common()]
+        return "\n".join(lines)
+
+
+def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], list[Skip]]:
+    """Rows of the titles CSV for ``regions`` (all when None); bad rows come back as skips."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as err:
+        raise TitlesFileError(f"titles file {path} cannot be opened: {err.strerror or err}") from None
+    requests, skips = [], []
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in TITLES_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise TitlesFileError(f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})")
+        try:
+            for record in reader:
+                values = {key: (record.get(key) or "").strip() for key in TITLES_COLUMNS}
+                region = values["region"].upper()
+                if regions is not None and region not in regions:
+                    continue
+                empty = [key for key, value in values.items() if not value]
+                if empty:
+                    skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} has empty {', '.join(empty)}"))
+                    continue
+                requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
+        except UnicodeDecodeError as err:
+            raise TitlesFileError(f"titles file {path} is not UTF-8: {err}") from None
+    return requests, skips
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _up_to_date(variant: Variant | None, parent: Title, request: Request) -> bool:
+    return (
+        variant is not None
+        and variant.title == request.title
+        and variant.language == request.language
+        and variant.source_sha256 == parent.image_sha256
+        and _sha256(Path(variant.image_path)) == variant.image_sha256
+    )
+
+
+def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
+    return out_dir / region / f"{parent_id}.png"
+
+
+def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir: Path, method: str, summary: BatchSummary) -> None:
+    """Clean the poster once and render every pending region onto it."""
+    try:
+        with Image.open(parent.image_path) as image:
+            clean = clean_poster(image, method)
+    except NoTitle as err:
+        summary.skipped += [Skip(parent.id, r.region, f"no title found: {err}") for r in requests]
+        return
+    except OSError as err:
+        summary.skipped += [Skip(parent.id, r.region, f"unreadable poster image: {err}") for r in requests]
+        return
+    for request in requests:
+        try:
+            rendered = localize(clean, request.title, request.language)
+        except CannotFit as err:
+            summary.skipped.append(Skip(parent.id, request.region, f"title cannot fit: {err}"))
+            continue
+        path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
+        store.upsert_variant(parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256)
+        summary.made += 1
+
+
+def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[str] | None = None,
+              method: str = DEFAULT_METHOD, progress: bool = True) -> BatchSummary:
+    """Make every missing or outdated variant the titles CSV asks for; see the module doc."""
+    wanted = {region.strip().upper() for region in regions} if regions else None
+    requests, skips = read_requests(Path(titles_csv), wanted)
+    summary = BatchSummary(skipped=skips)
+    parents = {title.id: title for title in store.titles()}
+    existing = {(v.parent_id, v.region): v for v in store.variants()}
+    pending: dict[str, list[Request]] = collections.defaultdict(list)
+    for request in requests:
+        parent = parents.get(request.id)
+        if parent is None:
+            summary.skipped.append(Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks"))
+        elif _up_to_date(existing.get((request.id, request.region)), parent, request):
+            summary.up_to_date += 1
+        else:
+            pending[request.id].append(request)
+    for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):
+        _make_variants(store, parents[parent_id], parent_requests, Path(out_dir), method, summary)
+        summary.posters += 1
+    write_csv(Path(out_dir) / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped])
+    return summary

@@ -1,0 +1,73 @@
+"""One poster through the whole localizer: detect, mask, inpaint once, then render per language.
+
+Cleaning (detection, mask, inpainting) depends only on the poster, so the batch
+job does it once and renders every region's title onto the same clean
+background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .detect import Detection, detect_title
+from .inpaint import DEFAULT_METHOD, inpaint
+from .mask import title_mask
+from .render import Rendered, render_title, title_color
+from .typeset import RGB, Box
+
+
+class NoTitle(ValueError):
+    """No detected text line qualifies as the poster's title."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanPoster:
+    """A poster with its title found and removed: everything rendering needs."""
+
+    original: np.ndarray
+    detection: Detection
+    mask: np.ndarray
+    background: np.ndarray
+    color: RGB
+
+    @property
+    def box(self) -> Box:
+        return self.detection.title_box
+
+    @property
+    def line_height(self) -> float:
+        return max(line.height for line in self.detection.title_lines)
+
+
+def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD) -> CleanPoster:
+    """Detect, mask and inpaint the title of ``image``; raises NoTitle with the detector's view."""
+    original = np.asarray(image.convert("RGB"))
+    detection = detect_title(original)
+    if not detection.found:
+        raise NoTitle(f"no title found among {len(detection.lines)} detected text line(s)")
+    mask = title_mask(detection)
+    background = inpaint(original, mask, method)
+    return CleanPoster(original, detection, mask, background, title_color(original, background, mask))
+
+
+def localize(clean: CleanPoster, title: str, language: str) -> Rendered:
+    """The regional variant: ``title`` in ``language`` set into the cleaned poster's title box."""
+    return render_title(clean.background, clean.box, title, language, clean.color, clean.line_height)
+
+
+def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True) -> Image.Image:
+    """Original (with every detected line boxed, the title in green) beside the variant."""
+    before = Image.fromarray(clean.original)
+    if show_boxes:
+        draw = ImageDraw.Draw(before)
+        for i, line in enumerate(clean.detection.lines):
+            chosen = i in clean.detection.title
+            draw.polygon([tuple(p) for p in line.quad], outline=(0, 230, 0) if chosen else (255, 60, 200), width=2 if chosen else 1)
+    width, height = before.size
+    sheet = Image.new("RGB", (2 * width + 8, height), (255, 255, 255))
+    sheet.paste(before, (0, 0))
+    sheet.paste(rendered.image, (width + 8, 0))
+    return sheet
