@@ -22,21 +22,26 @@ PATCH_SIZE = 3
 """PatchMatch patch radius: (2r+1)^2 pixels; 3 follows poster-scale texture at interactive speed."""
 
 
-def _opencv(flag: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    def method(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return cv2.inpaint(image, mask, CV_RADIUS, flag)
+Method = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def _opencv(flag: int) -> Method:
+    def method(image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+        return cv2.inpaint(image, mask, CV_RADIUS, flag)  # diffusion reads only the hole's rim
 
     return method
 
 
-def _patchmatch(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _patchmatch(image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
     import patchmatch
 
     patchmatch.set_random_seed(0)  # the same poster gives the same variant
-    return patchmatch.inpaint(image, mask, patch_size=PATCH_SIZE)
+    if exclude is not None:
+        exclude = np.where(mask > 0, 0, exclude).astype(np.uint8)
+    return patchmatch.inpaint(image, mask, global_mask=exclude, patch_size=PATCH_SIZE)
 
 
-METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+METHODS: dict[str, Method] = {
     "telea": _opencv(cv2.INPAINT_TELEA),
     "ns": _opencv(cv2.INPAINT_NS),
     "patchmatch": _patchmatch,
@@ -44,8 +49,11 @@ METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 DEFAULT_METHOD = "patchmatch"
 
 
-def inpaint(image: np.ndarray, mask: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
-    """``image`` (RGB uint8) with the pixels where ``mask`` is set filled in; others untouched."""
+def inpaint(image: np.ndarray, mask: np.ndarray, method: str = DEFAULT_METHOD, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``image`` (RGB uint8) with the pixels where ``mask`` is set filled in; others untouched.
+
+    ``exclude`` marks pixels that must not serve as a source (other text).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown inpainting method {method!r}; expected one of {sorted(METHODS)}")
     if image.shape[:2] != mask.shape[:2]:
@@ -53,5 +61,5 @@ def inpaint(image: np.ndarray, mask: np.ndarray, method: str = DEFAULT_METHOD) -
     hole = mask > 0
     if not hole.any():
         return image.copy()
-    filled = METHODS[method](np.ascontiguousarray(image), hole.astype(np.uint8) * 255)
+    filled = METHODS[method](np.ascontiguousarray(image), hole.astype(np.uint8) * 255, exclude)
     return np.where(hole[:, :, None], filled, image)

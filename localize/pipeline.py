@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from .detect import Detection, detect_title
 from .inpaint import DEFAULT_METHOD, inpaint
-from .mask import title_mask
+from .mask import other_text_mask, title_mask
 from .render import Rendered, render_title, title_color
 from .typeset import RGB, Box
 
@@ -49,7 +49,7 @@ def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD) -> CleanPoste
     if not detection.found:
         raise NoTitle(f"no title found among {len(detection.lines)} detected text line(s)")
     mask = title_mask(detection)
-    background = inpaint(original, mask, method)
+    background = inpaint(original, mask, method, exclude=other_text_mask(detection))
     return CleanPoster(original, detection, mask, background, title_color(original, background, mask))
 
 

@@ -10,9 +10,7 @@ this module never reorders characters itself.
 from __future__ import annotations
 
 import dataclasses
-import math
 import unicodedata
-from typing import Iterator
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -98,46 +96,56 @@ def break_points(text: str, language: str) -> list[int]:
     return []
 
 
-def _splits(text: str, language: str, line_count: int) -> Iterator[tuple[str, ...]]:
-    """Every way to break ``text`` into ``line_count`` lines at allowed break points."""
-    points = break_points(text, language)
-    if line_count == 1:
-        yield (text.strip(),)
-        return
-    if len(points) < line_count - 1:
-        return
-
-    def rest(start: int, remaining: int, candidates: list[int]) -> Iterator[tuple[str, ...]]:
-        if remaining == 0:
-            yield (text[start:].strip(),)
-            return
-        for j, point in enumerate(candidates):
-            head = text[start:point].strip()
-            if head:
-                for tail in rest(point, remaining - 1, candidates[j + 1:]):
-                    yield (head,) + tail
-
-    yield from (lines for lines in rest(0, line_count - 1, points) if all(lines))
+def _width(font: ImageFont.FreeTypeFont, line: str, language: str, stroke: int) -> int:
+    box = _line_bbox(font, line, language, stroke)
+    return box[2] - box[0]
 
 
-def _balanced(font: ImageFont.FreeTypeFont, text: str, language: str, line_count: int, stroke: int) -> tuple[str, ...] | None:
-    """The split into ``line_count`` lines whose widest line is narrowest."""
-    best, best_width = None, math.inf
-    for lines in _splits(text, language, line_count):
-        width = max(_line_bbox(font, line, language, stroke)[2] - _line_bbox(font, line, language, stroke)[0] for line in lines)
-        if width < best_width:
-            best, best_width = lines, width
-    return best
+def _greedy(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int) -> list[str] | None:
+    """Fill lines up to ``max_width``, breaking at the last allowed point that fits; None when
+    a single unbreakable piece is already too wide."""
+    points = break_points(text, language) + [len(text)]
+    lines, start = [], 0
+    while start < len(text):
+        end = None
+        for point in points:
+            if point <= start:
+                continue
+            if _width(font, text[start:point].strip(), language, stroke) > max_width:
+                break
+            end = point
+        if end is None:
+            return None
+        lines.append(text[start:end].strip())
+        start = end
+    return [line for line in lines if line]
 
 
-def _layout(face: FontFace, text: str, language: str, style: TextStyle, size: int, line_count: int) -> Layout | None:
+def _wrapped(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int, max_lines: int) -> tuple[str, ...] | None:
+    """The fewest lines (at most ``max_lines``) that fit ``max_width``, balanced: the width limit
+    is lowered by bisection while the line count stays the same, so lines come out even."""
+    lines = _greedy(font, text, language, stroke, max_width)
+    if lines is None or len(lines) > max_lines:
+        return None
+    low, high = 1, max_width
+    while high - low > 2 and len(lines) > 1:
+        middle = (low + high) // 2
+        candidate = _greedy(font, text, language, stroke, middle)
+        if candidate is not None and len(candidate) == len(lines):
+            high, lines = middle, candidate
+        else:
+            low = middle
+    return tuple(lines)
+
+
+def _layout(face: FontFace, text: str, language: str, style: TextStyle, size: int, max_width: int, max_lines: int) -> Layout | None:
     font = load_font(face, size, style.weight, style.width)
     bold = _bold_stroke(face, size, style.weight)
-    lines = _balanced(font, text, language, line_count, bold)
+    pad = effect_pad(size, style.effect)
+    lines = _wrapped(font, text, language, bold, max_width - 2 * pad, max_lines)
     if lines is None:
         return None
     width, height, _ = _block_extent(font, lines, language, bold)
-    pad = effect_pad(size, style.effect)
     return Layout(lines, font, language, bold, pad, width + 2 * pad, height + 2 * pad)
 
 
@@ -155,20 +163,18 @@ def fit_text(
     """The largest layout of ``text`` that fits ``box_width`` x ``box_height``, or None.
 
     Order, as a designer would: shrink the one-line title down to
-    ``SHRINK_FLOOR`` of ``start_size``; only then wrap it onto 2..``max_lines``
-    lines, again from ``start_size`` down to ``min_size``. A returned layout
-    never overflows the box, effect included.
+    ``SHRINK_FLOOR`` of ``start_size``; only then wrap it onto up to
+    ``max_lines`` balanced lines, again from ``start_size`` down to
+    ``min_size``. A returned layout never overflows the box, effect included.
     """
     text = " ".join(text.split())
     if not text:
         return None
     sizes = _sizes(start_size, min_size)
     one_line_floor = max(min_size, int(start_size * SHRINK_FLOOR))
-    attempts = [(size, 1) for size in sizes if size >= one_line_floor]
-    attempts += [(size, count) for size in sizes for count in range(2, max_lines + 1)]
-    attempts += [(size, 1) for size in sizes if size < one_line_floor]
-    for size, count in attempts:
-        layout = _layout(face, text, language, style, size, count)
+    attempts = [(size, 1) for size in sizes if size >= one_line_floor] + [(size, max_lines) for size in sizes]
+    for size, lines in attempts:
+        layout = _layout(face, text, language, style, size, box_width, lines)
         if layout is not None and layout.width <= box_width and layout.height <= box_height:
             return layout
     return None
