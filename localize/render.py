@@ -25,7 +25,12 @@ TITLE_WEIGHT = 800
 MIN_SIZE_FRACTION = 0.35
 """A localized title smaller than this fraction of the original line height is refused as
 unreadable: the poster is skipped with "does not fit" instead."""
-MIN_SIZE = 9
+MIN_SIZE_OF_POSTER = 0.02
+"""Nor smaller than this fraction of the poster height (12 px on a 600 px poster)."""
+MIN_WIDTH_OF_POSTER = 0.8
+"""A title box narrower than this fraction of the poster is widened (about its centre) before
+fitting: translations run longer than the original, and a designer resetting a title would
+use the poster's width rather than shrink the text to a thumbnail."""
 
 
 class CannotFit(ValueError):
@@ -37,6 +42,8 @@ class Rendered:
     image: Image.Image
     layout: Layout
     style: TextStyle
+    box: Box
+    """The region the title was fitted into: the title box, widened if it was narrow."""
     ink_box: Box
 
 
@@ -87,21 +94,30 @@ def legible_style(fill: RGB, ground: RGB) -> TextStyle:
     return TextStyle(fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=TITLE_WEIGHT)
 
 
+def fit_region(box: Box, image_width: int) -> Box:
+    """The title box, widened about its centre to ``MIN_WIDTH_OF_POSTER`` of the poster if narrower."""
+    x0, y0, x1, y1 = box
+    width = max(x1 - x0, min(image_width, round(MIN_WIDTH_OF_POSTER * image_width)))
+    left = min(max(0, (x0 + x1 - width) // 2), image_width - width)
+    return left, y0, left + width, y1
+
+
 def render_title(background: np.ndarray, box: Box, title: str, language: str, fill: RGB, line_height: float) -> Rendered:
-    """Draw ``title`` into ``box`` of the inpainted ``background``; raises CannotFit.
+    """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
 
     ``line_height`` (the original title's line height) sets the start size, so a
     translation comes out as large as the original where it fits.
     """
-    x0, y0, x1, y1 = box
+    region = fit_region(box, background.shape[1])
+    x0, y0, x1, y1 = region
     ground = tuple(int(c) for c in np.median(background[y0:y1, x0:x1].reshape(-1, 3), axis=0))
     style = legible_style(fill, ground)
     face = face_for(language)
-    start = max(MIN_SIZE, int(round(line_height)))
-    minimum = max(MIN_SIZE, int(round(line_height * MIN_SIZE_FRACTION)))
+    minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
+    start = max(minimum, round(line_height))
     layout = fit_text(title, face, x1 - x0, y1 - y0, style, language, start, min_size=minimum)
     if layout is None:
-        raise CannotFit(f"{title!r} does not fit the {x1 - x0}x{y1 - y0} px title box at {minimum} px or larger")
+        raise CannotFit(f"{title!r} does not fit the {x1 - x0}x{y1 - y0} px title region at {minimum} px or larger")
     image = Image.fromarray(background)
-    ink = draw_layout(image, layout, box, style)
-    return Rendered(image, layout, style, ink)
+    ink = draw_layout(image, layout, region, style)
+    return Rendered(image, layout, style, region, ink)

@@ -212,6 +212,10 @@ def draw_layout(image: Image.Image, layout: Layout, box: Box, style: TextStyle, 
             left = x0 + (x1 - x0 - line_width) // 2
         origins.append((left - line_box[0], top + i * pitch))
 
+    left = min(x + b[0] for (x, _), b in zip(origins, boxes)) - pad
+    right = max(x + b[2] for (x, _), b in zip(origins, boxes)) + pad
+    ink = (left, top + boxes[0][1] - pad, right, top + (len(boxes) - 1) * pitch + boxes[-1][3] + pad)
+
     def text_mask(stroke: int) -> Image.Image:
         mask = Image.new("L", image.size, 0)
         draw = ImageDraw.Draw(mask)
@@ -219,16 +223,20 @@ def draw_layout(image: Image.Image, layout: Layout, box: Box, style: TextStyle, 
             draw.text((x, y), line, font=font, fill=255, anchor="ls", language=language, stroke_width=stroke, stroke_fill=255)
         return mask
 
+    def within_ink(mask: Image.Image) -> Image.Image:
+        """A blur's tail is clipped to the padded ink box, which fitting promised to respect."""
+        clipped = Image.new("L", image.size, 0)
+        clipped.paste(mask.crop(ink), ink[:2])
+        return clipped
+
     if style.effect == "shadow":
         offset = max(1, pad // 2)
         shadow = text_mask(bold).transform(image.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, -offset))
-        image.paste(style.effect_color, (0, 0), shadow.filter(ImageFilter.GaussianBlur(max(1, pad - offset) / 2)))
+        image.paste(style.effect_color, (0, 0), within_ink(shadow.filter(ImageFilter.GaussianBlur(max(1, pad - offset) / 2))))
     elif style.effect == "outline":
         image.paste(style.effect_color, (0, 0), text_mask(bold + pad))
     elif style.effect == "glow":
         halo = text_mask(bold + pad // 2).filter(ImageFilter.GaussianBlur(pad / 2))
-        image.paste(style.fill, (0, 0), halo.point(lambda v: v * 0.6))
+        image.paste(style.fill, (0, 0), within_ink(halo.point(lambda v: v * 0.6)))
     image.paste(style.fill, (0, 0), text_mask(bold))
-    left = min(x + b[0] for (x, _), b in zip(origins, boxes)) - pad
-    right = max(x + b[2] for (x, _), b in zip(origins, boxes)) + pad
-    return (left, top + boxes[0][1] - pad, right, top + (len(boxes) - 1) * pitch + boxes[-1][3] + pad)
+    return ink

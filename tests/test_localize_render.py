@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from localize.fonts import face_for, load_font
-from localize.render import CannotFit, contrast_ratio, legible_style, render_title, title_color
+from localize.render import CannotFit, contrast_ratio, fit_region, legible_style, render_title, title_color
 from localize.typeset import TextStyle, draw_layout, fit_text
 
 GROUND = (40, 60, 90)
@@ -54,11 +54,17 @@ def test_title_in_every_script_fits_its_box(language: str) -> None:
 
 def test_long_title_wraps_before_it_gets_tiny_and_never_overflows() -> None:
     ground = plain()
-    box = (100, 100, 300, 220)
+    box = (40, 100, 360, 220)
     rendered = render_title(ground, box, "Jenseits der Sterne und der langen Nacht", "de", (255, 255, 255), line_height=50)
-    assert len(rendered.layout.lines) >= 2
+    assert rendered.box == box and len(rendered.layout.lines) >= 2
     x0, y0, x1, y1 = ink_box(np.asarray(rendered.image), ground)
     assert box[0] <= x0 and box[1] <= y0 and x1 <= box[2] and y1 <= box[3]
+
+
+def test_narrow_title_box_is_widened_about_its_centre_within_the_poster() -> None:
+    assert fit_region((150, 10, 250, 50), 400) == (40, 10, 360, 50)
+    assert fit_region((0, 10, 60, 50), 400) == (0, 10, 320, 50)
+    assert fit_region((20, 10, 390, 50), 400) == (20, 10, 390, 50)
 
 
 def test_short_title_shrinks_on_one_line_before_wrapping() -> None:
@@ -69,7 +75,7 @@ def test_short_title_shrinks_on_one_line_before_wrapping() -> None:
 
 def test_title_that_cannot_fit_is_refused() -> None:
     with pytest.raises(CannotFit, match="does not fit"):
-        render_title(plain(), (100, 100, 160, 120), "Der tapfere kleine Fuchs und die lange Nacht", "de", (255, 255, 255), line_height=20)
+        render_title(plain(), (100, 100, 300, 118), "Der tapfere kleine Fuchs und die lange Nacht " * 3, "de", (255, 255, 255), line_height=16)
 
 
 def _word_x(language: str, words: tuple[str, str]) -> tuple[int, int]:
