@@ -41,6 +41,7 @@ def _train(args: argparse.Namespace, settings: posterrec_settings.Settings) -> i
         embedding_dim=settings.embedding_dim,
         batch_size=args.batch_size or settings.batch_size,
         warmup_epochs=defaults.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
+        head_only_epochs=defaults.head_only_epochs if args.head_epochs is None else args.head_epochs,
         max_unfrozen_blocks=defaults.max_unfrozen_blocks if args.unfreeze_blocks is None else args.unfreeze_blocks,
         triplet_epochs=defaults.triplet_epochs if args.triplet_epochs is None else args.triplet_epochs,
         label_scheme=args.label_scheme or defaults.label_scheme,
@@ -83,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=None,
                        help="pad posters to square (default from settings) or squash them")
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs (the first is head-only)")
-    train.add_argument("--unfreeze-blocks", type=int, help="most backbone top blocks unfrozen, one more per warm-up epoch")
+    train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs in all")
+    train.add_argument("--head-epochs", type=int, help="of those, head-only epochs on cached backbone features")
+    train.add_argument("--unfreeze-blocks", type=int, help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones")
     train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
     train.add_argument("--seed", type=int, default=0)

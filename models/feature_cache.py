@@ -7,7 +7,10 @@ and training the head on them makes head-only epochs take seconds on a CPU.
 One ``.npz`` file per backbone fingerprint (backbone, weights, input size,
 letterboxing, seed) maps the sha256 of each image's bytes to its vector; a
 renamed or re-listed poster hits the cache, an edited image misses it.
-Writes go to a temporary file renamed into place.
+The file also holds the features of a fixed probe image: if the backbone
+at hand gives other features for it (a different random initialisation,
+edited weights), the whole cache is stale and is recomputed rather than
+trusted. Writes go to a temporary file renamed into place.
 """
 
 from __future__ import annotations
@@ -36,22 +39,33 @@ def fingerprint(parts: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
+def probe_features(features_model: tf.keras.Model, input_size: int) -> np.ndarray:
+    """Features of a fixed synthetic image: a fingerprint of the backbone's current weights."""
+    ramp = np.linspace(0.0, 255.0, input_size, dtype=np.float32)
+    rows, columns = np.meshgrid(ramp, ramp, indexing="ij")
+    image = np.stack([rows, columns, rows * columns / 255.0], axis=-1)
+    return features_model(image[None], training=False).numpy()[0]
+
+
+def _load(path: Path, probe: np.ndarray) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     try:
         with np.load(path) as data:
+            if not np.allclose(data["probe"], probe, rtol=1e-4, atol=1e-5):
+                log.warning("feature cache %s was made by a backbone with other weights; recomputing it", path)
+                return {}
             return dict(zip(data["keys"].tolist(), data["features"]))
     except (OSError, ValueError, KeyError) as err:
         log.warning("feature cache %s is unreadable (%s); recomputing it", path, err)
         return {}
 
 
-def _save(path: Path, cache: Mapping[str, np.ndarray]) -> None:
+def _save(path: Path, cache: Mapping[str, np.ndarray], probe: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     keys = sorted(cache)
-    np.savez(staging, keys=np.array(keys), features=np.stack([cache[key] for key in keys]))
+    np.savez(staging, keys=np.array(keys), features=np.stack([cache[key] for key in keys]), probe=probe)
     staging.replace(path)
 
 
@@ -64,7 +78,8 @@ def cached_features(
     batch_size: int,
 ) -> np.ndarray:
     """``[rows, feature_dim]`` features, computing only the images the cache lacks."""
-    cache = _load(cache_file)
+    probe = probe_features(features_model, input_size)
+    cache = _load(cache_file, probe)
     missing = list({row.image_sha256: row for row in rows if row.image_sha256 not in cache}.values())
     if missing:
         started = time.perf_counter()
@@ -77,5 +92,5 @@ def cached_features(
             cache[row.image_sha256] = vector
         elapsed = time.perf_counter() - started
         log.info("backbone features: %d images in %.1f s (%.1f images/s)", len(missing), elapsed, len(missing) / elapsed)
-        _save(cache_file, cache)
+        _save(cache_file, cache, probe)
     return np.stack([cache[row.image_sha256] for row in rows]).astype(np.float32)

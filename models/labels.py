@@ -12,6 +12,10 @@ and the training default is the one that measured best:
 * ``sampled`` - each epoch, one genre drawn at random from the poster's set.
   Over epochs a poster is pulled towards every one of its genres, and within
   a batch the classes are as coarse as ``primary``.
+
+Measured on the real posters (README table), ``primary`` came out best, but
+by less than 0.001 MAP@R over the other two: with genres this weak, the
+choice matters little, and the simplest scheme is the default.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from models.feature_cache import cached_features
 from models.network import build_network
 from models.training import TrainConfig, Trainer, epoch_plan, train
 
-TINY = dict(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, max_unfrozen_blocks=1, triplet_epochs=1)
+TINY = dict(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, head_only_epochs=1, max_unfrozen_blocks=1, triplet_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def demo_rows(demo_catalog: Path) -> list:
 def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model"
     argv = ["train", "--catalog", str(demo_catalog), "--out", str(out), "--backbone", "tiny", "--weights", "none",
-            "--warmup-epochs", "2", "--unfreeze-blocks", "1", "--triplet-epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+            "--warmup-epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1", "--triplet-epochs", "1", "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weights"] == "none" and printed["spread"] >= MIN_SPREAD
@@ -58,6 +59,7 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
         assert key in embedder.manifest
     assert [h["phase"] for h in embedder.manifest["training"]["history"]] == ["warmup", "warmup", "triplet"]
     assert [h["source"] for h in embedder.manifest["training"]["history"]] == ["cached features", "images", "images"]
+    assert embedder.manifest["metrics_after_warmup"]["spread"] > 0
 
     rows = read_catalog(demo_catalog).rows[:5]
     image = rows[0].image
@@ -72,9 +74,9 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
 
 
 def test_epoch_plan_unfreezes_progressively_then_keeps_blocks_for_triplets() -> None:
-    plan = epoch_plan(TrainConfig(warmup_epochs=4, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2))
+    plan = epoch_plan(TrainConfig(warmup_epochs=5, head_only_epochs=2, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2))
     assert [(p.phase, p.unfrozen_blocks) for p in plan] == [
-        ("warmup", 0), ("warmup", 1), ("warmup", 2), ("warmup", 2), ("triplet", 2), ("triplet", 2)
+        ("warmup", 0), ("warmup", 0), ("warmup", 1), ("warmup", 2), ("warmup", 2), ("triplet", 2), ("triplet", 2)
     ]
 
 
@@ -103,18 +105,29 @@ def test_interrupted_run_resumes_after_last_finished_epoch(demo_rows: list, tmp_
     assert load_embedder(out).manifest["training_data_sha256"] == manifest["training_data_sha256"]
 
 
-def test_feature_cache_is_keyed_by_image_content(demo_rows: list, tmp_path: Path) -> None:
+def test_feature_cache_is_keyed_by_image_content(demo_rows: list, tmp_path: Path, caplog) -> None:
     cache = tmp_path / "features.npz"
-    first = build_network(build_backbone("tiny", "none", seed=1), 3, 8).features
-    second = build_network(build_backbone("tiny", "none", seed=2), 3, 8).features
+    model = build_network(build_backbone("tiny", "none", seed=1), 3, 8).features
     rows = demo_rows[:6]
-    from_first = cached_features(first, rows[:4], cache, 64, True, 4)
-    # The second model's output differs, so a value from it means the cache missed.
-    mixed = cached_features(second, rows, cache, 64, True, 4)
-    np.testing.assert_array_equal(mixed[:4], from_first)
-    fresh = cached_features(second, rows[4:], tmp_path / "other.npz", 64, True, 4)
-    np.testing.assert_allclose(mixed[4:], fresh, atol=1e-6)
-    assert np.abs(mixed[:4] - cached_features(second, rows[:4], tmp_path / "other.npz", 64, True, 4)).max() > 1e-4
+    with caplog.at_level(logging.INFO, logger="models.feature_cache"):
+        first = cached_features(model, rows[:4], cache, 64, True, 4)
+        assert "4 images" in caplog.text
+        caplog.clear()
+        both = cached_features(model, rows, cache, 64, True, 4)
+        assert "2 images" in caplog.text, "only the images the cache lacks are computed"
+    np.testing.assert_array_equal(both[:4], first)
+
+
+def test_feature_cache_of_other_weights_is_not_trusted(demo_rows: list, tmp_path: Path, caplog) -> None:
+    cache = tmp_path / "features.npz"
+    rows = demo_rows[:4]
+    first = cached_features(build_network(build_backbone("tiny", "none", seed=1), 3, 8).features, rows, cache, 64, True, 4)
+    other = build_network(build_backbone("tiny", "none", seed=2), 3, 8).features
+    with caplog.at_level(logging.WARNING, logger="models.feature_cache"):
+        second = cached_features(other, rows, cache, 64, True, 4)
+    assert "other weights; recomputing" in caplog.text
+    assert np.abs(second - first).max() > 1e-4
+    np.testing.assert_allclose(second, cached_features(other, rows, tmp_path / "fresh.npz", 64, True, 4), atol=1e-5)
 
 
 def test_trainer_rejects_a_catalogue_too_small_to_train(demo_rows: list, tmp_path: Path) -> None:
