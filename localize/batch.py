@@ -143,6 +143,7 @@ def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir
             continue
         path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
         store.upsert_variant(parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256)
+        log.debug("made %s (%d px, %d line(s))", path, rendered.layout.size, len(rendered.layout.lines))
         summary.made += 1
 
 

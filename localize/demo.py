@@ -1,6 +1,6 @@
 """The synthetic demo corpus: posters whose genres can be learned and whose title is known.
 
-``python -m localize.demo --out DIR [--count N] [--seed S]`` renders N 400x600
+``python -m localize.demo [--out DIR] [--count N] [--seed S]`` renders N 400x600
 posters deterministically from the seed and writes, under DIR:
 
 - ``catalog.csv`` — ``id,title,year,genres,image`` exactly like the real
@@ -38,12 +38,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from posterrec_settings import load_settings
+
 from . import vocab
 from .atomic import save_image, write_csv
-from .fonts import face_for, load_font
+from .fonts import face_for
 from .typeset import TextStyle, draw_layout, fit_text
 
-log = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 400, 600
 STYLE_NOISE = 0.2
@@ -400,14 +401,14 @@ def write_demo_corpus(out_dir: str | Path, count: int = 240, seed: int = 0, prog
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localize.demo", description="Render the synthetic demo poster corpus.")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--out", type=Path, help="output folder, created if needed (default: settings.demo_dir)")
     parser.add_argument("--count", type=int, default=240, help="number of posters (default 240)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same corpus")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.count < 1:
         parser.error(f"--count must be at least 1, got {args.count}")
-    catalog = write_demo_corpus(args.out, args.count, args.seed, progress=True)
+    catalog = write_demo_corpus(args.out or load_settings().demo_dir, args.count, args.seed, progress=True)
     print(f"wrote {args.count} demo posters: {catalog}")
     return 0
 

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 
 import cv2
 import numpy as np
 from PIL import Image
 
-log = logging.getLogger(__name__)
-
 Box = tuple[int, int, int, int]
-CREDITS_BAND = 0.1
+CREDITS_BAND = 0.06
 """The bottom fraction of a poster where the billing block lives; lines there are discounted."""
 CREDITS_DISCOUNT = 0.4
+SAME_HEIGHT = 0.78
+"""Lines whose heights are closer than this ratio can belong to one title; a tagline or an
+actor's name set next to the title is usually smaller than that."""
 MIN_TITLE_HEIGHT = 0.025
 """A title shorter than this fraction of the poster height is not trusted (it is small print)."""
 
@@ -143,7 +143,7 @@ def _same_block(a: TextLine, b: TextLine) -> bool:
     """Two pieces of one title, both of similar height: lines stacked with a small gap and
     overlapping horizontally, or words of one line that the detector split apart."""
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.box, b.box
-    if min(a.height, b.height) / max(a.height, b.height) < 0.7:
+    if min(a.height, b.height) / max(a.height, b.height) < SAME_HEIGHT:
         return False
     small = min(a.height, b.height)
     vertical_gap, horizontal_gap = max(by0 - ay1, ay0 - by1), max(bx0 - ax1, ax0 - bx1)

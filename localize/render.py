@@ -4,7 +4,8 @@ The colour is the original title's dominant ink colour: the pixels that the
 inpainting changed most are the glyphs (and their outline or shadow), and the
 larger of two colour clusters among them is the fill. Legibility is judged by
 the WCAG contrast ratio between that colour and the inpainted background under
-the box: below ``OUTLINE_BELOW`` the title gets an outline, below
+the box (its darkest and lightest typical colours, so a title spanning both stays
+legible on each): below ``OUTLINE_BELOW`` the title gets an outline, below
 ``SHADOW_BELOW`` a soft shadow, in black or white, whichever stands out more.
 """
 
@@ -85,13 +86,23 @@ def title_color(original: np.ndarray, background: np.ndarray, mask: np.ndarray) 
     return tuple(int(round(c)) for c in centers[int(np.argmax(thickness))])
 
 
-def legible_style(fill: RGB, ground: RGB) -> TextStyle:
-    """The title style with an outline or shadow only where the contrast needs it."""
-    ratio = contrast_ratio(fill, ground)
+def legible_style(fill: RGB, grounds: list[RGB]) -> TextStyle:
+    """The title style with an outline or shadow only where the contrast against the least
+    contrasting of ``grounds`` needs it."""
+    ratio = min(contrast_ratio(fill, ground) for ground in grounds)
     if ratio >= SHADOW_BELOW:
         return TextStyle(fill=fill, weight=TITLE_WEIGHT)
     effect_color = max(((0, 0, 0), (255, 255, 255)), key=lambda c: contrast_ratio(c, fill))
     return TextStyle(fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=TITLE_WEIGHT)
+
+
+def ground_colors(background: np.ndarray, region: Box) -> list[RGB]:
+    """The darkest and lightest typical colours under the region (10th and 90th luminance
+    percentile): a title crossing both a dark and a light area must be legible on each."""
+    x0, y0, x1, y1 = region
+    pixels = background[y0:y1, x0:x1].reshape(-1, 3)
+    order = np.argsort(pixels @ np.array([0.299, 0.587, 0.114]))
+    return [tuple(int(c) for c in pixels[order[int(q * (len(order) - 1))]]) for q in (0.1, 0.9)]
 
 
 def fit_region(box: Box, image_width: int) -> Box:
@@ -110,8 +121,7 @@ def render_title(background: np.ndarray, box: Box, title: str, language: str, fi
     """
     region = fit_region(box, background.shape[1])
     x0, y0, x1, y1 = region
-    ground = tuple(int(c) for c in np.median(background[y0:y1, x0:x1].reshape(-1, 3), axis=0))
-    style = legible_style(fill, ground)
+    style = legible_style(fill, ground_colors(background, region))
     face = face_for(language)
     minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
     start = max(minimum, round(line_height))

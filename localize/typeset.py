@@ -85,15 +85,26 @@ def _block_extent(font: ImageFont.FreeTypeFont, lines: tuple[str, ...], language
     return width, bottom - top, boxes
 
 
+_NO_LINE_START = set("、。，．・ー」』）！？ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ々")
+"""Japanese/Chinese characters that may not begin a line (kinsoku shori)."""
+_THAI_LEADING_VOWELS = set("เแโใไ")
+"""Thai vowels written before their consonant: a line may not break right after one."""
+
+
 def break_points(text: str, language: str) -> list[int]:
     """Indices where a line may break: spaces, or between characters for scripts written
-    without spaces (never before a combining mark, so Thai vowels stay on their consonant)."""
+    without spaces, never before a combining mark (Thai vowels and tone marks stay on their
+    consonant), after a Thai leading vowel, or before a character kinsoku forbids at a line start."""
     if " " in text.strip():
         return [i for i, ch in enumerate(text) if ch == " "]
-    if base_language(language) in _NO_SPACE_SCRIPTS:
-        return [i for i in range(1, len(text)) if not unicodedata.combining(text[i]) and unicodedata.category(text[i]) != "Mc"
-                and unicodedata.category(text[i]) != "Mn"]
-    return []
+    if base_language(language) not in _NO_SPACE_SCRIPTS:
+        return []
+    return [
+        i for i in range(1, len(text))
+        if unicodedata.category(text[i]) not in ("Mn", "Mc")
+        and text[i] not in _NO_LINE_START
+        and text[i - 1] not in _THAI_LEADING_VOWELS
+    ]
 
 
 def _width(font: ImageFont.FreeTypeFont, line: str, language: str, stroke: int) -> int:

@@ -3,14 +3,16 @@ the colour and the legibility effect follow the original title."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from localize.fonts import face_for, load_font
-from localize.render import CannotFit, contrast_ratio, fit_region, legible_style, render_title, title_color
-from localize.typeset import TextStyle, draw_layout, fit_text
+from localize.render import CannotFit, contrast_ratio, fit_region, ground_colors, legible_style, render_title, title_color
+from localize.typeset import TextStyle, break_points, draw_layout, fit_text
 
 GROUND = (40, 60, 90)
 BOX = (30, 200, 370, 290)
@@ -136,7 +138,25 @@ def test_title_colour_is_the_fill_not_the_effect(effect: str) -> None:
 
 
 def test_low_contrast_gets_an_outline_and_high_contrast_none() -> None:
-    assert legible_style((255, 255, 255), (0, 0, 0)).effect == "none"
-    low = legible_style((200, 200, 200), (190, 190, 190))
+    assert legible_style((255, 255, 255), [(0, 0, 0)]).effect == "none"
+    low = legible_style((200, 200, 200), [(190, 190, 190)])
     assert low.effect == "outline" and contrast_ratio(low.effect_color, low.fill) > 3
-    assert legible_style((200, 200, 200), (110, 110, 110)).effect == "shadow"
+    assert legible_style((200, 200, 200), [(110, 110, 110)]).effect == "shadow"
+    # white on a ground that is half black, half white: legible on black, not on white
+    assert legible_style((255, 255, 255), [(0, 0, 0), (250, 250, 250)]).effect == "outline"
+
+
+def test_ground_colors_see_both_halves_of_a_split_ground() -> None:
+    ground = np.zeros((100, 100, 3), np.uint8)
+    ground[:, 50:] = 250
+    assert sorted(ground_colors(ground, (0, 0, 100, 100))) == [(0, 0, 0), (250, 250, 250)]
+
+
+def test_line_breaks_respect_each_script() -> None:
+    assert break_points("Feuer und Eis", "de") == [5, 9]
+    assert break_points("Feuer", "de") == []
+    assert break_points("ジャッキー", "ja") == [3]  # never before ャ, ッ or the long-vowel mark ー
+    assert break_points("失落之城", "zh") == [1, 2, 3]
+    thai = "เมืองที่สาบสูญ"
+    for i in break_points(thai, "th"):
+        assert unicodedata.category(thai[i]) not in ("Mn", "Mc") and thai[i - 1] != "เ"
