@@ -37,9 +37,13 @@ from models.catalog import CatalogRow, read_catalog  # noqa: E402
 from models.data import split_by_id  # noqa: E402
 from models.embedder import load_embedder  # noqa: E402
 from models.evaluation import retrieval_metrics  # noqa: E402
+from models.labels import LABEL_SCHEMES  # noqa: E402
 from models.training import TrainConfig, Trainer  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "catalog.csv"
+HEADER = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread |",
+          "|---|---|---|---|---|---|"]
+PHASES = ("warmup", "triplet")
 QUALITY_COLUMNS = ("map_at_r_primary", "precision_at_10_primary", "map_at_r_any", "precision_at_10_any", "spread")
 HEAD_EPOCHS = dict(warmup_epochs=8, head_only_epochs=8, triplet_epochs=12)
 
@@ -70,31 +74,63 @@ def shape_label(args: argparse.Namespace, weights: str, letterbox: bool) -> str:
     return f"{args.backbone} (weights: {weights}{offline}), {'letterbox' if letterbox else 'squash'}"
 
 
+def measure_embedding_speed(model_dir: Path, rows: list[CatalogRow], backbone: str) -> str:
+    embedder = load_embedder(model_dir)
+    sample = [row.image for row in rows[:128]]
+    started = time.perf_counter()
+    embedder.embed_images(sample)
+    rate = len(sample) / (time.perf_counter() - started)
+    return f"| Embedder.embed_images (decode, resize, {backbone}) | {rate:.1f} images/s |"
+
+
+def head_epoch_speeds(history: list[dict]) -> list[str]:
+    rates = {phase: np.median([h["images_per_second"] for h in history if h["phase"] == phase]) for phase in PHASES}
+    return [f"| {phase} epoch, head on cached features | {rate:.0f} images/s |" for phase, rate in rates.items()]
+
+
 def quality_rows(args, rows, base: TrainConfig, schemes, cache: Path, work: Path, speeds: list[str] | None) -> list[str]:
     """Frozen features, warm-up and triplet tuning on ``rows``; timings go to ``speeds`` when given."""
     test_rows = split_by_id(rows)[1]
     lines: list[str] = []
     for scheme in schemes:
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         trainer, manifest = trained(rows, dataclasses.replace(base, label_scheme=scheme), cache, work, scheme)
         label = shape_label(args, manifest["weights"], base.letterbox)
         if not lines:
             frozen = retrieval_metrics(trainer.frozen_features(test_rows), [row.genres for row in test_rows])
+            warm = manifest["metrics_after_warmup"]
             lines.append(quality_row(f"{label}: frozen pooled features", frozen))
-            lines.append(quality_row(f"{label}: + genre warm-up ({base.warmup_epochs} head epochs)", manifest["metrics_after_warmup"]))
-        lines.append(quality_row(f"{label}: + triplet on {scheme} classes ({base.triplet_epochs} head epochs)", manifest["metrics"]))
-        if speeds is not None and len(lines) == 3:
-            history = manifest["training"]["history"]
-            speeds.append(f"| first training run: backbone features for {len(rows)} posters (cached afterwards) + all epochs | {time.perf_counter() - t0:.0f} s |")
-            for phase in ("warmup", "triplet"):
-                speed = np.median([h["images_per_second"] for h in history if h["phase"] == phase])
-                speeds.append(f"| {phase} epoch, head on cached features | {speed:.0f} images/s |")
-            embedder = load_embedder(work / scheme)
-            sample = [row.image for row in test_rows[:128]]
-            t0 = time.perf_counter()
-            embedder.embed_images(sample)
-            speeds.append(f"| Embedder.embed_images (decode, resize, {args.backbone}) | {len(sample) / (time.perf_counter() - t0):.1f} images/s |")
+            lines.append(quality_row(f"{label}: + genre warm-up ({base.warmup_epochs} head epochs)", warm))
+            if speeds is not None:
+                seconds = time.perf_counter() - started
+                speeds.append(f"| training run incl. backbone features of {len(rows)} posters (cached after the first run) "
+                              f"| {seconds:.0f} s |")
+                speeds += head_epoch_speeds(manifest["training"]["history"])
+                speeds.append(measure_embedding_speed(work / scheme, test_rows, args.backbone))
+        epochs = f"{base.triplet_epochs} head epochs"
+        lines.append(quality_row(f"{label}: + triplet on {scheme} classes ({epochs})", manifest["metrics"]))
     return lines
+
+
+def unfrozen_epoch_speeds(rows: list[CatalogRow], base: TrainConfig, cache: Path, work: Path) -> list[str]:
+    """Images/s of warm-up and triplet epochs that update the top two blocks (images, not cached features)."""
+    config = dataclasses.replace(base, warmup_epochs=2, head_only_epochs=1, triplet_epochs=1, max_unfrozen_blocks=2,
+                                 unfreeze_step=2, test_fraction=0.0)
+    _, manifest = trained(rows, config, cache, work, "unfrozen")
+    return [
+        f"| {h['phase']} epoch, top {h['unfrozen_blocks']} blocks unfrozen, from images ({len(rows)} posters) "
+        f"| {h['images_per_second']:.1f} images/s |"
+        for h in manifest["training"]["history"][1:]
+    ]
+
+
+def baseline_rows(test_rows: list[CatalogRow]) -> list[str]:
+    genres = [row.genres for row in test_rows]
+    random = np.random.default_rng(0).normal(size=(len(test_rows), 128))
+    return [
+        quality_row("random 128-d", retrieval_metrics(random, genres)),
+        quality_row("colour histogram (RGB 8x8x8)", retrieval_metrics(colour_histograms(test_rows), genres)),
+    ]
 
 
 def main() -> int:
@@ -114,37 +150,23 @@ def main() -> int:
     rows = read_catalog(DATA).rows
     rows = rows[: args.limit] if args.limit else rows
     train_rows, test_rows = split_by_id(rows)
-    genres = [row.genres for row in test_rows]
     base = TrainConfig(backbone=args.backbone, weights=args.weights, batch_size=64, max_unfrozen_blocks=0, **HEAD_EPOCHS)
-    header = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread |", "|---|---|---|---|---|---|"]
-    lines = [
-        f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), metrics on the test split.",
-        "",
-        *header,
-        quality_row("random 128-d", retrieval_metrics(np.random.default_rng(0).normal(size=(len(test_rows), 128)), genres)),
-        quality_row("colour histogram (RGB 8x8x8)", retrieval_metrics(colour_histograms(test_rows), genres)),
-    ]
-    speeds: list[str] = []
+    sample = rows[: args.shape_sample]
+    lines = [f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
+             "metrics on the test split.", "", *HEADER, *baseline_rows(test_rows)]
+    speeds = ["| speed (2 CPU cores, no GPU) | |", "|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        lines += quality_rows(args, rows, base, ("primary", "genre_set", "sampled"), cache, work / "all", speeds)
-        sample = rows[: args.shape_sample]
-        lines += ["", f"Letterbox vs squash on the first {len(sample)} posters (squashed features for all posters do not fit the time budget):", "", *header]
+        lines += quality_rows(args, rows, base, LABEL_SCHEMES, cache, work / "all", speeds)
+        lines += ["", f"Letterbox vs squash on the first {len(sample)} posters (squashed features of every poster "
+                  "do not fit the time budget):", "", *HEADER]
         for letterbox in (True, False):
             config = dataclasses.replace(base, letterbox=letterbox)
             lines += quality_rows(args, sample, config, ("primary",), cache, work / f"shape-{letterbox}", None)
-
-        few = train_rows[: args.speed_sample]
-        unfrozen = dataclasses.replace(base, warmup_epochs=2, head_only_epochs=1, triplet_epochs=1,
-                                       max_unfrozen_blocks=2, unfreeze_step=2, test_fraction=0.0)
-        _, manifest = trained(few, unfrozen, cache, work / "unfrozen", "model")
-        for record in manifest["training"]["history"][1:]:
-            speeds.append(f"| {record['phase']} epoch, top {record['unfrozen_blocks']} blocks unfrozen, from images ({len(few)} posters) | {record['images_per_second']:.1f} images/s |")
-
-    print("\n".join(lines))
-    print("\n| speed (2 CPU cores, no GPU) | |\n|---|---|")
-    print("\n".join(speeds))
-    print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s (the feature cache in $POSTERREC_HOME/cache makes reruns faster).")
+        speeds += unfrozen_epoch_speeds(train_rows[: args.speed_sample], base, cache, work / "unfrozen")
+    print("\n".join([*lines, "", *speeds]))
+    print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s "
+          "(backbone features are cached under $POSTERREC_HOME/cache, so reruns are faster).")
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import posterrec_settings
 from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
+from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
 
 
@@ -86,13 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs in all")
     train.add_argument("--head-epochs", type=int, help="of those, head-only epochs on cached backbone features")
-    train.add_argument("--unfreeze-blocks", type=int, help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones")
+    train.add_argument("--unfreeze-blocks", type=int,
+                       help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones")
     train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    train.add_argument("--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones")
+    train.add_argument("--skip-bad-rows", action="store_true",
+                       help="train on the good rows of a catalogue with bad ones")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args, posterrec_settings.load_settings())
-    except (CatalogError, FileNotFoundError, ValueError) as err:  # bad input: one clear line, no traceback
+    except (CatalogError, FileNotFoundError, ValueError, CollapseError) as err:  # one clear line, no traceback
         raise SystemExit(f"error: {err}") from None
 
 

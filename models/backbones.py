@@ -13,10 +13,12 @@ pre-trained model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -70,7 +72,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     "nasnet_mobile": BackboneSpec(
         "nasnet_mobile", 224, _nasnet(tf.keras.applications.NASNetMobile), _NASNET_CELL_END, True
     ),
-    "nasnet_large": BackboneSpec("nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True),
+    "nasnet_large": BackboneSpec(
+        "nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True
+    ),
     "tiny": BackboneSpec("tiny", 64, _tiny, re.compile(r"^block\d+_out$"), False),
 }
 
@@ -102,7 +106,8 @@ def build_backbone(name: str, weights: str, seed: int = 0) -> LoadedBackbone:
     """Build a backbone with ``weights`` = ``imagenet``, ``none`` or a weights file path.
 
     Random initialisation is seeded so that two runs with ``weights=none``
-    produce the same frozen features (the feature cache relies on it).
+    produce the same frozen features (the feature cache relies on it and
+    checks it with a probe image).
     """
     spec = backbone_spec(name)
     tf.keras.utils.set_random_seed(seed)
@@ -125,7 +130,8 @@ def _build_imagenet(spec: BackboneSpec, seed: int) -> LoadedBackbone:
         log.warning("backbone %s has no ImageNet weights; using a random initialisation (weights: none)", spec.name)
         return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")
     try:
-        return LoadedBackbone(spec.build(spec.input_size, "imagenet"), spec, "imagenet")
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints its download progress; keep stdout for results
+            return LoadedBackbone(spec.build(spec.input_size, "imagenet"), spec, "imagenet")
     except Exception as err:  # Keras' downloader raises a bare Exception on network failure
         log.warning(
             "ImageNet weights for %s could not be loaded (%s); continuing with a random initialisation "

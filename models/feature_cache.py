@@ -91,6 +91,7 @@ def cached_features(
         for row, vector in zip(missing, np.concatenate(computed)):
             cache[row.image_sha256] = vector
         elapsed = time.perf_counter() - started
-        log.info("backbone features: %d images in %.1f s (%.1f images/s)", len(missing), elapsed, len(missing) / elapsed)
+        rate = len(missing) / elapsed
+        log.info("backbone features: %d images in %.1f s (%.1f images/s)", len(missing), elapsed, rate)
         _save(cache_file, cache, probe)
     return np.stack([cache[row.image_sha256] for row in rows]).astype(np.float32)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.evaluation import CollapseError, check_not_collapsed, embedding_spread, map_at_r_and_precision, retrieval_metrics
+from models.evaluation import (
+    CollapseError,
+    check_not_collapsed,
+    embedding_spread,
+    map_at_r_and_precision,
+    retrieval_metrics,
+)
 from models.labels import multi_hot, triplet_classes
 
 GENRES = [("Action", "Comedy"), ("Action",), ("Comedy",), ("Drama",), ("Drama", "Action"), ("Comedy", "Drama")]

@@ -17,12 +17,15 @@ from models.__main__ import main
 from models.backbones import build_backbone
 from models.catalog import read_catalog
 from models.embedder import MANIFEST_FILE, load_embedder
-from models.evaluation import MIN_SPREAD
+from models.evaluation import MIN_SPREAD, CollapseError
 from models.feature_cache import cached_features
 from models.network import build_network
 from models.training import TrainConfig, Trainer, epoch_plan, train
 
-TINY = dict(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, head_only_epochs=1, max_unfrozen_blocks=1, triplet_epochs=1)
+TINY = dict(
+    backbone="tiny", weights="none", batch_size=16,
+    warmup_epochs=2, head_only_epochs=1, max_unfrozen_blocks=1, triplet_epochs=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,8 @@ def demo_rows(demo_catalog: Path) -> list:
 def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model"
     argv = ["train", "--catalog", str(demo_catalog), "--out", str(out), "--backbone", "tiny", "--weights", "none",
-            "--warmup-epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1", "--triplet-epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+            "--warmup-epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1", "--triplet-epochs", "1",
+            "--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weights"] == "none" and printed["spread"] >= MIN_SPREAD
@@ -55,7 +59,7 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
     embedder = load_embedder(out, expect={"backbone": "tiny", "input_size": 64, "letterbox": True})
     manifest_bytes = (out / MANIFEST_FILE).read_bytes()
     assert embedder.manifest_sha256 == hashlib.sha256(manifest_bytes).hexdigest()
-    for key in ("backbone", "input_size", "preprocessing", "label_scheme", "training_data_sha256", "metrics", "weights"):
+    for key in ("backbone", "input_size", "preprocessing", "label_scheme", "training_data_sha256", "metrics"):
         assert key in embedder.manifest
     assert [h["phase"] for h in embedder.manifest["training"]["history"]] == ["warmup", "warmup", "triplet"]
     assert [h["source"] for h in embedder.manifest["training"]["history"]] == ["cached features", "images", "images"]
@@ -74,7 +78,8 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
 
 
 def test_epoch_plan_unfreezes_progressively_then_keeps_blocks_for_triplets() -> None:
-    plan = epoch_plan(TrainConfig(warmup_epochs=5, head_only_epochs=2, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2))
+    config = TrainConfig(warmup_epochs=5, head_only_epochs=2, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2)
+    plan = epoch_plan(config)
     assert [(p.phase, p.unfrozen_blocks) for p in plan] == [
         ("warmup", 0), ("warmup", 0), ("warmup", 1), ("warmup", 2), ("warmup", 2), ("triplet", 2), ("triplet", 2)
     ]
@@ -99,7 +104,11 @@ def test_interrupted_run_resumes_after_last_finished_epoch(demo_rows: list, tmp_
         train(demo_rows, out, TrainConfig(**{**TINY, "triplet_epochs": 2}), tmp_path / "cache", resume=True)
 
     seen = []
-    manifest = train(demo_rows, out, config, tmp_path / "cache", resume=True, on_epoch_end=lambda e, r: seen.append(e.index))
+
+    def record_epoch(epoch, record) -> None:
+        seen.append(epoch.index)
+
+    manifest = train(demo_rows, out, config, tmp_path / "cache", resume=True, on_epoch_end=record_epoch)
     assert seen == [1, 2], "the finished epoch is not run again"
     assert [h["epoch"] for h in manifest["training"]["history"]] == [1, 2, 3]
     assert load_embedder(out).manifest["training_data_sha256"] == manifest["training_data_sha256"]
@@ -121,13 +130,29 @@ def test_feature_cache_is_keyed_by_image_content(demo_rows: list, tmp_path: Path
 def test_feature_cache_of_other_weights_is_not_trusted(demo_rows: list, tmp_path: Path, caplog) -> None:
     cache = tmp_path / "features.npz"
     rows = demo_rows[:4]
-    first = cached_features(build_network(build_backbone("tiny", "none", seed=1), 3, 8).features, rows, cache, 64, True, 4)
+    model = build_network(build_backbone("tiny", "none", seed=1), 3, 8).features
+    first = cached_features(model, rows, cache, 64, True, 4)
     other = build_network(build_backbone("tiny", "none", seed=2), 3, 8).features
     with caplog.at_level(logging.WARNING, logger="models.feature_cache"):
         second = cached_features(other, rows, cache, 64, True, 4)
     assert "other weights; recomputing" in caplog.text
     assert np.abs(second - first).max() > 1e-4
     np.testing.assert_allclose(second, cached_features(other, rows, tmp_path / "fresh.npz", 64, True, 4), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_collapsed_model_is_not_exported(demo_rows: list, tmp_path: Path) -> None:
+    config = TrainConfig(**{**TINY, "max_unfrozen_blocks": 0})
+    trainer = Trainer(config, demo_rows, tmp_path / "model", tmp_path / "cache")
+    embedding = trainer.network.trainer.get_layer("embedding")
+
+    def collapse(epoch, record) -> None:  # every poster maps to the same vector
+        kernel, bias = embedding.get_weights()
+        embedding.set_weights([np.zeros_like(kernel), np.ones_like(bias)])
+
+    with pytest.raises(CollapseError, match="collapsed"):
+        trainer.train(on_epoch_end=collapse)
+    assert not (tmp_path / "model").exists()
 
 
 def test_trainer_rejects_a_catalogue_too_small_to_train(demo_rows: list, tmp_path: Path) -> None:
