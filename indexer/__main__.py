@@ -6,14 +6,18 @@ import argparse
 import logging
 import sys
 
-from . import ingest
+from models.catalog import CatalogError
+
+from . import build, ingest, versions
+from .published import IndexError_
+from .store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (ingest,):
+    for module in (ingest, build, versions):
         module.add_command(commands)
     return parser
 
@@ -21,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (CatalogError, IndexError_, StoreError) as err:  # expected failures: a message, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
