@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 Box = tuple[int, int, int, int]
-CREDITS_BAND = 0.06
+CREDITS_BAND = 0.08
 """The bottom fraction of a poster where the billing block lives; lines there are discounted."""
 CREDITS_DISCOUNT = 0.4
 SAME_HEIGHT = 0.78
