@@ -1,3 +1,47 @@
-"""PosterRec recsvc: the Flask HTTP API that serves the published index."""
+"""PosterRec recsvc: the Flask HTTP API that serves the published index.
+
+``create_app`` is the application factory (as in the Flask tutorial): the
+dev server, gunicorn (``'recsvc:create_app()'``) and the tests each build
+their own app from settings, and nothing is shared through module globals
+except the Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import logging
 
 import posterrec_settings  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from flask import Flask
+
+from posterrec_settings import Settings, load_settings
+
+from . import api, health
+from .errors import register_error_handlers
+from .live_index import LiveIndex
+from .metrics import instrument
+
+DEFAULT_REGIONS = ("DE", "FR", "JP", "KR", "SA", "IL", "RU", "IN", "TH", "CN", "ES", "IT", "BR", "GB", "US")
+"""Region codes accepted even when the index holds no variant for them yet (the original is served)."""
+
+
+def create_app(settings: Settings | None = None, watch: bool = True, aggregation: str = "fusion") -> Flask:
+    """A PosterRec API app over ``settings.index_root``; ``watch`` hot-swaps new index versions."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        POSTERREC_SETTINGS=settings,
+        POSTERREC_REGIONS=DEFAULT_REGIONS,
+        POSTERREC_AGGREGATION=aggregation,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0)
+    live.start()
+    if live.index is None:
+        logging.getLogger(__name__).warning("no index version at %s yet; /readyz stays 503 until one is published", settings.index_root)
+    app.extensions["posterrec"] = live
+    register_error_handlers(app)
+    instrument(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    return app

@@ -1,0 +1,34 @@
+"""gunicorn settings for PosterRec (`make serve`): `gunicorn -c gunicorn.conf.py 'recsvc:create_app()'`.
+
+Each worker loads the index itself (no --preload) so that its watcher thread
+hot-swaps new versions in that process. Prometheus counters are shared across
+workers through PROMETHEUS_MULTIPROC_DIR.
+"""
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("POSTERREC_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("POSTERREC_WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("POSTERREC_THREADS", 4))
+worker_class = "gthread"
+timeout = 60
+graceful_timeout = 20
+accesslog = os.environ.get("POSTERREC_ACCESS_LOG")  # unset: no access log on the hot path
+loglevel = "info"
+
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="posterrec-metrics-"))
+
+
+def on_starting(server):
+    """Start every run with empty shared metrics."""
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,188 @@
+"""The ``/v1`` JSON API: similar posters, recommendations, image search, metadata, variants, images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from PIL import Image, UnidentifiedImageError
+
+from indexer.published import IndexItem, PublishedIndex
+
+from . import params, ranking
+from .errors import ApiError, bad_request, not_found
+from .openapi import openapi_document
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+def _live():
+    return current_app.extensions["posterrec"]
+
+
+def _settings():
+    return current_app.config["POSTERREC_SETTINGS"]
+
+
+def served_index() -> PublishedIndex:
+    """The index snapshot this request answers from (kept for the whole request)."""
+    index = _live().index
+    if index is None:
+        raise ApiError(503, "index_not_ready", "no index version is loaded yet; run `python -m indexer build`")
+    return index
+
+
+def known_regions(index: PublishedIndex) -> set[str]:
+    return {item.region for item in index.items if item.region} | set(current_app.config["POSTERREC_REGIONS"])
+
+
+def _original(index: PublishedIndex, title_id: str) -> IndexItem:
+    row = index.row_of_key.get(title_id)
+    if row is None:
+        raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
+    return index.items[row]
+
+
+def _variant(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
+    if region is None:
+        return None
+    row = index.row_of_key.get(IndexItem.variant_key(title_id, region))
+    return None if row is None else index.items[row]
+
+
+def _image_url(title_id: str, region: str | None) -> str:
+    return url_for("v1.image", title_id=title_id, region=region) if region else url_for("v1.image", title_id=title_id)
+
+
+def _result(index: PublishedIndex, hit: ranking.Hit, region: str | None) -> dict:
+    item = _original(index, hit.title_id)
+    variant = _variant(index, hit.title_id, region)
+    return {
+        "id": item.title_id,
+        "title": item.title,
+        "score": round(hit.score, 6),
+        "image_url": _image_url(item.title_id, region if variant else None),
+        "region": variant.region if variant else None,
+        "localized_title": variant.title if variant else None,
+    }
+
+
+def _results(index: PublishedIndex, hits: list[ranking.Hit], region: str | None, **extra) -> dict:
+    return {"index_version": index.version, **extra, "results": [_result(index, hit, region) for hit in hits]}
+
+
+def json_object() -> dict:
+    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise bad_request("body must be well-formed JSON sent as Content-Type: application/json")
+    if not isinstance(body, dict):
+        raise bad_request(f"body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(_settings()))
+
+
+@bp.get("/posters/<title_id>/similar")
+def similar(title_id: str):
+    index = served_index()
+    k = params.parse_k(request.args.get("k"), _settings().max_k)
+    region = params.parse_region(request.args.get("region"), known_regions(index))
+    _original(index, title_id)
+    hits = ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})
+    return jsonify(_results(index, hits, region, id=title_id))
+
+
+@bp.post("/recommendations")
+def recommendations():
+    index = served_index()
+    req = params.parse_recommendation_request(json_object(), _settings().max_k, known_regions(index), ranking.AGGREGATIONS)
+    missing = [title_id for title_id in req.history if title_id not in index.row_of_key]
+    if missing:
+        raise not_found(f"unknown poster id(s) in history: {', '.join(map(repr, missing[:10]))}")
+    aggregation = req.aggregation or current_app.config["POSTERREC_AGGREGATION"]
+    hits = ranking.recommend(index, req.history, req.k, aggregation, req.exclude_history)
+    return jsonify(_results(index, hits, req.region, aggregation=aggregation))
+
+
+def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
+    upload = request.files.get("image")
+    if upload is None:
+        raise bad_request("multipart upload needs a file field named 'image'")
+    data = upload.read()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ApiError(415, "unsupported_media_type", f"upload {upload.filename!r} is not an image this service can decode")
+    embedder = _live().embedder_for(index)
+    if embedder is None:
+        raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
+    return embedder.embed_images([data])[0]
+
+
+@bp.post("/search")
+def search():
+    index = served_index()
+    if request.mimetype == "multipart/form-data":
+        k = params.parse_k(request.form.get("k"), _settings().max_k)
+        region = params.parse_region(request.form.get("region"), known_regions(index))
+        vector = _uploaded_image_vector(index)
+    else:
+        if not request.is_json:
+            raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}")
+        body = json_object()
+        k = params.parse_k(body.get("k"), _settings().max_k)
+        region = params.parse_region(body.get("region"), known_regions(index))
+        vector = np.asarray(params.parse_embedding(body.get("embedding"), index.dim), dtype=np.float32)
+        vector /= np.linalg.norm(vector)
+    return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))
+
+
+@bp.get("/posters/<title_id>")
+def poster(title_id: str):
+    index = served_index()
+    item = _original(index, title_id)
+    regions = sorted(index.items[row].region for row in index.rows_of_title[title_id] if index.items[row].region)
+    return jsonify(
+        id=item.title_id, title=item.title, year=item.year, genres=list(item.genres),
+        image_url=_image_url(title_id, None), variant_regions=regions, index_version=index.version,
+    )
+
+
+@bp.get("/posters/<title_id>/variants")
+def variants(title_id: str):
+    index = served_index()
+    _original(index, title_id)
+    region = params.parse_region(request.args.get("region"), known_regions(index))
+    found = [index.items[row] for row in index.rows_of_title[title_id] if index.items[row].region]
+    if region:
+        found = [item for item in found if item.region == region]
+    return jsonify(
+        id=title_id,
+        variants=[
+            {"region": v.region, "language": v.language, "title": v.title, "image_url": _image_url(title_id, v.region)}
+            for v in found
+        ],
+    )
+
+
+@bp.get("/posters/<title_id>/image")
+def image(title_id: str):
+    index = served_index()
+    original = _original(index, title_id)
+    region = params.parse_region(request.args.get("region"), known_regions(index))
+    variant = _variant(index, title_id, region)
+    chosen = variant or original
+    try:
+        response = send_file(chosen.image_path, conditional=True, max_age=86400)
+    except FileNotFoundError:
+        raise ApiError(503, "image_unavailable", f"the image file of {chosen.key} is missing on this server")
+    response.headers["X-PosterRec-Image"] = f"variant:{variant.region}" if variant else "original"
+    if region and not variant:
+        response.headers["X-PosterRec-Fallback"] = f"no {region} variant; original served"
+    return response

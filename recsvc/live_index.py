@@ -1,0 +1,93 @@
+"""The index the service answers from, and hot swapping to newly published versions.
+
+A watcher thread polls the index root's ``CURRENT`` pointer. A new version is
+loaded completely *beside* the served one and then swapped in with one
+reference assignment, so a request in flight keeps the snapshot it started
+with and no request ever sees a half-loaded index. A version that fails to
+load is refused (and not retried until ``CURRENT`` names another one); the
+old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from indexer import published
+from indexer.published import PublishedIndex
+
+from .metrics import record_index
+
+log = logging.getLogger(__name__)
+
+
+class LiveIndex:
+    def __init__(self, root: Path, poll_seconds: float) -> None:
+        self.root = Path(root)
+        self.poll_seconds = poll_seconds
+        self._index: PublishedIndex | None = None
+        self._refused: str | None = None
+        self._embedders: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.swaps = 0
+
+    @property
+    def index(self) -> PublishedIndex | None:
+        """The served snapshot; callers keep the reference for the whole request."""
+        return self._index
+
+    def refresh(self) -> bool:
+        """Load the version ``CURRENT`` names if it is new; True when a swap happened."""
+        with self._lock:
+            wanted = published.current_version(self.root)
+            served = self._index.version if self._index else None
+            if wanted is None or wanted in (served, self._refused):
+                return False
+            try:
+                fresh = published.open_version(self.root, wanted)
+            except published.IndexError_ as err:
+                self._refused = wanted
+                log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err)
+                return False
+            self._index = fresh
+            self._refused = None
+            self.swaps += 1
+            record_index(wanted, len(fresh))
+            log.info("serving index version %s (%d items), was %s", wanted, len(fresh), served or "nothing")
+            return True
+
+    def start(self) -> None:
+        """Load now and keep watching in a daemon thread (one per process, so per gunicorn worker)."""
+        self.refresh()
+        if self._thread is None and self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._watch, name="index-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # the watcher must outlive any one bad version
+                log.exception("index watcher failed; retrying in %.1f s", self.poll_seconds)
+
+    def embedder_for(self, index: PublishedIndex):
+        """The model that built ``index``, loaded once; refused if it changed since the build."""
+        from models.embedder import load_embedder
+
+        expected = index.manifest.get("model_manifest_sha256")
+        model_dir = index.manifest.get("model_dir")
+        if not expected or not model_dir:
+            return None
+        if expected not in self._embedders:
+            embedder = load_embedder(model_dir)
+            if embedder.manifest_sha256 != expected:
+                log.error("model at %s is not the one index %s was built with", model_dir, index.version)
+                return None
+            self._embedders = {expected: embedder}
+        return self._embedders[expected]

@@ -1,0 +1,70 @@
+"""The OpenAPI 3.1 description of ``/v1``, served at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from posterrec_settings import Settings
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for code in codes}
+
+
+def _ok(schema_ref: str) -> dict:
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}}
+
+
+def openapi_document(settings: Settings) -> dict:
+    poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    k = {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": 10}}
+    region = {"name": "region", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z]{2}$"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "PosterRec", "version": "1", "description": "Similar posters, recommendations and regional variants."},
+        "paths": {
+            "/v1/posters/{title_id}/similar": {"get": {
+                "summary": "Titles whose posters look most like this one (never itself, variants collapsed)",
+                "parameters": [poster_id, k, region], "responses": {**_ok("Results"), **_errors(400, 404, 503)}}},
+            "/v1/recommendations": {"post": {
+                "summary": "Recommendations from a watch history (ids oldest first)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}}},
+                "responses": {**_ok("Results"), **_errors(400, 404, 503)}}},
+            "/v1/search": {"post": {
+                "summary": "Titles similar to an uploaded image or a given embedding",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "region": {"type": "string"}}}},
+                    "application/json": {"schema": {"type": "object", "required": ["embedding"], "properties": {
+                        "embedding": {"type": "array", "items": {"type": "number"}}, "k": {"type": "integer"}, "region": {"type": "string"}}}}}},
+                "responses": {**_ok("Results"), **_errors(400, 413, 415, 503)}}},
+            "/v1/posters/{title_id}": {"get": {"summary": "Poster metadata", "parameters": [poster_id],
+                                               "responses": {**_ok("Poster"), **_errors(404, 503)}}},
+            "/v1/posters/{title_id}/variants": {"get": {"summary": "Localized variants, optionally of one region",
+                                                        "parameters": [poster_id, region], "responses": {**_ok("Variants"), **_errors(400, 404, 503)}}},
+            "/v1/posters/{title_id}/image": {"get": {
+                "summary": "Image bytes; the original when the region has no variant (header X-PosterRec-Fallback)",
+                "parameters": [poster_id, region],
+                "responses": {"200": {"description": "image", "content": {"image/*": {}}}, **_errors(400, 404, 503)}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error", "detail"], "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
+            "Result": {"type": "object", "required": ["id", "title", "score", "image_url"], "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"}, "image_url": {"type": "string"},
+                "region": {"type": ["string", "null"]}, "localized_title": {"type": ["string", "null"]}}},
+            "Results": {"type": "object", "required": ["results", "index_version"], "properties": {
+                "index_version": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}}},
+            "RecommendationRequest": {"type": "object", "required": ["history"], "additionalProperties": False, "properties": {
+                "history": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "minLength": 1}},
+                "k": {"type": "integer", "minimum": 1, "maximum": settings.max_k},
+                "region": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                "exclude_history": {"type": "boolean"},
+                "aggregation": {"type": "string", "enum": ["mean", "fusion"]}}},
+            "Poster": {"type": "object", "required": ["id", "title", "genres", "image_url"], "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
+                "genres": {"type": "array", "items": {"type": "string"}}, "image_url": {"type": "string"},
+                "variant_regions": {"type": "array", "items": {"type": "string"}}}},
+            "Variants": {"type": "object", "required": ["id", "variants"], "properties": {
+                "id": {"type": "string"}, "variants": {"type": "array", "items": {"type": "object"}}}},
+        }},
+    }

@@ -1,0 +1,94 @@
+"""Parsing and validating request parameters, apart from the views so it can be tested on its own.
+
+Each parser names the parameter and the reason in its error, so a client
+sees ``k must be an integer in [1, 100], got '0'`` rather than a bare 400.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterable
+
+from .errors import bad_request
+
+REGION_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+
+
+def parse_k(raw: Any, max_k: int, default: int = 10) -> int:
+    """``k`` as an integer in [1, max_k]; booleans and floats are refused, digit strings accepted."""
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise bad_request(f"k must be an integer in [1, {max_k}], got {raw!r}")
+    text = str(raw).strip()
+    if not re.fullmatch(r"[+]?\d{1,9}", text) or not 1 <= int(text) <= max_k:
+        raise bad_request(f"k must be an integer in [1, {max_k}], got {raw!r}")
+    return int(text)
+
+
+def parse_region(raw: Any, known: Iterable[str]) -> str | None:
+    """An upper-case region code from ``known``, or None when absent."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not REGION_PATTERN.match(raw):
+        raise bad_request(f"region must be a two-letter region code, got {raw!r}")
+    region = raw.upper()
+    known = set(known)
+    if region not in known:
+        raise bad_request(f"unknown region {region!r}; known regions: {', '.join(sorted(known))}")
+    return region
+
+
+def parse_bool(raw: Any, name: str, default: bool) -> bool:
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    raise bad_request(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommendationRequest:
+    history: list[str]
+    k: int
+    region: str | None
+    exclude_history: bool
+    aggregation: str | None
+
+
+def parse_recommendation_request(body: dict, max_k: int, regions: Iterable[str], aggregations: Iterable[str]) -> RecommendationRequest:
+    """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
+    allowed = {"history", "k", "region", "exclude_history", "aggregation"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+    history = body.get("history")
+    if not isinstance(history, list) or not history:
+        raise bad_request("history must be a non-empty list of poster ids, oldest first")
+    if not all(isinstance(item, str) and item for item in history):
+        raise bad_request("history must hold poster ids as non-empty strings")
+    if len(history) > 1000:
+        raise bad_request(f"history holds {len(history)} ids; at most 1000 are accepted")
+    aggregation = body.get("aggregation")
+    if aggregation is not None and aggregation not in set(aggregations):
+        raise bad_request(f"aggregation must be one of {', '.join(sorted(aggregations))}, got {aggregation!r}")
+    return RecommendationRequest(
+        history=history,
+        k=parse_k(body.get("k"), max_k),
+        region=parse_region(body.get("region"), regions),
+        exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", True),
+        aggregation=aggregation,
+    )
+
+
+def parse_embedding(raw: Any, dim: int) -> list[float]:
+    """A query embedding of the index's dimension, all finite numbers."""
+    if not isinstance(raw, list) or len(raw) != dim:
+        got = f"{len(raw)} values" if isinstance(raw, list) else repr(type(raw).__name__)
+        raise bad_request(f"embedding must be a list of {dim} numbers, got {got}")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < float("inf") for x in raw):
+        raise bad_request("embedding must hold only finite numbers")
+    if not any(raw):
+        raise bad_request("embedding must not be all zeros")
+    return [float(x) for x in raw]

@@ -1,0 +1,88 @@
+"""Turning index neighbours into title results: collapse variants, exclude titles, fill k.
+
+The index holds one vector per poster *and* per regional variant, so the
+nearest neighbours of a poster are often its own variants or several
+variants of one other title. Results are titles: each title appears once
+with its best score, and the search widens until ``k`` titles are found or
+the index is exhausted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Collection
+
+import numpy as np
+
+from indexer.published import PublishedIndex
+
+AGGREGATIONS = ("mean", "fusion")
+"""``mean``: one query, the normalised average of the history (the classic approach).
+``fusion``: one query per history item, recency-weighted, fused by best weighted score."""
+
+RECENCY_DECAY = 0.85
+FUSION_MAX_QUERIES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    title_id: str
+    score: float
+
+
+def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[str]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for row, score in zip(rows, scores):
+        title_id = index.items[int(row)].title_id
+        if title_id not in exclude and title_id not in best:
+            best[title_id] = float(score)
+    return best
+
+
+def nearest_titles(index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[Hit]:
+    """The ``k`` best distinct titles for one query vector, widening the search until filled."""
+    available = len(index.rows_of_title) - sum(1 for t in set(exclude) if t in index.rows_of_title)
+    want = min(k, max(0, available))
+    depth = min(len(index), max(4 * k, k + 16))
+    while True:
+        rows, scores = index.search(query, depth)
+        best = _collapse(rows[0], scores[0], index, set(exclude))
+        if len(best) >= want or depth >= len(index):
+            return [Hit(t, s) for t, s in list(best.items())[:k]]
+        depth = min(len(index), depth * 4)
+
+
+def fused_titles(
+    index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[str] = ()
+) -> list[Hit]:
+    """Multi-query fusion: each title scores its best weighted similarity to any of the queries."""
+    exclude = set(exclude)
+    scores: dict[str, float] = {}
+    for query, weight in zip(queries, weights):
+        for hit in nearest_titles(index, query, k, exclude):
+            scores[hit.title_id] = max(scores.get(hit.title_id, -np.inf), float(weight) * hit.score)
+    ranked = sorted(scores.items(), key=lambda item: -item[1])[:k]
+    return [Hit(t, s) for t, s in ranked]
+
+
+def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
+    """Weights for a history ordered oldest first: the latest item weighs 1, older ones less."""
+    return decay ** np.arange(n - 1, -1, -1, dtype=np.float32)
+
+
+def original_vector(index: PublishedIndex, title_id: str) -> np.ndarray:
+    return index.embeddings[index.row_of_key[title_id]]
+
+
+def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
+    """Recommendations for a watch history (ids oldest first) by the chosen aggregation."""
+    exclude = set(history) if exclude_history else set()
+    vectors = np.stack([original_vector(index, title_id) for title_id in history])
+    if aggregation == "mean":
+        weights = recency_weights(len(history), decay=1.0)
+        query = (weights[:, None] * vectors).sum(axis=0)
+        norm = np.linalg.norm(query)
+        return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude)
+    recent = slice(-FUSION_MAX_QUERIES, None)
+    return fused_titles(index, vectors[recent], recency_weights(len(history))[recent], k, exclude)
+
