@@ -15,7 +15,7 @@ from flask import Flask
 
 from posterrec_settings import Settings, load_settings
 
-from . import api, health
+from . import api, browse, catalog_api, health
 from .errors import register_error_handlers
 from .live_index import LiveIndex
 from .metrics import instrument
@@ -44,4 +44,6 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
     instrument(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(catalog_api.bp)
+    app.register_blueprint(browse.bp)
     return app

@@ -1,0 +1,188 @@
+"""``GET /v1/posters`` and ``GET /v1/genres``: browsing the catalogue of the served index.
+
+The rest of ``/v1`` answers questions about one poster; a browser also needs
+to list them: search by title, filter by genre, one page at a time. The
+listing is computed from the served index snapshot (originals only, variants
+are reported per title as ``variant_regions``), so it always agrees with what
+``/similar`` and ``/recommendations`` can return. The sorted catalogue is
+built once per index version and cached, so a request over 10k titles is a
+linear scan of precomputed lower-case titles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import weakref
+
+from flask import Blueprint, jsonify, request
+
+from indexer.published import IndexItem, PublishedIndex
+
+from . import params
+from .api import _image_url, known_regions, served_index
+from .errors import bad_request
+
+bp = Blueprint("catalog", __name__, url_prefix="/v1")
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 24
+MAX_QUERY_CHARS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEntry:
+    item: IndexItem
+    folded_title: str
+    variant_regions: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    entries: tuple[CatalogEntry, ...]
+    genres: dict[str, int]
+    """Genre -> number of titles, in alphabetical order."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    entries: list[CatalogEntry]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+_CATALOGS: "weakref.WeakKeyDictionary[PublishedIndex, Catalog]" = weakref.WeakKeyDictionary()
+"""Per index snapshot; weak, so a swapped-out version (and its vectors) is freed, not kept for the listing."""
+
+
+def catalog_of(index: PublishedIndex) -> Catalog:
+    """The browsable catalogue of ``index``, built on first use (two racing builds are equal, either wins)."""
+    catalog = _CATALOGS.get(index)
+    if catalog is None:
+        catalog = _CATALOGS[index] = build_catalog(index)
+    return catalog
+
+
+def build_catalog(index: PublishedIndex) -> Catalog:
+    """Originals sorted by title then year, each with the regions it has variants for."""
+    regions: dict[str, list[str]] = {}
+    for item in index.items:
+        if item.region:
+            regions.setdefault(item.title_id, []).append(item.region)
+    originals = [item for item in index.items if not item.is_variant]
+    originals.sort(key=lambda item: (item.title.casefold(), item.year or 0, item.title_id))
+    genres: dict[str, int] = {}
+    for item in originals:
+        for genre in item.genres:
+            genres[genre] = genres.get(genre, 0) + 1
+    entries = tuple(
+        CatalogEntry(item, item.title.casefold(), tuple(sorted(regions.get(item.title_id, ())))) for item in originals
+    )
+    return Catalog(entries, dict(sorted(genres.items())))
+
+
+def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_page: int) -> Page:
+    """Titles containing every word of ``query`` (case-insensitive) and tagged ``genre``, one page of them."""
+    words = query.casefold().split()
+    matches = [
+        entry for entry in catalog.entries
+        if (genre is None or genre in entry.item.genres) and all(word in entry.folded_title for word in words)
+    ]
+    start = (page - 1) * per_page
+    return Page(matches[start : start + per_page], len(matches), page, per_page)
+
+
+def parse_positive_int(raw: str | None, name: str, default: int, maximum: int) -> int:
+    """A query-string integer in [1, maximum]; the error names the parameter and the value."""
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"\+?\d{1,9}", raw.strip()) or not 1 <= int(raw) <= maximum:
+        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
+    return int(raw)
+
+
+def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if raw not in catalog.genres:
+        raise bad_request(f"unknown genre {raw!r}; known genres: {', '.join(catalog.genres) or 'none'}")
+    return raw
+
+
+def parse_query(raw: str | None) -> str:
+    query = (raw or "").strip()
+    if len(query) > MAX_QUERY_CHARS:
+        raise bad_request(f"q must be at most {MAX_QUERY_CHARS} characters, got {len(query)}")
+    return query
+
+
+@dataclasses.dataclass(frozen=True)
+class ListingRequest:
+    query: str
+    genre: str | None
+    page: int
+    per_page: int
+    region: str | None
+
+
+def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
+    """``q``, ``genre``, ``page``, ``per_page`` and ``region`` of a listing, shared by the API and the page."""
+    return ListingRequest(
+        query=parse_query(args.get("q")),
+        genre=parse_genre(args.get("genre"), catalog_of(index)),
+        page=parse_positive_int(args.get("page"), "page", 1, 10**9),
+        per_page=parse_positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
+        region=params.parse_region(args.get("region"), known_regions(index)),
+    )
+
+
+def listing(index: PublishedIndex, req: ListingRequest) -> Page:
+    return find_page(catalog_of(index), req.query, req.genre, req.page, req.per_page)
+
+
+def entry_json(entry: CatalogEntry, region: str | None) -> dict:
+    """One title as listed; with ``region``, ``image_url`` is its variant's when it has one."""
+    item = entry.item
+    shown = region if region in entry.variant_regions else None
+    return {
+        "id": item.title_id,
+        "title": item.title,
+        "year": item.year,
+        "genres": list(item.genres),
+        "image_url": _image_url(item.title_id, shown),
+        "region": shown,
+        "variant_regions": list(entry.variant_regions),
+    }
+
+
+@bp.get("/posters")
+def posters():
+    index = served_index()
+    req = parse_listing_request(request.args, index)
+    page = listing(index, req)
+    return jsonify(
+        index_version=index.version, q=req.query, genre=req.genre, region=req.region,
+        page=page.page, per_page=page.per_page, pages=page.pages, total=page.total,
+        results=[entry_json(entry, req.region) for entry in page.entries],
+    )
+
+
+@bp.get("/genres")
+def genres():
+    index = served_index()
+    catalog = catalog_of(index)
+    return jsonify(index_version=index.version, genres=[{"genre": g, "titles": n} for g, n in catalog.genres.items()])
+
+
+def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
+    """Every accepted region code with its number of variants, most variants first."""
+    counts = {region: 0 for region in known_regions(index)}
+    for item in index.items:
+        if item.region:
+            counts[item.region] += 1
+    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
