@@ -138,8 +138,7 @@ def search():
         body = json_object()
         k = params.parse_k(body.get("k"), _settings().max_k)
         region = params.parse_region(body.get("region"), known_regions(index))
-        vector = np.asarray(params.parse_embedding(body.get("embedding"), index.dim), dtype=np.float32)
-        vector /= np.linalg.norm(vector)
+        vector = params.parse_embedding(body.get("embedding"), index.dim)
     return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))
 
 

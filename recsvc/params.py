@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import Any, Iterable
 
+import numpy as np
+
 from .errors import bad_request
 
 REGION_PATTERN = re.compile(r"^[A-Za-z]{2}$")
@@ -82,13 +84,28 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Iterable[str],
     )
 
 
-def parse_embedding(raw: Any, dim: int) -> list[float]:
-    """A query embedding of the index's dimension, all finite numbers."""
+def parse_embedding(raw: Any, dim: int) -> np.ndarray:
+    """A query embedding of the index's dimension as a float32 unit vector.
+
+    Checked after normalising in float64 (scaled by its largest value first), because values that are
+    finite in JSON can still overflow float32 or vanish to a zero norm and would otherwise search with NaN.
+    """
     if not isinstance(raw, list) or len(raw) != dim:
         got = f"{len(raw)} values" if isinstance(raw, list) else repr(type(raw).__name__)
         raise bad_request(f"embedding must be a list of {dim} numbers, got {got}")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < float("inf") for x in raw):
         raise bad_request("embedding must hold only finite numbers")
-    if not any(raw):
+    try:
+        vector = np.asarray(raw, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise bad_request("embedding must hold only finite numbers") from None
+    largest = float(np.max(np.abs(vector))) if np.isfinite(vector).all() else float("inf")
+    if not largest < float("inf"):
+        raise bad_request("embedding must hold only finite numbers")
+    if largest == 0.0:
         raise bad_request("embedding must not be all zeros")
-    return [float(x) for x in raw]
+    scaled = vector / largest
+    unit = (scaled / np.linalg.norm(scaled)).astype(np.float32)
+    if not np.isfinite(unit).all() or np.linalg.norm(unit) < 0.5:
+        raise bad_request("embedding is too close to zero to give a direction")
+    return unit

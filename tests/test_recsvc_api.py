@@ -1,0 +1,332 @@
+"""The /v1 API against the real app (Flask's test client) over a real ScaNN index of synthetic vectors."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
+
+from recsvc import create_app, ranking
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return synthetic_corpus(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="module")
+def index_root(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("index")
+    publish(root, corpus)
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(index_root: Path):
+    return create_app(settings_for(index_root), watch=False)
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+def titles(corpus: Corpus) -> set[str]:
+    return {item.title_id for item in corpus.items}
+
+
+def assert_json_error(response, status: int) -> None:
+    """Errors are JSON {"error", "detail"}, never HTML or a traceback."""
+    assert response.status_code == status, response.data[:300]
+    assert response.mimetype == "application/json", response.data[:300]
+    assert set(response.json) == {"error", "detail"}
+    assert response.json["error"] and response.json["detail"]
+    assert b"<html" not in response.data.lower() and b"Traceback" not in response.data
+
+
+# --- /similar ---------------------------------------------------------------------------------------
+
+
+def test_similar_never_returns_the_poster_itself_and_collapses_variants(client: FlaskClient) -> None:
+    for title_id in ("t000", "t003", "crowd-a"):  # titles with their own variants right beside them
+        body = client.get(f"/v1/posters/{title_id}/similar?k=10").json
+        ids = [r["id"] for r in body["results"]]
+        assert title_id not in ids
+        assert len(ids) == len(set(ids)) == 10
+        assert all("@" not in i for i in ids)
+        scores = [r["score"] for r in body["results"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_similar_fills_k_when_variants_crowd_the_neighbourhood(client: FlaskClient) -> None:
+    """65 variant-and-original rows of five titles come first; k=10 still gets ten titles."""
+    for k in (3, 10, 25):
+        ids = [r["id"] for r in client.get(f"/v1/posters/crowd-q/similar?k={k}").json["results"]]
+        assert len(ids) == len(set(ids)) == k
+        assert set(ids[: min(k, 5)]) <= set(CROWDERS) and (k < 5 or set(ids[:5]) == set(CROWDERS))
+
+
+def test_similar_returns_every_other_title_when_k_exceeds_the_catalogue(client: FlaskClient, corpus: Corpus) -> None:
+    ids = [r["id"] for r in client.get("/v1/posters/crowd-q/similar?k=100").json["results"]]
+    assert sorted(ids) == sorted(titles(corpus) - {"crowd-q"})
+
+
+def test_similar_with_region_swaps_image_url_to_the_variant(client: FlaskClient) -> None:
+    results = client.get("/v1/posters/crowd-q/similar?k=10&region=de").json["results"]
+    by_id = {r["id"]: r for r in results}
+    for title_id in CROWDERS:  # every crowder has a DE variant
+        assert by_id[title_id]["image_url"] == f"/v1/posters/{title_id}/image?region=DE"
+        assert by_id[title_id]["region"] == "DE" and by_id[title_id]["localized_title"] == f"{title_id} (DE)"
+    for result in results:
+        if result["id"] not in CROWDERS and result["id"] not in DE_TITLES:  # no DE variant: the original
+            assert result["image_url"] == f"/v1/posters/{result['id']}/image" and result["region"] is None
+
+
+@pytest.mark.parametrize("k", ["0", "101", "-1", "1.5", "ten", "", "1e2", "true"])
+def test_similar_refuses_k_outside_the_integers_1_to_max(client: FlaskClient, k: str) -> None:
+    response = client.get(f"/v1/posters/t001/similar?k={k}")
+    assert_json_error(response, 400)
+    assert "k must be an integer in [1, 100]" in response.json["detail"]
+
+
+def test_similar_unknown_id_is_404_and_unknown_region_400(client: FlaskClient) -> None:
+    assert_json_error(client.get("/v1/posters/nope/similar"), 404)
+    assert_json_error(client.get("/v1/posters/t001/similar?region=ZZ"), 400)
+    assert_json_error(client.get("/v1/posters/t001/similar?region=DEU"), 400)
+
+
+# --- /recommendations --------------------------------------------------------------------------------
+
+
+def test_recommendations_exclude_history_by_default_and_on_request_include_it(client: FlaskClient) -> None:
+    history = ["crowd-a", "crowd-b"]
+    excluded = [r["id"] for r in client.post("/v1/recommendations", json={"history": history, "k": 10}).json["results"]]
+    assert len(excluded) == 10 and not set(history) & set(excluded)
+    included = [r["id"] for r in client.post(
+        "/v1/recommendations", json={"history": history, "k": 10, "exclude_history": False, "aggregation": "mean"}).json["results"]]
+    assert set(history) <= set(included)
+
+
+@pytest.mark.parametrize("aggregation", ranking.AGGREGATIONS)
+def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, aggregation: str) -> None:
+    history = ["t001", "t002", "crowd-q"]
+    body = client.post("/v1/recommendations", json={"history": history, "k": 7, "aggregation": aggregation}).json
+    assert body["aggregation"] == aggregation
+    expected = ranking.recommend(app.extensions["posterrec"].index, history, 7, aggregation, True)
+    assert [r["id"] for r in body["results"]] == [hit.title_id for hit in expected]
+
+
+def test_recommendations_default_aggregation_is_the_apps(client: FlaskClient, app) -> None:
+    body = client.post("/v1/recommendations", json={"history": ["t004"]}).json
+    assert body["aggregation"] == app.config["POSTERREC_AGGREGATION"]
+    assert len(body["results"]) == 10
+
+
+def test_recommendations_unknown_id_is_404(client: FlaskClient) -> None:
+    response = client.post("/v1/recommendations", json={"history": ["t001", "missing-1"]})
+    assert_json_error(response, 404)
+    assert "missing-1" in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({}, "history"),
+        ({"history": []}, "history"),
+        ({"history": "t001"}, "history"),
+        ({"history": [1, 2]}, "history"),
+        ({"history": ["t001"], "k": 0}, "k must"),
+        ({"history": ["t001"], "k": "many"}, "k must"),
+        ({"history": ["t001"], "k": 2.5}, "k must"),
+        ({"history": ["t001"], "k": True}, "k must"),
+        ({"history": ["t001"], "region": "ZZ"}, "unknown region"),
+        ({"history": ["t001"], "region": 7}, "region"),
+        ({"history": ["t001"], "exclude_history": "yes"}, "exclude_history"),
+        ({"history": ["t001"], "aggregation": "median"}, "aggregation"),
+        ({"history": ["t001"], "aggregation": ["mean"]}, "aggregation"),
+        ({"history": ["t001"], "histroy": ["t002"]}, "unknown field"),
+        ({"history": ["t001"] * 1001}, "at most 1000"),
+    ],
+)
+def test_recommendations_bad_fields_are_400_naming_the_field(client: FlaskClient, body: dict, reason: str) -> None:
+    response = client.post("/v1/recommendations", json=body)
+    assert_json_error(response, 400)
+    assert reason in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    "data, content_type",
+    [("{not json", "application/json"), ('["t001"]', "application/json"), ("null", "application/json"),
+     ('{"history": ["t001"]}', "text/plain"), ("", "application/json")],
+)
+def test_recommendations_malformed_json_is_400(client: FlaskClient, data: str, content_type: str) -> None:
+    assert_json_error(client.post("/v1/recommendations", data=data, content_type=content_type), 400)
+
+
+# --- /search (JSON embedding; uploads are in test_recsvc_search.py) ----------------------------------
+
+
+def test_search_by_embedding_finds_that_poster_first(client: FlaskClient, corpus: Corpus) -> None:
+    row = next(i for i, item in enumerate(corpus.items) if item.key == "t007")
+    body = client.post("/v1/search", json={"embedding": (corpus.embeddings[row] * 3).tolist(), "k": 5}).json
+    assert body["results"][0]["id"] == "t007" and body["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert len({r["id"] for r in body["results"]}) == 5
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e300])
+def test_search_by_embedding_of_any_finite_magnitude_searches_by_direction(client: FlaskClient, corpus: Corpus, scale: float) -> None:
+    """Magnitudes that overflow float32 or vanish in it once searched with NaN and answered invalid JSON."""
+    row = next(i for i, item in enumerate(corpus.items) if item.key == "t011")
+    response = client.post("/v1/search", json={"embedding": (corpus.embeddings[row].astype(float) * scale).tolist(), "k": 3})
+    assert response.status_code == 200 and b"NaN" not in response.data
+    assert [r["id"] for r in response.json["results"]][0] == "t011" and len(response.json["results"]) == 3
+
+
+@pytest.mark.parametrize(
+    "embedding, reason",
+    [([0.1] * (DIM - 1), f"list of {DIM} numbers"), ("0.1,0.2", f"list of {DIM} numbers"), ([0.0] * DIM, "zeros"),
+     ([0.1] * (DIM - 1) + ["x"], "finite"), ([0.1] * (DIM - 1) + [True], "finite"), ([10**400] * DIM, "finite")],
+)
+def test_search_refuses_bad_embeddings(client: FlaskClient, embedding, reason: str) -> None:
+    response = client.post("/v1/search", json={"embedding": embedding})
+    assert_json_error(response, 400)
+    assert reason in response.json["detail"]
+
+
+def test_search_needs_json_or_multipart(client: FlaskClient) -> None:
+    assert_json_error(client.post("/v1/search", data="hello", content_type="text/plain"), 415)
+    assert_json_error(client.post("/v1/search", data={"k": "3"}, content_type="multipart/form-data"), 400)
+
+
+def test_search_upload_that_is_not_an_image_is_415(client: FlaskClient) -> None:
+    response = client.post("/v1/search", data={"image": (io.BytesIO(b"%PDF-1.4 not an image"), "doc.pdf")})
+    assert_json_error(response, 415)
+    assert "doc.pdf" in response.json["detail"]
+
+
+def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
+    too_big = app.config["MAX_CONTENT_LENGTH"] + 1
+    response = client.post("/v1/search", data={"image": (io.BytesIO(b"\xff" * too_big), "huge.jpg")})
+    assert_json_error(response, 413)
+
+
+# --- metadata, variants, images -------------------------------------------------------------------
+
+
+def test_poster_metadata(client: FlaskClient) -> None:
+    body = client.get("/v1/posters/t000").json
+    assert body["id"] == "t000" and body["title"] == "Title t000" and body["genres"] == ["Drama"]
+    assert body["variant_regions"] == ["DE", "FR"] and body["image_url"] == "/v1/posters/t000/image"
+    assert client.get("/v1/posters/t020").json["variant_regions"] == []
+    assert_json_error(client.get("/v1/posters/nope"), 404)
+
+def test_a_variant_key_is_not_a_poster_id(client: FlaskClient) -> None:
+    for url in ("/v1/posters/t000@DE", "/v1/posters/t000@DE/similar", "/v1/posters/t000@DE/variants", "/v1/posters/t000@DE/image"):
+        assert_json_error(client.get(url), 404)
+    assert_json_error(client.post("/v1/recommendations", json={"history": ["t000@DE"]}), 404)
+
+
+def test_variants_by_region(client: FlaskClient) -> None:
+    every = client.get("/v1/posters/t000/variants").json["variants"]
+    assert sorted(v["region"] for v in every) == ["DE", "FR"]
+    de = client.get("/v1/posters/t000/variants?region=DE").json["variants"]
+    assert de == [{"region": "DE", "language": "de", "title": "t000 (DE)", "image_url": "/v1/posters/t000/image?region=DE"}]
+    assert client.get("/v1/posters/t000/variants?region=JP").json["variants"] == []
+    assert_json_error(client.get("/v1/posters/t000/variants?region=Z1"), 400)
+    assert_json_error(client.get("/v1/posters/nope/variants?region=DE"), 404)
+
+
+def _path_of(corpus: Corpus, key: str) -> Path:
+    return Path(next(item.image_path for item in corpus.items if item.key == key))
+
+
+def test_image_bytes_variant_and_fallback(client: FlaskClient, corpus: Corpus) -> None:
+    original = client.get("/v1/posters/t001/image")
+    assert original.data == _path_of(corpus, "t001").read_bytes() and original.mimetype == "image/jpeg"
+    assert original.headers["X-PosterRec-Image"] == "original" and "X-PosterRec-Fallback" not in original.headers
+    variant = client.get("/v1/posters/t001/image?region=DE")
+    assert variant.data == _path_of(corpus, "t001@DE").read_bytes() != original.data
+    assert variant.headers["X-PosterRec-Image"] == "variant:DE"
+    fallback = client.get("/v1/posters/t001/image?region=JP")
+    assert fallback.data == original.data and "no JP variant" in fallback.headers["X-PosterRec-Fallback"]
+    assert_json_error(client.get("/v1/posters/nope/image"), 404)
+    assert_json_error(client.get("/v1/posters/t001/image?region=XX"), 400)
+
+
+def test_image_caching_etag_and_304(client: FlaskClient) -> None:
+    first = client.get("/v1/posters/t002/image?region=DE")
+    assert first.headers["ETag"] and "max-age=" in first.headers["Cache-Control"]
+    again = client.get("/v1/posters/t002/image?region=DE", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    other = client.get("/v1/posters/t002/image", headers={"If-None-Match": first.headers["ETag"]})
+    assert other.status_code == 200, "the original and the variant must not share an ETag"
+
+
+# --- health, readiness, metrics, OpenAPI, unknown routes ----------------------------------------
+
+
+def test_healthz_and_readyz(client: FlaskClient, corpus: Corpus) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz").json
+    assert ready["status"] == "ready" and ready["items"] == len(corpus.items)
+
+
+def test_readyz_is_503_before_any_index_and_ready_after_publishing(tmp_path: Path, corpus: Corpus) -> None:
+    app = create_app(settings_for(tmp_path / "index"), watch=False)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json["status"] == "not_ready"
+    assert_json_error(client.get("/v1/posters/t001/similar"), 503)
+    version = publish(tmp_path / "index", corpus)
+    assert app.extensions["posterrec"].refresh()
+    assert client.get("/readyz").json["version"] == version
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in exposition text (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            return float(match.group(2))
+    return 0.0
+
+
+def test_metrics_count_requests_and_latency_per_endpoint_and_show_the_index(index_root: Path, corpus: Corpus) -> None:
+    client = create_app(settings_for(index_root), watch=False).test_client()  # the gauges are process-wide: load last
+    rule = "/v1/posters/<title_id>/similar"
+    before = client.get("/metrics").get_data(as_text=True)
+    for _ in range(3):
+        client.get("/v1/posters/t001/similar?k=3")
+    client.get("/v1/posters/t001/similar?k=0")
+    after = client.get("/metrics").get_data(as_text=True)
+    ok = dict(name="posterrec_requests_total", endpoint=rule, method="GET", status="200")
+    assert _sample(after, **ok) - _sample(before, **ok) == 3
+    bad = dict(ok, status="400")
+    assert _sample(after, **bad) - _sample(before, **bad) == 1
+    count = dict(name="posterrec_request_seconds_count", endpoint=rule)
+    assert _sample(after, **count) - _sample(before, **count) == 4
+    assert _sample(after, "posterrec_request_seconds_bucket", endpoint=rule, le="+Inf") >= 4
+    assert _sample(after, "posterrec_index_items") == len(corpus.items)
+    version = client.get("/readyz").json["version"]
+    assert f'posterrec_index_version_info{{version="{version}"}} 1.0' in after
+
+
+def test_openapi_document_describes_every_endpoint(client: FlaskClient, app) -> None:
+    doc = client.get("/v1/openapi.json").json
+    documented = {path.replace("{title_id}", "<title_id>") for path in doc["paths"]}
+    served = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/") and rule.rule != "/v1/openapi.json"}
+    assert served == documented
+
+
+def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
+    assert_json_error(client.get("/v2/anything"), 404)
+    assert_json_error(client.get("/v1/posters"), 404)
+    assert_json_error(client.post("/healthz"), 405)
+    assert_json_error(client.get("/v1/recommendations"), 405)
+    assert_json_error(client.delete("/v1/posters/t001"), 405)

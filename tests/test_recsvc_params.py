@@ -1,0 +1,125 @@
+"""Property-based tests of request parsing: params.py on its own, then the endpoints of the real app.
+
+Whatever a client sends, the answer is a value or a 400 ``ApiError`` naming the
+parameter — never another exception (which the service would turn into a 500).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_recsvc_support import DIM, publish, settings_for, synthetic_corpus
+
+from recsvc import create_app, params, ranking
+from recsvc.errors import ApiError
+
+MAX_K = 100
+REGIONS = {"DE", "FR", "JP"}
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["history", "k", "region", "exclude_history", "aggregation"])
+
+
+def parses_or_400(parse, *args):
+    """The parsed value, or None when ``parse`` refused with a 400 (any other exception fails the test)."""
+    try:
+        return parse(*args)
+    except ApiError as err:
+        assert err.status == 400 and err.detail
+        return None
+
+
+@given(st.integers(min_value=-10**12, max_value=10**12))
+def test_parse_k_accepts_exactly_the_integers_1_to_max(k: int) -> None:
+    for raw in (k, str(k), f" {k} "):
+        assert parses_or_400(params.parse_k, raw, MAX_K) == (k if 1 <= k <= MAX_K else None)
+
+
+@given(JSON)
+def test_parse_k_never_raises_anything_but_a_400(raw) -> None:
+    k = parses_or_400(params.parse_k, raw, MAX_K)
+    assert k is None or (isinstance(k, int) and 1 <= k <= MAX_K)
+
+
+@given(st.text(max_size=5) | JSON)
+def test_parse_region_returns_a_known_region_or_400(raw) -> None:
+    region = parses_or_400(params.parse_region, raw, REGIONS)
+    assert region is None or region in REGIONS
+    if isinstance(raw, str) and raw.upper() in REGIONS and raw.isascii():
+        assert region == raw.upper()
+
+
+@given(st.dictionaries(FIELDS | st.text(max_size=6), JSON, max_size=6))
+def test_parse_recommendation_request_on_any_json_object(body: dict) -> None:
+    req = parses_or_400(params.parse_recommendation_request, body, MAX_K, REGIONS, ranking.AGGREGATIONS)
+    if req is not None:
+        assert set(body) <= {"history", "k", "region", "exclude_history", "aggregation"}
+        assert req.history and all(isinstance(i, str) and i for i in req.history)
+        assert 1 <= req.k <= MAX_K and req.aggregation in (None, *ranking.AGGREGATIONS)
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=DIM, max_size=DIM) | JSON)
+def test_parse_embedding_gives_a_finite_unit_vector_or_400(raw) -> None:
+    vector = parses_or_400(params.parse_embedding, raw, DIM)
+    if vector is not None:
+        vector = np.asarray(vector, dtype=np.float32)
+        assert vector.shape == (DIM,) and np.isfinite(vector).all()
+        assert math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-4)
+
+
+# --- the same through the real app: always 200 or a JSON 4xx ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("index")
+    publish(root, synthetic_corpus(tmp_path_factory.mktemp("images")))
+    return create_app(settings_for(root), watch=False).test_client()
+
+
+def assert_ok_or_json_4xx(response) -> None:
+    assert response.status_code == 200 or 400 <= response.status_code < 500, response.data[:300]
+    body = response.get_json()  # strict JSON: NaN or an HTML page would fail here
+    assert isinstance(body, dict)
+    if response.status_code != 200:
+        assert set(body) == {"error", "detail"}
+
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(k=st.text(max_size=6), region=st.text(max_size=4), title_id=st.sampled_from(["t001", "crowd-q", "t000@DE", "x"]))
+def test_similar_query_strings(client, k: str, region: str, title_id: str) -> None:
+    response = client.get(f"/v1/posters/{title_id}/similar", query_string={"k": k, "region": region})
+    assert_ok_or_json_4xx(response)
+    if response.status_code == 200:
+        results = response.json["results"]
+        assert len(results) == int(k.strip() or 10) if k.strip() else len(results) == 10
+
+
+@FUZZ
+@given(body=st.dictionaries(FIELDS, JSON | st.lists(st.sampled_from(["t001", "t002", "crowd-q"]), max_size=3), max_size=5) | JSON)
+def test_recommendation_bodies(client, body) -> None:
+    assert_ok_or_json_4xx(client.post("/v1/recommendations", json=body))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=40))
+def test_recommendation_raw_bytes(client, raw: bytes) -> None:
+    assert_ok_or_json_4xx(client.post("/v1/recommendations", data=raw, content_type="application/json"))
+
+
+@FUZZ
+@given(embedding=st.lists(st.floats(width=64, allow_nan=False, allow_infinity=False), min_size=DIM, max_size=DIM) | JSON,
+       k=JSON)
+def test_search_bodies(client, embedding, k) -> None:
+    assert_ok_or_json_4xx(client.post("/v1/search", json={"embedding": embedding, "k": k}))
