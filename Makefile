@@ -5,9 +5,9 @@ VENV          ?= .venv
 PY            := $(VENV)/bin/python
 STAMP         := $(VENV)/.installed
 export POSTERREC_HOME ?= var
-DEMO_COUNT    ?= 240
+DEMO_COUNT    ?= 160
 DEMO_SEED     ?= 7
-DEMO_REGIONS  ?= DE,FR,JP,KR,SA,IL,RU,IN,TH,CN
+DEMO_REGIONS  ?= DE,JP,SA,IN
 HOST          ?= 127.0.0.1
 PORT          ?= 8000
 
