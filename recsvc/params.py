@@ -73,7 +73,7 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Iterable[str],
     if len(history) > 1000:
         raise bad_request(f"history holds {len(history)} ids; at most 1000 are accepted")
     aggregation = body.get("aggregation")
-    if aggregation is not None and aggregation not in set(aggregations):
+    if aggregation is not None and (not isinstance(aggregation, str) or aggregation not in set(aggregations)):
         raise bad_request(f"aggregation must be one of {', '.join(sorted(aggregations))}, got {aggregation!r}")
     return RecommendationRequest(
         history=history,
