@@ -89,7 +89,7 @@ class Detection:
 
 
 @functools.lru_cache(maxsize=1)
-def _db_detector():
+def db_detector():
     """PP-OCRv4 DBNet from the rapidocr wheel (loaded once per process: ~0.2 s)."""
     from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
     from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
@@ -105,7 +105,7 @@ def detect_lines(image: np.ndarray) -> list[tuple[np.ndarray, float]]:
 
     ``image`` is RGB uint8; the network was trained on BGR input.
     """
-    detector = _db_detector()
+    detector = db_detector()
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     prepared = detector.get_preprocess(max(bgr.shape[:2]))(bgr)
     if prepared is None:
