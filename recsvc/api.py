@@ -37,11 +37,16 @@ def known_regions(index: PublishedIndex) -> set[str]:
     return {item.region for item in index.items if item.region} | set(current_app.config["POSTERREC_REGIONS"])
 
 
-def _original(index: PublishedIndex, title_id: str) -> IndexItem:
+def is_poster_id(index: PublishedIndex, title_id: str) -> bool:
+    """True for the id of an original poster; a variant key (``<id>@DE``) is a row of the index but no poster id."""
     row = index.row_of_key.get(title_id)
-    if row is None:
+    return row is not None and not index.items[row].is_variant
+
+
+def _original(index: PublishedIndex, title_id: str) -> IndexItem:
+    if not is_poster_id(index, title_id):
         raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
-    return index.items[row]
+    return index.items[index.row_of_key[title_id]]
 
 
 def _variant(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
@@ -101,7 +106,7 @@ def similar(title_id: str):
 def recommendations():
     index = served_index()
     req = params.parse_recommendation_request(json_object(), _settings().max_k, known_regions(index), ranking.AGGREGATIONS)
-    missing = [title_id for title_id in req.history if title_id not in index.row_of_key]
+    missing = [title_id for title_id in req.history if not is_poster_id(index, title_id)]
     if missing:
         raise not_found(f"unknown poster id(s) in history: {', '.join(map(repr, missing[:10]))}")
     aggregation = req.aggregation or current_app.config["POSTERREC_AGGREGATION"]
