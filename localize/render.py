@@ -1,8 +1,8 @@
 """Setting the localized title where the old one was, in its colour, legible on the new ground.
 
-The colour is the original title's dominant ink colour: the pixels that the
-inpainting changed most are the glyphs (and their outline or shadow), and the
-larger of two colour clusters among them is the fill. Legibility is judged by
+The colour is the original title's fill colour: the pixels that inpainting
+changed are the glyphs with their outline, shadow or glow, and of two colour
+clusters among them the fill is the one with the thicker strokes. Legibility is judged by
 the WCAG contrast ratio between that colour and the inpainted background under
 the box (its darkest and lightest typical colours, so a title spanning both stays
 legible on each): below ``OUTLINE_BELOW`` the title gets an outline, below
