@@ -45,8 +45,9 @@ $(INGESTED): $(CATALOG)
 $(MODEL): $(CATALOG)
 	$(PY) -m models train --catalog $(CATALOG) --out $(POSTERREC_HOME)/model --backbone tiny --weights none
 
+# Navier-Stokes inpainting: about 3x faster end to end than the PatchMatch default (bench_localize).
 $(LOCALIZED): $(INGESTED)
-	$(PY) -m localize run --titles $(DEMO_DIR)/localized_titles.csv --regions $(DEMO_REGIONS) --out $(POSTERREC_HOME)/variants
+	$(PY) -m localize run --titles $(DEMO_DIR)/localized_titles.csv --regions $(DEMO_REGIONS) --inpaint ns --out $(POSTERREC_HOME)/variants
 	touch $@
 
 $(INDEX): $(MODEL) $(LOCALIZED)
