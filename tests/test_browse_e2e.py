@@ -196,19 +196,6 @@ def test_before_after_view_compares_a_poster_with_its_variants(page, corpus):
     assert page.eval_on_selector(".compare-stage", "stage => stage.style.getPropertyValue('--reveal')") == "53%"
 
 
-def test_page_without_an_index_says_how_to_build_one(browser, tmp_path):
-    server = serve(browse_app(tmp_path / "no-index"))
-    live = next(server)
-    page = browser.new_page()
-    try:
-        response = page.goto(live.url + "/")
-        assert response.status == 503
-        assert "python -m indexer build" in page.inner_text("main")
-    finally:
-        page.close()
-        server.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def fresh_artifacts():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)

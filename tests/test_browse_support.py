@@ -38,6 +38,7 @@ DE_EVERY = 2
 class BrowseCorpus:
     index_root: Path
     items: list[IndexItem]
+    embeddings: np.ndarray
 
     @property
     def originals(self) -> list[IndexItem]:
@@ -66,9 +67,9 @@ def _pixel_embedding(path: str, projection: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def build_browse_corpus(root: Path) -> BrowseCorpus:
+def build_browse_corpus(root: Path, titles: int = TITLES) -> BrowseCorpus:
     """Demo posters, their variants and a published index under ``root``."""
-    catalog = write_demo_corpus(root / "demo", TITLES, SEED)
+    catalog = write_demo_corpus(root / "demo", titles, SEED)
     items: list[IndexItem] = []
     with catalog.open(encoding="utf-8") as handle:
         for i, row in enumerate(csv.DictReader(handle)):
@@ -84,12 +85,17 @@ def build_browse_corpus(root: Path) -> BrowseCorpus:
                     ))
     projection = np.random.default_rng(SEED).normal(size=(8 * 12 * 3, DIM)).astype(np.float32)
     embeddings = np.stack([_pixel_embedding(item.image_path, projection) for item in items])
-    index_root = root / "index"
-    publish_index(
-        index_root, items, embeddings, {"source": "browse test corpus"},
-        exact_search_max_items=100_000, recall_floor=0.9, keep_versions=2,
-    )
-    return BrowseCorpus(index_root, items)
+    corpus = BrowseCorpus(root / "index", items, embeddings)
+    publish(corpus)
+    return corpus
+
+
+def publish(corpus: BrowseCorpus) -> str:
+    """Publish the corpus as the current index version (brute force: exact and quick)."""
+    return publish_index(
+        corpus.index_root, corpus.items, corpus.embeddings, {"source": "browse test corpus"},
+        exact_search_max_items=100_000, recall_floor=0.9, keep_versions=3,
+    ).version
 
 
 def browse_app(index_root: Path):

@@ -1,0 +1,167 @@
+"""``/v1/posters`` listing, ``/v1/genres``, ``/thumbs`` and the server-rendered page, through Flask's test client
+over a real published index of demo posters."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from recsvc.browse import THUMB_WIDTH
+from recsvc.catalog_api import MAX_PER_PAGE
+from test_browse_support import BrowseCorpus, browse_app, build_browse_corpus, publish
+
+TITLES = 14
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> BrowseCorpus:
+    return build_browse_corpus(tmp_path_factory.mktemp("catalog"), titles=TITLES)
+
+
+@pytest.fixture(scope="module")
+def client(corpus):
+    return browse_app(corpus.index_root).test_client()
+
+
+def listed(client, **query) -> dict:
+    response = client.get("/v1/posters", query_string=query)
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def sort_key(item) -> tuple:
+    return (item.title.casefold(), item.year or 0, item.title_id)
+
+
+def test_pages_list_every_original_once_in_title_order(client, corpus):
+    first = listed(client, per_page=5)
+    assert (first["total"], first["pages"], first["page"]) == (TITLES, 3, 1)
+    ids = [r["id"] for page in (1, 2, 3) for r in listed(client, per_page=5, page=page)["results"]]
+    assert ids == [item.title_id for item in sorted(corpus.originals, key=sort_key)]
+    assert listed(client, per_page=5, page=4)["results"] == []
+
+
+def test_listing_reports_variants_and_serves_the_region_s_image(client, corpus):
+    results = listed(client, per_page=MAX_PER_PAGE, region="DE")["results"]
+    for result in results:
+        regions = corpus.variant_regions(result["id"])
+        assert set(result["variant_regions"]) == regions
+        if "DE" in regions:
+            assert result["region"] == "DE" and result["image_url"].endswith("?region=DE")
+        else:
+            assert result["region"] is None and result["image_url"] == f"/v1/posters/{result['id']}/image"
+
+
+def test_search_matches_every_word_case_insensitively(client, corpus):
+    title = corpus.originals[0].title
+    words = title.split()
+    query = f"{words[-1].upper()}  {words[0].lower()}"
+    expected = {i.title_id for i in corpus.originals if all(w.casefold() in i.title.casefold() for w in (words[0], words[-1]))}
+    assert {r["id"] for r in listed(client, q=query, per_page=MAX_PER_PAGE)["results"]} == expected
+    assert listed(client, q="no title has this")["total"] == 0
+
+
+def test_genre_filter_and_genre_counts_agree(client, corpus):
+    genres = client.get("/v1/genres").json["genres"]
+    assert [g["genre"] for g in genres] == sorted({g for item in corpus.originals for g in item.genres})
+    for entry in genres:
+        found = listed(client, genre=entry["genre"], per_page=MAX_PER_PAGE)
+        assert found["total"] == entry["titles"]
+        assert all(entry["genre"] in r["genres"] for r in found["results"])
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"page": "0"}, "page"),
+        ({"page": "two"}, "page"),
+        ({"per_page": str(MAX_PER_PAGE + 1)}, "per_page"),
+        ({"per_page": "-3"}, "per_page"),
+        ({"genre": "Western Noir"}, "genre"),
+        ({"region": "Germany"}, "region"),
+        ({"region": "XQ"}, "region"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
+def test_bad_listing_parameters_are_json_400s_naming_the_parameter(client, query, named):
+    response = client.get("/v1/posters", query_string=query)
+    assert response.status_code == 400
+    assert response.json["error"] == "bad_request" and named in response.json["detail"]
+
+
+def test_thumbnails_are_small_jpegs_with_validators(client, corpus):
+    title_id = corpus.originals[0].title_id
+    response = client.get(f"/thumbs/{title_id}")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(response.data)) as image:
+        assert image.format == "JPEG" and image.width == THUMB_WIDTH and abs(image.height / image.width - 1.5) < 0.02
+    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    etag = response.headers["ETag"]
+    again = client.get(f"/thumbs/{title_id}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+
+
+def test_thumbnails_follow_the_region_and_say_when_they_fall_back(client, corpus):
+    with_de = next(i.title_id for i in corpus.originals if "DE" in corpus.variant_regions(i.title_id))
+    without = next(i.title_id for i in corpus.originals if not corpus.variant_regions(i.title_id))
+    variant = client.get(f"/thumbs/{with_de}?region=DE")
+    original = client.get(f"/thumbs/{with_de}")
+    assert variant.headers["X-PosterRec-Image"] == "variant:DE" and variant.data != original.data
+    assert variant.headers["ETag"] != original.headers["ETag"]
+    fallback = client.get(f"/thumbs/{without}?region=DE")
+    assert fallback.headers["X-PosterRec-Image"] == "original" and "X-PosterRec-Fallback" in fallback.headers
+    assert fallback.data == client.get(f"/thumbs/{without}").data
+
+
+def test_thumbnail_errors_are_json(client, corpus):
+    missing = client.get("/thumbs/no-such-poster")
+    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    variant_key = next(i.key for i in corpus.items if i.is_variant)
+    assert client.get(f"/thumbs/{variant_key}").status_code == 404
+    assert client.get(f"/thumbs/{corpus.originals[0].title_id}?region=D3").status_code == 400
+
+
+def card_ids(html: str) -> list[str]:
+    return re.findall(r'<li class="card" data-id="([^"]+)"', html)
+
+
+def test_page_renders_the_listing_without_javascript(client, corpus):
+    genre = corpus.originals[0].genres[0]
+    response = client.get("/", query_string={"genre": genre, "per_page": 2, "region": "DE"})
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-cache"
+    html = response.get_data(as_text=True)
+    expected = [i.title_id for i in sorted(corpus.originals, key=sort_key) if genre in i.genres]
+    assert card_ids(html) == expected[:2]
+    if len(expected) > 2:
+        assert 'rel="next"' in html and "page=2" in html and "region=DE" in html
+    assert '<template id="card-template">' in html and 'alt="' in html
+
+
+def test_page_with_a_bad_parameter_explains_it_and_shows_the_catalogue(client):
+    response = client.get("/?genre=Nope")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "unknown genre" in html and len(card_ids(html)) == min(TITLES, 24)
+
+
+def test_page_without_an_index_says_how_to_build_one(tmp_path):
+    response = browse_app(tmp_path / "no-index").test_client().get("/")
+    assert response.status_code == 503 and "python -m indexer build" in response.get_data(as_text=True)
+
+
+def test_listing_follows_a_hot_swapped_index(tmp_path, corpus):
+    full = BrowseCorpus(tmp_path / "index", corpus.items, corpus.embeddings)
+    publish(full)
+    app = browse_app(full.index_root)
+    client = app.test_client()
+    assert listed(client)["total"] == TITLES
+    dropped = corpus.originals[0].title_id
+    kept = [i for i, item in enumerate(corpus.items) if item.title_id != dropped]
+    version = publish(BrowseCorpus(full.index_root, [corpus.items[i] for i in kept], corpus.embeddings[kept]))
+    assert app.extensions["posterrec"].refresh()
+    after = listed(client, per_page=MAX_PER_PAGE)
+    assert after["index_version"] == version and after["total"] == TITLES - 1
+    assert dropped not in {r["id"] for r in after["results"]}
