@@ -109,10 +109,10 @@ def test_poster_details_show_similar_posters_with_scores(page, corpus):
     first = page.locator("#grid .card").first
     title_id = first.get_attribute("data-id")
     first.locator(".card-open").click()
+    page.wait_for_selector("#similar > .card")  # filled together with the heading
     dialog = page.get_by_role("dialog")
     expected_title = next(item.title for item in corpus.originals if item.title_id == title_id)
     assert dialog.get_by_role("heading", level=2).inner_text() == expected_title
-    page.wait_for_selector("#similar > .card")
     similar = card_ids(page, "#similar")
     assert len(similar) == 12 and title_id not in similar and len(set(similar)) == 12
     scores = [float(text.split()[1]) for text in page.locator("#similar .score").all_inner_texts()]
