@@ -20,7 +20,7 @@ import numpy as np
 
 from . import published
 from .published import IndexError_, IndexItem
-from .scann_index import IndexParams, choose_params, measure_recall, timed_build
+from .scann_index import IndexParams, build_tuned, measure_recall, timed_build
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ class Publication:
     pruned: list[str]
 
 
-def _check_reloaded(root: Path, version: str, searcher, embeddings: np.ndarray, k: int) -> None:
+def _check_reloaded(root: Path, version: str, searcher, params: IndexParams, embeddings: np.ndarray, k: int) -> None:
     """The written version must load and answer a sample of queries like the searcher that was built."""
     loaded = published.open_version(root, version)
     queries = embeddings[: min(32, len(embeddings))]
-    expected, _ = searcher.search_batched(queries, final_num_neighbors=min(k, len(embeddings)))
+    expected, _ = searcher.search_batched(queries, final_num_neighbors=min(k, len(embeddings)), **params.search_options())
     got, _ = loaded.search(queries, k)
     if not np.array_equal(np.asarray(expected), got):
         raise IndexError_(f"index version {version} answers differently after reloading; not published")
@@ -61,14 +61,21 @@ def publish_index(
     params: IndexParams | None = None,
     k: int = 10,
 ) -> Publication:
-    """Build, verify and atomically publish ``items``/``embeddings`` as the new current version."""
+    """Build, verify and atomically publish ``items``/``embeddings`` as the new current version.
+
+    Without ``params`` the leaves searched are tuned by measurement to clear
+    ``recall_floor`` (:func:`~indexer.scann_index.build_tuned`); explicit
+    ``params`` are used as given, so a bad choice meets the floor.
+    """
     root = Path(root)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if len(items) == 0:
         raise IndexError_(f"nothing to index: no items for {root}")
-    params = params or choose_params(len(items), exact_search_max_items, num_neighbors=k)
-    searcher, build_seconds = timed_build(embeddings, params)
-    recall = measure_recall(searcher, embeddings, k=k)
+    if params is None:
+        searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
+    else:
+        searcher, build_seconds = timed_build(embeddings, params)
+    recall = measure_recall(searcher, embeddings, k=k, params=params)
     previous = published.current_version(root)
     if recall < recall_floor:
         raise RecallBelowFloor(
@@ -95,7 +102,7 @@ def publish_index(
         searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
 
     path = published.stage_version(root, version, write)
-    _check_reloaded(root, version, searcher, embeddings, k)
+    _check_reloaded(root, version, searcher, params, embeddings, k)
     published.set_current(root, version)
     pruned = published.prune_versions(root, keep_versions)
     log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)

@@ -31,6 +31,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .scann_index import IndexParams
+
 log = logging.getLogger(__name__)
 
 CURRENT = "CURRENT"
@@ -184,6 +186,8 @@ class PublishedIndex:
         self.items = items
         self.embeddings = embeddings
         self._searcher = searcher
+        params = IndexParams.from_manifest(manifest)
+        self._search_options = params.search_options() if params else {}
         self.row_of_key = {item.key: row for row, item in enumerate(items)}
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
@@ -202,7 +206,7 @@ class PublishedIndex:
         if queries.shape[1] != self.dim:
             raise ValueError(f"query has dimension {queries.shape[1]}, index {self.version} has {self.dim}")
         k = max(1, min(int(k), len(self.items)))
-        rows, scores = self._searcher.search_batched(queries, final_num_neighbors=k)
+        rows, scores = self._searcher.search_batched(queries, final_num_neighbors=k, **self._search_options)
         return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
 
 
