@@ -5,8 +5,9 @@ to list them: search by title, filter by genre, one page at a time. The
 listing is computed from the served index snapshot (originals only, variants
 are reported per title as ``variant_regions``), so it always agrees with what
 ``/similar`` and ``/recommendations`` can return. The sorted catalogue is
-built once per index version and cached, so a request over 10k titles is a
-linear scan of precomputed lower-case titles.
+built once per index version and cached with its per-genre lists and region
+set, so a request over 10k titles costs at most one scan of precomputed
+lower-case titles.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import dataclasses
 import re
 import weakref
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .api import _image_url, known_regions, served_index
+from .api import _image_url, served_index
 from .errors import bad_request
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
@@ -40,8 +41,17 @@ class CatalogEntry:
 @dataclasses.dataclass(frozen=True)
 class Catalog:
     entries: tuple[CatalogEntry, ...]
-    genres: dict[str, int]
-    """Genre -> number of titles, in alphabetical order."""
+    by_genre: dict[str, tuple[CatalogEntry, ...]]
+    """Genre -> its titles in listing order, alphabetical by genre; a genre filter is a lookup, not a scan."""
+    variant_counts: dict[str, int]
+    """Region -> number of variants in the index."""
+    regions: frozenset[str]
+    """Region codes a request may name: those with variants and the configured ones (no variant: the original)."""
+
+    @property
+    def genres(self) -> dict[str, int]:
+        """Genre -> number of titles."""
+        return {genre: len(entries) for genre, entries in self.by_genre.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,27 +84,35 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     for item in index.items:
         if item.region:
             regions.setdefault(item.title_id, []).append(item.region)
-    originals = [item for item in index.items if not item.is_variant]
-    originals.sort(key=lambda item: (item.title.casefold(), item.year or 0, item.title_id))
-    genres: dict[str, int] = {}
-    for item in originals:
-        for genre in item.genres:
-            genres[genre] = genres.get(genre, 0) + 1
+    originals = sorted(
+        (item for item in index.items if not item.is_variant),
+        key=lambda item: (item.title.casefold(), item.year or 0, item.title_id),
+    )
     entries = tuple(
         CatalogEntry(item, item.title.casefold(), tuple(sorted(regions.get(item.title_id, ())))) for item in originals
     )
-    return Catalog(entries, dict(sorted(genres.items())))
+    by_genre: dict[str, list[CatalogEntry]] = {}
+    for entry in entries:
+        for genre in entry.item.genres:
+            by_genre.setdefault(genre, []).append(entry)
+    variant_counts: dict[str, int] = {}
+    for title_regions in regions.values():
+        for region in title_regions:
+            variant_counts[region] = variant_counts.get(region, 0) + 1
+    return Catalog(
+        entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, variant_counts,
+        frozenset(variant_counts) | frozenset(current_app.config["POSTERREC_REGIONS"]),
+    )
 
 
 def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_page: int) -> Page:
     """Titles containing every word of ``query`` (case-insensitive) and tagged ``genre``, one page of them."""
+    candidates = catalog.entries if genre is None else catalog.by_genre[genre]
     words = query.casefold().split()
-    matches = [
-        entry for entry in catalog.entries
-        if (genre is None or genre in entry.item.genres) and all(word in entry.folded_title for word in words)
-    ]
+    if words:
+        candidates = [entry for entry in candidates if all(word in entry.folded_title for word in words)]
     start = (page - 1) * per_page
-    return Page(matches[start : start + per_page], len(matches), page, per_page)
+    return Page(list(candidates[start : start + per_page]), len(candidates), page, per_page)
 
 
 def parse_positive_int(raw: str | None, name: str, default: int, maximum: int) -> int:
@@ -109,8 +127,8 @@ def parse_positive_int(raw: str | None, name: str, default: int, maximum: int) -
 def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
     if raw is None or raw == "":
         return None
-    if raw not in catalog.genres:
-        raise bad_request(f"unknown genre {raw!r}; known genres: {', '.join(catalog.genres) or 'none'}")
+    if raw not in catalog.by_genre:
+        raise bad_request(f"unknown genre {raw!r}; known genres: {', '.join(catalog.by_genre) or 'none'}")
     return raw
 
 
@@ -137,7 +155,7 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
         genre=parse_genre(args.get("genre"), catalog_of(index)),
         page=parse_positive_int(args.get("page"), "page", 1, 10**9),
         per_page=parse_positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
-        region=params.parse_region(args.get("region"), known_regions(index)),
+        region=params.parse_region(args.get("region"), catalog_of(index).regions),
     )
 
 
@@ -181,8 +199,6 @@ def genres():
 
 def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
     """Every accepted region code with its number of variants, most variants first."""
-    counts = {region: 0 for region in known_regions(index)}
-    for item in index.items:
-        if item.region:
-            counts[item.region] += 1
-    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+    catalog = catalog_of(index)
+    counts = catalog.variant_counts
+    return sorted(((region, counts.get(region, 0)) for region in catalog.regions), key=lambda pair: (-pair[1], pair[0]))
