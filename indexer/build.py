@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from posterrec_settings import Settings, load_settings
 
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, publish_index
-from .published import IndexItem
+from .published import IndexError_, IndexItem
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,30 @@ def store_sources(store: Store) -> list[Source]:
     return sources
 
 
+def read_verified_image(source: Source) -> bytes:
+    """The poster's bytes, refused when they are not the image the store ingested.
+
+    A file edited in place after ingest would otherwise be embedded and cached
+    under the old content hash, and every later build would reuse that wrong vector.
+    """
+    path = Path(source.item.image_path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise IndexError_(f"{source.item.key}: poster {path} cannot be read: {err.strerror or err}") from None
+    if hashlib.sha256(data).hexdigest() != source.image_sha256:
+        raise IndexError_(f"{source.item.key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
+    return data
+
+
+def embed_batch(embedder, batch: Sequence[Source]) -> np.ndarray:
+    try:
+        return embedder.embed_images([read_verified_image(s) for s in batch])
+    except ValueError as err:  # the embedder names the undecodable input by its position
+        keys = ", ".join(s.item.key for s in batch)
+        raise IndexError_(f"cannot embed the posters of {keys}: {err}") from None
+
+
 def embed_sources(embedder, sources: Sequence[Source], cache: EmbeddingCache, batch_size: int) -> tuple[np.ndarray, int]:
     """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded)."""
     model = embedder.manifest_sha256
@@ -76,8 +101,7 @@ def embed_sources(embedder, sources: Sequence[Source], cache: EmbeddingCache, ba
     with tqdm(total=len(missing), desc="embedding", unit="img", disable=not missing) as progress:
         for start in range(0, len(missing), batch_size):
             batch = missing[start : start + batch_size]
-            embedded = embedder.embed_images([s.item.image_path for s in batch])
-            fresh = {s.image_sha256: vector for s, vector in zip(batch, embedded)}
+            fresh = {s.image_sha256: vector for s, vector in zip(batch, embed_batch(embedder, batch))}
             cache.put_many(model, fresh)
             vectors.update(fresh)
             progress.update(len(batch))
@@ -91,11 +115,14 @@ def build_index(model_dir: str | Path, settings: Settings, store_path: Path | No
     started = time.perf_counter()
     store_path = Path(store_path or settings.store)
     index_root = Path(index_root or settings.index_root)
-    embedder = load_embedder(model_dir)
+    try:
+        embedder = load_embedder(model_dir)
+    except (FileNotFoundError, ValueError) as err:  # not an exported model, or not the one expected
+        raise IndexError_(f"cannot build with model {model_dir}: {err}") from None
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:
-        raise SystemExit(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
+        raise IndexError_(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
     with EmbeddingCache(index_root / CACHE_FILE) as cache:
         embeddings, embedded = embed_sources(embedder, sources, cache, settings.batch_size)
         cache.prune(embedder.manifest_sha256, (s.image_sha256 for s in sources))

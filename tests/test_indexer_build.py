@@ -1,0 +1,146 @@
+"""``python -m indexer build`` end to end: a real store, a tiny real model, real ScaNN, real files."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from indexer.__main__ import main as indexer_main
+from indexer.build import build_index
+from indexer.ingest import ingest_catalog
+from indexer.published import current_version, list_versions, open_version
+from indexer.store import open_store
+from posterrec_settings import Settings, load_settings
+
+TITLES = 24
+VARIANT_REGIONS = {"DE": "de", "JP": "ja"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A demo corpus and a tiny model trained on it (shared: training is the slow part)."""
+    from localize.demo import write_demo_corpus
+    from models.__main__ import main as models_main
+
+    out = tmp_path_factory.mktemp("tiny")
+    catalog = write_demo_corpus(out / "demo", count=TITLES, seed=11)
+    argv = ["train", "--catalog", str(catalog), "--out", str(out / "model"), "--backbone", "tiny", "--weights", "none",
+            "--warmup-epochs", "1", "--head-epochs", "1", "--unfreeze-blocks", "0", "--triplet-epochs", "1",
+            "--cache-dir", str(out / "cache")]
+    assert models_main(argv) == 0
+    return catalog, out / "model"
+
+
+@pytest.fixture
+def workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
+    """A private copy of the corpus, ingested into a fresh store, with a DE and a JP variant of the first title."""
+    catalog_src, model = tiny_model
+    corpus = tmp_path / "demo"
+    shutil.copytree(catalog_src.parent, corpus)
+    catalog = corpus / catalog_src.name
+    store = tmp_path / "store.sqlite3"
+    assert ingest_catalog(catalog, store).summary is not None
+    with open_store(store) as opened:
+        first = opened.titles()[0]
+        for region, language in VARIANT_REGIONS.items():
+            variant = tmp_path / "variants" / f"{first.id}_{region}.png"
+            variant.parent.mkdir(exist_ok=True)
+            image = Image.open(first.image_path).convert("RGB")
+            (ImageOps.mirror(image) if region == "DE" else ImageOps.flip(image)).save(variant)
+            opened.upsert_variant(first.id, region, language, f"{first.title} ({region})", variant)
+    settings = load_settings(env={}, home=tmp_path / "home", store=store, index_root=tmp_path / "index", keep_versions=2, batch_size=8)
+    return {"catalog": catalog, "model": model, "store": store, "settings": settings, "first": first.id}
+
+
+def rows_of(catalog: Path) -> list[dict]:
+    with catalog.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(catalog: Path, rows: list[dict]) -> None:
+    with catalog.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def build(ws: dict):
+    settings: Settings = ws["settings"]
+    return build_index(ws["model"], settings, ws["store"], settings.index_root)
+
+
+def test_build_indexes_every_title_and_variant_with_its_region(workspace: dict) -> None:
+    summary = build(workspace)
+    index = open_version(workspace["settings"].index_root)
+    assert len(index) == TITLES + len(VARIANT_REGIONS) == summary.items
+    assert (summary.embedded, summary.reused) == (summary.items, 0)
+    first = workspace["first"]
+    variants = {index.items[row].region: index.items[row] for row in index.rows_of_title[first]}
+    assert set(variants) == {None, *VARIANT_REGIONS}
+    for region, language in VARIANT_REGIONS.items():
+        assert variants[region].key == f"{first}@{region}" and variants[region].language == language
+        assert variants[region].title_id == first and variants[region].is_variant
+    assert all(item.region is None for item in index.items if item.title_id != first)
+    assert np.allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-4)
+    rows, _ = index.search(index.embeddings[:5], 1)
+    assert rows[:, 0].tolist() == list(range(5)), "every poster finds itself first"
+    with open_store(workspace["store"]) as store:
+        recorded = store.index_versions()
+    assert [r["version"] for r in recorded] == [summary.publication.version]
+    assert recorded[0]["manifest"]["model_manifest_sha256"] == index.manifest["model_manifest_sha256"]
+
+
+def test_incremental_rebuild_embeds_only_changed_posters_and_drops_removed_ones(workspace: dict) -> None:
+    first = build(workspace)
+    catalog: Path = workspace["catalog"]
+    rows = rows_of(catalog)
+    changed, removed = rows[3], rows[4]
+    poster = catalog.parent / changed["image"]
+    Image.open(poster).convert("RGB").rotate(90, expand=True).save(poster)
+    write_rows(catalog, [row for row in rows if row is not removed])
+    assert ingest_catalog(catalog, workspace["store"]).summary is not None
+
+    second = build(workspace)
+
+    assert second.embedded == 1 and second.reused == second.items - 1
+    assert second.items == first.items - 1
+    index = open_version(workspace["settings"].index_root)
+    assert removed["id"] not in index.row_of_key and changed["id"] in index.row_of_key
+    old = open_version(workspace["settings"].index_root, first.publication.version)
+    changed_row_old, changed_row_new = old.row_of_key[changed["id"]], index.row_of_key[changed["id"]]
+    assert not np.allclose(old.embeddings[changed_row_old], index.embeddings[changed_row_new])
+    same = rows[5]["id"]
+    assert np.array_equal(old.embeddings[old.row_of_key[same]], index.embeddings[index.row_of_key[same]])
+
+
+def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: dict, capsys) -> None:
+    served = build(workspace).publication.version
+    rows = rows_of(workspace["catalog"])
+    broken = workspace["catalog"].parent / rows[7]["image"]
+    Image.open(broken).convert("RGB").rotate(90, expand=True).save(broken)
+    assert ingest_catalog(workspace["catalog"], workspace["store"]).summary.updated == 1  # so it must be embedded
+    broken.write_bytes(b"not an image any more")  # then broken on disk behind the store's back
+
+    settings: Settings = workspace["settings"]
+    argv = ["build", "--model", str(workspace["model"]), "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    assert indexer_main(argv) == 1
+    message = capsys.readouterr().err
+    assert rows[7]["id"] in message and "changed since it was ingested" in message
+
+    assert current_version(settings.index_root) == served and list_versions(settings.index_root) == [served]
+    assert len(open_version(settings.index_root)) == TITLES + len(VARIANT_REGIONS)
+
+
+def test_build_refuses_a_directory_that_is_not_a_model(workspace: dict, tmp_path: Path, capsys) -> None:
+    settings: Settings = workspace["settings"]
+    argv = ["build", "--model", str(tmp_path), "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    assert indexer_main(argv) == 1
+    assert "is not an exported PosterRec model" in capsys.readouterr().err
+    assert current_version(settings.index_root) is None
