@@ -108,9 +108,8 @@ def build_catalog(index: PublishedIndex) -> Catalog:
 def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_page: int) -> Page:
     """Titles containing every word of ``query`` (case-insensitive) and tagged ``genre``, one page of them."""
     candidates = catalog.entries if genre is None else catalog.by_genre[genre]
-    words = query.casefold().split()
-    if words:
-        candidates = [entry for entry in candidates if all(word in entry.folded_title for word in words)]
+    for word in query.casefold().split():  # each word narrows the previous matches: no per-title generator
+        candidates = [entry for entry in candidates if word in entry.folded_title]
     start = (page - 1) * per_page
     return Page(list(candidates[start : start + per_page]), len(candidates), page, per_page)
 
