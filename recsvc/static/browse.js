@@ -121,17 +121,16 @@ function showComparison(poster, preferred) {
   $("compare-none").hidden = !none;
   document.querySelector(".compare-stage").classList.toggle("single", none);
   $("compare-slider").disabled = none;
-  const picker = $("variant-picker");
-  picker.replaceChildren(
+  $("variant-picker").replaceChildren(
     ...state.variants.map((v) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.dataset.action = "compare";
-      button.dataset.region = v.region;
-      button.setAttribute("role", "radio");
-      button.textContent = `${v.region} · ${v.title}`;
-      button.lang = v.language;
-      return button;
+      const label = document.createElement("label");
+      const radio = document.createElement("input");
+      Object.assign(radio, { type: "radio", name: "compare-variant", value: v.region });
+      const name = document.createElement("span");
+      name.textContent = `${v.region} · ${v.title}`;
+      name.lang = v.language;
+      label.append(radio, name);
+      return label;
     }),
   );
   compareWith(none ? null : preferred || state.variants[0].region);
@@ -147,9 +146,7 @@ function compareWith(region) {
     after.src = variant.image_url;
     after.alt = `${$("details-title").textContent} — ${variant.region} poster, titled “${variant.title}”`;
   }
-  for (const button of $("variant-picker").children) {
-    button.setAttribute("aria-checked", String(button.dataset.region === region));
-  }
+  for (const radio of $("variant-picker").querySelectorAll("input")) radio.checked = radio.value === region;
 }
 
 function revealVariant() {
@@ -276,13 +273,13 @@ document.addEventListener("click", (event) => {
     case "watch": watch(holder.dataset.id); break;
     case "watch-open": watch(state.openId); break;
     case "forget": forget(holder.dataset.id); break;
-    case "compare": compareWith(target.dataset.region); break;
     case "close": dialog.close(); break;
   }
 });
 
 regionSelect.addEventListener("change", () => switchRegion(regionSelect.value));
 $("compare-slider").addEventListener("input", revealVariant);
+$("variant-picker").addEventListener("change", (event) => compareWith(event.target.value));
 $("history-clear").addEventListener("click", () => {
   state.history = [];
   saveHistory();
