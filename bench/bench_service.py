@@ -1,0 +1,256 @@
+"""Load benchmark of the HTTP service: gunicorn + recsvc over an index of 1M clustered 128-d vectors.
+
+A bounded closed-loop load generator (threads, each with one keep-alive
+``http.client`` connection, for a fixed time) measures requests/s and p50/p99
+latency of ``/v1/posters/<id>/similar`` and ``/v1/recommendations`` at 1, 8
+and 32 concurrent clients. In the same run, under the same gunicorn config, a
+bare Flask app that returns a constant gives the framework's own ceiling, so
+the service's throughput is reported as a fraction of it (target: p99 under
+20 ms at 32 clients and at least 70% of the bare endpoint's throughput).
+
+The index is built once (ScaNN tree + AH + re-ordering, as ``publish_index``
+chooses it for this size) and cached under ``var/bench``. The load generator
+shares the machine's cores with the server, as a client on localhost does.
+
+    .venv/bin/python bench/bench_service.py            # 1M vectors
+    .venv/bin/python bench/bench_service.py --n 100000 --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import posterrec_settings  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
+VARIANT_EVERY = 50
+"""One title in 50 gets a DE variant, so collapsing variants is part of the measured work."""
+
+
+def bare_app():
+    """The baseline: the same framework and server answering a constant JSON body."""
+    from flask import Flask, jsonify
+
+    app = Flask("bare")
+
+    @app.get("/constant")
+    def constant():
+        return jsonify(status="ok")
+
+    return app
+
+
+def clustered_vectors(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    """Unit vectors around ``clusters`` random centres: the structure a tree index partitions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        block = centres[rng.integers(0, clusters, stop - start)] + rng.normal(scale=0.6, size=(stop - start, dim))
+        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
+    """Publish ``n`` titles (plus DE variants of every 50th) once; later runs reuse the cached version."""
+    from indexer.publish import publish_index
+    from indexer.published import IndexItem, current_version
+
+    if current_version(root):
+        return
+    titles = clustered_vectors(n, dim, clusters=max(10, n // 1000), seed=seed)
+    variant_rows = np.arange(0, n, VARIANT_EVERY)
+    rng = np.random.default_rng(seed + 1)
+    variants = titles[variant_rows] + rng.normal(scale=0.05, size=(len(variant_rows), dim)).astype(np.float32)
+    variants /= np.linalg.norm(variants, axis=1, keepdims=True)
+    items = [IndexItem(f"b{i:07d}", f"b{i:07d}", f"Title {i}", f"/nonexistent/{i}.jpg") for i in range(n)]
+    items += [IndexItem(f"b{i:07d}@DE", f"b{i:07d}", f"Titel {i}", f"/nonexistent/{i}_de.jpg", "DE", "de") for i in variant_rows]
+    settings = posterrec_settings.load_settings()
+    started = time.perf_counter()
+    publication = publish_index(
+        root, items, np.concatenate([titles, variants]), {"source": "bench_service synthetic clustered vectors"},
+        exact_search_max_items=settings.exact_search_max_items, recall_floor=settings.recall_floor, keep_versions=1,
+    )
+    print(f"built index {publication.version}: {len(items)} vectors, recall@10 {publication.recall:.3f}, "
+          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REPO, ready_path: str = "/readyz") -> Iterator[int]:
+    """A real gunicorn with the project's config on a free port, until the block ends."""
+    port = free_port()
+    env = {**os.environ, **env, "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": str(workers)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [str(GUNICORN), "-c", str(REPO / "gunicorn.conf.py"), "--chdir", str(chdir), app_spec],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until_ready(port, ready_path, process, workers)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: int, timeout: float = 600) -> None:
+    """Every worker loads the index itself, so ask until ``workers`` answers in a row succeed."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", path)
+            status = connection.getresponse().status
+            connection.close()
+            streak = streak + 1 if status == 200 else 0
+            if streak >= 4 * workers:
+                return
+        except OSError:
+            streak = 0
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn on port {port} not ready after {timeout:.0f} s")
+
+
+Request = tuple[str, str, bytes | None]
+"""(method, path, JSON body)."""
+
+
+def run_load(port: int, make_request: Callable[[random.Random], Request], clients: int, seconds: float, warmup: float) -> dict:
+    """``clients`` closed-loop clients for ``seconds`` (after ``warmup``): throughput, p50, p99, errors."""
+    start_at = time.perf_counter() + warmup
+    stop_at = start_at + seconds
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+
+    def client(slot: int) -> None:
+        rng = random.Random(slot)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            method, path, body = make_request(rng)
+            began = time.perf_counter()
+            if began >= stop_at:
+                break
+            try:
+                connection.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            ended = time.perf_counter()
+            if began >= start_at:
+                latencies[slot].append(ended - began)
+                errors[slot] += not ok
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged = np.array([x for per_client in latencies for x in per_client])
+    return {
+        "rps": len(merged) / seconds,
+        "p50_ms": float(np.percentile(merged, 50) * 1000) if len(merged) else float("nan"),
+        "p99_ms": float(np.percentile(merged, 99) * 1000) if len(merged) else float("nan"),
+        "errors": int(sum(errors)),
+        "requests": len(merged),
+    }
+
+
+def similar_request(n: int) -> Callable[[random.Random], Request]:
+    return lambda rng: ("GET", f"/v1/posters/b{rng.randrange(n):07d}/similar?k=10", None)
+
+
+def recommendation_request(n: int, history: int = 5) -> Callable[[random.Random], Request]:
+    def make(rng: random.Random) -> Request:
+        ids = [f"b{rng.randrange(n):07d}" for _ in range(history)]
+        return "POST", "/v1/recommendations", json.dumps({"history": ids, "k": 10}).encode()
+
+    return make
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="titles in the index (default 1M)")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench", help="where the built index is kept")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: cores)")
+    args = parser.parse_args(argv)
+    clients = [int(c) for c in args.clients.split(",")]
+
+    root = args.cache / f"service-index-{args.n}x{args.dim}"
+    build_index(root, args.n, args.dim)
+    endpoints: list[tuple[str, Callable[[random.Random], Request]]] = [
+        ("/v1/posters/<id>/similar", similar_request(args.n)),
+        ("/v1/recommendations", recommendation_request(args.n)),
+    ]
+    rows: dict[str, dict[int, dict]] = {}
+    with gunicorn("bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant") as port:
+        rows["bare Flask constant (baseline)"] = {
+            c: run_load(port, lambda rng: ("GET", "/constant", None), c, args.seconds, args.warmup) for c in clients
+        }
+    with gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as port:
+        for name, make in endpoints:
+            rows[name] = {c: run_load(port, make, c, args.seconds, args.warmup) for c in clients}
+    print_table(rows, clients, args)
+    return 0
+
+
+def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
+    baseline = rows["bare Flask constant (baseline)"]
+    print(f"Service load: gunicorn ({args.workers} workers × gthread 4), index of {args.n:,} × {args.dim}-d clustered "
+          f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, keep-alive Python clients on the same host\n")
+    print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, cells in rows.items():
+        for c in clients:
+            cell = cells[c]
+            share = 100 * cell["rps"] / baseline[c]["rps"] if baseline[c]["rps"] else float("nan")
+            print(f"| {name} | {c} | {cell['rps']:.0f} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
+                  f"{cell['errors']} | {share:.0f}% |")
+    for name in list(rows)[1:]:
+        cell = rows[name][max(clients)]
+        verdict = "meets" if cell["p99_ms"] < 20 and cell["rps"] >= 0.7 * baseline[max(clients)]["rps"] else "misses"
+        print(f"\n{name} at {max(clients)} clients {verdict} the target (p99 < 20 ms and ≥ 70% of bare throughput).", end="")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Hot swap with requests in flight, refusal of a broken version, and a real gunicorn serving the app."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_recsvc_support import publish, settings_for, synthetic_corpus
+
+from indexer import published
+from recsvc import create_app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def break_scann_assets(version_dir: Path) -> None:
+    """Corrupt every serialized ScaNN file of a version, as a torn copy or a bad disk would."""
+    for path in (version_dir / published.SCANN_DIR).iterdir():
+        path.write_bytes(b"\x00garbage" * 8)
+
+
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    good = publish(root, synthetic_corpus(tmp_path / "images"))
+    app = create_app(settings_for(root), watch=False)
+    live = app.extensions["posterrec"]
+    broken = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=3))
+    break_scann_assets(root / published.VERSIONS / broken)
+    assert published.current_version(root) == broken
+    assert not live.refresh(), "the broken version must be refused"
+    assert live.index.version == good
+    client = app.test_client()
+    assert client.get("/readyz").json["version"] == good
+    assert client.get("/v1/posters/t001/similar?k=5").status_code == 200
+    assert not live.refresh(), "a refused version is not retried while CURRENT still names it"
+    published.set_current(root, good)
+    fixed = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=5))
+    assert live.refresh() and live.index.version == fixed
+
+
+def test_hot_swap_with_requests_in_flight_fails_no_request(tmp_path: Path) -> None:
+    """Four threads hammer /similar while the watcher swaps in new versions and refuses a broken one."""
+    root = tmp_path / "index"
+    images = tmp_path / "images"
+    first = publish(root, synthetic_corpus(images))
+    app = create_app(settings_for(root, poll_seconds=0.02), watch=True)
+    live = app.extensions["posterrec"]
+    stop = threading.Event()
+    failures: list[str] = []
+    served_versions: set[str] = set()
+    counts = [0] * 4
+
+    def hammer(slot: int) -> None:
+        client = app.test_client()
+        while not stop.is_set():
+            response = client.get(f"/v1/posters/t{slot:03d}/similar?k=10&region=DE")
+            counts[slot] += 1
+            if response.status_code != 200 or len(response.json["results"]) != 10:
+                failures.append(f"{response.status_code} {response.data[:200]!r}")
+            else:
+                served_versions.add(response.json["index_version"])
+
+    def wait_for(version: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while live.index.version != version and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert live.index.version == version
+
+    threads = [threading.Thread(target=hammer, args=(slot,)) for slot in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        versions = [first]
+        for extra in (2, 4):
+            versions.append(publish(root, synthetic_corpus(images, seed=extra, extra_titles=extra)))
+            wait_for(versions[-1])
+        broken = publish(root, synthetic_corpus(images, seed=9, extra_titles=9))
+        break_scann_assets(root / published.VERSIONS / broken)
+        time.sleep(0.3)  # many polls: the watcher refuses it each time it looks
+        assert live.index.version == versions[-1]
+        published.set_current(root, versions[-1])
+        versions.append(publish(root, synthetic_corpus(images, seed=11, extra_titles=6)))
+        wait_for(versions[-1])
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        live.stop()
+    assert not failures, failures[:5]
+    assert min(counts) > 5
+    assert broken not in served_versions
+    assert len(served_versions & set(versions)) >= 3, "requests ran across several swaps"
+
+
+# --- a real gunicorn ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port: int, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    payload = json.dumps(body).encode() if body is not None else None
+    connection.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+    response = connection.getresponse()
+    result = response.status, response.getheader("Content-Type") or "", response.read()
+    connection.close()
+    return result
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    publish(root, synthetic_corpus(tmp_path / "images"))
+    port = _free_port()
+    env = {**os.environ, "POSTERREC_INDEX_ROOT": str(root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "2",
+           "POSTERREC_INDEX_POLL_SECONDS": "0.2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stdout.read().decode()[-2000:]
+            try:
+                if _get(port, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not become ready in 90 s"
+            time.sleep(0.3)
+        for _ in range(6):  # both workers load the index; answers come from either
+            status, content_type, body = _get(port, "/v1/posters/crowd-q/similar?k=10")
+            assert status == 200 and len(json.loads(body)["results"]) == 10
+        status, _, body = _get(port, "/v1/recommendations", "POST", {"history": ["t001", "t002"], "k": 4})
+        assert status == 200 and len(json.loads(body)["results"]) == 4
+        status, content_type, body = _get(port, "/v1/posters/t001/similar?k=0")
+        assert status == 400 and content_type == "application/json" and "k must" in json.loads(body)["detail"]
+        status, _, body = _get(port, "/metrics")
+        text = body.decode()
+        assert status == 200
+        similar_ok = [line for line in text.splitlines() if line.startswith("posterrec_requests_total{")
+                      and 'endpoint="/v1/posters/<title_id>/similar"' in line and 'status="200"' in line]
+        assert similar_ok and float(similar_ok[0].rsplit(" ", 1)[1]) == 6, "counters summed over both workers"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
