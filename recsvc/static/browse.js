@@ -261,10 +261,16 @@ function switchRegion(region) {
 
 // --- wiring ------------------------------------------------------------------------------------
 
+/** The backdrop of a modal dialog reports clicks as the dialog's own; its padding does too, so compare positions. */
+function outside(element, event) {
+  const box = element.getBoundingClientRect();
+  return event.clientX < box.left || event.clientX > box.right || event.clientY < box.top || event.clientY > box.bottom;
+}
+
 document.addEventListener("click", (event) => {
   const target = event.target.closest("[data-action]");
   if (!target) {
-    if (event.target === dialog) dialog.close(); // a click on the backdrop
+    if (event.target === dialog && outside(dialog, event)) dialog.close(); // a click on the backdrop
     return;
   }
   const holder = target.closest("[data-id]");
