@@ -1,0 +1,134 @@
+"""``python -m indexer export-savedmodel``: a published index as a TensorFlow Serving SavedModel.
+
+The SavedModel holds a ``tfrs.layers.factorized_top_k.ScaNN`` layer built over
+the version's embeddings with the version's parameters, and one signature::
+
+    serving_default(embedding: float32[batch, dim]) -> {"ids": string[batch, k], "scores": float32[batch, k]}
+
+``ids`` are the index item keys (``<title_id>`` or ``<title_id>@<REGION>``).
+TensorFlow Serving needs ScaNN's custom ops (Google's ``tf-serving-scann``
+image). The layer always partitions (TFRS has no brute-force ScaNN), so a
+brute-force version is exported as a tree whose every leaf is searched with
+exact re-ordering: the same answers, as the tests check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from posterrec_settings import load_settings  # also sets TF_USE_LEGACY_KERAS before TensorFlow loads
+
+from .published import PublishedIndex, open_version
+from .scann_index import IndexParams
+
+log = logging.getLogger(__name__)
+
+INFO_FILE = "posterrec_index.json"
+
+
+def layer_params(index: PublishedIndex, k: int) -> dict:
+    """Keyword arguments of the TFRS ScaNN layer that reproduce ``index``'s search."""
+    n = len(index)
+    params = IndexParams.from_manifest(index.manifest) or IndexParams()
+    reorder = max(k, min(n, params.reorder_k or 100))
+    if params.exact:
+        leaves = max(1, min(n, int(round(math.sqrt(n)))))
+        return {"num_leaves": leaves, "num_leaves_to_search": leaves, "num_reordering_candidates": reorder}
+    return {
+        "num_leaves": params.num_leaves,
+        "num_leaves_to_search": params.num_leaves_to_search,
+        "dimensions_per_block": params.dimensions_per_block,
+        "num_reordering_candidates": reorder,
+    }
+
+
+def scann_layer(index: PublishedIndex, k: int = 10):
+    """A TFRS ScaNN layer indexing ``index``'s embeddings under its item keys (``k`` at most the index size)."""
+    import tensorflow as tf
+    import tensorflow_recommenders as tfrs
+
+    layer = tfrs.layers.factorized_top_k.ScaNN(k=k, distance_measure="dot_product", **layer_params(index, k))
+    keys = tf.constant([item.key for item in index.items])
+    return layer.index(tf.constant(index.embeddings, dtype=tf.float32), keys)
+
+
+def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, version: str | None = None, k: int = 10) -> Path:
+    """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete."""
+    import tensorflow as tf
+
+    index = open_version(Path(index_root), version)
+    k = max(1, min(k, len(index)))
+    layer = scann_layer(index, k)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, index.dim], tf.float32, name="embedding")])
+    def serve(embedding):
+        scores, ids = layer(embedding)
+        return {"ids": ids, "scores": scores}
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tf.saved_model.save(
+            layer, str(staging), signatures={"serving_default": serve},
+            options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+        )
+        info = {"index_version": index.version, "item_count": len(index), "k": k, "layer": layer_params(index, k)}
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+        _replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("exported index version %s (%d items) as a SavedModel to %s", index.version, len(index), out)
+    return out
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and deleted after."""
+    retired = target.with_name(f".{target.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    new.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def load_serving_fn(path: str | os.PathLike):
+    """The ``serving_default`` signature of an exported index, as TensorFlow Serving would call it."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+def query_savedmodel(serve, queries: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+    """Item keys and scores the SavedModel returns for ``queries``."""
+    import tensorflow as tf
+
+    result = serve(embedding=tf.constant(np.atleast_2d(queries), dtype=tf.float32))
+    keys = [[key.decode("utf-8") for key in row] for row in result["ids"].numpy()]
+    return keys, result["scores"].numpy()
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)")
+    parser.add_argument("out", type=Path, help="SavedModel directory to write")
+    parser.add_argument("--index", type=Path, help="index root (default: settings.index_root)")
+    parser.add_argument("--version", help="index version (default: the current one)")
+    parser.add_argument("-k", type=int, default=10, help="neighbours returned per query (default 10)")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = args.index or load_settings().index_root
+    out = export_savedmodel(root, args.out, args.version, args.k)
+    print(f"exported {root} ({args.version or 'current version'}) to {out}")
+    return 0

@@ -1,0 +1,71 @@
+"""The TF Serving export: a TFRS ScaNN layer in a SavedModel answers like the served index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+from indexer.__main__ import main as indexer_main
+from indexer.publish import publish_index
+from indexer.published import IndexItem, open_version
+from indexer.savedmodel import INFO_FILE, load_serving_fn, query_savedmodel
+
+pytestmark = pytest.mark.slow
+DIM = 16
+
+
+def corpus(n: int, seed: int) -> tuple[list[IndexItem], np.ndarray]:
+    """Clustered titles, every tenth with a DE variant close to it."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, DIM))
+    titles = centres[rng.integers(0, 12, n)] + rng.normal(scale=0.5, size=(n, DIM))
+    variants = titles[::10] + rng.normal(scale=0.05, size=titles[::10].shape)
+    vectors = np.concatenate([titles, variants])
+    items = [IndexItem(f"t{i}", f"t{i}", f"T{i}", "/p.jpg") for i in range(n)]
+    items += [IndexItem(f"t{i}@DE", f"t{i}", f"T{i} (DE)", "/p_de.jpg", "DE", "de") for i in range(0, n, 10)]
+    return items, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def agreement(index, keys: list[list[str]], queries: np.ndarray, k: int) -> float:
+    rows, _ = index.search(queries, k)
+    served = [[index.items[r].key for r in row] for row in rows]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(served, keys)]))
+
+
+@pytest.mark.parametrize(("n", "exact_max"), [(400, 10_000), (3000, 1000)], ids=["brute-force", "tree-ah"])
+def test_savedmodel_layer_answers_like_the_served_index(tmp_path: Path, n: int, exact_max: int) -> None:
+    items, vectors = corpus(n, seed=n)
+    publish_index(tmp_path / "index", items, vectors, {}, exact_search_max_items=exact_max, recall_floor=0.95, keep_versions=2)
+    index = open_version(tmp_path / "index")
+
+    out = tmp_path / "savedmodel"
+    assert indexer_main(["export-savedmodel", str(out), "--index", str(tmp_path / "index"), "-k", "10"]) == 0
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["index_version"] == index.version and info["item_count"] == len(items)
+
+    serve = load_serving_fn(out)  # a fresh load from disk, as TF Serving would
+    queries = vectors[np.random.default_rng(1).choice(len(vectors), 100, replace=False)]
+    queries = queries + np.random.default_rng(2).normal(scale=0.05, size=queries.shape).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    keys, scores = query_savedmodel(serve, queries)
+
+    assert np.shape(keys) == (100, 10) and scores.shape == (100, 10)
+    assert agreement(index, keys, queries, 10) >= 0.95
+    _, served_scores = index.search(queries, 10)
+    same_best = np.isclose(scores[:, 0], served_scores[:, 0], atol=1e-3)
+    assert same_best.mean() >= 0.95, "best scores are exact (re-ordered) dot products in both"
+    assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores come best first"
+    variant_row = index.row_of_key["t0@DE"]
+    own, _ = query_savedmodel(serve, index.embeddings[variant_row])
+    assert own[0][0] == "t0@DE", "variants are exported under their region key"
+
+
+def test_export_of_a_missing_index_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert indexer_main(["export-savedmodel", str(tmp_path / "out"), "--index", str(tmp_path / "none")]) == 1
+    assert "no published version yet" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
