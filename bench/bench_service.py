@@ -28,10 +28,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 
@@ -106,12 +107,13 @@ def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REP
     port = free_port()
     env = {**os.environ, **env, "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": str(workers)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
         [str(GUNICORN), "-c", str(REPO / "gunicorn.conf.py"), "--chdir", str(chdir), app_spec],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
     )
     try:
-        wait_until_ready(port, ready_path, process, workers)
+        wait_until_ready(port, ready_path, process, workers, log)
         yield port
     finally:
         process.send_signal(signal.SIGTERM)
@@ -119,15 +121,17 @@ def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REP
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
-def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: int, timeout: float = 600) -> None:
+def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: int, log: IO[str], timeout: float = 600) -> None:
     """Every worker loads the index itself, so ask until ``workers`` answers in a row succeed."""
     deadline = time.monotonic() + timeout
     streak = 0
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"gunicorn exited with {process.returncode}: {log.read()[-2000:]}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", path)
@@ -139,7 +143,7 @@ def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: i
         except OSError:
             streak = 0
         time.sleep(0.2)
-    raise RuntimeError(f"gunicorn on port {port} not ready after {timeout:.0f} s")
+    raise RuntimeError(f"gunicorn on port {port} did not answer {path} with 200 within {timeout:.0f} s")
 
 
 Request = tuple[str, str, bytes | None]
