@@ -1,0 +1,81 @@
+"""``POST /v1/search`` with an uploaded image, embedded by the real (tiny) model that built the index."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_recsvc_support import settings_for
+
+from indexer.publish import publish_index
+from indexer.published import IndexItem
+from recsvc import create_app
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny model trained for a few quick epochs on a small demo corpus: (model dir, catalogue)."""
+    from localize.demo import write_demo_corpus
+    from models.catalog import read_catalog
+    from models.training import TrainConfig, train
+
+    demo = tmp_path_factory.mktemp("demo")
+    catalog = write_demo_corpus(demo, count=32, seed=5)
+    report = read_catalog(catalog)
+    assert report.ok, report.errors
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = TrainConfig(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, head_only_epochs=1,
+                         max_unfrozen_blocks=1, triplet_epochs=1)
+    train(report.rows, out, config, tmp_path_factory.mktemp("cache"))
+    return out, catalog
+
+
+def publish_with_model(root: Path, model_dir: Path, catalog: Path) -> list[IndexItem]:
+    """Embed the demo posters with the model and publish them, recording the model as ``indexer build`` does."""
+    from models.catalog import read_catalog
+    from models.embedder import load_embedder
+
+    embedder = load_embedder(model_dir)
+    rows = read_catalog(catalog).rows
+    items = [IndexItem(row.id, row.id, row.title, str(row.image)) for row in rows]
+    embeddings = embedder.embed_images([item.image_path for item in items])
+    publish_index(root, items, embeddings, {"model_dir": str(model_dir), "model_manifest_sha256": embedder.manifest_sha256},
+                  exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3)
+    return items
+
+
+@pytest.mark.slow
+def test_uploaded_poster_finds_itself_first(tiny_model, tmp_path: Path) -> None:
+    model_dir, catalog = tiny_model
+    items = publish_with_model(tmp_path / "index", model_dir, catalog)
+    client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
+    for item in items[:3]:
+        as_jpeg = io.BytesIO()
+        Image.open(item.image_path).convert("RGB").save(as_jpeg, "JPEG", quality=95)  # a re-encoded upload, not the file
+        as_jpeg.seek(0)
+        response = client.post("/v1/search", data={"image": (as_jpeg, "upload.jpg"), "k": "4"})
+        assert response.status_code == 200, response.data[:300]
+        results = response.json["results"]
+        assert len(results) == 4 and results[0]["id"] == item.title_id and results[0]["score"] > 0.95
+    not_an_image = client.post("/v1/search", data={"image": (io.BytesIO(b"GIF89a truncated"), "x.gif")})
+    assert not_an_image.status_code == 415 and set(not_an_image.json) == {"error", "detail"}
+    bad_k = client.post("/v1/search", data={"image": (io.BytesIO(b"irrelevant"), "x.jpg"), "k": "0"})
+    assert bad_k.status_code == 400 and "k must" in bad_k.json["detail"]
+
+
+@pytest.mark.slow
+def test_upload_is_refused_when_the_model_changed_since_the_build(tiny_model, tmp_path: Path) -> None:
+    model_dir, catalog = tiny_model
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    items = publish_with_model(tmp_path / "index", copy, catalog)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
+    client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
+    with open(items[0].image_path, "rb") as handle:
+        response = client.post("/v1/search", data={"image": (handle, "p.png")})
+    assert response.status_code == 503 and response.json["error"] == "model_unavailable"
