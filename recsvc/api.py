@@ -34,7 +34,7 @@ def served_index() -> PublishedIndex:
 
 
 def known_regions(index: PublishedIndex) -> set[str]:
-    return {item.region for item in index.items if item.region} | set(current_app.config["POSTERREC_REGIONS"])
+    return _live().regions_of(index) | set(current_app.config["POSTERREC_REGIONS"])
 
 
 def is_poster_id(index: PublishedIndex, title_id: str) -> bool:

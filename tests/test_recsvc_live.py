@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_recsvc_support import publish, settings_for, synthetic_corpus
 
@@ -160,3 +162,19 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_regions_follow_the_served_version(tmp_path: Path) -> None:
+    """Known regions are found once per version (not per request), so a swap must bring the new ones."""
+    root = tmp_path / "index"
+    corpus = synthetic_corpus(tmp_path / "images")
+    publish(root, corpus)
+    app = create_app(settings_for(root), watch=False)
+    client = app.test_client()
+    assert client.get("/v1/posters/t001/similar?region=ZA").status_code == 400
+    za = next(item for item in corpus.items if item.key == "t001@DE")
+    corpus.items.append(dataclasses.replace(za, key="t001@ZA", region="ZA", language="af", title="t001 (ZA)"))
+    corpus.embeddings = np.concatenate([corpus.embeddings, corpus.embeddings[corpus.items.index(za)][None]])
+    publish(root, corpus)
+    assert app.extensions["posterrec"].refresh()
+    assert client.get("/v1/posters/t001/variants?region=ZA").json["variants"][0]["title"] == "t001 (ZA)"
