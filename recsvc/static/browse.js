@@ -17,6 +17,7 @@ const state = {
   openId: null,
   variants: [],      // variants of the poster open in the dialog
   compared: null,    // the region compared in the before/after view
+  watching: Promise.resolve(), // history additions, one after another
   recsRequest: 0,    // answers to older requests are dropped
   detailsRequest: 0,
 };
@@ -168,14 +169,19 @@ function saveHistory() {
   localStorage.setItem(HISTORY_KEY, JSON.stringify(state.history));
 }
 
-async function watch(id) {
+/** Add a poster to the history; clicks are applied in the order they were made, however the answers arrive. */
+function watch(id) {
+  state.watching = state.watching.then(() => addToHistory(id));
+}
+
+async function addToHistory(id) {
   try {
     const poster = await api(posterPath(id));
     const entry = { id, title: poster.title, year: poster.year, variants: poster.variant_regions };
     state.history = [...state.history.filter((item) => item.id !== id), entry].slice(-config.historyLimit);
     saveHistory();
     renderHistory();
-    await refreshRecommendations();
+    refreshRecommendations();
   } catch (error) {
     $("recs-status").textContent = `Could not add this poster: ${error.message}`;
   }
