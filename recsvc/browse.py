@@ -85,7 +85,7 @@ def page_url(req: ListingRequest, page: int) -> str:
 
 
 def client_config() -> dict:
-    """What browse.js needs to know, so that it builds no URL the server did not hand it."""
+    """What browse.js needs: the roots of its URLs (so the page also works mounted under a prefix) and its limits."""
     root = request.script_root
     return {"apiRoot": f"{root}/v1", "thumbRoot": f"{root}/thumbs", "historyLimit": HISTORY_LIMIT, "k": RESULTS_K}
 
