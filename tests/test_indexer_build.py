@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,8 @@ from indexer.ingest import ingest_catalog
 from indexer.published import current_version, list_versions, open_version
 from indexer.store import open_store
 from posterrec_settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 TITLES = 24
 VARIANT_REGIONS = {"DE": "de", "JP": "ja"}
@@ -104,15 +112,17 @@ def test_incremental_rebuild_embeds_only_changed_posters_and_drops_removed_ones(
     changed, removed = rows[3], rows[4]
     poster = catalog.parent / changed["image"]
     Image.open(poster).convert("RGB").rotate(90, expand=True).save(poster)
-    write_rows(catalog, [row for row in rows if row is not removed])
+    added = {**rows[6], "id": "added-1", "image": "added-1.png"}
+    ImageOps.invert(Image.open(catalog.parent / rows[6]["image"]).convert("RGB")).save(catalog.parent / added["image"])
+    write_rows(catalog, [row for row in rows if row is not removed] + [added])
     assert ingest_catalog(catalog, workspace["store"]).summary is not None
 
     second = build(workspace)
 
-    assert second.embedded == 1 and second.reused == second.items - 1
-    assert second.items == first.items - 1
+    assert second.embedded == 2 and second.reused == second.items - 2
+    assert second.items == first.items
     index = open_version(workspace["settings"].index_root)
-    assert removed["id"] not in index.row_of_key and changed["id"] in index.row_of_key
+    assert removed["id"] not in index.row_of_key and changed["id"] in index.row_of_key and added["id"] in index.row_of_key
     old = open_version(workspace["settings"].index_root, first.publication.version)
     changed_row_old, changed_row_new = old.row_of_key[changed["id"]], index.row_of_key[changed["id"]]
     assert not np.allclose(old.embeddings[changed_row_old], index.embeddings[changed_row_new])
@@ -143,4 +153,70 @@ def test_build_refuses_a_directory_that_is_not_a_model(workspace: dict, tmp_path
     argv = ["build", "--model", str(tmp_path), "--store", str(workspace["store"]), "--out", str(settings.index_root)]
     assert indexer_main(argv) == 1
     assert "is not an exported PosterRec model" in capsys.readouterr().err
+    assert current_version(settings.index_root) is None
+
+
+def wait_for_reader(fifo: Path, process: subprocess.Popen, timeout: float = 180.0) -> int:
+    """Open ``fifo`` for writing once a reader has opened it (ENXIO until then); the write end, kept open."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-2000:] if process.stderr else "build exited"
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+        time.sleep(0.05)
+    raise AssertionError(f"the build never opened {fifo}")
+
+
+def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finished_batches(workspace: dict) -> None:
+    """SIGKILL a real ``python -m indexer build`` at a known point: it blocks reading the 5th of 5 changed
+    posters (a FIFO with no data), after the first two batches of 2 were embedded and cached."""
+    settings: Settings = workspace["settings"]
+    served = build(workspace).publication.version
+    catalog: Path = workspace["catalog"]
+    rows = sorted(rows_of(catalog), key=lambda row: row["id"])[:5]  # embedded in title-id order
+    posters = [catalog.parent / row["image"] for row in rows]
+    for poster in posters:
+        ImageOps.invert(Image.open(poster).convert("RGB")).save(poster)
+    assert ingest_catalog(catalog, workspace["store"]).summary.updated == 5
+    last = posters[-1].read_bytes()
+    posters[-1].unlink()
+    os.mkfifo(posters[-1])
+
+    env = {**os.environ, "POSTERREC_HOME": str(settings.home), "POSTERREC_BATCH_SIZE": "2"}
+    argv = [sys.executable, "-m", "indexer", "build", "--model", str(workspace["model"]),
+            "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = -1
+    try:
+        writer = wait_for_reader(posters[-1], process)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.communicate()
+        if writer >= 0:
+            os.close(writer)
+
+    assert current_version(settings.index_root) == served and list_versions(settings.index_root) == [served]
+    index = open_version(settings.index_root)
+    rows_found, _ = index.search(index.embeddings[:3], 1)
+    assert rows_found[:, 0].tolist() == [0, 1, 2], "the old version still answers"
+
+    posters[-1].unlink()
+    posters[-1].write_bytes(last)
+    resumed = build(workspace)
+    assert (resumed.embedded, resumed.reused) == (1, resumed.items - 1), "the 4 posters embedded before the kill were cached"
+    assert current_version(settings.index_root) == resumed.publication.version != served
+
+
+def test_build_over_an_empty_store_is_a_one_line_error(workspace: dict, tmp_path: Path, capsys) -> None:
+    settings: Settings = workspace["settings"]
+    empty = tmp_path / "empty.sqlite3"
+    argv = ["build", "--model", str(workspace["model"]), "--store", str(empty), "--out", str(settings.index_root)]
+    assert indexer_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: store {empty} has no titles"), err
     assert current_version(settings.index_root) is None
