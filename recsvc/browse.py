@@ -23,7 +23,7 @@ from flask import Blueprint, current_app, make_response, render_template, reques
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import params
-from .api import _original, _variant, served_index
+from .api import _original, _variant, known_regions, served_index
 from .catalog_api import DEFAULT_PER_PAGE, ListingRequest, catalog_of, listing, parse_listing_request, regions_with_counts
 from .errors import ApiError
 
@@ -56,7 +56,7 @@ def thumbnail(title_id: str):
     """Like ``/v1/posters/<id>/image`` (same region fallback and headers), but small and cacheable."""
     index = served_index()
     original = _original(index, title_id)
-    region = params.parse_region(request.args.get("region"), catalog_of(index).regions)
+    region = params.parse_region(request.args.get("region"), known_regions(index))
     variant = _variant(index, title_id, region)
     chosen = variant or original
     try:

@@ -5,8 +5,8 @@ to list them: search by title, filter by genre, one page at a time. The
 listing is computed from the served index snapshot (originals only, variants
 are reported per title as ``variant_regions``), so it always agrees with what
 ``/similar`` and ``/recommendations`` can return. The sorted catalogue is
-built once per index version and cached with its per-genre lists and region
-set, so a request over 10k titles costs at most one scan of precomputed
+built once per index version and cached with its per-genre lists and variant
+counts, so a request over 10k titles costs at most one scan of precomputed
 lower-case titles.
 """
 
@@ -16,12 +16,12 @@ import dataclasses
 import re
 import weakref
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .api import _image_url, served_index
+from .api import _image_url, known_regions, served_index
 from .errors import bad_request
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
@@ -45,8 +45,6 @@ class Catalog:
     """Genre -> its titles in listing order, alphabetical by genre; a genre filter is a lookup, not a scan."""
     variant_counts: dict[str, int]
     """Region -> number of variants in the index."""
-    regions: frozenset[str]
-    """Region codes a request may name: those with variants and the configured ones (no variant: the original)."""
 
     @property
     def genres(self) -> dict[str, int]:
@@ -99,10 +97,7 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     for title_regions in regions.values():
         for region in title_regions:
             variant_counts[region] = variant_counts.get(region, 0) + 1
-    return Catalog(
-        entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, variant_counts,
-        frozenset(variant_counts) | frozenset(current_app.config["POSTERREC_REGIONS"]),
-    )
+    return Catalog(entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, variant_counts)
 
 
 def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_page: int) -> Page:
@@ -154,7 +149,7 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
         genre=parse_genre(args.get("genre"), catalog_of(index)),
         page=parse_positive_int(args.get("page"), "page", 1, 10**9),
         per_page=parse_positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
-        region=params.parse_region(args.get("region"), catalog_of(index).regions),
+        region=params.parse_region(args.get("region"), known_regions(index)),
     )
 
 
@@ -198,6 +193,5 @@ def genres():
 
 def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
     """Every accepted region code with its number of variants, most variants first."""
-    catalog = catalog_of(index)
-    counts = catalog.variant_counts
-    return sorted(((region, counts.get(region, 0)) for region in catalog.regions), key=lambda pair: (-pair[1], pair[0]))
+    counts = catalog_of(index).variant_counts
+    return sorted(((region, counts.get(region, 0)) for region in known_regions(index)), key=lambda pair: (-pair[1], pair[0]))
