@@ -39,27 +39,47 @@ def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclu
     return best
 
 
-def nearest_titles(index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[Hit]:
-    """The ``k`` best distinct titles for one query vector, widening the search until filled."""
-    available = len(index.rows_of_title) - sum(1 for t in set(exclude) if t in index.rows_of_title)
+def nearest_titles_batched(
+    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[str] = ()
+) -> list[list[Hit]]:
+    """The ``k`` best distinct titles for each query row, widening the search until filled.
+
+    All queries go to ScaNN in one call (a fusion request has up to 20 of them, and each call has a
+    fixed cost); only the queries whose neighbourhood is crowded by variants are searched again, deeper.
+    """
+    queries = np.atleast_2d(queries)
+    exclude = set(exclude)
+    available = len(index.rows_of_title) - sum(1 for t in exclude if t in index.rows_of_title)
     want = min(k, max(0, available))
+    results: list[list[Hit]] = [[] for _ in queries]
+    pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
-    while True:
-        rows, scores = index.search(query, depth)
-        best = _collapse(rows[0], scores[0], index, set(exclude))
-        if len(best) >= want or depth >= len(index):
-            return [Hit(t, s) for t, s in list(best.items())[:k]]
+    while pending:
+        rows, scores = index.search(queries[pending], depth)
+        unfilled = []
+        for query, query_rows, query_scores in zip(pending, rows, scores):
+            best = _collapse(query_rows, query_scores, index, exclude)
+            if len(best) >= want or depth >= len(index):
+                results[query] = [Hit(t, s) for t, s in list(best.items())[:k]]
+            else:
+                unfilled.append(query)
+        pending = unfilled
         depth = min(len(index), depth * 4)
+    return results
+
+
+def nearest_titles(index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[Hit]:
+    """The ``k`` best distinct titles for one query vector."""
+    return nearest_titles_batched(index, query, k, exclude)[0]
 
 
 def fused_titles(
     index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[str] = ()
 ) -> list[Hit]:
     """Multi-query fusion: each title scores its best weighted similarity to any of the queries."""
-    exclude = set(exclude)
     scores: dict[str, float] = {}
-    for query, weight in zip(queries, weights):
-        for hit in nearest_titles(index, query, k, exclude):
+    for hits, weight in zip(nearest_titles_batched(index, queries, k, exclude), weights):
+        for hit in hits:
             scores[hit.title_id] = max(scores.get(hit.title_id, -np.inf), float(weight) * hit.score)
     ranked = sorted(scores.items(), key=lambda item: -item[1])[:k]
     return [Hit(t, s) for t, s in ranked]

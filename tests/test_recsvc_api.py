@@ -330,3 +330,12 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.post("/healthz"), 405)
     assert_json_error(client.get("/v1/recommendations"), 405)
     assert_json_error(client.delete("/v1/posters/t001"), 405)
+
+
+def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_ones(app) -> None:
+    index = app.extensions["posterrec"].index
+    queries = np.stack([ranking.original_vector(index, t) for t in ("crowd-q", "t001", "crowd-a")])
+    batched = ranking.nearest_titles_batched(index, queries, 10, exclude={"crowd-q"})
+    assert [len(hits) for hits in batched] == [10, 10, 10]
+    assert batched == [ranking.nearest_titles(index, q, 10, exclude={"crowd-q"}) for q in queries]
+    assert "crowd-q" not in {hit.title_id for hits in batched for hit in hits}
