@@ -1,4 +1,4 @@
-"""``python -m indexer export-savedmodel``: a published index as a TensorFlow Serving SavedModel.
+"""``python -m indexer export-savedmodel --dest DIR [--out INDEX_ROOT] [--version V]``: a published index as a TensorFlow Serving SavedModel.
 
 The SavedModel holds a ``tfrs.layers.factorized_top_k.ScaNN`` layer built over
 the version's embeddings with the version's parameters, and one signature::
@@ -120,15 +120,15 @@ def query_savedmodel(serve, queries: np.ndarray) -> tuple[list[list[str]], np.nd
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)")
-    parser.add_argument("out", type=Path, help="SavedModel directory to write")
-    parser.add_argument("--index", type=Path, help="index root (default: settings.index_root)")
+    parser.add_argument("--dest", type=Path, required=True, help="SavedModel directory to write (replaced when complete)")
+    parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")
     parser.add_argument("-k", type=int, default=10, help="neighbours returned per query (default 10)")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    root = args.index or load_settings().index_root
-    out = export_savedmodel(root, args.out, args.version, args.k)
+    root = args.out or load_settings().index_root
+    out = export_savedmodel(root, args.dest, args.version, args.k)
     print(f"exported {root} ({args.version or 'current version'}) to {out}")
     return 0

@@ -14,6 +14,7 @@ from indexer.__main__ import main as indexer_main
 from indexer.publish import publish_index
 from indexer.published import IndexItem, open_version
 from indexer.savedmodel import INFO_FILE, load_serving_fn, query_savedmodel
+from indexer.scann_index import exact_top_k
 
 pytestmark = pytest.mark.slow
 DIM = 16
@@ -31,10 +32,14 @@ def corpus(n: int, seed: int) -> tuple[list[IndexItem], np.ndarray]:
     return items, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
+def overlap(keys: list[list[str]], other: list[list[str]]) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(keys, other)]))
+
+
 def agreement(index, keys: list[list[str]], queries: np.ndarray, k: int) -> float:
+    """Overlap of ``keys`` with what the served index answers."""
     rows, _ = index.search(queries, k)
-    served = [[index.items[r].key for r in row] for row in rows]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(served, keys)]))
+    return overlap(keys, [[index.items[r].key for r in row] for row in rows])
 
 
 @pytest.mark.parametrize(("n", "exact_max"), [(400, 10_000), (3000, 1000)], ids=["brute-force", "tree-ah"])
@@ -44,7 +49,7 @@ def test_savedmodel_layer_answers_like_the_served_index(tmp_path: Path, n: int, 
     index = open_version(tmp_path / "index")
 
     out = tmp_path / "savedmodel"
-    assert indexer_main(["export-savedmodel", str(out), "--index", str(tmp_path / "index"), "-k", "10"]) == 0
+    assert indexer_main(["export-savedmodel", "--dest", str(out), "--out", str(tmp_path / "index"), "-k", "10"]) == 0
     info = json.loads((out / INFO_FILE).read_text())
     assert info["index_version"] == index.version and info["item_count"] == len(items)
 
@@ -55,7 +60,14 @@ def test_savedmodel_layer_answers_like_the_served_index(tmp_path: Path, n: int, 
     keys, scores = query_savedmodel(serve, queries)
 
     assert np.shape(keys) == (100, 10) and scores.shape == (100, 10)
-    assert agreement(index, keys, queries, 10) >= 0.95
+    if index.manifest["params"]["num_leaves"] == 0:  # brute force: every leaf searched, re-ordered exactly
+        rows, _ = index.search(queries, 10)
+        assert keys == [[index.items[r].key for r in row] for row in rows], "the same neighbours in the same order"
+    # A tree is trained anew by TFRS (ScaNN's k-means is not seeded), so two approximate answers are
+    # compared: they overlap highly and the export finds the true neighbours as well as the served index.
+    assert agreement(index, keys, queries, 10) >= 0.9
+    truth = [[index.items[r].key for r in row] for row in exact_top_k(index.embeddings, queries, 10)]
+    assert overlap(keys, truth) >= 0.9 and overlap(keys, truth) >= agreement(index, truth, queries, 10) - 0.05
     _, served_scores = index.search(queries, 10)
     same_best = np.isclose(scores[:, 0], served_scores[:, 0], atol=1e-3)
     assert same_best.mean() >= 0.95, "best scores are exact (re-ordered) dot products in both"
@@ -66,6 +78,6 @@ def test_savedmodel_layer_answers_like_the_served_index(tmp_path: Path, n: int, 
 
 
 def test_export_of_a_missing_index_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    assert indexer_main(["export-savedmodel", str(tmp_path / "out"), "--index", str(tmp_path / "none")]) == 1
+    assert indexer_main(["export-savedmodel", "--dest", str(tmp_path / "out"), "--out", str(tmp_path / "none")]) == 1
     assert "no published version yet" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
