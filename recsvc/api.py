@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -43,31 +44,31 @@ def is_poster_id(index: PublishedIndex, title_id: str) -> bool:
     return row is not None and not index.items[row].is_variant
 
 
-def _original(index: PublishedIndex, title_id: str) -> IndexItem:
+def original_item(index: PublishedIndex, title_id: str) -> IndexItem:
     if not is_poster_id(index, title_id):
         raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
     return index.items[index.row_of_key[title_id]]
 
 
-def _variant(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
+def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
     if region is None:
         return None
     row = index.row_of_key.get(IndexItem.variant_key(title_id, region))
     return None if row is None else index.items[row]
 
 
-def _image_url(title_id: str, region: str | None) -> str:
+def image_url(title_id: str, region: str | None) -> str:
     return url_for("v1.image", title_id=title_id, region=region) if region else url_for("v1.image", title_id=title_id)
 
 
 def _result(index: PublishedIndex, hit: ranking.Hit, region: str | None) -> dict:
-    item = _original(index, hit.title_id)
-    variant = _variant(index, hit.title_id, region)
+    item = original_item(index, hit.title_id)
+    variant = variant_item(index, hit.title_id, region)
     return {
         "id": item.title_id,
         "title": item.title,
         "score": round(hit.score, 6),
-        "image_url": _image_url(item.title_id, region if variant else None),
+        "image_url": image_url(item.title_id, region if variant else None),
         "region": variant.region if variant else None,
         "localized_title": variant.title if variant else None,
     }
@@ -97,7 +98,7 @@ def similar(title_id: str):
     index = served_index()
     k = params.parse_k(request.args.get("k"), _settings().max_k)
     region = params.parse_region(request.args.get("region"), known_regions(index))
-    _original(index, title_id)
+    original_item(index, title_id)
     hits = ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})
     return jsonify(_results(index, hits, region, id=title_id))
 
@@ -150,18 +151,18 @@ def search():
 @bp.get("/posters/<title_id>")
 def poster(title_id: str):
     index = served_index()
-    item = _original(index, title_id)
+    item = original_item(index, title_id)
     regions = sorted(index.items[row].region for row in index.rows_of_title[title_id] if index.items[row].region)
     return jsonify(
         id=item.title_id, title=item.title, year=item.year, genres=list(item.genres),
-        image_url=_image_url(title_id, None), variant_regions=regions, index_version=index.version,
+        image_url=image_url(title_id, None), variant_regions=regions, index_version=index.version,
     )
 
 
 @bp.get("/posters/<title_id>/variants")
 def variants(title_id: str):
     index = served_index()
-    _original(index, title_id)
+    original_item(index, title_id)
     region = params.parse_region(request.args.get("region"), known_regions(index))
     found = [index.items[row] for row in index.rows_of_title[title_id] if index.items[row].region]
     if region:
@@ -169,24 +170,41 @@ def variants(title_id: str):
     return jsonify(
         id=title_id,
         variants=[
-            {"region": v.region, "language": v.language, "title": v.title, "image_url": _image_url(title_id, v.region)}
+            {"region": v.region, "language": v.language, "title": v.title, "image_url": image_url(title_id, v.region)}
             for v in found
         ],
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestedImage:
+    """The poster image a request asks for: the ``?region=`` variant if there is one, else the original."""
+
+    chosen: IndexItem
+    variant: IndexItem | None
+    region: str | None
+
+    def label(self, response):
+        """Say in headers which image was served, and when the region had to fall back to the original."""
+        response.headers["X-PosterRec-Image"] = f"variant:{self.variant.region}" if self.variant else "original"
+        if self.region and not self.variant:
+            response.headers["X-PosterRec-Fallback"] = f"no {self.region} variant; original served"
+        return response
+
+
+def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
+    """Shared by the full image and the browse page's thumbnails, so both fall back alike."""
+    original = original_item(index, title_id)
+    region = params.parse_region(request.args.get("region"), known_regions(index))
+    variant = variant_item(index, title_id, region)
+    return RequestedImage(variant or original, variant, region)
+
+
 @bp.get("/posters/<title_id>/image")
 def image(title_id: str):
-    index = served_index()
-    original = _original(index, title_id)
-    region = params.parse_region(request.args.get("region"), known_regions(index))
-    variant = _variant(index, title_id, region)
-    chosen = variant or original
+    wanted = requested_image(served_index(), title_id)
     try:
-        response = send_file(chosen.image_path, conditional=True, max_age=86400)
+        response = send_file(wanted.chosen.image_path, conditional=True, max_age=86400)
     except FileNotFoundError:
-        raise ApiError(503, "image_unavailable", f"the image file of {chosen.key} is missing on this server")
-    response.headers["X-PosterRec-Image"] = f"variant:{variant.region}" if variant else "original"
-    if region and not variant:
-        response.headers["X-PosterRec-Fallback"] = f"no {region} variant; original served"
-    return response
+        raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing on this server")
+    return wanted.label(response)

@@ -22,8 +22,7 @@ import os
 from flask import Blueprint, current_app, make_response, render_template, request, url_for
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import params
-from .api import _original, _variant, known_regions, served_index
+from .api import requested_image, served_index
 from .catalog_api import DEFAULT_PER_PAGE, ListingRequest, catalog_of, listing, parse_listing_request, regions_with_counts
 from .errors import ApiError
 
@@ -54,11 +53,8 @@ def thumbnail_jpeg(path: str, mtime_ns: int, size: int) -> bytes:
 @bp.get("/thumbs/<title_id>")
 def thumbnail(title_id: str):
     """Like ``/v1/posters/<id>/image`` (same region fallback and headers), but small and cacheable."""
-    index = served_index()
-    original = _original(index, title_id)
-    region = params.parse_region(request.args.get("region"), known_regions(index))
-    variant = _variant(index, title_id, region)
-    chosen = variant or original
+    wanted = requested_image(served_index(), title_id)
+    chosen = wanted.chosen
     try:
         stat = os.stat(chosen.image_path)
         data = thumbnail_jpeg(chosen.image_path, stat.st_mtime_ns, stat.st_size)
@@ -69,10 +65,7 @@ def thumbnail(title_id: str):
     response.set_etag(hashlib.sha1(f"{chosen.key}:{stat.st_mtime_ns}:{stat.st_size}:{THUMB_WIDTH}".encode()).hexdigest())
     response.cache_control.public = True
     response.cache_control.max_age = THUMB_MAX_AGE
-    response.headers["X-PosterRec-Image"] = f"variant:{variant.region}" if variant else "original"
-    if region and not variant:
-        response.headers["X-PosterRec-Fallback"] = f"no {region} variant; original served"
-    return response.make_conditional(request)
+    return wanted.label(response).make_conditional(request)
 
 
 def page_url(req: ListingRequest, page: int) -> str:

@@ -21,7 +21,7 @@ from flask import Blueprint, jsonify, request
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .api import _image_url, known_regions, served_index
+from .api import image_url, known_regions, served_index
 from .errors import bad_request
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
@@ -166,7 +166,7 @@ def entry_json(entry: CatalogEntry, region: str | None) -> dict:
         "title": item.title,
         "year": item.year,
         "genres": list(item.genres),
-        "image_url": _image_url(item.title_id, shown),
+        "image_url": image_url(item.title_id, shown),
         "region": shown,
         "variant_regions": list(entry.variant_regions),
     }

@@ -38,6 +38,16 @@ def openapi_document(settings: Settings) -> dict:
                     "application/json": {"schema": {"type": "object", "required": ["embedding"], "properties": {
                         "embedding": {"type": "array", "items": {"type": "number"}}, "k": {"type": "integer"}, "region": {"type": "string"}}}}}},
                 "responses": {**_ok("Results"), **_errors(400, 413, 415, 503)}}},
+            "/v1/posters": {"get": {
+                "summary": "Catalogue listing: every word of q in the title, optional genre, paginated",
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
+                    {"name": "genre", "in": "query", "schema": {"type": "string"}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}},
+                    region],
+                "responses": {**_ok("Listing"), **_errors(400, 503)}}},
+            "/v1/genres": {"get": {"summary": "Genres with their title counts", "responses": {**_ok("Genres"), **_errors(503)}}},
             "/v1/posters/{title_id}": {"get": {"summary": "Poster metadata", "parameters": [poster_id],
                                                "responses": {**_ok("Poster"), **_errors(404, 503)}}},
             "/v1/posters/{title_id}/variants": {"get": {"summary": "Localized variants, optionally of one region",
@@ -64,6 +74,14 @@ def openapi_document(settings: Settings) -> dict:
                 "id": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
                 "genres": {"type": "array", "items": {"type": "string"}}, "image_url": {"type": "string"},
                 "variant_regions": {"type": "array", "items": {"type": "string"}}}},
+            "Listing": {"type": "object", "required": ["results", "total", "page", "pages"], "properties": {
+                "index_version": {"type": "string"}, "total": {"type": "integer"}, "page": {"type": "integer"},
+                "pages": {"type": "integer"}, "per_page": {"type": "integer"},
+                "results": {"type": "array", "items": {"type": "object"}}}},
+            "Genres": {"type": "object", "required": ["genres"], "properties": {
+                "index_version": {"type": "string"},
+                "genres": {"type": "array", "items": {"type": "object", "properties": {
+                    "genre": {"type": "string"}, "titles": {"type": "integer"}}}}}},
             "Variants": {"type": "object", "required": ["id", "variants"], "properties": {
                 "id": {"type": "string"}, "variants": {"type": "array", "items": {"type": "object"}}}},
         }},
