@@ -57,7 +57,7 @@ class LiveIndex:
             self._index = fresh
             self._refused = None
             self.swaps += 1
-            record_index(wanted, len(fresh))
+            record_index(wanted, len(fresh), previous=served)
             log.info("serving index version %s (%d items), was %s", wanted, len(fresh), served or "nothing")
             return True
 

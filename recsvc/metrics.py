@@ -24,8 +24,14 @@ INDEX_VERSION = Gauge(
 )
 
 
-def record_index(version: str, items: int) -> None:
-    INDEX_VERSION.clear()
+def record_index(version: str, items: int, previous: str | None = None) -> None:
+    """Mark ``version`` served and ``previous`` no longer served.
+
+    The old label is set to 0 rather than cleared: in gunicorn's multi-process mode ``clear()`` is not
+    implemented (it only warns), so the swapped-out version kept reporting 1 beside the new one.
+    """
+    if previous is not None:
+        INDEX_VERSION.labels(version=previous).set(0)
     INDEX_VERSION.labels(version=version).set(1)
     INDEX_ITEMS.set(items)
 

@@ -156,6 +156,17 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         similar_ok = [line for line in text.splitlines() if line.startswith("posterrec_requests_total{")
                       and 'endpoint="/v1/posters/<title_id>/similar"' in line and 'status="200"' in line]
         assert similar_ok and float(similar_ok[0].rsplit(" ", 1)[1]) == 6, "counters summed over both workers"
+
+        old_version = json.loads(_get(port, "/readyz")[2])["version"]
+        new_version = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=2))
+        deadline, streak = time.monotonic() + 30, 0
+        while streak < 8:  # the two workers poll on their own; wait until both answer from the new version
+            streak = streak + 1 if json.loads(_get(port, "/readyz")[2]).get("version") == new_version else 0
+            assert time.monotonic() < deadline, "the workers did not swap to the new version in 30 s"
+            time.sleep(0.05)
+        text = _get(port, "/metrics")[2].decode()
+        assert f'posterrec_index_version_info{{version="{new_version}"}} 1.0' in text
+        assert f'posterrec_index_version_info{{version="{old_version}"}} 1.0' not in text, "the old version is no longer served"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
