@@ -31,8 +31,10 @@ LEAF_FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5)
 """Fractions of the leaves tried, in order, when tuning; past the last one brute force is as fast."""
 EXACT_BLOCK_SCORES = 32 * 2**20
 """Scores computed at once by :func:`exact_top_k` (128 MB of float32)."""
-TUNING_MARGIN = 0.01
-"""Tune to this much above the floor, so the independent final measurement does not fall under it by noise."""
+TUNING_MARGIN = 0.02
+"""Tune to this much above the floor, so the independent final measurement does not fall under it by noise:
+500-query samples of one searcher differ by up to 0.015 in recall@10 (measured on 8k clustered vectors)."""
+TUNING_QUERIES = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +163,7 @@ def tune_leaves_to_search(searcher, embeddings: np.ndarray, params: IndexParams,
     Tuned on its own query sample (seed 1), so the recall the publisher
     measures afterwards (seed 0) is an independent check, not a replay.
     """
-    probe = RecallProbe.sample(embeddings, k, seed=1)
+    probe = RecallProbe.sample(embeddings, k, sample=TUNING_QUERIES, seed=1)
     for fraction in LEAF_FRACTIONS:
         tried = dataclasses.replace(params, num_leaves_to_search=max(params.num_leaves_to_search, int(round(params.num_leaves * fraction))))
         recall = probe.recall(searcher, **tried.search_options())
