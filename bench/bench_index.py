@@ -152,12 +152,14 @@ def train_tiny_model(work: Path) -> Path:
 
     catalog = write_demo_corpus(work / "demo", count=48, seed=0)
     model = work / "model"
-    subprocess.run(
+    trained = subprocess.run(
         [sys.executable, "-m", "models", "train", "--catalog", str(catalog), "--out", str(model), "--backbone", "tiny",
          "--weights", "none", "--warmup-epochs", "1", "--head-epochs", "1", "--unfreeze-blocks", "0", "--triplet-epochs", "0",
          "--cache-dir", str(work / "cache")],
-        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+        cwd=REPO, capture_output=True, text=True,
     )
+    if trained.returncode:
+        raise RuntimeError(f"training the tiny model failed:\n{trained.stderr[-3000:]}")
     return model
 
 
@@ -204,7 +206,7 @@ def measure_catalog(catalog: Path) -> str:
             summary = build_index(model, settings)
             rows.append(
                 f"| {label} | {summary.items} | {ingest.seconds:.1f} | {summary.seconds:.1f} | {summary.embedded} | {summary.reused} "
-                f"| {summary.embedded / summary.seconds:.0f} | {summary.publication.recall:.3f} |"
+                f"| {summary.publication.recall:.3f} |"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -212,8 +214,8 @@ def measure_catalog(catalog: Path) -> str:
         f"Real catalogue {catalog} with the tiny backbone (64 px input, random init, one warm-up epoch on 48 demo posters; "
         "it times the pipeline, it is not a useful model). Build = embed + ScaNN build + recall check + publish.",
         "",
-        "| run | items | ingest s | build s | embedded | reused from cache | embedded/s (over build s) | recall@10 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | items | ingest s | build s | embedded | reused from cache | recall@10 |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ])
 

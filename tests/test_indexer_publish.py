@@ -14,7 +14,7 @@ import pytest
 from indexer.__main__ import main as indexer_main
 from indexer.publish import RecallBelowFloor, publish_index
 from indexer.published import VERSIONS, IndexError_, IndexItem, current_version, list_versions, open_version, prune_versions
-from indexer.scann_index import IndexParams, choose_params
+from indexer.scann_index import LEAF_FRACTIONS, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
 from indexer.versions import rollback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,3 +159,18 @@ def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path)
     (tmp_path / VERSIONS / version / "embeddings.npy").unlink()
     with pytest.raises(IndexError_, match="cannot be loaded"):
         open_version(tmp_path)
+
+
+def test_tuning_stops_at_the_first_leaf_fraction_that_reaches_the_target(tmp_path: Path) -> None:
+    """Searching more leaves than needed costs query time: the tuner takes the smallest step that suffices."""
+    n, target = 8000, 0.99
+    vectors = clustered(n, seed=4, clusters=200)
+    params = choose_params(n, exact_search_max_items=1000)
+    searcher = build_searcher(vectors, params)
+    tuned = tune_leaves_to_search(searcher, vectors, params, target)
+    assert tuned is not None and tuned.num_leaves == params.num_leaves
+    probe = RecallProbe.sample(vectors, seed=1)  # the tuner's own sample
+    tried = sorted({max(params.num_leaves_to_search, round(params.num_leaves * f)) for f in LEAF_FRACTIONS})
+    below = [leaves for leaves in tried if leaves < tuned.num_leaves_to_search]
+    assert probe.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) >= target
+    assert all(probe.recall(searcher, leaves_to_search=leaves) < target for leaves in below)
