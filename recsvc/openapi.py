@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from posterrec_settings import Settings
 
+from .ranking import AGGREGATIONS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -69,7 +71,7 @@ def openapi_document(settings: Settings) -> dict:
                 "k": {"type": "integer", "minimum": 1, "maximum": settings.max_k},
                 "region": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
                 "exclude_history": {"type": "boolean"},
-                "aggregation": {"type": "string", "enum": ["mean", "fusion"]}}},
+                "aggregation": {"type": "string", "enum": list(AGGREGATIONS)}}},
             "Poster": {"type": "object", "required": ["id", "title", "genres", "image_url"], "properties": {
                 "id": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
                 "genres": {"type": "array", "items": {"type": "string"}}, "image_url": {"type": "string"},

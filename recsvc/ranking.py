@@ -16,8 +16,9 @@ import numpy as np
 
 from indexer.published import PublishedIndex
 
-AGGREGATIONS = ("mean", "fusion")
+AGGREGATIONS = ("mean", "recent", "fusion")
 """``mean``: one query, the normalised average of the history (the classic approach).
+``recent``: one query, the recency-weighted average (the service's default: best on MovieLens, bench_recommend).
 ``fusion``: one query per history item, recency-weighted, fused by best weighted score."""
 
 RECENCY_DECAY = 0.85
@@ -98,8 +99,8 @@ def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: st
     """Recommendations for a watch history (ids oldest first) by the chosen aggregation."""
     exclude = set(history) if exclude_history else set()
     vectors = np.stack([original_vector(index, title_id) for title_id in history])
-    if aggregation == "mean":
-        weights = recency_weights(len(history), decay=1.0)
+    if aggregation in ("mean", "recent"):
+        weights = recency_weights(len(history), decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
         query = (weights[:, None] * vectors).sum(axis=0)
         norm = np.linalg.norm(query)
         return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude)
