@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
     baseline = rows["bare Flask constant (baseline)"]
-    print(f"Service load: gunicorn ({args.workers} workers × gthread 4), index of {args.n:,} × {args.dim}-d clustered "
+    print(f"Service load: gunicorn ({args.workers} workers × gthread {os.environ.get('POSTERREC_THREADS', 4)} threads), index of {args.n:,} × {args.dim}-d clustered "
           f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, keep-alive Python clients on the same host\n")
     print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

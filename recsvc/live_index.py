@@ -54,6 +54,7 @@ class LiveIndex:
                 self._refused = wanted
                 log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err)
                 return False
+            self.regions_of(fresh)  # found before the swap, so the first request on the new version is not slow
             self._index = fresh
             self._refused = None
             self.swaps += 1

@@ -6,6 +6,7 @@ import dataclasses
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,10 +24,18 @@ from recsvc import create_app
 REPO = Path(__file__).resolve().parents[1]
 
 
-def break_scann_assets(version_dir: Path) -> None:
-    """Corrupt every serialized ScaNN file of a version, as a torn copy or a bad disk would."""
-    for path in (version_dir / published.SCANN_DIR).iterdir():
+def publish_broken(root: Path, scratch: Path, corpus) -> str:
+    """A version whose ScaNN files are corrupted (a torn copy, a bad disk) made CURRENT with ``set_current``.
+
+    It is built under ``scratch`` and corrupted before ``CURRENT`` names it, so a watcher never sees it whole.
+    """
+    version = publish(scratch, corpus)
+    target = root / published.VERSIONS / version
+    shutil.copytree(scratch / published.VERSIONS / version, target)
+    for path in (target / published.SCANN_DIR).iterdir():
         path.write_bytes(b"\x00garbage" * 8)
+    published.set_current(root, version)
+    return version
 
 
 def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
@@ -34,8 +43,7 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     app = create_app(settings_for(root), watch=False)
     live = app.extensions["posterrec"]
-    broken = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=3))
-    break_scann_assets(root / published.VERSIONS / broken)
+    broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3))
     assert published.current_version(root) == broken
     assert not live.refresh(), "the broken version must be refused"
     assert live.index.version == good
@@ -84,8 +92,7 @@ def test_hot_swap_with_requests_in_flight_fails_no_request(tmp_path: Path) -> No
         for extra in (2, 4):
             versions.append(publish(root, synthetic_corpus(images, seed=extra, extra_titles=extra)))
             wait_for(versions[-1])
-        broken = publish(root, synthetic_corpus(images, seed=9, extra_titles=9))
-        break_scann_assets(root / published.VERSIONS / broken)
+        broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(images, seed=9, extra_titles=9))
         time.sleep(0.3)  # many polls: the watcher refuses it each time it looks
         assert live.index.version == versions[-1]
         published.set_current(root, versions[-1])
