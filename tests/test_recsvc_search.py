@@ -24,12 +24,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from models.training import TrainConfig, train
 
     demo = tmp_path_factory.mktemp("demo")
-    catalog = write_demo_corpus(demo, count=32, seed=5)
+    catalog = write_demo_corpus(demo, count=24, seed=5)
     report = read_catalog(catalog)
     assert report.ok, report.errors
     out = tmp_path_factory.mktemp("models") / "tiny"
-    config = TrainConfig(backbone="tiny", weights="none", batch_size=16, warmup_epochs=2, head_only_epochs=1,
-                         max_unfrozen_blocks=1, triplet_epochs=1)
+    config = TrainConfig(backbone="tiny", weights="none", batch_size=16, warmup_epochs=1, head_only_epochs=1,
+                         max_unfrozen_blocks=0, triplet_epochs=1)
     train(report.rows, out, config, tmp_path_factory.mktemp("cache"))
     return out, catalog
 
