@@ -9,6 +9,10 @@ excluded) and we report hit-rate@10 and NDCG@10 of the held-out title:
 - genre-only: cosine between the history's genre profile and each title's genres,
 - poster ``mean`` and ``fusion``: ``recsvc.ranking.recommend`` over a published
   ScaNN index of poster embeddings — exactly what ``POST /v1/recommendations`` runs,
+- the same aggregations over co-rating item factors (a truncated SVD of the
+  histories, never the held-out titles): an embedding space that carries
+  signal, so the aggregations can be compared — and the service's default
+  chosen — however weak the poster model is,
 - a blend of normalised popularity, genre and poster scores whose weights are
   chosen on a validation target (each user's second-to-last title), never on
   the held-out one.
@@ -118,6 +122,28 @@ def poster_index(model_dir: Path, catalog: Catalog, rows: list[dict], data: Path
     return open_version(root)
 
 
+def co_rating_index(catalog: Catalog, users: list[User], root: Path, dim: int = 32) -> PublishedIndex:
+    """Item factors of the users' histories (U S V^T, rows of V sqrt(S)) published as an exact index.
+
+    Titles nobody rated get a random direction, far from everything. Exact search: many titles rated by
+    one user share a factor row, and their ties would fail a tree index's recall check for no real loss.
+    """
+    from indexer.publish import publish_index
+
+    ratings = np.zeros((len(users), len(catalog.ids)), np.float32)
+    for row, user in enumerate(users):
+        ratings[row, [catalog.row_of[t] for t in user.history]] = 1
+    _, singular, right = np.linalg.svd(ratings, full_matrices=False)
+    factors = (right[:dim] * np.sqrt(singular[:dim])[:, None]).T
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    factors = np.where(norms > 1e-6, factors, np.random.default_rng(0).normal(size=factors.shape))
+    factors = (factors / np.linalg.norm(factors, axis=1, keepdims=True)).astype(np.float32)
+    items = [IndexItem(t, t, t, "") for t in catalog.ids]
+    publish_index(root, items, factors, {"source": "bench_recommend co-rating factors"},
+                  exact_search_max_items=len(items), recall_floor=0.5, keep_versions=1)
+    return open_version(root)
+
+
 def top_k(scores: np.ndarray, exclude: list[int], k: int = K) -> list[int]:
     scores = scores.copy()
     scores[exclude] = -np.inf
@@ -181,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     def by_scores(score) -> callable:
         return lambda user: [ids[i] for i in top_k(score(user.history), [catalog.row_of[t] for t in user.history])]
 
-    def by_ranking(aggregation: str) -> callable:
-        return lambda user: [hit.title_id for hit in ranking.recommend(index, user.history, K, aggregation, True)]
+    def by_ranking(aggregation: str, over: PublishedIndex = index) -> callable:
+        return lambda user: [hit.title_id for hit in ranking.recommend(over, user.history, K, aggregation, True)]
 
     grid = [w for w in itertools.product((0, 0.5, 1, 2), repeat=3) if any(w)]
     validation_scorers = Scorers(catalog, index, validation_users)
@@ -192,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         "popularity": by_scores(lambda history: scorers.popularity),
         "genre-only (genre-profile cosine)": by_scores(scorers.genre),
         "poster embedding, mean": by_ranking("mean"),
+        "poster embedding, recent (recency-weighted mean, default)": by_ranking("recent"),
         "poster embedding, fusion (recency-weighted)": by_ranking("fusion"),
         f"blend pop·{best[0]:g} + genre·{best[1]:g} + poster·{best[2]:g} (weights from validation)": by_scores(
             lambda history: scorers.blend(history, best)),
     }
+    co_rating = co_rating_index(catalog, test_users, args.cache / "recommend-co-rating")
+    for aggregation in ranking.AGGREGATIONS:
+        recommenders[f"aggregation check: co-rating SVD factors, {aggregation}"] = by_ranking(aggregation, co_rating)
     print(f"MovieLens ml-latest-small joined to {len(ids):,} posters: {len(test_users)} users, last-rated joined title "
           f"held out, median history {int(np.median([len(u.history) for u in test_users]))} titles; every recommender "
           f"ranks all {len(ids):,} posters minus the history. Poster model: {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir} "
