@@ -121,6 +121,20 @@ def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, ag
     assert [r["id"] for r in body["results"]] == [hit.title_id for hit in expected]
 
 
+def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client: FlaskClient) -> None:
+    """``mean`` scores the two titles of the history alike; ``recent`` (the default) prefers the latest."""
+
+    def scores(history: list[str], aggregation: str) -> dict[str, float]:
+        body = client.post("/v1/recommendations", json={
+            "history": history, "k": 100, "exclude_history": False, "aggregation": aggregation}).json
+        return {r["id"]: r["score"] for r in body["results"]}
+
+    for history in (["t011", "t012"], ["t012", "t011"]):
+        recent, mean = scores(history, "recent"), scores(history, "mean")
+        assert recent[history[1]] > recent[history[0]] + 0.01
+        assert abs(mean[history[1]] - mean[history[0]]) < 1e-4
+
+
 def test_recommendations_default_aggregation_is_the_apps(client: FlaskClient, app) -> None:
     body = client.post("/v1/recommendations", json={"history": ["t004"]}).json
     assert body["aggregation"] == app.config["POSTERREC_AGGREGATION"]
