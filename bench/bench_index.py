@@ -133,7 +133,7 @@ def size_table(rows: list[dict]) -> str:
         f"Synthetic clustered {DIM}-d vectors (Gaussian mixture, unit norm), {QUERIES} held-out queries; "
         f"latency in ms; batched = {BATCH} queries per call; exact = NumPy matmul + argpartition in the same process.",
         "",
-        "| N | ScaNN params | build s | index MB | peak RSS MB (data only) | recall@10 | single p50 / p99 | exact single p50 / p99 | single speed-up (p50) | batched p50 / p99 | exact batched p50 / p99 | batched speed-up |",
+        "| N | ScaNN params | build s | index MB | peak RSS MB (before build) | recall@10 | single p50 / p99 | exact single p50 / p99 | single speed-up (p50) | batched p50 / p99 | exact batched p50 / p99 | batched speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
