@@ -14,7 +14,7 @@ import pytest
 from indexer.__main__ import main as indexer_main
 from indexer.publish import RecallBelowFloor, publish_index
 from indexer.published import VERSIONS, IndexError_, IndexItem, current_version, list_versions, open_version, prune_versions
-from indexer.scann_index import LEAF_FRACTIONS, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
+from indexer.scann_index import LEAF_FRACTIONS, TUNING_QUERIES, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
 from indexer.versions import rollback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_tuning_stops_at_the_first_leaf_fraction_that_reaches_the_target(tmp_pat
     searcher = build_searcher(vectors, params)
     tuned = tune_leaves_to_search(searcher, vectors, params, target)
     assert tuned is not None and tuned.num_leaves == params.num_leaves
-    probe = RecallProbe.sample(vectors, seed=1)  # the tuner's own sample
+    probe = RecallProbe.sample(vectors, sample=TUNING_QUERIES, seed=1)  # the tuner's own sample
     tried = sorted({max(params.num_leaves_to_search, round(params.num_leaves * f)) for f in LEAF_FRACTIONS})
     below = [leaves for leaves in tried if leaves < tuned.num_leaves_to_search]
     assert probe.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) >= target
