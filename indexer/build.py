@@ -115,6 +115,8 @@ def build_index(model_dir: str | Path, settings: Settings, store_path: Path | No
     started = time.perf_counter()
     store_path = Path(store_path or settings.store)
     index_root = Path(index_root or settings.index_root)
+    if not store_path.is_file():  # checked first: opening it would create an empty store
+        raise IndexError_(f"store {store_path} does not exist: run `python -m indexer ingest CATALOG.csv` first")
     try:
         embedder = load_embedder(model_dir)
     except (FileNotFoundError, ValueError) as err:  # not an exported model, or not the one expected

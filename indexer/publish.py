@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -68,42 +67,43 @@ def publish_index(
     ``params`` are used as given, so a bad choice meets the floor.
     """
     root = Path(root)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if len(items) == 0:
-        raise IndexError_(f"nothing to index: no items for {root}")
-    if params is None:
-        searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
-    else:
-        searcher, build_seconds = timed_build(embeddings, params)
-    recall = measure_recall(searcher, embeddings, k=k, params=params)
-    previous = published.current_version(root)
-    if recall < recall_floor:
-        raise RecallBelowFloor(
-            f"index over {len(items)} items has recall@{k} {recall:.3f} below the floor {recall_floor:.3f}; "
-            f"not published, {previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
-        )
-    version = published.new_version_name()
-    full_manifest = {
-        **manifest,
-        "version": version,
-        "item_count": len(items),
-        "dim": int(embeddings.shape[1]),
-        "params": dataclasses.asdict(params),
-        f"recall_at_{k}": round(recall, 4),
-        "build_seconds": round(build_seconds, 3),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "previous_version": previous,
-    }
+    with published.publisher_lock(root):  # one build publishes at a time
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if len(items) == 0:
+            raise IndexError_(f"nothing to index: no items for {root}")
+        if params is None:
+            searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
+        else:
+            searcher, build_seconds = timed_build(embeddings, params)
+        recall = measure_recall(searcher, embeddings, k=k, params=params)
+        previous = published.current_version(root)
+        if recall < recall_floor:
+            raise RecallBelowFloor(
+                f"index over {len(items)} items has recall@{k} {recall:.3f} below the floor {recall_floor:.3f}; "
+                f"not published, {previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
+            )
+        version = published.new_version_name()
+        full_manifest = {
+            **manifest,
+            "version": version,
+            "item_count": len(items),
+            "dim": int(embeddings.shape[1]),
+            "params": dataclasses.asdict(params),
+            f"recall_at_{k}": round(recall, 4),
+            "build_seconds": round(build_seconds, 3),
+            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "previous_version": previous,
+        }
 
-    def write(directory: Path) -> None:
-        published.write_version_files(directory, items, embeddings, full_manifest)
-        scann_dir = directory / published.SCANN_DIR
-        scann_dir.mkdir()
-        searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
+        def write(directory: Path) -> None:
+            published.write_version_files(directory, items, embeddings, full_manifest)
+            scann_dir = directory / published.SCANN_DIR
+            scann_dir.mkdir()
+            searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
 
-    path = published.stage_version(root, version, write)
-    _check_reloaded(root, version, searcher, params, embeddings, k)
-    published.set_current(root, version)
-    pruned = published.prune_versions(root, keep_versions)
-    log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)
-    return Publication(version, path, recall, params, build_seconds, pruned)
+        path = published.stage_version(root, version, write)
+        _check_reloaded(root, version, searcher, params, embeddings, k)
+        published.set_current(root, version)
+        pruned = published.prune_versions(root, keep_versions)
+        log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)
+        return Publication(version, path, recall, params, build_seconds, pruned)

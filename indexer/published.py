@@ -19,8 +19,10 @@ version, never half of one, and a killed build leaves the old one served.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -100,6 +102,7 @@ def write_text_atomically(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, 0o644)  # NamedTemporaryFile is private; a service may run as another user
     os.replace(handle.name, path)
     _fsync_dir(path.parent)
 
@@ -114,6 +117,7 @@ def stage_version(root: Path, version: str, write: Callable[[Path], None]) -> Pa
     versions.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; a service may run as another user
         write(staging)
         final = versions / version
         os.rename(staging, final)
@@ -131,6 +135,23 @@ def write_version_files(directory: Path, items: Sequence[IndexItem], embeddings:
     np.save(directory / EMBEDDINGS, np.asarray(embeddings, dtype=np.float32))
     (directory / ITEMS).write_text("".join(item.to_json() + "\n" for item in items), encoding="utf-8")
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def publisher_lock(root: Path):
+    """Only one build publishes into ``root`` at a time.
+
+    Without it a second build's pruning would delete the first one's staging
+    directory; with it the second build stops at once with a clear message.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".publish.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexError_(f"another build is publishing into {root}; run again when it has finished") from None
+        yield
 
 
 def list_versions(root: Path) -> list[str]:

@@ -215,6 +215,7 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
 def test_build_over_an_empty_store_is_a_one_line_error(workspace: dict, tmp_path: Path, capsys) -> None:
     settings: Settings = workspace["settings"]
     empty = tmp_path / "empty.sqlite3"
+    open_store(empty).close()
     argv = ["build", "--model", str(workspace["model"]), "--store", str(empty), "--out", str(settings.index_root)]
     assert indexer_main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

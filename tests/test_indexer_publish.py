@@ -174,3 +174,29 @@ def test_tuning_stops_at_the_first_leaf_fraction_that_reaches_the_target(tmp_pat
     below = [leaves for leaves in tried if leaves < tuned.num_leaves_to_search]
     assert probe.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) >= target
     assert all(probe.recall(searcher, leaves_to_search=leaves) < target for leaves in below)
+
+
+def test_published_files_are_readable_by_a_service_running_as_another_user(tmp_path: Path) -> None:
+    version = publish(tmp_path)
+    assert (tmp_path / "CURRENT").stat().st_mode & 0o044 == 0o044
+    assert (tmp_path / VERSIONS / version).stat().st_mode & 0o055 == 0o055
+
+
+def test_a_second_build_publishing_at_the_same_time_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
+    from indexer import published
+
+    first = publish(tmp_path)
+    staging = tmp_path / VERSIONS / ".tmp-someone-elses-build"
+    staging.mkdir()
+    with published.publisher_lock(tmp_path):  # another build is mid-publication
+        with pytest.raises(IndexError_, match="another build is publishing"):
+            publish(tmp_path, seed=1)
+        assert staging.is_dir()
+    assert current_version(tmp_path) == first
+
+
+def test_building_from_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such.sqlite3"
+    assert indexer_main(["build", "--model", str(tmp_path), "--store", str(missing), "--out", str(tmp_path / "index")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.exists()
