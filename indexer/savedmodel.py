@@ -65,6 +65,8 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
     """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete."""
     import tensorflow as tf
 
+    from models.embedder import replace_directory  # loads TensorFlow, so only when exporting
+
     index = open_version(Path(index_root), version)
     k = max(1, min(k, len(index)))
     layer = scann_layer(index, k)
@@ -84,22 +86,12 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
         )
         info = {"index_version": index.version, "item_count": len(index), "k": k, "layer": layer_params(index, k)}
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
-        _replace_directory(staging, out)
+        replace_directory(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log.info("exported index version %s (%d items) as a SavedModel to %s", index.version, len(index), out)
     return out
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and deleted after."""
-    retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if target.exists():
-        target.rename(retired)
-    new.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def load_serving_fn(path: str | os.PathLike):

@@ -60,16 +60,22 @@ def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir:
         staging.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
         model.save(staging / MODEL_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
-        retired = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        if out_dir.exists():
-            out_dir.rename(retired)
-        staging.rename(out_dir)
-        shutil.rmtree(retired, ignore_errors=True)
+        replace_directory(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move the complete directory ``new`` to ``target``; an existing ``target`` is moved aside first
+    and deleted after, so a crash leaves either the old or the new export, never a mix."""
+    retired = target.with_name(f".{target.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    new.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 class Embedder:
