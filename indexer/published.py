@@ -213,6 +213,8 @@ class PublishedIndex:
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
             self.rows_of_title.setdefault(item.title_id, []).append(row)
+        self.regions = frozenset(item.region for item in items if item.region)
+        """Regions that have at least one variant, derived once: requests validate ``region`` against it."""
 
     def __len__(self) -> int:
         return len(self.items)

@@ -35,7 +35,7 @@ def served_index() -> PublishedIndex:
 
 
 def known_regions(index: PublishedIndex) -> set[str]:
-    return _live().regions_of(index) | set(current_app.config["POSTERREC_REGIONS"])
+    return index.regions | set(current_app.config["POSTERREC_REGIONS"])
 
 
 def is_poster_id(index: PublishedIndex, title_id: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from pathlib import Path
 
 from indexer import published
@@ -30,7 +29,6 @@ class LiveIndex:
         self._index: PublishedIndex | None = None
         self._refused: str | None = None
         self._embedders: dict[str, object] = {}
-        self._regions: weakref.WeakKeyDictionary[PublishedIndex, frozenset[str]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,7 +52,6 @@ class LiveIndex:
                 self._refused = wanted
                 log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err)
                 return False
-            self.regions_of(fresh)  # found before the swap, so the first request on the new version is not slow
             self._index = fresh
             self._refused = None
             self.swaps += 1
@@ -78,15 +75,6 @@ class LiveIndex:
                 self.refresh()
             except Exception:  # the watcher must outlive any one bad version
                 log.exception("index watcher failed; retrying in %.1f s", self.poll_seconds)
-
-    def regions_of(self, index: PublishedIndex) -> frozenset[str]:
-        """The variant regions of ``index``, found once per version: a scan of every item per request
-        cost more than the search itself (~0.1 s at 1M vectors). Weak keys let a swapped-out index go."""
-        regions = self._regions.get(index)
-        if regions is None:
-            regions = frozenset(item.region for item in index.items if item.region)
-            self._regions[index] = regions
-        return regions
 
     def embedder_for(self, index: PublishedIndex):
         """The model that built ``index``, loaded once; refused if it changed since the build."""
