@@ -219,6 +219,10 @@ class PublishedIndex:
     def __len__(self) -> int:
         return len(self.items)
 
+    def variants_of(self, title_id: str) -> list[IndexItem]:
+        """The regional variants indexed for ``title_id`` (empty for an unknown title)."""
+        return [self.items[row] for row in self.rows_of_title.get(title_id, ()) if self.items[row].is_variant]
+
     @property
     def dim(self) -> int:
         return int(self.embeddings.shape[1])

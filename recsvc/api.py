@@ -152,7 +152,7 @@ def search():
 def poster(title_id: str):
     index = served_index()
     item = original_item(index, title_id)
-    regions = sorted(index.items[row].region for row in index.rows_of_title[title_id] if index.items[row].region)
+    regions = sorted(variant.region for variant in index.variants_of(title_id))
     return jsonify(
         id=item.title_id, title=item.title, year=item.year, genres=list(item.genres),
         image_url=image_url(title_id, None), variant_regions=regions, index_version=index.version,
@@ -164,7 +164,7 @@ def variants(title_id: str):
     index = served_index()
     original_item(index, title_id)
     region = params.parse_region(request.args.get("region"), known_regions(index))
-    found = [index.items[row] for row in index.rows_of_title[title_id] if index.items[row].region]
+    found = index.variants_of(title_id)
     if region:
         found = [item for item in found if item.region == region]
     return jsonify(

@@ -78,10 +78,7 @@ def catalog_of(index: PublishedIndex) -> Catalog:
 
 def build_catalog(index: PublishedIndex) -> Catalog:
     """Originals sorted by title then year, each with the regions it has variants for."""
-    regions: dict[str, list[str]] = {}
-    for item in index.items:
-        if item.region:
-            regions.setdefault(item.title_id, []).append(item.region)
+    regions = {title_id: [v.region for v in index.variants_of(title_id)] for title_id in index.rows_of_title}
     originals = sorted(
         (item for item in index.items if not item.is_variant),
         key=lambda item: (item.title.casefold(), item.year or 0, item.title_id),
