@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -137,12 +138,16 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
     env = {**os.environ, "POSTERREC_INDEX_ROOT": str(root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "2",
            "POSTERREC_INDEX_POLL_SECONDS": "0.2"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # gunicorn's log goes to a file: an undrained pipe fills up (TensorFlow is chatty at start) and stalls it.
+    log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen([str(REPO / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert process.poll() is None, process.stdout.read().decode()[-2000:]
+            if process.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"gunicorn exited with {process.returncode}: {log.read()[-2000:]}")
             try:
                 if _get(port, "/readyz")[0] == 200:
                     break
@@ -180,6 +185,7 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
 def test_regions_follow_the_served_version(tmp_path: Path) -> None:
