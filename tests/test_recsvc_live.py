@@ -176,9 +176,15 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
             streak = streak + 1 if json.loads(_get(port, "/readyz")[2]).get("version") == new_version else 0
             assert time.monotonic() < deadline, "the workers did not swap to the new version in 30 s"
             time.sleep(0.05)
-        text = _get(port, "/metrics")[2].decode()
+        # /readyz may have been answered by one worker only; the gauge is summed over both, so wait for both.
+        deadline = time.monotonic() + 30
+        while True:
+            text = _get(port, "/metrics")[2].decode()
+            if f'posterrec_index_version_info{{version="{old_version}"}} 1.0' not in text:
+                break
+            assert time.monotonic() < deadline, "the old version is no longer served"
+            time.sleep(0.1)
         assert f'posterrec_index_version_info{{version="{new_version}"}} 1.0' in text
-        assert f'posterrec_index_version_info{{version="{old_version}"}} 1.0' not in text, "the old version is no longer served"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
