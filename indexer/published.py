@@ -213,6 +213,11 @@ class PublishedIndex:
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
             self.rows_of_title.setdefault(item.title_id, []).append(row)
+        self.title_ids = list(self.rows_of_title)
+        """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``."""
+        ordinal = {title_id: number for number, title_id in enumerate(self.title_ids)}
+        self.title_of_row = np.fromiter((ordinal[item.title_id] for item in items), np.int64, len(items))
+        """The title ordinal of every row, so that a search result is grouped by title in NumPy, not row by row."""
         self.regions = frozenset(item.region for item in items if item.region)
         """Regions that have at least one variant, derived once: requests validate ``region`` against it."""
 

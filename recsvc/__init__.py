@@ -33,8 +33,8 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         POSTERREC_REGIONS=DEFAULT_REGIONS,
         POSTERREC_AGGREGATION=aggregation,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # fields in the order written (id first), and no sort on every response
     live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0)
     live.start()
     if live.index is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from urllib.parse import quote
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, request, send_file
 from PIL import Image, UnidentifiedImageError
 
 from indexer.published import IndexItem, PublishedIndex
@@ -57,8 +58,20 @@ def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> In
     return None if row is None else index.items[row]
 
 
+IMAGE_RULE = "/posters/<title_id>/image"
+PATH_SEGMENT_SAFE = "!$&'()*+,/:;=@"
+"""What werkzeug's default converter leaves unquoted in a path segment (the URL standard's path-segment set)."""
+
+
 def image_url(title_id: str, region: str | None) -> str:
-    return url_for("v1.image", title_id=title_id, region=region) if region else url_for("v1.image", title_id=title_id)
+    """The URL of ``title_id``'s image route, by string formatting.
+
+    A response carries an image URL per result, and ``url_for`` (~40 µs each)
+    was a third of ``/similar``'s own time; the route is declared from the
+    same :data:`IMAGE_RULE` and the tests check both spell the same URL.
+    """
+    path = f"{request.script_root}{bp.url_prefix}{IMAGE_RULE.replace('<title_id>', quote(title_id, safe=PATH_SEGMENT_SAFE))}"
+    return f"{path}?region={region}" if region else path
 
 
 def _result(index: PublishedIndex, hit: ranking.Hit, region: str | None) -> dict:
@@ -200,7 +213,7 @@ def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
     return RequestedImage(variant or original, variant, region)
 
 
-@bp.get("/posters/<title_id>/image")
+@bp.get(IMAGE_RULE)
 def image(title_id: str):
     wanted = requested_image(served_index(), title_id)
     try:

@@ -31,12 +31,21 @@ class Hit:
     score: float
 
 
-def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[str]) -> dict[str, float]:
+def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[str], k: int) -> dict[str, float]:
+    """The first ``k`` distinct titles among ``rows`` (best first), each with its best score.
+
+    Rows are grouped by title ordinal in NumPy, so Python touches only the
+    distinct titles kept, not every variant row the search returned.
+    """
+    titles = index.title_of_row[rows]
+    _, first_rows = np.unique(titles, return_index=True)
     best: dict[str, float] = {}
-    for row, score in zip(rows, scores):
-        title_id = index.items[int(row)].title_id
-        if title_id not in exclude and title_id not in best:
-            best[title_id] = float(score)
+    for position in np.sort(first_rows):
+        title_id = index.title_ids[titles[position]]
+        if title_id not in exclude:
+            best[title_id] = float(scores[position])
+            if len(best) == k:
+                break
     return best
 
 
@@ -59,9 +68,9 @@ def nearest_titles_batched(
         rows, scores = index.search(queries[pending], depth)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
-            best = _collapse(query_rows, query_scores, index, exclude)
+            best = _collapse(query_rows, query_scores, index, exclude, k)
             if len(best) >= want or depth >= len(index):
-                results[query] = [Hit(t, s) for t, s in list(best.items())[:k]]
+                results[query] = [Hit(t, s) for t, s in best.items()]
             else:
                 unfilled.append(query)
         pending = unfilled
