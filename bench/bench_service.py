@@ -1,16 +1,19 @@
 """Load benchmark of the HTTP service: gunicorn + recsvc over an index of 1M clustered 128-d vectors.
 
-A bounded closed-loop load generator (threads, each with one keep-alive
-``http.client`` connection, for a fixed time) measures requests/s and p50/p99
-latency of ``/v1/posters/<id>/similar`` and ``/v1/recommendations`` at 1, 8
-and 32 concurrent clients. In the same run, under the same gunicorn config, a
+A bounded closed-loop load generator (wrk, one thread, one keep-alive
+connection per client, for a fixed time; requests from ``wrk_requests.lua``)
+measures requests/s and p50/p99 latency of ``/v1/posters/<id>/similar`` and
+``/v1/recommendations`` at 1, 8 and 32 concurrent clients. In the same run, under the same gunicorn config, a
 bare Flask app that returns a constant gives the framework's own ceiling, so
 the service's throughput is reported as a fraction of it (target: p99 under
 20 ms at 32 clients and at least 70% of the bare endpoint's throughput).
 
 The index is built once (ScaNN tree + AH + re-ordering, as ``publish_index``
 chooses it for this size) and cached under ``var/bench``. The load generator
-shares the machine's cores with the server, as a client on localhost does.
+shares the machine's cores with the server, as a client on localhost does;
+wrk is C on epoll, so it takes far less of them than a Python client did
+(the bare endpoint at 32 clients: 2,594 req/s from threads of ``http.client``,
+3,435 from wrk, same machine).
 
     .venv/bin/python bench/bench_service.py            # 1M vectors
     .venv/bin/python bench/bench_service.py --n 100000 --seconds 3
@@ -23,16 +26,15 @@ import contextlib
 import http.client
 import json
 import os
-import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -146,65 +148,31 @@ def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: i
     raise RuntimeError(f"gunicorn on port {port} did not answer {path} with 200 within {timeout:.0f} s")
 
 
-Request = tuple[str, str, bytes | None]
-"""(method, path, JSON body)."""
+WRK_SCRIPT = Path(__file__).with_name("wrk_requests.lua")
 
 
-def run_load(port: int, make_request: Callable[[random.Random], Request], clients: int, seconds: float, warmup: float) -> dict:
-    """``clients`` closed-loop clients for ``seconds`` (after ``warmup``): throughput, p50, p99, errors."""
-    start_at = time.perf_counter() + warmup
-    stop_at = start_at + seconds
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
+def run_load(port: int, request_kind: str, titles: int, clients: int, seconds: float, warmup: float) -> dict:
+    """``clients`` keep-alive connections from wrk for ``seconds`` (after a ``warmup`` run): throughput, p50, p99, errors."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("bench_service.py drives the server with wrk: install it (Debian: apt-get install wrk)")
+    env = {**os.environ, "BENCH_REQUEST": request_kind, "BENCH_TITLES": str(titles)}
 
-    def client(slot: int) -> None:
-        rng = random.Random(slot)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while True:
-            method, path, body = make_request(rng)
-            began = time.perf_counter()
-            if began >= stop_at:
-                break
-            try:
-                connection.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            ended = time.perf_counter()
-            if began >= start_at:
-                latencies[slot].append(ended - began)
-                errors[slot] += not ok
-        connection.close()
+    def wrk_run(duration: float) -> dict:
+        command = [wrk, "-t1", f"-c{clients}", f"-d{duration:g}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        return json.loads(finished.stdout.strip().splitlines()[-1])
 
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    merged = np.array([x for per_client in latencies for x in per_client])
+    if warmup > 0:
+        wrk_run(warmup)
+    report = wrk_run(seconds)
     return {
-        "rps": len(merged) / seconds,
-        "p50_ms": float(np.percentile(merged, 50) * 1000) if len(merged) else float("nan"),
-        "p99_ms": float(np.percentile(merged, 99) * 1000) if len(merged) else float("nan"),
-        "errors": int(sum(errors)),
-        "requests": len(merged),
+        "rps": report["requests"] / report["seconds"],
+        "p50_ms": report["p50_ms"],
+        "p99_ms": report["p99_ms"],
+        "errors": report["errors"],
+        "requests": report["requests"],
     }
-
-
-def similar_request(n: int) -> Callable[[random.Random], Request]:
-    return lambda rng: ("GET", f"/v1/posters/b{rng.randrange(n):07d}/similar?k=10", None)
-
-
-def recommendation_request(n: int, history: int = 5) -> Callable[[random.Random], Request]:
-    def make(rng: random.Random) -> Request:
-        ids = [f"b{rng.randrange(n):07d}" for _ in range(history)]
-        return "POST", "/v1/recommendations", json.dumps({"history": ids, "k": 10}).encode()
-
-    return make
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,26 +189,23 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.cache / f"service-index-{args.n}x{args.dim}"
     build_index(root, args.n, args.dim)
-    endpoints: list[tuple[str, Callable[[random.Random], Request]]] = [
-        ("/v1/posters/<id>/similar", similar_request(args.n)),
-        ("/v1/recommendations", recommendation_request(args.n)),
-    ]
+    endpoints = [("/v1/posters/<id>/similar", "similar"), ("/v1/recommendations", "recommendations")]
     rows: dict[str, dict[int, dict]] = {}
     with gunicorn("bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant") as port:
         rows["bare Flask constant (baseline)"] = {
-            c: run_load(port, lambda rng: ("GET", "/constant", None), c, args.seconds, args.warmup) for c in clients
+            c: run_load(port, "constant", args.n, c, args.seconds, args.warmup) for c in clients
         }
     with gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as port:
-        for name, make in endpoints:
-            rows[name] = {c: run_load(port, make, c, args.seconds, args.warmup) for c in clients}
+        for name, kind in endpoints:
+            rows[name] = {c: run_load(port, kind, args.n, c, args.seconds, args.warmup) for c in clients}
     print_table(rows, clients, args)
     return 0
 
 
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
     baseline = rows["bare Flask constant (baseline)"]
-    print(f"Service load: gunicorn ({args.workers} workers × gthread {os.environ.get('POSTERREC_THREADS', 4)} threads), index of {args.n:,} × {args.dim}-d clustered "
-          f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, keep-alive Python clients on the same host\n")
+    print(f"Service load: gunicorn ({args.workers} {os.environ.get('POSTERREC_WORKER_CLASS', 'sync')} workers), index of {args.n:,} × {args.dim}-d clustered "
+          f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, wrk (1 thread) on the same host\n")
     print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, cells in rows.items():

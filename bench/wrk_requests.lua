@@ -1,0 +1,37 @@
+-- Requests and report for bench_service.py's load runs: `wrk -s bench/wrk_requests.lua URL`.
+-- Configured by environment variables, so one script serves every endpoint:
+--   BENCH_REQUEST  constant | similar | recommendations
+--   BENCH_TITLES   how many titles the index holds (ids b0000000 ... are drawn uniformly)
+--   BENCH_HISTORY  watch-history length of a recommendations request
+local kind = os.getenv("BENCH_REQUEST") or "constant"
+local titles = tonumber(os.getenv("BENCH_TITLES") or "1")
+local history = tonumber(os.getenv("BENCH_HISTORY") or "5")
+local json_headers = { ["Content-Type"] = "application/json" }
+
+local function random_id()
+  return string.format("b%07d", math.random(0, titles - 1))
+end
+
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+end
+
+function request()
+  if kind == "similar" then
+    return wrk.format("GET", "/v1/posters/" .. random_id() .. "/similar?k=10")
+  elseif kind == "recommendations" then
+    local ids = {}
+    for i = 1, history do ids[i] = '"' .. random_id() .. '"' end
+    local body = '{"history": [' .. table.concat(ids, ", ") .. '], "k": 10}'
+    return wrk.format("POST", "/v1/recommendations", json_headers, body)
+  end
+  return wrk.format("GET", "/constant")
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.6f, "p50_ms": %.3f, "p99_ms": %.3f, "errors": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    errors.connect + errors.read + errors.write + errors.status + errors.timeout))
+end
