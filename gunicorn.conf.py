@@ -4,14 +4,13 @@ Each worker loads the index itself (no --preload) so that its watcher thread
 hot-swaps new versions in that process.
 
 Sync workers, one per core: every request is CPU-bound (a ScaNN search and
-JSON), so threads only queue on the GIL, and with keep-alive gthread workers
-a worker keeps the connections it accepted, so on 2 workers the load often
-sat on one of them (bench_service.py at 1M vectors, 32 clients: /similar
-1,445 req/s and p99 32 ms with sync workers, 649-1,682 req/s and p99 66-359 ms
-with 2 x 4 gthreads, varying run to run). As gunicorn advises for sync
-workers, put a buffering proxy (nginx) in front when clients can be slow;
-``POSTERREC_WORKER_CLASS=gthread POSTERREC_THREADS=4`` is the alternative. Prometheus counters are shared across
-workers through PROMETHEUS_MULTIPROC_DIR.
+JSON), so threads only queue on the GIL, and keep-alive gthread workers keep
+the connections they accepted, so on 2 workers the load often sat on one of
+them (README, "Service benchmarks": gthread runs swung by 2.6x, sync runs
+were steadier and faster). A sync worker is busy for the whole of a request,
+uploads included, and is restarted after ``timeout``: as gunicorn advises, put
+a buffering proxy (nginx) in front when clients can be slow, or set
+``POSTERREC_THREADS=4`` for gthread workers.
 """
 
 import multiprocessing
@@ -21,8 +20,8 @@ import tempfile
 
 bind = os.environ.get("POSTERREC_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("POSTERREC_WORKERS", multiprocessing.cpu_count()))
-worker_class = os.environ.get("POSTERREC_WORKER_CLASS", "sync")
-threads = int(os.environ.get("POSTERREC_THREADS", 1))  # more than 1 makes gunicorn use gthread
+worker_class = "sync"
+threads = int(os.environ.get("POSTERREC_THREADS", 1))  # more than 1: gunicorn runs gthread workers instead
 timeout = 60
 graceful_timeout = 20
 accesslog = os.environ.get("POSTERREC_ACCESS_LOG")  # unset: no access log on the hot path

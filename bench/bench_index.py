@@ -84,30 +84,11 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def recall_at_10(searcher, embeddings: np.ndarray, queries: np.ndarray, options: dict) -> float:
-    from indexer.scann_index import exact_top_k
-
-    truth = exact_top_k(embeddings, queries, 10)
-    found, _ = searcher.search_batched(queries, final_num_neighbors=10, **options)
-    return float(np.mean([len(set(map(int, f)) & set(map(int, t))) / 10 for f, t in zip(found, truth)]))
-
-
-def history_queries(embeddings: np.ndarray, seed: int, count: int = QUERIES, items: int = 5) -> np.ndarray:
-    """Queries like ``/recommendations`` asks: the normalised mean of a few random titles' vectors.
-
-    They fall between clusters, where a tree finds fewer of the true neighbours than for a poster's own
-    vector, and the leaves are tuned on poster-like queries only; this column shows the gap.
-    """
-    rng = np.random.default_rng(seed)
-    means = embeddings[rng.integers(0, len(embeddings), size=(count, items))].mean(axis=1)
-    return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
-
-
 def measure_size(n: int) -> dict:
     """Everything for one N, in this process (run by the parent as a child per size)."""
     import scann  # noqa: F401  (loaded before the clock starts: it is start-up, not build time)
 
-    from indexer.scann_index import build_tuned, exact_top_k
+    from indexer.scann_index import RecallProbe, build_tuned, exact_top_k
 
     settings = load_settings()
     data = clustered_vectors(n + QUERIES, seed=n)
@@ -123,8 +104,9 @@ def measure_size(n: int) -> dict:
         index_bytes = directory_bytes(Path(tmp))
     options = params.search_options()
 
-    recall = recall_at_10(searcher, embeddings, queries, options)
-    history_recall = recall_at_10(searcher, embeddings, history_queries(embeddings, seed=n), options)
+    recall = RecallProbe(queries, exact_top_k(embeddings, queries, 10)).recall(searcher, **options)
+    # the indexer's own history probe, on another seed than tuning used: a check, not a replay
+    history_recall = RecallProbe.histories(embeddings, 10, QUERIES, seed=n).recall(searcher, **params.search_options(history=True))
 
     scann_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **options), queries[:SINGLE_QUERIES])
     exact_single = timed_calls(lambda q: exact_top_k(embeddings, q[None], 10), queries[:EXACT_SINGLE_QUERIES])
@@ -133,7 +115,7 @@ def measure_size(n: int) -> dict:
     exact_batched = timed_calls(lambda b: exact_top_k(embeddings, b, 10), batches[:5])
     return {
         "n": n,
-        "params": "brute force" if params.exact else f"{params.num_leaves_to_search}/{params.num_leaves} leaves, AH, reorder {params.reorder_k}",
+        "params": "brute force" if params.exact else f"{params.num_leaves_to_search}/{params.num_leaves} leaves (history {params.history_leaves_to_search}), AH, reorder {params.reorder_k}",
         "build_s": build_seconds,
         "index_mb": index_bytes / 2**20,
         "rss_data_mb": rss_before,

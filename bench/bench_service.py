@@ -1,7 +1,9 @@
 """Load benchmark of the HTTP service: gunicorn + recsvc over an index of 1M clustered 128-d vectors.
 
-A bounded closed-loop load generator (wrk, one thread, one keep-alive
-connection per client, for a fixed time; requests from ``wrk_requests.lua``)
+A bounded closed-loop load generator (wrk, one thread, one connection per
+client, for a fixed time; requests from ``wrk_requests.lua``; with sync
+workers the server closes the connection after each response and wrk
+reconnects, as a client without keep-alive does)
 measures requests/s and p50/p99 latency of ``/v1/posters/<id>/similar`` and
 ``/v1/recommendations`` at 1, 8 and 32 concurrent clients. In the same run, under the same gunicorn config, a
 bare Flask app that returns a constant gives the framework's own ceiling, so
@@ -12,8 +14,8 @@ The index is built once (ScaNN tree + AH + re-ordering, as ``publish_index``
 chooses it for this size) and cached under ``var/bench``. The load generator
 shares the machine's cores with the server, as a client on localhost does;
 wrk is C on epoll, so it takes far less of them than a Python client did
-(the bare endpoint at 32 clients: 2,594 req/s from threads of ``http.client``,
-3,435 from wrk, same machine).
+(2 x 4 gthread workers with keep-alive, bare endpoint at 32 clients: 2,594
+req/s from threads of ``http.client``, 3,435 from wrk, same machine).
 
     .venv/bin/python bench/bench_service.py            # 1M vectors
     .venv/bin/python bench/bench_service.py --n 100000 --seconds 3 --rounds 1
@@ -159,14 +161,14 @@ def run_load(port: int, request_kind: str, titles: int, clients: int, seconds: i
         raise SystemExit("bench_service.py drives the server with wrk: install it (Debian: apt-get install wrk)")
     env = {**os.environ, "BENCH_REQUEST": request_kind, "BENCH_TITLES": str(titles)}
 
-    def wrk_run(duration: int) -> dict:
+    def wrk_run(duration: int, seed: int) -> dict:
         command = [wrk, "-t1", f"-c{clients}", f"-d{duration}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]
-        finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        finished = subprocess.run(command, env={**env, "BENCH_SEED": str(seed)}, capture_output=True, text=True, check=True)
         return json.loads(finished.stdout.strip().splitlines()[-1])
 
     if warmup > 0:
-        wrk_run(warmup)
-    report = wrk_run(seconds)
+        wrk_run(warmup, seed=2)  # other ids than the measured run, so it does not pre-warm exactly those
+    report = wrk_run(seconds, seed=1)
     return {
         "rps": report["requests"] / report["seconds"],
         "p50_ms": report["p50_ms"],
@@ -221,9 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def worker_description() -> str:
+    """The worker kind gunicorn.conf.py gives: more than one thread turns any class into gthread."""
+    threads = int(os.environ.get("POSTERREC_THREADS", 1))
+    return f"gthread × {threads}-thread" if threads > 1 else "sync"
+
+
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
     baseline = rows[BASELINE]
-    print(f"Service load: gunicorn ({args.workers} {os.environ.get('POSTERREC_WORKER_CLASS', 'sync')} workers), index of {args.n:,} × {args.dim}-d clustered "
+    print(f"Service load: gunicorn ({args.workers} {worker_description()} workers), index of {args.n:,} × {args.dim}-d clustered "
           f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, median of {args.rounds} rounds, wrk (1 thread) on the same host\n")
     print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -3,6 +3,7 @@
 --   BENCH_REQUEST  constant | similar | recommendations
 --   BENCH_TITLES   how many titles the index holds (ids b0000000 ... are drawn uniformly)
 --   BENCH_HISTORY  watch-history length of a recommendations request
+--   BENCH_SEED     seed of the ids drawn
 local kind = os.getenv("BENCH_REQUEST") or "constant"
 local titles = tonumber(os.getenv("BENCH_TITLES") or "1")
 local history = tonumber(os.getenv("BENCH_HISTORY") or "5")
@@ -13,7 +14,7 @@ local function random_id()
 end
 
 function init(args)
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+  math.randomseed(tonumber(os.getenv("BENCH_SEED") or "1"))  -- fixed: the same ids every run, for comparable runs
 end
 
 function request()

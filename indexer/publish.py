@@ -76,6 +76,9 @@ def publish_index(
         else:
             searcher, build_seconds = timed_build(embeddings, params)
         recall = measure_recall(searcher, embeddings, k=k, params=params)
+        history_recall = measure_recall(searcher, embeddings, k=k, params=params, history=True)
+        if history_recall < recall_floor:
+            log.warning("history queries (/recommendations) reach recall@%d %.3f, under the floor %.3f", k, history_recall, recall_floor)
         previous = published.current_version(root)
         if recall < recall_floor:
             raise RecallBelowFloor(
@@ -90,6 +93,7 @@ def publish_index(
             "dim": int(embeddings.shape[1]),
             "params": dataclasses.asdict(params),
             f"recall_at_{k}": round(recall, 4),
+            f"history_recall_at_{k}": round(history_recall, 4),
             "build_seconds": round(build_seconds, 3),
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "previous_version": previous,

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .scann_index import IndexParams
+from .scann_index import IndexParams, exact_top_k
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ class PublishedIndex:
         self.embeddings = embeddings
         self._searcher = searcher
         params = IndexParams.from_manifest(manifest)
-        self._search_options = params.search_options() if params else {}
+        self._search_options = {history: params.search_options(history) if params else {} for history in (False, True)}
+        self._reorder_k = params.reorder_k if params and not params.exact else 0
         self.row_of_key = {item.key: row for row, item in enumerate(items)}
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
@@ -232,14 +233,25 @@ class PublishedIndex:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` rows and dot-product scores for each query row (k is capped at the index size)."""
+    def search(self, queries: np.ndarray, k: int, history: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows and dot-product scores for each query row (k is capped at the index size).
+
+        ``history`` marks averaged watch-history queries, which search the leaves tuned for them.
+        """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"query has dimension {queries.shape[1]}, index {self.version} has {self.dim}")
         k = max(1, min(int(k), len(self.items)))
-        rows, scores = self._searcher.search_batched(queries, final_num_neighbors=k, **self._search_options)
-        return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        options = self._search_options[history]
+        if k > self._reorder_k > 0:  # ScaNN re-orders only reorder_k candidates and pads results past them with NaN
+            options = {**options, "pre_reorder_num_neighbors": k}
+        rows, scores = self._searcher.search_batched(queries, final_num_neighbors=k, **options)
+        rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        short = ~np.isfinite(scores).all(axis=1)
+        if short.any():  # a search deeper than its leaves hold comes back padded with NaN: answer those exactly
+            rows[short] = exact_top_k(self.embeddings, queries[short], k)
+            scores[short] = np.einsum("qd,qkd->qk", queries[short], self.embeddings[rows[short]])
+        return rows, scores
 
 
 def open_version(root: Path, version: str | None = None) -> PublishedIndex:

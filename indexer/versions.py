@@ -25,6 +25,7 @@ def describe_versions(root: Path) -> list[dict]:
             "current": version == current,
             "items": manifest.get("item_count"),
             "recall_at_10": manifest.get("recall_at_10"),
+            "history_recall_at_10": manifest.get("history_recall_at_10"),
             "built_at": manifest.get("built_at"),
         })
     return rows
@@ -60,7 +61,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{root}: no published versions")
     for row in rows:
         mark = "*" if row["current"] else " "
-        print(f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  built={row['built_at']}")
+        print(f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}")
     return 0
 
 

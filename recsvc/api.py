@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -71,7 +71,7 @@ def image_url(title_id: str, region: str | None) -> str:
     same :data:`IMAGE_RULE` and the tests check both spell the same URL.
     """
     path = f"{request.script_root}{bp.url_prefix}{IMAGE_RULE.replace('<title_id>', quote(title_id, safe=PATH_SEGMENT_SAFE))}"
-    return f"{path}?region={region}" if region else path
+    return f"{path}?{urlencode({'region': region})}" if region else path
 
 
 def _result(index: PublishedIndex, hit: ranking.Hit, region: str | None) -> dict:

@@ -37,6 +37,8 @@ def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclu
     Rows are grouped by title ordinal in NumPy, so Python touches only the
     distinct titles kept, not every variant row the search returned.
     """
+    if k <= 0:
+        return {}
     titles = index.title_of_row[rows]
     _, first_rows = np.unique(titles, return_index=True)
     best: dict[str, float] = {}
@@ -50,7 +52,7 @@ def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclu
 
 
 def nearest_titles_batched(
-    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[str] = ()
+    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[str] = (), history: bool = False
 ) -> list[list[Hit]]:
     """The ``k`` best distinct titles for each query row, widening the search until filled.
 
@@ -65,7 +67,7 @@ def nearest_titles_batched(
     pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
     while pending:
-        rows, scores = index.search(queries[pending], depth)
+        rows, scores = index.search(queries[pending], depth, history)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
             best = _collapse(query_rows, query_scores, index, exclude, k)
@@ -78,9 +80,11 @@ def nearest_titles_batched(
     return results
 
 
-def nearest_titles(index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[Hit]:
-    """The ``k`` best distinct titles for one query vector."""
-    return nearest_titles_batched(index, query, k, exclude)[0]
+def nearest_titles(
+    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = (), history: bool = False
+) -> list[Hit]:
+    """The ``k`` best distinct titles for one query vector (``history``: an averaged watch history)."""
+    return nearest_titles_batched(index, query, k, exclude, history)[0]
 
 
 def fused_titles(
@@ -112,7 +116,7 @@ def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: st
         weights = recency_weights(len(history), decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
         query = (weights[:, None] * vectors).sum(axis=0)
         norm = np.linalg.norm(query)
-        return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude)
+        return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude, history=True)
     recent = slice(-FUSION_MAX_QUERIES, None)
     return fused_titles(index, vectors[recent], recency_weights(len(history))[recent], k, exclude)
 

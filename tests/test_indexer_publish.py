@@ -161,19 +161,61 @@ def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path)
         open_version(tmp_path)
 
 
-def test_tuning_stops_at_the_first_leaf_fraction_that_reaches_the_target(tmp_path: Path) -> None:
-    """Searching more leaves than needed costs query time: the tuner takes the smallest step that suffices."""
-    n, target = 8000, 0.99
-    vectors = clustered(n, seed=4, clusters=200)
-    params = choose_params(n, exact_search_max_items=1000)
+TUNING_TARGET = 0.99
+
+
+@pytest.fixture(scope="module")
+def tuned_tree() -> tuple[np.ndarray, IndexParams, object, IndexParams]:
+    """8k vectors in 200 clusters, a tree searcher over them, and the parameters tuned to recall@10 0.99."""
+    vectors = clustered(8000, seed=4, clusters=200)
+    params = choose_params(len(vectors), exact_search_max_items=1000)
     searcher = build_searcher(vectors, params)
-    tuned = tune_leaves_to_search(searcher, vectors, params, target)
+    tuned = tune_leaves_to_search(searcher, vectors, params, TUNING_TARGET)
     assert tuned is not None and tuned.num_leaves == params.num_leaves
+    return vectors, params, searcher, tuned
+
+
+def test_tuning_stops_at_the_first_leaf_fraction_that_reaches_the_target(tuned_tree) -> None:
+    """Searching more leaves than needed costs query time: the tuner takes the smallest step that suffices."""
+    vectors, params, searcher, tuned = tuned_tree
+    target = TUNING_TARGET
     probe = RecallProbe.sample(vectors, sample=TUNING_QUERIES, seed=1)  # the tuner's own sample
     tried = sorted({max(params.num_leaves_to_search, round(params.num_leaves * f)) for f in LEAF_FRACTIONS})
     below = [leaves for leaves in tried if leaves < tuned.num_leaves_to_search]
     assert probe.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) >= target
     assert all(probe.recall(searcher, leaves_to_search=leaves) < target for leaves in below)
+
+
+def test_history_queries_get_the_leaves_their_recall_needs(tuned_tree, tmp_path: Path) -> None:
+    """An average of unrelated titles falls between clusters: it is tuned apart, and the served index searches it so."""
+    vectors, params, searcher, tuned = tuned_tree
+    target, n = TUNING_TARGET, len(vectors)
+    histories = RecallProbe.histories(vectors, sample=TUNING_QUERIES, seed=1)  # the tuner's own sample
+    most = round(params.num_leaves * LEAF_FRACTIONS[-1])  # where the tuner stops trying (the tree is not seeded)
+    reached = histories.recall(searcher, leaves_to_search=tuned.history_leaves_to_search)
+    assert reached >= target or (tuned.history_leaves_to_search == most and reached >= target - 0.01)
+    assert histories.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) < target - 0.02
+    assert tuned.history_leaves_to_search > tuned.num_leaves_to_search
+
+    version = publish_index(tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.97, keep_versions=1).version
+    index = open_version(tmp_path, version)
+    assert index.manifest["history_recall_at_10"] >= 0.95
+    check = RecallProbe.histories(vectors, sample=300, seed=9)
+    found = {history: index.search(check.queries, 10, history=history)[0] for history in (False, True)}
+    recall = {h: np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found[h], check.truth)]) for h in found}
+    assert recall[True] >= 0.95 and recall[True] > recall[False] + 0.02, recall
+
+
+def test_a_search_deeper_than_the_reordering_returns_real_rows(tmp_path: Path) -> None:
+    """ScaNN re-orders reorder_k candidates and pads deeper results with row 0 and NaN; the index asks for enough."""
+    n = 3000
+    vectors = clustered(n, seed=2)
+    version = publish_index(tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1).version
+    index = open_version(tmp_path, version)
+    assert index.manifest["params"]["reorder_k"] == 100
+    rows, scores = index.search(vectors[:3], 300)
+    assert np.isfinite(scores).all() and all(len(set(r)) == 300 for r in rows)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
 
 
 def test_published_files_are_readable_by_a_service_running_as_another_user(tmp_path: Path) -> None:
