@@ -106,7 +106,10 @@ def measure_size(n: int) -> dict:
 
     recall = RecallProbe(queries, exact_top_k(embeddings, queries, 10)).recall(searcher, **options)
     # the indexer's own history probe, on another seed than tuning used: a check, not a replay
-    history_recall = RecallProbe.histories(embeddings, 10, QUERIES, seed=n).recall(searcher, **params.search_options(history=True))
+    histories = RecallProbe.histories(embeddings, 10, QUERIES, seed=n)
+    history_options = params.search_options(history=True)
+    history_recall = histories.recall(searcher, **history_options)
+    history_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **history_options), histories.queries[:SINGLE_QUERIES])
 
     scann_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **options), queries[:SINGLE_QUERIES])
     exact_single = timed_calls(lambda q: exact_top_k(embeddings, q[None], 10), queries[:EXACT_SINGLE_QUERIES])
@@ -123,6 +126,7 @@ def measure_size(n: int) -> dict:
         "recall": recall,
         "history_recall": history_recall,
         "single": percentiles_ms(scann_single),
+        "history_single": percentiles_ms(history_single),
         "exact_single": percentiles_ms(exact_single),
         "batched": percentiles_ms(scann_batched),
         "exact_batched": percentiles_ms(exact_batched),
@@ -135,13 +139,13 @@ def size_table(rows: list[dict]) -> str:
         f"(history: {QUERIES} means of 5 random titles); "
         f"latency in ms; batched = {BATCH} queries per call; exact = NumPy matmul + argpartition in the same process.",
         "",
-        "| N | ScaNN params | build s | index MB | peak RSS MB (before build) | recall@10 | history recall@10 | single p50 / p99 | exact single p50 / p99 | single speed-up (p50) | batched p50 / p99 | exact batched p50 / p99 | batched speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N | ScaNN params | build s | index MB | peak RSS MB (before build) | recall@10 | history recall@10 | single p50 / p99 | history single p50 / p99 | exact single p50 / p99 | single speed-up (p50) | batched p50 / p99 | exact batched p50 / p99 | batched speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['params']} | {r['build_s']:.1f} | {r['index_mb']:.1f} | {r['rss_peak_mb']:.0f} ({r['rss_data_mb']:.0f}) "
-            f"| {r['recall']:.3f} | {r['history_recall']:.3f} | {r['single'][0]:.3f} / {r['single'][1]:.3f} | {r['exact_single'][0]:.2f} / {r['exact_single'][1]:.2f} "
+            f"| {r['recall']:.3f} | {r['history_recall']:.3f} | {r['single'][0]:.3f} / {r['single'][1]:.3f} | {r['history_single'][0]:.3f} / {r['history_single'][1]:.3f} | {r['exact_single'][0]:.2f} / {r['exact_single'][1]:.2f} "
             f"| {r['exact_single'][0] / r['single'][0]:.0f}× | {r['batched'][0]:.2f} / {r['batched'][1]:.2f} "
             f"| {r['exact_batched'][0]:.1f} / {r['exact_batched'][1]:.1f} | {r['exact_batched'][0] / r['batched'][0]:.1f}× |"
         )
