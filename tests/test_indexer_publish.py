@@ -206,6 +206,16 @@ def test_history_queries_get_the_leaves_their_recall_needs(tuned_tree, tmp_path:
     assert recall[True] >= 0.95 and recall[True] > recall[False] + 0.02, recall
 
 
+def test_history_queries_that_never_reach_the_target_search_half_the_leaves_and_say_so(tuned_tree, caplog) -> None:
+    """Brute force for every recommendation would cost a full scan: the tuner settles on its last step and warns."""
+    vectors, params, searcher, _ = tuned_tree
+    with caplog.at_level("WARNING", logger="indexer.scann_index"):
+        tuned = tune_leaves_to_search(searcher, vectors, params, target=0.999)
+    assert tuned is not None, "poster queries reach 0.999 within half the leaves on this data"
+    assert tuned.history_leaves_to_search == round(params.num_leaves * LEAF_FRACTIONS[-1])
+    assert "history queries do not reach recall@10 0.999" in caplog.text
+
+
 def test_a_search_deeper_than_the_reordering_returns_real_rows(tmp_path: Path) -> None:
     """ScaNN re-orders reorder_k candidates and pads deeper results with row 0 and NaN; the index asks for enough."""
     n = 3000
