@@ -13,7 +13,6 @@ lower-case titles.
 from __future__ import annotations
 
 import dataclasses
-import re
 import weakref
 
 from flask import Blueprint, jsonify, request
@@ -106,15 +105,6 @@ def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_pa
     return Page(list(candidates[start : start + per_page]), len(candidates), page, per_page)
 
 
-def parse_positive_int(raw: str | None, name: str, default: int, maximum: int) -> int:
-    """A query-string integer in [1, maximum]; the error names the parameter and the value."""
-    if raw is None or raw == "":
-        return default
-    if not re.fullmatch(r"\+?\d{1,9}", raw.strip()) or not 1 <= int(raw) <= maximum:
-        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
-    return int(raw)
-
-
 def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
     if raw is None or raw == "":
         return None
@@ -144,8 +134,8 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),
-        page=parse_positive_int(args.get("page"), "page", 1, 10**9),
-        per_page=parse_positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE),
+        page=params.parse_int_in_range(args.get("page") or None, "page", 10**9, 1),  # an empty field means the default
+        per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE),
         region=params.parse_region(args.get("region"), known_regions(index)),
     )
 

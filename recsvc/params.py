@@ -17,16 +17,21 @@ from .errors import bad_request
 REGION_PATTERN = re.compile(r"^[A-Za-z]{2}$")
 
 
-def parse_k(raw: Any, max_k: int, default: int = 10) -> int:
-    """``k`` as an integer in [1, max_k]; booleans and floats are refused, digit strings accepted."""
+def parse_int_in_range(raw: Any, name: str, maximum: int, default: int) -> int:
+    """``raw`` as an integer in [1, maximum], ``default`` when absent; booleans and floats are refused, digit strings accepted."""
     if raw is None:
         return default
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise bad_request(f"k must be an integer in [1, {max_k}], got {raw!r}")
+        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
     text = str(raw).strip()
-    if not re.fullmatch(r"[+]?\d{1,9}", text) or not 1 <= int(text) <= max_k:
-        raise bad_request(f"k must be an integer in [1, {max_k}], got {raw!r}")
+    if not re.fullmatch(r"[+]?\d{1,9}", text) or not 1 <= int(text) <= maximum:
+        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
     return int(text)
+
+
+def parse_k(raw: Any, max_k: int, default: int = 10) -> int:
+    """``k`` as an integer in [1, max_k]."""
+    return parse_int_in_range(raw, "k", max_k, default)
 
 
 def parse_region(raw: Any, known: Iterable[str]) -> str | None:
