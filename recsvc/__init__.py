@@ -17,6 +17,7 @@ from posterrec_settings import Settings, load_settings
 
 from . import api, browse, catalog_api, health
 from .errors import register_error_handlers
+from .json_provider import OrjsonProvider
 from .live_index import LiveIndex
 from .metrics import instrument
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         POSTERREC_AGGREGATION=aggregation,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
-    app.json.sort_keys = False  # fields in the order written (id first), and no sort on every response
+    app.json = OrjsonProvider(app)
     live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0)
     live.start()
     if live.index is None:
