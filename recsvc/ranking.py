@@ -9,8 +9,7 @@ the index is exhausted.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Collection
+from typing import Collection, NamedTuple
 
 import numpy as np
 
@@ -25,8 +24,9 @@ RECENCY_DECAY = 0.85
 FUSION_MAX_QUERIES = 20
 
 
-@dataclasses.dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """One result title and its best score (a tuple: a response builds tens of them per request)."""
+
     title_id: str
     score: float
 
@@ -63,13 +63,12 @@ def nearest_titles_batched(
     """
     queries = np.atleast_2d(queries)
     exclude = set(exclude)
-    available = len(index.rows_of_title) - sum(1 for t in exclude if t in index.rows_of_title)
-    want = min(k, max(0, available))
+    want = min(k, len(index.title_ids) - len(exclude & index.rows_of_title.keys()))
     results: list[list[Hit]] = [[] for _ in queries]
     pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
     while pending:
-        rows, scores = index.search(queries[pending], depth, history)
+        rows, scores = index.search(queries if len(pending) == len(queries) else queries[pending], depth, history)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
             best = _collapse(query_rows, query_scores, index, exclude, k)
