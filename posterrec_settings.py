@@ -65,6 +65,9 @@ class Settings:
     """Corpora up to this size are searched brute force; larger ones get tree + AH."""
     recall_floor: float = 0.95
     """A build whose measured recall@10 against exact search is lower is not published."""
+    similar_list_depth: int = 20
+    """Nearest titles stored per poster when a version is published, so ``/similar`` reads instead of searching
+    (k up to this; a larger k is searched live)."""
     keep_versions: int = 3
     """Published index versions kept on disk; older ones are pruned."""
 

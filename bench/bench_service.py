@@ -95,6 +95,7 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
     publication = publish_index(
         root, items, np.concatenate([titles, variants]), {"source": "bench_service synthetic clustered vectors"},
         exact_search_max_items=settings.exact_search_max_items, recall_floor=settings.recall_floor, keep_versions=1,
+        similar_depth=settings.similar_list_depth,
     )
     print(f"built index {publication.version}: {len(items)} vectors, recall@10 {publication.recall:.3f}, "
           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -140,6 +140,7 @@ def build_index(model_dir: str | Path, settings: Settings, store_path: Path | No
         exact_search_max_items=settings.exact_search_max_items,
         recall_floor=settings.recall_floor,
         keep_versions=settings.keep_versions,
+        similar_depth=settings.similar_list_depth,
     )
     with open_store(store_path) as store:
         store.record_index_version(publication.version, publication.path, len(sources), manifest)

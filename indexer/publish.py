@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import published
+from posterrec_settings import Settings
+
+from . import published, similar_lists
 from .published import IndexError_, IndexItem
 from .scann_index import IndexParams, build_tuned, measure_recall, timed_build
 
@@ -44,8 +47,18 @@ def _check_reloaded(root: Path, version: str, searcher, params: IndexParams, emb
     queries = embeddings[: min(32, len(embeddings))]
     expected, _ = searcher.search_batched(queries, final_num_neighbors=min(k, len(embeddings)), **params.search_options())
     got, _ = loaded.search(queries, k)
-    if not np.array_equal(np.asarray(expected), got):
+    if not np.array_equal(np.asarray(expected), got) or loaded.similar is None:
         raise IndexError_(f"index version {version} answers differently after reloading; not published")
+
+
+def _write_similar_lists(directory: Path, params: IndexParams, depth: int) -> None:
+    """Every title's ``depth`` nearest other titles, searched in the staged files exactly as the service will search them."""
+    staged = published.open_directory(directory, with_similar_lists=False)
+    originals = published.original_rows(staged.items, len(staged.title_ids), staged.title_of_row)
+    started = time.perf_counter()
+    lists = similar_lists.compute(staged.search_leaves, staged.embeddings, staged.title_of_row, originals, depth, params.reorder_k or None)
+    similar_lists.save(directory, lists)
+    log.info("similar lists: %d titles x %d in %.1f s", len(lists.titles), depth, time.perf_counter() - started)
 
 
 def publish_index(
@@ -59,12 +72,14 @@ def publish_index(
     keep_versions: int,
     params: IndexParams | None = None,
     k: int = 10,
+    similar_depth: int = Settings.similar_list_depth,
 ) -> Publication:
     """Build, verify and atomically publish ``items``/``embeddings`` as the new current version.
 
     Without ``params`` the leaves searched are tuned by measurement to clear
     ``recall_floor`` (:func:`~indexer.scann_index.build_tuned`); explicit
-    ``params`` are used as given, so a bad choice meets the floor.
+    ``params`` are used as given, so a bad choice meets the floor. Each title's
+    ``similar_depth`` nearest titles are stored with the version (:mod:`~indexer.similar_lists`).
     """
     root = Path(root)
     with published.publisher_lock(root):  # one build publishes at a time
@@ -95,6 +110,7 @@ def publish_index(
             f"recall_at_{k}": round(recall, 4),
             f"history_recall_at_{k}": round(history_recall, 4),
             "build_seconds": round(build_seconds, 3),
+            "similar_list_depth": similar_depth,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "previous_version": previous,
         }
@@ -104,6 +120,7 @@ def publish_index(
             scann_dir = directory / published.SCANN_DIR
             scann_dir.mkdir()
             searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
+            _write_similar_lists(directory, params, similar_depth)
 
         path = published.stage_version(root, version, write)
         _check_reloaded(root, version, searcher, params, embeddings, k)

@@ -33,7 +33,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import similar_lists
 from .scann_index import IndexParams, exact_top_k
+from .similar_lists import SimilarLists
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,10 @@ class PublishedIndex:
     another with a single reference assignment.
     """
 
-    def __init__(self, path: Path, manifest: dict, items: list[IndexItem], embeddings: np.ndarray, searcher) -> None:
+    def __init__(
+        self, path: Path, manifest: dict, items: list[IndexItem], embeddings: np.ndarray, searcher,
+        similar: SimilarLists | None = None,
+    ) -> None:
         self.path = path
         self.version = path.name
         self.manifest = manifest
@@ -213,16 +218,16 @@ class PublishedIndex:
         """Per query kind, as ScaNN's positional argument (-1: the searcher's own setting)."""
         self._reorder_k = params.reorder_k if params and not params.exact else 0
         self.row_of_key = {item.key: row for row, item in enumerate(items)}
+        self.title_ids, self.title_of_row = title_ordinals(items)
+        """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``, so that a search
+        result is grouped by title in NumPy, not row by row."""
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
             self.rows_of_title.setdefault(item.title_id, []).append(row)
-        self.title_ids = list(self.rows_of_title)
-        """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``."""
-        ordinal = {title_id: number for number, title_id in enumerate(self.title_ids)}
-        self.title_of_row = np.fromiter((ordinal[item.title_id] for item in items), np.int64, len(items))
-        """The title ordinal of every row, so that a search result is grouped by title in NumPy, not row by row."""
         self.regions = frozenset(item.region for item in items if item.region)
         """Regions that have at least one variant, derived once: requests validate ``region`` against it."""
+        self.similar = similar
+        """Each title's nearest other titles, precomputed at publication (None for versions published without)."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -239,35 +244,74 @@ class PublishedIndex:
         """Top-``k`` rows and dot-product scores for each query row (k is capped at the index size).
 
         ``history`` marks averaged watch-history queries, which search the leaves tuned for them.
+        A search deeper than its leaves hold comes back short (one query) or padded with NaN (a
+        batch); those queries are answered exactly.
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise ValueError(f"query has dimension {queries.shape[1]}, index {self.version} has {self.dim}")
         k = max(1, min(int(k), len(self.items)))
-        leaves = self._leaves_to_search[history]
-        pre_reorder = k if k > self._reorder_k > 0 else -1  # ScaNN re-orders only reorder_k candidates and pads past them with NaN
-        if len(queries) == 1:  # the single-query call skips the batch set-up, 12 µs of an 85 µs search
-            rows, scores = self._searcher.search(queries[0], k, pre_reorder, leaves)
-            rows, scores = rows[None], scores[None]
-        else:
-            rows, scores = self._searcher.search_batched(queries, k, pre_reorder, leaves)
+        if len(queries) == 1:
+            rows, scores = self.search_leaves(queries[0], k, history)
+            return self._exact(queries, k) if len(rows) < k else (rows[None], scores[None])
+        rows, scores = self._searcher.search_batched(queries, k, self._pre_reorder(k), self._leaves_to_search[history])
         rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
-        if not np.isfinite(scores).all():  # a search deeper than its leaves hold comes back padded with NaN: answer those exactly
+        if not np.isfinite(scores).all():
             short = ~np.isfinite(scores).all(axis=1)
-            rows[short] = exact_top_k(self.embeddings, queries[short], k)
-            scores[short] = np.einsum("qd,qkd->qk", queries[short], self.embeddings[rows[short]])
+            rows[short], scores[short] = self._exact(queries[short], k)
         return rows, scores
+
+    def search_leaves(self, query: np.ndarray, k: int, history: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """One query's top-``k`` as its searched leaves hold them: fewer than ``k`` rows when they hold fewer.
+
+        ScaNN's single-query call: it skips the batch set-up (12 µs of an 85 µs search), and its
+        answers are not those of the batched call, which picks candidates a little differently for
+        several queries (253 of 2,942 top-80 lists differed on a small tree); whatever must answer
+        like a request (the similar lists) searches through here.
+        """
+        rows, scores = self._searcher.search(query, k, self._pre_reorder(k), self._leaves_to_search[history])
+        return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+
+    def _pre_reorder(self, k: int) -> int:
+        """ScaNN re-orders only ``reorder_k`` candidates and pads past them with NaN: a deeper search re-orders ``k``."""
+        return k if k > self._reorder_k > 0 else -1
+
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = exact_top_k(self.embeddings, queries, k)
+        return rows, np.einsum("qd,qkd->qk", queries, self.embeddings[rows])
+
+
+def title_ordinals(items: Sequence[IndexItem]) -> tuple[list[str], np.ndarray]:
+    """Title ids in order of first appearance, and the ordinal of every row's title.
+
+    Shared by the publisher, which stores per-title lists by ordinal, and the loaded index that reads them.
+    """
+    ordinal: dict[str, int] = {}
+    of_row = np.fromiter((ordinal.setdefault(item.title_id, len(ordinal)) for item in items), np.int64, len(items))
+    return list(ordinal), of_row
+
+
+def original_rows(items: Sequence[IndexItem], title_count: int, title_of_row: np.ndarray) -> np.ndarray:
+    """The row of each title's original poster by ordinal (-1 for a title indexed only through variants)."""
+    rows = np.full(title_count, -1, np.int64)
+    originals = np.fromiter((row for row, item in enumerate(items) if not item.is_variant), np.int64)
+    rows[title_of_row[originals]] = originals
+    return rows
 
 
 def open_version(root: Path, version: str | None = None) -> PublishedIndex:
     """Load ``version`` (default: the current one) completely, or raise :class:`IndexError_` saying why."""
-    import scann  # deferred: loading the ScaNN ops costs start-up time that listing versions does not need
-
     root = Path(root)
     version = version or current_version(root)
     if version is None:
         raise IndexError_(f"index root {root} has no published version yet (run `python -m indexer build`)")
-    path = root / VERSIONS / version
+    return open_directory(root / VERSIONS / version)
+
+
+def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedIndex:
+    """Load the version files in ``path``: a published version, or one still being staged by the publisher."""
+    import scann  # deferred: loading the ScaNN ops costs start-up time that listing versions does not need
+
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         items = [IndexItem.from_json(line) for line in (path / ITEMS).read_text(encoding="utf-8").splitlines() if line]
@@ -280,4 +324,10 @@ def open_version(root: Path, version: str | None = None) -> PublishedIndex:
             f"index version {path} is inconsistent: {len(items)} items, {len(embeddings)} embeddings, "
             f"manifest says {manifest.get('item_count')}"
         )
-    return PublishedIndex(path, manifest, items, embeddings, searcher)
+    index = PublishedIndex(path, manifest, items, embeddings, searcher)
+    if with_similar_lists:
+        try:
+            index.similar = similar_lists.load(path, len(index.title_ids))
+        except (OSError, ValueError) as err:
+            raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
+    return index

@@ -115,8 +115,7 @@ def similar(title_id: str):
     k = params.parse_k(request.args.get("k"), _settings().max_k)
     region = params.parse_region(request.args.get("region"), known_regions(index))
     original_item(index, title_id)
-    hits = ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})
-    return jsonify(_results(index, hits, region, id=title_id))
+    return jsonify(_results(index, ranking.similar_titles(index, title_id, k), region, id=title_id))
 
 
 @bp.post("/recommendations")

@@ -9,6 +9,7 @@ the index is exhausted.
 
 from __future__ import annotations
 
+import math
 from typing import Collection, NamedTuple
 
 import numpy as np
@@ -88,6 +89,15 @@ def nearest_titles(
     return nearest_titles_batched(index, query, k, exclude, history)[0]
 
 
+def similar_titles(index: PublishedIndex, title_id: str, k: int) -> list[Hit]:
+    """The ``k`` nearest other titles of a poster: read from the list precomputed at publication when it holds them, else searched."""
+    if index.similar is not None:
+        listed = index.similar.top(int(index.title_of_row[index.row_of_key[title_id]]), k, len(index.title_ids))
+        if listed is not None:
+            return [Hit(index.title_ids[title], score) for title, score in zip(*listed)]
+    return nearest_titles(index, original_vector(index, title_id), k, exclude={title_id})
+
+
 def fused_titles(
     index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[str] = ()
 ) -> list[Hit]:
@@ -112,12 +122,10 @@ def original_vector(index: PublishedIndex, title_id: str) -> np.ndarray:
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
     """Recommendations for a watch history (ids oldest first) by the chosen aggregation."""
     exclude = set(history) if exclude_history else set()
-    vectors = np.stack([original_vector(index, title_id) for title_id in history])
+    vectors = index.embeddings[[index.row_of_key[title_id] for title_id in history]]
     if aggregation in ("mean", "recent"):
-        weights = recency_weights(len(history), decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
-        query = (weights[:, None] * vectors).sum(axis=0)
-        norm = np.linalg.norm(query)
+        query = recency_weights(len(history), decay=1.0 if aggregation == "mean" else RECENCY_DECAY) @ vectors
+        norm = math.sqrt(float(query @ query))
         return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude, history=True)
     recent = slice(-FUSION_MAX_QUERIES, None)
     return fused_titles(index, vectors[recent], recency_weights(len(history))[recent], k, exclude)
-

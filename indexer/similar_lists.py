@@ -1,0 +1,131 @@
+"""Every title's nearest other titles, computed once when a version is published.
+
+``/similar`` asks the same question of the same index version every time a
+poster is shown, and on a 1M-vector tree that search (ScaNN, collapsing
+variants into titles) cost more than the whole of a bare Flask request, most
+of it in cache misses on the leaves it visits. So the answers are computed at
+publication (~30 µs a title on 2 cores, one search per title on every core),
+and stored with the version: a request then reads one row.
+
+The lists are the live search's answers, not an approximation of them: the
+same searcher with the same query-time options re-orders the same candidates,
+and a list keeps the first distinct titles of that order, leaving out the
+poster's own title (the service's tests compare both for every title). The
+service still searches live when a request wants more titles than a list holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TITLES_FILE = "similar_titles.npy"
+SCORES_FILE = "similar_scores.npy"
+ROWS_SEARCHED_PER_TITLE = 4
+"""Index rows searched per title listed: a title's regional variants crowd the neighbourhood of its original."""
+QUERY_BLOCK = 20_000
+"""Titles whose candidates are held at once, so a 1M-title version never holds all of them."""
+
+SearchOne = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+"""``search(query, k) -> (rows, scores)`` of one query, best first, as the version's searcher answers a request;
+fewer than ``k`` rows when the leaves searched hold fewer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SimilarLists:
+    """Per title ordinal, the ordinals and scores of its nearest other titles, best first (-1 past the end)."""
+
+    titles: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def depth(self) -> int:
+        return int(self.titles.shape[1])
+
+    def top(self, title: int, k: int, title_count: int) -> tuple[list[int], list[float]] | None:
+        """The ``k`` nearest other titles of ``title``, or None when its list is too short to answer.
+
+        A list is short when ``k`` exceeds its depth or when variants crowded
+        the rows searched for it; one that holds every other title is complete.
+        """
+        titles = self.titles[title]
+        found = int(np.count_nonzero(titles >= 0)) if titles[-1] < 0 else self.depth
+        if k > found and found < title_count - 1:
+            return None
+        count = min(k, found)
+        return titles[:count].tolist(), self.scores[title, :count].tolist()
+
+
+def distinct_titles(ordinals: np.ndarray, scores: np.ndarray, own: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of search results, the first ``depth`` distinct titles other than ``own`` (-1 padding).
+
+    ``ordinals`` are the title ordinals of the rows found, best first; a
+    non-finite score (ScaNN pads a search deeper than its leaves with NaN) ends
+    what the row can say.
+    """
+    keep = ordinals != own[:, None]
+    for column in range(1, ordinals.shape[1]):  # drop a title seen earlier in the row (a variant after its original)
+        keep[:, column] &= ~(ordinals[:, :column] == ordinals[:, column : column + 1]).any(axis=1)
+    keep &= np.cumsum(~np.isfinite(scores), axis=1) == 0  # nothing after the first NaN
+    first = np.argsort(~keep, axis=1, kind="stable")[:, :depth]
+    valid = np.take_along_axis(keep, first, axis=1)
+    titles = np.where(valid, np.take_along_axis(ordinals, first, axis=1), -1).astype(np.int32)
+    listed = np.where(valid, np.take_along_axis(scores, first, axis=1), np.nan).astype(np.float32)
+    return titles, listed
+
+
+def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray, original_rows: np.ndarray,
+            depth: int, max_rows: int | None = None, threads: int | None = None) -> SimilarLists:
+    """The lists of every title with an original poster (``original_rows[t]``, -1 for none), from ``search``.
+
+    Each title is searched on its own, as a request would search it (ScaNN's
+    batched call answers a little differently), on ``threads`` threads: ScaNN
+    releases the GIL while it searches. ``max_rows`` caps the rows searched per
+    title: a tree re-orders only that many candidates, and past them its answers
+    would no longer be the live search's. A title whose leaves hold fewer rows
+    than searched gets no list: the service answers such a search exactly.
+    """
+    if depth < 1:
+        raise ValueError(f"similar lists need a depth of at least 1 title, got {depth}")
+    rows_searched = min(len(embeddings), depth * ROWS_SEARCHED_PER_TITLE, max_rows or len(embeddings))
+    titles = np.full((len(original_rows), depth), -1, np.int32)
+    scores = np.full((len(original_rows), depth), np.nan, np.float32)
+
+    def one(title: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, found = search(embeddings[original_rows[title]], rows_searched)
+        if len(rows) < rows_searched:
+            return np.full(rows_searched, title), np.full(rows_searched, np.nan, np.float32)  # nothing to list
+        return title_of_row[rows], found
+
+    with_original = np.flatnonzero(original_rows >= 0)
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        for start in range(0, len(with_original), QUERY_BLOCK):
+            block = with_original[start : start + QUERY_BLOCK]
+            ordinals, found = map(np.stack, zip(*pool.map(one, block, chunksize=256)))
+            titles[block], scores[block] = distinct_titles(ordinals, found, block, depth)
+    return SimilarLists(titles, scores)
+
+
+def save(directory: Path, lists: SimilarLists) -> None:
+    np.save(directory / TITLES_FILE, lists.titles)
+    np.save(directory / SCORES_FILE, lists.scores)
+
+
+def load(directory: Path, title_count: int) -> SimilarLists | None:
+    """The lists stored in a version directory, None for a version published without them.
+
+    Raises ValueError for lists that do not fit the version (so it is refused, not served wrongly).
+    """
+    if not (directory / TITLES_FILE).exists():
+        return None
+    lists = SimilarLists(np.load(directory / TITLES_FILE), np.load(directory / SCORES_FILE))
+    if lists.titles.shape != lists.scores.shape or lists.titles.ndim != 2 or len(lists.titles) != title_count:
+        raise ValueError(f"similar lists of shape {lists.titles.shape} / {lists.scores.shape} do not fit {title_count} titles")
+    if lists.titles.size and (lists.titles.min() < -1 or lists.titles.max() >= title_count):
+        raise ValueError("similar lists name title ordinals outside the version")
+    return lists

@@ -1,0 +1,152 @@
+"""Similar lists precomputed at publication: the live search's answers, read by /similar, refused when they do not fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_recsvc_support import CROWDERS, Corpus, publish, settings_for, synthetic_corpus
+
+from indexer import similar_lists
+from indexer.publish import publish_index
+from indexer.published import MANIFEST, VERSIONS, IndexError_, IndexItem, PublishedIndex, open_version
+from recsvc import create_app, ranking
+from recsvc.live_index import LiveIndex
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    return synthetic_corpus(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="module")
+def exact_index(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
+    root = tmp_path_factory.mktemp("index")
+    publish(root, corpus)
+    return open_version(root)
+
+
+def tree_corpus(n: int = 3000, dim: int = 16, seed: int = 3) -> tuple[list[IndexItem], np.ndarray]:
+    """Clustered titles, every third with a DE variant right beside it: a tree index with crowded neighbourhoods."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(30, dim))
+    titles = centres[rng.integers(0, 30, n)] + rng.normal(scale=0.6, size=(n, dim))
+    with_variant = np.arange(0, n, 3)
+    variants = titles[with_variant] + rng.normal(scale=0.02, size=(len(with_variant), dim))
+    vectors = np.concatenate([titles, variants])
+    items = [IndexItem(f"t{i}", f"t{i}", f"Title {i}", "/x.jpg") for i in range(n)]
+    items += [IndexItem(f"t{i}@DE", f"t{i}", f"Titel {i}", "/x_de.jpg", "DE", "de") for i in with_variant]
+    return items, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tree_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
+    root = tmp_path_factory.mktemp("tree-index")
+    items, vectors = tree_corpus()
+    publication = publish_index(root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
+    assert not publication.params.exact
+    return open_version(root)
+
+
+def listed(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]] | None:
+    found = index.similar.top(int(index.title_of_row[index.row_of_key[title_id]]), k, len(index.title_ids))
+    return None if found is None else [(index.title_ids[t], s) for t, s in zip(*found)]
+
+
+def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]]:
+    return [tuple(hit) for hit in ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})]
+
+
+@pytest.mark.parametrize("which", ["exact_index", "tree_index"])
+def test_lists_are_the_live_search_answers(which: str, request: pytest.FixtureRequest) -> None:
+    """For every title and every k the lists can answer: the same titles in the same order, the same scores."""
+    index: PublishedIndex = request.getfixturevalue(which)
+    assert index.similar is not None and index.similar.depth == 20
+    answered = 0
+    for title_id in index.title_ids[::3] if which == "tree_index" else index.title_ids:
+        for k in (1, 7, 10, 20):
+            from_list = listed(index, title_id, k)
+            if from_list is None:
+                continue
+            answered += 1
+            live = searched(index, title_id, k)
+            assert [t for t, _ in from_list] == [t for t, _ in live], (title_id, k)
+            np.testing.assert_allclose([s for _, s in from_list], [s for _, s in live], rtol=0, atol=1e-6)
+    assert answered >= 0.8 * 4 * len(index.title_ids[::3] if which == "tree_index" else index.title_ids)
+
+
+def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: PublishedIndex) -> None:
+    """crowd-q's 80 rows searched hold 65 rows of five crowders: its list is short, and k beyond it is searched."""
+    crowd = listed(exact_index, "crowd-q", 5)
+    assert crowd is not None and {t for t, _ in crowd} == set(CROWDERS)
+    assert listed(exact_index, "crowd-q", 20) is None
+    assert listed(exact_index, "t001", 21) is None  # deeper than any list
+    for k in (20, 21, 40):
+        hits = ranking.similar_titles(exact_index, "crowd-q", k)
+        assert [tuple(h) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
+
+
+def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
+    """The service answers from the lists it was given: a version whose lists are reversed answers reversed."""
+    reversed_lists = similar_lists.SimilarLists(exact_index.similar.titles[:, ::-1].copy(), exact_index.similar.scores[:, ::-1].copy())
+    flipped = PublishedIndex(exact_index.path, exact_index.manifest, exact_index.items, exact_index.embeddings,
+                             exact_index._searcher, reversed_lists)
+    title = exact_index.title_ids.index("t001")
+    expected = [exact_index.title_ids[t] for t in exact_index.similar.titles[title][::-1][:5]]
+    assert [hit.title_id for hit in ranking.similar_titles(flipped, "t001", 5)] == expected
+
+
+def test_distinct_titles_drops_the_own_title_repeats_and_everything_after_nan() -> None:
+    ordinals = np.array([[4, 2, 4, 7, 2, 9, 5], [1, 1, 3, 8, 6, 0, 2]])
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], [0.9, 0.8, 0.7, np.nan, 0.5, 0.4, 0.3]], np.float32)
+    titles, listed_scores = similar_lists.distinct_titles(ordinals, scores, own=np.array([4, 3]), depth=3)
+    assert titles.tolist() == [[2, 7, 9], [1, -1, -1]]
+    np.testing.assert_allclose(listed_scores[0], [0.8, 0.6, 0.4])
+    assert np.isnan(listed_scores[1, 1:]).all()
+
+
+def test_a_version_published_without_lists_is_served_by_search(corpus: Corpus, tmp_path: Path) -> None:
+    version = publish(tmp_path, corpus)
+    for name in (similar_lists.TITLES_FILE, similar_lists.SCORES_FILE):
+        (tmp_path / VERSIONS / version / name).unlink()
+    client = create_app(settings_for(tmp_path), watch=False).test_client()
+    ids = [r["id"] for r in client.get("/v1/posters/crowd-q/similar?k=10").json["results"]]
+    assert len(set(ids)) == 10 and "crowd-q" not in ids and open_version(tmp_path).similar is None
+
+
+def test_lists_that_do_not_fit_the_version_are_refused(corpus: Corpus, tmp_path: Path) -> None:
+    """A lists file of another version (here: one title short) fails the load, so the watcher keeps the old version."""
+    good = publish(tmp_path, corpus)
+    bad = publish(tmp_path, corpus)
+    path = tmp_path / VERSIONS / bad / similar_lists.TITLES_FILE
+    np.save(path, np.load(path)[:-1])
+    with pytest.raises(IndexError_, match="similar lists"):
+        open_version(tmp_path, bad)
+    (tmp_path / "CURRENT").write_text(good + "\n")
+    live = LiveIndex(tmp_path, poll_seconds=0)
+    live.start()
+    (tmp_path / "CURRENT").write_text(bad + "\n")
+    assert not live.refresh() and live.index.version == good
+    assert json.loads((tmp_path / VERSIONS / good / MANIFEST).read_text())["similar_list_depth"] == 20
+
+
+def test_depth_follows_the_setting(corpus: Corpus, tmp_path: Path) -> None:
+    publish_index(tmp_path, corpus.items, corpus.embeddings, {}, exact_search_max_items=100_000, recall_floor=0.9,
+                  keep_versions=1, similar_depth=3)
+    assert open_version(tmp_path).similar.depth == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        publish_index(tmp_path, corpus.items, corpus.embeddings, {}, exact_search_max_items=100_000, recall_floor=0.9,
+                      keep_versions=1, similar_depth=0)
+
+
+def test_titles_whose_leaves_hold_too_few_rows_get_no_list(tree_index: PublishedIndex) -> None:
+    """Most titles of the tree get a full list; one whose searched leaves hold under 80 rows gets none, and is searched."""
+    full = tree_index.similar.titles[:, -1] >= 0
+    empty = tree_index.similar.titles[:, 0] < 0
+    assert (full | empty).all() and full.mean() > 0.5
+    for title in np.flatnonzero(empty)[:20]:
+        title_id = tree_index.title_ids[title]
+        assert len(tree_index.search_leaves(ranking.original_vector(tree_index, title_id), 80)[0]) < 80
+        assert len({hit.title_id for hit in ranking.similar_titles(tree_index, title_id, 20)}) == 20
