@@ -54,9 +54,10 @@ def _check_reloaded(root: Path, version: str, searcher, params: IndexParams, emb
 def _write_similar_lists(directory: Path, params: IndexParams, depth: int) -> None:
     """Every title's ``depth`` nearest other titles, searched in the staged files exactly as the service will search them."""
     staged = published.open_directory(directory, with_similar_lists=False)
-    originals = published.original_rows(staged.items, len(staged.title_ids), staged.title_of_row)
     started = time.perf_counter()
-    lists = similar_lists.compute(staged.search_leaves, staged.embeddings, staged.title_of_row, originals, depth, params.reorder_k or None)
+    lists = similar_lists.compute(
+        staged.search_leaves, staged.embeddings, staged.title_of_row, staged.original_row_of_title, depth, params.reorder_k or None,
+    )
     similar_lists.save(directory, lists)
     log.info("similar lists: %d titles x %d in %.1f s", len(lists.titles), depth, time.perf_counter() - started)
 

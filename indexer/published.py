@@ -221,6 +221,7 @@ class PublishedIndex:
         self.title_ids, self.title_of_row = title_ordinals(items)
         """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``, so that a search
         result is grouped by title in NumPy, not row by row."""
+        self.original_row_of_title = original_rows(items, len(self.title_ids), self.title_of_row)
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
             self.rows_of_title.setdefault(item.title_id, []).append(row)
@@ -284,7 +285,7 @@ class PublishedIndex:
 def title_ordinals(items: Sequence[IndexItem]) -> tuple[list[str], np.ndarray]:
     """Title ids in order of first appearance, and the ordinal of every row's title.
 
-    Shared by the publisher, which stores per-title lists by ordinal, and the loaded index that reads them.
+    Per-title data of a version (its similar lists) is stored by these ordinals, so they must be derived one way.
     """
     ordinal: dict[str, int] = {}
     of_row = np.fromiter((ordinal.setdefault(item.title_id, len(ordinal)) for item in items), np.int64, len(items))

@@ -25,7 +25,7 @@ DEFAULT_REGIONS = ("DE", "FR", "JP", "KR", "SA", "IL", "RU", "IN", "TH", "CN", "
 """Region codes accepted even when the index holds no variant for them yet (the original is served)."""
 
 
-def create_app(settings: Settings | None = None, watch: bool = True, aggregation: str = "recent") -> Flask:
+def create_app(settings: Settings | None = None, watch: bool = True, aggregation: str = "recent_neighbours") -> Flask:
     """A PosterRec API app over ``settings.index_root``; ``watch`` hot-swaps new index versions."""
     settings = settings or load_settings()
     app = Flask(__name__)

@@ -16,13 +16,19 @@ import numpy as np
 
 from indexer.published import PublishedIndex
 
-AGGREGATIONS = ("mean", "recent", "fusion")
+AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
-``recent``: one query, the recency-weighted average (the service's default: best on MovieLens, bench_recommend).
-``fusion``: one query per history item, recency-weighted, fused by best weighted score."""
+``recent``: one query, the recency-weighted average, searched in the whole index (best of the first three on MovieLens).
+``fusion``: one query per history item, recency-weighted, fused by best weighted score.
+``recent_neighbours``: the ``recent`` query ranking only the titles listed as similar to the latest
+:data:`NEIGHBOUR_SOURCES` history titles (the service's default: as good as ``recent`` on MovieLens,
+bench_recommend, at a fraction of its cost, because it reads lists instead of searching)."""
 
 RECENCY_DECAY = 0.85
 FUSION_MAX_QUERIES = 20
+NEIGHBOUR_SOURCES = 5
+"""Latest history titles whose similar lists are ``recent_neighbours``' candidates (5 of them: the most
+recent ones carry most of the query's weight; 10, 20 and 50 were no better on MovieLens)."""
 
 
 class Hit(NamedTuple):
@@ -119,13 +125,44 @@ def original_vector(index: PublishedIndex, title_id: str) -> np.ndarray:
     return index.embeddings[index.row_of_key[title_id]]
 
 
+def recency_query(index: PublishedIndex, history: list[str], decay: float) -> np.ndarray:
+    """The normalised recency-weighted average of the history's vectors (the latest if they cancel out)."""
+    vectors = index.embeddings[[index.row_of_key[title_id] for title_id in history]]
+    query = recency_weights(len(history), decay) @ vectors
+    norm = math.sqrt(float(query @ query))
+    return query / norm if norm > 0 else vectors[-1]
+
+
+def ranked_neighbours(index: PublishedIndex, sources: list[str], query: np.ndarray, k: int, exclude: Collection[str]) -> list[Hit] | None:
+    """The ``k`` titles listed as similar to any of ``sources`` that score best against ``query``.
+
+    None when the index has no lists or they hold fewer than ``k`` candidates; the caller searches instead.
+    """
+    if index.similar is None:
+        return None
+    candidates = np.unique(index.similar.titles[index.title_of_row[[index.row_of_key[t] for t in sources]]])
+    excluded = index.title_of_row[[index.row_of_key[t] for t in exclude]] if exclude else ()
+    candidates = candidates[(candidates >= 0) & ~np.isin(candidates, excluded)]
+    rows = index.original_row_of_title[candidates]
+    candidates, rows = candidates[rows >= 0], rows[rows >= 0]  # a title indexed only through variants is no result
+    if len(candidates) < k:
+        return None
+    scores = index.embeddings[rows] @ query
+    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [Hit(index.title_ids[title], score) for title, score in zip(candidates[best].tolist(), scores[best].tolist())]
+
+
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
     """Recommendations for a watch history (ids oldest first) by the chosen aggregation."""
     exclude = set(history) if exclude_history else set()
-    vectors = index.embeddings[[index.row_of_key[title_id] for title_id in history]]
-    if aggregation in ("mean", "recent"):
-        query = recency_weights(len(history), decay=1.0 if aggregation == "mean" else RECENCY_DECAY) @ vectors
-        norm = math.sqrt(float(query @ query))
-        return nearest_titles(index, query / norm if norm > 0 else vectors[-1], k, exclude, history=True)
-    recent = slice(-FUSION_MAX_QUERIES, None)
-    return fused_titles(index, vectors[recent], recency_weights(len(history))[recent], k, exclude)
+    if aggregation == "fusion":
+        recent = slice(-FUSION_MAX_QUERIES, None)
+        vectors = index.embeddings[[index.row_of_key[title_id] for title_id in history[recent]]]
+        return fused_titles(index, vectors, recency_weights(len(history))[recent], k, exclude)
+    query = recency_query(index, history, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
+    if aggregation == "recent_neighbours":
+        hits = ranked_neighbours(index, history[-NEIGHBOUR_SOURCES:], query, k, exclude)
+        if hits is not None:
+            return hits
+    return nearest_titles(index, query, k, exclude, history=True)

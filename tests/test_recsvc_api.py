@@ -136,7 +136,7 @@ def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, ag
 
 
 def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client: FlaskClient) -> None:
-    """``mean`` scores the two titles of the history alike; ``recent`` (the default) prefers the latest."""
+    """``mean`` scores the two titles of the history alike; ``recent`` prefers the latest."""
 
     def scores(history: list[str], aggregation: str) -> dict[str, float]:
         body = client.post("/v1/recommendations", json={

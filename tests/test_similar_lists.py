@@ -1,4 +1,5 @@
-"""Similar lists precomputed at publication: the live search's answers, read by /similar, refused when they do not fit."""
+"""Similar lists precomputed at publication: the live search's answers, read by /similar and by the
+``recent_neighbours`` recommendations, refused when they do not fit."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 def exact_index(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
     root = tmp_path_factory.mktemp("index")
     publish(root, corpus)
+    return open_version(root)
+
+
+@pytest.fixture(scope="module")
+def wide_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
+    """340 titles: five lists of 20 cover a small part of it."""
+    root = tmp_path_factory.mktemp("wide-index")
+    publish(root, synthetic_corpus(tmp_path_factory.mktemp("wide-images"), extra_titles=300))
     return open_version(root)
 
 
@@ -150,3 +159,29 @@ def test_titles_whose_leaves_hold_too_few_rows_get_no_list(tree_index: Published
         title_id = tree_index.title_ids[title]
         assert len(tree_index.search_leaves(ranking.original_vector(tree_index, title_id), 80)[0]) < 80
         assert len({hit.title_id for hit in ranking.similar_titles(tree_index, title_id, 20)}) == 20
+
+
+def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wide_index: PublishedIndex) -> None:
+    """Candidates are the similar lists of the latest five history titles, less the history, ranked by the recency query."""
+    index = wide_index
+    history = [f"t{i:03d}" for i in (20, 60, 100, 140, 180, 220, 260, 300)]
+    listed = {index.title_ids[t] for title_id in history[-ranking.NEIGHBOUR_SOURCES:]
+              for t in index.similar.titles[index.title_ids.index(title_id)] if t >= 0} - set(history)
+    query = ranking.recency_query(index, history, ranking.RECENCY_DECAY)
+    for k in (10, len(listed)):  # all of them: a candidate from an older title's list would show
+        expected = sorted(listed, key=lambda t: -float(index.embeddings[index.row_of_key[t]] @ query))[:k]
+        hits = ranking.recommend(index, history, k, "recent_neighbours", exclude_history=True)
+        assert [hit.title_id for hit in hits] == expected
+        np.testing.assert_allclose([hit.score for hit in hits], [index.embeddings[index.row_of_key[t]] @ query for t in expected], atol=1e-6)
+
+
+def test_recent_neighbours_searches_when_the_lists_hold_too_few_candidates(wide_index: PublishedIndex) -> None:
+    """One title's list holds 20 candidates: k=30 is answered by ``recent``'s search of the whole index."""
+    index = wide_index
+    for k, lists_answer in ((10, True), (30, False)):
+        hits = ranking.recommend(index, ["t005"], k, "recent_neighbours", exclude_history=True)
+        searched = ranking.recommend(index, ["t005"], k, "recent", exclude_history=True)
+        assert len(hits) == k and "t005" not in {hit.title_id for hit in hits}
+        assert set(hit.title_id for hit in hits) <= set(index.title_ids)
+        if not lists_answer:
+            assert hits == searched
