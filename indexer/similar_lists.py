@@ -61,14 +61,18 @@ class SimilarLists:
         return titles[:count].tolist(), self.scores[title, :count].tolist()
 
 
-def distinct_titles(ordinals: np.ndarray, scores: np.ndarray, own: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def distinct_titles(ordinals: np.ndarray, scores: np.ndarray, own: np.ndarray, depth: int,
+                    listable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each row of search results, the first ``depth`` distinct titles other than ``own`` (-1 padding).
 
     ``ordinals`` are the title ordinals of the rows found, best first; a
     non-finite score (ScaNN pads a search deeper than its leaves with NaN) ends
-    what the row can say.
+    what the row can say. ``listable[t]`` False leaves title ``t`` out (one
+    indexed only through variants has no poster to show).
     """
     keep = ordinals != own[:, None]
+    if listable is not None:
+        keep &= listable[ordinals]
     for column in range(1, ordinals.shape[1]):  # drop a title seen earlier in the row (a variant after its original)
         keep[:, column] &= ~(ordinals[:, :column] == ordinals[:, column : column + 1]).any(axis=1)
     keep &= np.cumsum(~np.isfinite(scores), axis=1) == 0  # nothing after the first NaN
@@ -107,7 +111,7 @@ def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray,
         for start in range(0, len(with_original), QUERY_BLOCK):
             block = with_original[start : start + QUERY_BLOCK]
             ordinals, found = map(np.stack, zip(*pool.map(one, block, chunksize=256)))
-            titles[block], scores[block] = distinct_titles(ordinals, found, block, depth)
+            titles[block], scores[block] = distinct_titles(ordinals, found, block, depth, original_rows >= 0)
     return SimilarLists(titles, scores)
 
 

@@ -61,6 +61,7 @@ def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> In
 IMAGE_RULE = "/posters/<title_id>/image"
 PATH_SEGMENT_SAFE = "!$&'()*+,/:;=@"
 """What werkzeug's default converter leaves unquoted in a path segment (the URL standard's path-segment set)."""
+IMAGE_PATH_PREFIX, IMAGE_PATH_SUFFIX = f"{bp.url_prefix}{IMAGE_RULE}".split("<title_id>")
 
 
 def image_url(title_id: str, region: str | None, script_root: str | None = None) -> str:
@@ -72,18 +73,18 @@ def image_url(title_id: str, region: str | None, script_root: str | None = None)
     Callers that build many pass ``script_root``, read once per request.
     """
     root = request.script_root if script_root is None else script_root
-    path = f"{root}{bp.url_prefix}{IMAGE_RULE.replace('<title_id>', quote(title_id, safe=PATH_SEGMENT_SAFE))}"
+    segment = title_id if title_id.isascii() and title_id.isalnum() else quote(title_id, safe=PATH_SEGMENT_SAFE)
+    path = f"{root}{IMAGE_PATH_PREFIX}{segment}{IMAGE_PATH_SUFFIX}"
     return f"{path}?{urlencode({'region': region})}" if region else path
 
 
 def _result(index: PublishedIndex, hit: ranking.Hit, region: str | None, script_root: str) -> dict:
-    item = original_item(index, hit.title_id)
     variant = variant_item(index, hit.title_id, region)
     return {
-        "id": item.title_id,
-        "title": item.title,
+        "id": hit.title_id,
+        "title": index.items[hit.row].title,
         "score": round(hit.score, 6),
-        "image_url": image_url(item.title_id, variant.region if variant else None, script_root),
+        "image_url": image_url(hit.title_id, variant.region if variant else None, script_root),
         "region": variant.region if variant else None,
         "localized_title": variant.title if variant else None,
     }

@@ -7,6 +7,7 @@ and ``/metrics`` aggregates every worker.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -36,6 +37,12 @@ def record_index(version: str, items: int, previous: str | None = None) -> None:
     INDEX_ITEMS.set(items)
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(endpoint: str, method: str, status: int) -> tuple[Histogram, Counter]:
+    """The labelled latency and request series, looked up once per label set (``labels()`` costs a lock and a dict per call)."""
+    return LATENCY.labels(endpoint), REQUESTS.labels(endpoint, method, str(status))
+
+
 def instrument(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
@@ -44,9 +51,10 @@ def instrument(app: Flask) -> None:
     @app.after_request
     def observe(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        latency, requests = _series(endpoint, request.method, response.status_code)
         if "started" in g:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+            latency.observe(time.perf_counter() - g.started)
+        requests.inc()
         return response
 
 

@@ -65,7 +65,7 @@ def listed(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, floa
 
 
 def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]]:
-    return [tuple(hit) for hit in ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})]
+    return [(hit.title_id, hit.score) for hit in ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})]
 
 
 @pytest.mark.parametrize("which", ["exact_index", "tree_index"])
@@ -94,7 +94,7 @@ def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: Publishe
     assert listed(exact_index, "t001", 21) is None  # deeper than any list
     for k in (20, 21, 40):
         hits = ranking.similar_titles(exact_index, "crowd-q", k)
-        assert [tuple(h) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
+        assert [(h.title_id, h.score) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
 
 
 def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
@@ -167,7 +167,7 @@ def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wid
     history = [f"t{i:03d}" for i in (20, 60, 100, 140, 180, 220, 260, 300)]
     listed = {index.title_ids[t] for title_id in history[-ranking.NEIGHBOUR_SOURCES:]
               for t in index.similar.titles[index.title_ids.index(title_id)] if t >= 0} - set(history)
-    query = ranking.recency_query(index, history, ranking.RECENCY_DECAY)
+    query = ranking.recency_query(index, [index.row_of_key[t] for t in history], ranking.RECENCY_DECAY)
     for k in (10, len(listed)):  # all of them: a candidate from an older title's list would show
         expected = sorted(listed, key=lambda t: -float(index.embeddings[index.row_of_key[t]] @ query))[:k]
         hits = ranking.recommend(index, history, k, "recent_neighbours", exclude_history=True)
