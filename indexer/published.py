@@ -51,7 +51,7 @@ class IndexError_(RuntimeError):
     """An index root or version that cannot be read or switched to, with the reason."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class IndexItem:
     """What one indexed vector stands for: an original poster or one regional variant of it."""
 
@@ -222,6 +222,8 @@ class PublishedIndex:
         """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``, so that a search
         result is grouped by title in NumPy, not row by row."""
         self.original_row_of_title = original_rows(items, len(self.title_ids), self.title_of_row)
+        self._is_poster_row = np.zeros(len(items), bool)
+        self._is_poster_row[self.original_row_of_title[self.original_row_of_title >= 0]] = True
         self.rows_of_title: dict[str, list[int]] = {}
         for row, item in enumerate(items):
             self.rows_of_title.setdefault(item.title_id, []).append(row)
@@ -232,6 +234,11 @@ class PublishedIndex:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def poster_row(self, title_id: str) -> int | None:
+        """The row of poster ``title_id``'s original, None for an unknown id or a variant key (``<id>@DE``)."""
+        row = self.row_of_key.get(title_id)
+        return row if row is not None and self._is_poster_row[row] else None
 
     def variants_of(self, title_id: str) -> list[IndexItem]:
         """The regional variants indexed for ``title_id`` (empty for an unknown title)."""

@@ -39,16 +39,11 @@ def known_regions(index: PublishedIndex) -> set[str]:
     return index.regions | set(current_app.config["POSTERREC_REGIONS"])
 
 
-def is_poster_id(index: PublishedIndex, title_id: str) -> bool:
-    """True for the id of an original poster; a variant key (``<id>@DE``) is a row of the index but no poster id."""
-    row = index.row_of_key.get(title_id)
-    return row is not None and not index.items[row].is_variant
-
-
 def original_item(index: PublishedIndex, title_id: str) -> IndexItem:
-    if not is_poster_id(index, title_id):
+    row = index.poster_row(title_id)
+    if row is None:
         raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
-    return index.items[index.row_of_key[title_id]]
+    return index.items[row]
 
 
 def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
@@ -123,11 +118,12 @@ def similar(title_id: str):
 def recommendations():
     index = served_index()
     req = params.parse_recommendation_request(json_object(), _settings().max_k, known_regions(index), ranking.AGGREGATIONS)
-    missing = [title_id for title_id in req.history if not is_poster_id(index, title_id)]
-    if missing:
+    rows = [index.poster_row(title_id) for title_id in req.history]
+    if None in rows:
+        missing = [title_id for title_id, row in zip(req.history, rows) if row is None]
         raise not_found(f"unknown poster id(s) in history: {', '.join(map(repr, missing[:10]))}")
     aggregation = req.aggregation or current_app.config["POSTERREC_AGGREGATION"]
-    hits = ranking.recommend(index, req.history, req.k, aggregation, req.exclude_history)
+    hits = ranking.recommend_rows(index, rows, req.k, aggregation, req.exclude_history)
     return jsonify(_results(index, hits, req.region, aggregation=aggregation))
 
 

@@ -9,6 +9,7 @@ the index is exhausted.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Collection, NamedTuple
 
@@ -124,9 +125,12 @@ def fused_titles(
     return sorted(best.values(), key=lambda hit: -hit.score)[:k]
 
 
+@functools.lru_cache(maxsize=4096)
 def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
-    """Weights for a history ordered oldest first: the latest item weighs 1, older ones less."""
-    return decay ** np.arange(n - 1, -1, -1, dtype=np.float32)
+    """Weights for a history ordered oldest first: the latest item weighs 1, older ones less (read-only, cached)."""
+    weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float32)
+    weights.flags.writeable = False
+    return weights
 
 
 def original_vector(index: PublishedIndex, title_id: str) -> np.ndarray:
@@ -141,35 +145,42 @@ def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) 
     return query / norm if norm > 0 else vectors[-1]
 
 
-def ranked_neighbours(index: PublishedIndex, source_rows: list[int], query: np.ndarray, k: int, exclude_rows: list[int]) -> list[Hit] | None:
-    """The ``k`` titles listed as similar to any of the ``source_rows`` posters that score best against ``query``.
+def ranked_neighbours(index: PublishedIndex, sources: np.ndarray, query: np.ndarray, k: int, exclude: np.ndarray) -> list[Hit] | None:
+    """The ``k`` titles listed as similar to any of the ``sources`` titles (ordinals) that score best against ``query``.
 
     None when the index has no lists or they hold fewer than ``k`` candidates; the caller searches instead.
     Candidates are gathered in Python sets: ~100 ints, where ``np.unique`` and ``np.isin`` cost 13 µs.
     """
     if index.similar is None:
         return None
-    candidates = set(index.similar.titles[index.title_of_row[source_rows]].ravel().tolist())
-    candidates.difference_update(index.title_of_row[exclude_rows].tolist() + [-1])
+    candidates = set(index.similar.titles[sources].ravel().tolist())
+    candidates.difference_update(exclude.tolist() + [-1])
     if len(candidates) < k:
         return None
     titles = np.fromiter(candidates, np.int64, len(candidates))
-    scores = index.embeddings[index.original_row_of_title[titles]] @ query  # lists hold only titles with an original
+    rows = index.original_row_of_title[titles]  # lists hold only titles with an original
+    scores = index.embeddings[rows] @ query
     best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     best = best[np.argsort(-scores[best], kind="stable")]
-    return hits_of_titles(index, titles[best].tolist(), scores[best].tolist())
+    return [Hit(index.title_ids[title], score, row)
+            for title, score, row in zip(titles[best].tolist(), scores[best].tolist(), rows[best].tolist())]
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
-    """Recommendations for a watch history (ids oldest first) by the chosen aggregation."""
-    exclude = set(history) if exclude_history else set()
-    rows = [index.row_of_key[title_id] for title_id in history]
+    """Recommendations for a watch history of poster ids, oldest first, by the chosen aggregation."""
+    return recommend_rows(index, [index.row_of_key[title_id] for title_id in history], k, aggregation, exclude_history)
+
+
+def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
+    """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them)."""
+    titles = index.title_of_row[rows]
+    exclude = {index.title_ids[title] for title in titles.tolist()} if exclude_history else set()
     if aggregation == "fusion":
         recent = slice(-FUSION_MAX_QUERIES, None)
-        return fused_titles(index, index.embeddings[rows[recent]], recency_weights(len(history))[recent], k, exclude)
+        return fused_titles(index, index.embeddings[rows[recent]], recency_weights(len(rows))[recent], k, exclude)
     query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
     if aggregation == "recent_neighbours":
-        hits = ranked_neighbours(index, rows[-NEIGHBOUR_SOURCES:], query, k, rows if exclude_history else [])
+        hits = ranked_neighbours(index, titles[-NEIGHBOUR_SOURCES:], query, k, titles if exclude_history else titles[:0])
         if hits is not None:
             return hits
     return nearest_titles(index, query, k, exclude, history=True)
