@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 from urllib.parse import quote, urlencode
 
@@ -35,8 +36,15 @@ def served_index() -> PublishedIndex:
     return index
 
 
-def known_regions(index: PublishedIndex) -> set[str]:
-    return index.regions | set(current_app.config["POSTERREC_REGIONS"])
+def known_regions(index: PublishedIndex) -> frozenset[str]:
+    """Regions a request may name: those with variants in ``index`` and the app's configured ones."""
+    return _region_union(index.regions, current_app.config["POSTERREC_REGIONS"])
+
+
+@functools.lru_cache(maxsize=64)
+def _region_union(variant_regions: frozenset[str], configured: tuple[str, ...]) -> frozenset[str]:
+    """Built once per index version rather than per request."""
+    return variant_regions | frozenset(configured)
 
 
 def original_item(index: PublishedIndex, title_id: str) -> IndexItem:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import numpy as np
 
@@ -34,14 +34,13 @@ def parse_k(raw: Any, max_k: int, default: int = 10) -> int:
     return parse_int_in_range(raw, "k", max_k, default)
 
 
-def parse_region(raw: Any, known: Iterable[str]) -> str | None:
+def parse_region(raw: Any, known: Collection[str]) -> str | None:
     """An upper-case region code from ``known``, or None when absent."""
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str) or not REGION_PATTERN.match(raw):
         raise bad_request(f"region must be a two-letter region code, got {raw!r}")
     region = raw.upper()
-    known = set(known)
     if region not in known:
         raise bad_request(f"unknown region {region!r}; known regions: {', '.join(sorted(known))}")
     return region
@@ -64,7 +63,7 @@ class RecommendationRequest:
     aggregation: str | None
 
 
-def parse_recommendation_request(body: dict, max_k: int, regions: Iterable[str], aggregations: Iterable[str]) -> RecommendationRequest:
+def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str], aggregations: Iterable[str]) -> RecommendationRequest:
     """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
     allowed = {"history", "k", "region", "exclude_history", "aggregation"}
     unknown = sorted(set(body) - allowed)

@@ -21,7 +21,7 @@ AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
 ``recent``: one query, the recency-weighted average, searched in the whole index (best of the first three on MovieLens).
 ``fusion``: one query per history item, recency-weighted, fused by best weighted score.
-``recent_neighbours``: the ``recent`` query ranking only the titles listed as similar to the latest
+``recent_neighbours``: the ``recent`` query ranking only the titles listed first as similar to the latest
 :data:`NEIGHBOUR_SOURCES` history titles (the service's default: as good as ``recent`` on MovieLens,
 bench_recommend, at a fraction of its cost, because it reads lists instead of searching)."""
 
@@ -30,6 +30,9 @@ FUSION_MAX_QUERIES = 20
 NEIGHBOUR_SOURCES = 5
 """Latest history titles whose similar lists are ``recent_neighbours``' candidates (5 of them: the most
 recent ones carry most of the query's weight; 10, 20 and 50 were no better on MovieLens)."""
+NEIGHBOUR_DEPTH = 10
+"""Titles taken from the head of each of those lists: on MovieLens' validation split the first 10 of each
+(hit-rate@10 0.2361) did as well as all 20 (0.2308) or 5 (0.2200), and half the candidates cost half the reads."""
 
 
 class Hit(NamedTuple):
@@ -153,7 +156,7 @@ def ranked_neighbours(index: PublishedIndex, sources: np.ndarray, query: np.ndar
     """
     if index.similar is None:
         return None
-    candidates = set(index.similar.titles[sources].ravel().tolist())
+    candidates = set(index.similar.titles[sources, :NEIGHBOUR_DEPTH].ravel().tolist())
     candidates.difference_update(exclude.tolist() + [-1])
     if len(candidates) < k:
         return None
