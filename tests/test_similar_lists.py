@@ -18,15 +18,8 @@ from recsvc.live_index import LiveIndex
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    return synthetic_corpus(tmp_path_factory.mktemp("images"))
-
-
-@pytest.fixture(scope="module")
-def exact_index(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
-    root = tmp_path_factory.mktemp("index")
-    publish(root, corpus)
-    return open_version(root)
+def exact_index(index_root: Path) -> PublishedIndex:
+    return open_version(index_root)
 
 
 @pytest.fixture(scope="module")
