@@ -7,12 +7,13 @@ excluded) and we report hit-rate@10 and NDCG@10 of the held-out title:
 
 - popularity: titles rated by most users (the usual strong baseline),
 - genre-only: cosine between the history's genre profile and each title's genres,
-- poster ``mean`` and ``fusion``: ``recsvc.ranking.recommend`` over a published
-  ScaNN index of poster embeddings — exactly what ``POST /v1/recommendations`` runs,
+- every aggregation of ``recsvc.ranking`` over a published ScaNN index of
+  poster embeddings — exactly what ``POST /v1/recommendations`` runs,
 - the same aggregations over co-rating item factors (a truncated SVD of the
   histories, never the held-out titles): an embedding space that carries
   signal, so the aggregations can be compared — and the service's default
-  chosen — however weak the poster model is,
+  chosen, on the validation split (second-to-last title held out, factors of
+  the histories before it) — however weak the poster model is,
 - a blend of normalised popularity, genre and poster scores whose weights are
   chosen on a validation target (each user's second-to-last title), never on
   the held-out one.
@@ -218,24 +219,29 @@ def main(argv: list[str] | None = None) -> int:
         "popularity": by_scores(lambda history: scorers.popularity),
         "genre-only (genre-profile cosine)": by_scores(scorers.genre),
         "poster embedding, mean": by_ranking("mean"),
-        "poster embedding, recent (recency-weighted mean, default)": by_ranking("recent"),
+        "poster embedding, recent (recency-weighted mean)": by_ranking("recent"),
         "poster embedding, fusion (recency-weighted)": by_ranking("fusion"),
+        "poster embedding, recent_neighbours (recent over the latest titles' similar lists, default)": by_ranking("recent_neighbours"),
         f"blend pop·{best[0]:g} + genre·{best[1]:g} + poster·{best[2]:g} (weights from validation)": by_scores(
             lambda history: scorers.blend(history, best)),
     }
     co_rating = co_rating_index(catalog, test_users, args.cache / "recommend-co-rating")
     for aggregation in ranking.AGGREGATIONS:
         recommenders[f"aggregation check: co-rating SVD factors, {aggregation}"] = by_ranking(aggregation, co_rating)
+    validation_co_rating = co_rating_index(catalog, validation_users, args.cache / "recommend-co-rating-validation")
+    validation_checks = {f"aggregation check on the validation split: co-rating SVD factors, {aggregation}":
+                         by_ranking(aggregation, validation_co_rating) for aggregation in ranking.AGGREGATIONS}
     print(f"MovieLens ml-latest-small joined to {len(ids):,} posters: {len(test_users)} users, last-rated joined title "
           f"held out, median history {int(np.median([len(u.history) for u in test_users]))} titles; every recommender "
           f"ranks all {len(ids):,} posters minus the history. Poster model: {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir} "
           f"({index.manifest.get('model_manifest_sha256', '')[:12]}), index {index.version}\n")
     print("| recommender | hit-rate@10 | NDCG@10 | seconds |")
     print("|---|---:|---:|---:|")
-    for name, recommend in recommenders.items():
-        started = time.perf_counter()
-        hit_rate, ndcg = evaluate(test_users, recommend)
-        print(f"| {name} | {hit_rate:.4f} | {ndcg:.4f} | {time.perf_counter() - started:.1f} |")
+    for users, checks in ((test_users, recommenders), (validation_users, validation_checks)):
+        for name, recommend in checks.items():
+            started = time.perf_counter()
+            hit_rate, ndcg = evaluate(users, recommend)
+            print(f"| {name} | {hit_rate:.4f} | {ndcg:.4f} | {time.perf_counter() - started:.1f} |")
     return 0
 
 
