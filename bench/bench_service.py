@@ -197,8 +197,9 @@ def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> d
     cell by cell in turn (bare, then each endpoint, at each client count).
 
     This machine's speed drifts by tens of percent within a minute (the bare endpoint measured 3,916 and
-    5,911 req/s in runs minutes apart), so each endpoint is compared with the bare cell measured just before
-    it, not with one measured a minute earlier; an idle server takes no CPU from the one under load.
+    5,911 req/s in runs minutes apart), so each endpoint is compared with the bare cell of its own client
+    count, measured seconds before it, not with one measured a minute earlier; an idle server takes no CPU
+    from the one under load.
     """
     rows: dict[str, dict[int, dict]] = {BASELINE: {}, BARE_POST: {}, **{name: {} for name, _ in ENDPOINTS}}
     with gunicorn("bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant") as bare_port, \
@@ -215,7 +216,8 @@ def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> d
 
 def median_cell(cells: list[dict]) -> dict:
     """The round with the median throughput, whole, so its p50/p99 come from the same run; its share of
-    the bare throughput is the median of the rounds' shares, each against the bare cell measured beside it.
+    the bare throughput is the median of the rounds' shares, each against the bare cell measured beside it
+    (so a row's share need not equal its requests/s over the bare row's).
 
     Rounds differ more than cells within a round on this shared 2-core machine
     (/recommendations at 32 clients: 849 to 1,517 req/s across server starts),

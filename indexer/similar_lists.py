@@ -10,8 +10,10 @@ and stored with the version: a request then reads one row.
 The lists are the live search's answers, not an approximation of them: the
 same searcher with the same query-time options re-orders the same candidates,
 and a list keeps the first distinct titles of that order, leaving out the
-poster's own title (the service's tests compare both for every title). The
-service still searches live when a request wants more titles than a list holds.
+poster's own title (the service's tests compare both for every title and k on
+a brute-force index, every third title on a tree). The service still searches
+live when a request wants more titles than a list holds, and for titles whose
+lists variants left partly empty.
 """
 
 from __future__ import annotations
@@ -48,14 +50,17 @@ class SimilarLists:
         return int(self.titles.shape[1])
 
     def top(self, title: int, k: int, title_count: int) -> tuple[list[int], list[float]] | None:
-        """The ``k`` nearest other titles of ``title``, or None when its list is too short to answer.
+        """The ``k`` nearest other titles of ``title``, or None when its list cannot answer.
 
-        A list is short when ``k`` exceeds its depth or when variants crowded
-        the rows searched for it; one that holds every other title is complete.
+        A full list answers any ``k`` up to its depth, and one that holds every
+        other title answers any ``k``. A partly filled list (variants crowded the
+        rows searched for it) answers nothing: the live search would look deeper
+        than those rows and could rank past them differently.
         """
         titles = self.titles[title]
-        found = int(np.count_nonzero(titles >= 0)) if titles[-1] < 0 else self.depth
-        if k > found and found < title_count - 1:
+        full = titles[-1] >= 0
+        found = self.depth if full else int(np.count_nonzero(titles >= 0))
+        if found < title_count - 1 and (not full or k > found):
             return None
         count = min(k, found)
         return titles[:count].tolist(), self.scores[title, :count].tolist()
@@ -111,7 +116,9 @@ def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray,
         for start in range(0, len(with_original), QUERY_BLOCK):
             block = with_original[start : start + QUERY_BLOCK]
             ordinals, found = map(np.stack, zip(*pool.map(one, block, chunksize=256)))
-            titles[block], scores[block] = distinct_titles(ordinals, found, block, depth, original_rows >= 0)
+            listed, listed_scores = distinct_titles(ordinals, found, block, depth, original_rows >= 0)
+            width = listed.shape[1]  # fewer than ``depth`` when fewer rows than that can be searched
+            titles[block, :width], scores[block, :width] = listed, listed_scores
     return SimilarLists(titles, scores)
 
 

@@ -38,7 +38,7 @@ def served_index() -> PublishedIndex:
 
 def known_regions(index: PublishedIndex) -> frozenset[str]:
     """Regions a request may name: those with variants in ``index`` and the app's configured ones."""
-    return _region_union(index.regions, current_app.config["POSTERREC_REGIONS"])
+    return _region_union(index.regions, tuple(current_app.config["POSTERREC_REGIONS"]))
 
 
 @functools.lru_cache(maxsize=64)

@@ -148,20 +148,25 @@ def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) 
     return query / norm if norm > 0 else vectors[-1]
 
 
-def ranked_neighbours(index: PublishedIndex, sources: np.ndarray, query: np.ndarray, k: int, exclude: np.ndarray) -> list[Hit] | None:
-    """The ``k`` titles listed as similar to any of the ``sources`` titles (ordinals) that score best against ``query``.
+def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndarray, k: int, exclude_history: bool) -> list[Hit] | None:
+    """The ``k`` titles that score best against ``query`` among those listed first as similar to the latest
+    history titles (ordinals, oldest first), and the history itself unless it is excluded.
 
     None when the index has no lists or they hold fewer than ``k`` candidates; the caller searches instead.
-    Candidates are gathered in Python sets: ~100 ints, where ``np.unique`` and ``np.isin`` cost 13 µs.
+    Candidates are gathered in Python sets: at most 50 ints, where ``np.unique`` and ``np.isin`` cost 13 µs.
     """
     if index.similar is None:
         return None
-    candidates = set(index.similar.titles[sources, :NEIGHBOUR_DEPTH].ravel().tolist())
-    candidates.difference_update(exclude.tolist() + [-1])
+    candidates = set(index.similar.titles[history[-NEIGHBOUR_SOURCES:], :NEIGHBOUR_DEPTH].ravel().tolist())
+    candidates.discard(-1)
+    if exclude_history:
+        candidates.difference_update(history.tolist())
+    else:  # a list never holds its own title
+        candidates.update(history.tolist())
     if len(candidates) < k:
         return None
     titles = np.fromiter(candidates, np.int64, len(candidates))
-    rows = index.original_row_of_title[titles]  # lists hold only titles with an original
+    rows = index.original_row_of_title[titles]  # lists and histories hold only titles with an original
     scores = index.embeddings[rows] @ query
     best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     best = best[np.argsort(-scores[best], kind="stable")]
@@ -183,7 +188,7 @@ def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: 
         return fused_titles(index, index.embeddings[rows[recent]], recency_weights(len(rows))[recent], k, exclude)
     query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
     if aggregation == "recent_neighbours":
-        hits = ranked_neighbours(index, titles[-NEIGHBOUR_SOURCES:], query, k, titles if exclude_history else titles[:0])
+        hits = ranked_neighbours(index, titles, query, k, exclude_history)
         if hits is not None:
             return hits
     return nearest_titles(index, query, k, exclude, history=True)

@@ -65,7 +65,7 @@ def test_similar_returns_every_other_title_when_k_exceeds_the_catalogue(client: 
 
 
 @pytest.mark.parametrize("script_root", ["", "/posterrec"])
-@pytest.mark.parametrize("title_id", ["t000", "a b", "tt/0042", "Amélie?#", "x@DE"])
+@pytest.mark.parametrize("title_id", ["t000", "a b", "tt/0042", "Amélie?#", "x@DE", "Amélie", "ß", "１２"])
 @pytest.mark.parametrize("region", [None, "DE", "zh Hant", "A&B"])
 def test_image_urls_are_the_urls_flask_routes(app, script_root: str, title_id: str, region: str | None) -> None:
     """image_url formats the URL itself (url_for was a third of /similar's time); it must stay what url_for builds."""

@@ -13,6 +13,7 @@ from test_recsvc_support import CROWDERS, Corpus, publish, settings_for, synthet
 from indexer import similar_lists
 from indexer.publish import publish_index
 from indexer.published import MANIFEST, VERSIONS, IndexError_, IndexItem, PublishedIndex, open_version
+from indexer.scann_index import exact_top_k
 from recsvc import create_app, ranking
 from recsvc.live_index import LiveIndex
 
@@ -24,7 +25,7 @@ def exact_index(index_root: Path) -> PublishedIndex:
 
 @pytest.fixture(scope="module")
 def wide_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
-    """340 titles: five lists of 20 cover a small part of it."""
+    """340 titles: the heads of five lists cover a small part of it."""
     root = tmp_path_factory.mktemp("wide-index")
     publish(root, synthetic_corpus(tmp_path_factory.mktemp("wide-images"), extra_titles=300))
     return open_version(root)
@@ -61,7 +62,7 @@ def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, fl
     return [(hit.title_id, hit.score) for hit in ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})]
 
 
-@pytest.mark.parametrize("which", ["exact_index", "tree_index"])
+@pytest.mark.parametrize("which", ["wide_index", "tree_index"])
 def test_lists_are_the_live_search_answers(which: str, request: pytest.FixtureRequest) -> None:
     """For every title and every k the lists can answer: the same titles in the same order, the same scores."""
     index: PublishedIndex = request.getfixturevalue(which)
@@ -80,12 +81,13 @@ def test_lists_are_the_live_search_answers(which: str, request: pytest.FixtureRe
 
 
 def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: PublishedIndex) -> None:
-    """crowd-q's 80 rows searched hold 65 rows of five crowders: its list is short, and k beyond it is searched."""
-    crowd = listed(exact_index, "crowd-q", 5)
-    assert crowd is not None and {t for t, _ in crowd} == set(CROWDERS)
-    assert listed(exact_index, "crowd-q", 20) is None
-    assert listed(exact_index, "t001", 21) is None  # deeper than any list
-    for k in (20, 21, 40):
+    """crowd-q's 80 rows searched hold 65 rows of five crowders: its list is partly empty and answers nothing."""
+    crowd = exact_index.similar.titles[exact_index.title_ids.index("crowd-q")]
+    assert 5 <= np.count_nonzero(crowd >= 0) < 20
+    assert {exact_index.title_ids[t] for t in crowd[:5]} == set(CROWDERS)
+    assert listed(exact_index, "crowd-q", 5) is None and listed(exact_index, "crowd-q", 20) is None
+    assert listed(exact_index, "t001", 20) is not None and listed(exact_index, "t001", 21) is None  # deeper than any list
+    for k in (5, 20, 21, 40):
         hits = ranking.similar_titles(exact_index, "crowd-q", k)
         assert [(h.title_id, h.score) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
 
@@ -148,9 +150,13 @@ def test_titles_whose_leaves_hold_too_few_rows_get_no_list(tree_index: Published
     full = tree_index.similar.titles[:, -1] >= 0
     empty = tree_index.similar.titles[:, 0] < 0
     assert (full | empty).all() and full.mean() > 0.5
+    assert empty.any()
     for title in np.flatnonzero(empty)[:20]:
         title_id = tree_index.title_ids[title]
-        assert len(tree_index.search_leaves(ranking.original_vector(tree_index, title_id), 80)[0]) < 80
+        query = ranking.original_vector(tree_index, title_id)
+        assert len(tree_index.search_leaves(query, 80)[0]) < 80
+        rows, scores = tree_index.search(query, 80)  # answered exactly, not short
+        np.testing.assert_array_equal(rows[0], exact_top_k(tree_index.embeddings, query[None], 80)[0])
         assert len({hit.title_id for hit in ranking.similar_titles(tree_index, title_id, 20)}) == 20
 
 
@@ -176,3 +182,37 @@ def test_recent_neighbours_searches_when_the_lists_hold_too_few_candidates(wide_
     assert {hit.title_id for hit in listed} == head and len(listed) == 10
     searched = ranking.recommend(index, ["t005"], 30, "recent_neighbours", exclude_history=True)
     assert searched == ranking.recommend(index, ["t005"], 30, "recent", exclude_history=True) and len(searched) == 30
+
+
+def test_recent_neighbours_includes_the_history_when_asked(wide_index: PublishedIndex) -> None:
+    """A list never holds its own title, so with ``exclude_history`` false the history joins the candidates."""
+    for history in (["t005"], ["t001", "t002", "t003"]):
+        hits = {hit.title_id for hit in ranking.recommend(wide_index, history, 10, "recent_neighbours", exclude_history=False)}
+        assert set(history) <= hits
+
+
+def test_a_catalogue_smaller_than_a_list_publishes_complete_lists(tmp_path: Path) -> None:
+    """Eight titles: each list holds the seven others, and answers any k."""
+    items, vectors = tree_corpus(n=8)
+    items = [item for item in items if not item.is_variant]
+    publish_index(tmp_path, items, vectors[:8], {}, exact_search_max_items=100, recall_floor=0.9, keep_versions=1)
+    index = open_version(tmp_path)
+    assert (np.count_nonzero(index.similar.titles >= 0, axis=1) == 7).all()
+    assert [t for t, _ in listed(index, "t3", 7)] == [t for t, _ in searched(index, "t3", 7)]
+    assert len(listed(index, "t3", 50)) == 7
+
+
+def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) -> None:
+    """``ghost`` has a DE variant right beside t1 and no original: no list, search or recommendation returns it."""
+    items, vectors = tree_corpus(n=200)
+    items = [item for item in items if not item.is_variant]
+    ghost = IndexItem("ghost@DE", "ghost", "Geist", "/ghost_de.jpg", "DE", "de")
+    publish_index(tmp_path, [*items, ghost], np.concatenate([vectors[:200], vectors[1:2]]), {},
+                  exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
+    index = open_version(tmp_path)
+    ghost_title = index.title_ids.index("ghost")
+    assert ghost_title not in index.similar.titles
+    for k in (5, 30):  # from the list, then searched live
+        assert "ghost" not in {hit.title_id for hit in ranking.similar_titles(index, "t1", k)}
+    for aggregation in ranking.AGGREGATIONS:
+        assert "ghost" not in {hit.title_id for hit in ranking.recommend(index, ["t1"], 10, aggregation, True)}
