@@ -41,26 +41,24 @@ class Publication:
     pruned: list[str]
 
 
-def _check_reloaded(root: Path, version: str, searcher, params: IndexParams, embeddings: np.ndarray, k: int) -> None:
-    """The written version must load and answer a sample of queries like the searcher that was built."""
-    loaded = published.open_version(root, version)
+def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: np.ndarray, k: int, depth: int) -> None:
+    """Reload the staged files once: they must answer a sample of queries like the searcher that was built;
+    then add every title's ``depth`` nearest other titles, searched in them exactly as the service will search."""
+    staged = published.open_directory(directory, with_similar_lists=False)
     queries = embeddings[: min(32, len(embeddings))]
     expected, _ = searcher.search_batched(queries, final_num_neighbors=min(k, len(embeddings)), **params.search_options())
-    got, _ = loaded.search(queries, k)
+    got, _ = staged.search(queries, k)
     if not np.array_equal(np.asarray(expected), got):
-        raise IndexError_(f"index version {version} answers differently after reloading; not published")
-    if loaded.similar is None:
-        raise IndexError_(f"index version {version} lost its similar lists when written; not published")
-
-
-def _write_similar_lists(directory: Path, params: IndexParams, depth: int) -> None:
-    """Every title's ``depth`` nearest other titles, searched in the staged files exactly as the service will search them."""
-    staged = published.open_directory(directory, with_similar_lists=False)
+        raise IndexError_(f"index version staged in {directory} answers differently after reloading; not published")
     started = time.perf_counter()
     lists = similar_lists.compute(
         staged.search_leaves, staged.embeddings, staged.title_of_row, staged.original_row_of_title, depth, params.reorder_k or None,
     )
     similar_lists.save(directory, lists)
+    try:
+        similar_lists.load(directory, len(staged.title_ids))
+    except (OSError, ValueError) as err:
+        raise IndexError_(f"similar lists staged in {directory} cannot be read back ({err}); not published") from err
     log.info("similar lists: %d titles x %d in %.1f s", len(lists.titles), depth, time.perf_counter() - started)
 
 
@@ -123,10 +121,9 @@ def publish_index(
             scann_dir = directory / published.SCANN_DIR
             scann_dir.mkdir()
             searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
-            _write_similar_lists(directory, params, similar_depth)
+            _finish_staged(directory, searcher, params, embeddings, k, similar_depth)
 
         path = published.stage_version(root, version, write)
-        _check_reloaded(root, version, searcher, params, embeddings, k)
         published.set_current(root, version)
         pruned = published.prune_versions(root, keep_versions)
         log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)

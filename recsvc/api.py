@@ -47,11 +47,16 @@ def _region_union(variant_regions: frozenset[str], configured: tuple[str, ...]) 
     return variant_regions | frozenset(configured)
 
 
-def original_item(index: PublishedIndex, title_id: str) -> IndexItem:
+def poster_row(index: PublishedIndex, title_id: str) -> int:
+    """The row of poster ``title_id``, or a 404 naming it."""
     row = index.poster_row(title_id)
     if row is None:
         raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
-    return index.items[row]
+    return row
+
+
+def original_item(index: PublishedIndex, title_id: str) -> IndexItem:
+    return index.items[poster_row(index, title_id)]
 
 
 def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
@@ -118,8 +123,7 @@ def similar(title_id: str):
     index = served_index()
     k = params.parse_k(request.args.get("k"), _settings().max_k)
     region = params.parse_region(request.args.get("region"), known_regions(index))
-    original_item(index, title_id)
-    return jsonify(_results(index, ranking.similar_titles(index, title_id, k), region, id=title_id))
+    return jsonify(_results(index, ranking.similar_titles(index, poster_row(index, title_id), k), region, id=title_id))
 
 
 @bp.post("/recommendations")

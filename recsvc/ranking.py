@@ -107,13 +107,14 @@ def nearest_titles(
     return nearest_titles_batched(index, query, k, exclude, history)[0]
 
 
-def similar_titles(index: PublishedIndex, title_id: str, k: int) -> list[Hit]:
-    """The ``k`` nearest other titles of a poster: read from the list precomputed at publication when it holds them, else searched."""
+def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> list[Hit]:
+    """The ``k`` nearest other titles of the poster at ``poster_row`` (the service has looked it up to validate it):
+    read from the list precomputed at publication when it holds them, else searched."""
     if index.similar is not None:
-        listed = index.similar.top(int(index.title_of_row[index.row_of_key[title_id]]), k, len(index.title_ids))
+        listed = index.similar.top(int(index.title_of_row[poster_row]), k, len(index.title_ids))
         if listed is not None:
             return hits_of_titles(index, *listed)
-    return nearest_titles(index, original_vector(index, title_id), k, exclude={title_id})
+    return nearest_titles(index, index.embeddings[poster_row], k, exclude={index.items[poster_row].title_id})
 
 
 def fused_titles(
@@ -134,10 +135,6 @@ def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
     weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float32)
     weights.flags.writeable = False
     return weights
-
-
-def original_vector(index: PublishedIndex, title_id: str) -> np.ndarray:
-    return index.embeddings[index.row_of_key[title_id]]
 
 
 def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) -> np.ndarray:
@@ -166,12 +163,10 @@ def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndar
     if len(candidates) < k:
         return None
     titles = np.fromiter(candidates, np.int64, len(candidates))
-    rows = index.original_row_of_title[titles]  # lists and histories hold only titles with an original
-    scores = index.embeddings[rows] @ query
+    scores = index.embeddings[index.original_row_of_title[titles]] @ query  # lists and histories hold only titles with an original
     best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     best = best[np.argsort(-scores[best], kind="stable")]
-    return [Hit(index.title_ids[title], score, row)
-            for title, score, row in zip(titles[best].tolist(), scores[best].tolist(), rows[best].tolist())]
+    return hits_of_titles(index, titles[best].tolist(), scores[best].tolist())
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
@@ -182,13 +177,18 @@ def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: st
 def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
     """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them)."""
     titles = index.title_of_row[rows]
-    exclude = {index.title_ids[title] for title in titles.tolist()} if exclude_history else set()
     if aggregation == "fusion":
         recent = slice(-FUSION_MAX_QUERIES, None)
-        return fused_titles(index, index.embeddings[rows[recent]], recency_weights(len(rows))[recent], k, exclude)
+        weights = recency_weights(len(rows))[recent]
+        return fused_titles(index, index.embeddings[rows[recent]], weights, k, _excluded_ids(index, titles, exclude_history))
     query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
     if aggregation == "recent_neighbours":
         hits = ranked_neighbours(index, titles, query, k, exclude_history)
         if hits is not None:
             return hits
-    return nearest_titles(index, query, k, exclude, history=True)
+    return nearest_titles(index, query, k, _excluded_ids(index, titles, exclude_history), history=True)
+
+
+def _excluded_ids(index: PublishedIndex, history: np.ndarray, exclude_history: bool) -> set[str]:
+    """The history's title ids for a search to leave out (none when the history is wanted)."""
+    return {index.title_ids[title] for title in history.tolist()} if exclude_history else set()

@@ -350,7 +350,7 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
 
 def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_ones(app) -> None:
     index = app.extensions["posterrec"].index
-    queries = np.stack([ranking.original_vector(index, t) for t in ("crowd-q", "t001", "crowd-a")])
+    queries = index.embeddings[[index.row_of_key[t] for t in ("crowd-q", "t001", "crowd-a")]]
     batched = ranking.nearest_titles_batched(index, queries, 10, exclude={"crowd-q"})
     assert [len(hits) for hits in batched] == [10, 10, 10]
     single = [ranking.nearest_titles(index, q, 10, exclude={"crowd-q"}) for q in queries]

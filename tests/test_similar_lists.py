@@ -59,7 +59,7 @@ def listed(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, floa
 
 
 def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]]:
-    return [(hit.title_id, hit.score) for hit in ranking.nearest_titles(index, ranking.original_vector(index, title_id), k, exclude={title_id})]
+    return [(hit.title_id, hit.score) for hit in ranking.nearest_titles(index, index.embeddings[index.row_of_key[title_id]], k, exclude={title_id})]
 
 
 @pytest.mark.parametrize("which", ["wide_index", "tree_index"])
@@ -88,7 +88,7 @@ def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: Publishe
     assert listed(exact_index, "crowd-q", 5) is None and listed(exact_index, "crowd-q", 20) is None
     assert listed(exact_index, "t001", 20) is not None and listed(exact_index, "t001", 21) is None  # deeper than any list
     for k in (5, 20, 21, 40):
-        hits = ranking.similar_titles(exact_index, "crowd-q", k)
+        hits = ranking.similar_titles(exact_index, exact_index.row_of_key["crowd-q"], k)
         assert [(h.title_id, h.score) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
 
 
@@ -99,7 +99,7 @@ def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
                              exact_index._searcher, reversed_lists)
     title = exact_index.title_ids.index("t001")
     expected = [exact_index.title_ids[t] for t in exact_index.similar.titles[title][::-1][:5]]
-    assert [hit.title_id for hit in ranking.similar_titles(flipped, "t001", 5)] == expected
+    assert [hit.title_id for hit in ranking.similar_titles(flipped, flipped.row_of_key["t001"], 5)] == expected
 
 
 def test_distinct_titles_drops_the_own_title_repeats_and_everything_after_nan() -> None:
@@ -153,11 +153,11 @@ def test_titles_whose_leaves_hold_too_few_rows_get_no_list(tree_index: Published
     assert empty.any()
     for title in np.flatnonzero(empty)[:20]:
         title_id = tree_index.title_ids[title]
-        query = ranking.original_vector(tree_index, title_id)
+        query = tree_index.embeddings[tree_index.row_of_key[title_id]]
         assert len(tree_index.search_leaves(query, 80)[0]) < 80
         rows, scores = tree_index.search(query, 80)  # answered exactly, not short
         np.testing.assert_array_equal(rows[0], exact_top_k(tree_index.embeddings, query[None], 80)[0])
-        assert len({hit.title_id for hit in ranking.similar_titles(tree_index, title_id, 20)}) == 20
+        assert len({hit.title_id for hit in ranking.similar_titles(tree_index, tree_index.row_of_key[title_id], 20)}) == 20
 
 
 def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wide_index: PublishedIndex) -> None:
@@ -213,6 +213,6 @@ def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) 
     ghost_title = index.title_ids.index("ghost")
     assert ghost_title not in index.similar.titles
     for k in (5, 30):  # from the list, then searched live
-        assert "ghost" not in {hit.title_id for hit in ranking.similar_titles(index, "t1", k)}
+        assert "ghost" not in {hit.title_id for hit in ranking.similar_titles(index, index.row_of_key["t1"], k)}
     for aggregation in ranking.AGGREGATIONS:
         assert "ghost" not in {hit.title_id for hit in ranking.recommend(index, ["t1"], 10, aggregation, True)}
