@@ -71,13 +71,19 @@ def _ranked_relevance(embeddings: np.ndarray, relevant: np.ndarray) -> np.ndarra
     return np.take_along_axis(relevant, order, axis=1)
 
 
-def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int = 10) -> tuple[float, float]:
-    """Mean MAP@R and precision@k over queries that have at least one relevant item."""
+def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int = 10) -> tuple[float | None, float | None]:
+    """Mean MAP@R and precision@k over queries that have at least one relevant item.
+
+    None, None when no query has one (a split whose posters share no genre):
+    the metrics are undefined there, and None is what a JSON manifest can hold.
+    """
     relevant = relevant.astype(bool).copy()
     np.fill_diagonal(relevant, False)
-    ranked = _ranked_relevance(embeddings, relevant).astype(np.float32)
     r = relevant.sum(axis=1)
     queries = r > 0
+    if not queries.any():
+        return None, None
+    ranked = _ranked_relevance(embeddings, relevant).astype(np.float32)
     ranked, r = ranked[queries], r[queries]
     positions = np.arange(1, ranked.shape[1] + 1)
     precision_at_i = np.cumsum(ranked, axis=1) / positions
@@ -86,7 +92,7 @@ def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int 
     return float(map_at_r.mean()), float(ranked[:, :k].mean())
 
 
-def retrieval_metrics(embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]], k: int = 10) -> dict[str, float]:
+def retrieval_metrics(embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]], k: int = 10) -> dict[str, float | None]:
     """MAP@R and precision@k for "same primary genre" and "shares a genre"."""
     primary = np.array([genres[0] for genres in genre_sets])
     targets = multi_hot(genre_sets, genre_vocabulary(genre_sets))

@@ -44,6 +44,12 @@ def test_map_at_r_by_hand() -> None:
     assert precision == pytest.approx(0.5)
 
 
+def test_metrics_are_undefined_when_no_poster_has_a_relevant_one() -> None:
+    embeddings = np.eye(3)
+    assert map_at_r_and_precision(embeddings, np.eye(3, dtype=bool)) == (None, None)
+    assert retrieval_metrics(embeddings, [["Action"], ["Comedy"], ["Drama"]])["map_at_r_any"] is None
+
+
 def test_perfect_embedding_scores_one_and_random_scores_less() -> None:
     genre_sets = [GENRES[i % len(GENRES)] for i in range(60)]
     perfect = multi_hot([g[:1] for g in genre_sets], ["Action", "Comedy", "Drama"]) + 1e-3
