@@ -43,10 +43,13 @@ class Hit(NamedTuple):
     row: int
 
 
-def hits_of_titles(index: PublishedIndex, titles: list[int], scores: list[float]) -> list[Hit]:
-    """Hits for title ordinals; titles indexed only through variants are no result (they have no poster to show)."""
-    rows = index.original_row_of_title[titles].tolist()
-    return [Hit(index.title_ids[title], score, row) for title, score, row in zip(titles, scores, rows) if row >= 0]
+def hits_of_titles(index: PublishedIndex, titles: list[int], scores: list[float], rows: list[int] | None = None) -> list[Hit]:
+    """Hits for title ordinals and the rows of their originals (looked up unless given); titles indexed
+    only through variants (row -1) are no result: they have no poster to show."""
+    if rows is None:
+        rows = index.original_row_of_title[titles].tolist()
+    title_ids = index.title_ids
+    return [Hit(title_ids[title], score, row) for title, score, row in zip(titles, scores, rows) if row >= 0]
 
 
 def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[str], k: int) -> list[Hit]:
@@ -163,10 +166,11 @@ def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndar
     if len(candidates) < k:
         return None
     titles = np.fromiter(candidates, np.int64, len(candidates))
-    scores = index.embeddings[index.original_row_of_title[titles]] @ query  # lists and histories hold only titles with an original
+    rows = index.original_row_of_title[titles]  # lists and histories hold only titles with an original
+    scores = index.embeddings[rows] @ query
     best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     best = best[np.argsort(-scores[best], kind="stable")]
-    return hits_of_titles(index, titles[best].tolist(), scores[best].tolist())
+    return hits_of_titles(index, titles[best].tolist(), scores[best].tolist(), rows[best].tolist())
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:

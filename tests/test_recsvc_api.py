@@ -121,6 +121,7 @@ def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, ag
     assert body["aggregation"] == aggregation
     expected = ranking.recommend(app.extensions["posterrec"].index, history, 7, aggregation, True)
     assert [r["id"] for r in body["results"]] == [hit.title_id for hit in expected]
+    assert [r["score"] for r in body["results"]] == [round(hit.score, 6) for hit in expected]
 
 
 def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client: FlaskClient) -> None:
