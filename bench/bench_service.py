@@ -9,8 +9,9 @@ measures requests/s and p50/p99 latency of ``/v1/posters/<id>/similar`` and
 bare Flask app that returns a constant gives the framework's own ceiling, so
 the service's throughput is reported as a fraction of it (target: p99 under
 20 ms at 32 clients and at least 70% of the bare endpoint's throughput). Each
-endpoint is measured right after a bare cell, with both servers up, and its
-share is the median of the rounds' shares (the machine's speed drifts). The
+endpoint is measured between two bare cells, with both servers up, and its
+share (against their mean) is the median of the rounds' shares (the machine's
+speed drifts). The
 bare app also answers a POST of the ``/recommendations`` body by parsing it:
 context for what a POST costs the framework before any of the service's work.
 
@@ -194,29 +195,30 @@ ENDPOINTS = (("/v1/posters/<id>/similar", "similar"), ("/v1/recommendations", "r
 
 def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> dict[str, dict[int, dict]]:
     """One round: the bare app and the service each under its own fresh gunicorn, both running, measured
-    cell by cell in turn (bare, then each endpoint, at each client count).
+    cell by cell in turn, every endpoint cell between two bare cells of its client count.
 
     This machine's speed drifts by tens of percent within a minute (the bare endpoint measured 3,916 and
-    5,911 req/s in runs minutes apart), so each endpoint is compared with the bare cell of its own client
-    count, measured seconds before it, not with one measured a minute earlier; an idle server takes no CPU
-    from the one under load.
+    5,911 req/s in runs minutes apart), so an endpoint is compared with the mean of the bare cells measured
+    right before and right after it, which cancels a steady drift; an idle server takes no CPU from the
+    one under load. The bare row reports the middle of its cells.
     """
     rows: dict[str, dict[int, dict]] = {BASELINE: {}, BARE_POST: {}, **{name: {} for name, _ in ENDPOINTS}}
     with gunicorn("bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant") as bare_port, \
             gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as service_port:
         for c in clients:
-            bare = rows[BASELINE][c] = run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup)
+            bares = [run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup)]
             for name, port, kind in ((BARE_POST, bare_port, "recommendations"), *((n, service_port, k) for n, k in ENDPOINTS)):
                 cell = run_load(port, kind, args.n, c, args.seconds, args.warmup)
-                rows[name][c] = {**cell, "share": cell["rps"] / bare["rps"] if bare["rps"] else float("nan")}
-    for c in clients:
-        rows[BASELINE][c]["share"] = 1.0
+                bares.append(run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup))
+                beside = (bares[-2]["rps"] + bares[-1]["rps"]) / 2
+                rows[name][c] = {**cell, "share": cell["rps"] / beside if beside else float("nan")}
+            rows[BASELINE][c] = {**sorted(bares, key=lambda cell: cell["rps"])[len(bares) // 2], "share": 1.0}
     return rows
 
 
 def median_cell(cells: list[dict]) -> dict:
     """The round with the median throughput, whole, so its p50/p99 come from the same run; its share of
-    the bare throughput is the median of the rounds' shares, each against the bare cell measured beside it
+    the bare throughput is the median of the rounds' shares, each against the bare cells measured beside it
     (so a row's share need not equal its requests/s over the bare row's).
 
     Rounds differ more than cells within a round on this shared 2-core machine
