@@ -15,7 +15,7 @@ from flask import Flask
 
 from posterrec_settings import Settings, load_settings
 
-from . import api, browse, catalog_api, health
+from . import api, browse, catalog_api, health, kernels
 from .errors import register_error_handlers
 from .json_provider import OrjsonProvider
 from .live_index import LiveIndex
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
     app.json = OrjsonProvider(app)
+    kernels.warm_up()  # here, not in the first request, which would wait ~2 s for it
     live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0)
     live.start()
     if live.index is None:

@@ -10,12 +10,13 @@ the index is exhausted.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Collection, NamedTuple
 
 import numpy as np
 
 from indexer.published import PublishedIndex
+
+from . import kernels
 
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
@@ -142,10 +143,7 @@ def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
 
 def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) -> np.ndarray:
     """The normalised recency-weighted average of the history's vectors (the latest if they cancel out)."""
-    vectors = index.embeddings[history_rows]
-    query = recency_weights(len(history_rows), decay) @ vectors
-    norm = math.sqrt(float(query @ query))
-    return query / norm if norm > 0 else vectors[-1]
+    return kernels.unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
 
 
 def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndarray, k: int, exclude_history: bool) -> list[Hit] | None:
@@ -153,24 +151,15 @@ def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndar
     history titles (ordinals, oldest first), and the history itself unless it is excluded.
 
     None when the index has no lists or they hold fewer than ``k`` candidates; the caller searches instead.
-    Candidates are gathered in Python sets: at most 50 ints, where ``np.unique`` and ``np.isin`` cost 13 µs.
     """
     if index.similar is None:
         return None
-    candidates = set(index.similar.titles[history[-NEIGHBOUR_SOURCES:], :NEIGHBOUR_DEPTH].ravel().tolist())
-    candidates.discard(-1)
-    if exclude_history:
-        candidates.difference_update(history.tolist())
-    else:  # a list never holds its own title
-        candidates.update(history.tolist())
-    if len(candidates) < k:
+    titles, scores, rows, candidates = kernels.best_listed(
+        index.similar.titles, index.embeddings, index.original_row_of_title, history, query,
+        NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
+    if candidates < k:
         return None
-    titles = np.fromiter(candidates, np.int64, len(candidates))
-    rows = index.original_row_of_title[titles]  # lists and histories hold only titles with an original
-    scores = index.embeddings[rows] @ query
-    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    best = best[np.argsort(-scores[best], kind="stable")]
-    return hits_of_titles(index, titles[best].tolist(), scores[best].tolist(), rows[best].tolist())
+    return hits_of_titles(index, titles.tolist(), scores.tolist(), rows.tolist())
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
