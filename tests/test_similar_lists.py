@@ -251,3 +251,13 @@ def test_listed_candidates_tie_by_ordinal_and_leave_out_the_history() -> None:
         5, 3, 3, True)
     assert candidates == 3 and titles.tolist() == [2, 3, 4] and rows.tolist() == [2, 3, 4]
     np.testing.assert_allclose(scores, [0.8, 0.8, 0.6])
+
+
+def test_listed_candidates_join_the_history_beside_partly_empty_lists() -> None:
+    """With ``exclude_history`` false the history joins the candidates even when lists hold -1 padding."""
+    embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    lists = np.array([[2, -1, -1], [3, 2, -1], [0, 1, 3], [0, 1, 2]], np.int32)
+    titles, scores, rows, candidates = kernels.best_listed(
+        lists, embeddings, np.arange(4, dtype=np.int64), np.array([0, 1], np.int64), np.array([0, 1], np.float32),
+        5, 3, 4, False)
+    assert candidates == 4 and titles.tolist() == [1, 2, 3, 0]
