@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda user: [ids[i] for i in top_k(score(user.history), [catalog.row_of[t] for t in user.history])]
 
     def by_ranking(aggregation: str, over: PublishedIndex = index) -> callable:
-        return lambda user: [hit.title_id for hit in ranking.recommend(over, user.history, K, aggregation, True)]
+        return lambda user: ranking.recommend(over, user.history, K, aggregation, True).title_ids(over)
 
     grid = [w for w in itertools.product((0, 0.5, 1, 2), repeat=3) if any(w)]
     validation_scorers = Scorers(catalog, index, validation_users)

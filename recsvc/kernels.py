@@ -42,8 +42,8 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.float32:
 @numba.njit(cache=True, nogil=True)
 def best_listed(listed_titles: np.ndarray, embeddings: np.ndarray, original_rows: np.ndarray, history: np.ndarray,
                 query: np.ndarray, sources: int, depth: int, k: int, exclude_history: bool):
-    """The ``k`` candidates scoring best against ``query`` (title ordinals, scores, original rows, best first) and
-    how many candidates there were.
+    """The ``k`` candidates scoring best against ``query`` (title ordinals and scores, best first) and how many
+    candidates there were.
 
     Candidates are the first ``depth`` titles of the lists of the latest ``sources`` history titles
     (ordinals, oldest first), without the history when ``exclude_history``, with it otherwise. Ties keep the
@@ -80,7 +80,7 @@ def best_listed(listed_titles: np.ndarray, embeddings: np.ndarray, original_rows
     for i in range(unique):
         scores[i] = _dot(embeddings[rows[i]], query)
     best = np.argsort(-scores, kind="mergesort")[:k]
-    return candidates[best], scores[best], rows[best], unique
+    return candidates[best], scores[best], unique
 
 
 def warm_up() -> None:

@@ -36,58 +36,58 @@ NEIGHBOUR_DEPTH = 10
 (hit-rate@10 0.2361) did as well as all 20 (0.2308) or 5 (0.2200), and half the candidates cost half the reads."""
 
 
-class Hit(NamedTuple):
-    """One result title, its best score and the row of its original poster (a tuple: a response builds tens of them)."""
+class Ranked(NamedTuple):
+    """Result titles, best first: their ordinals and scores, in two lists rather than one object per title.
 
-    title_id: str
-    score: float
-    row: int
+    A response reads its titles' ids and names from the index's compact labels in one gather each
+    (:class:`indexer.labels.TitleLabels`); building a tuple and reading an id per result cost more than
+    the ranking that chose them (README, "Service benchmarks").
+    """
 
+    titles: list[int]
+    scores: list[float]
 
-def hits_of_titles(index: PublishedIndex, titles: list[int], scores: list[float], rows: list[int] | None = None) -> list[Hit]:
-    """Hits for title ordinals and the rows of their originals (looked up unless given); titles indexed
-    only through variants (row -1) are no result: they have no poster to show."""
-    if rows is None:
-        rows = index.original_row_of_title[titles].tolist()
-    title_ids = index.title_ids
-    return [Hit(title_ids[title], score, row) for title, score, row in zip(titles, scores, rows) if row >= 0]
+    def title_ids(self, index: PublishedIndex) -> list[str]:
+        return [index.title_ids[title] for title in self.titles]
 
 
-def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[str], k: int) -> list[Hit]:
-    """The first ``k`` distinct titles among ``rows`` (best first), each with its best score.
+def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[int], k: int) -> Ranked:
+    """The first ``k`` distinct titles among ``rows`` (best first), each with its best score, leaving out the
+    ``exclude`` ordinals and titles indexed only through variants (they have no poster to show).
 
     Rows become title ordinals in one NumPy lookup and the walk runs over
     plain ints: 8 µs for 40 rows, against 27 µs with ``np.unique``.
     """
-    hits: list[Hit] = []
+    titles: list[int] = []
+    best: list[float] = []
     if k <= 0:
-        return hits
+        return Ranked(titles, best)
     seen: set[int] = set()
     ordinals = index.title_of_row[rows]
     for title, score, original in zip(ordinals.tolist(), scores.tolist(), index.original_row_of_title[ordinals].tolist()):
         if title in seen:
             continue
         seen.add(title)
-        title_id = index.title_ids[title]
-        if original >= 0 and title_id not in exclude:
-            hits.append(Hit(title_id, score, original))
-            if len(hits) == k:
+        if original >= 0 and title not in exclude:
+            titles.append(title)
+            best.append(score)
+            if len(titles) == k:
                 break
-    return hits
+    return Ranked(titles, best)
 
 
 def nearest_titles_batched(
-    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[str] = (), history: bool = False
-) -> list[list[Hit]]:
-    """The ``k`` best distinct titles for each query row, widening the search until filled.
+    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[int] = (), history: bool = False
+) -> list[Ranked]:
+    """The ``k`` best distinct titles for each query row, less the ``exclude`` ordinals, widening the search until filled.
 
     All queries go to ScaNN in one call (a fusion request has up to 20 of them, and each call has a
     fixed cost); only the queries whose neighbourhood is crowded by variants are searched again, deeper.
     """
     queries = np.atleast_2d(queries)
     exclude = set(exclude)
-    want = min(k, len(index.title_ids) - len(exclude & index.rows_of_title.keys()))
-    results: list[list[Hit]] = [[] for _ in queries]
+    want = min(k, len(index.title_ids) - len(exclude))
+    results = [Ranked([], []) for _ in queries]
     pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
     while pending:
@@ -95,7 +95,7 @@ def nearest_titles_batched(
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
             best = _collapse(query_rows, query_scores, index, exclude, k)
-            if len(best) >= want or depth >= len(index):
+            if len(best.titles) >= want or depth >= len(index):
                 results[query] = best
             else:
                 unfilled.append(query)
@@ -105,32 +105,35 @@ def nearest_titles_batched(
 
 
 def nearest_titles(
-    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[str] = (), history: bool = False
-) -> list[Hit]:
+    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[int] = (), history: bool = False
+) -> Ranked:
     """The ``k`` best distinct titles for one query vector (``history``: an averaged watch history)."""
     return nearest_titles_batched(index, query, k, exclude, history)[0]
 
 
-def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> list[Hit]:
+def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> Ranked:
     """The ``k`` nearest other titles of the poster at ``poster_row`` (the service has looked it up to validate it):
-    read from the list precomputed at publication when it holds them, else searched."""
+    read from the list precomputed at publication when it holds them (lists hold only titles with an
+    original poster), else searched."""
+    title = int(index.title_of_row[poster_row])
     if index.similar is not None:
-        listed = index.similar.top(int(index.title_of_row[poster_row]), k, len(index.title_ids))
+        listed = index.similar.top(title, k, len(index.title_ids))
         if listed is not None:
-            return hits_of_titles(index, *listed)
-    return nearest_titles(index, index.embeddings[poster_row], k, exclude={index.items[poster_row].title_id})
+            return Ranked(*listed)
+    return nearest_titles(index, index.embeddings[poster_row], k, exclude={title})
 
 
 def fused_titles(
-    index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[str] = ()
-) -> list[Hit]:
+    index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[int] = ()
+) -> Ranked:
     """Multi-query fusion: each title scores its best weighted similarity to any of the queries."""
-    best: dict[str, Hit] = {}
-    for hits, weight in zip(nearest_titles_batched(index, queries, k, exclude), weights.tolist()):
-        for hit in hits:
-            if hit.title_id not in best or weight * hit.score > best[hit.title_id].score:
-                best[hit.title_id] = hit._replace(score=weight * hit.score)
-    return sorted(best.values(), key=lambda hit: -hit.score)[:k]
+    best: dict[int, float] = {}
+    for ranked, weight in zip(nearest_titles_batched(index, queries, k, exclude), weights.tolist()):
+        for title, score in zip(*ranked):
+            if title not in best or weight * score > best[title]:
+                best[title] = weight * score
+    fused = sorted(best.items(), key=lambda entry: -entry[1])[:k]
+    return Ranked([title for title, _ in fused], [score for _, score in fused])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -146,7 +149,7 @@ def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) 
     return kernels.unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
 
 
-def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndarray, k: int, exclude_history: bool) -> list[Hit] | None:
+def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndarray, k: int, exclude_history: bool) -> Ranked | None:
     """The ``k`` titles that score best against ``query`` among those listed first as similar to the latest
     history titles (ordinals, oldest first), and the history itself unless it is excluded.
 
@@ -154,34 +157,34 @@ def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndar
     """
     if index.similar is None:
         return None
-    titles, scores, rows, candidates = kernels.best_listed(
+    titles, scores, candidates = kernels.best_listed(
         index.similar.titles, index.embeddings, index.original_row_of_title, history, query,
         NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
     if candidates < k:
         return None
-    return hits_of_titles(index, titles.tolist(), scores.tolist(), rows.tolist())
+    return Ranked(titles.tolist(), scores.tolist())
 
 
-def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
+def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> Ranked:
     """Recommendations for a watch history of poster ids, oldest first, by the chosen aggregation."""
     return recommend_rows(index, [index.row_of_key[title_id] for title_id in history], k, aggregation, exclude_history)
 
 
-def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> list[Hit]:
+def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> Ranked:
     """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them)."""
     titles = index.title_of_row[rows]
     if aggregation == "fusion":
         recent = slice(-FUSION_MAX_QUERIES, None)
         weights = recency_weights(len(rows))[recent]
-        return fused_titles(index, index.embeddings[rows[recent]], weights, k, _excluded_ids(index, titles, exclude_history))
+        return fused_titles(index, index.embeddings[rows[recent]], weights, k, _excluded(titles, exclude_history))
     query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
     if aggregation == "recent_neighbours":
-        hits = ranked_neighbours(index, titles, query, k, exclude_history)
-        if hits is not None:
-            return hits
-    return nearest_titles(index, query, k, _excluded_ids(index, titles, exclude_history), history=True)
+        listed = ranked_neighbours(index, titles, query, k, exclude_history)
+        if listed is not None:
+            return listed
+    return nearest_titles(index, query, k, _excluded(titles, exclude_history), history=True)
 
 
-def _excluded_ids(index: PublishedIndex, history: np.ndarray, exclude_history: bool) -> set[str]:
-    """The history's title ids for a search to leave out (none when the history is wanted)."""
-    return {index.title_ids[title] for title in history.tolist()} if exclude_history else set()
+def _excluded(history: np.ndarray, exclude_history: bool) -> set[int]:
+    """The history's title ordinals for a search to leave out (none when the history is wanted)."""
+    return set(history.tolist()) if exclude_history else set()

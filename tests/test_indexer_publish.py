@@ -252,3 +252,17 @@ def test_building_from_a_store_that_does_not_exist_creates_nothing(tmp_path: Pat
     assert indexer_main(["build", "--model", str(tmp_path), "--store", str(missing), "--out", str(tmp_path / "index")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_labels_give_each_title_its_id_and_original_title_by_ordinal(tmp_path: Path) -> None:
+    """Read by every response: non-ASCII titles survive, and a title indexed only through variants has no name."""
+    items = items_for(30)
+    items[3] = IndexItem("t3", "t3", "Die fabelhafte Welt der Amélie — 天気の子", "/posters/3.jpg")
+    items.append(IndexItem("ghost@DE", "ghost", "Geist", "/ghost_de.jpg", "DE", "de"))
+    publish_index(tmp_path, items, clustered(31), {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
+    index = open_version(tmp_path)
+    ordinals = list(range(len(index.title_ids)))[::-1]
+    ids, names = index.labels.take(ordinals)
+    assert ids == [index.title_ids[t] for t in ordinals]
+    assert names == ["" if title_id == "ghost" else index.items[index.row_of_key[title_id]].title for title_id in ids]
+    assert names[ids.index("t3")] == "Die fabelhafte Welt der Amélie — 天気の子"

@@ -119,9 +119,11 @@ def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, ag
     history = ["t001", "t002", "crowd-q"]
     body = client.post("/v1/recommendations", json={"history": history, "k": 7, "aggregation": aggregation}).json
     assert body["aggregation"] == aggregation
-    expected = ranking.recommend(app.extensions["posterrec"].index, history, 7, aggregation, True)
-    assert [r["id"] for r in body["results"]] == [hit.title_id for hit in expected]
-    assert [r["score"] for r in body["results"]] == [round(hit.score, 6) for hit in expected]
+    index = app.extensions["posterrec"].index
+    expected = ranking.recommend(index, history, 7, aggregation, True)
+    assert [r["id"] for r in body["results"]] == expected.title_ids(index)
+    assert [r["title"] for r in body["results"]] == [index.items[index.row_of_key[t]].title for t in expected.title_ids(index)]
+    assert [r["score"] for r in body["results"]] == [round(score, 6) for score in expected.scores]
 
 
 def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client: FlaskClient) -> None:
@@ -352,9 +354,10 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
 def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_ones(app) -> None:
     index = app.extensions["posterrec"].index
     queries = index.embeddings[[index.row_of_key[t] for t in ("crowd-q", "t001", "crowd-a")]]
-    batched = ranking.nearest_titles_batched(index, queries, 10, exclude={"crowd-q"})
-    assert [len(hits) for hits in batched] == [10, 10, 10]
-    single = [ranking.nearest_titles(index, q, 10, exclude={"crowd-q"}) for q in queries]
-    assert [[h.title_id for h in hits] for hits in batched] == [[h.title_id for h in hits] for hits in single]
-    assert [h.score for hits in batched for h in hits] == pytest.approx([h.score for hits in single for h in hits], abs=1e-5)
-    assert "crowd-q" not in {hit.title_id for hits in batched for hit in hits}
+    crowd_q = index.title_ids.index("crowd-q")
+    batched = ranking.nearest_titles_batched(index, queries, 10, exclude={crowd_q})
+    assert [len(ranked.titles) for ranked in batched] == [10, 10, 10]
+    single = [ranking.nearest_titles(index, q, 10, exclude={crowd_q}) for q in queries]
+    assert [ranked.titles for ranked in batched] == [ranked.titles for ranked in single]
+    assert [s for ranked in batched for s in ranked.scores] == pytest.approx([s for ranked in single for s in ranked.scores], abs=1e-5)
+    assert crowd_q not in {title for ranked in batched for title in ranked.titles}

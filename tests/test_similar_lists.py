@@ -74,7 +74,8 @@ def listed(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, floa
 
 
 def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]]:
-    return [(hit.title_id, hit.score) for hit in ranking.nearest_titles(index, index.embeddings[index.row_of_key[title_id]], k, exclude={title_id})]
+    ranked = ranking.nearest_titles(index, index.embeddings[index.row_of_key[title_id]], k, exclude={index.title_ids.index(title_id)})
+    return list(zip(ranked.title_ids(index), ranked.scores))
 
 
 @pytest.mark.parametrize("which", ["wide_index", "tree_index"])
@@ -103,8 +104,8 @@ def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: Publishe
     assert listed(exact_index, "crowd-q", 5) is None and listed(exact_index, "crowd-q", 20) is None
     assert listed(exact_index, "t001", 20) is not None and listed(exact_index, "t001", 21) is None  # deeper than any list
     for k in (5, 20, 21, 40):
-        hits = ranking.similar_titles(exact_index, exact_index.row_of_key["crowd-q"], k)
-        assert [(h.title_id, h.score) for h in hits] == searched(exact_index, "crowd-q", k) and len(hits) == k
+        ranked = ranking.similar_titles(exact_index, exact_index.row_of_key["crowd-q"], k)
+        assert list(zip(ranked.title_ids(exact_index), ranked.scores)) == searched(exact_index, "crowd-q", k) and len(ranked.titles) == k
 
 
 def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
@@ -114,7 +115,7 @@ def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
                              exact_index._searcher, reversed_lists)
     title = exact_index.title_ids.index("t001")
     expected = [exact_index.title_ids[t] for t in exact_index.similar.titles[title][::-1][:5]]
-    assert [hit.title_id for hit in ranking.similar_titles(flipped, flipped.row_of_key["t001"], 5)] == expected
+    assert ranking.similar_titles(flipped, flipped.row_of_key["t001"], 5).title_ids(flipped) == expected
 
 
 def test_distinct_titles_drops_the_own_title_repeats_and_everything_after_nan() -> None:
@@ -173,7 +174,7 @@ def test_titles_whose_leaves_hold_too_few_rows_get_no_list(sparse_tree_index: Pu
         assert len(tree_index.search_leaves(query, 80)[0]) < 80
         rows, scores = tree_index.search(query, 80)  # answered exactly, not short
         np.testing.assert_array_equal(rows[0], exact_top_k(tree_index.embeddings, query[None], 80)[0])
-        assert len({hit.title_id for hit in ranking.similar_titles(tree_index, tree_index.row_of_key[title_id], 20)}) == 20
+        assert len(set(ranking.similar_titles(tree_index, tree_index.row_of_key[title_id], 20).titles)) == 20
 
 
 def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wide_index: PublishedIndex) -> None:
@@ -185,9 +186,9 @@ def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wid
     query = ranking.recency_query(index, [index.row_of_key[t] for t in history], ranking.RECENCY_DECAY)
     for k in (10, len(listed)):  # all of them: a candidate from an older title's list would show
         expected = sorted(listed, key=lambda t: -float(index.embeddings[index.row_of_key[t]] @ query))[:k]
-        hits = ranking.recommend(index, history, k, "recent_neighbours", exclude_history=True)
-        assert [hit.title_id for hit in hits] == expected
-        np.testing.assert_allclose([hit.score for hit in hits], [index.embeddings[index.row_of_key[t]] @ query for t in expected], atol=1e-6)
+        ranked = ranking.recommend(index, history, k, "recent_neighbours", exclude_history=True)
+        assert ranked.title_ids(index) == expected
+        np.testing.assert_allclose(ranked.scores, [index.embeddings[index.row_of_key[t]] @ query for t in expected], atol=1e-6)
 
 
 def test_recent_neighbours_searches_when_the_lists_hold_too_few_candidates(wide_index: PublishedIndex) -> None:
@@ -195,16 +196,16 @@ def test_recent_neighbours_searches_when_the_lists_hold_too_few_candidates(wide_
     index = wide_index
     head = {index.title_ids[t] for t in index.similar.titles[index.title_ids.index("t005"), :ranking.NEIGHBOUR_DEPTH]}
     listed = ranking.recommend(index, ["t005"], 10, "recent_neighbours", exclude_history=True)
-    assert {hit.title_id for hit in listed} == head and len(listed) == 10
+    assert set(listed.title_ids(index)) == head and len(listed.titles) == 10
     searched = ranking.recommend(index, ["t005"], 30, "recent_neighbours", exclude_history=True)
-    assert searched == ranking.recommend(index, ["t005"], 30, "recent", exclude_history=True) and len(searched) == 30
+    assert searched == ranking.recommend(index, ["t005"], 30, "recent", exclude_history=True) and len(searched.titles) == 30
 
 
 def test_recent_neighbours_includes_the_history_when_asked(wide_index: PublishedIndex) -> None:
     """A list never holds its own title, so with ``exclude_history`` false the history joins the candidates."""
     for history in (["t005"], ["t001", "t002", "t003"]):
-        hits = {hit.title_id for hit in ranking.recommend(wide_index, history, 10, "recent_neighbours", exclude_history=False)}
-        assert set(history) <= hits
+        ranked = ranking.recommend(wide_index, history, 10, "recent_neighbours", exclude_history=False)
+        assert set(history) <= set(ranked.title_ids(wide_index))
 
 
 def test_a_catalogue_smaller_than_a_list_publishes_complete_lists(tmp_path: Path) -> None:
@@ -229,9 +230,9 @@ def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) 
     ghost_title = index.title_ids.index("ghost")
     assert ghost_title not in index.similar.titles
     for k in (5, 30):  # from the list, then searched live
-        assert "ghost" not in {hit.title_id for hit in ranking.similar_titles(index, index.row_of_key["t1"], k)}
+        assert ghost_title not in ranking.similar_titles(index, index.row_of_key["t1"], k).titles
     for aggregation in ranking.AGGREGATIONS:
-        assert "ghost" not in {hit.title_id for hit in ranking.recommend(index, ["t1"], 10, aggregation, True)}
+        assert ghost_title not in ranking.recommend(index, ["t1"], 10, aggregation, True).titles
 
 
 def test_the_recency_query_of_vectors_that_cancel_out_is_the_latest_vector(wide_index: PublishedIndex) -> None:
@@ -243,13 +244,14 @@ def test_the_recency_query_of_vectors_that_cancel_out_is_the_latest_vector(wide_
 
 
 def test_listed_candidates_tie_by_ordinal_and_leave_out_the_history() -> None:
-    """Two lists naming overlapping titles: each candidate scored once, equal scores lower ordinal first."""
-    embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.6, 0.8], [0.8, 0.6]], np.float32)
+    """Two lists naming overlapping titles: each candidate scored once, by its original's row (stored in
+    reverse here), equal scores lower ordinal first."""
+    by_title = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, 3, 4], [4, 3, -1], [0, 1, 3], [0, 1, 2], [0, 1, 2]], np.int32)
-    titles, scores, rows, candidates = kernels.best_listed(
-        lists, embeddings, np.arange(5, dtype=np.int64), np.array([0, 1], np.int64), np.array([0, 1], np.float32),
-        5, 3, 3, True)
-    assert candidates == 3 and titles.tolist() == [2, 3, 4] and rows.tolist() == [2, 3, 4]
+    titles, scores, candidates = kernels.best_listed(
+        lists, by_title[::-1].copy(), np.arange(4, -1, -1, dtype=np.int64), np.array([0, 1], np.int64),
+        np.array([0, 1], np.float32), 5, 3, 3, True)
+    assert candidates == 3 and titles.tolist() == [2, 3, 4]
     np.testing.assert_allclose(scores, [0.8, 0.8, 0.6])
 
 
@@ -257,7 +259,7 @@ def test_listed_candidates_join_the_history_beside_partly_empty_lists() -> None:
     """With ``exclude_history`` false the history joins the candidates even when lists hold -1 padding."""
     embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, -1, -1], [3, 2, -1], [0, 1, 3], [0, 1, 2]], np.int32)
-    titles, scores, rows, candidates = kernels.best_listed(
+    titles, scores, candidates = kernels.best_listed(
         lists, embeddings, np.arange(4, dtype=np.int64), np.array([0, 1], np.int64), np.array([0, 1], np.float32),
         5, 3, 4, False)
     assert candidates == 4 and titles.tolist() == [1, 2, 3, 0]
