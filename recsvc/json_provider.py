@@ -1,11 +1,13 @@
-"""Responses serialised by orjson: the JSON half of every API response's cost.
+"""JSON by orjson: the JSON half of every API response's cost.
 
 Serialising a ten-result ``/similar`` response took ~35 µs with the standard
 library and ~2 µs with orjson, out of a request that must stay near a bare
-Flask endpoint's cost (README, "Service benchmarks"). Requests are still
-parsed by the standard library (inherited ``loads``): it accepts every number
-JSON allows, so an integer beyond 64 bits reaches the parameter checks and
-gets their message rather than a generic parse error.
+Flask endpoint's cost (README, "Service benchmarks"); parsing a five-id
+``/recommendations`` body takes 0.6 µs against 4.1 µs. What orjson refuses
+to parse (the NaN and Infinity literals Python's parser accepts) the standard
+library parses as before, so a body's values reach the parameter checks and
+get their message rather than a generic parse error; an integer beyond 64
+bits reaches them as a float.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flask.json.provider import DefaultJSONProvider
 
 
 class OrjsonProvider(DefaultJSONProvider):
-    """Flask's JSON provider with orjson writing; what orjson cannot write goes to the standard library."""
+    """Flask's JSON provider with orjson reading and writing; what orjson cannot read or write goes to the standard library."""
 
     sort_keys = False  # fields in the order written (id first), as orjson writes them
 
@@ -27,6 +29,14 @@ class OrjsonProvider(DefaultJSONProvider):
         except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which JSON allows
             text = super().dumps(obj, indent=2 if option & orjson.OPT_INDENT_2 else None)
             return (text + "\n" if option & orjson.OPT_APPEND_NEWLINE else text).encode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        if kwargs:  # options for the standard library's parser
+            return super().loads(s, **kwargs)
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return super().loads(s)
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs:  # indent, separators and the like, which orjson does not take

@@ -1,4 +1,4 @@
-"""The orjson response provider writes what Flask's standard-library provider writes, and falls back where orjson cannot."""
+"""The orjson JSON provider reads and writes what Flask's standard-library provider does, and falls back where orjson cannot."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ def test_dumps_with_options_is_the_standard_librarys() -> None:
     provider = OrjsonProvider(_app())
     assert provider.dumps({"b": 1, "a": [1]}, indent=3) == json.dumps({"b": 1, "a": [1]}, indent=3)
     assert json.loads(provider.dumps({"big": 2**70})) == {"big": 2**70}
+
+
+@pytest.mark.parametrize("text", [json.dumps(sample) for sample in SAMPLES[:3]] + ['{"embedding": [NaN, Infinity, -Infinity]}', '[1, NaN]'])
+def test_request_bodies_parse_as_the_standard_library_parses_them(text: str) -> None:
+    """orjson where it can; the NaN and Infinity literals it refuses go to the standard library (compared as text: NaN != NaN)."""
+    parsed = OrjsonProvider(_app()).loads(text.encode())
+    assert json.dumps(parsed) == json.dumps(json.loads(text))
+
+
+def test_malformed_bodies_are_refused_by_both_parsers() -> None:
+    with pytest.raises(ValueError):
+        OrjsonProvider(_app()).loads(b'{"history": [')
