@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Collection, Iterable
+from typing import Any, Collection
 
 import numpy as np
 
@@ -21,6 +21,8 @@ def parse_int_in_range(raw: Any, name: str, maximum: int, default: int) -> int:
     """``raw`` as an integer in [1, maximum], ``default`` when absent; booleans and floats are refused, digit strings accepted."""
     if raw is None:
         return default
+    if type(raw) is int and 1 <= raw <= maximum:  # the usual case, without the text checks below
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
     text = str(raw).strip()
@@ -54,7 +56,7 @@ def parse_bool(raw: Any, name: str, default: bool) -> bool:
     raise bad_request(f"{name} must be true or false, got {raw!r}")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class RecommendationRequest:
     history: list[str]
     k: int
@@ -63,12 +65,14 @@ class RecommendationRequest:
     aggregation: str | None
 
 
-def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str], aggregations: Iterable[str]) -> RecommendationRequest:
+RECOMMENDATION_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
+
+
+def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str], aggregations: Collection[str]) -> RecommendationRequest:
     """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
-    allowed = {"history", "k", "region", "exclude_history", "aggregation"}
-    unknown = sorted(set(body) - allowed)
+    unknown = body.keys() - RECOMMENDATION_FIELDS
     if unknown:
-        raise bad_request(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise bad_request(f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))}")
     history = body.get("history")
     if not isinstance(history, list) or not history:
         raise bad_request("history must be a non-empty list of poster ids, oldest first")
@@ -77,7 +81,7 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str
     if len(history) > 1000:
         raise bad_request(f"history holds {len(history)} ids; at most 1000 are accepted")
     aggregation = body.get("aggregation")
-    if aggregation is not None and (not isinstance(aggregation, str) or aggregation not in set(aggregations)):
+    if aggregation is not None and (not isinstance(aggregation, str) or aggregation not in aggregations):
         raise bad_request(f"aggregation must be one of {', '.join(sorted(aggregations))}, got {aggregation!r}")
     return RecommendationRequest(
         history=history,
