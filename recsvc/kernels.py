@@ -4,8 +4,9 @@ A default request builds its query from five history vectors and ranks the
 ~50 titles listed as similar to them: each step is one small NumPy call of
 1-2 µs, and the ~25 of them (34 µs) were a quarter of the request's own time,
 which decides how close the service gets to a bare Flask endpoint's
-throughput (README, "Service benchmarks"). Compiled, the same work is two
-calls of a few µs. Compiled code is cached beside the module, so a worker
+throughput (README, "Service benchmarks"). Compiled, the same work is one
+call (:func:`recommend_listed`), most of whose time goes to reading the ~55
+embedding rows it scores. Compiled code is cached beside the module, so a worker
 loads it (0.5 s with the import) rather than compiling it (5.8 s) again; :func:`warm_up` compiles or
 loads it at start-up, before the first request waits for it.
 """
@@ -83,9 +84,24 @@ def best_listed(listed_titles: np.ndarray, embeddings: np.ndarray, original_rows
     return candidates[best], scores[best], unique
 
 
+@numba.njit(cache=True, nogil=True)
+def recommend_listed(listed_titles: np.ndarray, embeddings: np.ndarray, title_of_row: np.ndarray, original_rows: np.ndarray,
+                     history_rows: np.ndarray, weights: np.ndarray, sources: int, depth: int, k: int, exclude_history: bool):
+    """:func:`best_listed` for a history of poster rows ranked by their :func:`unit_weighted_sum`, in one call
+    (each call from Python costs a few µs of argument checks): the best titles, their scores, how many
+    candidates there were, and the query, which the caller searches with when there were fewer than ``k``."""
+    query = unit_weighted_sum(embeddings, history_rows, weights)
+    titles, scores, candidates = best_listed(listed_titles, embeddings, original_rows, title_of_row[history_rows],
+                                             query, sources, depth, k, exclude_history)
+    return titles, scores, candidates, query
+
+
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel with the types a request passes."""
+    """Compile (or load from the cache) the kernels a request calls, with the types it passes: Numba
+    compiles again for each new type, and the recency weights a request passes are read-only arrays."""
     embeddings = np.eye(2, 4, dtype=np.float32)
-    query = unit_weighted_sum(embeddings, np.array([0, 1], np.int64), np.ones(2, np.float32))
-    best_listed(np.array([[1], [0]], np.int32), embeddings, np.array([0, 1], np.int64), np.array([0], np.int64),
-                query, 5, 1, 1, True)
+    rows = np.array([0, 1], np.int64)
+    weights = np.ones(2, np.float32)
+    weights.flags.writeable = False
+    unit_weighted_sum(embeddings, rows, weights)
+    recommend_listed(np.array([[1], [0]], np.int32), embeddings, rows, rows, rows, weights, 5, 1, 1, True)

@@ -149,20 +149,17 @@ def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) 
     return kernels.unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
 
 
-def ranked_neighbours(index: PublishedIndex, history: np.ndarray, query: np.ndarray, k: int, exclude_history: bool) -> Ranked | None:
-    """The ``k`` titles that score best against ``query`` among those listed first as similar to the latest
-    history titles (ordinals, oldest first), and the history itself unless it is excluded.
+def ranked_neighbours(index: PublishedIndex, rows: list[int], k: int, exclude_history: bool) -> tuple[Ranked | None, np.ndarray]:
+    """The ``k`` titles that score best against the recency query of the history at poster ``rows`` (oldest
+    first) among those listed first as similar to its latest titles, and the history itself unless it is
+    excluded; and the query.
 
-    None when the index has no lists or they hold fewer than ``k`` candidates; the caller searches instead.
+    No titles when the lists hold fewer than ``k`` candidates; the caller searches with the query instead.
     """
-    if index.similar is None:
-        return None
-    titles, scores, candidates = kernels.best_listed(
-        index.similar.titles, index.embeddings, index.original_row_of_title, history, query,
-        NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
-    if candidates < k:
-        return None
-    return Ranked(titles.tolist(), scores.tolist())
+    titles, scores, candidates, query = kernels.recommend_listed(
+        index.similar.titles, index.embeddings, index.title_of_row, index.original_row_of_title,
+        np.asarray(rows, np.int64), recency_weights(len(rows)), NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
+    return (Ranked(titles.tolist(), scores.tolist()) if candidates >= k else None), query
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> Ranked:
@@ -172,19 +169,19 @@ def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: st
 
 def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> Ranked:
     """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them)."""
-    titles = index.title_of_row[rows]
     if aggregation == "fusion":
         recent = slice(-FUSION_MAX_QUERIES, None)
         weights = recency_weights(len(rows))[recent]
-        return fused_titles(index, index.embeddings[rows[recent]], weights, k, _excluded(titles, exclude_history))
-    query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
-    if aggregation == "recent_neighbours":
-        listed = ranked_neighbours(index, titles, query, k, exclude_history)
+        return fused_titles(index, index.embeddings[rows[recent]], weights, k, _excluded(index, rows, exclude_history))
+    if aggregation == "recent_neighbours" and index.similar is not None:
+        listed, query = ranked_neighbours(index, rows, k, exclude_history)
         if listed is not None:
             return listed
-    return nearest_titles(index, query, k, _excluded(titles, exclude_history), history=True)
+    else:
+        query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
+    return nearest_titles(index, query, k, _excluded(index, rows, exclude_history), history=True)
 
 
-def _excluded(history: np.ndarray, exclude_history: bool) -> set[int]:
-    """The history's title ordinals for a search to leave out (none when the history is wanted)."""
-    return set(history.tolist()) if exclude_history else set()
+def _excluded(index: PublishedIndex, rows: list[int], exclude_history: bool) -> set[int]:
+    """The title ordinals of the history at poster ``rows`` for a search to leave out (none when the history is wanted)."""
+    return set(index.title_of_row[rows].tolist()) if exclude_history else set()
