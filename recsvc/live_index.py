@@ -6,10 +6,19 @@ reference assignment, so a request in flight keeps the snapshot it started
 with and no request ever sees a half-loaded index. A version that fails to
 load is refused (and not retried until ``CURRENT`` names another one); the
 old version keeps serving.
+
+A loaded index is frozen out of the cyclic garbage collector (``gc.freeze``):
+a 1M-title version is ~2.4M tracked objects, and the full collection that
+Python runs once enough of them have piled up walked all of them, 558 ms
+holding the GIL, within the first ~6,000 requests after a load (a stalled
+worker and a p99 spike); frozen, a full collection takes under 1 ms. An
+index holds no reference cycles, so the version swapped out is still freed,
+by reference counting, once the last request holding it ends.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -53,6 +62,7 @@ class LiveIndex:
                 log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err)
                 return False
             self._index = fresh
+            gc.freeze()
             self._refused = None
             self.swaps += 1
             record_index(wanted, len(fresh), previous=served)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,25 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     published.set_current(root, good)
     fixed = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=5))
     assert live.refresh() and live.index.version == fixed
+
+
+def test_a_served_index_is_left_out_of_full_collections_and_freed_when_swapped_out(tmp_path: Path) -> None:
+    """Frozen out of the cyclic collector, and still freed by reference counting alone once replaced."""
+    root = tmp_path / "index"
+    publish(root, synthetic_corpus(tmp_path / "images"))
+    live = create_app(settings_for(root), watch=False).extensions["posterrec"]
+    item = live.index.items[0]
+    assert gc.get_freeze_count() > len(live.index.items) and not any(obj is item for obj in gc.get_objects())
+    old = weakref.ref(live.index)
+    publish(root, synthetic_corpus(tmp_path / "images", extra_titles=2))
+    was_enabled = gc.isenabled()
+    gc.disable()  # no collection may free it: reference counting must
+    try:
+        assert live.refresh()
+        assert old() is None, "the swapped-out index must be freed without a garbage collection"
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def test_hot_swap_with_requests_in_flight_fails_no_request(tmp_path: Path) -> None:
