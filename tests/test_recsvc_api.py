@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for
 
-from recsvc import create_app, kernels, ranking
+from recsvc import create_app, kernels, metrics, ranking
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +334,19 @@ def test_metrics_count_requests_and_latency_per_endpoint_and_show_the_index(inde
     assert _sample(after, "posterrec_index_items") == len(corpus.items)
     version = client.get("/readyz").json["version"]
     assert f'posterrec_index_version_info{{version="{version}"}} 1.0' in after
+
+
+def test_batched_requests_reach_the_same_buckets_and_sums_as_one_observation_each(client: FlaskClient) -> None:
+    """Requests are written in batches: each lands in the bucket ``Histogram.observe`` would put it in, on its bound included."""
+    rule, seconds = "/test/batched", [0.0005, 0.001, 0.003, 0.003, 3.0]
+    for duration in seconds:
+        metrics.PENDING.add(rule, "GET", 200, duration)
+    text = client.get("/metrics").get_data(as_text=True)  # /metrics writes what is queued first
+    cumulative = {"0.001": 2, "0.0025": 2, "0.005": 4, "2.5": 4, "+Inf": 5}
+    for bound, count in cumulative.items():
+        assert _sample(text, "posterrec_request_seconds_bucket", endpoint=rule, le=bound) == count, bound
+    assert _sample(text, "posterrec_request_seconds_sum", endpoint=rule) == pytest.approx(sum(seconds))
+    assert _sample(text, "posterrec_requests_total", endpoint=rule, method="GET", status="200") == 5
 
 
 def test_openapi_document_describes_every_endpoint_of_the_api(client: FlaskClient, app) -> None:
