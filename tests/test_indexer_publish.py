@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scann
 
 from indexer.__main__ import main as indexer_main
-from indexer.publish import RecallBelowFloor, publish_index
-from indexer.published import VERSIONS, IndexError_, IndexItem, current_version, list_versions, open_version, prune_versions
+from indexer.publish import RecallBelowFloor, _finish_staged, publish_index
+from indexer.published import SCANN_DIR, VERSIONS, IndexError_, IndexItem, current_version, list_versions, open_version, prune_versions
 from indexer.scann_index import LEAF_FRACTIONS, TUNING_QUERIES, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
 from indexer.versions import rollback
 
@@ -266,3 +267,16 @@ def test_labels_give_each_title_its_id_and_original_title_by_ordinal(tmp_path: P
     assert ids == [index.title_ids[t] for t in ordinals]
     assert names == ["" if title_id == "ghost" else index.items[index.row_of_key[title_id]].title for title_id in ids]
     assert names[ids.index("t3")] == "Die fabelhafte Welt der Amélie — 天気の子"
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_staged_version_that_answers_unlike_the_searcher_built_is_refused(tmp_path: Path, exact: bool) -> None:
+    """The reload check compares the staged files with the searcher that was serialised: another searcher's answers fail it."""
+    version = publish(tmp_path, n=300, exact_search_max_items=10_000 if exact else 100, recall_floor=0.5)
+    index = open_version(tmp_path)
+    params = IndexParams.from_manifest(index.manifest)
+    directory = tmp_path / VERSIONS / version
+    own = scann.scann_ops_pybind.load_searcher(str(directory / SCANN_DIR))  # a rebuilt tree would partition anew
+    _finish_staged(directory, own, params, index.embeddings, 10, 20)
+    with pytest.raises(IndexError_, match="answers differently after reloading"):
+        _finish_staged(directory, build_searcher(index.embeddings[::-1].copy(), params), params, index.embeddings, 10, 20)
