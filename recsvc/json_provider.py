@@ -7,7 +7,9 @@ Flask endpoint's cost (README, "Service benchmarks"); parsing a five-id
 to parse (the NaN and Infinity literals Python's parser accepts) the standard
 library parses as before, so a body's values reach the parameter checks and
 get their message rather than a generic parse error; an integer beyond 64
-bits reaches them as a float.
+bits reaches them as a float. A body nested deeper than either parser goes
+(orjson stops at 1,024 levels, the standard library at Python's recursion
+limit) is malformed JSON like any other, a 400, not a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ class OrjsonProvider(DefaultJSONProvider):
         try:
             return orjson.loads(s)
         except orjson.JSONDecodeError:
+            pass
+        try:
             return super().loads(s)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to parse") from None
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs:  # indent, separators and the like, which orjson does not take

@@ -181,7 +181,7 @@ def test_recommendations_bad_fields_are_400_naming_the_field(client: FlaskClient
 @pytest.mark.parametrize(
     "data, content_type",
     [("{not json", "application/json"), ('["t001"]', "application/json"), ("null", "application/json"),
-     ('{"history": ["t001"]}', "text/plain"), ("", "application/json")],
+     ('{"history": ["t001"]}', "text/plain"), ("", "application/json"), ("[" * 100_000, "application/json")],
 )
 def test_recommendations_malformed_json_is_400(client: FlaskClient, data: str, content_type: str) -> None:
     assert_json_error(client.post("/v1/recommendations", data=data, content_type=content_type), 400)

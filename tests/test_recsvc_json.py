@@ -64,3 +64,9 @@ def test_request_bodies_parse_as_the_standard_library_parses_them(text: str) -> 
 def test_malformed_bodies_are_refused_by_both_parsers() -> None:
     with pytest.raises(ValueError):
         OrjsonProvider(_app()).loads(b'{"history": [')
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 100_000, "[" * 2_000 + "]" * 2_000])
+def test_json_nested_past_both_parsers_is_a_parse_error_not_a_recursion_error(body: str) -> None:
+    with pytest.raises(ValueError):
+        _app().json.loads(body)
