@@ -41,8 +41,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
+        """Werkzeug's error as JSON, keeping the headers HTTP requires of it (``Allow`` on a 405)."""
         code = (err.name or "error").lower().replace(" ", "_")
-        return _payload(err.code or 500, code, err.description or err.name)
+        response = _payload(err.code or 500, code, err.description or err.name)
+        response.headers.extend((name, value) for name, value in err.get_headers() if name != "Content-Type")
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):

@@ -364,6 +364,18 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.delete("/v1/posters/t001"), 405)
 
 
+@pytest.mark.parametrize("method, path, allowed", [
+    ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+    ("DELETE", "/v1/posters/t001", {"GET", "HEAD", "OPTIONS"}),
+    ("GET", "/v1/search", {"POST", "OPTIONS"}),
+])
+def test_wrong_method_says_which_are_allowed(client: FlaskClient, method: str, path: str, allowed: set[str]) -> None:
+    response = client.open(path, method=method)
+    assert_json_error(response, 405)
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+    assert response.headers.getlist("Content-Type") == ["application/json"]
+
+
 def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_ones(app) -> None:
     index = app.extensions["posterrec"].index
     queries = index.embeddings[[index.row_of_key[t] for t in ("crowd-q", "t001", "crowd-a")]]
