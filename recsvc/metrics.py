@@ -129,6 +129,13 @@ os.register_at_fork(after_in_child=PENDING._forget)
 atexit.register(PENDING.flush)
 
 REQUEST_KEY = "posterrec.request"
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+"""Methods counted under their own name; any other a client sends is counted as ``OTHER``, so that made-up
+methods cannot add a series each to every worker's metrics files."""
+
+
+def method_label(method: str) -> str:
+    return method if method in STANDARD_METHODS else "OTHER"
 
 
 class RecordedRequest(Request):
@@ -166,7 +173,7 @@ class RequestMetrics:
         finally:
             rule = getattr(environ.pop(REQUEST_KEY, None), "url_rule", None)
             status = int(statuses[-1][:3]) if statuses else 500
-            PENDING.add(rule.rule if rule else "unmatched", environ.get("REQUEST_METHOD", ""), status, time.perf_counter() - started)
+            PENDING.add(rule.rule if rule else "unmatched", method_label(environ.get("REQUEST_METHOD", "")), status, time.perf_counter() - started)
 
 
 def instrument(app: Flask) -> None:

@@ -336,6 +336,15 @@ def test_metrics_count_requests_and_latency_per_endpoint_and_show_the_index(inde
     assert f'posterrec_index_version_info{{version="{version}"}} 1.0' in after
 
 
+def test_made_up_methods_share_one_series(client: FlaskClient) -> None:
+    """Each new label set is a series in every worker's metrics files: what a client may invent must not make one."""
+    for method in ("BLAH1", "BLAH2", "X" * 200):
+        assert_json_error(client.open("/v1/posters/t001", method=method), 405)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "BLAH" not in text and "XXXX" not in text
+    assert _sample(text, "posterrec_requests_total", endpoint="unmatched", method="OTHER", status="405") >= 3
+
+
 def test_batched_requests_reach_the_same_buckets_and_sums_as_one_observation_each(client: FlaskClient) -> None:
     """Requests are written in batches: each lands in the bucket ``Histogram.observe`` would put it in, on its bound included."""
     rule, seconds = "/test/batched", [0.0005, 0.001, 0.003, 0.003, 3.0]
