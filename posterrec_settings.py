@@ -74,6 +74,9 @@ class Settings:
     max_k: int = 100
     """Largest ``k`` the HTTP API accepts."""
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_upload_pixels: int = 40_000_000
+    """Largest image ``/v1/search`` decodes (a 4,000 x 6,000 poster is 24M): a few kilobytes of PNG can
+    declare billions of pixels, and decoding them is what would run a worker out of memory."""
     index_poll_seconds: float = 10.0
     """How often the service checks for a newly published index version. Each check wakes a thread in every
     worker, whose request thread then waits for it to be scheduled: polling every 2 s instead of 30 s raised

@@ -152,9 +152,15 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
     if upload is None:
         raise bad_request("multipart upload needs a file field named 'image'")
     data = upload.read()
+    max_pixels = _settings().max_upload_pixels
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # read from the header: nothing is decoded yet
+            if width * height > max_pixels:
+                raise Image.DecompressionBombError(f"{width} x {height} pixels")
             image.load()
+    except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
+        raise ApiError(413, "image_too_large", f"upload {upload.filename!r} has more than the {max_pixels:,} pixels this service decodes")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ApiError(415, "unsupported_media_type", f"upload {upload.filename!r} is not an image this service can decode")
     embedder = _live().embedder_for(index)
