@@ -26,6 +26,8 @@ from typing import Iterable
 from PIL import Image, UnidentifiedImageError
 
 REQUIRED_COLUMNS = ("id", "title", "year", "genres", "image")
+RESERVED_ID_CHARACTERS = "/@"
+"""An id is one path segment of the API's URLs (``/v1/posters/<id>``), and ``<id>@<REGION>`` keys a variant."""
 GENRE_SEPARATOR = "|"
 EARLIEST_YEAR = 1870
 _LATEST_YEAR = datetime.date.today().year + 5
@@ -139,6 +141,9 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
         problems.append("empty id")
     elif row_id in seen:
         problems.append(f"duplicate id {row_id!r}, first on line {seen[row_id]}")
+    reserved = [ch for ch in RESERVED_ID_CHARACTERS if ch in row_id]
+    if reserved:
+        problems.append(f"id {row_id!r} contains {' and '.join(map(repr, reserved))}, reserved in the API's URLs and variant keys")
     if not [g for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()]:
         problems.append("empty genres")
     try:

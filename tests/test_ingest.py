@@ -40,9 +40,11 @@ def bad_catalog(make_catalog, tmp_path):
         {"id": "t9", "title": "No genres", "year": "2001", "genres": " | ", "image": "posters/shared.jpg"},
         {"id": "t10", "title": "Year", "year": "nineteen", "genres": "Drama", "image": "posters/shared.jpg"},
         {"id": "t11", "title": "Future", "year": "3024", "genres": "Drama", "image": "posters/shared.jpg"},
+        {"id": "tt/0042", "title": "Slash", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
+        {"id": "x@DE", "title": "At", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
     ]
     path = make_catalog(rows)
-    # Line 13: a title that is not UTF-8 (Latin-1 bytes), written raw.
+    # Line 15: a title that is not UTF-8 (Latin-1 bytes), written raw.
     with path.open("ab") as handle:
         handle.write(b"t12,Caf\xe9,2001,Drama,posters/shared.jpg\r\n")
     return path
@@ -58,7 +60,9 @@ EXPECTED = {
     10: "empty genres",
     11: "bad year 'nineteen'",
     12: "bad year '3024'",
-    13: "column 'title' is not valid UTF-8",
+    13: "id 'tt/0042' contains '/', reserved",
+    14: "id 'x@DE' contains '@', reserved",
+    15: "column 'title' is not valid UTF-8",
 }
 
 
