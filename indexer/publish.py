@@ -93,6 +93,9 @@ def publish_index(
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(items) == 0:
             raise IndexError_(f"nothing to index: no items for {root}")
+        duplicates = published.duplicate_keys(items)
+        if duplicates:
+            raise IndexError_(f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}")
         if params is None:
             searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
         else:

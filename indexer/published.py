@@ -310,6 +310,28 @@ def original_rows(items: Sequence[IndexItem], title_count: int, title_of_row: np
     return rows
 
 
+def duplicate_keys(items: Sequence[IndexItem]) -> list[str]:
+    """Keys held by more than one item: each key must name one row (a variant's ``<id>@<REGION>`` included)."""
+    seen: set[str] = set()
+    return sorted({item.key for item in items if item.key in seen or seen.add(item.key)})
+
+
+def _version_problem(manifest: object, items: list[IndexItem], embeddings: np.ndarray) -> str | None:
+    """Why the files of one version do not fit together, or None: what a service must not swap in."""
+    if not isinstance(manifest, dict):
+        return f"its manifest is a JSON {type(manifest).__name__}, not an object"
+    if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+        return f"its embeddings are a {embeddings.ndim}-d {embeddings.dtype} array, not 2-d floats"
+    if manifest.get("dim", embeddings.shape[1]) != embeddings.shape[1]:
+        return f"its embeddings are {embeddings.shape[1]}-d, the manifest says {manifest.get('dim')}"
+    if len(items) != len(embeddings) or manifest.get("item_count", len(items)) != len(items):
+        return f"{len(items)} items, {len(embeddings)} embeddings, manifest says {manifest.get('item_count')}"
+    duplicates = duplicate_keys(items)
+    if duplicates:
+        return f"{len(duplicates)} key(s) name more than one item: {', '.join(map(repr, duplicates[:5]))}"
+    return None
+
+
 def open_version(root: Path, version: str | None = None) -> PublishedIndex:
     """Load ``version`` (default: the current one) completely, or raise :class:`IndexError_` saying why."""
     root = Path(root)
@@ -330,12 +352,13 @@ def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedInde
         searcher = scann.scann_ops_pybind.load_searcher(str(path / SCANN_DIR))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
-    if len(items) != len(embeddings) or manifest.get("item_count", len(items)) != len(items):
-        raise IndexError_(
-            f"index version {path} is inconsistent: {len(items)} items, {len(embeddings)} embeddings, "
-            f"manifest says {manifest.get('item_count')}"
-        )
-    index = PublishedIndex(path, manifest, items, embeddings, searcher)
+    problem = _version_problem(manifest, items, embeddings)
+    if problem:
+        raise IndexError_(f"index version {path} is inconsistent: {problem}")
+    try:
+        index = PublishedIndex(path, manifest, items, embeddings, searcher)
+    except ValueError as err:
+        raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
     if with_similar_lists:
         try:
             index.similar = similar_lists.load(path, len(index.title_ids))

@@ -88,8 +88,19 @@ class IndexParams:
         stored = manifest.get("params")
         if not isinstance(stored, dict):
             return None
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in stored.items() if key in known})
+        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+        given = {key: value for key, value in stored.items() if key in defaults}
+        for key, value in given.items():
+            if not _is_number_like(value, defaults[key]):
+                raise ValueError(f"index parameter {key} is {value!r}, not a {type(defaults[key]).__name__}")
+        return cls(**given)
+
+
+def _is_number_like(value: Any, default: int | float) -> bool:
+    """An int where the default is one (a bool is not), an int or float where it is a float."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
 
 
 def choose_params(n: int, exact_search_max_items: int, num_neighbors: int = 10) -> IndexParams:

@@ -57,9 +57,10 @@ class LiveIndex:
                 return False
             try:
                 fresh = published.open_version(self.root, wanted)
-            except published.IndexError_ as err:
+            except Exception as err:  # any failure to load refuses the version: the served one must keep serving
                 self._refused = wanted
-                log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err)
+                log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err,
+                          exc_info=not isinstance(err, published.IndexError_))
                 return False
             self._index = fresh
             gc.freeze()

@@ -101,6 +101,16 @@ def test_recall_floor_refuses_an_index_that_misses_neighbours(tmp_path: Path) ->
     assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
 
 
+def test_items_sharing_a_key_are_not_published(tmp_path: Path) -> None:
+    """A title whose id is ``x@DE`` beside title ``x``'s DE variant: one key for two rows, one of them unreachable."""
+    served = publish(tmp_path)
+    items = [*items_for(3), IndexItem("x", "x", "X", "/x.jpg"), IndexItem("x@DE", "x", "X (DE)", "/x-de.jpg", region="DE"),
+             IndexItem("x@DE", "x@DE", "Another film", "/other.jpg")]
+    with pytest.raises(IndexError_, match=r"more than one item for key\(s\) 'x@DE'"):
+        publish_index(tmp_path, items, clustered(len(items)), {}, exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3)
+    assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["clustered", "random"])
 def test_default_parameters_reach_the_floor_by_measurement(tmp_path: Path, kind: str) -> None:

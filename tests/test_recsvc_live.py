@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -27,32 +28,70 @@ from recsvc import create_app, metrics
 REPO = Path(__file__).resolve().parents[1]
 
 
-def publish_broken(root: Path, scratch: Path, corpus) -> str:
-    """A version whose ScaNN files are corrupted (a torn copy, a bad disk) made CURRENT with ``set_current``.
+def garbage_scann_files(version_dir: Path) -> None:
+    for path in (version_dir / published.SCANN_DIR).iterdir():
+        path.write_bytes(b"\x00garbage" * 8)
+
+
+def rewrite_manifest(**changes) -> Callable[[Path], None]:
+    def rewrite(version_dir: Path) -> None:
+        path = version_dir / published.MANIFEST
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return rewrite
+
+
+def embeddings_shaped(shape_for: Callable[[int], tuple[int, ...]]) -> Callable[[Path], None]:
+    """Embeddings of ``shape_for(item count)``: the right count in the wrong shape."""
+    def rewrite(version_dir: Path) -> None:
+        count = len((version_dir / published.ITEMS).read_text().splitlines())
+        np.save(version_dir / published.EMBEDDINGS, np.ones(shape_for(count), np.float32))
+    return rewrite
+
+
+def item_repeated(version_dir: Path) -> None:
+    """The last item's line written over the first: as many items, two of them with one key."""
+    path = version_dir / published.ITEMS
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[-1], *lines[1:]]) + "\n")
+
+
+BROKEN_VERSIONS = {
+    "torn ScaNN files": garbage_scann_files,
+    "manifest not an object": lambda version_dir: (version_dir / published.MANIFEST).write_text("[]"),
+    "manifest with bad search params": rewrite_manifest(params={"num_leaves": "many", "reorder_k": None}),
+    "1-d embeddings": embeddings_shaped(lambda count: (count,)),
+    "embeddings of another dimension": embeddings_shaped(lambda count: (count, 7)),
+    "two items with one key": item_repeated,
+}
+
+
+def publish_broken(root: Path, scratch: Path, corpus, corrupt: Callable[[Path], None] = garbage_scann_files) -> str:
+    """A version broken by ``corrupt`` (a torn copy, a bad disk, a buggy publisher) made CURRENT with ``set_current``.
 
     It is built under ``scratch`` and corrupted before ``CURRENT`` names it, so a watcher never sees it whole.
     """
     version = publish(scratch, corpus)
     target = root / published.VERSIONS / version
     shutil.copytree(scratch / published.VERSIONS / version, target)
-    for path in (target / published.SCANN_DIR).iterdir():
-        path.write_bytes(b"\x00garbage" * 8)
+    corrupt(target)
     published.set_current(root, version)
     return version
 
 
-def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
+@pytest.mark.parametrize("breakage", BROKEN_VERSIONS)
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path, breakage: str) -> None:
     root = tmp_path / "index"
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     app = create_app(settings_for(root), watch=False)
     live = app.extensions["posterrec"]
-    broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3))
+    broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3), BROKEN_VERSIONS[breakage])
     assert published.current_version(root) == broken
     assert not live.refresh(), "the broken version must be refused"
     assert live.index.version == good
     client = app.test_client()
     assert client.get("/readyz").json["version"] == good
     assert client.get("/v1/posters/t001/similar?k=5").status_code == 200
+    assert client.post("/v1/recommendations", json={"history": ["t001", "t002"]}).status_code == 200
     assert not live.refresh(), "a refused version is not retried while CURRENT still names it"
     published.set_current(root, good)
     fixed = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=5))
