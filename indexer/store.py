@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 
 from models.catalog import CatalogRow, check_image
 
+from .regions import is_region_code
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -264,8 +266,8 @@ class Store:
         parent = self.title(parent_id)
         if parent is None:
             raise StoreError(f"cannot add a {region} variant: no title with id {parent_id!r} in {self.path}")
-        if not region.strip() or not language.strip():
-            raise StoreError(f"variant of {parent_id!r} needs a region and a language (got {region!r}, {language!r})")
+        if not is_region_code(region) or not language.strip():
+            raise StoreError(f"variant of {parent_id!r} needs a two-letter region code and a language (got {region!r}, {language!r})")
         image_path = Path(image_path).resolve()
         check = check_image(image_path)
         if check.problem:

@@ -26,6 +26,7 @@ from typing import Iterable
 from PIL import Image
 from tqdm import tqdm
 
+from indexer.regions import is_region_code
 from indexer.store import Store, Title, Variant
 
 from .atomic import save_image, write_csv
@@ -96,6 +97,9 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
                 empty = [key for key, value in values.items() if not value]
                 if empty:
                     skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} has empty {', '.join(empty)}"))
+                    continue
+                if not is_region_code(region):
+                    skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} has region {region!r}, not a two-letter region code"))
                     continue
                 requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
         except UnicodeDecodeError as err:

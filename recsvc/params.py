@@ -12,9 +12,9 @@ from typing import Any, Collection
 
 import numpy as np
 
-from .errors import bad_request
+from indexer.regions import is_region_code
 
-REGION_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+from .errors import bad_request
 
 
 def parse_int_in_range(raw: Any, name: str, maximum: int, default: int) -> int:
@@ -40,7 +40,7 @@ def parse_region(raw: Any, known: Collection[str]) -> str | None:
     """An upper-case region code from ``known``, or None when absent."""
     if raw is None or raw == "":
         return None
-    if not isinstance(raw, str) or not REGION_PATTERN.match(raw):
+    if not isinstance(raw, str) or not is_region_code(raw):
         raise bad_request(f"region must be a two-letter region code, got {raw!r}")
     region = raw.upper()
     if region not in known:

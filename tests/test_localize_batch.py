@@ -55,6 +55,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
         ("ghost", "DE", "de", "Gespenst"),
         ("demo00000", "AT", "de", "Der tapfere kleine Fuchs und die lange Nacht im verlorenen Garten der Sterne " * 3),
         ("demo00001", "FR", "fr", ""),
+        ("demo00002", "zh-Hant", "zh", "勇敢的小狐狸"),
     ])
     return titles, store, tmp_path / "variants"
 
@@ -70,7 +71,8 @@ def test_variants_are_registered_and_every_skip_has_its_reason(setup) -> None:
     assert reasons[("ghost", "DE")].startswith("not in the store")
     assert reasons[("demo00000", "AT")].startswith("title cannot fit")
     assert reasons[("demo00001", "FR")].startswith("bad row") and "empty title" in reasons[("demo00001", "FR")]
-    assert len(reasons) == 4
+    assert reasons[("demo00002", "ZH-HANT")].startswith("bad row") and "not a two-letter region code" in reasons[("demo00002", "ZH-HANT")]
+    assert len(reasons) == 5
     with (out / "skipped.csv").open(encoding="utf-8") as handle:
         assert {(r["id"], r["region"]) for r in csv.DictReader(handle)} == set(reasons)
 

@@ -37,12 +37,15 @@ def test_variants_are_registered_by_region_and_replaced_in_place(store, tmp_path
     assert store.counts()["variants"] == 2
 
 
-def test_a_variant_with_a_broken_image_or_unknown_parent_is_refused_and_nothing_changes(store, tmp_path):
+def test_a_variant_with_a_broken_image_unknown_parent_or_bad_region_is_refused_and_nothing_changes(store, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     before = store.counts()
     with pytest.raises(StoreError, match="variant a/DE: image .*broken.jpg"):
         store.upsert_variant("a", "DE", "de", "Alpha", broken)
+    for region in ("ZH-HANT", "D", "", "1A"):  # only regions the API's ?region= can name
+        with pytest.raises(StoreError, match="two-letter region code"):
+            store.upsert_variant("a", region, "de", "Alpha", write_poster(tmp_path / "ok.jpg", (1, 1, 1)))
     with pytest.raises(StoreError, match="no title with id 'zz'"):
         store.upsert_variant("zz", "DE", "de", "Zed", write_poster(tmp_path / "ok.jpg", (1, 1, 1)))
     assert store.counts() == before

@@ -1,0 +1,17 @@
+"""What a region is: a two-letter code (ISO 3166-1 alpha-2, e.g. ``DE``, ``JP``), kept upper-case.
+
+One rule for every stage that names regions: the store registers variants
+under them, the localizer's titles file asks for them, and the service's
+``?region=`` takes them, so a variant the store accepts is one the API can
+serve (a ``ZH-HANT`` variant was listed with an image URL the API refused).
+"""
+
+from __future__ import annotations
+
+import re
+
+REGION_CODE = re.compile(r"[A-Za-z]{2}")
+
+
+def is_region_code(text: str) -> bool:
+    return REGION_CODE.fullmatch(text) is not None
