@@ -180,7 +180,7 @@ def search():
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}")
         body = json_object()
-        k = params.parse_k(body.get("k"), _settings().max_k)
+        k = params.parse_k(body.get("k"), _settings().max_k, text=False)
         region = params.parse_region(body.get("region"), known_regions(index))
         vector = params.parse_embedding(body.get("embedding"), index.dim)
     return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))

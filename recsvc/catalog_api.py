@@ -134,8 +134,8 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),
-        page=params.parse_int_in_range(args.get("page") or None, "page", 10**9, 1),  # an empty field means the default
-        per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE),
+        page=params.parse_int_in_range(args.get("page") or None, "page", 10**9, 1, text=True),  # an empty field means the default
+        per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE, text=True),
         region=params.parse_region(args.get("region"), known_regions(index)),
     )
 

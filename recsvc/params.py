@@ -17,23 +17,28 @@ from indexer.regions import is_region_code
 from .errors import bad_request
 
 
-def parse_int_in_range(raw: Any, name: str, maximum: int, default: int) -> int:
-    """``raw`` as an integer in [1, maximum], ``default`` when absent; booleans and floats are refused, digit strings accepted."""
+DECIMAL = re.compile(r"[+]?[0-9]{1,9}")
+"""ASCII digits only: ``\\d`` would also take other scripts' digits (``k=３``)."""
+
+
+def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text: bool) -> int:
+    """``raw`` as an integer in [1, maximum], ``default`` when absent; booleans and floats are refused.
+
+    ``text`` says where ``raw`` comes from: a query string or form field is text, so a digit string is
+    its integer; a JSON body has integers, so a string there is refused, as the OpenAPI schema says.
+    """
     if raw is None:
         return default
     if type(raw) is int and 1 <= raw <= maximum:  # the usual case, without the text checks below
         return raw
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+    if not (type(raw) is int or (text and isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()))) or not 1 <= int(raw) <= maximum:
         raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
-    text = str(raw).strip()
-    if not re.fullmatch(r"[+]?\d{1,9}", text) or not 1 <= int(text) <= maximum:
-        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
-    return int(text)
+    return int(raw)
 
 
-def parse_k(raw: Any, max_k: int, default: int = 10) -> int:
-    """``k`` as an integer in [1, max_k]."""
-    return parse_int_in_range(raw, "k", max_k, default)
+def parse_k(raw: Any, max_k: int, default: int = 10, *, text: bool = True) -> int:
+    """``k`` as an integer in [1, max_k], from a query string or form field (``text``) or a JSON body."""
+    return parse_int_in_range(raw, "k", max_k, default, text=text)
 
 
 def parse_region(raw: Any, known: Collection[str]) -> str | None:
@@ -85,7 +90,7 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str
         raise bad_request(f"aggregation must be one of {', '.join(sorted(aggregations))}, got {aggregation!r}")
     return RecommendationRequest(
         history=history,
-        k=parse_k(body.get("k"), max_k),
+        k=parse_k(body.get("k"), max_k, text=False),
         region=parse_region(body.get("region"), regions),
         exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", True),
         aggregation=aggregation,

@@ -6,6 +6,7 @@ parameter — never another exception (which the service would turn into a 500).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def parses_or_400(parse, *args):
 def test_parse_k_accepts_exactly_the_integers_1_to_max(k: int) -> None:
     for raw in (k, str(k), f" {k} "):
         assert parses_or_400(params.parse_k, raw, MAX_K) == (k if 1 <= k <= MAX_K else None)
+
+
+@given(st.integers(min_value=-10**12, max_value=10**12))
+def test_parse_k_from_json_takes_integers_and_refuses_their_strings(k: int) -> None:
+    from_json = functools.partial(params.parse_k, text=False)
+    assert parses_or_400(from_json, k, MAX_K) == (k if 1 <= k <= MAX_K else None)
+    assert parses_or_400(from_json, str(k), MAX_K) is None
+
+
+OTHER_DIGITS = {name: str.maketrans("0123456789", digits) for name, digits in
+                {"full-width": "０１２３４５６７８９", "Arabic-Indic": "٠١٢٣٤٥٦٧٨٩", "Devanagari": "०१२३४५६७८९"}.items()}
+
+
+@given(st.integers(min_value=1, max_value=MAX_K), st.sampled_from(sorted(OTHER_DIGITS)))
+def test_parse_k_from_text_refuses_other_scripts_digits(k: int, script: str) -> None:
+    """``k=３`` is not a number a client meant to send, though Python's ``int`` and ``\\d`` take it."""
+    assert parses_or_400(params.parse_k, str(k).translate(OTHER_DIGITS[script]), MAX_K) is None
 
 
 @given(JSON)
