@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from indexer.regions import REGION_CODE
 from posterrec_settings import Settings
 
 from .ranking import AGGREGATIONS
@@ -19,26 +20,32 @@ def _ok(schema_ref: str) -> dict:
 
 def openapi_document(settings: Settings) -> dict:
     poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    k = {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": 10}}
-    region = {"name": "region", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z]{2}$"}}
+    k_schema = {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": 10}
+    region_schema = {"type": "string", "pattern": f"^{REGION_CODE.pattern}$"}
+    k = {"name": "k", "in": "query", "schema": k_schema}
+    region = {"name": "region", "in": "query", "schema": region_schema}
+    results = {"index_version": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}}
+    poster = {"id": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
+              "genres": {"type": "array", "items": {"type": "string"}}, "image_url": {"type": "string"},
+              "variant_regions": {"type": "array", "items": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "PosterRec", "version": "1", "description": "Similar posters, recommendations and regional variants."},
         "paths": {
             "/v1/posters/{title_id}/similar": {"get": {
                 "summary": "Titles whose posters look most like this one (never itself, variants collapsed)",
-                "parameters": [poster_id, k, region], "responses": {**_ok("Results"), **_errors(400, 404, 503)}}},
+                "parameters": [poster_id, k, region], "responses": {**_ok("SimilarResults"), **_errors(400, 404, 503)}}},
             "/v1/recommendations": {"post": {
                 "summary": "Recommendations from a watch history (ids oldest first)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}}},
-                "responses": {**_ok("Results"), **_errors(400, 404, 503)}}},
+                "responses": {**_ok("Recommendations"), **_errors(400, 404, 413, 503)}}},
             "/v1/search": {"post": {
                 "summary": "Titles similar to an uploaded image or a given embedding",
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-                        "image": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "region": {"type": "string"}}}},
+                        "image": {"type": "string", "format": "binary"}, "k": k_schema, "region": region_schema}}},
                     "application/json": {"schema": {"type": "object", "required": ["embedding"], "properties": {
-                        "embedding": {"type": "array", "items": {"type": "number"}}, "k": {"type": "integer"}, "region": {"type": "string"}}}}}},
+                        "embedding": {"type": "array", "items": {"type": "number"}}, "k": k_schema, "region": region_schema}}}}},
                 "responses": {**_ok("Results"), **_errors(400, 413, 415, 503)}}},
             "/v1/posters": {"get": {
                 "summary": "Catalogue listing: every word of q in the title, optional genre, paginated",
@@ -64,27 +71,33 @@ def openapi_document(settings: Settings) -> dict:
             "Result": {"type": "object", "required": ["id", "title", "score", "image_url"], "properties": {
                 "id": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"}, "image_url": {"type": "string"},
                 "region": {"type": ["string", "null"]}, "localized_title": {"type": ["string", "null"]}}},
-            "Results": {"type": "object", "required": ["results", "index_version"], "properties": {
-                "index_version": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}}},
+            "Results": {"type": "object", "required": ["results", "index_version"], "properties": results},
+            "SimilarResults": {"type": "object", "required": ["id", "results", "index_version"], "properties": {
+                "id": {"type": "string", "description": "the poster asked about"}, **results}},
+            "Recommendations": {"type": "object", "required": ["aggregation", "results", "index_version"], "properties": {
+                "aggregation": {"type": "string", "enum": list(AGGREGATIONS), "description": "how the history was aggregated"}, **results}},
             "RecommendationRequest": {"type": "object", "required": ["history"], "additionalProperties": False, "properties": {
                 "history": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "minLength": 1}},
-                "k": {"type": "integer", "minimum": 1, "maximum": settings.max_k},
-                "region": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+                "k": k_schema,
+                "region": region_schema,
                 "exclude_history": {"type": "boolean"},
                 "aggregation": {"type": "string", "enum": list(AGGREGATIONS)}}},
             "Poster": {"type": "object", "required": ["id", "title", "genres", "image_url"], "properties": {
-                "id": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
-                "genres": {"type": "array", "items": {"type": "string"}}, "image_url": {"type": "string"},
-                "variant_regions": {"type": "array", "items": {"type": "string"}}}},
+                **poster, "index_version": {"type": "string"}}},
             "Listing": {"type": "object", "required": ["results", "total", "page", "pages"], "properties": {
                 "index_version": {"type": "string"}, "total": {"type": "integer"}, "page": {"type": "integer"},
                 "pages": {"type": "integer"}, "per_page": {"type": "integer"},
-                "results": {"type": "array", "items": {"type": "object"}}}},
+                "q": {"type": ["string", "null"]}, "genre": {"type": ["string", "null"]}, "region": {"type": ["string", "null"]},
+                "results": {"type": "array", "items": {"$ref": "#/components/schemas/ListedPoster"}}}},
+            "ListedPoster": {"type": "object", "required": ["id", "title", "genres", "image_url", "variant_regions"], "properties": {
+                **poster, "region": {"type": ["string", "null"], "description": "the region whose variant image_url shows, if any"}}},
             "Genres": {"type": "object", "required": ["genres"], "properties": {
                 "index_version": {"type": "string"},
                 "genres": {"type": "array", "items": {"type": "object", "properties": {
                     "genre": {"type": "string"}, "titles": {"type": "integer"}}}}}},
             "Variants": {"type": "object", "required": ["id", "variants"], "properties": {
-                "id": {"type": "string"}, "variants": {"type": "array", "items": {"type": "object"}}}},
+                "id": {"type": "string"}, "variants": {"type": "array", "items": {"$ref": "#/components/schemas/Variant"}}}},
+            "Variant": {"type": "object", "required": ["region", "language", "title", "image_url"], "properties": {
+                "region": region_schema, "language": {"type": "string"}, "title": {"type": "string"}, "image_url": {"type": "string"}}},
         }},
     }

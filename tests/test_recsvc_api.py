@@ -378,6 +378,44 @@ def test_openapi_document_describes_every_endpoint_of_the_api(client: FlaskClien
     assert api_rules and api_rules <= documented
 
 
+def _closed(schema):
+    """``schema`` with every object schema that lists properties closed to others: a field the document does not
+    describe fails validation, as one it describes wrongly does."""
+    if isinstance(schema, list):
+        return [_closed(part) for part in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in schema and schema.get("type") == "object":
+        closed.setdefault("additionalProperties", False)
+    return closed
+
+
+RESPONSES_TO_CHECK = [
+    ("get", "/v1/posters/{title_id}/similar", "/v1/posters/t001/similar?k=5&region=DE", None),
+    ("post", "/v1/recommendations", "/v1/recommendations", {"history": ["t001", "t002"], "k": 4, "region": "FR"}),
+    ("post", "/v1/search", "/v1/search", {"embedding": [1.0] + [0.0] * (DIM - 1), "k": 3}),
+    ("get", "/v1/posters/{title_id}", "/v1/posters/t000", None),
+    ("get", "/v1/posters/{title_id}/variants", "/v1/posters/t000/variants", None),
+    ("get", "/v1/posters", "/v1/posters?q=title&per_page=3", None),
+    ("get", "/v1/genres", "/v1/genres", None),
+    ("get", "/v1/posters/{title_id}", "/v1/posters/nope", None),
+    ("post", "/v1/recommendations", "/v1/recommendations", {"history": ["t001"], "k": "4"}),
+]
+
+
+@pytest.mark.parametrize("method, documented, url, body", RESPONSES_TO_CHECK)
+def test_responses_are_what_the_openapi_document_says(client: FlaskClient, method: str, documented: str, url: str, body) -> None:
+    from jsonschema import Draft202012Validator
+
+    doc = client.get("/v1/openapi.json").json
+    response = client.open(url, method=method.upper(), json=body)
+    described = doc["paths"][documented][method]["responses"]
+    assert str(response.status_code) in described, f"{url} answered {response.status_code}, not documented"
+    schema = described[str(response.status_code)]["content"]["application/json"]["schema"]
+    Draft202012Validator({**_closed(schema), "components": _closed(doc["components"])}).validate(response.json)
+
+
 def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.get("/v2/anything"), 404)
     assert_json_error(client.get("/v1/poster/t001"), 404)
