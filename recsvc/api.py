@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import mimetypes
 from urllib.parse import quote, urlencode
 
 import numpy as np
@@ -223,10 +224,17 @@ class RequestedImage:
     region: str | None
 
     def label(self, response):
-        """Say in headers which image was served, and when the region had to fall back to the original."""
+        """Say in headers which image was served, and when the region had to fall back to the original.
+
+        A fallback is cached only until its next look (``no-cache``, answered 304 by its ETag while it
+        stands): once the region's variant is published, the same URL must show it, not the original
+        for the rest of a day.
+        """
         response.headers["X-PosterRec-Image"] = f"variant:{self.variant.region}" if self.variant else "original"
         if self.region and not self.variant:
             response.headers["X-PosterRec-Fallback"] = f"no {self.region} variant; original served"
+            response.cache_control.max_age = None
+            response.cache_control.no_cache = True
         return response
 
 
@@ -238,11 +246,21 @@ def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
     return RequestedImage(variant or original, variant, region)
 
 
+def image_mimetype(path: str) -> str:
+    """The image's type by its file name, else by its content (a poster file may have no extension)."""
+    guessed, _ = mimetypes.guess_type(path)
+    if guessed:
+        return guessed
+    with Image.open(path) as image:
+        return Image.MIME.get(image.format or "", "application/octet-stream")
+
+
 @bp.get(IMAGE_RULE)
 def image(title_id: str):
     wanted = requested_image(served_index(), title_id)
+    path = wanted.chosen.image_path
     try:
-        response = send_file(wanted.chosen.image_path, conditional=True, max_age=86400)
-    except FileNotFoundError:
-        raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing on this server")
+        response = send_file(path, mimetype=image_mimetype(path), conditional=True, max_age=86400)
+    except (OSError, UnidentifiedImageError):
+        raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server")
     return wanted.label(response)

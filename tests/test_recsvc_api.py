@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
-from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for
+from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
 from recsvc import create_app, kernels, metrics, ranking
 
@@ -297,6 +299,29 @@ def test_image_caching_etag_and_304(client: FlaskClient) -> None:
     assert again.status_code == 304 and again.data == b""
     other = client.get("/v1/posters/t002/image", headers={"If-None-Match": first.headers["ETag"]})
     assert other.status_code == 200, "the original and the variant must not share an ETag"
+    assert "max-age=" in other.headers["Cache-Control"] and "no-cache" not in other.headers["Cache-Control"]
+
+
+def test_a_fallback_image_is_revalidated_at_each_look(client: FlaskClient) -> None:
+    """Until the region's variant is published: afterwards the same URL must show the variant, not a cached original."""
+    fallback = client.get("/v1/posters/t002/image?region=JP")
+    assert fallback.headers["X-PosterRec-Fallback"]
+    assert "no-cache" in fallback.headers["Cache-Control"] and "max-age" not in fallback.headers["Cache-Control"]
+    assert client.get("/v1/posters/t002/image?region=JP", headers={"If-None-Match": fallback.headers["ETag"]}).status_code == 304
+
+
+def test_an_image_file_without_extension_is_typed_by_its_content_and_a_missing_one_is_503(tmp_path: Path) -> None:
+    corpus = synthetic_corpus(tmp_path / "images")
+    row = next(row for row, item in enumerate(corpus.items) if item.key == "t001")
+    bare = Path(corpus.items[row].image_path).with_suffix("")
+    shutil.copy(corpus.items[row].image_path, bare)
+    items = [*corpus.items[:row], dataclasses.replace(corpus.items[row], image_path=str(bare)), *corpus.items[row + 1:]]
+    publish(tmp_path / "index", dataclasses.replace(corpus, items=items))
+    client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
+    response = client.get("/v1/posters/t001/image")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg" and response.data == bare.read_bytes()
+    bare.unlink()
+    assert_json_error(client.get("/v1/posters/t001/image"), 503)
 
 
 # --- health, readiness, metrics, OpenAPI, unknown routes ----------------------------------------
