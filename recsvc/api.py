@@ -153,6 +153,8 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
     if upload is None:
         raise bad_request("multipart upload needs a file field named 'image'")
     data = upload.read()
+    if not data and not upload.filename:  # what a form sends for a file input left empty
+        raise bad_request("multipart field 'image' holds no file")
     max_pixels = _settings().max_upload_pixels
     try:
         with Image.open(io.BytesIO(data)) as image:

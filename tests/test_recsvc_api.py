@@ -231,6 +231,14 @@ def test_search_upload_that_is_not_an_image_is_415(client: FlaskClient) -> None:
     assert "doc.pdf" in response.json["detail"]
 
 
+def test_search_upload_of_an_empty_file_input_is_400_and_an_empty_file_415(client: FlaskClient) -> None:
+    """A form's file input left empty sends a part with no file name and no bytes: a missing file, not a bad image."""
+    unfilled = client.post("/v1/search", data={"image": (io.BytesIO(b""), "")})
+    assert_json_error(unfilled, 400)
+    assert "holds no file" in unfilled.json["detail"]
+    assert_json_error(client.post("/v1/search", data={"image": (io.BytesIO(b""), "empty.png")}), 415)
+
+
 def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
     too_big = app.config["MAX_CONTENT_LENGTH"] + 1
     response = client.post("/v1/search", data={"image": (io.BytesIO(b"\xff" * too_big), "huge.jpg")})
