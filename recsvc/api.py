@@ -148,7 +148,12 @@ def recommendations():
     return jsonify(_results(index, ranked, req.region, aggregation=aggregation))
 
 
-def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
+def _uploaded_image() -> Image.Image:
+    """The multipart ``image`` field decoded to RGB, once: the model embeds this decoded image, not the bytes again.
+
+    Its size is read from the header and refused before anything is decoded, because a few kilobytes of
+    PNG can declare billions of pixels.
+    """
     upload = request.files.get("image")
     if upload is None:
         raise bad_request("multipart upload needs a file field named 'image'")
@@ -158,18 +163,22 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
     max_pixels = _settings().max_upload_pixels
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # read from the header: nothing is decoded yet
+            width, height = image.size
             if width * height > max_pixels:
                 raise Image.DecompressionBombError(f"{width} x {height} pixels")
-            image.load()
+            return image.convert("RGB")
     except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
         raise ApiError(413, "image_too_large", f"upload {upload.filename!r} has more than the {max_pixels:,} pixels this service decodes")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ApiError(415, "unsupported_media_type", f"upload {upload.filename!r} is not an image this service can decode")
+
+
+def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
+    image = _uploaded_image()
     embedder = _live().embedder_for(index)
     if embedder is None:
         raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
-    return embedder.embed_images([data])[0]
+    return embedder.embed_images([image])[0]
 
 
 @bp.post("/search")

@@ -7,6 +7,7 @@ parameter — never another exception (which the service would turn into a 500).
 from __future__ import annotations
 
 import functools
+import io
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from test_recsvc_support import DIM, publish, settings_for, synthetic_corpus
 
 from recsvc import create_app, params, ranking
@@ -141,3 +143,28 @@ def test_recommendation_raw_bytes(client, raw: bytes) -> None:
        k=JSON)
 def test_search_bodies(client, embedding, k) -> None:
     assert_ok_or_json_4xx(client.post("/v1/search", json={"embedding": embedding, "k": k}))
+
+
+def _encoded(image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+IMAGE_SEEDS = {image_format: _encoded(image_format) for image_format in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "ICO")}
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # what PIL says of some of these files
+@FUZZ
+@given(image_format=st.sampled_from(sorted(IMAGE_SEEDS)), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+       cut=st.integers(1, 10**6))
+def test_search_uploads_of_damaged_images(client, image_format: str, edits: list[tuple[int, int]], cut: int) -> None:
+    """Bytes changed and the file cut short: refused (415, or 413 for a header grown huge) or decoded and passed to
+    the model, which this index has none of (503), and never a 500."""
+    data = bytearray(IMAGE_SEEDS[image_format])
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    data = data[: cut % len(data) + 1]
+    response = client.post("/v1/search", data={"image": (io.BytesIO(bytes(data)), "upload")})
+    assert response.status_code in (413, 415, 503), response.data[:300]
+    assert set(response.get_json()) == {"error", "detail"}

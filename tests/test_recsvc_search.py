@@ -61,6 +61,12 @@ def test_uploaded_poster_finds_itself_first(tiny_model, tmp_path: Path) -> None:
         assert response.status_code == 200, response.data[:300]
         results = response.json["results"]
         assert len(results) == 4 and results[0]["id"] == item.title_id and results[0]["score"] > 0.95
+    for mode, image_format in (("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "GIF"), ("LA", "PNG")):  # decoded to RGB for the model
+        other = io.BytesIO()
+        Image.open(items[0].image_path).convert("L" if mode in ("I;16", "LA") else "RGB").convert(mode).save(other, image_format)
+        other.seek(0)
+        response = client.post("/v1/search", data={"image": (other, f"upload.{image_format.lower()}"), "k": "4"})
+        assert response.status_code == 200 and len(response.json["results"]) == 4, (mode, response.data[:300])
     not_an_image = client.post("/v1/search", data={"image": (io.BytesIO(b"GIF89a truncated"), "x.gif")})
     assert not_an_image.status_code == 415 and set(not_an_image.json) == {"error", "detail"}
     bad_k = client.post("/v1/search", data={"image": (io.BytesIO(b"irrelevant"), "x.jpg"), "k": "0"})
