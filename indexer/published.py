@@ -166,11 +166,14 @@ def list_versions(root: Path) -> list[str]:
 
 
 def current_version(root: Path) -> str | None:
-    """The served version's name, or None before the first publication."""
+    """The served version's name, or None before the first publication; :class:`IndexError_` when unreadable."""
+    path = Path(root) / CURRENT
     try:
-        name = (Path(root) / CURRENT).read_text(encoding="utf-8").strip()
+        name = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise IndexError_(f"{path} cannot be read as a version name: {err}") from err
     return name or None
 
 

@@ -13,7 +13,9 @@ Python runs once enough of them have piled up walked all of them, 558 ms
 holding the GIL, within the first ~6,000 requests after a load (a stalled
 worker and a p99 spike); frozen, a full collection takes under 1 ms. An
 index holds no reference cycles, so the version swapped out is still freed,
-by reference counting, once the last request holding it ends.
+by reference counting, once the last request holding it ends. Garbage in
+cycles is collected before each load, which is cheap with the served index
+frozen, so that none of it is frozen with the new version.
 """
 
 from __future__ import annotations
@@ -51,10 +53,17 @@ class LiveIndex:
     def refresh(self) -> bool:
         """Load the version ``CURRENT`` names if it is new; True when a swap happened."""
         with self._lock:
-            wanted = published.current_version(self.root)
             served = self._index.version if self._index else None
+            try:
+                wanted = published.current_version(self.root)
+            except published.IndexError_ as err:  # e.g. a CURRENT written by hand, badly: keep serving
+                log.error("cannot tell which index version to serve, still serving %s: %s", served or "nothing", err)
+                return False
+            if wanted != self._refused:  # CURRENT moved on: a version refused before may be repaired by now
+                self._refused = None
             if wanted is None or wanted in (served, self._refused):
                 return False
+            gc.collect()  # garbage left unfrozen now would be frozen below with whatever it holds, for good
             try:
                 fresh = published.open_version(self.root, wanted)
             except Exception as err:  # any failure to load refuses the version: the served one must keep serving
@@ -89,15 +98,20 @@ class LiveIndex:
 
     def embedder_for(self, index: PublishedIndex):
         """The model that built ``index``, loaded once; refused if it changed since the build."""
-        from models.embedder import load_embedder
+        from models.embedder import load_embedder, read_manifest
 
         expected = index.manifest.get("model_manifest_sha256")
         model_dir = index.manifest.get("model_dir")
         if not expected or not model_dir:
             return None
         if expected not in self._embedders:
-            embedder = load_embedder(model_dir)
-            if embedder.manifest_sha256 != expected:
+            try:
+                _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes seconds
+                embedder = load_embedder(model_dir) if digest == expected else None
+            except (OSError, ValueError) as err:  # a missing or unreadable model directory or model file
+                log.error("model at %s cannot be loaded for index %s: %s", model_dir, index.version, err)
+                return None
+            if embedder is None or embedder.manifest_sha256 != expected:
                 log.error("model at %s is not the one index %s was built with", model_dir, index.version)
                 return None
             self._embedders = {expected: embedder}

@@ -98,6 +98,43 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     assert live.refresh() and live.index.version == fixed
 
 
+def test_a_refused_version_is_loaded_once_repaired_and_named_again(tmp_path: Path) -> None:
+    """Refused, rolled back from, repaired in place, then made current again: the repair is served."""
+    root = tmp_path / "index"
+    good = publish(root, synthetic_corpus(tmp_path / "images"))
+    live = create_app(settings_for(root), watch=False).extensions["posterrec"]
+    broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3))
+    assert not live.refresh()
+    published.set_current(root, good)
+    assert not live.refresh() and live.index.version == good
+    repaired = root / published.VERSIONS / broken / published.SCANN_DIR
+    shutil.rmtree(repaired)
+    shutil.copytree(tmp_path / "scratch" / published.VERSIONS / broken / published.SCANN_DIR, repaired)
+    published.set_current(root, broken)
+    assert live.refresh() and live.index.version == broken
+
+
+@pytest.mark.parametrize("unreadable", ["bytes", "directory"])
+def test_an_unreadable_current_pointer_keeps_the_served_version_and_starts_a_service_unready(tmp_path: Path, unreadable: str) -> None:
+    root = tmp_path / "index"
+    good = publish(root, synthetic_corpus(tmp_path / "images"))
+    app = create_app(settings_for(root), watch=False)
+
+    def spoil_current() -> None:
+        current = root / published.CURRENT
+        current.unlink()
+        if unreadable == "bytes":
+            current.write_bytes(b"\xff\xfe not a version name")
+        else:
+            current.mkdir()
+
+    spoil_current()
+    assert not app.extensions["posterrec"].refresh()
+    assert app.test_client().get("/readyz").json["version"] == good
+    fresh = create_app(settings_for(root), watch=False).test_client()  # a worker starting now
+    assert fresh.get("/readyz").status_code == 503 and fresh.get("/healthz").status_code == 200
+
+
 def test_a_served_index_is_left_out_of_full_collections_and_freed_when_swapped_out(tmp_path: Path) -> None:
     """Frozen out of the cyclic collector, and still freed by reference counting alone once replaced."""
     root = tmp_path / "index"

@@ -85,3 +85,16 @@ def test_upload_is_refused_when_the_model_changed_since_the_build(tiny_model, tm
     with open(items[0].image_path, "rb") as handle:
         response = client.post("/v1/search", data={"image": (handle, "p.png")})
     assert response.status_code == 503 and response.json["error"] == "model_unavailable"
+
+
+@pytest.mark.slow
+def test_upload_is_503_when_the_model_directory_is_gone(tiny_model, tmp_path: Path) -> None:
+    model_dir, catalog = tiny_model
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    items = publish_with_model(tmp_path / "index", copy, catalog)
+    shutil.rmtree(copy)
+    client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
+    with open(items[0].image_path, "rb") as handle:
+        response = client.post("/v1/search", data={"image": (handle, "p.png")})
+    assert response.status_code == 503 and response.json["error"] == "model_unavailable"
