@@ -25,9 +25,11 @@ LATENCY = Histogram(
 )
 LATENCY_BUCKETS = LATENCY._upper_bounds
 """Upper bounds of the latency buckets, ``+Inf`` last, as the histogram keeps them."""
-INDEX_ITEMS = Gauge("posterrec_index_items", "Vectors in the served index", multiprocess_mode="max")
+# The index gauges are "livemax": the maximum over live workers only. With "max", a worker that died kept
+# reporting the version and size it served, beside its replacement's, for as long as the master ran.
+INDEX_ITEMS = Gauge("posterrec_index_items", "Vectors in the served index", multiprocess_mode="livemax")
 INDEX_VERSION = Gauge(
-    "posterrec_index_version_info", "Served index version (value 1)", ["version"], multiprocess_mode="max"
+    "posterrec_index_version_info", "Served index version (value 1)", ["version"], multiprocess_mode="livemax"
 )
 
 

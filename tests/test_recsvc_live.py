@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import psutil
 import pytest
 from test_recsvc_support import publish, settings_for, synthetic_corpus
 
@@ -273,7 +274,10 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         assert sum(similar_ok) == 6, "counters summed over both workers"
 
         old_version = json.loads(_get(port, "/readyz")[2])["version"]
-        new_version = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=2))
+        # A worker that dies leaves its gauges behind: they must not outlive it (it served old_version).
+        os.kill(psutil.Process(process.pid).children()[0].pid, signal.SIGKILL)
+        new_corpus = synthetic_corpus(tmp_path / "images", extra_titles=2)
+        new_version = publish(root, new_corpus)
         deadline, streak = time.monotonic() + 30, 0
         while streak < 8:  # the two workers poll on their own; wait until both answer from the new version
             streak = streak + 1 if json.loads(_get(port, "/readyz")[2]).get("version") == new_version else 0
@@ -288,6 +292,7 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
             assert time.monotonic() < deadline, "the old version is no longer served"
             time.sleep(0.1)
         assert f'posterrec_index_version_info{{version="{new_version}"}} 1.0' in text
+        assert f"posterrec_index_items {float(len(new_corpus.items))}" in text.splitlines()
     finally:
         process.send_signal(signal.SIGTERM)
         try:
