@@ -13,27 +13,46 @@ a buffering proxy (nginx) in front when clients can be slow, or set
 ``POSTERREC_THREADS=4`` for gthread workers.
 """
 
-import multiprocessing
 import os
-import shutil
 import tempfile
+from pathlib import Path
+
+
+def _count(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment (empty or unset: ``default``), or exit saying what is wrong."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, as a container's cpuset sets it), not the host's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 
 bind = os.environ.get("POSTERREC_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("POSTERREC_WORKERS", multiprocessing.cpu_count()))
+workers = _count("POSTERREC_WORKERS", _usable_cores())
 worker_class = "sync"
-threads = int(os.environ.get("POSTERREC_THREADS", 1))  # more than 1: gunicorn runs gthread workers instead
+threads = _count("POSTERREC_THREADS", 1)  # more than 1: gunicorn runs gthread workers instead
 timeout = 60
 graceful_timeout = 20
 accesslog = os.environ.get("POSTERREC_ACCESS_LOG")  # unset: no access log on the hot path
 loglevel = "info"
 
-_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="posterrec-metrics-"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="posterrec-metrics-")
+_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def on_starting(server):
-    """Start every run with empty shared metrics."""
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir, exist_ok=True)
+    """Start every run with empty shared metrics: the metric files of an earlier run are removed, nothing else
+    (the directory may be one the operator named, holding other files)."""
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _metrics_dir.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def child_exit(server, worker):

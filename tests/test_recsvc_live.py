@@ -7,6 +7,7 @@ import gc
 import http.client
 import json
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -300,6 +301,37 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _gunicorn_config(monkeypatch: pytest.MonkeyPatch, metrics_dir: Path, **env: str) -> dict:
+    """The project's gunicorn config as gunicorn reads it, under ``env``; the environment is restored afterwards
+    (the config sets ``PROMETHEUS_MULTIPROC_DIR``, which would put this test process in multi-process mode)."""
+    for name, value in {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **env}.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(REPO / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize("name", ["POSTERREC_WORKERS", "POSTERREC_THREADS"])
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", "３"])
+def test_gunicorn_config_refuses_a_count_that_is_not_a_whole_number_of_at_least_one(monkeypatch, tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SystemExit, match=f"{name} must be a whole number of at least 1, got '{value}'"):
+        _gunicorn_config(monkeypatch, tmp_path, **{name: value})
+
+
+def test_gunicorn_config_defaults_to_the_usable_cores_and_takes_an_empty_count_as_unset(monkeypatch, tmp_path: Path) -> None:
+    config = _gunicorn_config(monkeypatch, tmp_path, POSTERREC_WORKERS="", POSTERREC_THREADS=" 3 ")
+    assert config["workers"] == len(os.sched_getaffinity(0)) and config["threads"] == 3
+
+
+def test_gunicorn_clears_only_the_metric_files_of_a_metrics_directory_it_is_given(monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("the operator's")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    made_before = set(Path(tempfile.gettempdir()).glob("posterrec-metrics-*"))
+    config = _gunicorn_config(monkeypatch, tmp_path)
+    config["on_starting"](None)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.txt", "sub"]
+    assert set(Path(tempfile.gettempdir()).glob("posterrec-metrics-*")) == made_before, "no directory made when one is given"
 
 
 def test_regions_follow_the_served_version(tmp_path: Path) -> None:
