@@ -16,6 +16,7 @@ TensorFlow is first imported. Every package imports this module first.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -78,11 +79,12 @@ class Settings:
     """Largest image ``/v1/search`` decodes (a 4,000 x 6,000 poster is 24M): a few kilobytes of PNG can
     declare billions of pixels, and decoding them is what would run a worker out of memory."""
     index_poll_seconds: float = 10.0
-    """How often the service checks for a newly published index version. Each check wakes a thread in every
+    """How often the service checks for a newly published index version (0: never, no hot swap). Each check wakes a thread in every
     worker, whose request thread then waits for it to be scheduled: polling every 2 s instead of 30 s raised
     the p99 of ``/recommendations`` at 32 clients (bench_service) from 14-20 ms to 17-35 ms in runs side by side."""
 
     def __post_init__(self) -> None:
+        _check_ranges(self)
         home = Path(self.home)
         derived = {
             "home": home,
@@ -93,6 +95,35 @@ class Settings:
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
+
+
+RANGES: dict[str, tuple[float, float]] = {
+    "embedding_dim": (1, math.inf),
+    "triplet_margin": (0, math.inf),
+    "batch_size": (1, math.inf),
+    "exact_search_max_items": (0, math.inf),
+    "recall_floor": (0, 1),
+    "similar_list_depth": (1, math.inf),
+    "keep_versions": (1, math.inf),
+    "max_k": (1, math.inf),
+    "max_upload_bytes": (1, math.inf),
+    "max_upload_pixels": (1, math.inf),
+    "index_poll_seconds": (0, 86_400),
+}
+"""Inclusive bounds of the numeric settings: outside them a setting cannot work (``max_k = 0`` refuses every
+request; an infinite poll interval stopped the index watcher's thread), so it is refused when loaded."""
+
+
+def _range_problem(name: str, value: Any) -> str | None:
+    low, high = RANGES.get(name, (-math.inf, math.inf))
+    return None if low <= value <= high else f"is outside [{low}, {high}]"  # NaN fails both comparisons
+
+
+def _check_ranges(settings: Settings) -> None:
+    for name in RANGES:
+        problem = _range_problem(name, getattr(settings, name))
+        if problem:
+            raise ConfigError(f"{name}={getattr(settings, name)!r} {problem}")
 
 
 def _coerce(field: dataclasses.Field, raw: Any, source: str) -> Any:
@@ -110,12 +141,16 @@ def _coerce(field: dataclasses.Field, raw: Any, source: str) -> Any:
             if lowered in {"0", "false", "no", "off"}:
                 return False
             raise ValueError("expected true or false")
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
+        if kind in ("int", "float"):
+            number = int(raw) if kind == "int" else float(raw)
+            problem = _range_problem(field.name, number)
+            if problem:
+                raise ConfigError(f"{source}: {field.name}={raw!r} {problem}")
+            return number
         return str(raw)
     except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
         raise ConfigError(f"{source}: {field.name}={raw!r} is not a valid {kind}: {err}") from None
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from posterrec_settings import ConfigError, load_settings
+from posterrec_settings import ConfigError, Settings, load_settings
 
 
 def test_defaults_derive_paths_from_home():
@@ -25,3 +25,19 @@ def test_bad_values_name_their_source(tmp_path):
     config.write_text("recal_floor = 0.9\n")
     with pytest.raises(ConfigError, match="unknown setting 'recal_floor'"):
         load_settings(config_file=config, env={})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("max_k", "0"), ("max_k", "-5"), ("index_poll_seconds", "inf"), ("index_poll_seconds", "nan"), ("index_poll_seconds", "-1"),
+    ("recall_floor", "1.5"), ("keep_versions", "0"), ("max_upload_pixels", "0"), ("similar_list_depth", "0"),
+])
+def test_a_number_outside_what_can_work_is_refused_naming_its_source(name: str, value: str) -> None:
+    """``max_k = 0`` would refuse every request, and an infinite poll interval stopped the index watcher's thread."""
+    with pytest.raises(ConfigError, match=rf"\$POSTERREC_{name.upper()}: {name}='{value}' is outside \["):
+        load_settings(env={f"POSTERREC_{name.upper()}": value})
+
+
+def test_settings_made_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"max_k=0 is outside \[1, inf\]"):
+        Settings(max_k=0)
+    assert Settings(index_poll_seconds=0).index_poll_seconds == 0  # 0: no hot swap
