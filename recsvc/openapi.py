@@ -5,6 +5,7 @@ from __future__ import annotations
 from indexer.regions import REGION_CODE
 from posterrec_settings import Settings
 
+from . import params
 from .ranking import AGGREGATIONS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -20,7 +21,7 @@ def _ok(schema_ref: str) -> dict:
 
 def openapi_document(settings: Settings) -> dict:
     poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    k_schema = {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": 10}
+    k_schema = {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": params.parse_k(None, settings.max_k)}
     region_schema = {"type": "string", "pattern": f"^{REGION_CODE.pattern}$"}
     k = {"name": "k", "in": "query", "schema": k_schema}
     region = {"name": "region", "in": "query", "schema": region_schema}

@@ -22,13 +22,13 @@ DECIMAL = re.compile(r"[+]?[0-9]{1,9}")
 
 
 def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text: bool) -> int:
-    """``raw`` as an integer in [1, maximum], ``default`` when absent; booleans and floats are refused.
+    """``raw`` as an integer in [1, maximum], ``default`` (at most ``maximum``) when absent; booleans and floats are refused.
 
     ``text`` says where ``raw`` comes from: a query string or form field is text, so a digit string is
     its integer; a JSON body has integers, so a string there is refused, as the OpenAPI schema says.
     """
     if raw is None:
-        return default
+        return min(default, maximum)  # a deployment's maximum below the default caps it
     if type(raw) is int and 1 <= raw <= maximum:  # the usual case, without the text checks below
         return raw
     if not (type(raw) is int or (text and isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()))) or not 1 <= int(raw) <= maximum:

@@ -62,6 +62,14 @@ def test_similar_fills_k_when_variants_crowd_the_neighbourhood(client: FlaskClie
         assert set(ids[: min(k, 5)]) <= set(CROWDERS) and (k < 5 or set(ids[:5]) == set(CROWDERS))
 
 
+def test_a_max_k_below_the_default_caps_the_default_k(index_root: Path) -> None:
+    client = create_app(dataclasses.replace(settings_for(index_root), max_k=4), watch=False).test_client()
+    assert len(client.get("/v1/posters/t001/similar").json["results"]) == 4
+    assert len(client.post("/v1/recommendations", json={"history": ["t001"]}).json["results"]) == 4
+    k = next(p for p in client.get("/v1/openapi.json").json["paths"]["/v1/posters/{title_id}/similar"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["default"] == k["schema"]["maximum"] == 4
+
+
 def test_similar_returns_every_other_title_when_k_exceeds_the_catalogue(client: FlaskClient, corpus: Corpus) -> None:
     ids = [r["id"] for r in client.get("/v1/posters/crowd-q/similar?k=100").json["results"]]
     assert sorted(ids) == sorted(titles(corpus) - {"crowd-q"})

@@ -63,6 +63,11 @@ def test_parse_k_from_text_refuses_other_scripts_digits(k: int, script: str) -> 
     assert parses_or_400(params.parse_k, str(k).translate(OTHER_DIGITS[script]), MAX_K) is None
 
 
+@given(st.integers(min_value=1, max_value=MAX_K))
+def test_absent_k_is_the_default_capped_at_the_maximum(max_k: int) -> None:
+    assert params.parse_k(None, max_k) == min(10, max_k)
+
+
 @given(JSON)
 def test_parse_k_never_raises_anything_but_a_400(raw) -> None:
     k = parses_or_400(params.parse_k, raw, MAX_K)
