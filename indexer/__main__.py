@@ -7,6 +7,7 @@ import logging
 import sys
 
 from models.catalog import CatalogError
+from posterrec_settings import ConfigError
 
 from . import build, ingest, savedmodel, versions
 from .published import IndexError_
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (CatalogError, IndexError_, StoreError) as err:  # expected failures: a message, not a traceback
+    except (CatalogError, ConfigError, IndexError_, StoreError) as err:  # expected failures: a message, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from indexer.store import open_store
-from posterrec_settings import load_settings
+from posterrec_settings import ConfigError, load_settings
 
 from .atomic import save_image
 from .batch import TitlesFileError, run_batch
@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with open_store(args.store or load_settings().store) as store:
             summary = run_batch(store, args.titles, args.out, regions, args.inpaint)
-    except TitlesFileError as err:
+    except (ConfigError, TitlesFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started

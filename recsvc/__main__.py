@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from posterrec_settings import ConfigError
+
 from . import create_app
 
 
@@ -15,7 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    create_app().run(host=args.host, port=args.port, threaded=True)
+    try:
+        app = create_app()
+    except ConfigError as err:  # a setting that cannot work: one line naming it, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    app.run(host=args.host, port=args.port, threaded=True)
     return 0
 
 

@@ -41,3 +41,23 @@ def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises(ConfigError, match=r"max_k=0 is outside \[1, inf\]"):
         Settings(max_k=0)
     assert Settings(index_poll_seconds=0).index_poll_seconds == 0  # 0: no hot swap
+
+
+@pytest.mark.parametrize("cli, argv", [
+    ("recsvc.__main__", []),
+    ("indexer.__main__", ["versions"]),
+    ("localize.__main__", ["run", "--titles", "t.csv", "--out", "out"]),
+    ("models.__main__", ["evaluate", "--model", "m", "--catalog", "c.csv"]),
+])
+def test_every_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, cli: str, argv: list[str]) -> None:
+    import importlib
+
+    monkeypatch.setenv("POSTERREC_MAX_K", "many")
+    try:
+        code = importlib.import_module(cli).main(argv)
+    except SystemExit as exit_:
+        code, message = 1, str(exit_.code)
+    else:
+        message = capsys.readouterr().err
+    assert code != 0 and message.strip().startswith("error: $POSTERREC_MAX_K: max_k='many'")
+    assert "Traceback" not in message
