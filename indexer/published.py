@@ -19,6 +19,7 @@ version, never half of one, and a killed build leaves the old one served.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -315,8 +316,7 @@ def original_rows(items: Sequence[IndexItem], title_count: int, title_of_row: np
 
 def duplicate_keys(items: Sequence[IndexItem]) -> list[str]:
     """Keys held by more than one item: each key must name one row (a variant's ``<id>@<REGION>`` included)."""
-    seen: set[str] = set()
-    return sorted({item.key for item in items if item.key in seen or seen.add(item.key)})
+    return sorted(key for key, count in collections.Counter(item.key for item in items).items() if count > 1)
 
 
 def _version_problem(manifest: object, items: list[IndexItem], embeddings: np.ndarray) -> str | None:
