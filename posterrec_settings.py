@@ -115,43 +115,50 @@ request; an infinite poll interval stopped the index watcher's thread), so it is
 
 
 def _range_problem(name: str, value: Any) -> str | None:
-    low, high = RANGES.get(name, (-math.inf, math.inf))
+    if name not in RANGES:
+        return None
+    low, high = RANGES[name]
     return None if low <= value <= high else f"is outside [{low}, {high}]"  # NaN fails both comparisons
 
 
 def _check_ranges(settings: Settings) -> None:
     for name in RANGES:
-        problem = _range_problem(name, getattr(settings, name))
+        value = getattr(settings, name)
+        problem = _range_problem(name, value)
         if problem:
-            raise ConfigError(f"{name}={getattr(settings, name)!r} {problem}")
+            raise ConfigError(f"{name}={value!r} {problem}")
 
 
 def _coerce(field: dataclasses.Field, raw: Any, source: str) -> Any:
-    """Turn a TOML or environment value into the field's type, or explain why not."""
+    """Turn a TOML or environment value into the field's type, or explain why not (or why it cannot work)."""
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     try:
-        if "Path" in kind:
-            return Path(raw)
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            lowered = str(raw).strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError("expected true or false")
-        if kind in ("int", "float"):
-            number = int(raw) if kind == "int" else float(raw)
-            problem = _range_problem(field.name, number)
-            if problem:
-                raise ConfigError(f"{source}: {field.name}={raw!r} {problem}")
-            return number
-        return str(raw)
+        value = _converted(kind, raw)
     except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
         raise ConfigError(f"{source}: {field.name}={raw!r} is not a valid {kind}: {err}") from None
+    problem = _range_problem(field.name, value)
+    if problem:
+        raise ConfigError(f"{source}: {field.name}={raw!r} {problem}")
+    return value
+
+
+def _converted(kind: str, raw: Any) -> Any:
+    if "Path" in kind:
+        return Path(raw)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        lowered = str(raw).strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return str(raw)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

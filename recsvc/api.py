@@ -272,6 +272,6 @@ def image(title_id: str):
     path = wanted.chosen.image_path
     try:
         response = send_file(path, mimetype=image_mimetype(path), conditional=True, max_age=86400)
-    except (OSError, UnidentifiedImageError):
+    except OSError:  # UnidentifiedImageError included
         raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server")
     return wanted.label(response)
