@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from test_recsvc_support import settings_for
+from werkzeug.test import TestResponse
 
 from indexer.publish import publish_index
 from indexer.published import IndexItem
@@ -73,28 +74,25 @@ def test_uploaded_poster_finds_itself_first(tiny_model, tmp_path: Path) -> None:
     assert bad_k.status_code == 400 and "k must" in bad_k.json["detail"]
 
 
-@pytest.mark.slow
-def test_upload_is_refused_when_the_model_changed_since_the_build(tiny_model, tmp_path: Path) -> None:
+def upload_after_spoiling_the_model(tiny_model, tmp_path: Path, spoil) -> TestResponse:
+    """An upload to an index built with a copy of the tiny model, after ``spoil(copy)`` changed the copy."""
     model_dir, catalog = tiny_model
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     items = publish_with_model(tmp_path / "index", copy, catalog)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
+    spoil(copy)
     client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
     with open(items[0].image_path, "rb") as handle:
-        response = client.post("/v1/search", data={"image": (handle, "p.png")})
-    assert response.status_code == 503 and response.json["error"] == "model_unavailable"
+        return client.post("/v1/search", data={"image": (handle, "p.png")})
+
+
+def retrain(model_dir: Path) -> None:
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    (model_dir / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
 
 
 @pytest.mark.slow
-def test_upload_is_503_when_the_model_directory_is_gone(tiny_model, tmp_path: Path) -> None:
-    model_dir, catalog = tiny_model
-    copy = tmp_path / "model"
-    shutil.copytree(model_dir, copy)
-    items = publish_with_model(tmp_path / "index", copy, catalog)
-    shutil.rmtree(copy)
-    client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
-    with open(items[0].image_path, "rb") as handle:
-        response = client.post("/v1/search", data={"image": (handle, "p.png")})
+@pytest.mark.parametrize("spoil", [retrain, shutil.rmtree], ids=["model changed since the build", "model directory gone"])
+def test_upload_is_503_when_the_model_that_built_the_index_is_not_there(tiny_model, tmp_path: Path, spoil) -> None:
+    response = upload_after_spoiling_the_model(tiny_model, tmp_path, spoil)
     assert response.status_code == 503 and response.json["error"] == "model_unavailable"
