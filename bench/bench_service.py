@@ -226,7 +226,8 @@ def median_cell(cells: list[dict]) -> dict:
     so the table reports the middle round, not the best.
     """
     middle = sorted(cells, key=lambda cell: cell["rps"])[len(cells) // 2]
-    return {**middle, "share": float(np.median([cell["share"] for cell in cells]))}
+    shares = [cell["share"] for cell in cells]
+    return {**middle, "share": float(np.median(shares)), "share_range": (min(shares), max(shares))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,13 +260,15 @@ def worker_description() -> str:
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
     print(f"Service load: gunicorn ({args.workers} {worker_description()} workers), index of {args.n:,} × {args.dim}-d clustered "
           f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, median of {args.rounds} rounds, wrk (1 thread) on the same host\n")
-    print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s (median of rounds, beside bare) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s (median of rounds, beside bare) | rounds' range |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, cells in rows.items():
         for c in clients:
             cell = cells[c]
+            low, high = cell["share_range"]
+            spread = "" if name == BASELINE else f"{100 * low:.0f}–{100 * high:.0f}%"
             print(f"| {name} | {c} | {cell['rps']:.0f} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
-                  f"{cell['errors']} | {100 * cell['share']:.0f}% |")
+                  f"{cell['errors']} | {100 * cell['share']:.0f}% | {spread} |")
     for name, _ in ENDPOINTS:
         cell = rows[name][max(clients)]
         verdict = "meets" if cell["p99_ms"] < 20 and cell["share"] >= 0.7 else "misses"
