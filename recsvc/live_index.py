@@ -97,7 +97,8 @@ class LiveIndex:
                 log.exception("index watcher failed; retrying in %.1f s", self.poll_seconds)
 
     def embedder_for(self, index: PublishedIndex):
-        """The model that built ``index``, loaded once; refused if it changed since the build."""
+        """The model that built ``index``, loaded once; None (uploads get a 503) if it changed since the build or
+        cannot be loaded at all."""
         from models.embedder import load_embedder, read_manifest
 
         expected = index.manifest.get("model_manifest_sha256")
@@ -108,8 +109,8 @@ class LiveIndex:
             try:
                 _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes seconds
                 embedder = load_embedder(model_dir) if digest == expected else None
-            except (OSError, ValueError) as err:  # a missing or unreadable model directory or model file
-                log.error("model at %s cannot be loaded for index %s: %s", model_dir, index.version, err)
+            except Exception as err:  # noqa: BLE001  a damaged archive raises whatever Keras' reader hits: BadZipFile, KeyError...
+                log.error("model at %s cannot be loaded for index %s: %r", model_dir, index.version, err)
                 return None
             if embedder is None or embedder.manifest_sha256 != expected:
                 log.error("model at %s is not the one index %s was built with", model_dir, index.version)

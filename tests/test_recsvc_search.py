@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,26 @@ def retrain(model_dir: Path) -> None:
     (model_dir / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
 
 
+def flip_a_byte_of_the_model_file(model_dir: Path) -> None:
+    """What a torn copy or a bad disk leaves: the manifest intact, the Keras archive failing its CRC."""
+    model_file = next(path for path in model_dir.iterdir() if path.suffix == ".keras")
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+
+
+def empty_the_model_archive(model_dir: Path) -> None:
+    """A well-formed zip that holds none of a Keras model's members (a partial export)."""
+    model_file = next(path for path in model_dir.iterdir() if path.suffix == ".keras")
+    with zipfile.ZipFile(model_file, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("spoil", [retrain, shutil.rmtree], ids=["model changed since the build", "model directory gone"])
+@pytest.mark.parametrize(
+    "spoil", [retrain, shutil.rmtree, flip_a_byte_of_the_model_file, empty_the_model_archive],
+    ids=["model changed since the build", "model directory gone", "model file damaged", "model archive empty"],
+)
 def test_upload_is_503_when_the_model_that_built_the_index_is_not_there(tiny_model, tmp_path: Path, spoil) -> None:
     response = upload_after_spoiling_the_model(tiny_model, tmp_path, spoil)
     assert response.status_code == 503 and response.json["error"] == "model_unavailable"
