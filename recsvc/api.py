@@ -11,6 +11,8 @@ from urllib.parse import quote, urlencode
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 from PIL import Image, UnidentifiedImageError
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from indexer.published import IndexItem, PublishedIndex
 
@@ -112,14 +114,38 @@ def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, 
     return {"index_version": index.version, **extra, "results": results}
 
 
+def request_body() -> bytes:
+    """The body, refused with 413 past ``MAX_CONTENT_LENGTH`` whether or not the client declared its length.
+
+    werkzeug refuses a declared Content-Length past the limit, but a body of unknown length (chunked, which
+    gunicorn passes on as a terminated stream) it reads up to the limit and stops without a word, so the
+    view would parse the first megabytes of a larger body as if they were all of it.
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = LimitedStream(request.environ["wsgi.input"], limit + 1, is_max=True).read()  # one byte past: too large
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
 def json_object() -> dict:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    body = request.get_json(silent=True)
+    body = _parsed_json(request_body()) if request.is_json else None
     if body is None:
         raise bad_request("body must be well-formed JSON sent as Content-Type: application/json")
     if not isinstance(body, dict):
         raise bad_request(f"body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def _parsed_json(data: bytes):
+    """``data`` parsed by the app's JSON provider, None when it is not JSON (as ``get_json(silent=True)``)."""
+    try:
+        return current_app.json.loads(data)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError and the provider's "nested too deeply" are ValueErrors
+        return None
 
 
 @bp.get("/openapi.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -245,6 +246,31 @@ def test_search_upload_of_an_empty_file_input_is_400_and_an_empty_file_415(clien
     assert_json_error(unfilled, 400)
     assert "holds no file" in unfilled.json["detail"]
     assert_json_error(client.post("/v1/search", data={"image": (io.BytesIO(b""), "empty.png")}), 415)
+
+
+def post_streamed(client: FlaskClient, path: str, body: bytes):
+    """A JSON body sent as gunicorn passes on a chunked one: no Content-Length, the server terminating the stream."""
+    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json",
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+
+
+@pytest.mark.parametrize("path", ["/v1/recommendations", "/v1/search"])
+def test_a_streamed_json_body_past_the_size_limit_is_413_not_cut_short(client: FlaskClient, app, path: str) -> None:
+    """werkzeug stops reading a body of unknown length at the limit without a word: the cut prefix had been parsed
+    (400 "not well-formed") and, when it was a JSON object before padding, answered (200)."""
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps({"history": ["t001"], "embedding": [0.0] * 32}).encode()
+    assert_json_error(post_streamed(client, path, body + b" " * limit), 413)
+    assert_json_error(post_streamed(client, path, b'{"history": ["' + b"t" * limit + b'"]}'), 413)
+
+
+def test_a_streamed_json_body_within_the_limit_is_read_whole(client: FlaskClient, app) -> None:
+    body = json.dumps({"history": ["t001", "t002"], "k": 3}).encode()
+    exactly_the_limit = body + b" " * (app.config["MAX_CONTENT_LENGTH"] - len(body))
+    for sent in (body, exactly_the_limit):
+        response = post_streamed(client, "/v1/recommendations", sent)
+        assert response.status_code == 200, response.json
+        assert len(response.json["results"]) == 3
 
 
 def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
