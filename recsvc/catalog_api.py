@@ -20,13 +20,12 @@ from flask import Blueprint, jsonify, request
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
+from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from .api import image_url, known_regions, served_index
 from .errors import bad_request
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
 
-MAX_PER_PAGE = 100
-DEFAULT_PER_PAGE = 24
 MAX_QUERY_CHARS = 200
 
 
@@ -134,7 +133,7 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),
-        page=params.parse_int_in_range(args.get("page") or None, "page", 10**9, 1, text=True),  # an empty field means the default
+        page=params.parse_int_in_range(args.get("page") or None, "page", MAX_PAGE, 1, text=True),  # an empty field means the default
         per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE, text=True),
         region=params.parse_region(args.get("region"), known_regions(index)),
     )

@@ -53,8 +53,9 @@ def openapi_document(settings: Settings) -> dict:
                 "parameters": [
                     {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
                     {"name": "genre", "in": "query", "schema": {"type": "string"}},
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
-                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 24}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": params.MAX_PAGE, "default": 1}},
+                    {"name": "per_page", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": params.MAX_PER_PAGE, "default": params.DEFAULT_PER_PAGE}},
                     region],
                 "responses": {**_ok("Listing"), **_errors(400, 503)}}},
             "/v1/genres": {"get": {"summary": "Genres with their title counts", "responses": {**_ok("Genres"), **_errors(503)}}},

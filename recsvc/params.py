@@ -17,8 +17,16 @@ from indexer.regions import is_region_code
 from .errors import bad_request
 
 
-DECIMAL = re.compile(r"[+]?[0-9]{1,9}")
-"""ASCII digits only: ``\\d`` would also take other scripts' digits (``k=３``)."""
+DECIMAL = re.compile(r"[+]?0*([0-9]{1,18})")
+"""ASCII digits only (``\\d`` would also take other scripts' digits, ``k=３``), leading zeros aside: the
+value decides the range, not the length of its text (``page=1000000000``, ``k=0010``), and 18 digits keep
+``int`` cheap and beyond any maximum."""
+
+
+MAX_PAGE = 10**9
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 24
+"""Paging bounds of the catalogue listing, here so that its view and the OpenAPI document share them."""
 
 
 def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text: bool) -> int:
@@ -31,9 +39,11 @@ def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text:
         return min(default, maximum)  # a deployment's maximum below the default caps it
     if type(raw) is int and 1 <= raw <= maximum:  # the usual case, without the text checks below
         return raw
-    if not (type(raw) is int or (text and isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()))) or not 1 <= int(raw) <= maximum:
+    digits = DECIMAL.fullmatch(raw.strip()) if text and isinstance(raw, str) else None
+    value = raw if type(raw) is int else int(digits.group(1)) if digits else None
+    if value is None or not 1 <= value <= maximum:
         raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
-    return int(raw)
+    return value
 
 
 def parse_k(raw: Any, max_k: int, default: int = 10, *, text: bool = True) -> int:

@@ -63,6 +63,16 @@ def test_parse_k_from_text_refuses_other_scripts_digits(k: int, script: str) -> 
     assert parses_or_400(params.parse_k, str(k).translate(OTHER_DIGITS[script]), MAX_K) is None
 
 
+@given(st.integers(min_value=1, max_value=MAX_K), st.integers(min_value=0, max_value=5000))
+def test_parse_k_from_text_takes_leading_zeros(k: int, zeros: int) -> None:
+    assert params.parse_k("0" * zeros + str(k), MAX_K) == k
+
+
+def test_a_text_integer_is_judged_by_its_value_not_its_length() -> None:
+    assert params.parse_int_in_range("1000000000", "page", 10**9, 1, text=True) == 10**9
+    assert parses_or_400(lambda raw: params.parse_int_in_range(raw, "page", 10**9, 1, text=True), "1000000001") is None
+
+
 @given(st.integers(min_value=1, max_value=MAX_K))
 def test_absent_k_is_the_default_capped_at_the_maximum(max_k: int) -> None:
     assert params.parse_k(None, max_k) == min(10, max_k)
