@@ -28,6 +28,8 @@ from PIL import Image, UnidentifiedImageError
 REQUIRED_COLUMNS = ("id", "title", "year", "genres", "image")
 RESERVED_ID_CHARACTERS = "/@"
 """An id is one path segment of the API's URLs (``/v1/posters/<id>``), and ``<id>@<REGION>`` keys a variant."""
+DOT_SEGMENTS = (".", "..")
+"""Ids no URL can carry: clients resolve ``/v1/posters/../image`` to ``/v1/image`` before sending it."""
 GENRE_SEPARATOR = "|"
 EARLIEST_YEAR = 1870
 _LATEST_YEAR = datetime.date.today().year + 5
@@ -144,6 +146,8 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
     reserved = [ch for ch in RESERVED_ID_CHARACTERS if ch in row_id]
     if reserved:
         problems.append(f"id {row_id!r} contains {' and '.join(map(repr, reserved))}, reserved in the API's URLs and variant keys")
+    if row_id in DOT_SEGMENTS:
+        problems.append(f"id {row_id!r} is a dot segment, which URLs drop")
     if not [g for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()]:
         problems.append("empty genres")
     try:

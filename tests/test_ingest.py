@@ -42,9 +42,11 @@ def bad_catalog(make_catalog, tmp_path):
         {"id": "t11", "title": "Future", "year": "3024", "genres": "Drama", "image": "posters/shared.jpg"},
         {"id": "tt/0042", "title": "Slash", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
         {"id": "x@DE", "title": "At", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
+        {"id": "..", "title": "Dots", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
+        {"id": ".", "title": "Dot", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
     ]
     path = make_catalog(rows)
-    # Line 15: a title that is not UTF-8 (Latin-1 bytes), written raw.
+    # Line 17: a title that is not UTF-8 (Latin-1 bytes), written raw.
     with path.open("ab") as handle:
         handle.write(b"t12,Caf\xe9,2001,Drama,posters/shared.jpg\r\n")
     return path
@@ -62,7 +64,9 @@ EXPECTED = {
     12: "bad year '3024'",
     13: "id 'tt/0042' contains '/', reserved",
     14: "id 'x@DE' contains '@', reserved",
-    15: "column 'title' is not valid UTF-8",
+    15: "id '..' is a dot segment, which URLs drop",
+    16: "id '.' is a dot segment, which URLs drop",
+    17: "column 'title' is not valid UTF-8",
 }
 
 
