@@ -272,6 +272,7 @@ class RequestedImage:
             response.headers["X-PosterRec-Fallback"] = f"no {self.region} variant; original served"
             response.cache_control.max_age = None
             response.cache_control.no_cache = True
+            response.headers.pop("Expires", None)  # send_file's day-long Expires, which an HTTP/1.0 cache would follow
         return response
 
 

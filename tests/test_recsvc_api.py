@@ -349,6 +349,7 @@ def test_a_fallback_image_is_revalidated_at_each_look(client: FlaskClient) -> No
     fallback = client.get("/v1/posters/t002/image?region=JP")
     assert fallback.headers["X-PosterRec-Fallback"]
     assert "no-cache" in fallback.headers["Cache-Control"] and "max-age" not in fallback.headers["Cache-Control"]
+    assert "Expires" not in fallback.headers, "an HTTP/1.0 cache would keep the original until the day-long Expires"
     assert client.get("/v1/posters/t002/image?region=JP", headers={"If-None-Match": fallback.headers["ETag"]}).status_code == 304
 
 
