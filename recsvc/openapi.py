@@ -66,7 +66,12 @@ def openapi_document(settings: Settings) -> dict:
             "/v1/posters/{title_id}/image": {"get": {
                 "summary": "Image bytes; the original when the region has no variant (header X-PosterRec-Fallback)",
                 "parameters": [poster_id, region],
-                "responses": {"200": {"description": "image", "content": {"image/*": {}}}, **_errors(400, 404, 503)}}},
+                "responses": {
+                    "200": {"description": "image", "content": {"image/*": {}}},
+                    "206": {"description": "the part of the image a Range header asked for", "content": {"image/*": {}}},
+                    "304": {"description": "not modified since the ETag or date the request names"},
+                    "416": {"description": "the Range header names no part of the image"},
+                    **_errors(400, 404, 503)}}},
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error", "detail"], "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
@@ -82,7 +87,7 @@ def openapi_document(settings: Settings) -> dict:
                 "history": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "minLength": 1}},
                 "k": k_schema,
                 "region": region_schema,
-                "exclude_history": {"type": "boolean"},
+                "exclude_history": {"type": "boolean", "default": params.EXCLUDE_HISTORY_BY_DEFAULT},
                 "aggregation": {"type": "string", "enum": list(AGGREGATIONS)}}},
             "Poster": {"type": "object", "required": ["id", "title", "genres", "image_url"], "properties": {
                 **poster, "index_version": {"type": "string"}}},

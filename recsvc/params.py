@@ -80,6 +80,8 @@ class RecommendationRequest:
     aggregation: str | None
 
 
+EXCLUDE_HISTORY_BY_DEFAULT = True
+"""A history's own titles are left out of its recommendations unless the request asks for them."""
 RECOMMENDATION_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
 
 
@@ -102,7 +104,7 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str
         history=history,
         k=parse_k(body.get("k"), max_k, text=False),
         region=parse_region(body.get("region"), regions),
-        exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", True),
+        exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", EXCLUDE_HISTORY_BY_DEFAULT),
         aggregation=aggregation,
     )
 

@@ -484,6 +484,28 @@ def test_responses_are_what_the_openapi_document_says(client: FlaskClient, metho
     Draft202012Validator({**_closed(schema), "components": _closed(doc["components"])}).validate(response.json)
 
 
+def test_the_image_routes_conditional_and_range_answers_are_documented(client: FlaskClient) -> None:
+    doc = client.get("/v1/openapi.json").json
+    described = doc["paths"]["/v1/posters/{title_id}/image"]["get"]["responses"]
+    url = "/v1/posters/t001/image"
+    etag = client.get(url).headers["ETag"]
+    answers = {
+        "range": client.get(url, headers={"Range": "bytes=0-9"}),
+        "etag": client.get(url, headers={"If-None-Match": etag}),
+        "range past the end": client.get(url, headers={"Range": "bytes=99999999-"}),
+    }
+    assert [answer.status_code for answer in answers.values()] == [206, 304, 416]
+    for name, answer in answers.items():
+        assert str(answer.status_code) in described, f"{name}: {answer.status_code} is not documented"
+
+
+def test_the_documented_defaults_are_the_ones_applied(client: FlaskClient) -> None:
+    request_schema = client.get("/v1/openapi.json").json["components"]["schemas"]["RecommendationRequest"]["properties"]
+    assert request_schema["exclude_history"]["default"] is True
+    watched = {r["id"] for r in client.post("/v1/recommendations", json={"history": ["t001", "t002"], "k": 50}).json["results"]}
+    assert not watched & {"t001", "t002"}
+
+
 def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.get("/v2/anything"), 404)
     assert_json_error(client.get("/v1/poster/t001"), 404)
