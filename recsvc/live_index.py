@@ -105,7 +105,8 @@ class LiveIndex:
         model_dir = index.manifest.get("model_dir")
         if not expected or not model_dir:
             return None
-        if expected not in self._embedders:
+        embedder = self._embedders.get(expected)  # read once: another request thread may replace the dict
+        if embedder is None:
             try:
                 _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes seconds
                 embedder = load_embedder(model_dir) if digest == expected else None
@@ -116,4 +117,4 @@ class LiveIndex:
                 log.error("model at %s is not the one index %s was built with", model_dir, index.version)
                 return None
             self._embedders = {expected: embedder}
-        return self._embedders[expected]
+        return embedder
