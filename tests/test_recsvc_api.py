@@ -117,25 +117,70 @@ def test_similar_unknown_id_is_404_and_unknown_region_400(client: FlaskClient) -
 # --- /recommendations --------------------------------------------------------------------------------
 
 
-def test_recommendations_exclude_history_by_default_and_on_request_include_it(client: FlaskClient) -> None:
+def test_recommendations_exclude_history_by_default(client: FlaskClient) -> None:
     history = ["crowd-a", "crowd-b"]
     excluded = [r["id"] for r in client.post("/v1/recommendations", json={"history": history, "k": 10}).json["results"]]
     assert len(excluded) == 10 and not set(history) & set(excluded)
-    included = [r["id"] for r in client.post(
-        "/v1/recommendations", json={"history": history, "k": 10, "exclude_history": False, "aggregation": "mean"}).json["results"]]
-    assert set(history) <= set(included)
+
+
+def best_title_scores(index, query: np.ndarray) -> dict[str, float]:
+    """Brute force: every title with an original poster, scored by its best row (original or variant) against ``query``."""
+    scores = index.embeddings.astype(np.float64) @ query
+    best: dict[str, float] = {}
+    for row, item in enumerate(index.items):
+        if index.poster_row(item.title_id) is not None:
+            best[item.title_id] = max(best.get(item.title_id, -np.inf), scores[row])
+    return best
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def reference_recommendations(index, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[tuple[str, float]]:
+    """What each aggregation means, computed from the vectors and the published similar lists alone."""
+    vectors = np.array([index.embeddings[index.poster_row(title_id)] for title_id in history], np.float64)
+    weights = ranking.RECENCY_DECAY ** np.arange(len(history) - 1, -1, -1)
+    if aggregation == "fusion":
+        per_query = [best_title_scores(index, vector) for vector in vectors]
+        scored = {title: max(w * scores[title] for w, scores in zip(weights, per_query)) for title in per_query[0]}
+    elif aggregation == "recent_neighbours":  # the recent query over the first 10 listed titles of the latest 5
+        query = unit(weights @ vectors)
+        listed = {index.title_ids[t] for title_id in history[-5:]
+                  for t in index.similar.titles[index.title_ids.index(title_id), :10] if t >= 0}
+        candidates = listed if exclude_history else listed | set(history)
+        scored = {title: float(index.embeddings[index.poster_row(title)] @ query) for title in candidates}
+    else:
+        scored = best_title_scores(index, unit((weights if aggregation == "recent" else np.ones(len(history))) @ vectors))
+    kept = ((title, score) for title, score in scored.items() if not (exclude_history and title in history))
+    return sorted(kept, key=lambda pair: -pair[1])[:k]
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+@pytest.mark.parametrize("aggregation", ranking.AGGREGATIONS)
+def test_recommendations_rank_as_each_aggregation_defines(client: FlaskClient, app, aggregation: str, exclude_history: bool) -> None:
+    """Checked against a brute-force reference, not against the ranking code the service calls."""
+    index = app.extensions["posterrec"].index
+    history = ["t001", "t002", "crowd-q", "t005", "t008", "t009", "t012"]  # more than the 5 latest titles
+    body = client.post("/v1/recommendations", json={
+        "history": history, "k": 7, "aggregation": aggregation, "exclude_history": exclude_history}).json
+    assert body["aggregation"] == aggregation
+    expected = reference_recommendations(index, history, 7, aggregation, exclude_history)
+    assert [r["id"] for r in body["results"]] == [title for title, _ in expected]
+    assert [r["score"] for r in body["results"]] == pytest.approx([score for _, score in expected], abs=1e-5)
+    assert [r["title"] for r in body["results"]] == [index.items[index.poster_row(title)].title for title, _ in expected]
 
 
 @pytest.mark.parametrize("aggregation", ranking.AGGREGATIONS)
-def test_recommendations_use_the_chosen_aggregation(client: FlaskClient, app, aggregation: str) -> None:
-    history = ["t001", "t002", "crowd-q"]
-    body = client.post("/v1/recommendations", json={"history": history, "k": 7, "aggregation": aggregation}).json
-    assert body["aggregation"] == aggregation
-    index = app.extensions["posterrec"].index
-    expected = ranking.recommend(index, history, 7, aggregation, True)
-    assert [r["id"] for r in body["results"]] == expected.title_ids(index)
-    assert [r["title"] for r in body["results"]] == [index.items[index.row_of_key[t]].title for t in expected.title_ids(index)]
-    assert [r["score"] for r in body["results"]] == [round(score, 6) for score in expected.scores]
+def test_every_aggregation_returns_k_titles_best_first_and_includes_the_history_on_request(client: FlaskClient, aggregation: str) -> None:
+    history = ["crowd-a", "crowd-b"]
+    for exclude in (True, False):
+        body = client.post("/v1/recommendations", json={
+            "history": history, "k": 10, "aggregation": aggregation, "exclude_history": exclude}).json
+        ids, scores = [r["id"] for r in body["results"]], [r["score"] for r in body["results"]]
+        assert len(ids) == len(set(ids)) == 10
+        assert scores == sorted(scores, reverse=True)
+        assert (set(history) & set(ids)) == (set() if exclude else set(history))
 
 
 def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client: FlaskClient) -> None:
@@ -147,9 +192,11 @@ def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client
         return {r["id"]: r["score"] for r in body["results"]}
 
     for history in (["t011", "t012"], ["t012", "t011"]):
-        recent, mean = scores(history, "recent"), scores(history, "mean")
-        assert recent[history[1]] > recent[history[0]] + 0.01
+        mean = scores(history, "mean")
         assert abs(mean[history[1]] - mean[history[0]]) < 1e-4
+        for aggregation in ("recent", "recent_neighbours", "fusion"):
+            weighted = scores(history, aggregation)
+            assert weighted[history[1]] > weighted[history[0]] + 0.01, aggregation
 
 
 def test_recommendations_default_aggregation_is_the_apps(client: FlaskClient, app) -> None:
