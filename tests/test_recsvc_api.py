@@ -205,6 +205,10 @@ def test_recommendations_default_aggregation_is_the_apps(client: FlaskClient, ap
     assert len(body["results"]) == 10
 
 
+def test_recommendations_take_a_history_of_up_to_1000_ids(client: FlaskClient) -> None:
+    assert client.post("/v1/recommendations", json={"history": ["t001", "t002"] * 500}).status_code == 200
+
+
 def test_recommendations_unknown_id_is_404(client: FlaskClient) -> None:
     response = client.post("/v1/recommendations", json={"history": ["t001", "missing-1"]})
     assert_json_error(response, 404)
@@ -254,6 +258,26 @@ def test_search_by_embedding_finds_that_poster_first(client: FlaskClient, corpus
     body = client.post("/v1/search", json={"embedding": (corpus.embeddings[row] * 3).tolist(), "k": 5}).json
     assert body["results"][0]["id"] == "t007" and body["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert len({r["id"] for r in body["results"]}) == 5
+
+
+def assert_region_shown(index, results: list[dict], region: str) -> None:
+    """Results of titles with a ``region`` variant show it; the others show their original."""
+    with_variant = {r["id"] for r in results if any(v.region == region for v in index.variants_of(r["id"]))}
+    assert with_variant, "the check needs a title with a variant among the results"
+    for r in results:
+        if r["id"] in with_variant:
+            assert r["region"] == region and r["image_url"].endswith(f"?region={region}") and r["localized_title"], r
+        else:
+            assert r["region"] is None and "?" not in r["image_url"] and r["localized_title"] is None, r
+
+
+def test_recommendations_and_search_show_the_regions_variants(client: FlaskClient, app, corpus: Corpus) -> None:
+    index = app.extensions["posterrec"].index
+    recommended = client.post("/v1/recommendations", json={"history": ["t001", "t002"], "k": 20, "region": "DE"}).json
+    assert_region_shown(index, recommended["results"], "DE")
+    row = next(i for i, item in enumerate(corpus.items) if item.key == "t007")
+    found = client.post("/v1/search", json={"embedding": corpus.embeddings[row].tolist(), "k": 5, "region": "DE"}).json
+    assert_region_shown(index, found["results"], "DE")
 
 
 @pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e300])
@@ -341,9 +365,10 @@ def test_search_upload_of_too_many_pixels_is_413_before_decoding(client: FlaskCl
 # --- metadata, variants, images -------------------------------------------------------------------
 
 
-def test_poster_metadata(client: FlaskClient) -> None:
+def test_poster_metadata(client: FlaskClient, corpus: Corpus) -> None:
     body = client.get("/v1/posters/t000").json
     assert body["id"] == "t000" and body["title"] == "Title t000" and body["genres"] == ["Drama"]
+    assert body["year"] == next(item.year for item in corpus.items if item.key == "t000") is not None
     assert body["variant_regions"] == ["DE", "FR"] and body["image_url"] == "/v1/posters/t000/image"
     assert client.get("/v1/posters/t020").json["variant_regions"] == []
     assert_json_error(client.get("/v1/posters/nope"), 404)
