@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import http.client
 import json
+import logging
 import os
 import runpy
 import shutil
@@ -81,7 +82,7 @@ def publish_broken(root: Path, scratch: Path, corpus, corrupt: Callable[[Path], 
 
 
 @pytest.mark.parametrize("breakage", BROKEN_VERSIONS)
-def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path, breakage: str) -> None:
+def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Path, breakage: str, caplog) -> None:
     root = tmp_path / "index"
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     app = create_app(settings_for(root), watch=False)
@@ -94,7 +95,10 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     assert client.get("/readyz").json["version"] == good
     assert client.get("/v1/posters/t001/similar?k=5").status_code == 200
     assert client.post("/v1/recommendations", json={"history": ["t001", "t002"]}).status_code == 200
-    assert not live.refresh(), "a refused version is not retried while CURRENT still names it"
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="recsvc.live_index"):
+        assert not live.refresh()
+    assert not [r for r in caplog.records if "refusing" in r.getMessage()], "a refused version is not reloaded while CURRENT names it"
     published.set_current(root, good)
     fixed = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=5))
     assert live.refresh() and live.index.version == fixed
