@@ -199,3 +199,12 @@ def test_the_catalogue_built_for_a_listing_is_frozen_out_of_the_cyclic_collector
     catalog = catalog_of(client.application.extensions["posterrec"].index)
     tracked = {id(obj) for obj in gc.get_objects()}
     assert not any(id(entry) in tracked for entry in catalog.entries)
+
+
+def test_the_region_menu_counts_each_regions_variants_most_first(client, corpus):
+    html = client.get("/").get_data(as_text=True)
+    options = re.findall(r'<option value="([A-Z]{2})"[^>]*>\1 \((\d+) variants\)</option>', html)
+    counts = Counter(item.region for item in corpus.items if item.region)
+    assert counts, "the check needs variants"
+    assert {region: int(n) for region, n in options if int(n)} == dict(counts)
+    assert [int(n) for _, n in options] == sorted((int(n) for _, n in options), reverse=True)
