@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import re
 from collections import Counter
 from html import unescape
@@ -208,3 +209,10 @@ def test_the_region_menu_counts_each_regions_variants_most_first(client, corpus)
     assert counts, "the check needs variants"
     assert {region: int(n) for region, n in options if int(n)} == dict(counts)
     assert [int(n) for _, n in options] == sorted((int(n) for _, n in options), reverse=True)
+
+
+def test_the_page_mounted_under_a_prefix_points_its_script_and_links_there(client):
+    html = client.get("/", query_string={"per_page": 2}, environ_overrides={"SCRIPT_NAME": "/posterrec"}).get_data(as_text=True)
+    config = json.loads(unescape(re.search(r'<script id="posterrec-config" type="application/json">(.*?)</script>', html).group(1)))
+    assert (config["apiRoot"], config["thumbRoot"]) == ("/posterrec/v1", "/posterrec/thumbs")
+    assert re.search(r'<a href="/posterrec/\?[^"]*" rel="next">', html)
