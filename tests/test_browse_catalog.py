@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from recsvc.browse import THUMB_WIDTH
+from recsvc.browse import THUMB_WIDTH, thumbnail_jpeg
 from recsvc.catalog_api import MAX_PER_PAGE, catalog_of
 from test_browse_support import BrowseCorpus, browse_app, build_browse_corpus, publish
 
@@ -216,3 +216,14 @@ def test_the_page_mounted_under_a_prefix_points_its_script_and_links_there(clien
     config = json.loads(unescape(re.search(r'<script id="posterrec-config" type="application/json">(.*?)</script>', html).group(1)))
     assert (config["apiRoot"], config["thumbRoot"]) == ("/posterrec/v1", "/posterrec/thumbs")
     assert re.search(r'<a href="/posterrec/\?[^"]*" rel="next">', html)
+
+
+def test_a_thumbnail_is_turned_as_the_posters_exif_orientation_says(tmp_path):
+    """A camera or scanner stores a portrait poster as landscape pixels and an EXIF tag to turn them upright."""
+    stored = Image.new("RGB", (300, 200), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90° clockwise to display
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, "JPEG", exif=exif)
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(str(path), path.stat().st_mtime_ns, path.stat().st_size)))
+    assert thumb.width < thumb.height and thumb.width == 200
