@@ -13,7 +13,6 @@ lower-case titles.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import weakref
 
 from flask import Blueprint, jsonify, request
@@ -21,9 +20,10 @@ from flask import Blueprint, jsonify, request
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from .api import image_url, known_regions, served_index
 from .errors import bad_request
+from .live_index import built_frozen
+from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
 
@@ -76,9 +76,7 @@ def catalog_of(index: PublishedIndex) -> Catalog:
     """
     catalog = _CATALOGS.get(index)
     if catalog is None:
-        catalog = _CATALOGS[index] = build_catalog(index)
-        gc.collect()  # what is garbage now would be frozen with the catalogue, for good
-        gc.freeze()
+        catalog = _CATALOGS[index] = built_frozen(lambda: build_catalog(index))
     return catalog
 
 

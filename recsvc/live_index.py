@@ -24,6 +24,7 @@ import gc
 import logging
 import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from indexer import published
 from indexer.published import PublishedIndex
@@ -31,6 +32,21 @@ from indexer.published import PublishedIndex
 from .metrics import record_index
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def built_frozen(build: Callable[[], T]) -> T:
+    """``build()``, frozen out of the cyclic collector with everything alive once it returns.
+
+    Cyclic garbage is collected first, which is cheap while what was built before is frozen, so that none
+    of it is frozen for good; after the build, it would also walk everything just built. Nothing is
+    frozen when ``build`` raises.
+    """
+    gc.collect()
+    built = build()
+    gc.freeze()
+    return built
 
 
 class LiveIndex:
@@ -63,16 +79,14 @@ class LiveIndex:
                 self._refused = None
             if wanted is None or wanted in (served, self._refused):
                 return False
-            gc.collect()  # garbage left unfrozen now would be frozen below with whatever it holds, for good
             try:
-                fresh = published.open_version(self.root, wanted)
+                fresh = built_frozen(lambda: published.open_version(self.root, wanted))
             except Exception as err:  # any failure to load refuses the version: the served one must keep serving
                 self._refused = wanted
                 log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err,
                           exc_info=not isinstance(err, published.IndexError_))
                 return False
             self._index = fresh
-            gc.freeze()
             self._refused = None
             self.swaps += 1
             record_index(wanted, len(fresh), previous=served)

@@ -92,9 +92,13 @@ def retrain(model_dir: Path) -> None:
     (model_dir / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
 
 
+def keras_archive(model_dir: Path) -> Path:
+    return next(path for path in model_dir.iterdir() if path.suffix == ".keras")
+
+
 def flip_a_byte_of_the_model_file(model_dir: Path) -> None:
     """What a torn copy or a bad disk leaves: the manifest intact, the Keras archive failing its CRC."""
-    model_file = next(path for path in model_dir.iterdir() if path.suffix == ".keras")
+    model_file = keras_archive(model_dir)
     data = bytearray(model_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model_file.write_bytes(bytes(data))
@@ -102,8 +106,7 @@ def flip_a_byte_of_the_model_file(model_dir: Path) -> None:
 
 def empty_the_model_archive(model_dir: Path) -> None:
     """A well-formed zip that holds none of a Keras model's members (a partial export)."""
-    model_file = next(path for path in model_dir.iterdir() if path.suffix == ".keras")
-    with zipfile.ZipFile(model_file, "w") as archive:
+    with zipfile.ZipFile(keras_archive(model_dir), "w") as archive:
         archive.writestr("notes.txt", "not a model")
 
 
