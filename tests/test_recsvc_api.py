@@ -344,6 +344,33 @@ def test_a_streamed_json_body_within_the_limit_is_read_whole(client: FlaskClient
         assert len(response.json["results"]) == 3
 
 
+def post_declared(client: FlaskClient, body: bytes, declared: int, terminated: bool):
+    """A JSON body with its Content-Length header set to ``declared``, from a server that ends the stream (gunicorn) or not."""
+    return client.post("/v1/recommendations", input_stream=io.BytesIO(body), content_type="application/json",
+                       environ_overrides={"CONTENT_LENGTH": str(declared), **({"wsgi.input_terminated": True} if terminated else {})})
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+def test_a_body_shorter_than_its_declared_length_is_400(client: FlaskClient, terminated: bool) -> None:
+    """The client went away mid-body: what arrived is a well-formed object here, but not the request it declared
+    (under gunicorn, werkzeug's own read had parsed it and answered 200)."""
+    body = json.dumps({"history": ["t001"], "k": 3}).encode()
+    assert_json_error(post_declared(client, body, len(body) + 10, terminated), 400)
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+def test_a_body_is_read_to_its_declared_length_and_no_further(client: FlaskClient, terminated: bool) -> None:
+    body = json.dumps({"history": ["t001", "t002"], "k": 3}).encode()
+    response = post_declared(client, body + b'"trailing bytes past the declared length"', len(body), terminated)
+    assert response.status_code == 200, response.json
+    assert len(response.json["results"]) == 3
+
+
+def test_a_json_body_declared_past_the_size_limit_is_413(client: FlaskClient, app) -> None:
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    assert_json_error(post_declared(client, b'{"history": ["t001"]}' + b" " * limit, limit + 1, terminated=True), 413)
+
+
 def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
     too_big = app.config["MAX_CONTENT_LENGTH"] + 1
     response = client.post("/v1/search", data={"image": (io.BytesIO(b"\xff" * too_big), "huge.jpg")})

@@ -233,6 +233,17 @@ def _get(port: int, path: str, method: str = "GET", body: dict | None = None) ->
     return result
 
 
+def _raw_status(port: int, head: bytes, body: bytes) -> int:
+    """The status gunicorn answers to a request sent as is, the client's side then closed for writing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while b"\r\n" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
 @pytest.mark.slow
 def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None:
     root = tmp_path / "index"
@@ -265,6 +276,10 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         assert status == 200 and len(json.loads(body)["results"]) == 4
         status, content_type, body = _get(port, "/v1/posters/t001/similar?k=0")
         assert status == 400 and content_type == "application/json" and "k must" in json.loads(body)["detail"]
+        whole = json.dumps({"history": ["t001"], "k": 3}).encode()
+        head = b"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d"
+        assert _raw_status(port, head % len(whole), whole) == 200
+        assert _raw_status(port, head % (len(whole) + 10), whole) == 400, "a body cut short is not parsed as if whole"
         deadline = time.monotonic() + 3 * metrics.FLUSH_SECONDS  # each worker writes its counts every FLUSH_SECONDS
         while True:
             status, _, body = _get(port, "/metrics")
