@@ -53,6 +53,12 @@ def test_similar_never_returns_the_poster_itself_and_collapses_variants(client: 
         assert all("@" not in i for i in ids)
         scores = [r["score"] for r in body["results"]]
         assert scores == sorted(scores, reverse=True)
+        assert_scores_rounded(body["results"])
+
+
+def assert_scores_rounded(results: list[dict]) -> None:
+    """Scores are given to 6 decimals, not as the float32 similarity's 17 significant digits."""
+    assert all(r["score"] == round(r["score"], 6) for r in results), [r["score"] for r in results]
 
 
 def test_similar_fills_k_when_variants_crowd_the_neighbourhood(client: FlaskClient) -> None:
@@ -168,6 +174,7 @@ def test_recommendations_rank_as_each_aggregation_defines(client: FlaskClient, a
     expected = reference_recommendations(index, history, 7, aggregation, exclude_history)
     assert [r["id"] for r in body["results"]] == [title for title, _ in expected]
     assert [r["score"] for r in body["results"]] == pytest.approx([score for _, score in expected], abs=1e-5)
+    assert_scores_rounded(body["results"])
     assert [r["title"] for r in body["results"]] == [index.items[index.poster_row(title)].title for title, _ in expected]
 
 
