@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
     )
     app.json = OrjsonProvider(app)
     kernels.warm_up()  # here, not in the first request, which would wait for it (0.5 s cached, 5.8 s compiling)
-    live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0)
+    live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog])
     live.start()
     if live.index is None:
         logging.getLogger(__name__).warning("no index version at %s yet; /readyz stays 503 until one is published", settings.index_root)

@@ -24,7 +24,7 @@ import gc
 import logging
 import threading
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from indexer import published
 from indexer.published import PublishedIndex
@@ -34,6 +34,10 @@ from .metrics import record_index
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+Preparer = Callable[[PublishedIndex, "PublishedIndex | None"], None]
+"""Called with a freshly loaded version and the one it replaces, before the swap: to build beside the load what
+requests would otherwise build on their first use of the new version."""
 
 
 def built_frozen(build: Callable[[], T]) -> T:
@@ -50,9 +54,10 @@ def built_frozen(build: Callable[[], T]) -> T:
 
 
 class LiveIndex:
-    def __init__(self, root: Path, poll_seconds: float) -> None:
+    def __init__(self, root: Path, poll_seconds: float, preparers: Iterable[Preparer] = ()) -> None:
         self.root = Path(root)
         self.poll_seconds = poll_seconds
+        self.preparers = tuple(preparers)
         self._index: PublishedIndex | None = None
         self._refused: str | None = None
         self._embedders: dict[str, object] = {}
@@ -86,12 +91,22 @@ class LiveIndex:
                 log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err,
                           exc_info=not isinstance(err, published.IndexError_))
                 return False
+            self._prepare(fresh)
             self._index = fresh
             self._refused = None
             self.swaps += 1
             record_index(wanted, len(fresh), previous=served)
             log.info("serving index version %s (%d items), was %s", wanted, len(fresh), served or "nothing")
             return True
+
+    def _prepare(self, fresh: PublishedIndex) -> None:
+        """Run each preparer on ``fresh``; one that fails is logged and skipped, since what it builds is only ahead
+        of time (requests build it on first use), so the version is still served."""
+        for prepare in self.preparers:
+            try:
+                prepare(fresh, self._index)
+            except Exception:  # noqa: BLE001  the load succeeded; a failed head start must not refuse it
+                log.exception("preparing index version %s failed; requests will build what it would have", fresh.version)
 
     def start(self) -> None:
         """Load now and keep watching in a daemon thread (one per process, so per gunicorn worker)."""
