@@ -117,7 +117,7 @@ def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, 
 
 
 def request_body() -> bytes:
-    """The body, refused with 413 past ``MAX_CONTENT_LENGTH`` whether or not the client declared its length.
+    """The body, refused with 413 past the request's ``max_content_length`` whether or not the client declared its length.
 
     A declared length is read as exactly that many bytes from the server's stream, and a shorter body is a
     client that went away (400), as werkzeug has it. werkzeug's ``get_data`` reads a body that the server
@@ -128,7 +128,7 @@ def request_body() -> bytes:
     and stop without a word, so the view would parse the first megabytes of a larger body as if they were
     all of it: it is read to one byte past the limit and refused if it gets there.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length  # the limit werkzeug applies to multipart uploads: MAX_CONTENT_LENGTH
     stream = request.environ["wsgi.input"]
     length = request.content_length
     if length is not None:
