@@ -15,7 +15,7 @@ from flask import Flask
 
 from posterrec_settings import Settings, load_settings
 
-from . import api, browse, catalog_api, health, kernels
+from . import api, browse, catalog_api, health
 from .errors import register_error_handlers
 from .json_provider import OrjsonProvider
 from .live_index import LiveIndex
@@ -36,7 +36,6 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
     app.json = OrjsonProvider(app)
-    kernels.warm_up()  # here, not in the first request, which would wait for it (0.5 s cached, 5.8 s compiling)
     live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog])
     live.start()
     if live.index is None:

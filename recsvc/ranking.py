@@ -16,8 +16,6 @@ import numpy as np
 
 from indexer.published import PublishedIndex
 
-from . import kernels
-
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
 ``recent``: one query, the recency-weighted average, searched in the whole index (best of the first three on MovieLens).
@@ -144,22 +142,54 @@ def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
     return weights
 
 
+def unit_weighted_sum(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The L2-normalised ``weights``-weighted sum of ``embeddings[rows]``, summed in float64.
+
+    Returns:
+        A float32 unit vector, or the last row's vector when the sum is zero (vectors that cancel out give no
+        direction).
+    """
+    query = weights.astype(np.float64) @ embeddings[rows].astype(np.float64)
+    norm = np.linalg.norm(query)
+    if norm == 0.0:
+        return embeddings[rows[-1]].copy()
+    return (query / norm).astype(np.float32)
+
+
 def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) -> np.ndarray:
     """The normalised recency-weighted average of the history's vectors (the latest if they cancel out)."""
-    return kernels.unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
+    return unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
 
 
-def ranked_neighbours(index: PublishedIndex, rows: list[int], k: int, exclude_history: bool) -> tuple[Ranked | None, np.ndarray]:
-    """The ``k`` titles that score best against the recency query of the history at poster ``rows`` (oldest
-    first) among those listed first as similar to its latest titles, and the history itself unless it is
-    excluded; and the query.
+def best_listed(
+    listed_titles: np.ndarray,
+    embeddings: np.ndarray,
+    original_rows: np.ndarray,
+    history: np.ndarray,
+    query: np.ndarray,
+    sources: int,
+    depth: int,
+    k: int,
+    exclude_history: bool,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The ``k`` listed candidates that score best against ``query``.
 
-    No titles when the lists hold fewer than ``k`` candidates; the caller searches with the query instead.
+    Args:
+        listed_titles: each title's similar titles (ordinals, best first, -1 padded).
+        embeddings: the index's vectors; ``original_rows`` maps a title ordinal to its poster's row.
+        history: watched title ordinals, oldest first.
+        sources, depth: candidates are the first ``depth`` titles listed for each of the latest ``sources``
+            history titles, plus the history itself unless ``exclude_history`` (then the history is left out).
+    Returns:
+        The best titles and their scores, best first (equal scores: lower ordinal first, so an answer does not
+        depend on the order candidates were found in), and how many distinct candidates there were.
     """
-    titles, scores, candidates, query = kernels.recommend_listed(
-        index.similar.titles, index.embeddings, index.title_of_row, index.original_row_of_title,
-        np.asarray(rows, np.int64), recency_weights(len(rows)), NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
-    return (Ranked(titles.tolist(), scores.tolist()) if candidates >= k else None), query
+    listed = listed_titles[history[-sources:], :depth].ravel()
+    listed = listed[listed >= 0]
+    candidates = np.setdiff1d(listed, history) if exclude_history else np.union1d(listed, history)
+    scores = embeddings[original_rows[candidates]] @ query  # lists and histories hold only titles with an original
+    best = np.argsort(-scores, kind="stable")[:k]
+    return candidates[best], scores[best], len(candidates)
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> Ranked:

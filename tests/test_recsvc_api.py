@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
-from recsvc import create_app, kernels, metrics, ranking
+from recsvc import create_app, metrics, ranking
 
 
 @pytest.fixture(scope="module")
@@ -642,13 +642,3 @@ def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_o
     assert [ranked.titles for ranked in batched] == [ranked.titles for ranked in single]
     assert [s for ranked in batched for s in ranked.scores] == pytest.approx([s for ranked in single for s in ranked.scores], abs=1e-5)
     assert crowd_q not in {title for ranked in batched for title in ranked.titles}
-
-
-def test_the_warm_up_compiles_the_kernels_with_the_types_requests_pass(client: FlaskClient) -> None:
-    """Numba compiles again for each new argument type (a read-only array is one): a request after the
-    warm-up must find its kernels compiled, or it waits seconds for them."""
-    kernels.warm_up()
-    compiled = {kernel: len(kernel.signatures) for kernel in (kernels.unit_weighted_sum, kernels.recommend_listed)}
-    for aggregation in ("recent_neighbours", "recent", "mean"):
-        assert client.post("/v1/recommendations", json={"history": ["t001", "t002"], "aggregation": aggregation}).status_code == 200
-    assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
