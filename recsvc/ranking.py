@@ -184,12 +184,27 @@ def best_listed(
         The best titles and their scores, best first (equal scores: lower ordinal first, so an answer does not
         depend on the order candidates were found in), and how many distinct candidates there were.
     """
-    listed = listed_titles[history[-sources:], :depth].ravel()
-    listed = listed[listed >= 0]
-    candidates = np.setdiff1d(listed, history) if exclude_history else np.union1d(listed, history)
+    listed = set(listed_titles[history[-sources:], :depth].ravel().tolist())
+    listed.discard(-1)
+    watched = set(history.tolist())
+    candidates = np.array(sorted(listed - watched if exclude_history else listed | watched), np.int64)
     scores = embeddings[original_rows[candidates]] @ query  # lists and histories hold only titles with an original
     best = np.argsort(-scores, kind="stable")[:k]
     return candidates[best], scores[best], len(candidates)
+
+
+def ranked_neighbours(index: PublishedIndex, rows: list[int], k: int, exclude_history: bool) -> tuple[Ranked | None, np.ndarray]:
+    """The ``k`` titles that score best against the recency query of the history at poster ``rows`` (oldest
+    first) among those listed first as similar to its latest titles, and the history itself unless it is
+    excluded; and the query.
+
+    No titles when the lists hold fewer than ``k`` candidates; the caller searches with the query instead.
+    """
+    query = recency_query(index, rows, RECENCY_DECAY)
+    history = index.title_of_row[rows].astype(np.int64)
+    titles, scores, candidates = best_listed(index.similar.titles, index.embeddings, index.original_row_of_title, history,
+                                             query, NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
+    return (Ranked(titles.tolist(), scores.tolist()) if candidates >= k else None), query
 
 
 def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: str, exclude_history: bool) -> Ranked:

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
-from recsvc import create_app, metrics, ranking
+from recsvc import create_app, ranking
 
 
 @pytest.fixture(scope="module")
@@ -530,19 +530,6 @@ def test_made_up_methods_share_one_series(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "BLAH" not in text and "XXXX" not in text
     assert _sample(text, "posterrec_requests_total", endpoint="unmatched", method="OTHER", status="405") >= 3
-
-
-def test_batched_requests_reach_the_same_buckets_and_sums_as_one_observation_each(client: FlaskClient) -> None:
-    """Requests are written in batches: each lands in the bucket ``Histogram.observe`` would put it in, on its bound included."""
-    rule, seconds = "/test/batched", [0.0005, 0.001, 0.003, 0.003, 3.0]
-    for duration in seconds:
-        metrics.PENDING.add(rule, "GET", 200, duration)
-    text = client.get("/metrics").get_data(as_text=True)  # /metrics writes what is queued first
-    cumulative = {"0.001": 2, "0.0025": 2, "0.005": 4, "2.5": 4, "+Inf": 5}
-    for bound, count in cumulative.items():
-        assert _sample(text, "posterrec_request_seconds_bucket", endpoint=rule, le=bound) == count, bound
-    assert _sample(text, "posterrec_request_seconds_sum", endpoint=rule) == pytest.approx(sum(seconds))
-    assert _sample(text, "posterrec_requests_total", endpoint=rule, method="GET", status="200") == 5
 
 
 def test_openapi_document_describes_every_endpoint_of_the_api(client: FlaskClient, app) -> None:

@@ -26,7 +26,7 @@ import pytest
 from test_recsvc_support import publish, settings_for, synthetic_corpus
 
 from indexer import published
-from recsvc import catalog_api, create_app, metrics
+from recsvc import catalog_api, create_app
 from recsvc.live_index import LiveIndex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -281,7 +281,7 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         head = b"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d"
         assert _raw_status(port, head % len(whole), whole) == 200
         assert _raw_status(port, head % (len(whole) + 10), whole) == 400, "a body cut short is not parsed as if whole"
-        deadline = time.monotonic() + 3 * metrics.FLUSH_SECONDS  # each worker writes its counts every FLUSH_SECONDS
+        deadline = time.monotonic() + 10  # the answers above may still be finishing in the other worker
         while True:
             status, _, body = _get(port, "/metrics")
             assert status == 200
