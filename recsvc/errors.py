@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable, Iterable
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,54 @@ def not_found(detail: str) -> ApiError:
     return ApiError(404, "not_found", detail)
 
 
+class MalformedBody(BadRequest):
+    """A body whose framing the server could not decode (a chunked body with a bad chunk size or no CRLF)."""
+
+
+class CheckedInput:
+    """The server's ``wsgi.input``, whose read errors become :class:`MalformedBody` (a 400) naming the cause.
+
+    gunicorn decodes a chunked body as the app reads it and raises its own parse errors from ``read``,
+    which werkzeug's stream wrappers (catching ``OSError`` and ``ValueError``) let through as a 500.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _checked(self, read: Callable, *args):
+        try:
+            return read(*args)
+        except HTTPException:
+            raise
+        except Exception as err:  # noqa: BLE001  whatever the server raises: the body cannot be read as sent
+            raise MalformedBody(f"the request body cannot be read as sent: {err}") from err
+
+    def read(self, *args) -> bytes:
+        return self._checked(self._stream.read, *args)
+
+    def readline(self, *args) -> bytes:
+        return self._checked(self._stream.readline, *args)
+
+    def readlines(self, *args) -> list[bytes]:
+        return self._checked(self._stream.readlines, *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+class CheckedChunkedBodies:
+    """WSGI middleware giving a chunked request a :class:`CheckedInput`; a body of declared length is read as
+    sent (a short one is already a 400), so those requests pay nothing."""
+
+    def __init__(self, wsgi_app: Callable) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            environ["wsgi.input"] = CheckedInput(environ["wsgi.input"])
+        return self.wsgi_app(environ, start_response)
+
+
 def _payload(status: int, error: str, detail: str):
     response = jsonify(error=error, detail=detail)
     response.status_code = status
@@ -35,6 +84,9 @@ def _payload(status: int, error: str, detail: str):
 
 
 def register_error_handlers(app: Flask) -> None:
+    """JSON bodies for every error the app raises, and a 400 for a request body the server cannot decode."""
+    app.wsgi_app = CheckedChunkedBodies(app.wsgi_app)
+
     @app.errorhandler(ApiError)
     def api_error(err: ApiError):
         return _payload(err.status, err.error, err.detail)
