@@ -7,7 +7,8 @@ Guarantees, because it runs over thousands of posters and gets interrupted:
   not redone;
 - resumable: each variant is written to a temporary name, renamed, then
   registered in the store in its own transaction, so after a kill the next
-  run redoes only what was missing;
+  run redoes only what was missing and deletes the temporary files the
+  killed run left;
 - never silent: every row that is not made is listed with its reason (not in
   the store, no title found, title cannot fit, unreadable image, bad CSV row),
   in the summary and in ``<out>/skipped.csv``.
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from indexer.regions import is_region_code
 from indexer.store import Store, Title, Variant
 
-from .atomic import save_image, write_csv
+from .atomic import remove_stale_temporaries, save_image, write_csv
 from .inpaint import DEFAULT_METHOD
 from .pipeline import NoTitle, clean_poster, localize
 from .render import CannotFit
@@ -156,6 +157,8 @@ def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[s
     """Make every missing or outdated variant the titles CSV asks for; see the module doc."""
     wanted = {region.strip().upper() for region in regions} if regions else None
     requests, skips = read_requests(Path(titles_csv), wanted)
+    if Path(out_dir).is_dir():
+        remove_stale_temporaries(out_dir)
     summary = BatchSummary(skipped=skips)
     parents = {title.id: title for title in store.titles()}
     existing = {(v.parent_id, v.region): v for v in store.variants()}

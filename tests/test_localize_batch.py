@@ -162,3 +162,25 @@ def test_killed_run_resumes_without_redoing_or_breaking_anything(tmp_path: Path)
             with Image.open(variant.image_path) as image:
                 image.load()
                 assert np.asarray(image).std() > 0
+
+
+def test_a_run_removes_temporary_files_that_a_killed_run_left(setup) -> None:
+    """A writer killed between saving and renaming leaves .<name>.<pid>.tmp; the next run deletes
+    those of dead processes and keeps a live writer's and every other file."""
+    titles, store_path, out = setup
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "DE").mkdir(parents=True)
+        stale = [out / "DE" / f".demo00001.png.{dead.pid}.tmp", out / f".skipped.csv.{dead.pid}.tmp"]
+        kept = [out / "DE" / f".demo00002.png.{live.pid}.tmp", out / "DE" / ".notes.tmp", out / "DE" / "keep.png.123.tmp"]
+        for path in stale + kept:
+            path.write_bytes(b"partial")
+        with open_store(store_path) as store:
+            run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+        assert [path for path in stale if path.exists()] == []
+        assert all(path.exists() for path in kept)
+    finally:
+        live.kill()
+        live.wait()
