@@ -35,7 +35,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import similar_lists
-from .labels import TitleLabels
 from .scann_index import IndexParams, exact_top_k
 from .similar_lists import SimilarLists
 
@@ -227,8 +226,8 @@ class PublishedIndex:
         """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``, so that a search
         result is grouped by title in NumPy, not row by row."""
         self.original_row_of_title = original_rows(items, len(self.title_ids), self.title_of_row)
-        self.labels = TitleLabels.of(self.title_ids, [items[row].title if row >= 0 else "" for row in self.original_row_of_title.tolist()])
-        """Ids and names by title ordinal in compact arrays: what a response reads for each result."""
+        self.title_names = [items[row].title if row >= 0 else "" for row in self.original_row_of_title.tolist()]
+        """The title of each ordinal's original poster ("" for a title indexed only through variants)."""
         self._is_poster_row = np.zeros(len(items), bool)
         self._is_poster_row[self.original_row_of_title[self.original_row_of_title >= 0]] = True
         self.rows_of_title: dict[str, list[int]] = {}

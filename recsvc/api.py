@@ -90,20 +90,12 @@ def image_url(title_id: str, region: str | None, script_root: str | None = None)
 
 
 def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, **extra) -> dict:
-    """The response body for ``ranked``: each result's id, title, score and image URL, and its variant for ``region``.
-
-    Ids and titles come from the index's compact labels in one gather each,
-    and variants are looked up only for a region: the results were a third of
-    ``/recommendations``' own time, most of it reading 1M-entry structures at
-    random. Scores are rounded by ``round``, each to the nearest 6-decimal
-    value: rounding the ten in one NumPy call cost 5 µs more per request
-    inside the request cycle (interleaved in process), for the list's round
-    trip through an array.
-    """
+    """The response body for ``ranked``: each result's id, title, score (rounded to 6 decimals) and image URL,
+    and its variant for ``region``."""
     script_root = request.script_root
-    title_ids, names = index.labels.take(ranked.titles)
     results = []
-    for title_id, name, score in zip(title_ids, names, ranked.scores):
+    for title, score in zip(ranked.titles, ranked.scores):
+        title_id, name = index.title_ids[title], index.title_names[title]
         variant = variant_item(index, title_id, region) if region else None
         results.append({
             "id": title_id,

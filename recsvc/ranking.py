@@ -35,12 +35,7 @@ NEIGHBOUR_DEPTH = 10
 
 
 class Ranked(NamedTuple):
-    """Result titles, best first: their ordinals and scores, in two lists rather than one object per title.
-
-    A response reads its titles' ids and names from the index's compact labels in one gather each
-    (:class:`indexer.labels.TitleLabels`); building a tuple and reading an id per result cost more than
-    the ranking that chose them (README, "Service benchmarks").
-    """
+    """Result titles, best first: their ordinals and scores."""
 
     titles: list[int]
     scores: list[float]

@@ -265,7 +265,7 @@ def test_building_from_a_store_that_does_not_exist_creates_nothing(tmp_path: Pat
     assert not missing.exists()
 
 
-def test_labels_give_each_title_its_id_and_original_title_by_ordinal(tmp_path: Path) -> None:
+def test_each_title_ordinal_has_its_original_title(tmp_path: Path) -> None:
     """Read by every response: non-ASCII titles survive, and a title indexed only through variants has no name."""
     items = items_for(30)
     items[3] = IndexItem("t3", "t3", "Die fabelhafte Welt der Amélie — 天気の子", "/posters/3.jpg")
@@ -273,8 +273,7 @@ def test_labels_give_each_title_its_id_and_original_title_by_ordinal(tmp_path: P
     publish_index(tmp_path, items, clustered(31), {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
     index = open_version(tmp_path)
     ordinals = list(range(len(index.title_ids)))[::-1]
-    ids, names = index.labels.take(ordinals)
-    assert ids == [index.title_ids[t] for t in ordinals]
+    ids, names = [index.title_ids[t] for t in ordinals], [index.title_names[t] for t in ordinals]
     assert names == ["" if title_id == "ghost" else index.items[index.row_of_key[title_id]].title for title_id in ids]
     assert names[ids.index("t3")] == "Die fabelhafte Welt der Amélie — 天気の子"
 
