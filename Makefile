@@ -18,7 +18,7 @@ MODEL         := $(POSTERREC_HOME)/model/manifest.json
 LOCALIZED     := $(POSTERREC_HOME)/.localized
 INDEX         := $(POSTERREC_HOME)/index/CURRENT
 
-.PHONY: install test demo serve bench clean
+.PHONY: help install lint test demo serve bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON_SYSTEM) >/dev/null || { echo "PosterRec needs $(PYTHON_SYSTEM) on PATH"; exit 1; }
@@ -27,10 +27,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-install: $(STAMP)
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+install: $(STAMP) ## install PosterRec and its test tools into .venv
+
+lint: install ## ruff: lint and formatting check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
-test: install
+test: install ## the whole test suite
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
 # --- the demo: synthetic posters -> store -> tiny model -> regional variants -> index -> API ---
@@ -53,14 +60,14 @@ $(LOCALIZED): $(INGESTED)
 $(INDEX): $(MODEL) $(LOCALIZED)
 	$(PY) -m indexer build --model $(POSTERREC_HOME)/model --out $(POSTERREC_HOME)/index
 
-demo: $(INDEX) serve
+demo: $(INDEX) serve ## build the demo corpus, model and index, then serve them
 
-serve: install
+serve: install ## serve the published index on HOST:PORT (default 127.0.0.1:8000)
 	@echo "PosterRec on http://$(HOST):$(PORT)/  (index: $(POSTERREC_HOME)/index)"
 	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) 'recsvc:create_app()'
 
-bench: install
+bench: install ## run every benchmark, tables in bench/results/latest.md
 	$(PY) bench/run_all.py
 
-clean:
+clean: ## remove .venv and everything the demo made
 	rm -rf $(VENV) $(POSTERREC_HOME) *.egg-info .pytest_cache
