@@ -79,9 +79,8 @@ class Settings:
     """Largest image ``/v1/search`` decodes (a 4,000 x 6,000 poster is 24M): a few kilobytes of PNG can
     declare billions of pixels, and decoding them is what would run a worker out of memory."""
     index_poll_seconds: float = 10.0
-    """How often the service checks for a newly published index version (0: never, no hot swap). Each check wakes a thread in every
-    worker, whose request thread then waits for it to be scheduled: polling every 2 s instead of 30 s raised
-    the p99 of ``/recommendations`` at 32 clients (bench_service) from 14-20 ms to 17-35 ms in runs side by side."""
+    """How often the service checks for a newly published index version (0: never, no hot swap). Each check
+    wakes a thread in every worker, which delays that worker's requests a little (docs/benchmarks.md)."""
 
     def __post_init__(self) -> None:
         _check_ranges(self)

@@ -3,7 +3,7 @@
 One rule for every stage that names regions: the store registers variants
 under them, the localizer's titles file asks for them, and the service's
 ``?region=`` takes them, so a variant the store accepts is one the API can
-serve (a ``ZH-HANT`` variant was listed with an image URL the API refused).
+serve.
 """
 
 from __future__ import annotations

@@ -5,14 +5,12 @@ tree. Above ``exact_search_max_items`` the searcher partitions into about
 sqrt(N) leaves, scores with asymmetric hashing and re-orders the best
 candidates exactly — ScaNN's recommended recipe.
 
-How many leaves a query must visit depends on the data, not only on N: on
-clustered embeddings (real posters) 5% of the leaves find >99% of the true
-neighbours, on structureless Gaussian vectors 5% find 30% and only ~70% of the
-leaves reach 0.95 (measured at N=30k, bench/bench_index.py). So the leaf count
-is not guessed: :func:`build_tuned` builds once, then raises the number of
-leaves searched (a query-time setting, no rebuild) until the measured recall
-reaches the target, and falls back to brute force when that would mean
-visiting most of the index anyway.
+How many leaves a query must visit depends on the data, not only on N
+(clustered embeddings need a few percent, structureless vectors most of them),
+so :func:`build_tuned` builds once, then raises the number of leaves searched
+(a query-time setting, no rebuild) until the measured recall reaches the
+floor, and falls back to brute force when that would mean visiting most of the
+index anyway.
 """
 
 from __future__ import annotations
@@ -30,20 +28,15 @@ log = logging.getLogger(__name__)
 LEAF_FRACTIONS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.275, 0.35, 0.5)
 """Fractions of the leaves tried, in order, when tuning; past the last one brute force is as fast.
 
-Starting at 1%: how many leaves a query needs depends on the data (bench_index's
-mixture needs 10-20% of 1000 leaves for recall@10 0.97-0.99; bench_service's
-1M clustered vectors reach 0.99 for poster queries with 1%), and every leaf
-searched costs query time (there, 10 leaves 0.09 ms, 50 leaves 0.23 ms). Steps
-of about 1.4x, not 2x, so the chosen setting overshoots the need by little."""
+From 1% (some data need no more, and every leaf searched costs query time) in steps of about 1.4x, so
+the chosen setting overshoots the need by little."""
 EXACT_BLOCK_SCORES = 32 * 2**20
 """Scores computed at once by :func:`exact_top_k` (128 MB of float32)."""
 TUNING_MARGIN = 0.025
 """Tune to this much above the floor, so the independent final measurement does not fall under it by noise.
 
-1000-query samples of one searcher have a standard deviation of 0.005 in recall@10
-near 0.91 (8 seeds on 3000 clustered vectors), so two samples differ by 0.007:
-the margin is 3.5 of those. At 0.02 with a 500-query check a CI run measured
-0.893 after tuning to 0.92."""
+Two 1000-query samples of one searcher's recall@10 differ by a standard deviation of about 0.007; the
+margin is 3.5 of those."""
 TUNING_QUERIES = 1000
 """Queries in the tuner's sample and in the publisher's independent check."""
 HISTORY_QUERY_TITLES = 5
@@ -107,9 +100,8 @@ def choose_params(n: int, exact_search_max_items: int, num_neighbors: int = 10) 
     """Brute force up to ``exact_search_max_items``; tree + AH + re-ordering above it.
 
     The leaves searched start at the first tuning step; :func:`build_tuned` raises them if recall needs it.
-    Measured on clustered 128-d vectors (bench/bench_index.py's mixture, held-out queries): sqrt(N)
-    leaves, not more — 2*sqrt(N) at 1M doubled the build (72 s -> 135 s) for +0.003 recall@10 at equal
-    query time; re-ordering 100 candidates, not more — 250 changed recall@10 by <0.001 at 100k and 1M.
+    sqrt(N) leaves and 100 re-ordered candidates: more of either cost build or query time for no
+    measurable recall (docs/benchmarks.md, "Index").
     """
     if n <= exact_search_max_items:
         return IndexParams(num_neighbors=num_neighbors)
@@ -180,9 +172,8 @@ class RecallProbe:
     def histories(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> "RecallProbe":
         """History queries (``/recommendations``): the normalised mean of :data:`HISTORY_QUERY_TITLES` random corpus vectors.
 
-        Such a mean falls between clusters, where a tree finds fewer true
-        neighbours: on 100k clustered vectors, 32 of 316 leaves give recall@10
-        0.983 for poster queries and 0.817 for history ones (bench_index.py).
+        Such a mean falls between clusters, where a tree finds fewer true neighbours than for a poster's
+        own vector, so history queries are tuned on their own.
         """
         rng = np.random.default_rng(seed)
         n = embeddings.shape[0]

@@ -1,11 +1,9 @@
 """Every title's nearest other titles, computed once when a version is published.
 
 ``/similar`` asks the same question of the same index version every time a
-poster is shown, and on a 1M-vector tree that search (ScaNN, collapsing
-variants into titles) cost more than the whole of a bare Flask request, most
-of it in cache misses on the leaves it visits. So the answers are computed at
-publication (~30 µs a title on 2 cores, one search per title on every core),
-and stored with the version: a request then reads one row.
+poster is shown, so the answers are computed once at publication (one search
+per title, on every core) and stored with the version: a request then reads
+one row instead of searching.
 
 The lists are the live search's answers, not an approximation of them: the
 same searcher with the same query-time options re-orders the same candidates,

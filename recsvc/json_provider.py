@@ -1,10 +1,7 @@
-"""JSON by orjson: the JSON half of every API response's cost.
+"""JSON by orjson, an order of magnitude faster than the standard library on API responses and bodies
+(docs/benchmarks.md, "Service").
 
-Serialising a ten-result ``/similar`` response took ~35 µs with the standard
-library and ~2 µs with orjson, out of a request that must stay near a bare
-Flask endpoint's cost (README, "Service benchmarks"); parsing a five-id
-``/recommendations`` body takes 0.6 µs against 4.1 µs. What orjson refuses
-to parse (the NaN and Infinity literals Python's parser accepts) the standard
+What orjson refuses to parse (the NaN and Infinity literals Python's parser accepts) the standard
 library parses as before, so a body's values reach the parameter checks and
 get their message rather than a generic parse error; an integer beyond 64
 bits reaches them as a float. A body nested deeper than either parser goes

@@ -18,20 +18,19 @@ from indexer.published import PublishedIndex
 
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
-``recent``: one query, the recency-weighted average, searched in the whole index (best of the first three on MovieLens).
+``recent``: one query, the recency-weighted average, searched in the whole index.
 ``fusion``: one query per history item, recency-weighted, fused by best weighted score.
 ``recent_neighbours``: the ``recent`` query ranking only the titles listed first as similar to the latest
-:data:`NEIGHBOUR_SOURCES` history titles (the service's default: as good as ``recent`` on MovieLens,
-bench_recommend, at a fraction of its cost, because it reads lists instead of searching)."""
+:data:`NEIGHBOUR_SOURCES` history titles (the default: as good as ``recent`` at a fraction of its cost,
+because it reads lists instead of searching; docs/benchmarks.md, "Recommendations")."""
 
 RECENCY_DECAY = 0.85
 FUSION_MAX_QUERIES = 20
 NEIGHBOUR_SOURCES = 5
-"""Latest history titles whose similar lists are ``recent_neighbours``' candidates (5: the most recent ones
-carry most of the query's weight; the latest 10 did no better on MovieLens' validation split, 0.2290 against 0.2361)."""
+"""Latest history titles whose similar lists are ``recent_neighbours``' candidates (the latest carry most
+of the query's weight)."""
 NEIGHBOUR_DEPTH = 10
-"""Titles taken from the head of each of those lists: on MovieLens' validation split the first 10 of each
-(hit-rate@10 0.2361) did as well as all 20 (0.2308) or 5 (0.2200), and half the candidates cost half the reads."""
+"""Titles taken from the head of each of those lists (deeper lists added candidates, not hits)."""
 
 
 class Ranked(NamedTuple):
@@ -47,9 +46,6 @@ class Ranked(NamedTuple):
 def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[int], k: int) -> Ranked:
     """The first ``k`` distinct titles among ``rows`` (best first), each with its best score, leaving out the
     ``exclude`` ordinals and titles indexed only through variants (they have no poster to show).
-
-    Rows become title ordinals in one NumPy lookup and the walk runs over
-    plain ints: 8 µs for 40 rows, against 27 µs with ``np.unique``.
     """
     titles: list[int] = []
     best: list[float] = []
