@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -48,7 +48,7 @@ class CheckedInput:
             return read(*args)
         except HTTPException:
             raise
-        except Exception as err:  # noqa: BLE001  whatever the server raises: the body cannot be read as sent
+        except Exception as err:
             raise MalformedBody(f"the request body cannot be read as sent: {err}") from err
 
     def read(self, *args) -> bytes:

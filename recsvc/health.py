@@ -16,9 +16,13 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    index = current_app.extensions["posterrec"].index
+    live = current_app.extensions["posterrec"]
+    index = live.index
+    problem = live.pointer_problem
     if index is None:
-        return jsonify(status="not_ready", detail="no index version is loaded yet"), 503
+        return jsonify(status="not_ready", detail=problem or "no index version is loaded yet"), 503
+    if problem:  # serving, but not what CURRENT names: say which and why
+        return jsonify(status="ready", version=index.version, items=len(index), detail=f"{problem}; serving {index.version}")
     return jsonify(status="ready", version=index.version, items=len(index))
 
 

@@ -5,7 +5,9 @@ loaded completely *beside* the served one and then swapped in with one
 reference assignment, so a request in flight keeps the snapshot it started
 with and no request ever sees a half-loaded index. A version that fails to
 load is refused (and not retried until ``CURRENT`` names another one); the
-old version keeps serving.
+old version keeps serving. A worker that has nothing to serve yet (one just
+started or recycled) when ``CURRENT`` cannot be served comes up on the newest
+version that loads instead, and says so in its log and ``/readyz``.
 
 A loaded index is frozen out of the cyclic garbage collector (``gc.freeze``):
 a 1M-title version is ~2.4M tracked objects, and the full collection that
@@ -23,8 +25,9 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 from indexer import published
 from indexer.published import PublishedIndex
@@ -60,6 +63,9 @@ class LiveIndex:
         self.preparers = tuple(preparers)
         self._index: PublishedIndex | None = None
         self._refused: str | None = None
+        self._fallback_tried = False
+        self.pointer_problem: str | None = None
+        """Why ``CURRENT`` names no version this process can serve (unreadable, empty, refused), else None."""
         self._embedders: dict[str, object] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -72,32 +78,86 @@ class LiveIndex:
         return self._index
 
     def refresh(self) -> bool:
-        """Load the version ``CURRENT`` names if it is new; True when a swap happened."""
+        """Load the version ``CURRENT`` names if it is new; True when a swap happened.
+
+        A worker serving nothing whose ``CURRENT`` cannot be served (unreadable, empty, or naming a version
+        that does not load) comes up on the newest version that loads, and :attr:`pointer_problem` says why.
+        """
         with self._lock:
             served = self._index.version if self._index else None
-            try:
-                wanted = published.current_version(self.root)
-            except published.IndexError_ as err:  # e.g. a CURRENT written by hand, badly: keep serving
-                log.error("cannot tell which index version to serve, still serving %s: %s", served or "nothing", err)
-                return False
-            if wanted != self._refused:  # CURRENT moved on: a version refused before may be repaired by now
-                self._refused = None
-            if wanted is None or wanted in (served, self._refused):
-                return False
-            try:
-                fresh = built_frozen(lambda: published.open_version(self.root, wanted))
-            except Exception as err:  # any failure to load refuses the version: the served one must keep serving
+            wanted, problem = self._wanted_version(served)
+            if problem is None:
+                if wanted != self._refused:  # CURRENT moved on: a version refused before may be repaired by now
+                    self._refused = None
+                    self._fallback_tried = False
+                if wanted is None or wanted == served:
+                    self.pointer_problem = None
+                    return False
+                if wanted == self._refused:
+                    return self._fall_back(wanted)
+                fresh = self._load(wanted, served)
+                if fresh is not None:
+                    self.pointer_problem = None
+                    self._refused = None
+                    self._swap(fresh, served)
+                    return True
                 self._refused = wanted
-                log.error("refusing index version %s, still serving %s: %s", wanted, served or "nothing", err,
-                          exc_info=not isinstance(err, published.IndexError_))
-                return False
-            self._prepare(fresh)
-            self._index = fresh
-            self._refused = None
-            self.swaps += 1
-            record_index(wanted, len(fresh), previous=served)
-            log.info("serving index version %s (%d items), was %s", wanted, len(fresh), served or "nothing")
-            return True
+                problem = f"{published.CURRENT} names {wanted}, which cannot be loaded"
+            elif problem != self.pointer_problem:
+                self._fallback_tried = False
+            self.pointer_problem = problem
+            return self._fall_back(wanted)
+
+    def _wanted_version(self, served: str | None) -> tuple[str | None, str | None]:
+        """The version ``CURRENT`` names, or None and why it names none that can be served (None: nothing published).
+
+        The reason names no path: ``/readyz`` shows it to anyone; the log has the details.
+        """
+        try:
+            wanted = published.current_version(self.root)
+        except published.IndexError_ as err:  # e.g. a CURRENT written by hand, badly: keep serving
+            problem = f"{published.CURRENT} cannot be read as a version name"
+            if self.pointer_problem != problem:
+                log.error("cannot tell which index version to serve, still serving %s: %s", served or "nothing", err)
+            return None, problem
+        if wanted is None and (self.root / published.CURRENT).exists():
+            problem = f"{published.CURRENT} is empty"
+            if self.pointer_problem != problem:
+                log.error("%s is empty, so it names no index version; still serving %s", self.root / published.CURRENT, served or "nothing")
+            return None, problem
+        return wanted, None
+
+    def _load(self, version: str, served: str | None) -> PublishedIndex | None:
+        """``version`` loaded whole, or None with the refusal logged."""
+        try:
+            return built_frozen(lambda: published.open_version(self.root, version))
+        except Exception as err:  # any failure to load refuses the version: the served one must keep serving
+            log.error("refusing index version %s, still serving %s: %s", version, served or "nothing", err,
+                      exc_info=not isinstance(err, published.IndexError_))
+            return None
+
+    def _fall_back(self, unservable: str | None) -> bool:
+        """With nothing served, swap in the newest version that loads other than ``unservable``; once per pointer state."""
+        if self._index is not None or self._fallback_tried:
+            return False
+        self._fallback_tried = True
+        for version in reversed(published.list_versions(self.root)):
+            if version == unservable:
+                continue
+            fresh = self._load(version, None)
+            if fresh is not None:
+                log.warning("%s; serving %s, the newest index version that loads", self.pointer_problem, version)
+                self._swap(fresh, None)
+                return True
+        log.error("%s, and no other index version loads; serving nothing", self.pointer_problem)
+        return False
+
+    def _swap(self, fresh: PublishedIndex, served: str | None) -> None:
+        self._prepare(fresh)
+        self._index = fresh
+        self.swaps += 1
+        record_index(fresh.version, len(fresh), previous=served)
+        log.info("serving index version %s (%d items), was %s", fresh.version, len(fresh), served or "nothing")
 
     def _prepare(self, fresh: PublishedIndex) -> None:
         """Run each preparer on ``fresh``; one that fails is logged and skipped, since what it builds is only ahead

@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from test_hardening_support import free_port, gunicorn_command, raw_exchange, running_server, server_log
+from test_hardening_support import (
+    free_port,
+    gunicorn_command,
+    raw_exchange,
+    running_server,
+    server_log,
+)
 
 pytestmark = pytest.mark.slow
 
