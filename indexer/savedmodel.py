@@ -19,12 +19,11 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from posterrec_atomic import replace_directory, staging_directory
 from posterrec_settings import load_settings  # also sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 from .published import PublishedIndex, open_version
@@ -65,8 +64,6 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
     """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete."""
     import tensorflow as tf
 
-    from models.embedder import replace_directory  # loads TensorFlow, so only when exporting
-
     index = open_version(Path(index_root), version)
     k = max(1, min(k, len(index)))
     layer = scann_layer(index, k)
@@ -77,9 +74,7 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
         return {"ids": ids, "scores": scores}
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with staging_directory(out.parent, prefix=f".{out.name}.") as staging:
         tf.saved_model.save(
             layer, str(staging), signatures={"serving_default": serve},
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
@@ -87,9 +82,6 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
         info = {"index_version": index.version, "item_count": len(index), "k": k, "layer": layer_params(index, k)}
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
         replace_directory(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("exported index version %s (%d items) as a SavedModel to %s", index.version, len(index), out)
     return out
 
