@@ -9,7 +9,7 @@ import sys
 from models.catalog import CatalogError
 from posterrec_settings import ConfigError
 
-from . import build, ingest, savedmodel, versions
+from . import build, events, ingest, savedmodel, versions
 from .published import IndexError_
 from .store import StoreError
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (ingest, build, versions, savedmodel):
+    for module in (ingest, events, build, versions, savedmodel):
         module.add_command(commands)
     return parser
 

@@ -71,6 +71,17 @@ MIGRATIONS: tuple[str, ...] = (
         manifest     TEXT NOT NULL
     );
     """,
+    # 2: watch events. No foreign key on title_id: a title leaving the catalogue keeps its watch history.
+    """
+    CREATE TABLE events (
+        user_id   TEXT NOT NULL,
+        title_id  TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        weight    REAL NOT NULL DEFAULT 1,
+        PRIMARY KEY (user_id, timestamp, title_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_title ON events(title_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -102,6 +113,26 @@ class Variant:
     image_path: Path
     image_sha256: str
     source_sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """``user_id`` watched ``title_id`` at ``timestamp`` (Unix seconds, UTC); ``weight`` defaults to 1."""
+
+    user_id: str
+    title_id: str
+    timestamp: int
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EventSummary:
+    added: int
+    updated: int
+    unchanged: int
+
+    def __str__(self) -> str:
+        return f"{self.added} added, {self.updated} updated (weight), {self.unchanged} unchanged"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +334,38 @@ class Store:
             Variant(r["parent_id"], r["region"], r["language"], r["title"], Path(r["image_path"]), r["image_sha256"], r["source_sha256"])
             for r in self._db.execute(query + " ORDER BY parent_id, region", params)
         ]
+
+    # -- watch events -----------------------------------------------------------
+
+    def write_events(self, events: Iterable[Event]) -> EventSummary:
+        """Add ``events`` in one transaction; an event already stored keeps its row and takes the new weight,
+        so ingesting the same file again changes nothing."""
+        added = updated = unchanged = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for event in events:
+                key = (event.user_id, event.timestamp, event.title_id)
+                if self._db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)",
+                                    (event.user_id, event.title_id, event.timestamp, event.weight)).rowcount:
+                    added += 1
+                elif self._db.execute("UPDATE events SET weight = ? WHERE user_id = ? AND timestamp = ? AND title_id = ? "
+                                      "AND weight != ?", (event.weight, *key, event.weight)).rowcount:
+                    updated += 1
+                else:
+                    unchanged += 1
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return EventSummary(added, updated, unchanged)
+
+    def events(self) -> list[Event]:
+        """Every watch event, ordered by user, then time (ties by title id)."""
+        return [Event(r["user_id"], r["title_id"], r["timestamp"], r["weight"])
+                for r in self._db.execute("SELECT * FROM events ORDER BY user_id, timestamp, title_id")]
+
+    def event_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     # -- index versions ---------------------------------------------------------
 
