@@ -69,5 +69,11 @@ serve: install ## serve the published index on HOST:PORT (default 127.0.0.1:8000
 bench: install ## run every benchmark, tables in bench/results/latest.md
 	$(PY) bench/run_all.py
 
+# The peers are the `peers` extra, kept out of `install`. BENCH_PEERS_ARGS="--sizes 100000,1000000" adds 1M (libraries).
+.PHONY: bench-peers
+bench-peers: install ## ScaNN against faiss, hnswlib, usearch, Chroma, LanceDB, Milvus Lite and Qdrant on the same vectors
+	$(PY) -m pip install --quiet -e '.[peers]'
+	$(PY) bench/bench_peers.py $(BENCH_PEERS_ARGS)
+
 clean: ## remove .venv and everything the demo made
 	rm -rf $(VENV) $(POSTERREC_HOME) *.egg-info .pytest_cache

@@ -1,0 +1,955 @@
+"""Peer benchmark: ScaNN as the indexer builds it against the vector search a user would pick instead.
+
+The same vectors (bench_index's clustered 128-d mixture, unit norm, dot
+product), the same held-out queries and the same recall floor for every
+engine: ScaNN built by :func:`indexer.scann_index.build_tuned`, faiss IVF-PQ
+fast-scan (4-bit codes on 2-d blocks, as ScaNN's AH, with exact re-ranking)
+and HNSW, hnswlib, usearch, Chroma (embedded), LanceDB, Milvus Lite and
+Qdrant's local mode. Each peer is built once with common parameters and then
+tuned like the indexer tunes ScaNN: its query-time knob is raised until
+recall@10 on the indexer's own tuning probe reaches the indexer's target
+(recall floor + tuning margin), so every engine meets the same bar.
+
+Every engine lives in its own process (its memory is its own, measured as
+the RSS of the process and its children after the build, input freed, less
+before), and the engines are measured round by round in turn, so drift of the
+shared machine hits all of them alike: single-query latency (one query per
+call, one thread) and batched throughput (100 queries per call, one thread
+where the engine takes a thread count). At the database size, PosterRec's
+``/similar`` (precomputed lists) and ``/recommendations`` (5-title history)
+logic is timed against search-by-stored-id and recommend-from-examples where
+an engine has them (Qdrant, Milvus), and against get-then-query for Chroma.
+
+    python bench/bench_peers.py                               # 100k, every engine
+    python bench/bench_peers.py --sizes 100000,1000000        # 1M: the libraries only
+    python bench/bench_peers.py --sizes 30000 --rounds 1 --engines scann,hnswlib
+
+Peers come from the ``peers`` extra (``make bench-peers``); a missing one is skipped and named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import importlib
+import importlib.util
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_index import DIM, clustered_vectors  # noqa: E402  (the same mixture as the index benchmark)
+
+from posterrec_settings import load_settings  # noqa: E402
+
+K = 10
+EVAL_QUERIES = 1000
+SINGLE_QUERIES = 300
+BATCH = 100
+BATCHES = 10
+ROUND_SECONDS = 4.0
+"""Each measurement of a round stops after this long (slow engines answer fewer queries; at least MIN_TIMED)."""
+MIN_TIMED = 20
+BUILD_THREADS = 2
+DATABASE_MAX_N = 100_000
+"""Databases (and the by-id comparison) run up to this size; the libraries at every size."""
+HISTORY_TITLES = 5
+BY_ID_REQUESTS = 200
+DATA_FILE = "vectors.npz"
+
+
+# --- engines ---------------------------------------------------------------------------------------
+
+
+class Engine:
+    """One vector search engine: built once, then searched with its query-time knob at a chosen setting.
+
+    Subclasses set ``label``, ``modules`` (imported names; a missing one skips the engine), ``knob``
+    (the query-time setting's name) and ``settings`` (its values tried, cheapest first; empty: none).
+    """
+
+    label = ""
+    modules: tuple[str, ...] = ()
+    database = False
+    knob = ""
+    settings: Sequence[int] = ()
+    rebuilds_to_tune = False
+    """The knob is fixed when the index is built: each setting tried is a new build (in its own process)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.setting: int | None = None
+
+    def build(self, vectors: np.ndarray) -> float:
+        """Index ``vectors`` (row i has id i); returns the seconds the index construction took."""
+        started = time.perf_counter()
+        self._build(vectors)
+        return time.perf_counter() - started
+
+    def _build(self, vectors: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def use(self, setting: int) -> None:
+        self.setting = setting
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        raise NotImplementedError
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return [self.search(query, k) for query in queries]
+
+    def describe(self) -> str:
+        return f"{self.parameters()}, {self.knob} {self.setting}" if self.knob else self.parameters()
+
+    def parameters(self) -> str:
+        return ""
+
+    similar: Callable[[int, int], Sequence[int]] | None = None
+    """Neighbours of the stored item with this id (the engine's own operation), when it has one."""
+    recommend: Callable[[Sequence[int], int], Sequence[int]] | None = None
+    """Items recommended from these stored example ids, when the engine has the operation."""
+
+
+class ScannIndexer(Engine):
+    """ScaNN exactly as the indexer builds and tunes it (sqrt(N) leaves, AH, re-ordering)."""
+
+    label = "ScaNN (as the indexer builds it)"
+    modules = ("scann",)
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from indexer.scann_index import build_tuned
+
+        settings = load_settings()
+        self.searcher, self.params, self.build_seconds = build_tuned(
+            vectors, settings.exact_search_max_items, settings.recall_floor, K
+        )
+        self.options = self.params.search_options()
+
+    def build(self, vectors: np.ndarray) -> float:
+        super().build(vectors)
+        return self.build_seconds  # the tree and AH, not the indexer's leaf tuning (peers are tuned outside build too)
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self.searcher.search(query, final_num_neighbors=k, **self.options)[0]
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return list(self.searcher.search_batched(queries, final_num_neighbors=k, **self.options)[0])
+
+    def parameters(self) -> str:
+        p = self.params
+        if p.exact:
+            return "brute force"
+        return f"{p.num_leaves_to_search}/{p.num_leaves} leaves, AH {p.dimensions_per_block}-d blocks, reorder {p.reorder_k}"
+
+
+class FaissEngine(Engine):
+    modules = ("faiss",)
+
+    def _build(self, vectors: np.ndarray) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        self.index = self._make(faiss, vectors)
+        faiss.omp_set_num_threads(1)
+
+    def _make(self, faiss, vectors: np.ndarray):
+        raise NotImplementedError
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self.index.search(query[None], k)[1][0]
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return list(self.index.search(queries, k)[1])
+
+
+class FaissIvfPqFastScan(FaissEngine):
+    """IVF over sqrt(N) lists, PQ with 4-bit codes on 2-d blocks scanned in SIMD registers, exact re-ranking."""
+
+    label = "faiss IVF-PQ fast-scan + re-rank"
+    knob = "nprobe"
+    RERANK_FACTOR = 10  # re-ranks k * 10 = 100 candidates exactly, as the indexer's reorder_k
+
+    def _make(self, faiss, vectors: np.ndarray):
+        self.lists = max(2, round(np.sqrt(len(vectors))))
+        self.settings = sorted(
+            {
+                max(1, round(self.lists * f))
+                for f in (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
+            }
+        )
+        index = faiss.index_factory(
+            vectors.shape[1], f"IVF{self.lists},PQ{vectors.shape[1] // 2}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
+        )
+        index.train(vectors[:250_000])
+        index.add(vectors)
+        index.k_factor = self.RERANK_FACTOR
+        return index
+
+    def use(self, setting: int) -> None:
+        import faiss
+
+        super().use(setting)
+        faiss.extract_index_ivf(self.index).nprobe = setting
+
+    def parameters(self) -> str:
+        return f"{self.lists} lists, PQ 2-d x 4 bit, re-rank {self.RERANK_FACTOR * K}"
+
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 400, 512)
+
+
+class FaissHnsw(FaissEngine):
+    label = "faiss HNSW (flat)"
+    knob = "efSearch"
+    settings = HNSW_EF_SEARCH
+
+    def _make(self, faiss, vectors: np.ndarray):
+        index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.add(vectors)
+        return index
+
+    def use(self, setting: int) -> None:
+        super().use(setting)
+        self.index.hnsw.efSearch = setting
+
+    def parameters(self) -> str:
+        return f"M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}"
+
+
+class Hnswlib(Engine):
+    label = "hnswlib"
+    modules = ("hnswlib",)
+    knob = "ef"
+    settings = HNSW_EF_SEARCH
+
+    def _build(self, vectors: np.ndarray) -> None:
+        import hnswlib
+
+        self.index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+        self.index.init_index(max_elements=len(vectors), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M)
+        self.index.add_items(vectors, np.arange(len(vectors)), num_threads=BUILD_THREADS)
+
+    def use(self, setting: int) -> None:
+        super().use(setting)
+        self.index.set_ef(setting)
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self.index.knn_query(query, k, num_threads=1)[0][0]
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return list(self.index.knn_query(queries, k, num_threads=1)[0])
+
+    def parameters(self) -> str:
+        return f"M {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}"
+
+
+class Usearch(Engine):
+    label = "usearch"
+    modules = ("usearch",)
+    knob = "expansion_search"
+    settings = HNSW_EF_SEARCH
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from usearch.index import Index
+
+        self.index = Index(
+            ndim=vectors.shape[1], metric="ip", dtype="f32", connectivity=HNSW_M, expansion_add=HNSW_EF_CONSTRUCTION
+        )
+        self.index.add(np.arange(len(vectors)), vectors, threads=BUILD_THREADS)
+
+    def use(self, setting: int) -> None:
+        super().use(setting)
+        self.index.expansion_search = setting
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self.index.search(query, k, threads=1).keys
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return list(self.index.search(queries, k, threads=1).keys)
+
+    def parameters(self) -> str:
+        return f"connectivity {HNSW_M}, expansion_add {HNSW_EF_CONSTRUCTION}, f32"
+
+
+def service_aggregation() -> str:
+    """The aggregation ``/recommendations`` uses when a request names none: the app factory's default."""
+    import inspect
+
+    from recsvc import create_app
+
+    return inspect.signature(create_app).parameters["aggregation"].default
+
+
+def mean_unit(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+class Chroma(Engine):
+    """Chroma's embedded client, in memory (its HNSW, ``ip`` space).
+
+    Its ``ef_search`` is taken when the collection is created: a later ``modify`` is stored but does not
+    change the searches of the loaded index (same recall and speed at 10 and 400), so it is tuned by rebuilding.
+    """
+
+    label = "Chroma (embedded)"
+    modules = ("chromadb",)
+    database = True
+    knob = "ef_search"
+    settings = (16, 32, 64, 100)
+    rebuilds_to_tune = True
+
+    def _build(self, vectors: np.ndarray) -> None:
+        import chromadb
+
+        client = chromadb.EphemeralClient(chromadb.config.Settings(anonymized_telemetry=False))
+        hnsw = {
+            "space": "ip",
+            "max_neighbors": HNSW_M,
+            "ef_construction": HNSW_EF_CONSTRUCTION,
+            "ef_search": self.setting,
+            "num_threads": BUILD_THREADS,
+        }
+        self.collection = client.create_collection(
+            f"bench-ef{self.setting}", configuration={"hnsw": hnsw}
+        )  # one client per process
+        step = client.get_max_batch_size()
+        for start in range(0, len(vectors), step):
+            chunk = vectors[start : start + step]
+            self.collection.add(ids=[str(i) for i in range(start, start + len(chunk))], embeddings=chunk)
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self.search_batched(query[None], k)[0]
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        found = self.collection.query(query_embeddings=queries, n_results=k, include=[])
+        return [[int(i) for i in ids] for ids in found["ids"]]
+
+    def _get_then_query(self, ids: Sequence[int], k: int) -> Sequence[int]:
+        stored = self.collection.get(ids=[str(i) for i in ids], include=["embeddings"])["embeddings"]
+        return self.search(mean_unit(np.asarray(stored, np.float32)), k)
+
+    def similar(self, row: int, k: int) -> Sequence[int]:
+        return self._get_then_query([row], k)
+
+    def recommend(self, rows: Sequence[int], k: int) -> Sequence[int]:
+        return self._get_then_query(rows, k)
+
+    def parameters(self) -> str:
+        return f"HNSW M {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}"
+
+
+class LanceDb(Engine):
+    """LanceDB on local disk: IVF-PQ over sqrt(N) partitions with exact re-ranking of 10x the candidates."""
+
+    label = "LanceDB"
+    modules = ("lancedb", "pyarrow")
+    database = True
+    knob = "nprobes"
+    REFINE = 10
+
+    def _build(self, vectors: np.ndarray) -> None:
+        import lancedb
+        import pyarrow as pa
+
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])
+        self.table = lancedb.connect(str(self.work / "lancedb")).create_table(
+            "bench", pa.table({"id": np.arange(len(vectors)), "vector": column})
+        )
+        self.partitions = max(2, round(np.sqrt(len(vectors))))
+        self.settings = sorted(
+            {
+                max(1, round(self.partitions * f))
+                for f in (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
+            }
+        )
+        self.table.create_index(
+            metric="dot", num_partitions=self.partitions, num_sub_vectors=vectors.shape[1] // 8, index_type="IVF_PQ"
+        )
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        found = (
+            self.table.search(query)
+            .distance_type("dot")
+            .nprobes(self.setting)
+            .refine_factor(self.REFINE)
+            .limit(k)
+            .select(["id"])
+            .to_arrow()
+        )
+        return found["id"].to_pylist()
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        """One multi-vector query: rows come back tagged with their query's position, best first within it."""
+        found = (
+            self.table.search(list(queries))
+            .distance_type("dot")
+            .nprobes(self.setting)
+            .refine_factor(self.REFINE)
+            .limit(k)
+        )
+        table = found.select(["id"]).to_arrow()
+        ids: list[list[int]] = [[] for _ in queries]
+        for position, row in zip(table["query_index"].to_pylist(), table["id"].to_pylist()):
+            ids[position].append(row)
+        return ids
+
+    def parameters(self) -> str:
+        return f"IVF-PQ {self.partitions} partitions, 8-d x 8 bit, refine x{self.REFINE}"
+
+
+class MilvusLite(Engine):
+    """Milvus Lite through pymilvus' MilvusClient on a local file: HNSW, IP metric."""
+
+    label = "Milvus Lite"
+    modules = ("pymilvus", "milvus_lite")
+    database = True
+    knob = "ef"
+    settings = HNSW_EF_SEARCH
+    INSERT_BATCH = 5000
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        self.client = MilvusClient(str(self.work / "milvus.db"))
+        schema = self.client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+        index = self.client.prepare_index_params()
+        index.add_index(
+            "vector", index_type="HNSW", metric_type="IP", params={"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION}
+        )
+        self.client.create_collection("bench", schema=schema, index_params=index)
+        for start in range(0, len(vectors), self.INSERT_BATCH):
+            chunk = vectors[start : start + self.INSERT_BATCH]
+            self.client.insert("bench", [{"id": start + i, "vector": v} for i, v in enumerate(chunk.tolist())])
+        self.client.flush("bench")
+        self.client.load_collection("bench")
+
+    def _search(self, **query) -> list[Sequence[int]]:
+        params = {"metric_type": "IP", "params": {"ef": self.setting}}
+        return [[hit["id"] for hit in hits] for hits in self.client.search("bench", search_params=params, **query)]
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self._search(data=[query.tolist()], limit=k)[0]
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        return self._search(data=queries.tolist(), limit=k)
+
+    def similar(self, row: int, k: int) -> Sequence[int]:
+        return self._search(ids=[row], limit=k)[0]
+
+    def parameters(self) -> str:
+        return f"HNSW M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}"
+
+
+class QdrantLocal(Engine):
+    """Qdrant's local mode (``QdrantClient(":memory:")``): the client's own in-process search, dot product."""
+
+    label = "Qdrant (local mode)"
+    modules = ("qdrant_client",)
+    database = True
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self.models = models
+        self.client = QdrantClient(":memory:")
+        self.client.create_collection(
+            "bench", vectors_config=models.VectorParams(size=vectors.shape[1], distance=models.Distance.DOT)
+        )
+        self.client.upload_collection("bench", vectors=vectors, ids=range(len(vectors)))
+
+    def _query(self, query, k: int) -> Sequence[int]:
+        return [
+            point.id for point in self.client.query_points("bench", query=query, limit=k, with_payload=False).points
+        ]
+
+    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
+        return self._query(query, k)
+
+    def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
+        requests = [self.models.QueryRequest(query=query.tolist(), limit=k) for query in queries]
+        return [
+            [point.id for point in answer.points]
+            for answer in self.client.query_batch_points("bench", requests=requests)
+        ]
+
+    def similar(self, row: int, k: int) -> Sequence[int]:
+        return self._query(row, k)
+
+    def recommend(self, rows: Sequence[int], k: int) -> Sequence[int]:
+        return self._query(self.models.RecommendQuery(recommend=self.models.RecommendInput(positive=list(rows))), k)
+
+    def parameters(self) -> str:
+        return "exact scan (local mode has no index)"
+
+
+class PosterRec(Engine):
+    """The published index (publish_index: ScaNN, verification, similar lists) and the service's ranking code.
+
+    Only its by-id operations are measured: ``/similar`` reads the list published for the title
+    (``ranking.similar_titles``), ``/recommendations`` ranks a history by the service's default aggregation.
+    """
+
+    label = "PosterRec (published index + recsvc.ranking)"
+    modules = ("scann",)
+    database = True
+    by_id_only = True
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from indexer.publish import publish_index
+        from indexer.published import IndexItem, open_version
+
+        settings = load_settings()
+        items = [IndexItem(f"t{i}", f"t{i}", f"Title {i}", f"/nonexistent/{i}.jpg") for i in range(len(vectors))]
+        root = self.work / "index"
+        self.publication = publish_index(
+            root,
+            items,
+            vectors,
+            {"source": "bench_peers"},
+            exact_search_max_items=settings.exact_search_max_items,
+            recall_floor=settings.recall_floor,
+            keep_versions=1,
+            similar_depth=settings.similar_list_depth,
+        )
+        self.index = open_version(root)
+
+    def similar(self, row: int, k: int) -> Sequence[int]:
+        from recsvc import ranking
+
+        return ranking.similar_titles(self.index, row, k).titles
+
+    def recommend(self, rows: Sequence[int], k: int) -> Sequence[int]:
+        from recsvc import ranking
+
+        return ranking.recommend_rows(self.index, list(rows), k, service_aggregation(), exclude_history=True).titles
+
+    def parameters(self) -> str:
+        p = self.publication.params
+        return f"{p.num_leaves_to_search}/{p.num_leaves} leaves (history {p.history_leaves_to_search}), similar lists of {load_settings().similar_list_depth}"
+
+
+ENGINES: dict[str, type[Engine]] = {
+    "scann": ScannIndexer,
+    "faiss-ivfpq": FaissIvfPqFastScan,
+    "faiss-hnsw": FaissHnsw,
+    "hnswlib": Hnswlib,
+    "usearch": Usearch,
+    "chroma": Chroma,
+    "lancedb": LanceDb,
+    "milvus": MilvusLite,
+    "qdrant": QdrantLocal,
+    "posterrec": PosterRec,
+}
+
+
+# --- one engine per process --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """The vectors and queries every engine gets, written once by the parent and read by each child."""
+
+    corpus: np.ndarray
+    tune_queries: np.ndarray
+    tune_truth: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray
+    histories: np.ndarray
+
+    @classmethod
+    def make(cls, n: int) -> Workload:
+        """The indexer's own tuning probe (noisy corpus vectors, seed 1); held-out mixture queries to measure."""
+        from indexer.scann_index import TUNING_QUERIES, RecallProbe, exact_top_k
+
+        data = clustered_vectors(n + EVAL_QUERIES, seed=n)  # bench_index's corpus and held-out queries for this N
+        corpus, queries = data[:n], data[n:]
+        probe = RecallProbe.sample(corpus, K, TUNING_QUERIES, seed=1)
+        histories = np.random.default_rng(n).integers(0, n, size=(BY_ID_REQUESTS, HISTORY_TITLES))
+        return cls(corpus, probe.queries, probe.truth, queries, exact_top_k(corpus, queries, K), histories)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> Workload:
+        with np.load(path) as stored:
+            return cls(**{field.name: stored[field.name] for field in dataclasses.fields(cls)})
+
+
+def recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
+    hits = sum(len(set(map(int, f)) & set(t.tolist())) for f, t in zip(found, truth))
+    return hits / truth.size
+
+
+def tune(engine: Engine, queries: np.ndarray, truth: np.ndarray, target: float) -> list[tuple[int, float]]:
+    """Use the first of the engine's settings whose recall on the tuning queries reaches ``target`` (else its last).
+
+    Returns the settings tried and their recalls.
+    """
+    tried = []
+    for setting in engine.settings:
+        engine.use(setting)
+        tried.append((setting, recall(engine.search_batched(queries, K), truth)))
+        if tried[-1][1] >= target:
+            break
+    return tried
+
+
+def process_tree_rss() -> int:
+    """Resident bytes of this process and its children (Milvus Lite and Chroma may run helpers)."""
+    import psutil
+
+    me = psutil.Process()
+    return sum(p.memory_info().rss for p in [me, *me.children(recursive=True)])
+
+
+def timed(call: Callable, inputs: Sequence, budget: float) -> list[float]:
+    """Seconds per call of ``call`` on ``inputs`` in turn, stopping after ``budget`` seconds (but not before MIN_TIMED calls)."""
+    times: list[float] = []
+    deadline = time.perf_counter() + budget
+    for item in inputs:
+        started = time.perf_counter()
+        call(item)
+        times.append(time.perf_counter() - started)
+        if started > deadline and len(times) >= MIN_TIMED:
+            break
+    return times
+
+
+def measure_round(engine: Engine, work: Workload, round_no: int) -> dict[str, list[float]]:
+    """One round's timings: single queries, batches, and the by-id operations the engine has."""
+    offset = round_no * 97 % EVAL_QUERIES
+    queries = np.roll(work.queries, -offset, axis=0)
+    result = {}
+    if not getattr(engine, "by_id_only", False):
+        result["single"] = timed(lambda q: engine.search(q, K), queries[:SINGLE_QUERIES], ROUND_SECONDS)
+        batches = [queries[i * BATCH % EVAL_QUERIES :][:BATCH] for i in range(BATCHES)]
+        result["batch"] = timed(lambda b: engine.search_batched(b, K), batches, ROUND_SECONDS)
+    histories = np.roll(work.histories, -round_no, axis=0)
+    if engine.similar is not None:
+        result["similar"] = timed(lambda h: engine.similar(int(h[-1]), K), histories, ROUND_SECONDS)
+    if engine.recommend is not None:
+        result["recommend"] = timed(lambda h: engine.recommend(h.tolist(), K), histories, ROUND_SECONDS)
+    return result
+
+
+def drop_unsupported_by_id(engine: Engine, history: np.ndarray) -> dict[str, str]:
+    """Try each by-id operation once; one this engine (or build of it) refuses is dropped. Returns why, by operation."""
+    calls = {
+        "similar": lambda: engine.similar(int(history[-1]), K),
+        "recommend": lambda: engine.recommend(history.tolist(), K),
+    }
+    refused = {}
+    for operation, call in calls.items():
+        if getattr(engine, operation) is None:
+            continue
+        try:
+            call()
+        except Exception as err:  # noqa: BLE001  (each client raises its own kind)
+            refused[operation] = f"{type(err).__name__}: {err}"
+            setattr(engine, operation, None)
+    return refused
+
+
+def serve_engine(
+    name: str, data_path: str, work_dir: str, target: float, setting: int | None, conn: Connection
+) -> None:
+    """Child process: build one engine (at ``setting``, else tuned after the build), report it, then answer
+    ``round`` requests until ``stop``."""
+    try:
+        engine = ENGINES[name](Path(work_dir))
+        for module in engine.modules:  # loaded before the baseline: a library's code is not its index's memory
+            importlib.import_module(module)
+        rss_before = process_tree_rss()
+        work = Workload.load(Path(data_path))
+        if setting is not None:
+            engine.use(setting)
+        build_seconds = engine.build(work.corpus)
+        tuned = tune(engine, work.tune_queries, work.tune_truth, target) if engine.settings and setting is None else []
+        held_out = (
+            None if getattr(engine, "by_id_only", False) else recall(engine.search_batched(work.queries, K), work.truth)
+        )
+        unsupported = drop_unsupported_by_id(engine, work.histories[0])
+        work = dataclasses.replace(work, corpus=work.corpus[:0])
+        gc.collect()
+        conn.send(
+            {
+                "build_s": build_seconds,
+                "memory_mb": (process_tree_rss() - rss_before) / 2**20,
+                "recall": held_out,
+                "tuning": tuned,
+                "describe": engine.describe(),
+                "unsupported": unsupported,
+            }
+        )
+        while (request := conn.recv()) != "stop":
+            conn.send(measure_round(engine, work, request))
+    except Exception as err:  # noqa: BLE001  (any peer's failure is reported to the parent, which goes on with the others)
+        conn.send({"error": f"{type(err).__name__}: {err}"})
+
+
+def tune_by_rebuilding(name: str, data_path: str, work_dir: str, target: float, conn: Connection) -> None:
+    """Child process for an engine whose knob is fixed at build time: one build per setting, cheapest first,
+    until one reaches ``target`` on the tuning queries; sends the settings tried and their recalls."""
+    try:
+        work = Workload.load(Path(data_path))
+        tried = []
+        for setting in ENGINES[name].settings:
+            engine = ENGINES[name](Path(work_dir))
+            engine.use(setting)
+            engine.build(work.corpus)
+            tried.append((setting, recall(engine.search_batched(work.tune_queries, K), work.tune_truth)))
+            if tried[-1][1] >= target:
+                break
+        conn.send({"tuning": tried})
+    except Exception as err:  # noqa: BLE001  (as serve_engine)
+        conn.send({"error": f"{type(err).__name__}: {err}"})
+
+
+@dataclasses.dataclass
+class Running:
+    name: str
+    process: multiprocessing.Process
+    conn: Connection
+    report: dict
+    rounds: list[dict] = dataclasses.field(default_factory=list)
+
+
+def start_engine(context, name: str, data_path: Path, work_dir: Path, target: float) -> Running | str:
+    """Build one engine in its own process (tuned first in another where each setting is a build); its report,
+    or why it could not run."""
+    missing = [m for m in ENGINES[name].modules if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"not installed ({', '.join(missing)}): pip install -e '.[peers]' (make bench-peers)"
+    setting, tuning = None, []
+    if ENGINES[name].rebuilds_to_tune:
+        process, conn, reply = child(
+            context, tune_by_rebuilding, name, str(data_path), str(work_dir / "tuning"), target
+        )
+        process.join()
+        if "error" in reply:
+            return f"failed while tuning: {reply['error']}"
+        tuning = reply["tuning"]
+        setting = tuning[-1][0]
+    process, conn, report = child(context, serve_engine, name, str(data_path), str(work_dir), target, setting)
+    if "error" in report:
+        process.join()
+        return f"failed: {report['error']}"
+    return Running(name, process, conn, {**report, "tuning": tuning or report["tuning"]})
+
+
+def child(context, function: Callable, *args) -> tuple[multiprocessing.Process, Connection, dict]:
+    """``function(*args, conn)`` in a new process; the process, the parent's end of the pipe, and its first message."""
+    parent, end = context.Pipe()
+    process = context.Process(target=function, args=(*args, end), daemon=True)
+    process.start()
+    return process, parent, parent.recv()
+
+
+def run_rounds(engines: list[Running], rounds: int) -> dict[str, str]:
+    """Each round asks every engine in turn, starting one further along each time (position is not always the same).
+
+    An engine that fails in a round leaves ``engines`` (its process has ended); returns why, by engine name.
+    """
+    failed = {}
+    for round_no in range(rounds):
+        for engine in engines[round_no % len(engines) :] + engines[: round_no % len(engines)]:
+            engine.conn.send(round_no)
+            reply = engine.conn.recv()
+            if "error" in reply:
+                failed[engine.name] = f"failed in round {round_no + 1}: {reply['error']}"
+                engines.remove(engine)
+                engine.process.join()
+            else:
+                engine.rounds.append(reply)
+        print(f"round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
+    return failed
+
+
+def stop(engines: list[Running]) -> None:
+    for engine in engines:
+        engine.conn.send("stop")
+        engine.process.join(timeout=60)
+        if engine.process.is_alive():
+            engine.process.kill()
+
+
+# --- tables ------------------------------------------------------------------------------------------
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """Median and range of per-round values: ``m (lo–hi)``; just ``m`` for one round."""
+    middle = format(statistics.median(values), fmt)
+    return middle if len(values) == 1 else f"{middle} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def per_round(engine: Running, key: str, reduce: Callable[[list[float]], float]) -> list[float]:
+    return [reduce(r[key]) for r in engine.rounds if key in r]
+
+
+def p50_ms(times: list[float]) -> float:
+    return float(np.percentile(times, 50) * 1e3)
+
+
+def p99_ms(times: list[float]) -> float:
+    return float(np.percentile(times, 99) * 1e3)
+
+
+def per_second(count: int) -> Callable[[list[float]], float]:
+    return lambda times: count * len(times) / sum(times)
+
+
+def search_table(engines: list[Running]) -> list[str]:
+    lines = [
+        "| engine | setting (tuned) | build s | memory MB | recall@10 | single p50 ms | single p99 ms | single queries/s | batched queries/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in engines:
+        if "single" not in e.rounds[0]:
+            continue
+        r = e.report
+        lines.append(
+            f"| {ENGINES[e.name].label} | {r['describe']} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | {r['recall']:.3f} "
+            f"| {spread(per_round(e, 'single', p50_ms), '.3f')} | {spread(per_round(e, 'single', p99_ms), '.3f')} "
+            f"| {spread(per_round(e, 'single', per_second(1)), ',.0f')} | {spread(per_round(e, 'batch', per_second(BATCH)), ',.0f')} |"
+        )
+    return lines
+
+
+def by_id_table(engines: list[Running]) -> list[str]:
+    lines = [
+        f"| engine | similar to a stored item: p50 ms | p99 ms | recommend from {HISTORY_TITLES} stored examples: p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for e in engines:
+        cells = []
+        for key in ("similar", "recommend"):
+            cells += (
+                [spread(per_round(e, key, p50_ms), ".3f"), spread(per_round(e, key, p99_ms), ".3f")]
+                if key in e.rounds[0]
+                else ["—", "—"]
+            )
+        if cells != ["—"] * 4:
+            lines.append(f"| {ENGINES[e.name].label} | {' | '.join(cells)} |")
+    return lines
+
+
+def fastest_peer_line(engines: list[Running]) -> str:
+    """ScaNN (indexer) against the fastest other engine at the recall floor, by median single queries/s."""
+    rates = {
+        e.name: statistics.median(per_round(e, "single", per_second(1)))
+        for e in engines
+        if "single" in e.rounds[0] and e.report["recall"] >= load_settings().recall_floor
+    }
+    if "scann" not in rates:
+        return "ScaNN (indexer) did not reach the recall floor or did not run."
+    peers = {name: rate for name, rate in rates.items() if not name.startswith("scann")}
+    if not peers:
+        return "No peer reached the recall floor."
+    best = max(peers, key=peers.get)
+    ratio = peers[best] / rates["scann"]
+    verdict = "ahead of ScaNN by more than 10%" if ratio > 1.1 else "within 10% of ScaNN or behind it"
+    return f"Fastest peer at recall@10 ≥ floor, single query: {ENGINES[best].label}, {ratio:.2f}× ScaNN (indexer)'s queries/s: {verdict}."
+
+
+# --- driver ------------------------------------------------------------------------------------------
+
+
+def measure_size(n: int, names: list[str], rounds: int, context) -> None:
+    from indexer.scann_index import TUNING_MARGIN
+
+    target = min(1.0, load_settings().recall_floor + TUNING_MARGIN)
+    names = [name for name in names if n <= DATABASE_MAX_N or not ENGINES[name].database]
+    with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
+        data_path = Path(tmp) / DATA_FILE
+        Workload.make(n).save(data_path)
+        running, skipped = [], {}
+        for name in names:
+            print(f"N={n:,}: building {name}", file=sys.stderr, flush=True)
+            work_dir = Path(tmp) / name
+            work_dir.mkdir()
+            clock = time.perf_counter()
+            started = start_engine(context, name, data_path, work_dir, target)
+            if isinstance(started, str):
+                skipped[name] = started
+                print(f"N={n:,}: skipping {name}: {started}", file=sys.stderr, flush=True)
+            else:
+                running.append(started)
+                print(f"N={n:,}: {name} ready in {time.perf_counter() - clock:.0f} s", file=sys.stderr, flush=True)
+        try:
+            skipped.update(run_rounds(running, rounds))
+        finally:
+            stop(running)
+    print(f"### {n:,} vectors\n")
+    print(
+        f"Clustered {DIM}-d unit vectors (bench_index's mixture), dot product; {EVAL_QUERIES} held-out queries; "
+        f"each engine's query-time setting is the first reaching recall@10 {target:.3f} on the indexer's tuning probe "
+        f"(recall below: the held-out queries). {rounds} interleaved rounds, median (range); one query per call, "
+        f"batched = {BATCH} per call, one search thread where the engine takes a count, builds on {BUILD_THREADS}. "
+        "Memory: resident growth of the engine's process tree from building it, input freed.\n"
+    )
+    print("\n".join(search_table(running)))
+    print()
+    print(fastest_peer_line(running))
+    by_id = by_id_table(running)
+    if len(by_id) > 2:
+        print(
+            "\nBy stored id (PosterRec: the service's /similar and /recommendations logic in process; "
+            "Chroma has no such operation: get the stored vectors, then query with their mean):\n"
+        )
+        print("\n".join(by_id))
+    for e in running:
+        for operation, why in e.report["unsupported"].items():
+            print(f"\n{ENGINES[e.name].label}: no {operation} by stored id ({why.splitlines()[0]})")
+    print("\nTuning (setting: recall@10 on the tuning probe):\n")
+    for e in running:
+        if e.report["tuning"]:
+            print(
+                f"- {ENGINES[e.name].label}: "
+                + ", ".join(f"{setting}: {value:.3f}" for setting, value in e.report["tuning"])
+            )
+    for name, why in skipped.items():
+        print(f"\n{ENGINES[name].label}: skipped, {why}")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--sizes", default=str(DATABASE_MAX_N), help="comma-separated corpus sizes (databases only up to 100,000)"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of: {', '.join(ENGINES)}")
+    args = parser.parse_args(argv)
+    names = args.engines.split(",")
+    unknown = [name for name in names if name not in ENGINES]
+    if unknown:
+        parser.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    os.environ.setdefault("LANCE_LOG", "error")  # LanceDB would warn of a coming change once per query
+    context = multiprocessing.get_context(
+        "spawn"
+    )  # a fresh interpreter per engine: no shared thread pools or allocator state
+    for n in (int(size) for size in args.sizes.split(",")):
+        measure_size(n, names, args.rounds, context)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
