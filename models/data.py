@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +41,15 @@ def training_data_sha256(rows: Sequence[CatalogRow]) -> str:
     digest = hashlib.sha256()
     for row in sorted(rows, key=lambda row: row.id):
         digest.update(f"{row.id}\t{'|'.join(row.genres)}\t{row.image_sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -20,7 +20,6 @@ import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from models.backbones import LoadedBackbone
-from models.preprocessing import nasnet_preprocessing_layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +38,7 @@ class PosterNetwork:
 def build_network(backbone: LoadedBackbone, num_genres: int, embedding_dim: int) -> PosterNetwork:
     size = backbone.spec.input_size
     image = tf.keras.Input((size, size, 3), name="image")
-    pooled = backbone.model(nasnet_preprocessing_layer()(image))
+    pooled = backbone.model(backbone.spec.scaling.layer()(image))
     features = tf.keras.Model(image, pooled, name="features")
 
     embedding_layer = tf.keras.layers.Dense(embedding_dim, name="embedding")

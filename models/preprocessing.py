@@ -7,12 +7,13 @@ the manifest records the choice so that embedding uses what training used.
 
 The same resize (:func:`resize_to_square`, TensorFlow bilinear with
 antialiasing) runs inside the training ``tf.data`` pipeline and at embedding
-time. The NASNet pixel scaling (``preprocess_input``: ``x / 127.5 - 1``) is a
-layer of the exported model itself, so callers hand it plain 0-255 pixels.
+time. The backbone's pixel scaling (:class:`PixelScaling`) is a layer of the
+exported model itself, so callers hand it plain 0-255 pixels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Union
@@ -25,12 +26,24 @@ import tensorflow as tf
 
 ImageInput = Union[bytes, Image.Image, str, Path]
 
-PREPROCESSING = "nasnet.preprocess_input (x/127.5 - 1)"
+@dataclasses.dataclass(frozen=True)
+class PixelScaling:
+    """``x * scale + offset`` on 0-255 pixels, the input scaling a backbone was trained with."""
+
+    description: str
+    """What the manifest records as ``preprocessing``."""
+    scale: float
+    offset: float
+    layer_name: str
+
+    def layer(self) -> tf.keras.layers.Layer:
+        """The scaling as a serialisable layer, the first of the exported model."""
+        return tf.keras.layers.Rescaling(self.scale, offset=self.offset, name=self.layer_name)
 
 
-def nasnet_preprocessing_layer() -> tf.keras.layers.Layer:
-    """``tf.keras.applications.nasnet.preprocess_input`` as a serialisable layer."""
-    return tf.keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="nasnet_preprocess")
+NASNET_SCALING = PixelScaling("nasnet.preprocess_input (x/127.5 - 1)", 1.0 / 127.5, -1.0, "nasnet_preprocess")
+EFFICIENTNET_LITE_SCALING = PixelScaling("efficientnet_lite ((x - 127) / 128)", 1.0 / 128.0, -127.0 / 128.0,
+                                         "efficientnet_lite_preprocess")
 
 
 def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:

@@ -45,7 +45,6 @@ from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
 from models.losses import triplet_semihard_loss
 from models.network import build_network
-from models.preprocessing import PREPROCESSING
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,8 @@ class Trainer:
         self.spec = backbone.spec
         cache_key = fingerprint({
             "backbone": config.backbone, "weights": backbone.weights, "seed": config.seed,
-            "input_size": self.spec.input_size, "letterbox": config.letterbox, "preprocessing": PREPROCESSING,
+            "input_size": self.spec.input_size, "letterbox": config.letterbox,
+            "preprocessing": self.spec.scaling.description,
         })
         self.cache_file = Path(cache_dir) / f"{config.backbone}-{cache_key}.npz"
         self.optimizers = {
@@ -304,7 +304,7 @@ class Trainer:
             "backbone": self.config.backbone,
             "input_size": self.spec.input_size,
             "embedding_dim": self.config.embedding_dim,
-            "preprocessing": PREPROCESSING,
+            "preprocessing": self.spec.scaling.description,
             "letterbox": self.config.letterbox,
             "weights": self.network.backbone.weights,
             "weights_requested": self.config.weights,

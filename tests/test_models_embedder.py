@@ -22,7 +22,7 @@ from models.embedder import (
     load_embedder,
 )
 from models.network import build_network
-from models.preprocessing import nasnet_preprocessing_layer, resize_to_square
+from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_to_square
 
 MANIFEST = {"backbone": "tiny", "input_size": 64, "embedding_dim": 128, "letterbox": True, "label_scheme": "sampled"}
 
@@ -86,10 +86,14 @@ def test_failed_export_keeps_the_previous_model(exported: Path) -> None:
     assert [p.name for p in exported.parent.iterdir()] == [exported.name], "no staging directory is left behind"
 
 
-def test_preprocessing_layer_is_nasnet_preprocess_input() -> None:
+def test_preprocessing_layers_scale_pixels_as_each_backbone_was_trained() -> None:
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     expected = tf.keras.applications.nasnet.preprocess_input(pixels.copy())
-    np.testing.assert_allclose(nasnet_preprocessing_layer()(pixels).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(NASNET_SCALING.layer()(pixels).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(EFFICIENTNET_LITE_SCALING.layer()(pixels).numpy(), (pixels - 127) / 128, atol=1e-6)
+    for name in ("nasnet_mobile", "nasnet_large", "tiny"):
+        assert backbone_spec(name).scaling == NASNET_SCALING
+    assert backbone_spec("efficientnet_lite0").scaling == EFFICIENTNET_LITE_SCALING
 
 
 def test_letterbox_pads_a_tall_poster_and_squash_fills_the_square() -> None:
@@ -135,6 +139,7 @@ def test_nasnet_mobile_imagenet_loads_or_falls_back_with_a_message(caplog: pytes
     assert loaded.model.output_shape == (None, 1056)
     if loaded.weights == "none":  # offline: Keras could not download the weights
         assert "ImageNet weights for nasnet_mobile could not be loaded" in caplog.text
+        assert "efficientnet_lite0" in caplog.text, "the log names the pretrained backbone that loads offline"
     else:
         assert loaded.weights == "imagenet"
     assert unfreeze_top_blocks(loaded.model, loaded.spec, 2) > 0
