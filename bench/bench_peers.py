@@ -23,6 +23,7 @@ an engine has them (Qdrant, Milvus), and against get-then-query for Chroma.
     python bench/bench_peers.py                               # 100k, every engine
     python bench/bench_peers.py --sizes 100000,1000000        # 1M: the libraries only
     python bench/bench_peers.py --sizes 30000 --rounds 1 --engines scann,hnswlib
+    python bench/bench_peers.py --engines scann --scann leaves=632,reorder=200   # ScaNN's own knobs
 
 Peers come from the ``peers`` extra (``make bench-peers``); a missing one is skipped and named.
 """
@@ -86,6 +87,12 @@ class Engine:
     settings: Sequence[int] = ()
     rebuilds_to_tune = False
     """The knob is fixed when the index is built: each setting tried is a new build (in its own process)."""
+    by_id_only = False
+    """Only the by-id operations are measured (PosterRec's service logic, not a search engine of its own)."""
+    similar: Callable[[int, int], Sequence[int]] | None = None
+    """Neighbours of the stored item with this id (the engine's own operation), when it has one."""
+    recommend: Callable[[Sequence[int], int], Sequence[int]] | None = None
+    """Items recommended from these stored example ids, when the engine has the operation."""
 
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -114,11 +121,6 @@ class Engine:
 
     def parameters(self) -> str:
         return ""
-
-    similar: Callable[[int, int], Sequence[int]] | None = None
-    """Neighbours of the stored item with this id (the engine's own operation), when it has one."""
-    recommend: Callable[[Sequence[int], int], Sequence[int]] | None = None
-    """Items recommended from these stored example ids, when the engine has the operation."""
 
 
 class ScannIndexer(Engine):
@@ -151,6 +153,61 @@ class ScannIndexer(Engine):
         if p.exact:
             return "brute force"
         return f"{p.num_leaves_to_search}/{p.num_leaves} leaves, AH {p.dimensions_per_block}-d blocks, reorder {p.reorder_k}"
+
+
+class ScannVariant(Engine):
+    """The indexer's recipe with other build parameters (``overrides`` of :class:`IndexParams` fields), its
+    leaves searched tuned as the peers' knobs are: ScaNN's own knobs tried without changing the indexer."""
+
+    modules = ("scann",)
+    knob = "leaves searched"
+    overrides: dict[str, float] = {}
+
+    def _build(self, vectors: np.ndarray) -> None:
+        from indexer.scann_index import LEAF_FRACTIONS, build_searcher, choose_params
+
+        self.params = dataclasses.replace(choose_params(len(vectors), 0, K), **self.overrides)
+        self.searcher = build_searcher(vectors, self.params)
+        self.settings = sorted({max(1, round(self.params.num_leaves * f)) for f in LEAF_FRACTIONS})
+
+    def use(self, setting: int) -> None:
+        super().use(setting)
+        self.options = {"leaves_to_search": setting}
+
+    search = ScannIndexer.search
+    search_batched = ScannIndexer.search_batched
+
+    def parameters(self) -> str:
+        p = self.params
+        return (
+            f"{p.num_leaves} leaves, AH {p.dimensions_per_block}-d blocks, threshold {p.anisotropic_quantization_threshold}, "
+            f"reorder {p.reorder_k}"
+        )
+
+
+SCANN_KNOBS = {
+    "leaves": ("num_leaves", int),
+    "reorder": ("reorder_k", int),
+    "threshold": ("anisotropic_quantization_threshold", float),
+    "block": ("dimensions_per_block", int),
+    "sample": ("training_sample_size", int),
+}
+"""``scann:leaves=2000,reorder=200,threshold=0.3,block=2,sample=100000`` names a :class:`ScannVariant`."""
+
+
+def scann_variant(spec: str) -> type[Engine]:
+    """The :class:`ScannVariant` for ``spec`` (``key=value`` pairs of :data:`SCANN_KNOBS`); ValueError names a bad pair."""
+    overrides = {}
+    for pair in spec.split(","):
+        key, _, value = pair.partition("=")
+        if key not in SCANN_KNOBS or not value:
+            raise ValueError(f"ScaNN knob {pair!r} is not key=value with key one of {', '.join(SCANN_KNOBS)}")
+        field, kind = SCANN_KNOBS[key]
+        try:
+            overrides[field] = kind(value)
+        except ValueError:
+            raise ValueError(f"ScaNN knob {key} is {value!r}, not a {kind.__name__}") from None
+    return type("ScannVariant", (ScannVariant,), {"overrides": overrides, "label": f"ScaNN {spec}"})
 
 
 class FaissEngine(Engine):
@@ -559,6 +616,16 @@ ENGINES: dict[str, type[Engine]] = {
 }
 
 
+def engine_class(name: str) -> type[Engine]:
+    """The engine named ``name``: a key of :data:`ENGINES`, or ``scann:<knobs>`` (:func:`scann_variant`)."""
+    base, _, spec = name.partition(":")
+    if spec and base == "scann":
+        return scann_variant(spec)
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    return ENGINES[name]
+
+
 # --- one engine per process --------------------------------------------------------------------------
 
 
@@ -638,7 +705,7 @@ def measure_round(engine: Engine, work: Workload, round_no: int) -> dict[str, li
     offset = round_no * 97 % EVAL_QUERIES
     queries = np.roll(work.queries, -offset, axis=0)
     result = {}
-    if not getattr(engine, "by_id_only", False):
+    if not engine.by_id_only:
         result["single"] = timed(lambda q: engine.search(q, K), queries[:SINGLE_QUERIES], ROUND_SECONDS)
         batches = [queries[i * BATCH % EVAL_QUERIES :][:BATCH] for i in range(BATCHES)]
         result["batch"] = timed(lambda b: engine.search_batched(b, K), batches, ROUND_SECONDS)
@@ -674,7 +741,7 @@ def serve_engine(
     """Child process: build one engine (at ``setting``, else tuned after the build), report it, then answer
     ``round`` requests until ``stop``."""
     try:
-        engine = ENGINES[name](Path(work_dir))
+        engine = engine_class(name)(Path(work_dir))
         for module in engine.modules:  # loaded before the baseline: a library's code is not its index's memory
             importlib.import_module(module)
         rss_before = process_tree_rss()
@@ -683,9 +750,7 @@ def serve_engine(
             engine.use(setting)
         build_seconds = engine.build(work.corpus)
         tuned = tune(engine, work.tune_queries, work.tune_truth, target) if engine.settings and setting is None else []
-        held_out = (
-            None if getattr(engine, "by_id_only", False) else recall(engine.search_batched(work.queries, K), work.truth)
-        )
+        held_out = None if engine.by_id_only else recall(engine.search_batched(work.queries, K), work.truth)
         unsupported = drop_unsupported_by_id(engine, work.histories[0])
         work = dataclasses.replace(work, corpus=work.corpus[:0])
         gc.collect()
@@ -711,8 +776,8 @@ def tune_by_rebuilding(name: str, data_path: str, work_dir: str, target: float, 
     try:
         work = Workload.load(Path(data_path))
         tried = []
-        for setting in ENGINES[name].settings:
-            engine = ENGINES[name](Path(work_dir))
+        for setting in engine_class(name).settings:
+            engine = engine_class(name)(Path(work_dir))
             engine.use(setting)
             engine.build(work.corpus)
             tried.append((setting, recall(engine.search_batched(work.tune_queries, K), work.tune_truth)))
@@ -735,11 +800,11 @@ class Running:
 def start_engine(context, name: str, data_path: Path, work_dir: Path, target: float) -> Running | str:
     """Build one engine in its own process (tuned first in another where each setting is a build); its report,
     or why it could not run."""
-    missing = [m for m in ENGINES[name].modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in engine_class(name).modules if importlib.util.find_spec(m) is None]
     if missing:
         return f"not installed ({', '.join(missing)}): pip install -e '.[peers]' (make bench-peers)"
     setting, tuning = None, []
-    if ENGINES[name].rebuilds_to_tune:
+    if engine_class(name).rebuilds_to_tune:
         process, conn, reply = child(
             context, tune_by_rebuilding, name, str(data_path), str(work_dir / "tuning"), target
         )
@@ -826,7 +891,7 @@ def search_table(engines: list[Running]) -> list[str]:
             continue
         r = e.report
         lines.append(
-            f"| {ENGINES[e.name].label} | {r['describe']} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | {r['recall']:.3f} "
+            f"| {engine_class(e.name).label} | {r['describe']} | {r['build_s']:.1f} | {r['memory_mb']:.0f} | {r['recall']:.3f} "
             f"| {spread(per_round(e, 'single', p50_ms), '.3f')} | {spread(per_round(e, 'single', p99_ms), '.3f')} "
             f"| {spread(per_round(e, 'single', per_second(1)), ',.0f')} | {spread(per_round(e, 'batch', per_second(BATCH)), ',.0f')} |"
         )
@@ -847,7 +912,7 @@ def by_id_table(engines: list[Running]) -> list[str]:
                 else ["—", "—"]
             )
         if cells != ["—"] * 4:
-            lines.append(f"| {ENGINES[e.name].label} | {' | '.join(cells)} |")
+            lines.append(f"| {engine_class(e.name).label} | {' | '.join(cells)} |")
     return lines
 
 
@@ -866,7 +931,7 @@ def fastest_peer_line(engines: list[Running]) -> str:
     best = max(peers, key=peers.get)
     ratio = peers[best] / rates["scann"]
     verdict = "ahead of ScaNN by more than 10%" if ratio > 1.1 else "within 10% of ScaNN or behind it"
-    return f"Fastest peer at recall@10 ≥ floor, single query: {ENGINES[best].label}, {ratio:.2f}× ScaNN (indexer)'s queries/s: {verdict}."
+    return f"Fastest peer at recall@10 ≥ floor, single query: {engine_class(best).label}, {ratio:.2f}× ScaNN (indexer)'s queries/s: {verdict}."
 
 
 # --- driver ------------------------------------------------------------------------------------------
@@ -876,7 +941,7 @@ def measure_size(n: int, names: list[str], rounds: int, context) -> None:
     from indexer.scann_index import TUNING_MARGIN
 
     target = min(1.0, load_settings().recall_floor + TUNING_MARGIN)
-    names = [name for name in names if n <= DATABASE_MAX_N or not ENGINES[name].database]
+    names = [name for name in names if n <= DATABASE_MAX_N or not engine_class(name).database]
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         data_path = Path(tmp) / DATA_FILE
         Workload.make(n).save(data_path)
@@ -917,16 +982,16 @@ def measure_size(n: int, names: list[str], rounds: int, context) -> None:
         print("\n".join(by_id))
     for e in running:
         for operation, why in e.report["unsupported"].items():
-            print(f"\n{ENGINES[e.name].label}: no {operation} by stored id ({why.splitlines()[0]})")
+            print(f"\n{engine_class(e.name).label}: no {operation} by stored id ({why.splitlines()[0]})")
     print("\nTuning (setting: recall@10 on the tuning probe):\n")
     for e in running:
         if e.report["tuning"]:
             print(
-                f"- {ENGINES[e.name].label}: "
+                f"- {engine_class(e.name).label}: "
                 + ", ".join(f"{setting}: {value:.3f}" for setting, value in e.report["tuning"])
             )
     for name, why in skipped.items():
-        print(f"\n{ENGINES[name].label}: skipped, {why}")
+        print(f"\n{engine_class(name).label}: skipped, {why}")
     print()
 
 
@@ -937,15 +1002,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of: {', '.join(ENGINES)}")
+    parser.add_argument(
+        "--scann",
+        action="append",
+        default=[],
+        metavar="KNOBS",
+        help=f"also a ScaNN variant, e.g. leaves=2000,reorder=200 (knobs: {', '.join(SCANN_KNOBS)}); repeatable",
+    )
     args = parser.parse_args(argv)
-    names = args.engines.split(",")
-    unknown = [name for name in names if name not in ENGINES]
-    if unknown:
-        parser.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    names = args.engines.split(",") + [f"scann:{spec}" for spec in args.scann]
+    try:
+        for name in names:
+            engine_class(name)
+    except ValueError as err:
+        parser.error(str(err))
     os.environ.setdefault("LANCE_LOG", "error")  # LanceDB would warn of a coming change once per query
-    context = multiprocessing.get_context(
-        "spawn"
-    )  # a fresh interpreter per engine: no shared thread pools or allocator state
+    # a fresh interpreter per engine: no thread pools or allocator state shared between engines
+    context = multiprocessing.get_context("spawn")
     for n in (int(size) for size in args.sizes.split(",")):
         measure_size(n, names, args.rounds, context)
     return 0
