@@ -75,9 +75,13 @@ class Settings:
     max_k: int = 100
     """Largest ``k`` the HTTP API accepts."""
     max_upload_bytes: int = 8 * 1024 * 1024
-    max_upload_pixels: int = 40_000_000
-    """Largest image ``/v1/search`` decodes (a 4,000 x 6,000 poster is 24M): a few kilobytes of PNG can
-    declare billions of pixels, and decoding them is what would run a worker out of memory."""
+    max_upload_pixels: int = 25_000_000
+    """Most pixels ``/v1/search`` decodes of one upload, after JPEG's reduced-scale decoding (a 4,000 x 6,000
+    PNG poster is 24M; a JPEG decodes at down to 1/8 of each side): a few kilobytes of PNG can declare
+    billions of pixels, and decoding them is what would run a worker out of memory (4 bytes a pixel)."""
+    max_concurrent_uploads: int = 2
+    """Uploads one worker process decodes and embeds at a time; others wait up to 10 s, then get a 503. With
+    ``max_upload_pixels`` it bounds what uploads hold: about 4 bytes x pixels x this, per worker."""
     index_poll_seconds: float = 10.0
     """How often the service checks for a newly published index version (0: never, no hot swap). Each check
     wakes a thread in every worker, which delays that worker's requests a little (docs/benchmarks.md)."""
@@ -107,6 +111,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_k": (1, math.inf),
     "max_upload_bytes": (1, math.inf),
     "max_upload_pixels": (1, math.inf),
+    "max_concurrent_uploads": (1, math.inf),
     "index_poll_seconds": (0, 86_400),
 }
 """Inclusive bounds of the numeric settings: outside them a setting cannot work (``max_k = 0`` refuses every

@@ -9,10 +9,11 @@ except the Prometheus metrics.
 from __future__ import annotations
 
 import logging
+import threading
 
-import posterrec_settings  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from flask import Flask
 
+import posterrec_settings  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from posterrec_settings import Settings, load_settings
 
 from . import api, browse, catalog_api, health
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
     if live.index is None:
         logging.getLogger(__name__).warning("no index version at %s yet; /readyz stays 503 until one is published", settings.index_root)
     app.extensions["posterrec"] = live
+    app.extensions["posterrec.upload_slots"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
     register_error_handlers(app)
     instrument(app)
     app.register_blueprint(health.bp)

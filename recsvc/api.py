@@ -182,37 +182,61 @@ def recommendations():
     return jsonify(_results(index, ranked, req.region, aggregation=aggregation))
 
 
-def _uploaded_image() -> Image.Image:
-    """The multipart ``image`` field decoded to RGB, once: the model embeds this decoded image, not the bytes again.
+UPLOAD_WAIT_SECONDS = 10.0
+"""How long an upload waits for one of the worker's decoding slots (``max_concurrent_uploads``) before a 503."""
 
-    Its size is read from the header and refused before anything is decoded, because a few kilobytes of
-    PNG can declare billions of pixels.
-    """
+
+def _uploaded_file() -> tuple[bytes, str]:
+    """The bytes and file name of the multipart ``image`` field."""
     upload = request.files.get("image")
     if upload is None:
         raise bad_request("multipart upload needs a file field named 'image'")
     data = upload.read()
     if not data and not upload.filename:  # what a form sends for a file input left empty
         raise bad_request("multipart field 'image' holds no file")
-    max_pixels = _settings().max_upload_pixels
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise Image.DecompressionBombError(f"{width} x {height} pixels")
-            return image.convert("RGB")
-    except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
-        raise ApiError(413, "image_too_large", f"upload {upload.filename!r} has more than the {max_pixels:,} pixels this service decodes")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ApiError(415, "unsupported_media_type", f"upload {upload.filename!r} is not an image this service can decode")
+    return data, upload.filename or ""
+
+
+def reduced_rgb(image: Image.Image, side: int, max_pixels: int) -> Image.Image:
+    """``image`` decoded to RGB at the smallest scale whose longer side is still at least ``side``.
+
+    A JPEG is decoded at a reduced scale (``draft``: 1/2 to 1/8 of each side) and anything else is
+    reduced by an integer box filter once decoded; the pixels that decoding would hold are checked
+    against ``max_pixels`` before it starts (:class:`PIL.Image.DecompressionBombError`).
+    """
+    image.draft("RGB", (side, side))  # JPEG only; a no-op for other formats
+    width, height = image.size
+    if width * height > max_pixels:
+        raise Image.DecompressionBombError(f"{width} x {height} pixels")
+    factor = max(1, max(width, height) // side)
+    reduced = image.reduce(factor) if factor > 1 else image
+    return reduced.convert("RGB")
 
 
 def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
-    image = _uploaded_image()
-    embedder = _live().embedder_for(index)
-    if embedder is None:
-        raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
-    return embedder.embed_images([image])[0]
+    """The embedding of the uploaded image, decoded at twice the model's input size in one of the worker's upload slots.
+
+    Its size is read from the header and refused before anything is decoded, because a few kilobytes of
+    PNG can declare billions of pixels; the slots bound what concurrent uploads hold.
+    """
+    data, name = _uploaded_file()
+    max_pixels = _settings().max_upload_pixels
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            embedder = _live().embedder_for(index)
+            if embedder is None:
+                raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
+            slots = current_app.extensions["posterrec.upload_slots"]
+            if not slots.acquire(timeout=UPLOAD_WAIT_SECONDS):
+                raise ApiError(503, "busy", "this server is decoding as many uploads as it may; try again shortly")
+            try:
+                return embedder.embed_images([reduced_rgb(image, 2 * embedder.input_size, max_pixels)])[0]
+            finally:
+                slots.release()
+    except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
+        raise ApiError(413, "image_too_large", f"upload {name!r} has more than the {max_pixels:,} pixels this service decodes")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ApiError(415, "unsupported_media_type", f"upload {name!r} is not an image this service can decode")
 
 
 @bp.post("/search")
