@@ -1,4 +1,4 @@
-"""``python -m models train|evaluate``: train and export the poster embedding model, or measure one.
+"""``python -m models train|evaluate|train-behaviour``: the poster embedding model, its measure, the behaviour model.
 
 Defaults come from ``posterrec_settings`` (backbone, weights, letterboxing,
 embedding size, margin, batch size); flags override them for one run.
@@ -73,6 +73,18 @@ def _evaluate(args: argparse.Namespace, settings: posterrec_settings.Settings) -
     return 0
 
 
+def _train_behaviour(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+    from models.behaviour import BehaviourConfig, read_watch_data, train_behaviour
+
+    data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
+    chosen = {"epochs": args.epochs, "embedding_dim": args.embedding_dim, "context_length": args.context_length,
+              "id_dropout": args.id_dropout, "seed": args.seed}
+    config = BehaviourConfig(**{name: value for name, value in chosen.items() if value is not None})
+    manifest = train_behaviour(data, config, args.out, resume=args.resume, extra_manifest=source)
+    print(json.dumps({"model": str(args.out), "vocabulary_size": manifest["vocabulary_size"], **manifest["metrics"]}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the held-out split by id (default) or every row")
     evaluate.add_argument("--skip-bad-rows", action="store_true")
     evaluate.set_defaults(run=_evaluate)
+
+    behaviour = commands.add_parser(
+        "train-behaviour", help="train the behaviour model (tfrs) on the store's watch events and export it")
+    behaviour.add_argument("--out", type=Path, required=True, help="directory to export the behaviour model to")
+    behaviour.add_argument("--store", type=Path, help="SQLite store with events (default: settings.store)")
+    behaviour.add_argument("--index", type=Path, help="index root whose current version gives the poster vectors "
+                                                      "(default: settings.index_root)")
+    behaviour.add_argument("--epochs", type=int)
+    behaviour.add_argument("--embedding-dim", type=int)
+    behaviour.add_argument("--context-length", type=int, help="latest titles of a history that form its query")
+    behaviour.add_argument("--id-dropout", type=float, help="share of ids hidden in training so posters learn alone")
+    behaviour.add_argument("--seed", type=int)
+    behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
+    behaviour.set_defaults(run=_train_behaviour)
     return parser
 
 
