@@ -9,6 +9,12 @@ sharing at least one genre.
 A triplet loss can be satisfied trivially by mapping everything to nearly
 one point. :func:`check_not_collapsed` fails a model whose embeddings are
 that close together, and :func:`embedding_spread` is reported with every run.
+
+A space can also be *crowded* without being collapsed: every vector shares
+one large component, so any two posters score near 1.000 and the scores say
+nothing although their order still ranks. :func:`score_distribution` reports
+the median cosine of a poster to its 10th neighbour and to any other poster;
+:func:`check_not_crowded` fails a space where unrelated posters score high.
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ near 0.
 """
 
 
+MAX_RANDOM_COSINE = 0.9
+"""Largest acceptable median cosine between two posters taken at random: above it, every similarity score
+reads 0.9-1.0. Centred embeddings of trained models sit near 0 on hundreds of posters (a tiny model
+trained for a few epochs on a split of 4 posters measured 0.66)."""
+
+
 class CollapseError(RuntimeError):
-    """All embeddings sit (nearly) on one point."""
+    """All embeddings sit (nearly) on one point, or so close together that their scores say nothing."""
 
 
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -54,12 +66,44 @@ def embedding_spread(embeddings: np.ndarray) -> float:
 def check_not_collapsed(embeddings: np.ndarray, min_spread: float = MIN_SPREAD) -> float:
     """The spread, or :class:`CollapseError` when it is below ``min_spread``."""
     spread = embedding_spread(embeddings)
+    norms = np.linalg.norm(np.asarray(embeddings, np.float32), axis=1)
+    if not norms.min(initial=np.inf) > 1e-6:  # also catches NaN; a zero vector has no direction
+        raise CollapseError(f"embeddings collapsed: {int((~(norms > 1e-6)).sum())} of {len(norms)} have no direction")
     if not spread >= min_spread:  # also catches NaN
         raise CollapseError(
             f"embeddings collapsed: mean pairwise cosine distance {spread:.4f} < {min_spread} "
             f"over {len(embeddings)} posters"
         )
     return spread
+
+
+def score_distribution(embeddings: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Median cosine of a poster to its ``k``-th nearest neighbour and to every other poster.
+
+    Their gap is what makes similarity scores readable: close to 1 both, and every list reads 1.000.
+    """
+    unit = _unit_rows(embeddings)
+    similarity = unit @ unit.T
+    n = len(unit)
+    off_diagonal = similarity[~np.eye(n, dtype=bool)]
+    np.fill_diagonal(similarity, -np.inf)
+    kth = min(k, n - 1)
+    neighbour = -np.partition(-similarity, kth - 1, axis=1)[:, kth - 1] if kth >= 1 else np.array([np.nan])
+    return {
+        f"cosine_neighbour_{k}_median": float(np.median(neighbour)),
+        "cosine_random_median": float(np.median(off_diagonal)) if n > 1 else float("nan"),
+    }
+
+
+def check_not_crowded(embeddings: np.ndarray, max_random_cosine: float = MAX_RANDOM_COSINE) -> float:
+    """The median cosine between any two posters, or :class:`CollapseError` when it exceeds ``max_random_cosine``."""
+    median = score_distribution(embeddings)["cosine_random_median"]
+    if not median <= max_random_cosine:  # also catches NaN
+        raise CollapseError(
+            f"embeddings crowded: two posters taken at random have median cosine {median:.4f} > {max_random_cosine} "
+            f"over {len(embeddings)} posters, so every similarity score reads close to 1"
+        )
+    return median
 
 
 def _ranked_relevance(embeddings: np.ndarray, relevant: np.ndarray) -> np.ndarray:
@@ -106,4 +150,5 @@ def retrieval_metrics(embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]
         "map_at_r_any": map_any,
         f"precision_at_{k}_any": p_any,
         "spread": embedding_spread(embeddings),
+        **score_distribution(embeddings, k),
     }

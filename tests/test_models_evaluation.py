@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from models.evaluation import (
+    MAX_RANDOM_COSINE,
     CollapseError,
     check_not_collapsed,
+    check_not_crowded,
     embedding_spread,
     map_at_r_and_precision,
     retrieval_metrics,
+    score_distribution,
 )
 from models.labels import multi_hot, triplet_classes
 
@@ -26,6 +29,31 @@ def test_collapsed_embeddings_fail_the_guard_and_spread_ones_pass() -> None:
     with pytest.raises(CollapseError):
         check_not_collapsed(np.full((4, 8), np.nan))
     assert check_not_collapsed(rng.normal(size=(50, 128))) == pytest.approx(1.0, abs=0.05)
+
+
+def test_zero_vectors_are_collapsed() -> None:
+    vectors = np.random.default_rng(1).normal(size=(6, 4))
+    vectors[2] = 0.0
+    with pytest.raises(CollapseError, match="1 of 6 have no direction"):
+        check_not_collapsed(vectors)
+
+
+def test_crowded_space_fails_its_guard_though_not_collapsed_and_centring_fixes_it() -> None:
+    rng = np.random.default_rng(2)
+    spread_out = rng.normal(size=(200, 32))
+    crowded = spread_out + 12.0  # one shared component: every pair scores about 0.99
+    assert check_not_collapsed(crowded) > 1e-3
+    with pytest.raises(CollapseError, match="crowded: .* median cosine 0.9"):
+        check_not_crowded(crowded)
+    assert check_not_crowded(crowded - crowded.mean(axis=0)) < 0.1 < MAX_RANDOM_COSINE < 0.99
+
+
+def test_score_distribution_by_hand() -> None:
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # cosines 0, 0, -1 for each
+    scores = score_distribution(vectors, k=2)
+    assert scores == {"cosine_neighbour_2_median": 0.0, "cosine_random_median": 0.0}
+    assert score_distribution(vectors, k=3)["cosine_neighbour_3_median"] == -1.0
+    assert set(score_distribution(vectors)) <= set(retrieval_metrics(vectors, GENRES[:4]))
 
 
 def test_spread_is_mean_pairwise_cosine_distance() -> None:

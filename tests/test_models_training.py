@@ -17,7 +17,7 @@ from models.__main__ import main
 from models.backbones import build_backbone
 from models.catalog import read_catalog
 from models.embedder import MANIFEST_FILE, load_embedder
-from models.evaluation import MIN_SPREAD, CollapseError
+from models.evaluation import MAX_RANDOM_COSINE, MIN_SPREAD, CollapseError
 from models.feature_cache import cached_features
 from models.network import build_network
 from models.training import TrainConfig, Trainer, epoch_plan, train
@@ -54,6 +54,7 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weights"] == "none" and printed["spread"] >= MIN_SPREAD
+    assert printed["cosine_random_median"] <= MAX_RANDOM_COSINE
     assert not out.with_name("model.train").exists(), "checkpoints of a finished run are removed"
 
     embedder = load_embedder(out, expect={"backbone": "tiny", "input_size": 64, "letterbox": True})
@@ -71,6 +72,8 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
     assert vectors.shape == (8, embedder.dim) == (8, 128) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors[5:], np.repeat(vectors[:1], 3, axis=0), atol=1e-5)
+    catalogue = embedder.embed_images([row.image for row in read_catalog(demo_catalog).rows])
+    assert np.median((catalogue @ catalogue.T)[~np.eye(48, dtype=bool)]) < 0.5, "the exported space is centred"
     assert np.abs(vectors[0] - vectors[1]).max() > 1e-3, "different posters get different embeddings"
 
     assert main(["evaluate", "--model", str(out), "--catalog", str(demo_catalog), "--split", "all"]) == 0
