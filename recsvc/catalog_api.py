@@ -1,8 +1,8 @@
 """``GET /v1/posters`` and ``GET /v1/genres``: browsing the catalogue of the served index.
 
 The rest of ``/v1`` answers questions about one poster; a browser also needs
-to list them: search by title, filter by genre, one page at a time. The
-listing is computed from the served index snapshot (originals only, variants
+to list them: search by title, filter by genre and by whether a title has a
+variant in a region, one page at a time. The listing is computed from the served index snapshot (originals only, variants
 are reported per title as ``variant_regions``), so it always agrees with what
 ``/similar`` and ``/recommendations`` can return. The sorted catalogue is
 built once per index version and cached with its per-genre lists and variant
@@ -57,13 +57,17 @@ class Page:
     total: int
     page: int
     per_page: int
+    covered: int | None = None
+    """With a region: how many titles matching the title and genre filters have a variant there."""
+    matching: int | None = None
+    """With a region: how many titles match the title and genre filters, before ``has_variant``."""
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
 
 
-_CATALOGS: "weakref.WeakKeyDictionary[PublishedIndex, Catalog]" = weakref.WeakKeyDictionary()
+_CATALOGS: weakref.WeakKeyDictionary[PublishedIndex, Catalog] = weakref.WeakKeyDictionary()
 """Per index snapshot; weak, so a swapped-out version (and its vectors) is freed, not kept for the listing."""
 
 
@@ -110,13 +114,22 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     return Catalog(entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, variant_counts)
 
 
-def find_page(catalog: Catalog, query: str, genre: str | None, page: int, per_page: int) -> Page:
-    """Titles containing every word of ``query`` (case-insensitive) and tagged ``genre``, one page of them."""
-    candidates = catalog.entries if genre is None else catalog.by_genre[genre]
-    for word in query.casefold().split():  # each word narrows the previous matches: no per-title generator
+def find_page(catalog: Catalog, req: ListingRequest) -> Page:
+    """Titles containing every word of ``req.query`` (case-insensitive), tagged ``req.genre`` and, when
+    ``req.has_variant`` is set, with (True) or without (False) a variant in ``req.region``; one page of them."""
+    candidates = catalog.entries if req.genre is None else catalog.by_genre[req.genre]
+    for word in req.query.casefold().split():  # each word narrows the previous matches: no per-title generator
         candidates = [entry for entry in candidates if word in entry.folded_title]
-    start = (page - 1) * per_page
-    return Page(list(candidates[start : start + per_page]), len(candidates), page, per_page)
+    covered = matching = None
+    if req.region is not None:
+        with_variant = [entry for entry in candidates if req.region in entry.variant_regions]
+        covered, matching = len(with_variant), len(candidates)
+        if req.has_variant is True:
+            candidates = with_variant
+        elif req.has_variant is False:
+            candidates = [entry for entry in candidates if req.region not in entry.variant_regions]
+    start = (req.page - 1) * req.per_page
+    return Page(list(candidates[start : start + req.per_page]), len(candidates), req.page, req.per_page, covered, matching)
 
 
 def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
@@ -134,6 +147,20 @@ def parse_query(raw: str | None) -> str:
     return query
 
 
+HAS_VARIANT_VALUES = {"true": True, "false": False}
+
+
+def parse_has_variant(raw: str | None, region: str | None) -> bool | None:
+    """``has_variant=true|false`` keeps the titles with or without a variant in the listing's region; empty: all."""
+    if raw is None or raw == "":
+        return None
+    if raw not in HAS_VARIANT_VALUES:
+        raise bad_request(f"has_variant must be true or false, got {raw!r}")
+    if region is None:
+        raise bad_request("has_variant needs a region: it keeps titles with (or without) a variant in that region")
+    return HAS_VARIANT_VALUES[raw]
+
+
 @dataclasses.dataclass(frozen=True)
 class ListingRequest:
     query: str
@@ -141,21 +168,24 @@ class ListingRequest:
     page: int
     per_page: int
     region: str | None
+    has_variant: bool | None = None
 
 
 def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
-    """``q``, ``genre``, ``page``, ``per_page`` and ``region`` of a listing, shared by the API and the page."""
+    """``q``, ``genre``, ``page``, ``per_page``, ``region`` and ``has_variant`` of a listing, shared by the API and the page."""
+    region = params.parse_region(args.get("region"), known_regions(index))
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),
         page=params.parse_int_in_range(args.get("page") or None, "page", MAX_PAGE, 1, text=True),  # an empty field means the default
         per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE, text=True),
-        region=params.parse_region(args.get("region"), known_regions(index)),
+        region=region,
+        has_variant=parse_has_variant(args.get("has_variant"), region),
     )
 
 
 def listing(index: PublishedIndex, req: ListingRequest) -> Page:
-    return find_page(catalog_of(index), req.query, req.genre, req.page, req.per_page)
+    return find_page(catalog_of(index), req)
 
 
 def entry_json(entry: CatalogEntry, region: str | None) -> dict:
@@ -179,8 +209,8 @@ def posters():
     req = parse_listing_request(request.args, index)
     page = listing(index, req)
     return jsonify(
-        index_version=index.version, q=req.query, genre=req.genre, region=req.region,
-        page=page.page, per_page=page.per_page, pages=page.pages, total=page.total,
+        index_version=index.version, q=req.query, genre=req.genre, region=req.region, has_variant=req.has_variant,
+        page=page.page, per_page=page.per_page, pages=page.pages, total=page.total, with_variant=page.covered,
         results=[entry_json(entry, req.region) for entry in page.entries],
     )
 
@@ -193,6 +223,6 @@ def genres():
 
 
 def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
-    """Every accepted region code with its number of variants, most variants first."""
+    """Every accepted region code with its number of variants (one per title at most), most variants first."""
     counts = catalog_of(index).variant_counts
     return sorted(((region, counts.get(region, 0)) for region in known_regions(index)), key=lambda pair: (-pair[1], pair[0]))

@@ -49,14 +49,16 @@ def openapi_document(settings: Settings) -> dict:
                         "embedding": {"type": "array", "items": {"type": "number"}}, "k": k_schema, "region": region_schema}}}}},
                 "responses": {**_ok("Results"), **_errors(400, 413, 415, 503)}}},
             "/v1/posters": {"get": {
-                "summary": "Catalogue listing: every word of q in the title, optional genre, paginated",
+                "summary": "Catalogue listing: every word of q in the title, optional genre and variant coverage, paginated",
                 "parameters": [
                     {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200}},
                     {"name": "genre", "in": "query", "schema": {"type": "string"}},
                     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": params.MAX_PAGE, "default": 1}},
                     {"name": "per_page", "in": "query", "schema": {
                         "type": "integer", "minimum": 1, "maximum": params.MAX_PER_PAGE, "default": params.DEFAULT_PER_PAGE}},
-                    region],
+                    region,
+                    {"name": "has_variant", "in": "query", "description": "with region: only titles with (true) or without (false) a variant there",
+                     "schema": {"type": "string", "enum": ["true", "false"]}}],
                 "responses": {**_ok("Listing"), **_errors(400, 503)}}},
             "/v1/genres": {"get": {"summary": "Genres with their title counts", "responses": {**_ok("Genres"), **_errors(503)}}},
             "/v1/posters/{title_id}": {"get": {"summary": "Poster metadata", "parameters": [poster_id],
