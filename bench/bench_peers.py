@@ -20,9 +20,14 @@ where the engine takes a thread count). At the database size, PosterRec's
 logic is timed against search-by-stored-id and recommend-from-examples where
 an engine has them (Qdrant, Milvus), and against get-then-query for Chroma.
 
+Then end to end over HTTP at that size: PosterRec's API under gunicorn
+(``/v1/posters/<id>/similar`` and ``/v1/search`` by embedding) against
+Chroma's own server (``chroma run``) on the same vectors, driven by wrk at 1,
+8 and 32 connections, both servers up, in interleaved rounds.
+
     python bench/bench_peers.py                               # 100k, every engine
     python bench/bench_peers.py --sizes 100000,1000000        # 1M: the libraries only
-    python bench/bench_peers.py --sizes 30000 --rounds 1 --engines scann,hnswlib
+    python bench/bench_peers.py --sizes 30000 --rounds 1 --engines scann,hnswlib --no-http
     python bench/bench_peers.py --engines scann --scann leaves=632,reorder=200   # ScaNN's own knobs
 
 Peers come from the ``peers`` extra (``make bench-peers``); a missing one is skipped and named.
@@ -31,17 +36,22 @@ Peers come from the ``peers`` extra (``make bench-peers``); a missing one is ski
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import importlib
 import importlib.util
+import json
 import multiprocessing
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -51,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_index import DIM, clustered_vectors  # noqa: E402  (the same mixture as the index benchmark)
+from bench_service import free_port, gunicorn, wait_until_ready  # noqa: E402  (the service under its real server)
 
 from posterrec_settings import load_settings  # noqa: E402
 
@@ -556,6 +567,26 @@ class QdrantLocal(Engine):
         return "exact scan (local mode has no index)"
 
 
+def publish_titles(root: Path, vectors: np.ndarray):
+    """``vectors`` published under ``root`` as titles ``t0``, ``t1``, ... by the indexer's ``publish_index``
+    (tuned ScaNN, verification, similar lists), with the service's settings; returns the publication."""
+    from indexer.publish import publish_index
+    from indexer.published import IndexItem
+
+    settings = load_settings()
+    items = [IndexItem(f"t{i}", f"t{i}", f"Title {i}", f"/nonexistent/{i}.jpg") for i in range(len(vectors))]
+    return publish_index(
+        root,
+        items,
+        vectors,
+        {"source": "bench_peers"},
+        exact_search_max_items=settings.exact_search_max_items,
+        recall_floor=settings.recall_floor,
+        keep_versions=1,
+        similar_depth=settings.similar_list_depth,
+    )
+
+
 class PosterRec(Engine):
     """The published index (publish_index: ScaNN, verification, similar lists) and the service's ranking code.
 
@@ -569,22 +600,10 @@ class PosterRec(Engine):
     by_id_only = True
 
     def _build(self, vectors: np.ndarray) -> None:
-        from indexer.publish import publish_index
-        from indexer.published import IndexItem, open_version
+        from indexer.published import open_version
 
-        settings = load_settings()
-        items = [IndexItem(f"t{i}", f"t{i}", f"Title {i}", f"/nonexistent/{i}.jpg") for i in range(len(vectors))]
         root = self.work / "index"
-        self.publication = publish_index(
-            root,
-            items,
-            vectors,
-            {"source": "bench_peers"},
-            exact_search_max_items=settings.exact_search_max_items,
-            recall_floor=settings.recall_floor,
-            keep_versions=1,
-            similar_depth=settings.similar_list_depth,
-        )
+        self.publication = publish_titles(root, vectors)
         self.index = open_version(root)
 
     def similar(self, row: int, k: int) -> Sequence[int]:
@@ -829,15 +848,18 @@ def child(context, function: Callable, *args) -> tuple[multiprocessing.Process, 
 
 
 def run_rounds(engines: list[Running], rounds: int) -> dict[str, str]:
-    """Each round asks every engine in turn, starting one further along each time (position is not always the same).
+    """Each round asks every engine in turn, starting one further along each time (position is not always the same),
+    with the other engines' processes stopped meanwhile: idle databases keep threads (servers, runtimes) that
+    would otherwise take the measured engine's cores.
 
     An engine that fails in a round leaves ``engines`` (its process has ended); returns why, by engine name.
     """
     failed = {}
     for round_no in range(rounds):
         for engine in engines[round_no % len(engines) :] + engines[: round_no % len(engines)]:
-            engine.conn.send(round_no)
-            reply = engine.conn.recv()
+            with others_stopped(engine, engines):
+                engine.conn.send(round_no)
+                reply = engine.conn.recv()
             if "error" in reply:
                 failed[engine.name] = f"failed in round {round_no + 1}: {reply['error']}"
                 engines.remove(engine)
@@ -846,6 +868,25 @@ def run_rounds(engines: list[Running], rounds: int) -> dict[str, str]:
                 engine.rounds.append(reply)
         print(f"round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
     return failed
+
+
+@contextlib.contextmanager
+def others_stopped(measured: Running, engines: list[Running]) -> Iterator[None]:
+    """Every engine's process tree but ``measured``'s suspended (SIGSTOP) for the block, then resumed."""
+    import psutil
+
+    trees = []
+    for engine in engines:
+        if engine is not measured:
+            root = psutil.Process(engine.process.pid)
+            trees += [root, *root.children(recursive=True)]
+    for process in trees:
+        process.suspend()
+    try:
+        yield
+    finally:
+        for process in trees:
+            process.resume()
 
 
 def stop(engines: list[Running]) -> None:
@@ -934,17 +975,147 @@ def fastest_peer_line(engines: list[Running]) -> str:
     return f"Fastest peer at recall@10 ≥ floor, single query: {engine_class(best).label}, {ratio:.2f}× ScaNN (indexer)'s queries/s: {verdict}."
 
 
+# --- end to end over HTTP ----------------------------------------------------------------------------
+
+HTTP_CLIENTS = (1, 8, 32)
+HTTP_SECONDS = 5
+HTTP_WARMUP = 1
+HTTP_REQUESTS = 1000
+WRK_BODIES = Path(__file__).with_name("wrk_bodies.lua")
+CHROMA_QUERY = "/api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query"
+
+
+@contextlib.contextmanager
+def chroma_server(path: Path) -> Iterator[int]:
+    """Chroma's own server (``chroma run``, from the chromadb package) on a free port, until the block ends."""
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
+    command = [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(path), "--host", "127.0.0.1"]
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log, text=True)
+    try:
+        wait_until_ready(port, "/api/v2/heartbeat", process, 1, log)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def load_chroma(port: int, vectors: np.ndarray, ef_search: int):
+    """The vectors in a new collection of the server on ``port`` (HNSW as the embedded run, ``ef_search``)."""
+    import chromadb
+
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=port, settings=chromadb.config.Settings(anonymized_telemetry=False)
+    )
+    hnsw = {"space": "ip", "max_neighbors": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
+    collection = client.create_collection("bench", configuration={"hnsw": hnsw})
+    step = client.get_max_batch_size()
+    for start in range(0, len(vectors), step):
+        chunk = vectors[start : start + step]
+        collection.add(ids=[str(i) for i in range(start, start + len(chunk))], embeddings=chunk)
+    return collection
+
+
+def chroma_recall(collection, work: Workload) -> float:
+    found = []
+    for start in range(0, len(work.queries), BATCH):
+        answer = collection.query(query_embeddings=work.queries[start : start + BATCH], n_results=K, include=[])
+        found += [[int(i) for i in ids] for ids in answer["ids"]]
+    return recall(found, work.truth)
+
+
+def request_files(directory: Path, work: Workload, collection_id: str) -> dict[str, Path]:
+    """One file of requests (wrk_bodies.lua's format) per endpoint: ids of stored titles, held-out query vectors."""
+    rows = np.random.default_rng(1).integers(0, len(work.corpus), HTTP_REQUESTS)
+    queries = [q.round(6).tolist() for q in work.queries[:HTTP_REQUESTS]]
+    chroma = CHROMA_QUERY.format(id=collection_id)
+    lines = {
+        "PosterRec GET /v1/posters/<id>/similar": [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
+        "PosterRec POST /v1/search (embedding)": [
+            f"POST\t/v1/search\t{json.dumps({'embedding': q, 'k': K})}" for q in queries
+        ],
+        "Chroma POST .../query (embedding)": [
+            f"POST\t{chroma}\t{json.dumps({'query_embeddings': [q], 'n_results': K, 'include': ['distances']})}"
+            for q in queries
+        ],
+    }
+    files = {}
+    for i, (name, requests) in enumerate(lines.items()):
+        files[name] = directory / f"requests-{i}.txt"
+        files[name].write_text("\n".join(requests) + "\n", encoding="utf-8")
+    return files
+
+
+def wrk_cell(port: int, requests: Path, clients: int) -> dict:
+    """``clients`` connections from wrk for HTTP_SECONDS after an unmeasured HTTP_WARMUP: its JSON summary."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("the HTTP comparison drives the servers with wrk: install it (Debian: apt-get install wrk)")
+    env = {**os.environ, "BENCH_REQUESTS": str(requests)}
+
+    def run(seconds: int) -> dict:
+        command = [wrk, "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(WRK_BODIES), f"http://127.0.0.1:{port}"]
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        return json.loads(finished.stdout.strip().splitlines()[-1])
+
+    run(HTTP_WARMUP)
+    return run(HTTP_SECONDS)
+
+
+def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -> list[str]:
+    """PosterRec under gunicorn (the project's config) against Chroma's server on the same vectors, both up,
+    cell by cell in turn, each round in a different order of endpoints; the table's lines."""
+    publication = publish_titles(directory / "index", work.corpus)
+    started = time.perf_counter()
+    with chroma_server(directory / "chroma") as chroma_port:
+        collection = load_chroma(chroma_port, work.corpus, chroma_ef)
+        load_seconds = time.perf_counter() - started
+        chroma_found = chroma_recall(collection, work)
+        files = request_files(directory, work, str(collection.id))
+        env = {"POSTERREC_INDEX_ROOT": str(directory / "index")}
+        with gunicorn("recsvc:create_app()", env, os.cpu_count() or 2) as posterrec_port:
+            ports = {name: chroma_port if name.startswith("Chroma") else posterrec_port for name in files}
+            cells: dict[tuple[str, int], list[dict]] = {}
+            for round_no in range(rounds):
+                for clients in HTTP_CLIENTS:
+                    names = list(files)[round_no % len(files) :] + list(files)[: round_no % len(files)]
+                    for name in names:
+                        cells.setdefault((name, clients), []).append(wrk_cell(ports[name], files[name], clients))
+                print(f"HTTP round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
+    lines = [
+        f"PosterRec: {os.cpu_count()} gunicorn workers (gunicorn.conf.py), index recall@10 {publication.recall:.3f} (indexer's check); "
+        f"Chroma's server (`chroma run`), HNSW ef_search {chroma_ef} (the embedded run's tuning), recall@10 {chroma_found:.3f} "
+        f"on the held-out queries, loaded over HTTP in {load_seconds:.0f} s. wrk, 1 thread, {HTTP_SECONDS} s per cell after "
+        f"{HTTP_WARMUP} s, {rounds} rounds, median (range); requests: {HTTP_REQUESTS} stored ids or held-out query vectors, k={K}.",
+        "",
+        "| endpoint | clients | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (name, clients), runs in cells.items():
+        rates = [run["requests"] / run["seconds"] for run in runs]
+        lines.append(
+            f"| {name} | {clients} | {spread(rates, ',.0f')} | {spread([run['p50_ms'] for run in runs], '.2f')} "
+            f"| {spread([run['p99_ms'] for run in runs], '.2f')} | {sum(run['errors'] for run in runs)} |"
+        )
+    return lines
+
+
 # --- driver ------------------------------------------------------------------------------------------
 
 
-def measure_size(n: int, names: list[str], rounds: int, context) -> None:
+def measure_size(n: int, names: list[str], rounds: int, context, http: bool) -> None:
     from indexer.scann_index import TUNING_MARGIN
 
     target = min(1.0, load_settings().recall_floor + TUNING_MARGIN)
     names = [name for name in names if n <= DATABASE_MAX_N or not engine_class(name).database]
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         data_path = Path(tmp) / DATA_FILE
-        Workload.make(n).save(data_path)
+        work = Workload.make(n)
+        work.save(data_path)
         running, skipped = [], {}
         for name in names:
             print(f"N={n:,}: building {name}", file=sys.stderr, flush=True)
@@ -962,6 +1133,7 @@ def measure_size(n: int, names: list[str], rounds: int, context) -> None:
             skipped.update(run_rounds(running, rounds))
         finally:
             stop(running)
+        http_lines = over_http(work, Path(tmp), running, rounds) if http and n <= DATABASE_MAX_N else []
     print(f"### {n:,} vectors\n")
     print(
         f"Clustered {DIM}-d unit vectors (bench_index's mixture), dot product; {EVAL_QUERIES} held-out queries; "
@@ -992,7 +1164,21 @@ def measure_size(n: int, names: list[str], rounds: int, context) -> None:
             )
     for name, why in skipped.items():
         print(f"\n{engine_class(name).label}: skipped, {why}")
+    if http_lines:
+        print(f"\n#### End to end over HTTP, {n:,} vectors\n")
+        print("\n".join(http_lines))
     print()
+
+
+def over_http(work: Workload, directory: Path, running: list[Running], rounds: int) -> list[str]:
+    """:func:`measure_http`'s table, or a line saying why it could not run."""
+    chroma = next((e for e in running if e.name == "chroma"), None)
+    if chroma is None:
+        return ["Skipped: the HTTP comparison takes Chroma's ef_search from the embedded run, which did not run here."]
+    if shutil.which("wrk") is None:
+        return ["Skipped: the HTTP comparison drives the servers with wrk (Debian: apt-get install wrk)."]
+    print("HTTP: publishing the index and loading Chroma's server", file=sys.stderr, flush=True)
+    return measure_http(work, directory, chroma.report["tuning"][-1][0], rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1009,6 +1195,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KNOBS",
         help=f"also a ScaNN variant, e.g. leaves=2000,reorder=200 (knobs: {', '.join(SCANN_KNOBS)}); repeatable",
     )
+    parser.add_argument(
+        "--no-http",
+        action="store_true",
+        help="skip PosterRec's HTTP API against Chroma's server (at the databases' size)",
+    )
     args = parser.parse_args(argv)
     names = args.engines.split(",") + [f"scann:{spec}" for spec in args.scann]
     try:
@@ -1020,7 +1211,7 @@ def main(argv: list[str] | None = None) -> int:
     # a fresh interpreter per engine: no thread pools or allocator state shared between engines
     context = multiprocessing.get_context("spawn")
     for n in (int(size) for size in args.sizes.split(",")):
-        measure_size(n, names, args.rounds, context)
+        measure_size(n, names, args.rounds, context, http=not args.no_http)
     return 0
 
 
