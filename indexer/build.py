@@ -12,8 +12,8 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -62,27 +62,38 @@ def store_sources(store: Store) -> list[Source]:
     for v in store.variants():
         parent = by_id[v.parent_id]
         item = IndexItem(
-            IndexItem.variant_key(v.parent_id, v.region), v.parent_id, v.title, str(v.image_path),
-            region=v.region, language=v.language, year=parent.year, genres=parent.genres,
+            IndexItem.variant_key(v.parent_id, v.region),
+            v.parent_id,
+            v.title,
+            str(v.image_path),
+            region=v.region,
+            language=v.language,
+            year=parent.year,
+            genres=parent.genres,
         )
         sources.append(Source(item, v.image_sha256))
     return sources
 
 
-def read_verified_image(source: Source) -> bytes:
-    """The poster's bytes, refused when they are not the image the store ingested.
+def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: bytes) -> bytes:
+    """``data`` when it is the image the store ingested for ``key``, else an error naming it.
 
     A file edited in place after ingest would otherwise be embedded and cached
     under the old content hash, and every later build would reuse that wrong vector.
     """
+    if hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise IndexError_(f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
+    return data
+
+
+def read_verified_image(source: Source) -> bytes:
+    """The poster's bytes, refused when they cannot be read or are not the image the store ingested."""
     path = Path(source.item.image_path)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise IndexError_(f"{source.item.key}: poster {path} cannot be read: {err.strerror or err}") from None
-    if hashlib.sha256(data).hexdigest() != source.image_sha256:
-        raise IndexError_(f"{source.item.key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
-    return data
+    return check_image_bytes(source.item.key, path, source.image_sha256, data)
 
 
 def embed_batch(embedder, batch: Sequence[Source]) -> np.ndarray:
@@ -93,7 +104,9 @@ def embed_batch(embedder, batch: Sequence[Source]) -> np.ndarray:
         raise IndexError_(f"cannot embed the posters of {keys}: {err}") from None
 
 
-def embed_sources(embedder, sources: Sequence[Source], cache: EmbeddingCache, batch_size: int) -> tuple[np.ndarray, int]:
+def embed_sources(
+    embedder, sources: Sequence[Source], cache: EmbeddingCache, batch_size: int
+) -> tuple[np.ndarray, int]:
     """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded)."""
     model = embedder.manifest_sha256
     vectors = cache.get_many(model, (s.image_sha256 for s in sources))
@@ -108,35 +121,44 @@ def embed_sources(embedder, sources: Sequence[Source], cache: EmbeddingCache, ba
     return np.stack([vectors[s.image_sha256] for s in sources]).astype(np.float32), len(missing)
 
 
-def build_index(model_dir: str | Path, settings: Settings, store_path: Path | None = None, index_root: Path | None = None) -> BuildSummary:
-    """Embed everything in the store with the model in ``model_dir`` and publish it as the current version."""
-    from models.embedder import load_embedder  # TensorFlow loads only for commands that embed
-
-    started = time.perf_counter()
-    store_path = Path(store_path or settings.store)
-    index_root = Path(index_root or settings.index_root)
+def read_sources(store_path: Path) -> list[Source]:
+    """The store's sources (:func:`store_sources`), or an error when the store is missing or empty."""
     if not store_path.is_file():  # checked first: opening it would create an empty store
         raise IndexError_(f"store {store_path} does not exist: run `python -m indexer ingest CATALOG.csv` first")
-    try:
-        embedder = load_embedder(model_dir)
-    except (FileNotFoundError, ValueError) as err:  # not an exported model, or not the one expected
-        raise IndexError_(f"cannot build with model {model_dir}: {err}") from None
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:
         raise IndexError_(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
-    with EmbeddingCache(index_root / CACHE_FILE) as cache:
-        embeddings, embedded = embed_sources(embedder, sources, cache, settings.batch_size)
-        cache.prune(embedder.manifest_sha256, (s.image_sha256 for s in sources))
-    manifest = {
+    return sources
+
+
+def index_manifest(
+    model_dir: str | Path, model_manifest: dict, model_sha256: str, store_path: Path, sources: Sequence[Source]
+) -> dict:
+    """What a published version records about the model and the store it was built from."""
+    return {
         "model_dir": str(Path(model_dir).resolve()),
-        "model_manifest_sha256": embedder.manifest_sha256,
-        "model_backbone": embedder.manifest.get("backbone"),
+        "model_manifest_sha256": model_sha256,
+        "model_backbone": model_manifest.get("backbone"),
         "store": str(store_path.resolve()),
         "variant_count": sum(1 for s in sources if s.item.is_variant),
     }
+
+
+def publish_sources(
+    index_root: Path,
+    store_path: Path,
+    sources: Sequence[Source],
+    embeddings: np.ndarray,
+    manifest: dict,
+    settings: Settings,
+) -> Publication:
+    """Publish ``sources`` with their ``embeddings`` as the current version and record it in the store."""
     publication = publish_index(
-        index_root, [s.item for s in sources], embeddings, manifest,
+        index_root,
+        [s.item for s in sources],
+        embeddings,
+        manifest,
         exact_search_max_items=settings.exact_search_max_items,
         recall_floor=settings.recall_floor,
         keep_versions=settings.keep_versions,
@@ -144,20 +166,89 @@ def build_index(model_dir: str | Path, settings: Settings, store_path: Path | No
     )
     with open_store(store_path) as store:
         store.record_index_version(publication.version, publication.path, len(sources), manifest)
+    return publication
+
+
+def build_index(
+    model_dir: str | Path, settings: Settings, store_path: Path | None = None, index_root: Path | None = None
+) -> BuildSummary:
+    """Embed everything in the store with the model in ``model_dir`` and publish it as the current version."""
+    from models.embedder import load_embedder  # TensorFlow loads only for commands that embed
+
+    started = time.perf_counter()
+    store_path = Path(store_path or settings.store)
+    index_root = Path(index_root or settings.index_root)
+    sources = read_sources(store_path)  # checked before the (slow) model load
+    try:
+        embedder = load_embedder(model_dir)
+    except (FileNotFoundError, ValueError) as err:  # not an exported model, or not the one expected
+        raise IndexError_(f"cannot build with model {model_dir}: {err}") from None
+    with EmbeddingCache(index_root / CACHE_FILE) as cache:
+        embeddings, embedded = embed_sources(embedder, sources, cache, settings.batch_size)
+        cache.prune(embedder.manifest_sha256, (s.image_sha256 for s in sources))
+    manifest = index_manifest(model_dir, embedder.manifest, embedder.manifest_sha256, store_path, sources)
+    publication = publish_sources(index_root, store_path, sources, embeddings, manifest, settings)
     return BuildSummary(publication, len(sources), embedded, len(sources) - embedded, time.perf_counter() - started)
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("build", help="embed the store and publish a new index version")
+    parser = commands.add_parser(
+        "build",
+        help="embed the store and publish a new index version",
+        description="Embed the store and publish a new index version: in this process, or with --runner as an "
+        "Apache Beam pipeline (standard Beam pipeline options go after --).",
+    )
     parser.add_argument("--model", type=Path, help="exported model directory (default: settings.model_dir)")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
     parser.add_argument("--recall-floor", type=float, help="refuse to publish below this recall@10")
-    parser.set_defaults(run=_run)
+    beam = parser.add_argument_group("Apache Beam pipeline")
+    beam.add_argument(
+        "--runner",
+        help="run the rebuild as a Beam pipeline on this runner: FnApiRunner (in this process; add -- "
+        "--direct_num_workers=N --direct_running_mode=multi_processing for N local workers), FlinkRunner, "
+        "SparkRunner, DataflowRunner, ...",
+    )
+    beam.add_argument("--cache", help="embedding cache folder every worker reaches (default: <out>/embedding_cache)")
+    beam.add_argument("--work-dir", help="folder for the pipeline's hand-back files (default: <out>/.beam)")
+    beam.add_argument("--titles", type=Path, help="localized-titles CSV (id,region,language,title): localize first")
+    beam.add_argument("--regions", help="comma-separated regions to localize (default: every region in the CSV)")
+    beam.add_argument("--variants-out", type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)")
+    beam.add_argument("--inpaint", help="inpainting method of the localizer (default: its default)")
+    beam.add_argument("beam_options", nargs="*", metavar="-- BEAM_OPTION", help="standard Beam pipeline options")
+    parser.set_defaults(run=_run, parser=parser)
 
 
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(recall_floor=args.recall_floor)
-    summary = build_index(args.model or settings.model_dir, settings, args.store, args.out)
+    model = args.model or settings.model_dir
+    if args.runner is None:
+        if args.titles or args.beam_options or args.cache or args.work_dir:
+            args.parser.error("--titles, --cache, --work-dir and Beam options need --runner")
+        print(build_index(model, settings, args.store, args.out))
+        return 0
+    from .beam_pipeline import build_with_beam  # Beam loads only for pipeline builds
+
+    localize = None
+    if args.titles:
+        if not args.variants_out:
+            args.parser.error("--titles needs --variants-out")
+        from .beam_localize import LocalizeOptions
+
+        regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
+        localize = LocalizeOptions(
+            args.titles, args.variants_out, regions, **({"method": args.inpaint} if args.inpaint else {})
+        )
+    summary = build_with_beam(
+        model,
+        settings,
+        args.store,
+        args.out,
+        runner=args.runner,
+        beam_args=args.beam_options,
+        cache_root=args.cache,
+        work_root=args.work_dir,
+        localize=localize,
+    )
     print(summary)
     return 0

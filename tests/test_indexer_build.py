@@ -31,23 +31,46 @@ VARIANT_REGIONS = {"DE": "de", "JP": "ja"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A demo corpus and a tiny model trained on it (shared: training is the slow part)."""
+def trained_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A demo corpus and a tiny model trained on it, made once per test session (training is the slow part)."""
     from localize.demo import write_demo_corpus
     from models.__main__ import main as models_main
 
-    out = tmp_path_factory.mktemp("tiny")
-    catalog = write_demo_corpus(out / "demo", count=TITLES, seed=11)
-    argv = ["train", "--catalog", str(catalog), "--out", str(out / "model"), "--backbone", "tiny", "--weights", "none",
-            "--warmup-epochs", "1", "--head-epochs", "1", "--unfreeze-blocks", "0", "--triplet-epochs", "0",
-            "--cache-dir", str(out / "cache")]
-    assert models_main(argv) == 0
+    out = tmp_path_factory.getbasetemp() / "tiny-model"
+    catalog = out / "demo" / "catalog.csv"
+    if not (out / "model" / "manifest.json").is_file():
+        catalog = write_demo_corpus(out / "demo", count=TITLES, seed=11)
+        argv = [
+            "train",
+            "--catalog",
+            str(catalog),
+            "--out",
+            str(out / "model"),
+            "--backbone",
+            "tiny",
+            "--weights",
+            "none",
+            "--warmup-epochs",
+            "1",
+            "--head-epochs",
+            "1",
+            "--unfreeze-blocks",
+            "0",
+            "--triplet-epochs",
+            "0",
+            "--cache-dir",
+            str(out / "cache"),
+        ]
+        assert models_main(argv) == 0
     return catalog, out / "model"
 
 
-@pytest.fixture
-def workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return trained_tiny_model(tmp_path_factory)
+
+
+def make_workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
     """A private copy of the corpus, ingested into a fresh store, with a DE and a JP variant of the first title."""
     catalog_src, model = tiny_model
     corpus = tmp_path / "demo"
@@ -63,8 +86,15 @@ def workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
             image = Image.open(first.image_path).convert("RGB")
             (ImageOps.mirror(image) if region == "DE" else ImageOps.flip(image)).save(variant)
             opened.upsert_variant(first.id, region, language, f"{first.title} ({region})", variant)
-    settings = load_settings(env={}, home=tmp_path / "home", store=store, index_root=tmp_path / "index", keep_versions=2, batch_size=8)
+    settings = load_settings(
+        env={}, home=tmp_path / "home", store=store, index_root=tmp_path / "index", keep_versions=2, batch_size=8
+    )
     return {"catalog": catalog, "model": model, "store": store, "settings": settings, "first": first.id}
+
+
+@pytest.fixture
+def workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
+    return make_workspace(tiny_model, tmp_path)
 
 
 def rows_of(catalog: Path) -> list[dict]:
@@ -122,7 +152,9 @@ def test_incremental_rebuild_embeds_only_changed_posters_and_drops_removed_ones(
     assert second.embedded == 2 and second.reused == second.items - 2
     assert second.items == first.items
     index = open_version(workspace["settings"].index_root)
-    assert removed["id"] not in index.row_of_key and changed["id"] in index.row_of_key and added["id"] in index.row_of_key
+    assert (
+        removed["id"] not in index.row_of_key and changed["id"] in index.row_of_key and added["id"] in index.row_of_key
+    )
     old = open_version(workspace["settings"].index_root, first.publication.version)
     changed_row_old, changed_row_new = old.row_of_key[changed["id"]], index.row_of_key[changed["id"]]
     assert not np.allclose(old.embeddings[changed_row_old], index.embeddings[changed_row_new])
@@ -139,7 +171,15 @@ def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: d
     broken.write_bytes(b"not an image any more")  # then broken on disk behind the store's back
 
     settings: Settings = workspace["settings"]
-    argv = ["build", "--model", str(workspace["model"]), "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    argv = [
+        "build",
+        "--model",
+        str(workspace["model"]),
+        "--store",
+        str(workspace["store"]),
+        "--out",
+        str(settings.index_root),
+    ]
     assert indexer_main(argv) == 1
     message = capsys.readouterr().err
     assert rows[7]["id"] in message and "changed since it was ingested" in message
@@ -186,8 +226,18 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
     os.mkfifo(posters[-1])
 
     env = {**os.environ, "POSTERREC_HOME": str(settings.home), "POSTERREC_BATCH_SIZE": "2"}
-    argv = [sys.executable, "-m", "indexer", "build", "--model", str(workspace["model"]),
-            "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    argv = [
+        sys.executable,
+        "-m",
+        "indexer",
+        "build",
+        "--model",
+        str(workspace["model"]),
+        "--store",
+        str(workspace["store"]),
+        "--out",
+        str(settings.index_root),
+    ]
     process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     writer = -1
     try:
@@ -208,7 +258,9 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
     posters[-1].unlink()
     posters[-1].write_bytes(last)
     resumed = build(workspace)
-    assert (resumed.embedded, resumed.reused) == (1, resumed.items - 1), "the 4 posters embedded before the kill were cached"
+    assert (resumed.embedded, resumed.reused) == (1, resumed.items - 1), (
+        "the 4 posters embedded before the kill were cached"
+    )
     assert current_version(settings.index_root) == resumed.publication.version != served
 
 

@@ -1,0 +1,226 @@
+"""The localize stage of the Beam rebuild: every pending (title, region) of a localized-titles CSV.
+
+The driver plans (it reads the CSV and the store, and leaves out the variants
+that are up to date, as ``localize run`` does); workers clean each poster once
+and render each of its regions, writing ``<out>/<REGION>/<id>.png`` by rename,
+so a retried bundle rewrites the same file. Made variants come back to the
+driver, which registers them in the store, the store having one writer.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from localize.atomic import remove_stale_temporaries, save_image, write_csv
+from localize.batch import Request, Skip, TitlesFileError, _up_to_date, read_requests, variant_path
+from localize.inpaint import DEFAULT_METHOD, METHODS
+from localize.pipeline import NoTitle, clean_poster, localize
+from localize.render import CannotFit
+
+from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
+from .beam_stages import Poster, counter, read_records, write_records
+from .published import IndexError_, IndexItem
+from .store import open_store
+
+SKIPPED = "skipped"
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizeOptions:
+    """The localize stage's inputs, as ``localize run`` takes them."""
+
+    titles_csv: Path
+    out_dir: Path
+    regions: Sequence[str] | None = None
+    method: str = DEFAULT_METHOD
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizeJob:
+    """One poster to clean and the regions to render onto it."""
+
+    parent_id: str
+    image_path: str
+    image_sha256: str
+    requests: tuple[Request, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MadeVariant:
+    """A variant written by a worker, for the driver to register."""
+
+    parent_id: str
+    region: str
+    language: str
+    title: str
+    image_path: str
+    image_sha256: str
+    source_sha256: str
+
+    def poster(self) -> Poster:
+        return Poster(IndexItem.variant_key(self.parent_id, self.region), self.image_path, self.image_sha256)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizePlan:
+    """What the localize stage will do: ``jobs`` for the workers, ``skipped`` rows known up front."""
+
+    jobs: list[LocalizeJob]
+    skipped: list[Skip]
+    up_to_date: int
+
+    def replaced_keys(self) -> set[str]:
+        """Index keys of the variants the jobs remake (their stored images are not embedded)."""
+        return {IndexItem.variant_key(job.parent_id, r.region) for job in self.jobs for r in job.requests}
+
+
+def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
+    """The pending (title, region) pairs of the titles CSV, grouped by poster; raises TitlesFileError."""
+    if options.method not in METHODS:
+        raise IndexError_(f"unknown inpainting method {options.method!r} (one of {', '.join(sorted(METHODS))})")
+    wanted = {region.strip().upper() for region in options.regions} if options.regions else None
+    try:
+        requests, skipped = read_requests(options.titles_csv, wanted)
+    except TitlesFileError as err:
+        raise IndexError_(str(err)) from None
+    if options.out_dir.is_dir():
+        remove_stale_temporaries(options.out_dir)
+    with open_store(store_path) as store:
+        parents = {title.id: title for title in store.titles()}
+        existing = {(v.parent_id, v.region): v for v in store.variants()}
+    pending: dict[str, list[Request]] = collections.defaultdict(list)
+    up_to_date = 0
+    for request in requests:
+        parent = parents.get(request.id)
+        if parent is None:
+            skipped.append(
+                Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
+            )
+        elif _up_to_date(existing.get((request.id, request.region)), parent, request):
+            up_to_date += 1
+        else:
+            pending[request.id].append(request)
+    jobs = [
+        LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, tuple(reqs))
+        for pid, reqs in pending.items()
+    ]
+    return LocalizePlan(jobs, skipped, up_to_date)
+
+
+class LocalizePoster(beam.DoFn):
+    """``LocalizeJob`` -> ``MadeVariant`` per region made; ``Skip`` (id, region, reason) to ``skipped``."""
+
+    def __init__(self, out_dir: str, method: str) -> None:
+        self._out_dir, self._method = Path(out_dir), method
+
+    def setup(self) -> None:
+        self._made, self._skipped, self._posters = (
+            counter("variants_made"),
+            counter("variants_skipped"),
+            counter("posters_localized"),
+        )
+
+    def process(self, job: LocalizeJob) -> Iterator:
+        from PIL import Image
+
+        self._posters.inc()
+        try:
+            with Image.open(job.image_path) as image:
+                clean = clean_poster(image, self._method)
+        except NoTitle as err:
+            yield from self._skip(job.parent_id, job.requests, f"no title found: {err}")
+            return
+        except OSError as err:
+            yield from self._skip(job.parent_id, job.requests, f"unreadable poster image: {err}")
+            return
+        for request in job.requests:
+            try:
+                rendered = localize(clean, request.title, request.language)
+            except CannotFit as err:
+                yield from self._skip(job.parent_id, [request], f"title cannot fit: {err}")
+                continue
+            path = save_image(rendered.image, variant_path(self._out_dir, request.region, job.parent_id))
+            self._made.inc()
+            yield MadeVariant(
+                job.parent_id,
+                request.region,
+                request.language,
+                request.title,
+                str(path),
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                job.image_sha256,
+            )
+
+    def _skip(self, parent_id: str, requests: Sequence[Request], reason: str) -> Iterator[beam.pvalue.TaggedOutput]:
+        for request in requests:
+            self._skipped.inc()
+            yield beam.pvalue.TaggedOutput(SKIPPED, Skip(parent_id, request.region, reason))
+
+
+def localize_stage(
+    pipeline: beam.Pipeline, planned: LocalizePlan, options: LocalizeOptions, made_path: str, skipped_path: str
+) -> beam.PCollection:
+    """The made variants of ``planned``'s jobs; they and the skips are also written for :func:`register_results`."""
+    results = (
+        pipeline
+        | "LocalizeJobs" >> beam.Create(planned.jobs)
+        | "Localize"
+        >> beam.ParDo(LocalizePoster(str(options.out_dir), options.method)).with_outputs(SKIPPED, main="made")
+    )
+    write_records(results.made | "MadeRecord" >> beam.Map(dataclasses.asdict), made_path, "Made")
+    write_records(results[SKIPPED] | "SkipRecord" >> beam.Map(dataclasses.asdict), skipped_path, "Skipped")
+    return results.made
+
+
+def register_results(
+    store_path: Path, options: LocalizeOptions, planned: LocalizePlan, made_path: str, skipped_path: str
+) -> list[str]:
+    """Register the made variants in the store and write ``<out>/skipped.csv``; the skips, as lines."""
+    with open_store(store_path) as store:
+        for record in read_records(made_path):
+            variant = MadeVariant(**record)
+            store.upsert_variant(
+                variant.parent_id,
+                variant.region,
+                variant.language,
+                variant.title,
+                variant.image_path,
+                source_sha256=variant.source_sha256,
+            )
+    skipped = planned.skipped + [Skip(**record) for record in read_records(skipped_path)]
+    write_csv(
+        options.out_dir / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in skipped]
+    )
+    return [str(skip) for skip in skipped]
+
+
+def localize_with_beam(
+    store_path: Path,
+    options: LocalizeOptions,
+    runner: str = LOCAL_RUNNER,
+    beam_args: Sequence[str] = (),
+    work_root: str | None = None,
+) -> tuple[int, int, list[str]]:
+    """``localize run`` as a Beam pipeline on ``runner``: make and register the pending variants.
+
+    Returns (made, up to date, skips as lines); raises ``IndexError_`` when the titles CSV is unusable or a stage fails
+    (variants written before the failure are on disk, and the next run registers or remakes them).
+    """
+    planned = plan_localize(store_path, options)
+    work = new_work_folder(work_root or str(options.out_dir / ".beam"))
+    made_path, skipped_path = FileSystems.join(work, "variants"), FileSystems.join(work, "skipped")
+    pipeline = make_pipeline(runner, beam_args)
+    localize_stage(pipeline, planned, options, made_path, skipped_path)
+    try:
+        counters = run_pipeline(pipeline, "localize pipeline failed, no variant registered")
+        skipped = register_results(store_path, options, planned, made_path, skipped_path)
+    finally:
+        delete_work_folder(work)
+    return counters.get("variants_made", 0), planned.up_to_date, skipped

@@ -1,0 +1,197 @@
+"""``python -m indexer build --runner FnApiRunner``: the rebuild as a Beam pipeline on Beam's local runner,
+against the single-process build over the same store, model and files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_indexer_build import TITLES, VARIANT_REGIONS, build, make_workspace, rows_of, trained_tiny_model
+
+from indexer.__main__ import main as indexer_main
+from indexer.beam_pipeline import build_with_beam
+from indexer.embedding_cache import VECTOR_CACHE_DIR, vector_file_pattern, vector_files
+from indexer.ingest import ingest_catalog
+from indexer.published import current_version, list_versions, open_version
+from indexer.store import open_store
+from posterrec_settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return trained_tiny_model(tmp_path_factory)
+
+
+@pytest.fixture
+def workspace(tiny_model: tuple[Path, Path], tmp_path: Path) -> dict:
+    return make_workspace(tiny_model, tmp_path)
+
+
+def beam_build(ws: dict, **options):
+    settings: Settings = ws["settings"]
+    return build_with_beam(ws["model"], settings, ws["store"], settings.index_root, **options)
+
+
+def embeddings_by_key(root: Path, version: str | None = None) -> dict[str, np.ndarray]:
+    index = open_version(root, version)
+    return {item.key: index.embeddings[row] for row, item in enumerate(index.items)}
+
+
+def test_the_pipeline_publishes_the_keys_and_embeddings_of_the_single_process_build(workspace: dict) -> None:
+    root = workspace["settings"].index_root
+    single = build(workspace)
+    expected = embeddings_by_key(root)
+
+    summary = beam_build(workspace)
+
+    assert set(list_versions(root)) == {single.publication.version, summary.publication.version}
+    assert current_version(root) == summary.publication.version
+    got = embeddings_by_key(root)
+    assert list(got) == list(expected), "same keys in the same order"
+    assert len(got) == TITLES + len(VARIANT_REGIONS) == summary.items
+    for key, vector in expected.items():
+        np.testing.assert_allclose(got[key], vector, atol=1e-5, err_msg=key)
+    assert (summary.embedded, summary.reused, summary.bad_posters) == (summary.items, 0, [])
+    assert summary.counters["cache_misses"] == summary.items and summary.counters.get("cache_hits", 0) == 0
+    with open_store(workspace["store"]) as store:
+        assert store.index_versions()[-1]["version"] == summary.publication.version
+
+
+def test_a_rerun_embeds_nothing_and_one_changed_poster_embeds_one(workspace: dict) -> None:
+    root = workspace["settings"].index_root
+    first = beam_build(workspace)
+    again = beam_build(workspace)
+    assert (again.embedded, again.reused) == (0, again.items)
+    assert again.counters["cache_hits"] == again.items and "posters_decoded" not in again.counters
+    np.testing.assert_array_equal(
+        open_version(root, first.publication.version).embeddings, open_version(root).embeddings
+    )
+
+    rows = rows_of(workspace["catalog"])
+    poster = workspace["catalog"].parent / rows[2]["image"]
+    from PIL import Image, ImageOps
+
+    ImageOps.invert(Image.open(poster).convert("RGB")).save(poster)
+    assert ingest_catalog(workspace["catalog"], workspace["store"]).summary.updated == 1
+    third = beam_build(workspace)
+    assert (third.embedded, third.reused) == (1, third.items - 1)
+    cache = workspace["settings"].index_root / VECTOR_CACHE_DIR
+    folders = [p for p in cache.iterdir() if p.is_dir()]
+    assert len(folders) == 1, "one model's vectors"
+    files = vector_files(vector_file_pattern(str(folders[0])))
+    assert len({Path(f).name.rsplit("-", 1)[0] for f in files}) == 1, f"only the last build's vector files: {files}"
+
+
+def test_a_bad_poster_is_reported_and_left_out_without_failing_the_pipeline(workspace: dict) -> None:
+    rows = rows_of(workspace["catalog"])
+    broken = workspace["catalog"].parent / rows[7]["image"]
+    broken.write_bytes(b"not an image any more")  # behind the store's back
+
+    summary = beam_build(workspace)
+
+    assert [key for key, _ in summary.bad_posters] == [rows[7]["id"]]
+    assert "changed since it was ingested" in summary.bad_posters[0][1]
+    index = open_version(workspace["settings"].index_root)
+    assert rows[7]["id"] not in index.row_of_key and len(index) == TITLES + len(VARIANT_REGIONS) - 1
+
+
+def test_a_failing_stage_publishes_nothing_and_keeps_the_served_version(
+    workspace: dict, tmp_path: Path, capsys
+) -> None:
+    settings: Settings = workspace["settings"]
+    served = beam_build(workspace).publication.version
+    rows = rows_of(workspace["catalog"])
+    poster = workspace["catalog"].parent / rows[1]["image"]
+    from PIL import Image
+
+    Image.open(poster).convert("RGB").rotate(180).save(poster)
+    assert ingest_catalog(workspace["catalog"], workspace["store"]).summary.updated == 1  # one poster to embed
+    broken_model = tmp_path / "broken-model"
+    shutil.copytree(workspace["model"], broken_model)
+    (broken_model / "model.keras").write_bytes(b"not a keras archive")  # the manifest still reads: workers fail
+
+    argv = [
+        "build",
+        "--runner",
+        "FnApiRunner",
+        "--model",
+        str(broken_model),
+        "--store",
+        str(workspace["store"]),
+        "--out",
+        str(settings.index_root),
+    ]
+    assert indexer_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "rebuild pipeline failed, nothing published" in err and served in err
+
+    assert current_version(settings.index_root) == served and list_versions(settings.index_root) == [served]
+    with open_store(workspace["store"]) as store:
+        assert [v["version"] for v in store.index_versions()] == [served]
+
+
+def test_the_cli_runs_the_localize_stage_then_indexes_the_variants(workspace: dict, tmp_path: Path, capsys) -> None:
+    settings: Settings = workspace["settings"]
+    titles = workspace["catalog"].parent / "localized_titles.csv"
+    first = rows_of(workspace["catalog"])[0]["id"]
+    wanted = [
+        line for line in titles.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] in ("FR", "JP")
+    ][:6]
+    titles.write_text("id,region,language,title\n" + "\n".join(wanted) + "\nnobody,FR,fr,Personne\n", encoding="utf-8")
+    out = tmp_path / "variants"
+
+    argv = [
+        "build",
+        "--runner",
+        "FnApiRunner",
+        "--model",
+        str(workspace["model"]),
+        "--store",
+        str(workspace["store"]),
+        "--out",
+        str(settings.index_root),
+        "--titles",
+        str(titles),
+        "--variants-out",
+        str(out),
+        "--inpaint",
+        "ns",
+        "--",
+        "--direct_num_workers=1",
+    ]
+    assert indexer_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "localize skipped nobody FR: not in the store" in printed
+
+    with open_store(workspace["store"]) as store:
+        made = {(v.parent_id, v.region): v for v in store.variants() if Path(v.image_path).parent.parent == out}
+    assert made, printed
+    assert all(Path(v.image_path) == out / v.region / f"{v.parent_id}.png" for v in made.values())
+    index = open_version(settings.index_root)
+    for parent_id, region in made:
+        assert f"{parent_id}@{region}" in index.row_of_key
+    assert f"{first}@DE" in index.row_of_key, "the store's earlier variants stay indexed"
+    assert (out / "skipped.csv").is_file()
+
+
+def test_localize_alone_as_a_pipeline_makes_registers_and_then_finds_up_to_date(
+    workspace: dict, tmp_path: Path
+) -> None:
+    from indexer.beam_localize import LocalizeOptions, localize_with_beam
+
+    titles = workspace["catalog"].parent / "localized_titles.csv"
+    wanted = [line for line in titles.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] == "FR"][:3]
+    titles.write_text("id,region,language,title\n" + "\n".join(wanted) + "\n", encoding="utf-8")
+    options = LocalizeOptions(titles, tmp_path / "variants", ["FR"], "ns")
+
+    made, up_to_date, skipped = localize_with_beam(workspace["store"], options)
+
+    assert made + len(skipped) == 3 and up_to_date == 0 and made >= 1, skipped
+    with open_store(workspace["store"]) as store:
+        assert len(store.variants(region="FR")) == made
+    assert localize_with_beam(workspace["store"], options) == (0, made, skipped)
+    assert not (tmp_path / "variants" / ".beam").exists() or not any((tmp_path / "variants" / ".beam").iterdir())
