@@ -41,6 +41,13 @@ timeout = 60
 graceful_timeout = 20
 accesslog = os.environ.get("POSTERREC_ACCESS_LOG")  # unset: no access log on the hot path
 loglevel = "info"
+# Headers a front-end proxy sets (SCRIPT_NAME, X-Forwarded-Proto...) are taken only from the addresses named in
+# POSTERREC_FORWARDED_ALLOW_IPS: gunicorn's default trusts 127.0.0.1, so any local client could root the API's
+# URLs and the browse page at another site by sending a SCRIPT_NAME header.
+forwarded_allow_ips = os.environ.get("POSTERREC_FORWARDED_ALLOW_IPS", "")
+# No control socket: gunicorn's default ($HOME/.gunicorn/gunicorn.ctl) is one path per user, so a second server
+# took over the first one's socket and removed it on exit. Nothing here uses it.
+control_socket_disable = True
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="posterrec-metrics-")

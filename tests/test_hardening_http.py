@@ -57,3 +57,23 @@ def test_a_well_formed_chunked_body_is_read_whole(gunicorn_port: int) -> None:
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:7], payload[7:])) + b"0\r\n\r\n"
     status, _, body = raw_exchange(gunicorn_port, chunked_post("/v1/recommendations", "application/json", chunks))
     assert status == 200 and len(json.loads(body)["results"]) == 3
+
+
+def test_a_script_name_header_from_a_local_client_roots_no_url(gunicorn_port: int) -> None:
+    status, _, body = raw_exchange(gunicorn_port, b"GET /v1/posters/t001 HTTP/1.1\r\nHost: localhost\r\nSCRIPT_NAME: //evil.example\r\n"
+                                                  b"Connection: close\r\n\r\n")
+    assert status == 200 and json.loads(body)["image_url"].startswith("/v1/posters/t001/image")
+    status, _, body = raw_exchange(gunicorn_port, b"GET / HTTP/1.1\r\nHost: localhost\r\nSCRIPT_NAME: //evil.example\r\nConnection: close\r\n\r\n")
+    assert status == 200 and b"evil.example" not in body
+
+
+def test_a_prefix_is_taken_from_the_proxy_addresses_the_configuration_names(index_root: Path, tmp_path: Path) -> None:
+    """With POSTERREC_FORWARDED_ALLOW_IPS naming the proxy, its SCRIPT_NAME roots the URLs; and no control socket is made."""
+    port = free_port()
+    env = {"POSTERREC_INDEX_ROOT": str(index_root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "1",
+           "POSTERREC_INDEX_POLL_SECONDS": "0", "POSTERREC_FORWARDED_ALLOW_IPS": "127.0.0.1", "HOME": str(tmp_path)}
+    with running_server(gunicorn_command(), port, {**env, "XDG_RUNTIME_DIR": ""}):
+        status, _, body = raw_exchange(port, b"GET /posterrec/v1/posters/t001 HTTP/1.1\r\nHost: localhost\r\nSCRIPT_NAME: /posterrec\r\n"
+                                             b"Connection: close\r\n\r\n")
+        assert status == 200 and json.loads(body)["image_url"].startswith("/posterrec/v1/posters/t001/image")
+        assert not list(tmp_path.rglob("*.ctl")), "no gunicorn control socket under $HOME"
