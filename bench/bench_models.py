@@ -2,18 +2,22 @@
 
 On the fixed test split by id (models.data.split_by_id), reports MAP@R and
 precision@10 where relevant means "same primary genre" and "shares a genre",
-for random vectors, a colour-histogram baseline, the frozen backbone's pooled
-features, the model after genre warm-up, and after triplet tuning with each
-weak-label scheme; letterboxing is compared with squashing. Then images/s for
-feature extraction, training epochs and ``Embedder.embed_images``.
+the spread and the score distribution (median cosine to the 10th neighbour and
+to a random poster), for random vectors, a colour-histogram baseline, the
+pooled features of a randomly initialised NASNetMobile (Keras cannot download
+its ImageNet weights offline), and EfficientNet-Lite0 with ImageNet weights:
+frozen pooled features, + genre warm-up, + triplet tuning with each weak-label
+scheme (head trained on cached features), and + progressive unfreezing of its
+top blocks followed by triplet tuning, from images. Letterboxing is compared
+with squashing on a sample. Then images/s: the raw forward pass on random
+tensors, ``Embedder.embed_images`` (decode, resize, forward) and training
+epochs, cached-feature and unfrozen.
 
-ImageNet weights cannot be downloaded on the benchmark machine, so the
-NASNetMobile backbone is randomly initialised (the table says which weights
-were used). Its top blocks cannot be fine-tuned on every poster within the
-budget on 2 CPU cores: quality rows train the head on cached frozen features,
-and the speed of an unfrozen epoch is measured on a subsample.
+The model trained with the default label scheme on cached features is kept in
+``--export`` (default ``var/bench/model-efficientnet_lite0``) for
+``bench/bench_recommend.py``.
 
-    python bench/bench_models.py [--backbone nasnet_mobile] [--limit N]
+    python bench/bench_models.py [--limit N] [--export DIR]
 """
 
 from __future__ import annotations
@@ -33,19 +37,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import posterrec_settings  # noqa: E402  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf  # noqa: E402
+
+from models.backbones import build_backbone  # noqa: E402
 from models.catalog import CatalogRow, read_catalog  # noqa: E402
 from models.data import split_by_id  # noqa: E402
 from models.embedder import load_embedder  # noqa: E402
 from models.evaluation import retrieval_metrics  # noqa: E402
 from models.labels import LABEL_SCHEMES  # noqa: E402
-from models.training import TrainConfig, Trainer  # noqa: E402
+from models.training import DEFAULT_LABEL_SCHEME, TrainConfig, Trainer  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "catalog.csv"
-HEADER = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread |",
-          "|---|---|---|---|---|---|"]
-PHASES = ("warmup", "triplet")
-QUALITY_COLUMNS = ("map_at_r_primary", "precision_at_10_primary", "map_at_r_any", "precision_at_10_any", "spread")
-HEAD_EPOCHS = dict(warmup_epochs=8, head_only_epochs=8, triplet_epochs=12)
+PRETRAINED = "efficientnet_lite0"
+HEADER = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread "
+          "| cos 10th neighbour | cos random |",
+          "|---|---|---|---|---|---|---|---|"]
+QUALITY_COLUMNS = ("map_at_r_primary", "precision_at_10_primary", "map_at_r_any", "precision_at_10_any", "spread",
+                   "cosine_neighbour_10_median", "cosine_random_median")
+HEAD_EPOCHS = dict(warmup_epochs=8, head_only_epochs=8, triplet_epochs=12, max_unfrozen_blocks=0)
+UNFREEZING = dict(warmup_epochs=10, head_only_epochs=8, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=1)
+"""Two warm-up epochs from images with the top 1, then 2 blocks unfrozen, then one triplet epoch: each epoch
+pushes every training poster through the whole backbone, minutes on 2 CPU cores."""
 
 
 def colour_histograms(rows: list[CatalogRow], bins: int = 8) -> np.ndarray:
@@ -63,68 +75,6 @@ def quality_row(name: str, metrics: dict) -> str:
     return f"| {name} | " + " | ".join(f"{metrics[key]:.4f}" for key in QUALITY_COLUMNS) + " |"
 
 
-def trained(rows, config: TrainConfig, cache: Path, work: Path, name: str) -> tuple[Trainer, dict]:
-    trainer = Trainer(config, rows, work / name, cache)
-    manifest = trainer.train()
-    return trainer, manifest
-
-
-def shape_label(args: argparse.Namespace, weights: str, letterbox: bool) -> str:
-    offline = ", ImageNet not downloadable here" if weights == "none" and args.weights == "imagenet" else ""
-    return f"{args.backbone} (weights: {weights}{offline}), {'letterbox' if letterbox else 'squash'}"
-
-
-def measure_embedding_speed(model_dir: Path, rows: list[CatalogRow], backbone: str) -> str:
-    embedder = load_embedder(model_dir)
-    embedder.embed_images([row.image for row in rows[:8]])  # trace the model once, outside the timing
-    sample = [row.image for row in rows[8:136]]
-    started = time.perf_counter()
-    embedder.embed_images(sample)
-    rate = len(sample) / (time.perf_counter() - started)
-    return f"| Embedder.embed_images (decode, resize, {backbone}) | {rate:.1f} images/s |"
-
-
-def head_epoch_speeds(history: list[dict]) -> list[str]:
-    rates = {phase: np.median([h["images_per_second"] for h in history if h["phase"] == phase]) for phase in PHASES}
-    return [f"| {phase} epoch, head on cached features | {rate:.0f} images/s |" for phase, rate in rates.items()]
-
-
-def quality_rows(args, rows, base: TrainConfig, schemes, cache: Path, work: Path, speeds: list[str] | None) -> list[str]:
-    """Frozen features, warm-up and triplet tuning on ``rows``; timings go to ``speeds`` when given."""
-    test_rows = split_by_id(rows)[1]
-    lines: list[str] = []
-    for scheme in schemes:
-        started = time.perf_counter()
-        trainer, manifest = trained(rows, dataclasses.replace(base, label_scheme=scheme), cache, work, scheme)
-        label = shape_label(args, manifest["weights"], base.letterbox)
-        if not lines:
-            frozen = retrieval_metrics(trainer.frozen_features(test_rows), [row.genres for row in test_rows])
-            warm = manifest["metrics_after_warmup"]
-            lines.append(quality_row(f"{label}: frozen pooled features", frozen))
-            lines.append(quality_row(f"{label}: + genre warm-up ({base.warmup_epochs} head epochs)", warm))
-            if speeds is not None:
-                seconds = time.perf_counter() - started
-                speeds.append(f"| training run incl. backbone features of {len(rows)} posters (cached after the first run) "
-                              f"| {seconds:.0f} s |")
-                speeds += head_epoch_speeds(manifest["training"]["history"])
-                speeds.append(measure_embedding_speed(work / scheme, test_rows, args.backbone))
-        epochs = f"{base.triplet_epochs} head epochs"
-        lines.append(quality_row(f"{label}: + triplet on {scheme} classes ({epochs})", manifest["metrics"]))
-    return lines
-
-
-def unfrozen_epoch_speeds(rows: list[CatalogRow], base: TrainConfig, cache: Path, work: Path) -> list[str]:
-    """Images/s of warm-up and triplet epochs that update the top two blocks (images, not cached features)."""
-    config = dataclasses.replace(base, warmup_epochs=2, head_only_epochs=1, triplet_epochs=1, max_unfrozen_blocks=2,
-                                 unfreeze_step=2, test_fraction=0.0)
-    _, manifest = trained(rows, config, cache, work, "unfrozen")
-    return [
-        f"| {h['phase']} epoch, top {h['unfrozen_blocks']} blocks unfrozen, from images ({len(rows)} posters) "
-        f"| {h['images_per_second']:.1f} images/s |"
-        for h in manifest["training"]["history"][1:]
-    ]
-
-
 def baseline_rows(test_rows: list[CatalogRow]) -> list[str]:
     genres = [row.genres for row in test_rows]
     random = np.random.default_rng(0).normal(size=(len(test_rows), 128))
@@ -134,13 +84,99 @@ def baseline_rows(test_rows: list[CatalogRow]) -> list[str]:
     ]
 
 
+def frozen_row(rows: list[CatalogRow], config: TrainConfig, cache: Path, work: Path) -> str:
+    """Metrics of a backbone's pooled features on the test split, with the weights it really loaded."""
+    trainer = Trainer(config, rows, work / f"frozen-{config.backbone}", cache)
+    test_rows = trainer.test_rows
+    metrics = retrieval_metrics(trainer.frozen_features(test_rows), [row.genres for row in test_rows])
+    weights = trainer.network.backbone.weights
+    return quality_row(f"{config.backbone} (weights: {weights}): frozen pooled features", metrics)
+
+
+def label(manifest: dict, letterbox: bool = True) -> str:
+    return f"{manifest['backbone']} (weights: {manifest['weights']}, {'letterbox' if letterbox else 'squash'})"
+
+
+def head_rows(rows, base: TrainConfig, cache: Path, work: Path, export: Path | None, speeds: list[str] | None) -> list[str]:
+    """Frozen features, warm-up and triplet tuning (each label scheme) of a head on cached features."""
+    test_rows = split_by_id(rows)[1]
+    lines: list[str] = []
+    schemes = LABEL_SCHEMES if speeds is not None else (DEFAULT_LABEL_SCHEME,)
+    for scheme in schemes:
+        started = time.perf_counter()
+        out = export if export and scheme == DEFAULT_LABEL_SCHEME else work / scheme
+        trainer = Trainer(dataclasses.replace(base, label_scheme=scheme), rows, out, cache)
+        manifest = trainer.train()
+        name = label(manifest, base.letterbox)
+        if not lines:
+            frozen = retrieval_metrics(trainer.frozen_features(test_rows), [row.genres for row in test_rows])
+            lines.append(quality_row(f"{name}: frozen pooled features", frozen))
+            lines.append(quality_row(f"{name}: + genre warm-up ({base.warmup_epochs} head epochs)",
+                                     manifest["metrics_after_warmup"]))
+        if speeds is not None and scheme == DEFAULT_LABEL_SCHEME:
+            seconds = time.perf_counter() - started
+            speeds.append(f"| {PRETRAINED}: training run on cached features, {len(rows)} posters "
+                          f"(features computed on first use) | {seconds:.0f} s |")
+            speeds += epoch_speeds(manifest["training"]["history"], "head on cached features")
+            speeds.append(embedding_speed(out, test_rows))
+        lines.append(quality_row(f"{name}: + triplet on {scheme} classes ({base.triplet_epochs} head epochs)",
+                                 manifest["metrics"]))
+    return lines
+
+
+def unfreezing_rows(rows, base: TrainConfig, cache: Path, work: Path, speeds: list[str]) -> list[str]:
+    config = dataclasses.replace(base, **UNFREEZING)
+    manifest = Trainer(config, rows, work / "unfrozen", cache).train()
+    history = manifest["training"]["history"]
+    speeds += epoch_speeds([h for h in history if h["unfrozen_blocks"]], "from images")
+    name = label(manifest)
+    return [
+        quality_row(f"{name}: + genre warm-up, then progressive unfreezing (top 1, then 2 blocks; "
+                    f"{config.head_only_epochs} head + 2 epochs from images)", manifest["metrics_after_warmup"]),
+        quality_row(f"{name}: + unfreezing, then triplet on {config.label_scheme} classes "
+                    f"({config.triplet_epochs} epoch from images, top 2 blocks)", manifest["metrics"]),
+    ]
+
+
+def epoch_speeds(history: list[dict], source: str) -> list[str]:
+    """Median images/s of the epochs of each phase and number of unfrozen blocks."""
+    groups: dict[tuple, list[float]] = {}
+    for h in history:
+        groups.setdefault((h["phase"], h["unfrozen_blocks"]), []).append(h["images_per_second"])
+    return [f"| {PRETRAINED}: {phase} epoch, {blocks} blocks unfrozen, {source} | {np.median(rates):.1f} images/s |"
+            for (phase, blocks), rates in groups.items()]
+
+
+def embedding_speed(model_dir: Path, rows: list[CatalogRow]) -> str:
+    embedder = load_embedder(model_dir)
+    embedder.embed_images([row.image for row in rows[:8]])  # trace the model once, outside the timing
+    sample = [row.image for row in rows[8:136]]
+    started = time.perf_counter()
+    embedder.embed_images(sample)
+    rate = len(sample) / (time.perf_counter() - started)
+    return f"| {PRETRAINED}: Embedder.embed_images (decode, resize, forward; {len(sample)} posters) | {rate:.1f} images/s |"
+
+
+def forward_speed(backbone: str, batch: int = 32, rounds: int = 4) -> str:
+    """Images/s of the backbone alone on random tensors: the ceiling for embedding and frozen features."""
+    model = build_backbone(backbone, "none").model
+    size = model.input_shape[1]
+    forward = tf.function(lambda images: model(images, training=False))
+    images = tf.random.uniform((batch, size, size, 3), -1.0, 1.0, seed=0)
+    forward(images)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        forward(images).numpy()
+    rate = batch * rounds / (time.perf_counter() - started)
+    return f"| {backbone}: raw forward pass, random {size}px tensors, batch {batch} | {rate:.1f} images/s |"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="nasnet_mobile")
-    parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N catalogue rows (0 = all)")
     parser.add_argument("--shape-sample", type=int, default=1200, help="posters for the letterbox-vs-squash comparison")
-    parser.add_argument("--speed-sample", type=int, default=64, help="posters for the unfrozen-epoch timing")
+    parser.add_argument("--export", type=Path, default=REPO / "var" / "bench" / f"model-{PRETRAINED}",
+                        help="where the default-scheme model trained on cached features is kept")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not DATA.is_file():
@@ -151,20 +187,23 @@ def main() -> int:
     rows = read_catalog(DATA).rows
     rows = rows[: args.limit] if args.limit else rows
     train_rows, test_rows = split_by_id(rows)
-    base = TrainConfig(backbone=args.backbone, weights=args.weights, batch_size=64, max_unfrozen_blocks=0, **HEAD_EPOCHS)
+    base = TrainConfig(backbone=PRETRAINED, weights="imagenet", batch_size=64, **HEAD_EPOCHS)
     sample = rows[: args.shape_sample]
+    speeds = ["| speed (2 CPU cores, no GPU) | |", "|---|---|",
+              forward_speed(PRETRAINED), forward_speed("nasnet_mobile")]
     lines = [f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
              "metrics on the test split.", "", *HEADER, *baseline_rows(test_rows)]
-    speeds = ["| speed (2 CPU cores, no GPU) | |", "|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        lines += quality_rows(args, rows, base, LABEL_SCHEMES, cache, work / "all", speeds)
-        lines += ["", f"Letterbox vs squash on the first {len(sample)} posters (squashed features of every poster "
-                  "do not fit the time budget):", "", *HEADER]
+        nasnet = TrainConfig(backbone="nasnet_mobile", weights="imagenet", batch_size=64, **HEAD_EPOCHS)
+        lines.append(frozen_row(rows, nasnet, cache, work))
+        lines += head_rows(rows, base, cache, work / "all", args.export, speeds)
+        lines += unfreezing_rows(rows, base, cache, work, speeds)
+        lines += ["", f"Letterbox vs squash on the first {len(sample)} posters ({PRETRAINED}, head on cached "
+                  "features):", "", *HEADER]
         for letterbox in (True, False):
             config = dataclasses.replace(base, letterbox=letterbox)
-            lines += quality_rows(args, sample, config, ("primary",), cache, work / f"shape-{letterbox}", None)
-        speeds += unfrozen_epoch_speeds(train_rows[: args.speed_sample], base, cache, work / "unfrozen")
+            lines += head_rows(sample, config, cache, work / f"shape-{letterbox}", None, None)
     print("\n".join([*lines, "", *speeds]))
     print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s "
           "(backbone features are cached under $POSTERREC_HOME/cache, so reruns are faster).")

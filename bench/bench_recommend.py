@@ -20,10 +20,12 @@ excluded) and we report hit-rate@10 and NDCG@10 of the held-out title:
 
     .venv/bin/python bench/bench_recommend.py [--model DIR]
 
-The model defaults to ``var/model`` if it exists, else ``var/bench/model-tiny-real``
-(train it with ``python -m models train --catalog ../shared/data/catalog.csv
---out var/bench/model-tiny-real --backbone tiny --weights none``). Poster
-embeddings and the index are cached under ``var/bench`` by model hash.
+The model defaults to ``var/bench/model-efficientnet_lite0`` (EfficientNet-Lite0
+from ImageNet weights with a genre and triplet head, which ``bench/bench_models.py``
+keeps there) if it exists, else ``var/model`` (train one with ``python -m models
+train --catalog ../shared/data/catalog.csv --out var/model --backbone
+efficientnet_lite0 --weights imagenet``). Poster embeddings and the index are
+cached under ``var/bench`` by model hash.
 """
 
 from __future__ import annotations
@@ -98,10 +100,17 @@ def split(histories: dict[int, list[str]], holdout: int) -> list[User]:
 
 
 def default_model() -> Path:
-    for candidate in (REPO / "var" / "model", REPO / "var" / "bench" / "model-tiny-real"):
+    for candidate in (REPO / "var" / "bench" / "model-efficientnet_lite0", REPO / "var" / "model"):
         if (candidate / "manifest.json").is_file():
             return candidate
-    raise SystemExit("no exported model under var/model or var/bench/model-tiny-real; train one (see --help)")
+    raise SystemExit("no exported model under var/bench/model-efficientnet_lite0 or var/model; train one (see --help)")
+
+
+def model_summary(model_dir: Path) -> str:
+    from models.embedder import read_manifest
+
+    manifest, _ = read_manifest(model_dir)
+    return f"backbone {manifest['backbone']}, weights {manifest['weights']}, label scheme {manifest['label_scheme']}"
 
 
 def poster_index(model_dir: Path, catalog: Catalog, rows: list[dict], data: Path, cache: Path) -> PublishedIndex:
@@ -191,7 +200,8 @@ def evaluate(users: list[User], recommend) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model", type=Path, help="exported model (default var/model, else var/bench/model-tiny-real)")
+    parser.add_argument("--model", type=Path,
+                        help="exported model (default var/bench/model-efficientnet_lite0, else var/model)")
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench")
     args = parser.parse_args(argv)
     if not (args.data / "catalog.csv").is_file():
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MovieLens ml-latest-small joined to {len(ids):,} posters: {len(test_users)} users, last-rated joined title "
           f"held out, median history {int(np.median([len(u.history) for u in test_users]))} titles; every recommender "
           f"ranks all {len(ids):,} posters minus the history. Poster model: {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir} "
-          f"({index.manifest.get('model_manifest_sha256', '')[:12]}), index {index.version}\n")
+          f"({index.manifest.get('model_manifest_sha256', '')[:12]}; {model_summary(model_dir)}), index {index.version}\n")
     print("| recommender | hit-rate@10 | NDCG@10 | seconds |")
     print("|---|---:|---:|---:|")
     for users, checks in ((test_users, recommenders), (validation_users, validation_checks)):
