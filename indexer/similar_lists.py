@@ -17,10 +17,11 @@ lists variants left partly empty.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
@@ -28,8 +29,6 @@ TITLES_FILE = "similar_titles.npy"
 SCORES_FILE = "similar_scores.npy"
 ROWS_SEARCHED_PER_TITLE = 4
 """Index rows searched per title listed: a title's regional variants crowd the neighbourhood of its original."""
-QUERY_BLOCK = 20_000
-"""Titles whose candidates are held at once, so a 1M-title version never holds all of them."""
 
 SearchOne = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 """``search(query, k) -> (rows, scores)`` of one query, best first, as the version's searcher answers a request;
@@ -64,26 +63,34 @@ class SimilarLists:
         return titles[:count].tolist(), self.scores[title, :count].tolist()
 
 
-def distinct_titles(ordinals: np.ndarray, scores: np.ndarray, own: np.ndarray, depth: int,
-                    listable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of search results, the first ``depth`` distinct titles other than ``own`` (-1 padding).
+def first_distinct_titles(
+    ordinals: np.ndarray, scores: np.ndarray, original_rows: np.ndarray, k: int, exclude: Collection[int] = ()
+) -> tuple[list[int], list[float]]:
+    """The first ``k`` distinct titles among one query's search results, each with its first (best) score.
 
-    ``ordinals`` are the title ordinals of the rows found, best first; a
-    non-finite score (ScaNN pads a search deeper than its leaves with NaN) ends
-    what the row can say. ``listable[t]`` False leaves title ``t`` out (one
-    indexed only through variants has no poster to show).
+    Args:
+        ordinals: the title ordinals of the rows found, best first.
+        scores: their scores; a non-finite score (ScaNN pads a search deeper than its leaves with NaN)
+            ends what the results can say.
+        original_rows: per title ordinal, the row of its original poster, -1 for a title indexed only
+            through variants (it has no poster to show, so it is not listed).
+        exclude: title ordinals to leave out (the query's own title, a watch history).
+    Returns:
+        Up to ``k`` title ordinals and their scores, best first.
     """
-    keep = ordinals != own[:, None]
-    if listable is not None:
-        keep &= listable[ordinals]
-    for column in range(1, ordinals.shape[1]):  # drop a title seen earlier in the row (a variant after its original)
-        keep[:, column] &= ~(ordinals[:, :column] == ordinals[:, column : column + 1]).any(axis=1)
-    keep &= np.cumsum(~np.isfinite(scores), axis=1) == 0  # nothing after the first NaN
-    first = np.argsort(~keep, axis=1, kind="stable")[:, :depth]
-    valid = np.take_along_axis(keep, first, axis=1)
-    titles = np.where(valid, np.take_along_axis(ordinals, first, axis=1), -1).astype(np.int32)
-    listed = np.where(valid, np.take_along_axis(scores, first, axis=1), np.nan).astype(np.float32)
-    return titles, listed
+    titles: list[int] = []
+    best: list[float] = []
+    seen = set(exclude)
+    for title, score, original in zip(ordinals.tolist(), scores.tolist(), original_rows[ordinals].tolist()):
+        if len(titles) == k or not math.isfinite(score):
+            break
+        if title in seen:
+            continue
+        seen.add(title)
+        if original >= 0:
+            titles.append(title)
+            best.append(score)
+    return titles, best
 
 
 def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray, original_rows: np.ndarray,
@@ -103,20 +110,16 @@ def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray,
     titles = np.full((len(original_rows), depth), -1, np.int32)
     scores = np.full((len(original_rows), depth), np.nan, np.float32)
 
-    def one(title: int) -> tuple[np.ndarray, np.ndarray]:
+    def one(title: int) -> tuple[list[int], list[float]]:
         rows, found = search(embeddings[original_rows[title]], rows_searched)
         if len(rows) < rows_searched:
-            return np.full(rows_searched, title), np.full(rows_searched, np.nan, np.float32)  # nothing to list
-        return title_of_row[rows], found
+            return [], []  # nothing to list
+        return first_distinct_titles(title_of_row[rows], found, original_rows, depth, exclude=(title,))
 
     with_original = np.flatnonzero(original_rows >= 0)
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        for start in range(0, len(with_original), QUERY_BLOCK):
-            block = with_original[start : start + QUERY_BLOCK]
-            ordinals, found = map(np.stack, zip(*pool.map(one, block, chunksize=256)))
-            listed, listed_scores = distinct_titles(ordinals, found, block, depth, original_rows >= 0)
-            width = listed.shape[1]  # fewer than ``depth`` when fewer rows than that can be searched
-            titles[block, :width], scores[block, :width] = listed, listed_scores
+        for title, (listed, listed_scores) in zip(with_original, pool.map(one, with_original, chunksize=256)):
+            titles[title, : len(listed)], scores[title, : len(listed)] = listed, listed_scores
     return SimilarLists(titles, scores)
 
 

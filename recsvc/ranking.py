@@ -15,6 +15,7 @@ from typing import Collection, NamedTuple
 import numpy as np
 
 from indexer.published import PublishedIndex
+from indexer.similar_lists import first_distinct_titles
 
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
@@ -43,28 +44,6 @@ class Ranked(NamedTuple):
         return [index.title_ids[title] for title in self.titles]
 
 
-def _collapse(rows: np.ndarray, scores: np.ndarray, index: PublishedIndex, exclude: Collection[int], k: int) -> Ranked:
-    """The first ``k`` distinct titles among ``rows`` (best first), each with its best score, leaving out the
-    ``exclude`` ordinals and titles indexed only through variants (they have no poster to show).
-    """
-    titles: list[int] = []
-    best: list[float] = []
-    if k <= 0:
-        return Ranked(titles, best)
-    seen: set[int] = set()
-    ordinals = index.title_of_row[rows]
-    for title, score, original in zip(ordinals.tolist(), scores.tolist(), index.original_row_of_title[ordinals].tolist()):
-        if title in seen:
-            continue
-        seen.add(title)
-        if original >= 0 and title not in exclude:
-            titles.append(title)
-            best.append(score)
-            if len(titles) == k:
-                break
-    return Ranked(titles, best)
-
-
 def nearest_titles_batched(
     index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[int] = (), history: bool = False
 ) -> list[Ranked]:
@@ -83,7 +62,9 @@ def nearest_titles_batched(
         rows, scores = index.search(queries if len(pending) == len(queries) else queries[pending], depth, history)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
-            best = _collapse(query_rows, query_scores, index, exclude, k)
+            best = Ranked(
+                *first_distinct_titles(index.title_of_row[query_rows], query_scores, index.original_row_of_title, k, exclude)
+            )
             if len(best.titles) >= want or depth >= len(index):
                 results[query] = best
             else:

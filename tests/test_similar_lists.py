@@ -118,13 +118,23 @@ def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
     assert ranking.similar_titles(flipped, flipped.row_of_key["t001"], 5).title_ids(flipped) == expected
 
 
-def test_distinct_titles_drops_the_own_title_repeats_and_everything_after_nan() -> None:
-    ordinals = np.array([[4, 2, 4, 7, 2, 9, 5], [1, 1, 3, 8, 6, 0, 2]])
-    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], [0.9, 0.8, 0.7, np.nan, 0.5, 0.4, 0.3]], np.float32)
-    titles, listed_scores = similar_lists.distinct_titles(ordinals, scores, own=np.array([4, 3]), depth=3)
-    assert titles.tolist() == [[2, 7, 9], [1, -1, -1]]
-    np.testing.assert_allclose(listed_scores[0], [0.8, 0.6, 0.4])
-    assert np.isnan(listed_scores[1, 1:]).all()
+def test_distinct_titles_leave_out_the_excluded_the_unlisted_repeats_and_everything_after_nan() -> None:
+    original_rows = np.array([0, 1, 2, 3, 4, 5, -1, 7, 8, 9])  # title 6 has no original poster
+    ordinals = np.array([4, 2, 6, 4, 7, 2, 9, 5])
+    scores = np.array([0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], np.float32)
+    titles, listed = similar_lists.first_distinct_titles(ordinals, scores, original_rows, 3, exclude={4})
+    assert titles == [2, 7, 9]
+    assert listed == pytest.approx([0.85, 0.6, 0.4])
+    scores[4] = np.nan
+    assert similar_lists.first_distinct_titles(ordinals, scores, original_rows, 3, exclude={4}) == ([2], [pytest.approx(0.85)])
+
+
+def test_a_repeated_title_keeps_its_first_best_score_and_the_order_of_ranks() -> None:
+    ordinals = np.array([5, 3, 5, 1, 3, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], np.float32)
+    titles, listed = similar_lists.first_distinct_titles(ordinals, scores, np.arange(6), 10)
+    assert titles == [5, 3, 1, 0]
+    assert listed == pytest.approx([0.9, 0.8, 0.6, 0.4])
 
 
 def test_a_version_published_without_lists_is_served_by_search(corpus: Corpus, tmp_path: Path) -> None:
