@@ -54,10 +54,16 @@ HEADER = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 a
           "|---|---|---|---|---|---|---|---|"]
 QUALITY_COLUMNS = ("map_at_r_primary", "precision_at_10_primary", "map_at_r_any", "precision_at_10_any", "spread",
                    "cosine_neighbour_10_median", "cosine_random_median")
+SPEED_HEADER = "| speed (2 CPU cores, no GPU) | |"
 HEAD_EPOCHS = dict(warmup_epochs=8, head_only_epochs=8, triplet_epochs=12, max_unfrozen_blocks=0)
 UNFREEZING = dict(warmup_epochs=10, head_only_epochs=8, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=1)
 """Two warm-up epochs from images with the top 1, then 2 blocks unfrozen, then one triplet epoch: each epoch
 pushes every training poster through the whole backbone, minutes on 2 CPU cores."""
+
+
+def emit(*lines: str) -> None:
+    """Print table lines as they are measured, so a long run shows its rows early."""
+    print("\n".join(lines), flush=True)
 
 
 def colour_histograms(rows: list[CatalogRow], bins: int = 8) -> np.ndarray:
@@ -189,22 +195,24 @@ def main() -> int:
     train_rows, test_rows = split_by_id(rows)
     base = TrainConfig(backbone=PRETRAINED, weights="imagenet", batch_size=64, **HEAD_EPOCHS)
     sample = rows[: args.shape_sample]
-    speeds = ["| speed (2 CPU cores, no GPU) | |", "|---|---|",
-              forward_speed(PRETRAINED), forward_speed("nasnet_mobile")]
-    lines = [f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
-             "metrics on the test split.", "", *HEADER, *baseline_rows(test_rows)]
+    emit(f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
+         "metrics on the test split.", "", *HEADER, *baseline_rows(test_rows))
+    speeds = [forward_speed(PRETRAINED), forward_speed("nasnet_mobile")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         nasnet = TrainConfig(backbone="nasnet_mobile", weights="imagenet", batch_size=64, **HEAD_EPOCHS)
-        lines.append(frozen_row(rows, nasnet, cache, work))
-        lines += head_rows(rows, base, cache, work / "all", args.export, speeds)
-        lines += unfreezing_rows(rows, base, cache, work, speeds)
-        lines += ["", f"Letterbox vs squash on the first {len(sample)} posters ({PRETRAINED}, head on cached "
-                  "features):", "", *HEADER]
+        emit(frozen_row(rows, nasnet, cache, work))
+        emit(*head_rows(rows, base, cache, work / "all", args.export, speeds))
+        shape_lines = []
         for letterbox in (True, False):
             config = dataclasses.replace(base, letterbox=letterbox)
-            lines += head_rows(sample, config, cache, work / f"shape-{letterbox}", None, None)
-    print("\n".join([*lines, "", *speeds]))
+            shape_lines += head_rows(sample, config, cache, work / f"shape-{letterbox}", None, None)
+        emit("", f"Letterbox vs squash on the first {len(sample)} posters ({PRETRAINED}, head on cached features):",
+             "", *HEADER, *shape_lines, "", SPEED_HEADER, "|---|---|", *speeds)
+        unfrozen_speeds: list[str] = []
+        emit("", f"Fine-tuning {PRETRAINED} from images (all {len(rows)} posters, continuing the first table):", "",
+             *HEADER, *unfreezing_rows(rows, base, cache, work, unfrozen_speeds), "", SPEED_HEADER, "|---|---|",
+             *unfrozen_speeds)
     print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s "
           "(backbone features are cached under $POSTERREC_HOME/cache, so reruns are faster).")
     return 0
