@@ -1108,6 +1108,7 @@ def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -
 
 
 def measure_size(n: int, names: list[str], rounds: int, context, http: bool) -> None:
+    """Every engine at ``n`` vectors, its tables printed; then the HTTP comparison at the databases' size."""
     from indexer.scann_index import TUNING_MARGIN
 
     target = min(1.0, load_settings().recall_floor + TUNING_MARGIN)
@@ -1133,7 +1134,13 @@ def measure_size(n: int, names: list[str], rounds: int, context, http: bool) -> 
             skipped.update(run_rounds(running, rounds))
         finally:
             stop(running)
-        http_lines = over_http(work, Path(tmp), running, rounds) if http and n <= DATABASE_MAX_N else []
+        print_engines(n, running, skipped, target, rounds)
+        if http and n <= DATABASE_MAX_N:
+            print(f"#### End to end over HTTP, {n:,} vectors\n")
+            print("\n".join(over_http(work, Path(tmp), running, rounds)), end="\n\n", flush=True)
+
+
+def print_engines(n: int, running: list[Running], skipped: dict[str, str], target: float, rounds: int) -> None:
     print(f"### {n:,} vectors\n")
     print(
         f"Clustered {DIM}-d unit vectors (bench_index's mixture), dot product; {EVAL_QUERIES} held-out queries; "
@@ -1164,10 +1171,7 @@ def measure_size(n: int, names: list[str], rounds: int, context, http: bool) -> 
             )
     for name, why in skipped.items():
         print(f"\n{engine_class(name).label}: skipped, {why}")
-    if http_lines:
-        print(f"\n#### End to end over HTTP, {n:,} vectors\n")
-        print("\n".join(http_lines))
-    print()
+    print(flush=True)
 
 
 def over_http(work: Workload, directory: Path, running: list[Running], rounds: int) -> list[str]:
@@ -1178,7 +1182,10 @@ def over_http(work: Workload, directory: Path, running: list[Running], rounds: i
     if shutil.which("wrk") is None:
         return ["Skipped: the HTTP comparison drives the servers with wrk (Debian: apt-get install wrk)."]
     print("HTTP: publishing the index and loading Chroma's server", file=sys.stderr, flush=True)
-    return measure_http(work, directory, chroma.report["tuning"][-1][0], rounds)
+    try:
+        return measure_http(work, directory, chroma.report["tuning"][-1][0], rounds)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as err:  # a server that did not start or answer
+        return [f"Failed: {type(err).__name__}: {err}"]
 
 
 def main(argv: list[str] | None = None) -> int:
