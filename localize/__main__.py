@@ -55,6 +55,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--language", required=True, help="its language (BCP-47, e.g. de, ja, ar, hi)")
     parser.add_argument("--out", required=True, type=Path, help="output PNG")
     parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD)
+    parser.add_argument("--original-title", help="the poster's title as the catalogue spells it (found by its text, else by prominence)")
     parser.add_argument("--debug", action="store_true", help="print every detected line with its scores")
     parser.set_defaults(run=_compare)
 
@@ -62,7 +63,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     try:
         with Image.open(args.image) as image:
-            clean = clean_poster(image, args.inpaint)
+            clean = clean_poster(image, args.inpaint, args.original_title)
         if args.debug:
             print(clean.detection.describe())
         rendered = localize(clean, args.title, args.language)

@@ -130,10 +130,11 @@ def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
 
 
 def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir: Path, method: str, summary: BatchSummary) -> None:
-    """Clean the poster once and render every pending region onto it."""
+    """Clean the poster once (its title found by the catalogue's title text) and render every
+    pending region onto it."""
     try:
         with Image.open(parent.image_path) as image:
-            clean = clean_poster(image, method)
+            clean = clean_poster(image, method, parent.title)
     except NoTitle as err:
         summary.skipped += [Skip(parent.id, r.region, f"no title found: {err}") for r in requests]
         return

@@ -1,16 +1,21 @@
-"""Finding the title: a learned scene-text detector, then a prominence ranking of its lines.
+"""Finding the title: a learned scene-text detector and recognizer, then the lines that spell
+the catalogue's title, or the most prominent lines when the title is unknown or unread.
 
 The detector is PaddleOCR's PP-OCRv4 DBNet shipped as ONNX inside the
 ``rapidocr-onnxruntime`` wheel, so it runs offline on CPU. We call its
 pre-processing, network and DB post-processing ourselves rather than
 ``RapidOCR()`` because the latter drops the per-box confidence we expose for
-debugging, and because recognition is not needed to find a title.
+debugging. The wheel's recognizer then reads every line tall enough to be part
+of a title (:mod:`localize.recognize`).
 
-Which line is the title? The one a viewer reads first: the tallest text, in
-strong contrast with its surroundings, outside the credits block at the foot of
-the poster. Lines of similar height stacked closely (a title set on two lines)
-are grouped and chosen together. Every line keeps its scores, so a wrong
-choice can be seen and explained (``python -m localize compare --debug``).
+Which lines are the title? When the catalogue knows the title, the set of lines
+whose text reads best as it (:mod:`localize.match`): a small "the" above a big
+word, a subtitle after a colon, words the detector split, but not the tagline
+beside them. Otherwise, or when no set reads as it, the one a viewer reads
+first: the tallest text, in strong contrast with its surroundings, outside the
+credits block at the foot of the poster, with the lines of similar height
+stacked closely under or beside it. Every line keeps its text and scores, so a
+wrong choice can be seen and explained (``python -m localize compare --debug``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import functools
 import cv2
 import numpy as np
 from PIL import Image
+
+from .match import match_title
+from .recognize import read_lines
 
 Box = tuple[int, int, int, int]
 CREDITS_BAND = 0.08
@@ -36,6 +44,13 @@ of the time; on real posters the same choice on 19 of 24 with no net loss by eye
 (182 px wide) are still enlarged 2.6x."""
 MIN_TITLE_HEIGHT = 0.025
 """A title shorter than this fraction of the poster height is not trusted (it is small print)."""
+READ_FRACTION = 0.15
+"""Lines at least this fraction of the tallest line's height are read by the recognizer (a
+subtitle can be a fifth of the main title's height); smaller print is left unread."""
+TEXT_MATCH_MIN = 0.6
+"""The lines that read best as the catalogue title are taken as the title when their text is at
+least this similar to it (normalized Levenshtein); below, the choice falls back to prominence."""
+BY_TEXT, BY_PROMINENCE = "catalogue title", "prominence"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +64,9 @@ class TextLine:
     height: float
     contrast: float
     prominence: float
+    text: str = ""
+    """What the recognizer read (empty for lines too small to be read)."""
+    text_score: float = 0.0
 
     @property
     def box(self) -> Box:
@@ -64,10 +82,19 @@ class Detection:
     title: tuple[int, ...]
     """Indices into ``lines`` of the title's lines, top to bottom; empty when none qualifies."""
     image_size: tuple[int, int]
+    how: str = ""
+    """``BY_TEXT`` or ``BY_PROMINENCE``: how the title lines were chosen (empty when none were)."""
+    match: float = 0.0
+    """Similarity of the title lines' text to the catalogue title (0 when unknown)."""
 
     @property
     def found(self) -> bool:
         return bool(self.title)
+
+    @property
+    def text(self) -> str:
+        """The title lines' recognized text, top to bottom."""
+        return " ".join(line.text for line in self.title_lines if line.text)
 
     @property
     def title_lines(self) -> tuple[TextLine, ...]:
@@ -85,7 +112,10 @@ class Detection:
     def describe(self) -> str:
         """A table of the lines and their scores, title lines marked, for debugging."""
         rows = [f"{'title' if i in self.title else '':5} box={line.box} h={line.height:.0f} conf={line.confidence:.2f} "
-                f"contrast={line.contrast:.2f} prominence={line.prominence:.3f}" for i, line in enumerate(self.lines)]
+                f"contrast={line.contrast:.2f} prominence={line.prominence:.3f} text={line.text!r} ({line.text_score:.2f})"
+                for i, line in enumerate(self.lines)]
+        if self.found:
+            rows.append(f"chosen by {self.how} (similarity to the catalogue title {self.match:.2f})")
         return "\n".join(rows) or "no text detected"
 
 
@@ -171,11 +201,37 @@ def choose_title(lines: list[TextLine], image_size: tuple[int, int]) -> Detectio
                 chosen.append(i)
                 grew = True
     chosen.sort(key=lambda i: lines[i].box[1])
-    return Detection(tuple(lines), tuple(chosen), image_size)
+    return Detection(tuple(lines), tuple(chosen), image_size, BY_PROMINENCE)
 
 
-def detect_title(image: Image.Image | np.ndarray) -> Detection:
-    """Detect every text line of a poster and choose its title."""
+def _read(image: np.ndarray, lines: list[TextLine]) -> list[TextLine]:
+    """``lines`` with the text of those tall enough to be read (``READ_FRACTION``)."""
+    if not lines:
+        return lines
+    tallest = max(line.height for line in lines)
+    readable = [i for i, line in enumerate(lines) if line.height >= READ_FRACTION * tallest]
+    texts = read_lines(image, [np.asarray(lines[i].quad, np.float32) for i in readable])
+    read = list(lines)
+    for i, (text, score) in zip(readable, texts):
+        read[i] = dataclasses.replace(lines[i], text=text, text_score=score)
+    return read
+
+
+def choose_by_text(lines: list[TextLine], image_size: tuple[int, int], catalogue_title: str) -> Detection | None:
+    """The lines whose text reads as ``catalogue_title``, or None when no set of lines is at
+    least ``TEXT_MATCH_MIN`` similar to it."""
+    chosen, score = match_title([line.text for line in lines], catalogue_title)
+    if not chosen or score < TEXT_MATCH_MIN:
+        return None
+    ordered = tuple(sorted(chosen, key=lambda i: lines[i].box[1]))
+    return Detection(tuple(lines), ordered, image_size, BY_TEXT, score)
+
+
+def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = None) -> Detection:
+    """Detect and read every text line of a poster and choose its title: by the catalogue's
+    title text when given and read, else by prominence."""
     pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    lines = _rank(pixels, detect_lines(pixels))
-    return choose_title(lines, (pixels.shape[1], pixels.shape[0]))
+    lines = _read(pixels, _rank(pixels, detect_lines(pixels)))
+    size = (pixels.shape[1], pixels.shape[0])
+    by_text = choose_by_text(lines, size, catalogue_title) if catalogue_title and catalogue_title.strip() else None
+    return by_text or choose_title(lines, size)

@@ -42,13 +42,14 @@ class CleanPoster:
         return max(line.height for line in self.detection.title_lines)
 
 
-def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD) -> CleanPoster:
-    """Detect, mask and inpaint the title of ``image``; raises NoTitle with the detector's view."""
+def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_title: str | None = None) -> CleanPoster:
+    """Detect (by ``catalogue_title`` when given), mask and inpaint the title of ``image``;
+    raises NoTitle with the detector's view."""
     original = np.asarray(image.convert("RGB"))
-    detection = detect_title(original)
+    detection = detect_title(original, catalogue_title)
     if not detection.found:
         raise NoTitle(f"no title found among {len(detection.lines)} detected text line(s)")
-    mask = title_mask(detection)
+    mask = title_mask(detection, original)
     background = inpaint(original, mask, method, exclude=other_text_mask(detection))
     return CleanPoster(original, detection, mask, background, title_color(original, background, mask))
 

@@ -9,8 +9,11 @@ import pytest
 from PIL import Image
 
 from localize import demo
-from localize.detect import CREDITS_BAND, detect_title
+from localize.detect import BY_PROMINENCE, BY_TEXT, CREDITS_BAND, detect_title
+from localize.fonts import face_for
 from localize.mask import title_mask
+from localize.match import normalized
+from localize.typeset import TextStyle, draw_layout, fit_text
 
 
 def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -56,7 +59,7 @@ def test_boxes_and_scores_are_exposed_most_prominent_first(detections) -> None:
         prominences = [line.prominence for line in detection.lines]
         assert prominences == sorted(prominences, reverse=True)
         assert all(0 < line.confidence <= 1 and line.height > 0 for line in detection.lines)
-        assert detection.describe().count("title") == len(detection.title)
+        assert sum(row.startswith("title ") for row in detection.describe().splitlines()) == len(detection.title)
 
 
 def test_a_poster_without_text_has_no_title() -> None:
@@ -66,11 +69,56 @@ def test_a_poster_without_text_has_no_title() -> None:
     assert not title_mask(detection).any()
 
 
-def test_mask_covers_every_pixel_the_title_changed(posters, detections) -> None:
+def test_glyph_mask_covers_every_pixel_the_title_changed_within_less_than_the_box(posters, detections) -> None:
     for (poster, background, box), detection in zip(posters, detections):
         if not (detection.found and iou(detection.title_box, box) >= 0.5):
             continue
-        changed = np.any(poster != background, axis=2)
-        mask = title_mask(detection) > 0
+        changed = np.abs(poster.astype(int) - background).sum(axis=2) > 30
+        mask = title_mask(detection, poster) > 0
         assert mask[changed].mean() >= 0.99
-        assert mask.sum() < 3 * changed.sum() + 4 * (box[2] - box[0]) * (box[3] - box[1])  # dilated, not flooded
+        assert mask.sum() <= (title_mask(detection) > 0).sum()
+
+
+def _poster_with(lines: list[tuple[str, int, int, tuple[int, int, int]]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """A 400x600 gradient poster with each (text, size, top, colour) line drawn centred; returns
+    the poster, its background, and each line's own ink mask."""
+    ground = np.linspace((30, 40, 70), (90, 50, 40), 600).astype(np.uint8)[:, None, :].repeat(400, axis=1)
+    poster, inks = Image.fromarray(ground), []
+    for text, size, top, colour in lines:
+        style = TextStyle(fill=colour, weight=800)
+        layout = fit_text(text, face_for("en"), 380, 200, style, "en", size, max_lines=1)
+        before = np.asarray(poster).copy()
+        draw_layout(poster, layout, (10, top, 390, top + layout.height), style)
+        inks.append(np.any(np.asarray(poster) != before, axis=2))
+    return np.asarray(poster), ground, inks
+
+
+STACKED = [("BROTHER", 46, 150, (250, 230, 120)), ("BEAR", 64, 205, (250, 230, 120)), ("IN CINEMAS SOON", 40, 285, (250, 230, 120)),
+           ("JOHN SMITH  ANNA BELL", 16, 40, (230, 230, 230))]
+
+
+def test_the_catalogue_title_picks_every_title_line_and_not_the_tagline_beside_them() -> None:
+    poster, _, _ = _poster_with(STACKED)
+    by_text = detect_title(poster, "Brother Bear")
+    assert by_text.how == BY_TEXT and by_text.match == 1.0
+    assert normalized(by_text.text) == "brotherbear"
+    by_prominence = detect_title(poster)
+    assert by_prominence.how == BY_PROMINENCE and normalized(by_prominence.text) != "brotherbear"  # the tagline joins by geometry
+
+
+def test_an_unread_catalogue_title_falls_back_to_prominence() -> None:
+    poster, _, _ = _poster_with(STACKED)
+    detection = detect_title(poster, "Graceland")
+    assert detection.how == BY_PROMINENCE and detection.match == 0.0 and "BEAR" in detection.text
+
+
+def test_glyph_mask_takes_the_title_strokes_and_leaves_a_neighbouring_line_intact() -> None:
+    poster, _, inks = _poster_with([("NIGHT TRAIN", 60, 200, (250, 240, 200)), ("A JOURNEY WITH NO RETURN", 18, 248, (250, 240, 200))])
+    detection = detect_title(poster, "Night Train")
+    assert detection.how == BY_TEXT
+    glyphs, boxes = title_mask(detection, poster) > 0, title_mask(detection) > 0
+    title_ink, tagline_ink = inks
+    assert glyphs[title_ink].mean() >= 0.99
+    assert not glyphs[tagline_ink].any()
+    assert boxes[tagline_ink].any()  # the dilated box would have eaten into it
+    assert glyphs.sum() < 0.8 * boxes.sum()

@@ -1,0 +1,31 @@
+"""Matching recognized lines to the catalogue's title text."""
+
+from __future__ import annotations
+
+from localize.match import match_title, normalized, similarity, title_forms
+
+
+def test_catalogue_titles_become_their_displayed_forms() -> None:
+    assert title_forms("Quiet Earth, The") == ["The Quiet Earth", "Quiet Earth"]
+    assert title_forms("Troll Hunter, The (Trolljegeren)") == ["The Troll Hunter", "Troll Hunter", "Trolljegeren"]
+    assert title_forms("Avengers: Age of Ultron") == ["Avengers: Age of Ultron", "Avengers"]
+    assert title_forms("Avengers: Age of Ultron", subtitle_optional=False) == ["Avengers: Age of Ultron"]
+    assert title_forms("Amelie (a.k.a. Le Fabuleux Destin)") == ["Amelie", "Le Fabuleux Destin"]
+
+
+def test_texts_compare_without_case_spaces_or_punctuation() -> None:
+    assert normalized("GREEN-INFERNO!") == normalized("Green Inferno") == "greeninferno"
+    assert similarity("BOYFRIENDS BACK", "My Boyfriend's Back") >= 0.8
+    assert similarity("Nature Calls", "Brother Bear") < 0.4
+
+
+def test_stacked_lines_are_put_in_title_order_and_the_tagline_left_out() -> None:
+    texts = ["BEAR", "Nature Calls", "BROTHER", "Saturday Nov. 1"]
+    assert match_title(texts, "Brother Bear") == ((0, 2), 1.0)
+    chosen, score = match_title(["IKNOW", "LASTSUMMER", "WHATYOU DID", "FROM THE CREATOR OF SCREAM"], "I Know What You Did Last Summer")
+    assert chosen == (0, 1, 2) and score == 1.0
+
+
+def test_a_title_that_no_line_reads_as_matches_nothing() -> None:
+    assert match_title(["KURT RUSSELL", "COMING SOON"], "Graceland") == ((), 0.0)
+    assert match_title([], "Graceland") == ((), 0.0)
