@@ -177,7 +177,7 @@ class PosterEmbedding(ModelHandler[np.ndarray, np.ndarray, Any]):
     (refused unless it is the model the pipeline was planned with), applied to batches of pixels."""
 
     def __init__(self, model_dir: str, model_sha256: str, batch_size: int) -> None:
-        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)  # a bundle's last batch may be smaller
         self._model_dir, self._model_sha256, self._batch_size = model_dir, model_sha256, batch_size
 
     def load_model(self):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_indexer_build import TITLES, VARIANT_REGIONS, build, make_workspace, rows_of, trained_tiny_model
+from test_indexer_build import TITLES, VARIANT_REGIONS, build, build_argv, make_workspace, rows_of, trained_tiny_model
 
 from indexer.__main__ import main as indexer_main
 from indexer.beam_pipeline import build_with_beam
@@ -114,17 +114,7 @@ def test_a_failing_stage_publishes_nothing_and_keeps_the_served_version(
     shutil.copytree(workspace["model"], broken_model)
     (broken_model / "model.keras").write_bytes(b"not a keras archive")  # the manifest still reads: workers fail
 
-    argv = [
-        "build",
-        "--runner",
-        "FnApiRunner",
-        "--model",
-        str(broken_model),
-        "--store",
-        str(workspace["store"]),
-        "--out",
-        str(settings.index_root),
-    ]
+    argv = build_argv(workspace, "--runner", "FnApiRunner", model=broken_model)
     assert indexer_main(argv) == 1
     err = capsys.readouterr().err
     assert "rebuild pipeline failed, nothing published" in err and served in err
@@ -144,25 +134,8 @@ def test_the_cli_runs_the_localize_stage_then_indexes_the_variants(workspace: di
     titles.write_text("id,region,language,title\n" + "\n".join(wanted) + "\nnobody,FR,fr,Personne\n", encoding="utf-8")
     out = tmp_path / "variants"
 
-    argv = [
-        "build",
-        "--runner",
-        "FnApiRunner",
-        "--model",
-        str(workspace["model"]),
-        "--store",
-        str(workspace["store"]),
-        "--out",
-        str(settings.index_root),
-        "--titles",
-        str(titles),
-        "--variants-out",
-        str(out),
-        "--inpaint",
-        "ns",
-        "--",
-        "--direct_num_workers=1",
-    ]
+    localize = ["--titles", str(titles), "--variants-out", str(out), "--inpaint", "ns"]
+    argv = build_argv(workspace, "--runner", "FnApiRunner", *localize, "--", "--direct_num_workers=1")
     assert indexer_main(argv) == 0
     printed = capsys.readouterr().out
     assert "localize skipped nobody FR: not in the store" in printed

@@ -109,6 +109,12 @@ def write_rows(catalog: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def build_argv(ws: dict, *options: str, model: Path | None = None) -> list[str]:
+    """``indexer build`` arguments for the workspace's store and index root, with its model unless ``model``."""
+    index_root = str(ws["settings"].index_root)
+    return ["build", "--model", str(model or ws["model"]), "--store", str(ws["store"]), "--out", index_root, *options]
+
+
 def build(ws: dict):
     settings: Settings = ws["settings"]
     return build_index(ws["model"], settings, ws["store"], settings.index_root)
@@ -171,15 +177,7 @@ def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: d
     broken.write_bytes(b"not an image any more")  # then broken on disk behind the store's back
 
     settings: Settings = workspace["settings"]
-    argv = [
-        "build",
-        "--model",
-        str(workspace["model"]),
-        "--store",
-        str(workspace["store"]),
-        "--out",
-        str(settings.index_root),
-    ]
+    argv = build_argv(workspace)
     assert indexer_main(argv) == 1
     message = capsys.readouterr().err
     assert rows[7]["id"] in message and "changed since it was ingested" in message
@@ -190,7 +188,7 @@ def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: d
 
 def test_build_refuses_a_directory_that_is_not_a_model(workspace: dict, tmp_path: Path, capsys) -> None:
     settings: Settings = workspace["settings"]
-    argv = ["build", "--model", str(tmp_path), "--store", str(workspace["store"]), "--out", str(settings.index_root)]
+    argv = build_argv(workspace, model=tmp_path)
     assert indexer_main(argv) == 1
     assert "is not an exported PosterRec model" in capsys.readouterr().err
     assert current_version(settings.index_root) is None
@@ -226,18 +224,7 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
     os.mkfifo(posters[-1])
 
     env = {**os.environ, "POSTERREC_HOME": str(settings.home), "POSTERREC_BATCH_SIZE": "2"}
-    argv = [
-        sys.executable,
-        "-m",
-        "indexer",
-        "build",
-        "--model",
-        str(workspace["model"]),
-        "--store",
-        str(workspace["store"]),
-        "--out",
-        str(settings.index_root),
-    ]
+    argv = [sys.executable, "-m", "indexer", *build_argv(workspace)]
     process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     writer = -1
     try:
