@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw
 from .detect import Detection, detect_title
 from .inpaint import DEFAULT_METHOD, inpaint
 from .mask import other_text_mask, title_mask
-from .render import Rendered, render_title, title_color
-from .typeset import RGB, Box
+from .render import Rendered, render_title
+from .style import TitleLook, read_look
+from .typeset import Box
 
 
 class NoTitle(ValueError):
@@ -31,7 +32,7 @@ class CleanPoster:
     detection: Detection
     mask: np.ndarray
     background: np.ndarray
-    color: RGB
+    look: TitleLook
 
     @property
     def box(self) -> Box:
@@ -51,12 +52,13 @@ def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_tit
         raise NoTitle(f"no title found among {len(detection.lines)} detected text line(s)")
     mask = title_mask(detection, original)
     background = inpaint(original, mask, method, exclude=other_text_mask(detection))
-    return CleanPoster(original, detection, mask, background, title_color(original, background, mask))
+    return CleanPoster(original, detection, mask, background, read_look(original, background, mask, detection))
 
 
 def localize(clean: CleanPoster, title: str, language: str) -> Rendered:
     """The regional variant: ``title`` in ``language`` set into the cleaned poster's title box."""
-    return render_title(clean.background, clean.box, title, language, clean.color, clean.line_height)
+    look = clean.look
+    return render_title(clean.background, clean.box, title, language, look.fill, clean.line_height, look.weight, look.upper, look.align)
 
 
 def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True) -> Image.Image:

@@ -86,14 +86,14 @@ def title_color(original: np.ndarray, background: np.ndarray, mask: np.ndarray) 
     return tuple(int(round(c)) for c in centers[int(np.argmax(thickness))])
 
 
-def legible_style(fill: RGB, grounds: list[RGB]) -> TextStyle:
+def legible_style(fill: RGB, grounds: list[RGB], weight: int = TITLE_WEIGHT) -> TextStyle:
     """The title style with an outline or shadow only where the contrast against the least
     contrasting of ``grounds`` needs it."""
     ratio = min(contrast_ratio(fill, ground) for ground in grounds)
     if ratio >= SHADOW_BELOW:
-        return TextStyle(fill=fill, weight=TITLE_WEIGHT)
+        return TextStyle(fill=fill, weight=weight)
     effect_color = max(((0, 0, 0), (255, 255, 255)), key=lambda c: contrast_ratio(c, fill))
-    return TextStyle(fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=TITLE_WEIGHT)
+    return TextStyle(fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=weight)
 
 
 def ground_colors(background: np.ndarray, region: Box) -> list[RGB]:
@@ -105,23 +105,29 @@ def ground_colors(background: np.ndarray, region: Box) -> list[RGB]:
     return [tuple(int(c) for c in pixels[order[int(q * (len(order) - 1))]]) for q in (0.1, 0.9)]
 
 
-def fit_region(box: Box, image_width: int) -> Box:
-    """The title box, widened about its centre to ``MIN_WIDTH_OF_POSTER`` of the poster if narrower."""
+def fit_region(box: Box, image_width: int, align: str = "center") -> Box:
+    """The title box, widened to ``MIN_WIDTH_OF_POSTER`` of the poster if narrower: about its
+    centre, or away from the edge a left or right aligned title keeps."""
     x0, y0, x1, y1 = box
     width = max(x1 - x0, min(image_width, round(MIN_WIDTH_OF_POSTER * image_width)))
-    left = min(max(0, (x0 + x1 - width) // 2), image_width - width)
+    start = {"left": x0, "right": x1 - width}.get(align, (x0 + x1 - width) // 2)
+    left = min(max(0, start), image_width - width)
     return left, y0, left + width, y1
 
 
-def render_title(background: np.ndarray, box: Box, title: str, language: str, fill: RGB, line_height: float) -> Rendered:
+def render_title(background: np.ndarray, box: Box, title: str, language: str, fill: RGB, line_height: float,
+                 weight: int = TITLE_WEIGHT, upper: bool = False, align: str = "center") -> Rendered:
     """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
 
     ``line_height`` (the original title's line height) sets the start size, so a
-    translation comes out as large as the original where it fits.
+    translation comes out as large as the original where it fits; ``weight``,
+    ``upper`` (all capitals) and ``align`` copy the original's setting.
     """
-    region = fit_region(box, background.shape[1])
+    if upper:
+        title = title.upper()
+    region = fit_region(box, background.shape[1], align)
     x0, y0, x1, y1 = region
-    style = legible_style(fill, ground_colors(background, region))
+    style = legible_style(fill, ground_colors(background, region), weight)
     face = face_for(language)
     minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
     start = max(minimum, round(line_height))
@@ -129,5 +135,5 @@ def render_title(background: np.ndarray, box: Box, title: str, language: str, fi
     if layout is None:
         raise CannotFit(f"{title!r} does not fit the {x1 - x0}x{y1 - y0} px title region at {minimum} px or larger")
     image = Image.fromarray(background)
-    ink = draw_layout(image, layout, region, style)
+    ink = draw_layout(image, layout, region, style, align)
     return Rendered(image, layout, style, region, ink)

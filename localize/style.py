@@ -1,0 +1,73 @@
+"""The original title's style, read from its pixels: what the localized title copies.
+
+- weight: the glyphs' stroke width (twice the 90th percentile of the ink's
+  distance transform) over the line height, mapped linearly onto the variable
+  fonts' weight axis; calibrated on Noto Sans set at weights 300 to 900 and
+  detected by DBNet (an all-caps line's box is its cap height, a mixed-case
+  line's about 1.5 times that, so the latter is scaled back);
+- case: all capitals when every letter the recognizer read is a capital;
+- alignment: the edge the title's lines share (left, right) when they are set
+  on several lines with ragged other edges, else centred.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from .detect import Detection
+from .render import title_color
+from .typeset import RGB
+
+WEIGHT_AT = (0.087, 300)
+WEIGHT_PER_STROKE = 3620
+"""Weight axis units per unit of stroke width / cap height (300 at 0.087, 800 at 0.225)."""
+MIXED_CASE_HEIGHT = 1.5
+"""A mixed-case line's box height over its cap height (ascenders and descenders)."""
+EDGE_TOLERANCE = 0.15
+"""Line edges within this fraction of the line height count as aligned."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TitleLook:
+    """How the original title is set."""
+
+    fill: RGB
+    weight: int = 800
+    upper: bool = False
+    align: str = "center"
+
+
+def _all_caps(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha() and ch.upper() != ch.lower()]
+    return len(letters) >= 2 and all(ch.isupper() for ch in letters)
+
+
+def _weight(original: np.ndarray, background: np.ndarray, mask: np.ndarray, line_height: float, upper: bool) -> int:
+    ink = (mask > 0) & (np.abs(original.astype(int) - background.astype(int)).sum(axis=2) > 60)
+    if ink.sum() < 16:
+        return 800
+    depth = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
+    stroke = 2 * float(np.percentile(depth[ink], 90)) / line_height * (1.0 if upper else MIXED_CASE_HEIGHT)
+    return int(np.clip(round((WEIGHT_AT[1] + WEIGHT_PER_STROKE * (stroke - WEIGHT_AT[0])) / 50) * 50, 300, 900))
+
+
+def _alignment(detection: Detection) -> str:
+    boxes = [line.box for line in detection.title_lines]
+    if len(boxes) < 2:
+        return "center"
+    height = float(np.median([line.height for line in detection.title_lines]))
+    spread = {side: np.ptp([edge(box) for box in boxes]) / height
+              for side, edge in (("left", lambda b: b[0]), ("right", lambda b: b[2]), ("center", lambda b: (b[0] + b[2]) / 2))}
+    aligned = min(spread, key=spread.get)
+    return aligned if spread[aligned] <= EDGE_TOLERANCE else "center"
+
+
+def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, detection: Detection) -> TitleLook:
+    """The look of ``detection``'s title in ``original``, whose glyphs under ``mask`` were
+    replaced by ``background``."""
+    upper = _all_caps(detection.text)
+    height = float(np.median([line.height for line in detection.title_lines]))
+    return TitleLook(title_color(original, background, mask), _weight(original, background, mask, height, upper), upper, _alignment(detection))

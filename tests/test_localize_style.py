@@ -1,0 +1,66 @@
+"""The original title's look (weight, case, alignment, colour) read from its pixels and copied."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from localize.fonts import face_for
+from localize.pipeline import clean_poster, localize
+from localize.render import fit_region, render_title
+from localize.typeset import TextStyle, draw_layout, fit_text
+
+GROUND = (25, 35, 60)
+FILL = (235, 200, 60)
+
+
+def _poster(text: str, weight: int, align: str = "center", max_lines: int = 1) -> Image.Image:
+    """A plain poster with ``text`` as its title, a credits line at its foot."""
+    image = Image.new("RGB", (400, 600), GROUND)
+    style = TextStyle(fill=FILL, weight=weight)
+    layout = fit_text(text, face_for("en"), 300, 200, style, "en", 64, max_lines=max_lines)
+    draw_layout(image, layout, (40, 200, 360, 200 + layout.height), style, align)
+    credits = TextStyle(fill=(200, 200, 200), weight=500)
+    small = fit_text("DIRECTED BY ANNA BELL  MUSIC BY JOHN SMITH", face_for("en"), 360, 20, credits, "en", 12)
+    draw_layout(image, small, (20, 560, 380, 580), credits)
+    return image
+
+
+@pytest.mark.parametrize("text, weight, upper", [("NIGHT TRAIN", 800, True), ("Night Train", 300, False), ("Night Train", 800, False)])
+def test_weight_and_case_are_read_from_the_glyphs(text: str, weight: int, upper: bool) -> None:
+    clean = clean_poster(_poster(text, weight), "ns", "Night Train")
+    assert clean.look.upper is upper
+    assert abs(clean.look.weight - weight) <= 150, clean.look
+    assert np.abs(np.subtract(clean.look.fill, FILL)).max() <= 25, clean.look
+
+
+def test_an_all_caps_title_is_localized_in_capitals_at_its_weight() -> None:
+    clean = clean_poster(_poster("NIGHT TRAIN", 800), "ns", "Night Train")
+    rendered = localize(clean, "Nachtzug", "de")
+    assert rendered.layout.lines == ("NACHTZUG",) and rendered.style.weight == clean.look.weight
+    assert rendered.layout.size >= 0.9 * clean.line_height
+
+
+def test_a_left_aligned_title_on_two_lines_stays_left_aligned() -> None:
+    clean = clean_poster(_poster("The Secret Garden of Stars", 700, "left", max_lines=2), "ns", "The Secret Garden of Stars")
+    assert len(clean.detection.title_lines) == 2 and clean.look.align == "left"
+    rendered = localize(clean, "Der geheime Garten der Sterne", "de")
+    assert abs(rendered.ink_box[0] - clean.box[0]) <= 0.3 * clean.line_height
+
+
+def test_a_centred_title_stays_centred() -> None:
+    clean = clean_poster(_poster("The Secret Garden of Stars", 700, "center", max_lines=2), "ns", "The Secret Garden of Stars")
+    assert clean.look.align == "center"
+
+
+def test_a_narrow_aligned_box_widens_away_from_its_edge() -> None:
+    assert fit_region((40, 10, 140, 50), 400, "left") == (40, 10, 360, 50)
+    assert fit_region((260, 10, 360, 50), 400, "right") == (40, 10, 360, 50)
+    assert fit_region((150, 10, 250, 50), 400, "center") == (40, 10, 360, 50)
+
+
+def test_upper_sets_the_title_in_capitals_and_keeps_uncased_scripts() -> None:
+    ground = np.full((600, 400, 3), GROUND, np.uint8)
+    assert " ".join(render_title(ground, (30, 200, 370, 290), "Die verlorene Stadt", "de", FILL, 60, upper=True).layout.lines) == "DIE VERLORENE STADT"
+    assert render_title(ground, (30, 200, 370, 290), "失落之城", "zh", FILL, 60, upper=True).layout.lines == ("失落之城",)
