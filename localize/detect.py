@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .match import match_title
+from .match import match_title, normalized, similarity, title_forms
 from .recognize import read_lines
 
 Box = tuple[int, int, int, int]
@@ -50,6 +50,11 @@ subtitle can be a fifth of the main title's height); smaller print is left unrea
 TEXT_MATCH_MIN = 0.6
 """The lines that read best as the catalogue title are taken as the title when their text is at
 least this similar to it (normalized Levenshtein); below, the choice falls back to prominence."""
+CLEARLY_READ = 0.9
+"""A prominence choice whose lines the recognizer reads at least this surely (mean score) ..."""
+OTHER_TEXT = 0.3
+"""... and whose text is less similar than this to the known catalogue title is other text (a
+date, a tagline): the poster is refused rather than that text replaced."""
 BY_TEXT, BY_PROMINENCE = "catalogue title", "prominence"
 
 
@@ -86,6 +91,8 @@ class Detection:
     """``BY_TEXT`` or ``BY_PROMINENCE``: how the title lines were chosen (empty when none were)."""
     match: float = 0.0
     """Similarity of the title lines' text to the catalogue title (0 when unknown)."""
+    refusal: str = ""
+    """Why no title was chosen though lines were detected (empty when one was, or none qualified)."""
 
     @property
     def found(self) -> bool:
@@ -234,4 +241,22 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     lines = _read(pixels, _rank(pixels, detect_lines(pixels)))
     size = (pixels.shape[1], pixels.shape[0])
     by_text = choose_by_text(lines, size, catalogue_title) if catalogue_title and catalogue_title.strip() else None
-    return by_text or choose_title(lines, size)
+    if by_text:
+        return by_text
+    by_prominence = choose_title(lines, size)
+    if catalogue_title and catalogue_title.strip() and by_prominence.found:
+        return _unless_other_text(by_prominence, catalogue_title)
+    return by_prominence
+
+
+def _unless_other_text(detection: Detection, catalogue_title: str) -> Detection:
+    """``detection`` without its title when its lines clearly read as something else than
+    ``catalogue_title`` (``CLEARLY_READ``, ``OTHER_TEXT``)."""
+    lines = detection.title_lines
+    sure = float(np.mean([line.text_score for line in lines]))
+    read = "".join(line.text for line in lines)
+    likeness = max((similarity(read, form) for form in title_forms(catalogue_title)), default=0.0)
+    if sure < CLEARLY_READ or len(normalized(read)) < 3 or likeness >= OTHER_TEXT:
+        return detection
+    reason = f"the most prominent text reads {detection.text!r} (score {sure:.2f}), not the title {catalogue_title!r}"
+    return dataclasses.replace(detection, title=(), how="", refusal=reason)

@@ -49,7 +49,7 @@ def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_tit
     original = np.asarray(image.convert("RGB"))
     detection = detect_title(original, catalogue_title)
     if not detection.found:
-        raise NoTitle(f"no title found among {len(detection.lines)} detected text line(s)")
+        raise NoTitle(detection.refusal or f"no title found among {len(detection.lines)} detected text line(s)")
     mask = title_mask(detection, original)
     background = inpaint(original, mask, method, exclude=other_text_mask(detection))
     return CleanPoster(original, detection, mask, background, read_look(original, background, mask, detection))

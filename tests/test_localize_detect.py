@@ -13,6 +13,7 @@ from localize.detect import BY_PROMINENCE, BY_TEXT, CREDITS_BAND, detect_title
 from localize.fonts import face_for
 from localize.mask import title_mask
 from localize.match import normalized
+from localize.pipeline import NoTitle, clean_poster
 from localize.typeset import TextStyle, draw_layout, fit_text
 
 
@@ -106,10 +107,13 @@ def test_the_catalogue_title_picks_every_title_line_and_not_the_tagline_beside_t
     assert by_prominence.how == BY_PROMINENCE and normalized(by_prominence.text) != "brotherbear"  # the tagline joins by geometry
 
 
-def test_an_unread_catalogue_title_falls_back_to_prominence() -> None:
+def test_a_poster_whose_prominent_text_clearly_reads_as_another_title_is_refused() -> None:
     poster, _, _ = _poster_with(STACKED)
     detection = detect_title(poster, "Graceland")
-    assert detection.how == BY_PROMINENCE and detection.match == 0.0 and "BEAR" in detection.text
+    assert not detection.found and "not the title 'Graceland'" in detection.refusal and "BEAR" in detection.refusal
+    with pytest.raises(NoTitle, match="not the title 'Graceland'"):
+        clean_poster(Image.fromarray(poster), "ns", "Graceland")
+    assert detect_title(poster, "Brother Bears").found  # a misspelt catalogue title still reads as it
 
 
 def test_glyph_mask_takes_the_title_strokes_and_leaves_a_neighbouring_line_intact() -> None:
