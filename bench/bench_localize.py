@@ -1,28 +1,41 @@
-"""Poster localization, measured on the demo corpus where the truth is known.
+"""Poster localization, measured on the demo corpus where the truth is known and on real posters
+whose titles the catalogue knows.
 
 - Title detection: recall and precision at IoU >= 0.5 of the chosen title box
-  against the true ink box, for the prominence ranking with line grouping and
-  for the baseline "tallest detected line".
-- Inpainting inside the (detected, dilated) title mask against the true clean
-  background: PSNR and SSIM for Telea, Navier-Stokes and PatchMatch, with "no
-  inpainting" (the poster itself) as the floor, and the time per poster.
+  against the true ink box, for the catalogue-text match, the prominence
+  ranking with line grouping, and the baseline "tallest detected line".
+- Erasing: the box mask (lines dilated) and the glyph mask, each with Telea,
+  Navier-Stokes, OpenCV xphoto FSR and PatchMatch, scored over both masks'
+  union against the true clean background (PSNR, SSIM), "no inpainting" as the
+  floor, and the time per poster.
 - Rendering: every demo title in all 10 demo languages set into the detected
   box; overflow = any pixel drawn outside the box; "cannot fit" = skipped.
 - End-to-end posters/s (detect, mask, inpaint, render 4 regions).
+- Real posters (``--real N``, a seeded sample of the catalogue rows with a
+  title): title found (the chosen lines read as the whole title, normalized
+  edit similarity >= 0.8, article optional), erased (OCR of the title region
+  after inpainting reads less than half of it), other text damaged (the
+  non-title lines OCR reads differently after erasing), new title readable
+  (OCR reads the German title set in its place), size of the new title over the
+  original line height; the previous pipeline (prominence, box mask,
+  PatchMatch, fixed look) in the same run.
 
 ``--contact-sheet docs/contact_sheet.png`` also renders 24 real posters from
-``../shared/data`` (a seeded random sample of titled posters, not hand-picked)
-with DE, JA, AR and HI variants, the chosen title box outlined on the original.
+``../shared/data`` (a seeded random sample of titled posters outside the
+measured ones, not hand-picked): the original with its chosen title box, the
+erase mask, and DE, JA, AR and HI variants.
 The variants carry demo-vocabulary titles (real translations of placeholder
 titles), since no translations of the real films' titles are at hand.
 
-    .venv/bin/python bench/bench_localize.py [--count 48] [--contact-sheet docs/contact_sheet.png]
+    .venv/bin/python bench/bench_localize.py [--count 48] [--real 300] [--contact-sheet docs/contact_sheet.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
+import dataclasses
 import random
 import sys
 import tempfile
@@ -37,11 +50,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from localize import demo, vocab  # noqa: E402
-from localize.detect import DETECTION_SIDE, db_detector, detect_title  # noqa: E402
+from localize.detect import DETECTION_SIDE, Detection, choose_title, db_detector, detect_lines, detect_title  # noqa: E402
 from localize.inpaint import METHODS, inpaint  # noqa: E402
 from localize.mask import other_text_mask, title_mask  # noqa: E402
+from localize.match import match_title, normalized, similarity, title_forms  # noqa: E402
+from localize.recognize import read_lines  # noqa: E402
 from localize.pipeline import CleanPoster, NoTitle, clean_poster, localize  # noqa: E402
 from localize.render import CannotFit, title_color  # noqa: E402
+from localize.style import TitleLook, read_look  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 SHEET_REGIONS = (("DE", "de"), ("JP", "ja"), ("SA", "ar"), ("IN", "hi"))
@@ -75,6 +91,8 @@ def load_demo(count: int, folder: Path) -> list[dict]:
     catalog = demo.write_demo_corpus(folder, count=count, seed=0)
     with (catalog.parent / "truth.csv").open(encoding="utf-8") as handle:
         truth = list(csv.DictReader(handle))
+    with catalog.open(encoding="utf-8") as handle:
+        originals = {row["id"]: row["title"] for row in csv.DictReader(handle)}
     with (catalog.parent / "localized_titles.csv").open(encoding="utf-8") as handle:
         titles: dict[str, list[dict]] = {}
         for row in csv.DictReader(handle):
@@ -84,19 +102,21 @@ def load_demo(count: int, folder: Path) -> list[dict]:
             "poster": np.asarray(Image.open(catalog.parent / "posters" / f"{row['id']}.png").convert("RGB")),
             "clean": np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB")),
             "box": tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")),
+            "title": originals[row["id"]],
             "titles": titles[row["id"]],
         }
         for row in truth
     ]
 
 
-def _detect_all(items: list[dict], side: int) -> tuple[list, float]:
-    """Detections of every demo poster with DBNet at ``side``, and the seconds per poster."""
+def _detect_all(items: list[dict], side: int, by_text: bool = False) -> tuple[list, float]:
+    """Detections of every demo poster with DBNet at ``side`` (by the catalogue title when
+    ``by_text``), and the seconds per poster."""
     detector = db_detector()
     default, detector.limit_side_len = detector.limit_side_len, side
     try:
         started = time.perf_counter()
-        detections = [detect_title(item["poster"]) for item in items]
+        detections = [detect_title(item["poster"], item["title"] if by_text else None) for item in items]
         return detections, (time.perf_counter() - started) / len(items)
     finally:
         detector.limit_side_len = default
@@ -113,13 +133,15 @@ def detection_table(items: list[dict]) -> str:
     rapidocr's default 736 px side; keeps the detections at ``DETECTION_SIDE`` on ``items``."""
     default, default_seconds = _detect_all(items, 736)
     chosen, seconds = _detect_all(items, DETECTION_SIDE)
-    for item, detection in zip(items, chosen):
+    by_text, text_seconds = _detect_all(items, DETECTION_SIDE, by_text=True)
+    for item, detection in zip(items, by_text):
         item["detection"] = detection
     tallest = [max(d.lines, key=lambda line: line.height).box if d.lines else None for d in chosen]
     rows = [
         ("tallest detected line (baseline)", DETECTION_SIDE, _scores(items, tallest), seconds),
         ("prominence + line grouping", "736 (rapidocr default)", _scores(items, [d.title_box for d in default]), default_seconds),
         ("prominence + line grouping", DETECTION_SIDE, _scores(items, [d.title_box for d in chosen]), seconds),
+        ("catalogue title text, else prominence", DETECTION_SIDE, _scores(items, [d.title_box for d in by_text]), text_seconds),
     ]
     return "\n".join([
         f"Title detection at IoU >= 0.5 ({len(items)} demo posters)",
@@ -128,25 +150,38 @@ def detection_table(items: list[dict]) -> str:
 
 
 def inpainting_table(items: list[dict]) -> str:
+    """Box mask (lines dilated) against glyph mask, each with every inpainter, scored over the
+    union of both masks (pixels a mask leaves keep the poster's, title residue included) against
+    the true clean background; keeps the glyph mask and its fills on ``items``."""
     found = [item for item in items if item["detection"].found]
     for item in found:
-        item["mask"] = title_mask(item["detection"])
+        item["masks"] = {"box": title_mask(item["detection"]), "glyph": title_mask(item["detection"], item["poster"])}
+        item["mask"] = item["masks"]["glyph"]
         item["exclude"] = other_text_mask(item["detection"])
     rows = []
-    for method in ("none (poster as is)", *METHODS):
-        psnrs, ssims, seconds = [], [], 0.0
-        for item in found:
-            hole = item["mask"] > 0
-            started = time.perf_counter()
-            filled = item["poster"] if method.startswith("none") else inpaint(item["poster"], item["mask"], method, item["exclude"])
-            seconds += time.perf_counter() - started
-            item.setdefault("filled", {})[method] = filled
-            psnrs.append(psnr(filled[hole], item["clean"][hole]))
-            ssims.append(float(ssim_map(filled, item["clean"])[hole].mean()))
-        rows.append(f"| {method} | {np.mean(psnrs):.2f} | {np.mean(ssims):.4f} | {seconds / len(found) * 1000:.0f} |")
+    for mask_name in ("box", "glyph"):
+        area = np.mean([(item["masks"][mask_name] > 0).sum() / (item["masks"]["box"] > 0).sum() for item in found])
+        cover = np.mean([(item["masks"][mask_name] > 0)[np.abs(item["poster"].astype(int) - item["clean"]).sum(axis=2) > 30].mean()
+                         for item in found])
+        for method in ("none (poster as is)", *METHODS):
+            psnrs, ssims, seconds = [], [], 0.0
+            for item in found:
+                mask = item["masks"][mask_name]
+                region = (item["masks"]["box"] > 0) | (item["masks"]["glyph"] > 0)
+                started = time.perf_counter()
+                filled = item["poster"] if method.startswith("none") else inpaint(item["poster"], mask, method, item["exclude"])
+                seconds += time.perf_counter() - started
+                if mask_name == "glyph":
+                    item.setdefault("filled", {})[method] = filled
+                psnrs.append(psnr(filled[region], item["clean"][region]))
+                ssims.append(float(ssim_map(filled, item["clean"])[region].mean()))
+            rows.append(f"| {mask_name} | {area:.2f} | {cover:.3f} | {method} | {np.mean(psnrs):.2f} | {np.mean(ssims):.4f} | "
+                        f"{seconds / len(found) * 1000:.0f} |")
     return "\n".join([
-        f"Inpainting inside the detected title mask vs the true clean background ({len(found)} posters)",
-        "", "| method | PSNR dB | SSIM | ms/poster |", "|---|---:|---:|---:|", *rows, ""])
+        f"Erasing the detected title vs the true clean background ({len(found)} demo posters; pixels outside the mask are "
+        "left as they are by every method)", "",
+        "| mask | area / box mask | covers changed px | inpainting | PSNR dB | SSIM | ms/poster |", "|---|---:|---:|---|---:|---:|---:|",
+        *rows, ""])
 
 
 def rendering_table(items: list[dict], method: str) -> str:
@@ -157,7 +192,7 @@ def rendering_table(items: list[dict], method: str) -> str:
             continue
         background = item["filled"][method]
         clean = CleanPoster(item["poster"], item["detection"], item["mask"], background,
-                            title_color(item["poster"], background, item["mask"]))
+                            read_look(item["poster"], background, item["mask"], item["detection"]))
         for row in item["titles"]:
             counts = per_language.setdefault(row["language"], [0, 0, 0])
             started = time.perf_counter()
@@ -186,7 +221,7 @@ def throughput_table(items: list[dict]) -> str:
         started = time.perf_counter()
         for item in sample:
             try:
-                clean = clean_poster(Image.fromarray(item["poster"]), method)
+                clean = clean_poster(Image.fromarray(item["poster"]), method, item["title"])
             except NoTitle:
                 continue
             for row in item["titles"][:4]:
@@ -201,29 +236,153 @@ def throughput_table(items: list[dict]) -> str:
         "", "| inpainting | posters/s | ms/poster |", "|---|---:|---:|", *rows, ""])
 
 
+# --- Real posters: the whole localizer against the catalogue's known titles ------------------
+
+GHOST_SIMILARITY = 0.5
+"""An erased title still reads as a ghost when OCR of its region reads half of it or more."""
+FOUND_SIMILARITY = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One way through the localizer, for the real-poster table."""
+
+    name: str
+    by_text: bool
+    glyphs: bool
+    method: str
+
+
+REAL_CONFIGS = (
+    Config("prominence, box mask, patchmatch (previous pipeline)", False, False, "patchmatch"),
+    *(Config(f"catalogue text, glyph mask, {method}", True, True, method) for method in ("ns", "fsr", "patchmatch")),
+)
+
+
 def real_sample(count: int) -> list[dict]:
+    """A seeded sample of the catalogue rows with a title (the same rows every run)."""
     with (SHARED / "catalog.csv").open(encoding="utf-8") as handle:
         titled = [row for row in csv.DictReader(handle) if row["title"].strip()]
-    return random.Random(0).sample(titled, count)
+    return random.Random(0).sample(titled, min(count, len(titled)))
 
 
-def contact_sheet(path: Path, method: str, count: int = 24, per_row: int = 2) -> str:
-    """Originals (chosen title box in green) and their DE, JA, AR, HI variants, as one PNG."""
+def _found(detection: Detection, title: str) -> bool:
+    """The chosen lines read as the whole title (subtitle included, article optional)."""
+    return detection.found and max(similarity(detection.text, form) for form in title_forms(title, subtitle_optional=False)) >= FOUND_SIMILARITY
+
+
+def _lines_in(image: np.ndarray, box: tuple[int, int, int, int]) -> list[str]:
+    """Texts OCR reads in ``image`` on lines that overlap ``box``."""
+    lines = detect_lines(image)
+    x0, y0, x1, y1 = box
+    inside = [quad for quad, _ in lines
+              if min(x1, quad[:, 0].max()) > max(x0, quad[:, 0].min()) and min(y1, quad[:, 1].max()) > max(y0, quad[:, 1].min())]
+    return [text for text, _ in read_lines(image, inside)]
+
+
+def _damaged(original: np.ndarray, erased: np.ndarray, detection: Detection) -> tuple[int, int]:
+    """(non-title lines read, of them read differently after erasing) on one poster."""
+    others = [line for i, line in enumerate(detection.lines) if i not in detection.title and len(normalized(line.text)) >= 2
+              and line.text_score >= 0.5]
+    if not others:
+        return 0, 0
+    quads = [np.asarray(line.quad, np.float32) for line in others]
+    before, after = read_lines(original, quads), read_lines(erased, quads)  # one batch each: the recognizer pads per batch
+    return len(others), sum(normalized(a) != normalized(b) for (a, _), (b, _) in zip(before, after))
+
+
+def _previous_choice(detection: Detection) -> Detection:
+    return choose_title(list(detection.lines), detection.image_size)
+
+
+def real_table(count: int) -> str:
+    """Title found, erased (no readable ghost), other text undamaged and the new title readable,
+    per configuration, on ``count`` real posters with known titles."""
+    if not (SHARED / "catalog.csv").is_file():
+        return f"real-poster table skipped: {SHARED / 'catalog.csv'} not found (the Kaggle 'Movie Genre from its Poster' set)"
+    rows = real_sample(count)
+    stats = {config.name: collections.Counter() for config in REAL_CONFIGS}
+    for number, row in enumerate(rows):
+        with Image.open(SHARED / row["image"]) as image:
+            original = np.asarray(image.convert("RGB"))
+        by_text = detect_title(original, row["title"])
+        by_prominence = _previous_choice(by_text)
+        german = vocab.title_in(number % vocab.title_count(), "de")
+        for config in REAL_CONFIGS:
+            count_ = stats[config.name]
+            detection = by_text if config.by_text else by_prominence
+            count_["posters"] += 1
+            if not detection.found:
+                continue
+            count_["chosen"] += 1
+            found = _found(detection, row["title"])
+            count_["found"] += found
+            mask = title_mask(detection, original if config.glyphs else None)
+            started = time.perf_counter()
+            erased = inpaint(original, mask, config.method, exclude=other_text_mask(detection))
+            count_["inpaint_ms"] += (time.perf_counter() - started) * 1000
+            read, changed = _damaged(original, erased, detection)
+            count_["other_lines"] += read
+            count_["damaged"] += changed
+            if found:
+                ghost = match_title(_lines_in(erased, detection.title_box), row["title"])[1] >= GHOST_SIMILARITY
+                count_["erased"] += not ghost
+            look = read_look(original, erased, mask, detection) if config.glyphs else TitleLook(title_color(original, erased, mask))
+            clean = CleanPoster(original, detection, mask, erased, look)
+            try:
+                rendered = localize(clean, german, "de")
+            except CannotFit:
+                count_["cannot_fit"] += 1
+                continue
+            count_["rendered"] += 1
+            count_["size_ratio"] += rendered.layout.size / clean.line_height
+            count_["readable"] += match_title(_lines_in(np.asarray(rendered.image), rendered.box), german)[1] >= FOUND_SIMILARITY
+    table = [f"Real posters with known titles ({len(rows)}, seeded sample of the catalogue rows with a title, 182x268 px)", "",
+             "| pipeline | title chosen | title found | erased (no ghost) of found | other text damaged | new title readable | "
+             "new size / original line height | inpaint ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for config in REAL_CONFIGS:
+        c = stats[config.name]
+        table.append(f"| {config.name} | {c['chosen'] / c['posters']:.1%} | {c['found'] / c['posters']:.1%} | "
+                     f"{c['erased'] / max(1, c['found']):.1%} | {c['damaged'] / max(1, c['other_lines']):.1%} ({c['damaged']}/{c['other_lines']}) | "
+                     f"{c['readable'] / max(1, c['rendered']):.1%} | {c['size_ratio'] / max(1, c['rendered']):.2f} | "
+                     f"{c['inpaint_ms'] / max(1, c['chosen']):.0f} |")
+    return "\n".join(table + [""])
+
+
+def sheet_sample(count: int, measured: int) -> list[dict]:
+    """Titled catalogue rows outside the ``measured`` real-poster sample, seeded."""
+    taken = {row["id"] for row in real_sample(measured)}
+    with (SHARED / "catalog.csv").open(encoding="utf-8") as handle:
+        rest = [row for row in csv.DictReader(handle) if row["title"].strip() and row["id"] not in taken]
+    return random.Random(2).sample(rest, count)
+
+
+def _mask_tile(original: Image.Image, mask: np.ndarray) -> Image.Image:
+    dimmed = (np.asarray(original) * 0.45).astype(np.uint8)
+    dimmed[mask > 0] = (255, 0, 200)
+    return Image.fromarray(dimmed)
+
+
+def contact_sheet(path: Path, method: str, measured: int, count: int = 24, per_row: int = 2) -> str:
+    """Originals (chosen title box in green), the erase mask, and DE, JA, AR, HI variants, as one
+    PNG, for real posters outside the measured sample."""
     if not (SHARED / "catalog.csv").is_file():
         return f"contact sheet skipped: {SHARED / 'catalog.csv'} not found"
     tile_w, tile_h, gap = 137, 202, 6
-    group_w = tile_w * (1 + len(SHEET_REGIONS)) + gap
+    group_w = tile_w * (2 + len(SHEET_REGIONS)) + gap
     rows_needed = (count + per_row - 1) // per_row
     sheet = Image.new("RGB", (group_w * per_row, rows_needed * (tile_h + gap)), (255, 255, 255))
     found = 0
-    for i, row in enumerate(real_sample(count)):
+    for i, row in enumerate(sheet_sample(count, measured)):
         with Image.open(SHARED / row["image"]) as image:
             original = image.convert("RGB")
         tiles = [original.copy()]
         try:
-            clean = clean_poster(original, method)
+            clean = clean_poster(original, method, row["title"])
             found += 1
             ImageDraw.Draw(tiles[0]).rectangle([clean.box[0], clean.box[1], clean.box[2] - 1, clean.box[3] - 1], outline=(0, 255, 0), width=2)
+            tiles.append(_mask_tile(original, clean.mask))
             number = i % vocab.title_count()
             for _, language in SHEET_REGIONS:
                 try:
@@ -231,7 +390,7 @@ def contact_sheet(path: Path, method: str, count: int = 24, per_row: int = 2) ->
                 except CannotFit:
                     tiles.append(_note(original.size, "cannot fit"))
         except NoTitle:
-            tiles += [_note(original.size, "no title found")] * len(SHEET_REGIONS)
+            tiles += [_note(original.size, "refused: no title")] * (1 + len(SHEET_REGIONS))
         x, y = (i % per_row) * group_w, (i // per_row) * (tile_h + gap)
         for k, tile in enumerate(tiles):
             sheet.paste(tile.resize((tile_w, tile_h), Image.Resampling.LANCZOS), (x + k * tile_w, y))
@@ -249,6 +408,7 @@ def _note(size: tuple[int, int], text: str) -> Image.Image:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=48, help="demo posters to measure on (default 48)")
+    parser.add_argument("--real", type=int, default=300, help="real posters with known titles to measure on (0: none; default 300)")
     parser.add_argument("--contact-sheet", type=Path, help="also write the real-poster contact sheet here")
     parser.add_argument("--sheet-method", choices=sorted(METHODS), default="patchmatch")
     args = parser.parse_args(argv)
@@ -258,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     print(inpainting_table(items))
     print(rendering_table(items, "patchmatch"))
     print(throughput_table(items))
+    if args.real:
+        print(real_table(args.real))
     if args.contact_sheet:
-        print(contact_sheet(args.contact_sheet, args.sheet_method))
+        print(contact_sheet(args.contact_sheet, args.sheet_method, args.real))
     return 0
 
 
