@@ -27,6 +27,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD, help=f"inpainting method (default {DEFAULT_METHOD})")
+    parser.add_argument("--review", action="store_true",
+                        help="also write <out>/review/<id>.png per poster made: original, erase mask and its variants side by side")
     parser.set_defaults(run=_run)
 
 
@@ -35,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with open_store(args.store or load_settings().store) as store:
-            summary = run_batch(store, args.titles, args.out, regions, args.inpaint)
+            summary = run_batch(store, args.titles, args.out, regions, args.inpaint, review=args.review)
     except (ConfigError, TitlesFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

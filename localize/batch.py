@@ -32,7 +32,7 @@ from indexer.store import Store, Title, Variant
 
 from .atomic import remove_stale_temporaries, save_image, write_csv
 from .inpaint import DEFAULT_METHOD
-from .pipeline import NoTitle, clean_poster, localize
+from .pipeline import NoTitle, clean_poster, localize, review_sheet
 from .render import CannotFit
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,11 @@ def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
     return out_dir / region / f"{parent_id}.png"
 
 
-def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir: Path, method: str, summary: BatchSummary) -> None:
+def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir: Path, method: str, summary: BatchSummary,
+                   review: bool = False) -> None:
     """Clean the poster once (its title found by the catalogue's title text) and render every
-    pending region onto it."""
+    pending region onto it; with ``review``, also save ``<out>/review/<id>.png`` (original,
+    mask, variants)."""
     try:
         with Image.open(parent.image_path) as image:
             clean = clean_poster(image, method, parent.title)
@@ -141,21 +143,26 @@ def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir
     except OSError as err:
         summary.skipped += [Skip(parent.id, r.region, f"unreadable poster image: {err}") for r in requests]
         return
+    made = []
     for request in requests:
         try:
             rendered = localize(clean, request.title, request.language)
         except CannotFit as err:
             summary.skipped.append(Skip(parent.id, request.region, f"title cannot fit: {err}"))
             continue
+        made.append(rendered.image)
         path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
         store.upsert_variant(parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256)
         log.debug("made %s (%d px, %d line(s))", path, rendered.layout.size, len(rendered.layout.lines))
         summary.made += 1
+    if review and made:
+        save_image(review_sheet(clean, made), out_dir / "review" / f"{parent.id}.png")
 
 
 def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[str] | None = None,
-              method: str = DEFAULT_METHOD, progress: bool = True) -> BatchSummary:
-    """Make every missing or outdated variant the titles CSV asks for; see the module doc."""
+              method: str = DEFAULT_METHOD, progress: bool = True, review: bool = False) -> BatchSummary:
+    """Make every missing or outdated variant the titles CSV asks for; see the module doc.
+    ``review`` also writes a contact sheet per poster made under ``<out>/review/``."""
     wanted = {region.strip().upper() for region in regions} if regions else None
     requests, skips = read_requests(Path(titles_csv), wanted)
     if Path(out_dir).is_dir():
@@ -173,7 +180,7 @@ def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[s
         else:
             pending[request.id].append(request)
     for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):
-        _make_variants(store, parents[parent_id], parent_requests, Path(out_dir), method, summary)
+        _make_variants(store, parents[parent_id], parent_requests, Path(out_dir), method, summary, review)
         summary.posters += 1
     write_csv(Path(out_dir) / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped])
     return summary

@@ -74,3 +74,20 @@ def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True
     sheet.paste(before, (0, 0))
     sheet.paste(rendered.image, (width + 8, 0))
     return sheet
+
+
+def review_sheet(clean: CleanPoster, variants: list[Image.Image]) -> Image.Image:
+    """Original (title lines boxed), the erase mask over the dimmed original, then each variant,
+    side by side: what a content team checks before publishing."""
+    before = Image.fromarray(clean.original)
+    draw = ImageDraw.Draw(before)
+    for line in clean.detection.title_lines:
+        draw.polygon([tuple(p) for p in line.quad], outline=(0, 230, 0), width=2)
+    mask = (clean.original * 0.45).astype(np.uint8)
+    mask[clean.mask > 0] = (255, 0, 200)
+    tiles = [before, Image.fromarray(mask), *variants]
+    width, height = before.size
+    sheet = Image.new("RGB", (len(tiles) * (width + 8) - 8, height), (255, 255, 255))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, (i * (width + 8), 0))
+    return sheet

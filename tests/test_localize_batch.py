@@ -105,6 +105,18 @@ def test_rerun_is_idempotent_and_a_changed_title_is_remade(setup) -> None:
         assert store.variants(parent_id="demo00000", region="JP")[0].title.endswith("２")
 
 
+def test_review_sheets_show_original_mask_and_each_variant(setup) -> None:
+    titles, store_path, out = setup
+    assert main(["run", "--titles", str(titles), "--regions", "de,jp", "--out", str(out), "--store", str(store_path),
+                 "--inpaint", "ns", "--review"]) == 0
+    sheets = sorted(path.name for path in (out / "review").iterdir())
+    assert sheets == ["demo00000.png", "demo00001.png", "demo00002.png"]
+    with Image.open(out / "review" / "demo00001.png") as image:
+        assert image.size == (4 * 408 - 8, 600)
+        mask_tile = np.asarray(image.convert("RGB"))[:, 408:808]
+    assert ((mask_tile == (255, 0, 200)).all(axis=2)).sum() > 500  # the erased glyphs are shown
+
+
 def test_missing_variant_image_is_remade(setup) -> None:
     titles, store_path, out = setup
     with open_store(store_path) as store:
