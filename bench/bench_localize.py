@@ -54,8 +54,8 @@ from localize.detect import DETECTION_SIDE, Detection, choose_title, db_detector
 from localize.inpaint import METHODS, inpaint  # noqa: E402
 from localize.mask import other_text_mask, title_mask  # noqa: E402
 from localize.match import match_title, normalized, similarity, title_forms  # noqa: E402
-from localize.recognize import read_lines  # noqa: E402
 from localize.pipeline import CleanPoster, NoTitle, clean_poster, localize  # noqa: E402
+from localize.recognize import read_lines  # noqa: E402
 from localize.render import CannotFit, title_color  # noqa: E402
 from localize.style import TitleLook, read_look  # noqa: E402
 
