@@ -115,8 +115,12 @@ def head_rows(rows, base: TrainConfig, cache: Path, work: Path, export: Path | N
         manifest = trainer.train()
         name = label(manifest, base.letterbox)
         if not lines:
-            frozen = retrieval_metrics(trainer.frozen_features(test_rows), [row.genres for row in test_rows])
-            lines.append(quality_row(f"{name}: frozen pooled features", frozen))
+            genres = [row.genres for row in test_rows]
+            frozen = trainer.frozen_features(test_rows)
+            centre = trainer.frozen_features(trainer.train_rows).mean(axis=0)
+            lines.append(quality_row(f"{name}: frozen pooled features", retrieval_metrics(frozen, genres)))
+            lines.append(quality_row(f"{name}: frozen pooled features, centred on the training mean",
+                                     retrieval_metrics(frozen - centre, genres)))
             lines.append(quality_row(f"{name}: + genre warm-up ({base.warmup_epochs} head epochs)",
                                      manifest["metrics_after_warmup"]))
         if speeds is not None and scheme == DEFAULT_LABEL_SCHEME:
