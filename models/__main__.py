@@ -34,19 +34,17 @@ def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
 def _train(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
     from models.training import TrainConfig, train
 
-    defaults = TrainConfig()
-    config = TrainConfig(
-        backbone=args.backbone or settings.backbone,
-        weights=args.weights or settings.weights,
-        letterbox=settings.letterbox if args.letterbox is None else args.letterbox,
-        embedding_dim=settings.embedding_dim,
-        batch_size=args.batch_size or settings.batch_size,
-        warmup_epochs=defaults.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
-        head_only_epochs=defaults.head_only_epochs if args.head_epochs is None else args.head_epochs,
-        max_unfrozen_blocks=defaults.max_unfrozen_blocks if args.unfreeze_blocks is None else args.unfreeze_blocks,
-        triplet_epochs=defaults.triplet_epochs if args.triplet_epochs is None else args.triplet_epochs,
-        label_scheme=args.label_scheme or defaults.label_scheme,
-        margin=settings.triplet_margin,
+    config = TrainConfig.from_settings(
+        settings,
+        backbone=args.backbone,
+        weights=args.weights,
+        letterbox=args.letterbox,
+        batch_size=args.batch_size,
+        warmup_epochs=args.warmup_epochs,
+        head_only_epochs=args.head_epochs,
+        max_unfrozen_blocks=args.unfreeze_blocks,
+        triplet_epochs=args.triplet_epochs,
+        label_scheme=args.label_scheme,
         seed=args.seed,
     )
     rows = _rows(args.catalog, args.skip_bad_rows)

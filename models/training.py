@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import posterrec_settings  # (also sets TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from models.backbones import build_backbone, unfreeze_top_blocks
@@ -62,15 +62,24 @@ DEFAULT_LABEL_SCHEME = "primary"
 by a small margin over ``genre_set`` and ``sampled``."""
 
 
+_SETTINGS = posterrec_settings.Settings()
+"""The documented defaults, which :class:`TrainConfig` shares."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides the trained weights; a resumed run must match it exactly."""
+    """Everything that decides the trained weights; a resumed run must match it exactly.
 
-    backbone: str = "nasnet_mobile"
-    weights: str = "imagenet"
-    letterbox: bool = True
-    embedding_dim: int = 128
-    batch_size: int = 32
+    The model choices shared with the rest of PosterRec (backbone, weights, letterbox, embedding size,
+    batch size, margin) default to :class:`posterrec_settings.Settings`' defaults; :meth:`from_settings`
+    takes them from loaded settings instead.
+    """
+
+    backbone: str = _SETTINGS.backbone
+    weights: str = _SETTINGS.weights
+    letterbox: bool = _SETTINGS.letterbox
+    embedding_dim: int = _SETTINGS.embedding_dim
+    batch_size: int = _SETTINGS.batch_size
     warmup_epochs: int = 10
     head_only_epochs: int = 8
     """Warm-up epochs on the frozen backbone (cached features, seconds each) before unfreezing starts."""
@@ -79,12 +88,25 @@ class TrainConfig:
     max_unfrozen_blocks: int = 2
     triplet_epochs: int = 4
     label_scheme: str = DEFAULT_LABEL_SCHEME
-    margin: float = 0.1
+    margin: float = _SETTINGS.triplet_margin
     head_learning_rate: float = 1e-3
     backbone_learning_rate: float = 1e-4
     triplet_learning_rate: float = 1e-4
     test_fraction: float = 0.2
     seed: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: posterrec_settings.Settings, **overrides: object) -> TrainConfig:
+        """The model choices of ``settings``, then ``overrides`` (a None override keeps the default)."""
+        shared = {
+            "backbone": settings.backbone,
+            "weights": settings.weights,
+            "letterbox": settings.letterbox,
+            "embedding_dim": settings.embedding_dim,
+            "batch_size": settings.batch_size,
+            "margin": settings.triplet_margin,
+        }
+        return cls(**{**shared, **{name: value for name, value in overrides.items() if value is not None}})
 
     def __post_init__(self) -> None:
         if self.label_scheme not in LABEL_SCHEMES:

@@ -161,3 +161,12 @@ def test_collapsed_model_is_not_exported(demo_rows: list, tmp_path: Path) -> Non
 def test_trainer_rejects_a_catalogue_too_small_to_train(demo_rows: list, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 2 training posters"):
         Trainer(TrainConfig(**TINY), demo_rows[:1], tmp_path / "model", tmp_path / "cache")
+
+
+def test_a_training_config_takes_the_settings_model_choices_and_the_flags_given() -> None:
+    from posterrec_settings import load_settings
+
+    settings = load_settings(env={}, backbone="tiny", batch_size=7, triplet_margin=0.2, letterbox=False)
+    config = TrainConfig.from_settings(settings, weights="none", batch_size=None, triplet_epochs=3)
+    assert (config.backbone, config.weights, config.batch_size, config.margin, config.letterbox) == ("tiny", "none", 7, 0.2, False)
+    assert config.triplet_epochs == 3 and config.warmup_epochs == TrainConfig().warmup_epochs
