@@ -67,10 +67,6 @@ class CatalogRow:
     height: int
     metadata: dict[str, str]
 
-    @property
-    def primary_genre(self) -> str:
-        return self.genres[0]
-
 
 @dataclasses.dataclass(frozen=True)
 class CatalogReport:

@@ -70,7 +70,6 @@ class LiveIndex:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.swaps = 0
 
     @property
     def index(self) -> PublishedIndex | None:
@@ -155,7 +154,6 @@ class LiveIndex:
     def _swap(self, fresh: PublishedIndex, served: str | None) -> None:
         self._prepare(fresh)
         self._index = fresh
-        self.swaps += 1
         record_index(fresh.version, len(fresh), previous=served)
         log.info("serving index version %s (%d items), was %s", fresh.version, len(fresh), served or "nothing")
 
