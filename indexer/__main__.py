@@ -10,7 +10,7 @@ from models.catalog import CatalogError
 from posterrec_settings import ConfigError
 
 from . import build, events, ingest, savedmodel, versions
-from .published import IndexError_
+from .published import IndexVersionError
 from .store import StoreError
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (CatalogError, ConfigError, IndexError_, StoreError) as err:  # expected failures: a message, not a traceback
+    except (CatalogError, ConfigError, IndexVersionError, StoreError) as err:  # expected failures: a message, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
 

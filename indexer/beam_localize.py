@@ -26,7 +26,7 @@ from localize.render import CannotFit
 
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
 from .beam_stages import Poster, counter, read_records, write_records
-from .published import IndexError_, IndexItem
+from .published import IndexVersionError, IndexItem
 from .store import open_store
 
 SKIPPED = "skipped"
@@ -84,12 +84,12 @@ class LocalizePlan:
 def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
     """The pending (title, region) pairs of the titles CSV, grouped by poster; raises TitlesFileError."""
     if options.method not in METHODS:
-        raise IndexError_(f"unknown inpainting method {options.method!r} (one of {', '.join(sorted(METHODS))})")
+        raise IndexVersionError(f"unknown inpainting method {options.method!r} (one of {', '.join(sorted(METHODS))})")
     wanted = {region.strip().upper() for region in options.regions} if options.regions else None
     try:
         requests, skipped = read_requests(options.titles_csv, wanted)
     except TitlesFileError as err:
-        raise IndexError_(str(err)) from None
+        raise IndexVersionError(str(err)) from None
     if options.out_dir.is_dir():
         remove_stale_temporaries(options.out_dir)
     with open_store(store_path) as store:
@@ -210,7 +210,7 @@ def localize_with_beam(
 ) -> tuple[int, int, list[str]]:
     """``localize run`` as a Beam pipeline on ``runner``: make and register the pending variants.
 
-    Returns (made, up to date, skips as lines); raises ``IndexError_`` when the titles CSV is unusable or a stage fails
+    Returns (made, up to date, skips as lines); raises ``IndexVersionError`` when the titles CSV is unusable or a stage fails
     (variants written before the failure are on disk, and the next run registers or remakes them).
     """
     planned = plan_localize(store_path, options)

@@ -48,7 +48,7 @@ from .embedding_cache import (
     vector_file_pattern,
 )
 from .publish import Publication
-from .published import IndexError_, current_version
+from .published import IndexVersionError, current_version
 
 if TYPE_CHECKING:
     from .beam_localize import LocalizeOptions, LocalizePlan
@@ -196,7 +196,7 @@ def build_with_beam(
 
     ``cache_root`` (default ``<index root>/embedding_cache``) and ``work_root`` (default
     ``<index root>/.beam``) are ``FileSystems`` paths every worker must reach; so are the posters and
-    ``model_dir``. Raises ``IndexError_`` (nothing published) when the store, the model or the titles CSV
+    ``model_dir``. Raises ``IndexVersionError`` (nothing published) when the store, the model or the titles CSV
     is unusable, when a stage fails, or when the index misses the recall floor.
     """
     from models.embedder import read_manifest  # the driver reads the manifest; workers load the model
@@ -210,7 +210,7 @@ def build_with_beam(
     try:
         model_manifest, model_sha256 = read_manifest(local)
     except FileNotFoundError as err:
-        raise IndexError_(f"cannot build with model {model_dir}: {err}") from None
+        raise IndexVersionError(f"cannot build with model {model_dir}: {err}") from None
     finally:
         if copy is not None:
             shutil.rmtree(copy, ignore_errors=True)
@@ -238,7 +238,7 @@ def build_with_beam(
             sources = read_sources(store_path)
         kept, embeddings, bad = _indexable(sources, run)
         if not kept:
-            raise IndexError_(f"no poster of store {store_path} could be embedded; nothing published")
+            raise IndexVersionError(f"no poster of store {store_path} could be embedded; nothing published")
         manifest = index_manifest(model_dir, model_manifest, model_sha256, store_path, kept)
         publication = publish_sources(index_root, store_path, kept, embeddings, manifest, settings)
     finally:

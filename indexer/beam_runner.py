@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from .beam_stages import METRICS_NAMESPACE
-from .published import IndexError_
+from .published import IndexVersionError
 
 LOCAL_RUNNER = "FnApiRunner"
 """Beam's portable runner in this process: no cluster and no download (the DirectRunner fetches Prism first)."""
@@ -27,12 +27,12 @@ def make_pipeline(runner: str, beam_args: Sequence[str]) -> beam.Pipeline:
 
 def run_pipeline(pipeline: beam.Pipeline, consequence: str) -> dict[str, int]:
     """Run to completion and return PosterRec's counters by name; a failure of any stage raises
-    ``IndexError_`` saying what failed and ``consequence`` (what that leaves as it was)."""
+    ``IndexVersionError`` saying what failed and ``consequence`` (what that leaves as it was)."""
     try:
         result = pipeline.run()
         result.wait_until_finish()
     except Exception as err:  # any stage on any runner: the message says which and why
-        raise IndexError_(f"{consequence}: {type(err).__name__}: {err}") from err
+        raise IndexVersionError(f"{consequence}: {type(err).__name__}: {err}") from err
     counters = result.metrics().query(MetricsFilter())["counters"]
     return {
         c.key.metric.name: int(c.committed if c.committed is not None else c.attempted)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from .build import check_image_bytes
 from .embedding_cache import write_vector_file
-from .published import IndexError_
+from .published import IndexVersionError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ReadPoster(beam.DoFn):
             pixels = load_rgb(check_image_bytes(poster.key, poster.path, sha256, data))
         except OSError as err:
             yield self._reject(poster, f"{poster.key}: poster {poster.path} cannot be read: {err}")
-        except IndexError_ as err:
+        except IndexVersionError as err:
             yield self._reject(poster, str(err))
         except ValueError as err:  # load_rgb names what it could not decode
             yield self._reject(poster, f"{poster.key}: poster {poster.path} cannot be decoded: {err}")
@@ -190,7 +190,7 @@ class PosterEmbedding(ModelHandler[np.ndarray, np.ndarray, Any]):
             if copy is not None:
                 shutil.rmtree(copy, ignore_errors=True)
         if embedder.manifest_sha256 != self._model_sha256:
-            raise IndexError_(
+            raise IndexVersionError(
                 f"model {self._model_dir} changed while the rebuild ran (manifest {embedder.manifest_sha256[:12]}, "
                 f"planned with {self._model_sha256[:12]})"
             )

@@ -22,7 +22,7 @@ from posterrec_settings import Settings, load_settings
 
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, publish_index
-from .published import IndexError_, IndexItem
+from .published import IndexVersionError, IndexItem
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: by
     under the old content hash, and every later build would reuse that wrong vector.
     """
     if hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise IndexError_(f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
+        raise IndexVersionError(f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
     return data
 
 
@@ -92,7 +92,7 @@ def read_verified_image(source: Source) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise IndexError_(f"{source.item.key}: poster {path} cannot be read: {err.strerror or err}") from None
+        raise IndexVersionError(f"{source.item.key}: poster {path} cannot be read: {err.strerror or err}") from None
     return check_image_bytes(source.item.key, path, source.image_sha256, data)
 
 
@@ -101,7 +101,7 @@ def embed_batch(embedder, batch: Sequence[Source]) -> np.ndarray:
         return embedder.embed_images([read_verified_image(s) for s in batch])
     except ValueError as err:  # the embedder names the undecodable input by its position
         keys = ", ".join(s.item.key for s in batch)
-        raise IndexError_(f"cannot embed the posters of {keys}: {err}") from None
+        raise IndexVersionError(f"cannot embed the posters of {keys}: {err}") from None
 
 
 def embed_sources(
@@ -124,11 +124,11 @@ def embed_sources(
 def read_sources(store_path: Path) -> list[Source]:
     """The store's sources (:func:`store_sources`), or an error when the store is missing or empty."""
     if not store_path.is_file():  # checked first: opening it would create an empty store
-        raise IndexError_(f"store {store_path} does not exist: run `python -m indexer ingest CATALOG.csv` first")
+        raise IndexVersionError(f"store {store_path} does not exist: run `python -m indexer ingest CATALOG.csv` first")
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:
-        raise IndexError_(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
+        raise IndexVersionError(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
     return sources
 
 
@@ -182,7 +182,7 @@ def build_index(
     try:
         embedder = load_embedder(model_dir)
     except (FileNotFoundError, ValueError) as err:  # not an exported model, or not the one expected
-        raise IndexError_(f"cannot build with model {model_dir}: {err}") from None
+        raise IndexVersionError(f"cannot build with model {model_dir}: {err}") from None
     with EmbeddingCache(index_root / CACHE_FILE) as cache:
         embeddings, embedded = embed_sources(embedder, sources, cache, settings.batch_size)
         cache.prune(embedder.manifest_sha256, (s.image_sha256 for s in sources))

@@ -21,13 +21,13 @@ import numpy as np
 from posterrec_settings import Settings
 
 from . import published, similar_lists
-from .published import IndexError_, IndexItem
+from .published import IndexVersionError, IndexItem
 from .scann_index import IndexParams, build_tuned, measure_recall, timed_build
 
 log = logging.getLogger(__name__)
 
 
-class RecallBelowFloor(IndexError_):
+class RecallBelowFloor(IndexVersionError):
     """The built index finds too few of the true neighbours to be served."""
 
 
@@ -55,7 +55,7 @@ def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: n
         expected, _ = searcher.search(query, final_num_neighbors=k, **params.search_options())
         got, _ = staged.search_leaves(query, k)
         if not np.array_equal(np.asarray(expected), got):
-            raise IndexError_(f"index version staged in {directory} answers differently after reloading; not published")
+            raise IndexVersionError(f"index version staged in {directory} answers differently after reloading; not published")
     started = time.perf_counter()
     lists = similar_lists.compute(
         staged.search_leaves, staged.embeddings, staged.title_of_row, staged.original_row_of_title, depth, params.reorder_k or None,
@@ -64,7 +64,7 @@ def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: n
     try:
         similar_lists.load(directory, len(staged.title_ids))
     except (OSError, ValueError) as err:
-        raise IndexError_(f"similar lists staged in {directory} cannot be read back ({err}); not published") from err
+        raise IndexVersionError(f"similar lists staged in {directory} cannot be read back ({err}); not published") from err
     log.info("similar lists: %d titles x %d in %.1f s", len(lists.titles), depth, time.perf_counter() - started)
 
 
@@ -92,10 +92,10 @@ def publish_index(
     with published.publisher_lock(root):  # one build publishes at a time
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(items) == 0:
-            raise IndexError_(f"nothing to index: no items for {root}")
+            raise IndexVersionError(f"nothing to index: no items for {root}")
         duplicates = published.duplicate_keys(items)
         if duplicates:
-            raise IndexError_(f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}")
+            raise IndexVersionError(f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}")
         if params is None:
             searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
         else:

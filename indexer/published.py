@@ -48,7 +48,7 @@ EMBEDDINGS = "embeddings.npy"
 SCANN_DIR = "scann"
 
 
-class IndexError_(RuntimeError):
+class IndexVersionError(RuntimeError):
     """An index root or version that cannot be read or switched to, with the reason."""
 
 
@@ -153,7 +153,7 @@ def publisher_lock(root: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexError_(f"another build is publishing into {root}; run again when it has finished") from None
+            raise IndexVersionError(f"another build is publishing into {root}; run again when it has finished") from None
         yield
 
 
@@ -166,21 +166,21 @@ def list_versions(root: Path) -> list[str]:
 
 
 def current_version(root: Path) -> str | None:
-    """The served version's name, or None before the first publication; :class:`IndexError_` when unreadable."""
+    """The served version's name, or None before the first publication; :class:`IndexVersionError` when unreadable."""
     path = Path(root) / CURRENT
     try:
         name = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
-        raise IndexError_(f"{path} cannot be read as a version name: {err}") from err
+        raise IndexVersionError(f"{path} cannot be read as a version name: {err}") from err
     return name or None
 
 
 def set_current(root: Path, version: str) -> None:
     """Serve ``version`` from now on; an atomic rename, so readers see the old or the new name."""
     if version not in list_versions(root):
-        raise IndexError_(f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})")
+        raise IndexVersionError(f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})")
     write_text_atomically(Path(root) / CURRENT, version + "\n")
 
 
@@ -335,11 +335,11 @@ def _version_problem(manifest: object, items: list[IndexItem], embeddings: np.nd
 
 
 def open_version(root: Path, version: str | None = None) -> PublishedIndex:
-    """Load ``version`` (default: the current one) completely, or raise :class:`IndexError_` saying why."""
+    """Load ``version`` (default: the current one) completely, or raise :class:`IndexVersionError` saying why."""
     root = Path(root)
     version = version or current_version(root)
     if version is None:
-        raise IndexError_(f"index root {root} has no published version yet (run `python -m indexer build`)")
+        raise IndexVersionError(f"index root {root} has no published version yet (run `python -m indexer build`)")
     return open_directory(root / VERSIONS / version)
 
 
@@ -353,17 +353,17 @@ def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedInde
         embeddings = np.load(path / EMBEDDINGS)
         searcher = scann.scann_ops_pybind.load_searcher(str(path / SCANN_DIR))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
+        raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     problem = _version_problem(manifest, items, embeddings)
     if problem:
-        raise IndexError_(f"index version {path} is inconsistent: {problem}")
+        raise IndexVersionError(f"index version {path} is inconsistent: {problem}")
     try:
         index = PublishedIndex(path, manifest, items, embeddings, searcher)
     except ValueError as err:
-        raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
+        raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     if with_similar_lists:
         try:
             index.similar = similar_lists.load(path, len(index.title_ids))
         except (OSError, ValueError) as err:
-            raise IndexError_(f"index version {path} cannot be loaded: {err}") from err
+            raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     return index

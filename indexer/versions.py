@@ -38,7 +38,7 @@ def rollback(root: Path, version: str | None = None) -> str:
     if version is None:
         older = [v for v in versions if current is not None and v < current]
         if not older:
-            raise published.IndexError_(f"index root {root}: no version older than {current or 'none'} to roll back to")
+            raise published.IndexVersionError(f"index root {root}: no version older than {current or 'none'} to roll back to")
         version = older[-1]
     published.set_current(root, version)
     return version

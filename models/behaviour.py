@@ -412,14 +412,14 @@ def train_behaviour(
 def read_watch_data(store_path: Path, index_root: Path) -> tuple[WatchData, dict]:
     """Titles and poster vectors of the current published index, and the store's events as sequences;
     with what the manifest records about that poster space. Raises ValueError naming what is missing."""
-    from indexer.published import IndexError_, open_version
+    from indexer.published import IndexVersionError, open_version
     from indexer.store import open_store
 
     if not Path(store_path).is_file():
         raise ValueError(f"store {store_path} does not exist: run `python -m indexer ingest` and `ingest-events` first")
     try:
         index = open_version(Path(index_root))
-    except IndexError_ as err:
+    except IndexVersionError as err:
         raise ValueError(f"no poster vectors to train on: {err} (run `python -m indexer build` first)") from None
     with open_store(store_path) as store:
         events = store.events()

@@ -114,7 +114,7 @@ class LiveIndex:
         """
         try:
             wanted = published.current_version(self.root)
-        except published.IndexError_ as err:  # e.g. a CURRENT written by hand, badly: keep serving
+        except published.IndexVersionError as err:  # e.g. a CURRENT written by hand, badly: keep serving
             problem = f"{published.CURRENT} cannot be read as a version name"
             if self.pointer_problem != problem:
                 log.error("cannot tell which index version to serve, still serving %s: %s", served or "nothing", err)
@@ -132,7 +132,7 @@ class LiveIndex:
             return built_frozen(lambda: published.open_version(self.root, version))
         except Exception as err:  # any failure to load refuses the version: the served one must keep serving
             log.error("refusing index version %s, still serving %s: %s", version, served or "nothing", err,
-                      exc_info=not isinstance(err, published.IndexError_))
+                      exc_info=not isinstance(err, published.IndexVersionError))
             return None
 
     def _fall_back(self, unservable: str | None) -> bool:

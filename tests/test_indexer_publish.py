@@ -14,7 +14,7 @@ import scann
 
 from indexer.__main__ import main as indexer_main
 from indexer.publish import RecallBelowFloor, _finish_staged, publish_index
-from indexer.published import SCANN_DIR, VERSIONS, IndexError_, IndexItem, current_version, list_versions, open_version, prune_versions
+from indexer.published import SCANN_DIR, VERSIONS, IndexVersionError, IndexItem, current_version, list_versions, open_version, prune_versions
 from indexer.scann_index import LEAF_FRACTIONS, TUNING_QUERIES, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
 from indexer.versions import rollback
 
@@ -106,7 +106,7 @@ def test_items_sharing_a_key_are_not_published(tmp_path: Path) -> None:
     served = publish(tmp_path)
     items = [*items_for(3), IndexItem("x", "x", "X", "/x.jpg"), IndexItem("x@DE", "x", "X (DE)", "/x-de.jpg", region="DE"),
              IndexItem("x@DE", "x@DE", "Another film", "/other.jpg")]
-    with pytest.raises(IndexError_, match=r"more than one item for key\(s\) 'x@DE'"):
+    with pytest.raises(IndexVersionError, match=r"more than one item for key\(s\) 'x@DE'"):
         publish_index(tmp_path, items, clustered(len(items)), {}, exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3)
     assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
 
@@ -168,7 +168,7 @@ def test_versions_lists_and_rollback_switches_back(tmp_path: Path, capsys) -> No
 def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path) -> None:
     version = publish(tmp_path)
     (tmp_path / VERSIONS / version / "embeddings.npy").unlink()
-    with pytest.raises(IndexError_, match="cannot be loaded"):
+    with pytest.raises(IndexVersionError, match="cannot be loaded"):
         open_version(tmp_path)
 
 
@@ -252,7 +252,7 @@ def test_a_second_build_publishing_at_the_same_time_is_refused_and_nothing_is_lo
     staging = tmp_path / VERSIONS / ".tmp-someone-elses-build"
     staging.mkdir()
     with published.publisher_lock(tmp_path):  # another build is mid-publication
-        with pytest.raises(IndexError_, match="another build is publishing"):
+        with pytest.raises(IndexVersionError, match="another build is publishing"):
             publish(tmp_path, seed=1)
         assert staging.is_dir()
     assert current_version(tmp_path) == first
@@ -287,5 +287,5 @@ def test_a_staged_version_that_answers_unlike_the_searcher_built_is_refused(tmp_
     directory = tmp_path / VERSIONS / version
     own = scann.scann_ops_pybind.load_searcher(str(directory / SCANN_DIR))  # a rebuilt tree would partition anew
     _finish_staged(directory, own, params, index.embeddings, 10, 20)
-    with pytest.raises(IndexError_, match="answers differently after reloading"):
+    with pytest.raises(IndexVersionError, match="answers differently after reloading"):
         _finish_staged(directory, build_searcher(index.embeddings[::-1].copy(), params), params, index.embeddings, 10, 20)

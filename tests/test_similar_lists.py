@@ -13,7 +13,7 @@ from test_recsvc_support import CROWDERS, Corpus, publish, settings_for, synthet
 
 from indexer import similar_lists
 from indexer.publish import publish_index
-from indexer.published import MANIFEST, VERSIONS, IndexError_, IndexItem, PublishedIndex, open_version
+from indexer.published import MANIFEST, VERSIONS, IndexVersionError, IndexItem, PublishedIndex, open_version
 from indexer.scann_index import choose_params, exact_top_k
 from recsvc import create_app, ranking
 from recsvc.live_index import LiveIndex
@@ -152,7 +152,7 @@ def test_lists_that_do_not_fit_the_version_are_refused(corpus: Corpus, tmp_path:
     bad = publish(tmp_path, corpus)
     path = tmp_path / VERSIONS / bad / similar_lists.TITLES_FILE
     np.save(path, np.load(path)[:-1])
-    with pytest.raises(IndexError_, match="similar lists"):
+    with pytest.raises(IndexVersionError, match="similar lists"):
         open_version(tmp_path, bad)
     (tmp_path / "CURRENT").write_text(good + "\n")
     live = LiveIndex(tmp_path, poll_seconds=0)
