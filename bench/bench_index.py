@@ -107,7 +107,7 @@ def measure_size(n: int) -> dict:
     recall = RecallProbe(queries, exact_top_k(embeddings, queries, 10)).recall(searcher, **options)
     # the indexer's own history probe, on another seed than tuning used: a check, not a replay
     histories = RecallProbe.histories(embeddings, 10, QUERIES, seed=n)
-    history_options = params.search_options(history=True)
+    history_options = params.search_options("history")
     history_recall = histories.recall(searcher, **history_options)
     history_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **history_options), histories.queries[:SINGLE_QUERIES])
 

@@ -101,7 +101,7 @@ def publish_index(
         else:
             searcher, build_seconds = timed_build(embeddings, params)
         recall = measure_recall(searcher, embeddings, k=k, params=params)
-        history_recall = measure_recall(searcher, embeddings, k=k, params=params, history=True)
+        history_recall = measure_recall(searcher, embeddings, k=k, params=params, kind="history")
         if history_recall < recall_floor:
             log.warning("history queries (/recommendations) reach recall@%d %.3f, under the floor %.3f", k, history_recall, recall_floor)
         previous = published.current_version(root)

@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import similar_lists
-from .scann_index import IndexParams, exact_top_k
+from .scann_index import IndexParams, QueryKind, exact_top_k
 from .similar_lists import SimilarLists
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,8 @@ class PublishedIndex:
         self.embeddings = embeddings
         self._searcher = searcher
         params = IndexParams.from_manifest(manifest)
-        options = {history: params.search_options(history) if params else {} for history in (False, True)}
-        self._leaves_to_search = {history: opts.get("leaves_to_search", -1) for history, opts in options.items()}
+        options = {kind: params.search_options(kind) if params else {} for kind in ("poster", "history")}
+        self._leaves_to_search = {kind: opts.get("leaves_to_search", -1) for kind, opts in options.items()}
         """Per query kind, as ScaNN's positional argument (-1: the searcher's own setting)."""
         self._reorder_k = params.reorder_k if params and not params.exact else 0
         self.row_of_key = {item.key: row for row, item in enumerate(items)}
@@ -254,10 +254,10 @@ class PublishedIndex:
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def search(self, queries: np.ndarray, k: int, history: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, kind: QueryKind = "poster") -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows and dot-product scores for each query row (k is capped at the index size).
 
-        ``history`` marks averaged watch-history queries, which search the leaves tuned for them.
+        Each query ``kind`` searches the leaves tuned for it.
         A search deeper than its leaves hold comes back short (one query) or padded with NaN (a
         batch); those queries are answered exactly.
         """
@@ -266,24 +266,23 @@ class PublishedIndex:
             raise ValueError(f"query has dimension {queries.shape[1]}, index {self.version} has {self.dim}")
         k = max(1, min(int(k), len(self.items)))
         if len(queries) == 1:
-            rows, scores = self.search_leaves(queries[0], k, history)
+            rows, scores = self.search_leaves(queries[0], k, kind)
             return self._exact(queries, k) if len(rows) < k else (rows[None], scores[None])
-        rows, scores = self._searcher.search_batched(queries, k, self._pre_reorder(k), self._leaves_to_search[history])
+        rows, scores = self._searcher.search_batched(queries, k, self._pre_reorder(k), self._leaves_to_search[kind])
         rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
         if not np.isfinite(scores).all():
             short = ~np.isfinite(scores).all(axis=1)
             rows[short], scores[short] = self._exact(queries[short], k)
         return rows, scores
 
-    def search_leaves(self, query: np.ndarray, k: int, history: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def search_leaves(self, query: np.ndarray, k: int, kind: QueryKind = "poster") -> tuple[np.ndarray, np.ndarray]:
         """One query's top-``k`` as its searched leaves hold them: fewer than ``k`` rows when they hold fewer.
 
-        ScaNN's single-query call: it skips the batch set-up (12 µs of an 85 µs search), and its
-        answers are not those of the batched call, which picks candidates a little differently for
-        several queries (253 of 2,942 top-80 lists differed on a small tree); whatever must answer
-        like a request (the similar lists) searches through here.
+        ScaNN's single-query call: cheaper than a batch of one, and its answers are not always those of
+        the batched call, which picks candidates a little differently; whatever must answer like a
+        request (the similar lists) searches through here.
         """
-        rows, scores = self._searcher.search(query, k, self._pre_reorder(k), self._leaves_to_search[history])
+        rows, scores = self._searcher.search(query, k, self._pre_reorder(k), self._leaves_to_search[kind])
         return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
 
     def _pre_reorder(self, k: int) -> int:

@@ -19,11 +19,15 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+QueryKind = Literal["poster", "history"]
+"""What a query vector is: one poster's embedding, or the average of a watch history, which falls between
+clusters and needs more leaves for the same recall (:class:`RecallProbe`); each kind searches its own number."""
 
 LEAF_FRACTIONS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.275, 0.35, 0.5)
 """Fractions of the leaves tried, in order, when tuning; past the last one brute force is as fast.
@@ -61,18 +65,16 @@ class IndexParams:
     def exact(self) -> bool:
         return self.num_leaves == 0
 
-    def search_options(self, history: bool = False) -> dict[str, Any]:
+    def search_options(self, kind: QueryKind = "poster") -> dict[str, Any]:
         """Keyword arguments for ``search``/``search_batched`` that apply these parameters at query time.
 
         The number of leaves searched is passed on every query rather than
         trusted from the serialized searcher, because tuning changes it after
-        the build. ``history`` queries get their own setting: an average of
-        several titles falls between clusters and needs more leaves for the
-        same recall (:class:`RecallProbe`).
+        the build. Each :data:`QueryKind` gets its own setting.
         """
         if self.exact:
             return {}
-        leaves = self.history_leaves_to_search if history and self.history_leaves_to_search else self.num_leaves_to_search
+        leaves = self.history_leaves_to_search if kind == "history" and self.history_leaves_to_search else self.num_leaves_to_search
         return {"leaves_to_search": leaves}
 
     @classmethod
@@ -190,11 +192,11 @@ class RecallProbe:
 
 def measure_recall(
     searcher, embeddings: np.ndarray, k: int = 10, sample: int = TUNING_QUERIES, seed: int = 0,
-    params: IndexParams | None = None, history: bool = False,
+    params: IndexParams | None = None, kind: QueryKind = "poster",
 ) -> float:
     """Recall@k of ``searcher`` (searched with ``params``' query-time options) against exact search, on poster or history queries."""
-    probe = (RecallProbe.histories if history else RecallProbe.sample)(embeddings, k, sample, seed)
-    return probe.recall(searcher, **(params.search_options(history) if params else {}))
+    probe = (RecallProbe.histories if kind == "history" else RecallProbe.sample)(embeddings, k, sample, seed)
+    return probe.recall(searcher, **(params.search_options(kind) if params else {}))
 
 
 def first_leaves_reaching(searcher, probe: RecallProbe, params: IndexParams, target: float, at_least: int) -> int | None:

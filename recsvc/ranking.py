@@ -15,6 +15,7 @@ from typing import Collection, NamedTuple
 import numpy as np
 
 from indexer.published import PublishedIndex
+from indexer.scann_index import QueryKind
 from indexer.similar_lists import first_distinct_titles
 
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
@@ -45,7 +46,7 @@ class Ranked(NamedTuple):
 
 
 def nearest_titles_batched(
-    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[int] = (), history: bool = False
+    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[int] = (), kind: QueryKind = "poster"
 ) -> list[Ranked]:
     """The ``k`` best distinct titles for each query row, less the ``exclude`` ordinals, widening the search until filled.
 
@@ -59,7 +60,7 @@ def nearest_titles_batched(
     pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
     while pending:
-        rows, scores = index.search(queries if len(pending) == len(queries) else queries[pending], depth, history)
+        rows, scores = index.search(queries if len(pending) == len(queries) else queries[pending], depth, kind)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
             best = Ranked(
@@ -75,10 +76,10 @@ def nearest_titles_batched(
 
 
 def nearest_titles(
-    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[int] = (), history: bool = False
+    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[int] = (), kind: QueryKind = "poster"
 ) -> Ranked:
-    """The ``k`` best distinct titles for one query vector (``history``: an averaged watch history)."""
-    return nearest_titles_batched(index, query, k, exclude, history)[0]
+    """The ``k`` best distinct titles for one query vector of the given ``kind``."""
+    return nearest_titles_batched(index, query, k, exclude, kind)[0]
 
 
 def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> Ranked:
@@ -196,7 +197,7 @@ def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: 
             return listed
     else:
         query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
-    return nearest_titles(index, query, k, _excluded(index, rows, exclude_history), history=True)
+    return nearest_titles(index, query, k, _excluded(index, rows, exclude_history), kind="history")
 
 
 def _excluded(index: PublishedIndex, rows: list[int], exclude_history: bool) -> set[int]:
