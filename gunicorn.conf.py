@@ -62,7 +62,22 @@ def on_starting(server):
         stale.unlink(missing_ok=True)
 
 
+def when_ready(server):
+    """With ``metrics_bind`` set, the master serves every worker's metrics on that address, apart from the API."""
+    from posterrec_settings import load_settings
+
+    bind = load_settings().metrics_bind
+    if bind:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        host, _, port = bind.rpartition(":")
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+        server.log.info("metrics on http://%s/metrics", bind)
+
+
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
+    from prometheus_client import multiprocess  # not at the top: it must load after PROMETHEUS_MULTIPROC_DIR is set
 
     multiprocess.mark_process_dead(worker.pid)

@@ -84,6 +84,11 @@ class Settings:
     max_concurrent_uploads: int = 2
     """Uploads one worker process decodes and embeds at a time; others wait up to 10 s, then get a 503. With
     ``max_upload_pixels`` it bounds what uploads hold: about 4 bytes x pixels x this, per worker."""
+    metrics_token: str = ""
+    """When set, ``/metrics`` answers only requests with ``Authorization: Bearer <this token>``."""
+    metrics_bind: str = ""
+    """``HOST:PORT`` where the server serves the metrics on their own (e.g. ``127.0.0.1:9100``, reachable by
+    Prometheus only); the API's ``/metrics`` then answers 404. Empty: ``/metrics`` on the API's address."""
     index_poll_seconds: float = 10.0
     """How often the service checks for a newly published index version (0: never, no hot swap). Each check
     wakes a thread in every worker, which delays that worker's requests a little (docs/benchmarks.md)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-import mimetypes
+import os
 from urllib.parse import quote, urlencode
 
 import numpy as np
@@ -165,14 +165,14 @@ def openapi():
 def similar(title_id: str):
     index = served_index()
     k = params.parse_k(request.args.get("k"), _settings().max_k)
-    region = params.parse_region(request.args.get("region"), known_regions(index))
+    region = params.parse_region(request.args.get("region"))
     return jsonify(_results(index, ranking.similar_titles(index, poster_row(index, title_id), k), region, id=title_id))
 
 
 @bp.post("/recommendations")
 def recommendations():
     index = served_index()
-    req = params.parse_recommendation_request(json_object(), _settings().max_k, known_regions(index), ranking.AGGREGATIONS)
+    req = params.parse_recommendation_request(json_object(), _settings().max_k, ranking.AGGREGATIONS)
     rows = [index.poster_row(title_id) for title_id in req.history]
     if None in rows:
         missing = [title_id for title_id, row in zip(req.history, rows) if row is None]
@@ -244,14 +244,14 @@ def search():
     index = served_index()
     if request.mimetype == "multipart/form-data":
         k = params.parse_k(request.form.get("k"), _settings().max_k)
-        region = params.parse_region(request.form.get("region"), known_regions(index))
+        region = params.parse_region(request.form.get("region"))
         vector = _uploaded_image_vector(index)
     else:
         if not request.is_json:
             raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}")
         body = json_object()
         k = params.parse_k(body.get("k"), _settings().max_k, text=False)
-        region = params.parse_region(body.get("region"), known_regions(index))
+        region = params.parse_region(body.get("region"))
         vector = params.parse_embedding(body.get("embedding"), index.dim)
     return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))
 
@@ -271,7 +271,7 @@ def poster(title_id: str):
 def variants(title_id: str):
     index = served_index()
     original_item(index, title_id)
-    region = params.parse_region(request.args.get("region"), known_regions(index))
+    region = params.parse_region(request.args.get("region"))
     found = index.variants_of(title_id)
     if region:
         found = [item for item in found if item.region == region]
@@ -311,18 +311,29 @@ class RequestedImage:
 def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
     """Shared by the full image and the browse page's thumbnails, so both fall back alike."""
     original = original_item(index, title_id)
-    region = params.parse_region(request.args.get("region"), known_regions(index))
+    region = params.parse_region(request.args.get("region"))
     variant = variant_item(index, title_id, region)
     return RequestedImage(variant or original, variant, region)
 
 
 def image_mimetype(path: str) -> str:
-    """The image's type by its file name, else by its content (a poster file may have no extension)."""
-    guessed, _ = mimetypes.guess_type(path)
-    if guessed:
-        return guessed
-    with Image.open(path) as image:
-        return Image.MIME.get(image.format or "", "application/octet-stream")
+    """The image type of the file's content, whatever its name says; :class:`OSError` when it is missing or its
+    bytes are not an image's (a file overwritten with garbage is not served as the type its name claims)."""
+    stat = os.stat(path)
+    mimetype = _content_mimetype(path, stat.st_mtime_ns, stat.st_size)
+    if mimetype is None:
+        raise OSError(f"{path} holds no image")
+    return mimetype
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_mimetype(path: str, mtime_ns: int, size: int) -> str | None:
+    """Read from the file's header once per version of the file (its mtime and size key the cache)."""
+    try:
+        with Image.open(path) as image:
+            return Image.MIME.get(image.format or "")
+    except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError included
+        return None
 
 
 @bp.get(IMAGE_RULE)

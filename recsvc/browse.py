@@ -71,7 +71,7 @@ def thumbnail(title_id: str):
         stat = os.stat(chosen.image_path)
         data = thumbnail_jpeg(chosen.image_path, stat.st_mtime_ns, stat.st_size)
     except (OSError, UnidentifiedImageError) as err:
-        raise ApiError(503, "image_unavailable", f"the image file of {chosen.key} cannot be read on this server: {err}") from err
+        raise ApiError(503, "image_unavailable", f"the image file of {chosen.key} is missing or unreadable on this server") from err
     response = make_response(data)
     response.mimetype = "image/jpeg"
     response.set_etag(hashlib.sha1(f"{chosen.key}:{stat.st_mtime_ns}:{stat.st_size}:{THUMB_WIDTH}".encode()).hexdigest())

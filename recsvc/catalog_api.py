@@ -173,7 +173,7 @@ class ListingRequest:
 
 def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
     """``q``, ``genre``, ``page``, ``per_page``, ``region`` and ``has_variant`` of a listing, shared by the API and the page."""
-    region = params.parse_region(args.get("region"), known_regions(index))
+    region = params.parse_region(args.get("region"))
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),

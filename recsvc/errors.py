@@ -89,6 +89,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(err: ApiError):
+        if err.status >= 500 and (cause := err.__cause__ or err.__context__) is not None:
+            log.warning("%s: %s", err.detail, cause)  # the cause names server paths: the log has it, the body not
         return _payload(err.status, err.error, err.detail)
 
     @app.errorhandler(HTTPException)

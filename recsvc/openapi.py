@@ -22,7 +22,8 @@ def _ok(schema_ref: str) -> dict:
 def openapi_document(settings: Settings) -> dict:
     poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
     k_schema = {"type": "integer", "minimum": 1, "maximum": settings.max_k, "default": params.parse_k(None, settings.max_k)}
-    region_schema = {"type": "string", "pattern": f"^{REGION_CODE.pattern}$"}
+    region_schema = {"type": "string", "pattern": f"^({REGION_CODE.pattern})?$",
+                     "description": "a two-letter region code, any case; empty for none. A region without variants gets the originals"}
     k = {"name": "k", "in": "query", "schema": k_schema}
     region = {"name": "region", "in": "query", "schema": region_schema}
     results = {"index_version": {"type": "string"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}}}

@@ -51,16 +51,17 @@ def parse_k(raw: Any, max_k: int, default: int = 10, *, text: bool = True) -> in
     return parse_int_in_range(raw, "k", max_k, default, text=text)
 
 
-def parse_region(raw: Any, known: Collection[str]) -> str | None:
-    """An upper-case region code from ``known``, or None when absent."""
+def parse_region(raw: Any) -> str | None:
+    """A region code, upper-cased, or None when absent or empty (as the OpenAPI pattern ``^([A-Za-z]{2})?$`` says).
+
+    Any well-formed code is taken: a region without variants is served the originals, as one whose variants
+    are not published yet is.
+    """
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str) or not is_region_code(raw):
         raise bad_request(f"region must be a two-letter region code, got {raw!r}")
-    region = raw.upper()
-    if region not in known:
-        raise bad_request(f"unknown region {region!r}; known regions: {', '.join(sorted(known))}")
-    return region
+    return raw.upper()
 
 
 def parse_bool(raw: Any, name: str, default: bool) -> bool:
@@ -85,7 +86,7 @@ EXCLUDE_HISTORY_BY_DEFAULT = True
 RECOMMENDATION_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
 
 
-def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str], aggregations: Collection[str]) -> RecommendationRequest:
+def parse_recommendation_request(body: dict, max_k: int, aggregations: Collection[str]) -> RecommendationRequest:
     """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
     unknown = body.keys() - RECOMMENDATION_FIELDS
     if unknown:
@@ -103,7 +104,7 @@ def parse_recommendation_request(body: dict, max_k: int, regions: Collection[str
     return RecommendationRequest(
         history=history,
         k=parse_k(body.get("k"), max_k, text=False),
-        region=parse_region(body.get("region"), regions),
+        region=parse_region(body.get("region")),
         exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", EXCLUDE_HISTORY_BY_DEFAULT),
         aggregation=aggregation,
     )

@@ -98,7 +98,6 @@ def test_genre_filter_and_genre_counts_agree(client, corpus):
         ({"per_page": "-3"}, "per_page"),
         ({"genre": "Western Noir"}, "genre"),
         ({"region": "Germany"}, "region"),
-        ({"region": "XQ"}, "region"),
         ({"q": "x" * 201}, "q"),
     ],
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_hardening_support import (
     free_port,
+    get,
     gunicorn_command,
     raw_exchange,
     running_server,
@@ -67,12 +68,17 @@ def test_a_script_name_header_from_a_local_client_roots_no_url(gunicorn_port: in
     assert status == 200 and b"evil.example" not in body
 
 
-def test_a_prefix_is_taken_from_the_proxy_addresses_the_configuration_names(index_root: Path, tmp_path: Path) -> None:
-    """With POSTERREC_FORWARDED_ALLOW_IPS naming the proxy, its SCRIPT_NAME roots the URLs; and no control socket is made."""
-    port = free_port()
+def test_a_configured_server_takes_a_prefix_from_its_proxy_serves_metrics_apart_and_makes_no_control_socket(
+        index_root: Path, tmp_path: Path) -> None:
+    """POSTERREC_FORWARDED_ALLOW_IPS names the proxy whose SCRIPT_NAME roots the URLs; POSTERREC_METRICS_BIND the metrics' own address."""
+    port, metrics_port = free_port(), free_port()
     env = {"POSTERREC_INDEX_ROOT": str(index_root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "1",
-           "POSTERREC_INDEX_POLL_SECONDS": "0", "POSTERREC_FORWARDED_ALLOW_IPS": "127.0.0.1", "HOME": str(tmp_path)}
+           "POSTERREC_INDEX_POLL_SECONDS": "0", "POSTERREC_FORWARDED_ALLOW_IPS": "127.0.0.1", "HOME": str(tmp_path),
+           "POSTERREC_METRICS_BIND": f"127.0.0.1:{metrics_port}"}
     with running_server(gunicorn_command(), port, {**env, "XDG_RUNTIME_DIR": ""}):
+        assert get(port, "/metrics")[0] == 404
+        status, _, body = get(metrics_port, "/metrics")
+        assert status == 200 and b"posterrec_index_items" in body
         status, _, body = raw_exchange(port, b"GET /posterrec/v1/posters/t001 HTTP/1.1\r\nHost: localhost\r\nSCRIPT_NAME: /posterrec\r\n"
                                              b"Connection: close\r\n\r\n")
         assert status == 200 and json.loads(body)["image_url"].startswith("/posterrec/v1/posters/t001/image")

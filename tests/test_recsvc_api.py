@@ -114,10 +114,14 @@ def test_similar_refuses_k_outside_the_integers_1_to_max(client: FlaskClient, k:
     assert "k must be an integer in [1, 100]" in response.json["detail"]
 
 
-def test_similar_unknown_id_is_404_and_unknown_region_400(client: FlaskClient) -> None:
+def test_similar_unknown_id_is_404_a_malformed_region_400_and_a_region_without_variants_the_originals(client: FlaskClient) -> None:
     assert_json_error(client.get("/v1/posters/nope/similar"), 404)
-    assert_json_error(client.get("/v1/posters/t001/similar?region=ZZ"), 400)
     assert_json_error(client.get("/v1/posters/t001/similar?region=DEU"), 400)
+    assert_json_error(client.get("/v1/posters/t001/similar?region=D1"), 400)
+    for region in ("ZZ", ""):  # both match the documented pattern ^([A-Za-z]{2})?$
+        response = client.get(f"/v1/posters/t001/similar?region={region}")
+        assert response.status_code == 200 and all(result["region"] is None for result in response.json["results"])
+    assert client.get("/v1/posters/t001/similar?region=ZZ").json == client.get("/v1/posters/t001/similar").json
 
 
 # --- /recommendations --------------------------------------------------------------------------------
@@ -233,7 +237,7 @@ def test_recommendations_unknown_id_is_404(client: FlaskClient) -> None:
         ({"history": ["t001"], "k": "many"}, "k must"),
         ({"history": ["t001"], "k": 2.5}, "k must"),
         ({"history": ["t001"], "k": True}, "k must"),
-        ({"history": ["t001"], "region": "ZZ"}, "unknown region"),
+        ({"history": ["t001"], "region": "ZZZ"}, "region must"),
         ({"history": ["t001"], "region": 7}, "region"),
         ({"history": ["t001"], "exclude_history": "yes"}, "exclude_history"),
         ({"history": ["t001"], "aggregation": "median"}, "aggregation"),
@@ -425,7 +429,9 @@ def test_image_bytes_variant_and_fallback(client: FlaskClient, corpus: Corpus) -
     fallback = client.get("/v1/posters/t001/image?region=JP")
     assert fallback.data == original.data and "no JP variant" in fallback.headers["X-PosterRec-Fallback"]
     assert_json_error(client.get("/v1/posters/nope/image"), 404)
-    assert_json_error(client.get("/v1/posters/t001/image?region=XX"), 400)
+    assert_json_error(client.get("/v1/posters/t001/image?region=XXX"), 400)
+    unknown = client.get("/v1/posters/t001/image?region=XX")
+    assert unknown.data == original.data and "no XX variant" in unknown.headers["X-PosterRec-Fallback"]
 
 
 def test_image_caching_etag_and_304(client: FlaskClient) -> None:
