@@ -226,3 +226,52 @@ def test_a_thumbnail_is_turned_as_the_posters_exif_orientation_says(tmp_path):
     stored.save(path, "JPEG", exif=exif)
     thumb = Image.open(io.BytesIO(thumbnail_jpeg(str(path), path.stat().st_mtime_ns, path.stat().st_size)))
     assert thumb.width < thumb.height and thumb.width == 200
+
+
+def test_has_variant_keeps_the_titles_with_or_without_one_and_counts_them(client, corpus):
+    with_de = {i.title_id for i in corpus.originals if "DE" in corpus.variant_regions(i.title_id)}
+    assert 0 < len(with_de) < TITLES, "the check needs titles with and without a DE variant"
+    having = listed(client, region="DE", has_variant="true", per_page=MAX_PER_PAGE)
+    assert {r["id"] for r in having["results"]} == with_de and having["total"] == len(with_de)
+    lacking = listed(client, region="DE", has_variant="false", per_page=MAX_PER_PAGE)
+    assert {r["id"] for r in lacking["results"]} == {i.title_id for i in corpus.originals} - with_de
+    assert having["with_variant"] == lacking["with_variant"] == listed(client, region="DE")["with_variant"] == len(with_de)
+    genre = corpus.originals[0].genres[0]
+    in_genre = {i.title_id for i in corpus.originals if genre in i.genres}
+    assert listed(client, region="DE", genre=genre)["with_variant"] == len(in_genre & with_de)
+    assert listed(client)["with_variant"] is None and listed(client, region="DE", has_variant="")["has_variant"] is None
+
+
+@pytest.mark.parametrize(("query", "reason"), [({"region": "DE", "has_variant": "yes"}, "true or false"), ({"has_variant": "true"}, "needs a region")])
+def test_a_bad_has_variant_is_a_400_saying_why(client, query, reason):
+    response = client.get("/v1/posters", query_string=query)
+    assert response.status_code == 400 and "has_variant" in response.json["detail"] and reason in response.json["detail"]
+
+
+def test_downloads_are_the_full_images_named_by_poster_and_region(client, corpus):
+    title_id = next(i.title_id for i in corpus.originals if "DE" in corpus.variant_regions(i.title_id))
+    files = {item.region or "original": item.image_path for item in corpus.items if item.title_id == title_id}
+    for region, path in files.items():
+        response = client.get(f"/download/{title_id}", query_string={"region": region} if region != "original" else {})
+        assert response.status_code == 200 and response.data == open(path, "rb").read()
+        assert response.headers["Content-Disposition"] == f"attachment; filename={title_id}-{region}.png"
+    missing = client.get(f"/download/{title_id}?region=FR")
+    assert missing.status_code == 404 and "no FR variant" in missing.json["detail"]
+
+
+def test_a_page_past_the_end_is_a_404_pointing_to_the_last_page(client):
+    response = client.get("/", query_string={"per_page": 5, "page": 9})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404 and "Page 9 is past the end of this listing" in html
+    assert f"It has 3 pages of {TITLES} posters" in html and card_ids(html) == []
+    last = re.search(r'<a href="([^"]*)">go to page 3</a>', html).group(1)
+    assert parse_qs(urlsplit(unescape(last)).query) == {"per_page": ["5"], "page": ["3"]}
+    assert "No poster matches" not in html and "Page 9 of" not in html
+
+
+def test_a_card_links_to_its_details_on_the_same_listing(client, corpus):
+    genre = corpus.originals[0].genres[0]
+    html = client.get("/", query_string={"genre": genre, "poster": "earlier", "view": "regions"}).get_data(as_text=True)
+    first = card_ids(html)[0]
+    link = re.search(r'<a class="card-open" data-action="open" href="([^"]*)"', html).group(1)
+    assert parse_qs(urlsplit(unescape(link)).query) == {"genre": [genre], "poster": [first]}

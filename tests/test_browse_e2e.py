@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 import pytest
 from PIL import Image
 from test_browse_support import BrowseCorpus, browse_app, build_browse_corpus, serve
+from test_recsvc_search import publish_with_model, tiny_model  # noqa: F401  (tiny_model is a fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -407,3 +408,29 @@ def test_a_phone_confirms_a_watch_where_the_finger_is(phone):
 @pytest.fixture(scope="module", autouse=True)
 def fresh_artifacts():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def search_server(tiny_model, tmp_path_factory):  # noqa: F811  (the imported fixture)
+    """The app over an index embedded by the tiny model, so an upload is embedded for real."""
+    model_dir, catalog = tiny_model
+    root = tmp_path_factory.mktemp("search-index")
+    items = publish_with_model(root, model_dir, catalog)
+    for served in serve(browse_app(root)):
+        yield served, items
+
+
+def test_search_by_an_uploaded_image_lists_the_closest_posters(browser, search_server, request, console_errors, tmp_path):
+    served, items = search_server
+    upload = tmp_path / "photo of a poster.jpg"
+    Image.open(items[2].image_path).convert("RGB").save(upload, "JPEG", quality=90)  # re-encoded, not the indexed file
+    for page in open_page(browser, served.url + "/", request, console_errors):
+        page.locator("#image-search-file").set_input_files(str(upload))
+        page.wait_for_function("() => document.querySelectorAll('#image-results > .card').length > 0")
+        assert card_ids(page, "#image-results")[0] == items[2].title_id
+        assert len(card_ids(page, "#image-results")) == 12
+        assert page.locator("#image-search-status").inner_text() == f"12 posters closest to {upload.name}, closest first."
+        assert loaded_images(page, "#image-search-preview")[0]["width"] > 0
+        page.locator("#image-results .card-open").first.click()  # a result opens like any poster
+        page.wait_for_function("() => document.querySelector('#details').open")
+        assert url_query(page)["poster"] == [items[2].title_id]
