@@ -64,9 +64,11 @@ $(INDEX): $(MODEL) $(LOCALIZED)
 
 demo: $(INDEX) serve ## build the demo corpus, model and index, then serve them
 
+# granian: slow and idle clients hold no worker (bench/bench_resilience.py). gunicorn.conf.py remains for
+# deployments with their own buffering proxy in front: gunicorn -c gunicorn.conf.py 'recsvc:create_app()'.
 serve: install ## serve the published index on HOST:PORT (default 127.0.0.1:8000)
 	@echo "PosterRec on http://$(HOST):$(PORT)/  (index: $(POSTERREC_HOME)/index)"
-	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) 'recsvc:create_app()'
+	POSTERREC_BIND=$(HOST):$(PORT) $(PY) -m recsvc
 
 bench: install ## run every benchmark, tables in bench/results/latest.md
 	$(PY) bench/run_all.py
