@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from PIL import Image
+
 log = logging.getLogger(__name__)
 
 _TEMPORARY_NAME = re.compile(r"^\..+\.(\d+)\.tmp(\.[^.]+)?$")
@@ -74,6 +76,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, **params: object) -> Path:
+    """Replace ``path`` with ``image`` atomically, in the format its suffix names (``params`` go to Pillow)."""
+    with replacing(path) as temporary:
+        image.save(temporary, **params)
+    return Path(path)
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:

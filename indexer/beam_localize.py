@@ -18,15 +18,15 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from localize.atomic import remove_stale_temporaries, save_image, write_csv
 from localize.batch import Request, Skip, TitlesFileError, _up_to_date, read_requests, variant_path
 from localize.inpaint import DEFAULT_METHOD, METHODS
 from localize.pipeline import NoTitle, clean_poster, localize
 from localize.render import CannotFit
+from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
 from .beam_stages import Poster, counter, read_records, write_records
-from .published import IndexVersionError, IndexItem
+from .published import IndexItem, IndexVersionError
 from .store import open_store
 
 SKIPPED = "skipped"

@@ -11,9 +11,9 @@ from pathlib import Path
 from PIL import Image
 
 from indexer.store import open_store
+from posterrec_atomic import save_image
 from posterrec_settings import ConfigError, load_settings
 
-from .atomic import save_image
 from .batch import TitlesFileError, run_batch
 from .inpaint import DEFAULT_METHOD, METHODS
 from .pipeline import NoTitle, before_after, clean_poster, localize

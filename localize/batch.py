@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from indexer.regions import is_region_code
 from indexer.store import Store, Title, Variant
+from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
-from .atomic import remove_stale_temporaries, save_image, write_csv
 from .inpaint import DEFAULT_METHOD
 from .pipeline import NoTitle, clean_poster, localize, review_sheet
 from .render import CannotFit

@@ -38,13 +38,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from posterrec_atomic import save_image, write_csv
 from posterrec_settings import load_settings
 
 from . import vocab
-from .atomic import save_image, write_csv
 from .fonts import face_for
 from .typeset import TextStyle, draw_layout, fit_text
-
 
 WIDTH, HEIGHT = 400, 600
 STYLE_NOISE = 0.2

@@ -68,3 +68,12 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
         path.write_bytes(b"x")
     assert sorted(atomic.remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert live.exists() and other.exists() and not any(path.exists() for path in stale)
+
+
+def test_an_image_is_saved_in_the_format_its_suffix_names(tmp_path: Path) -> None:
+    from PIL import Image
+
+    target = atomic.save_image(Image.new("RGB", (4, 6), "red"), tmp_path / "DE" / "t1.png")
+    with Image.open(target) as saved:
+        assert (saved.format, saved.size) == ("PNG", (4, 6))
+    assert [p.name for p in target.parent.iterdir()] == ["t1.png"]
