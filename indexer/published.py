@@ -46,6 +46,9 @@ MANIFEST = "manifest.json"
 ITEMS = "items.jsonl"
 EMBEDDINGS = "embeddings.npy"
 SCANN_DIR = "scann"
+NEVER_SERVED = "NEVER_SERVED"
+"""Marker file in a version that ``CURRENT`` has not named yet: a build killed between the version's rename and
+``CURRENT`` leaves it behind, and such a version takes no ``keep_versions`` slot and is no rollback target."""
 
 
 class IndexVersionError(RuntimeError):
@@ -122,6 +125,7 @@ def stage_version(root: Path, version: str, write: Callable[[Path], None]) -> Pa
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a service may run as another user
         write(staging)
+        (staging / NEVER_SERVED).touch()
         final = versions / version
         os.rename(staging, final)
         _fsync_dir(versions)
@@ -165,6 +169,19 @@ def list_versions(root: Path) -> list[str]:
     return sorted(p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def served_versions(root: Path) -> list[str]:
+    """Versions ``CURRENT`` has named (or names now), oldest first: those a rollback or a fallback may serve."""
+    current = _current_or_none(root)
+    return [v for v in list_versions(root) if v == current or not (Path(root) / VERSIONS / v / NEVER_SERVED).exists()]
+
+
+def _current_or_none(root: Path) -> str | None:
+    try:
+        return current_version(root)
+    except IndexVersionError:
+        return None
+
+
 def current_version(root: Path) -> str | None:
     """The served version's name, or None before the first publication; :class:`IndexVersionError` when unreadable."""
     path = Path(root) / CURRENT
@@ -181,15 +198,21 @@ def set_current(root: Path, version: str) -> None:
     """Serve ``version`` from now on; an atomic rename, so readers see the old or the new name."""
     if version not in list_versions(root):
         raise IndexVersionError(f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})")
+    outgoing = _current_or_none(root)
+    if outgoing:  # served until now, whether or not a kill between CURRENT and the unlink below left its marker
+        (Path(root) / VERSIONS / outgoing / NEVER_SERVED).unlink(missing_ok=True)
     write_text_atomically(Path(root) / CURRENT, version + "\n")
+    (Path(root) / VERSIONS / version / NEVER_SERVED).unlink(missing_ok=True)
 
 
 def prune_versions(root: Path, keep: int, protect: Iterable[str] = ()) -> list[str]:
-    """Delete all but the newest ``keep`` versions (never the current one); returns what was deleted."""
+    """Delete all but the newest ``keep`` served versions (never the current one) and every version never served
+    (what a build killed before ``CURRENT`` left); returns what was deleted. Run it under :func:`publisher_lock`."""
     keep = max(1, keep)
     protected = set(protect) | {current_version(root)}
-    versions = list_versions(root)
-    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v not in protected]
+    served = served_versions(root)
+    never_served = [v for v in list_versions(root) if v not in served]
+    doomed = [v for v in served[: max(0, len(served) - keep)] + never_served if v not in protected]
     for version in doomed:
         shutil.rmtree(Path(root) / VERSIONS / version)
         log.info("pruned index version %s", version)

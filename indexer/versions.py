@@ -14,6 +14,7 @@ from . import published
 def describe_versions(root: Path) -> list[dict]:
     """One row per version, oldest first, with what its manifest says."""
     current = published.current_version(root)
+    served = published.served_versions(root)
     rows = []
     for version in published.list_versions(root):
         try:
@@ -23,6 +24,7 @@ def describe_versions(root: Path) -> list[dict]:
         rows.append({
             "version": version,
             "current": version == current,
+            "never_served": version not in served,
             "items": manifest.get("item_count"),
             "recall_at_10": manifest.get("recall_at_10"),
             "history_recall_at_10": manifest.get("history_recall_at_10"),
@@ -32,11 +34,10 @@ def describe_versions(root: Path) -> list[dict]:
 
 
 def rollback(root: Path, version: str | None = None) -> str:
-    """Serve ``version``, by default the one published before the current one; returns its name."""
-    versions = published.list_versions(root)
+    """Serve ``version``, by default the newest one served before the current one; returns its name."""
     current = published.current_version(root)
     if version is None:
-        older = [v for v in versions if current is not None and v < current]
+        older = [v for v in published.served_versions(root) if current is not None and v < current]
         if not older:
             raise published.IndexVersionError(f"index root {root}: no version older than {current or 'none'} to roll back to")
         version = older[-1]
@@ -61,7 +62,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{root}: no published versions")
     for row in rows:
         mark = "*" if row["current"] else " "
-        print(f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}")
+        never = "  (never served: left by a build stopped before it switched CURRENT)" if row["never_served"] else ""
+        print(f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}")
     return 0
 
 

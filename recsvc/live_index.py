@@ -136,11 +136,12 @@ class LiveIndex:
             return None
 
     def _fall_back(self, unservable: str | None) -> bool:
-        """With nothing served, swap in the newest version that loads other than ``unservable``; once per pointer state."""
+        """With nothing served, swap in the newest version served before that loads, other than ``unservable``; once
+        per pointer state."""
         if self._index is not None or self._fallback_tried:
             return False
         self._fallback_tried = True
-        for version in reversed(published.list_versions(self.root)):
+        for version in reversed(published.served_versions(self.root)):
             if version == unservable:
                 continue
             fresh = self._load(version, None)

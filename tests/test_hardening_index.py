@@ -66,3 +66,44 @@ def test_no_version_that_loads_leaves_the_worker_unready_saying_why(tmp_path: Pa
     broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images"))
     ready = create_app(settings_for(root), watch=False).test_client().get("/readyz")
     assert ready.status_code == 503 and broken in ready.json["detail"]
+
+
+def orphan_version(root: Path, copy_of: str) -> str:
+    """What a build killed between its version's rename and CURRENT leaves: a complete version never named."""
+    version = published.new_version_name()
+    source = root / published.VERSIONS / copy_of
+    published.stage_version(root, version, lambda directory: [shutil.copytree(source, directory, dirs_exist_ok=True)])
+    return version
+
+
+def test_a_version_a_killed_build_left_takes_no_keep_slot_and_is_no_rollback_target(tmp_path: Path) -> None:
+    from indexer.publish import publish_index
+    from indexer.versions import describe_versions, rollback
+
+    root = tmp_path / "index"
+    corpus = synthetic_corpus(tmp_path / "images")
+    first = publish(root, corpus)
+    second = publish(root, corpus)
+    orphan = orphan_version(root, second)
+    assert [row["never_served"] for row in describe_versions(root)] == [False, False, True]
+    third = publish_index(root, corpus.items, corpus.embeddings, {"source": "test"}, exact_search_max_items=100_000,
+                          recall_floor=0.9, keep_versions=2).version
+    assert published.list_versions(root) == [second, third], f"{orphan} is pruned, {first} goes by keep_versions=2"
+    assert rollback(root) == second
+
+
+def test_a_rollback_skips_a_never_served_version_and_a_fresh_worker_does_not_fall_back_to_it(tmp_path: Path) -> None:
+    from indexer.versions import rollback
+
+    root = tmp_path / "index"
+    corpus = synthetic_corpus(tmp_path / "images")
+    first = publish(root, corpus)
+    second = publish(root, corpus)
+    orphan_version(root, second)
+    third = publish(root, corpus)
+    assert rollback(root) == second and rollback(root) == first
+    published.set_current(root, third)
+    newest = orphan_version(root, third)
+    (root / published.CURRENT).write_text("")
+    live = create_app(settings_for(root), watch=False).extensions["posterrec"]
+    assert live.index.version == third, f"not {newest}, which no CURRENT ever named"
