@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             ("`/v1/posters?q=night gold`", "/v1/posters?q=night%20gold"),
             ("`/v1/posters?genre=Horror&page=40`", "/v1/posters?genre=Horror&page=40"),
             ("`/v1/posters?region=DE&per_page=100`", "/v1/posters?region=DE&per_page=100"),
+            ("`/v1/posters?region=DE&has_variant=true`", "/v1/posters?region=DE&has_variant=true"),
             ("`/` page (24 cards, server-rendered)", "/"),
             ("`/?q=night&genre=Drama&region=DE`", "/?q=night&genre=Drama&region=DE"),
+            ("`/?region=DE&has_variant=false` (coverage filter)", "/?region=DE&has_variant=false"),
             ("`/thumbs/<id>` warm (in-process cache)", "/thumbs/tt0000001"),
         ]
         print(f"\n### Browse page, {args.titles:,} titles ({args.requests} sequential requests each, Flask test client)\n")

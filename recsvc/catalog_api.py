@@ -42,8 +42,13 @@ class Catalog:
     entries: tuple[CatalogEntry, ...]
     by_genre: dict[str, tuple[CatalogEntry, ...]]
     """Genre -> its titles in listing order, alphabetical by genre; a genre filter is a lookup, not a scan."""
-    variant_counts: dict[str, int]
-    """Region -> number of variants in the index."""
+    by_region: dict[str, tuple[CatalogEntry, ...]]
+    """Region -> its titles with a variant there, in listing order."""
+
+    @property
+    def variant_counts(self) -> dict[str, int]:
+        """Region -> number of variants in the index (one per title at most)."""
+        return {region: len(entries) for region, entries in self.by_region.items()}
 
     @property
     def genres(self) -> dict[str, int]:
@@ -107,11 +112,11 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     for entry in entries:
         for genre in entry.item.genres:
             by_genre.setdefault(genre, []).append(entry)
-    variant_counts: dict[str, int] = {}
-    for title_regions in regions.values():
-        for region in title_regions:
-            variant_counts[region] = variant_counts.get(region, 0) + 1
-    return Catalog(entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, variant_counts)
+    by_region: dict[str, list[CatalogEntry]] = {}
+    for entry in entries:
+        for region in entry.variant_regions:
+            by_region.setdefault(region, []).append(entry)
+    return Catalog(entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, {r: tuple(e) for r, e in by_region.items()})
 
 
 def find_page(catalog: Catalog, req: ListingRequest) -> Page:
@@ -122,7 +127,10 @@ def find_page(catalog: Catalog, req: ListingRequest) -> Page:
         candidates = [entry for entry in candidates if word in entry.folded_title]
     covered = matching = None
     if req.region is not None:
-        with_variant = [entry for entry in candidates if req.region in entry.variant_regions]
+        if req.genre is None and not req.query.strip():  # the whole catalogue: its titles with a variant are listed already
+            with_variant = catalog.by_region.get(req.region, ())
+        else:
+            with_variant = [entry for entry in candidates if req.region in entry.variant_regions]
         covered, matching = len(with_variant), len(candidates)
         if req.has_variant is True:
             candidates = with_variant

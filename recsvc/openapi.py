@@ -98,6 +98,8 @@ def openapi_document(settings: Settings) -> dict:
                 "index_version": {"type": "string"}, "total": {"type": "integer"}, "page": {"type": "integer"},
                 "pages": {"type": "integer"}, "per_page": {"type": "integer"},
                 "q": {"type": ["string", "null"]}, "genre": {"type": ["string", "null"]}, "region": {"type": ["string", "null"]},
+                "has_variant": {"type": ["boolean", "null"]},
+                "with_variant": {"type": ["integer", "null"], "description": "with region: titles matching q and genre that have a variant there"},
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/ListedPoster"}}}},
             "ListedPoster": {"type": "object", "required": ["id", "title", "genres", "image_url", "variant_regions"], "properties": {
                 **poster, "region": {"type": ["string", "null"], "description": "the region whose variant image_url shows, if any"}}},
