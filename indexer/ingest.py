@@ -29,10 +29,11 @@ class IngestResult:
     seconds: float
 
 
-def ingest_catalog(catalog: str | Path, store_path: str | Path, skip_invalid: bool = False) -> IngestResult:
-    """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync it into the store."""
+def ingest_catalog(catalog: str | Path, store_path: str | Path, skip_invalid: bool = False, allow_outside: bool = False) -> IngestResult:
+    """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync it into the store; ``allow_outside``
+    lets image paths lead outside the catalogue's folder."""
     started = time.perf_counter()
-    report = read_catalog(catalog)
+    report = read_catalog(catalog, allow_outside=allow_outside)
     summary = None
     if report.ok or skip_invalid:
         with open_store(store_path) as store:
@@ -45,12 +46,14 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("catalog", type=Path, help="CSV with columns id,title,year,genres,image")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--skip-invalid", action="store_true", help="ingest the good rows and list the bad ones")
+    parser.add_argument("--allow-outside-images", action="store_true",
+                        help="read image paths that lead outside the catalogue's folder (absolute, .., symbolic links)")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     store_path = args.store or load_settings().store
-    result = ingest_catalog(args.catalog, store_path, args.skip_invalid)
+    result = ingest_catalog(args.catalog, store_path, args.skip_invalid, args.allow_outside_images)
     report = result.report
     if report.errors:
         rows_bad = len({error.line for error in report.errors})

@@ -19,6 +19,8 @@ import datetime
 import hashlib
 import io
 import os
+import stat
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -32,6 +34,8 @@ DOT_SEGMENTS = (".", "..")
 """Ids no URL can carry: clients resolve ``/v1/posters/../image`` to ``/v1/image`` before sending it."""
 GENRE_SEPARATOR = "|"
 EARLIEST_YEAR = 1870
+MAX_IMAGE_BYTES = 200 * 1024 * 1024
+"""Largest image file read (a poster is a few MB): a path like ``/dev/zero`` or a huge file is refused unread."""
 _LATEST_YEAR = datetime.date.today().year + 5
 
 
@@ -95,8 +99,19 @@ class _ImageCheck:
 
 
 def check_image(path: Path) -> _ImageCheck:
-    """Hash and fully decode an image, so truncated files are caught here and not at training."""
+    """Hash and fully decode an image, so truncated files are caught here and not at training.
+
+    Only a regular file of at most :data:`MAX_IMAGE_BYTES` is read: a device (``/dev/zero``) would be read
+    until memory runs out, and opening a FIFO would wait for a writer forever.
+    """
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            return _ImageCheck(problem=f"image {path} is not a regular file (a device, FIFO or socket)")
+        if info.st_size > MAX_IMAGE_BYTES:
+            return _ImageCheck(problem=f"image {path} has {info.st_size:,} bytes, more than the {MAX_IMAGE_BYTES:,} read")
         data = path.read_bytes()
     except FileNotFoundError:
         return _ImageCheck(problem=f"image {path} does not exist")
@@ -131,9 +146,18 @@ def _parse_year(raw: str) -> int | None:
     return year
 
 
+def _control_characters(text: str) -> list[str]:
+    """The control characters in ``text`` (NUL, escapes, line breaks...), as their escaped spelling."""
+    return sorted({repr(ch)[1:-1] for ch in text if unicodedata.category(ch) == "Cc"})
+
+
 def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
     """Every problem with a row's text fields (the image is checked separately)."""
     problems = [f"column {key!r} is not valid UTF-8" for key in _non_utf8_columns(record)]
+    for column in ("id", "title"):
+        controls = _control_characters(record[column])
+        if controls:
+            problems.append(f"{column} holds control character(s) {', '.join(controls)}")
     row_id = record["id"].strip()
     if not row_id:
         problems.append("empty id")
@@ -157,7 +181,7 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
 
 def _open_records(path: Path) -> tuple[csv.DictReader, io.TextIOBase]:
     try:
-        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")  # -sig: a byte-order mark is skipped
     except OSError as err:
         raise CatalogError(f"catalogue {path} cannot be opened: {err.strerror or err}") from None
     reader = csv.DictReader(handle)
@@ -169,21 +193,49 @@ def _open_records(path: Path) -> tuple[csv.DictReader, io.TextIOBase]:
     return reader, handle
 
 
-def read_catalog(path: str | os.PathLike, workers: int | None = None) -> CatalogReport:
-    """Read and validate a catalogue; never raises for a bad row, only for a bad file."""
+def _records(reader: csv.DictReader, errors: list[RowError]) -> Iterable[tuple[int, dict[str, str]]]:
+    """Each parsed record with its line; a line the CSV parser refuses (a field past its size limit) is an error,
+    numbered as the line after the last record (the parser's own count stops partway through a long line)."""
+    last = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            last += 1
+            errors.append(RowError(last, "", f"cannot be parsed as CSV: {err}"))
+            continue
+        last = reader.line_num
+        yield last, record
+
+
+def _outside(image: Path, folder: Path) -> bool:
+    """Whether ``image`` (absolute, through ``..`` or a symbolic link) resolves outside ``folder``."""
+    return not image.resolve().is_relative_to(folder)
+
+
+def read_catalog(path: str | os.PathLike, workers: int | None = None, allow_outside: bool = False) -> CatalogReport:
+    """Read and validate a catalogue; never raises for a bad row, only for a bad file.
+
+    Image paths must lead inside the catalogue's folder (after ``..`` and symbolic links) unless
+    ``allow_outside``: a catalogue from elsewhere cannot make the indexer read any file on the machine.
+    """
     path = Path(path).resolve()
     reader, handle = _open_records(path)
     pending: list[tuple[int, dict[str, str]]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     with handle:
-        for record in reader:
-            line = reader.line_num
+        for line, record in _records(reader, errors):
             if None in record or any(record[column] is None for column in REQUIRED_COLUMNS):
                 errors.append(RowError(line, (record.get("id") or "").strip(), "wrong number of columns"))
                 continue
             problems = _row_problems(record, seen)
             row_id = record["id"].strip()
+            image = record["image"].strip()
+            if image and not allow_outside and _outside(path.parent / image, path.parent):
+                problems.append(f"image {image!r} leads outside the catalogue's folder {path.parent} (allow it with --allow-outside-images)")
             seen.setdefault(row_id, line)
             if problems:
                 errors.extend(RowError(line, row_id, reason) for reason in problems)
