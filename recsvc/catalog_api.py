@@ -4,7 +4,9 @@ The rest of ``/v1`` answers questions about one poster; a browser also needs
 to list them: search by title, filter by genre and by whether a title has a
 variant in a region, one page at a time. The listing is computed from the served index snapshot (originals only, variants
 are reported per title as ``variant_regions``), so it always agrees with what
-``/similar`` and ``/recommendations`` can return. The sorted catalogue is
+``/similar`` and ``/recommendations`` can return. ``GET /v1/docs`` is the
+interactive API documentation (Swagger UI from the swagger-ui-bundle package,
+reading ``/v1/openapi.json``). The sorted catalogue is
 built once per index version and cached with its per-genre lists and variant
 counts, so a request over 10k titles costs at most one scan of precomputed
 lower-case titles.
@@ -15,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import weakref
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, render_template, request, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
 
 from indexer.published import IndexItem, PublishedIndex
 
@@ -234,3 +237,14 @@ def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
     """Every accepted region code with its number of variants (one per title at most), most variants first."""
     counts = catalog_of(index).variant_counts
     return sorted(((region, counts.get(region, 0)) for region in known_regions(index)), key=lambda pair: (-pair[1], pair[0]))
+
+
+@bp.get("/docs")
+def docs():
+    """Swagger UI over ``/v1/openapi.json``: every endpoint, its parameters, and a form to try it."""
+    return render_template("api_docs.html")
+
+
+@bp.get("/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js'):name>")
+def docs_asset(name: str):
+    return send_from_directory(swagger_ui_path, name, max_age=86400)

@@ -434,3 +434,16 @@ def test_search_by_an_uploaded_image_lists_the_closest_posters(browser, search_s
         page.locator("#image-results .card-open").first.click()  # a result opens like any poster
         page.wait_for_function("() => document.querySelector('#details').open")
         assert url_query(page)["poster"] == [items[2].title_id]
+
+
+def test_the_api_documentation_loads_from_the_page(page):
+    page.get_by_text("About this catalogue").click()
+    page.get_by_role("link", name="interactive documentation").click()
+    page.wait_for_url(re.compile(r"/v1/docs$"))
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/v1/posters" in paths and "/v1/search" in paths and "/v1/posters/{title_id}/similar" in paths
+    page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/genres$")).click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    page.wait_for_function("() => document.querySelector('.live-responses-table')?.innerText.includes('\"genres\"')")

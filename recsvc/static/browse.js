@@ -403,9 +403,9 @@ async function searchByImage(file) {
   const request = ++state.searchRequest;
   const section = $("image-search");
   section.hidden = false;
-  const preview = $("image-search-preview");
-  URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(file);
+  const reader = new FileReader(); // a data: URL, which the page's Content-Security-Policy allows for images
+  reader.addEventListener("load", () => { $("image-search-preview").src = reader.result; });
+  reader.readAsDataURL(file);
   $("image-results").replaceChildren();
   $("image-search-status").textContent = `Searching for posters like ${file.name}…`;
   section.scrollIntoView({ block: "start" });
