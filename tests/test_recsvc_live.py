@@ -362,13 +362,17 @@ def test_regions_follow_the_served_version(tmp_path: Path) -> None:
     publish(root, corpus)
     app = create_app(settings_for(root), watch=False)
     client = app.test_client()
-    assert client.get("/v1/posters/t001/similar?region=ZA").status_code == 400
+    assert client.get("/v1/posters/t001/variants?region=ZA").json["variants"] == []
+    with app.app_context():
+        assert dict(catalog_api.regions_with_counts(app.extensions["posterrec"].index)).get("ZA", 0) == 0
     za = next(item for item in corpus.items if item.key == "t001@DE")
     corpus.items.append(dataclasses.replace(za, key="t001@ZA", region="ZA", language="af", title="t001 (ZA)"))
     corpus.embeddings = np.concatenate([corpus.embeddings, corpus.embeddings[corpus.items.index(za)][None]])
     publish(root, corpus)
     assert app.extensions["posterrec"].refresh()
     assert client.get("/v1/posters/t001/variants?region=ZA").json["variants"][0]["title"] == "t001 (ZA)"
+    with app.app_context():
+        assert dict(catalog_api.regions_with_counts(app.extensions["posterrec"].index))["ZA"] == 1
 
 
 def test_a_swap_brings_the_new_versions_catalogue_built_where_the_served_one_was_listed(tmp_path: Path) -> None:
