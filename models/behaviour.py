@@ -29,20 +29,19 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
 from tqdm import tqdm
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import tensorflow as tf
-import tensorflow_recommenders as tfrs
-
-from models.embedder import NotAnExportedModelError, check_expectations, replace_directory
+from models.embedder import NotAnExportedModelError, check_expectations
 from models.feature_cache import fingerprint
+from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -327,17 +326,11 @@ class BehaviourTrainer:
 
 def export_behaviour(tower: tf.keras.Model, titles: Sequence[str], manifest: Mapping, out_dir: Path) -> Path:
     """Write the tower, vocabulary and manifest to a temporary sibling, then rename it into place."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        staging.chmod(0o755)
+    with staging_directory(out_dir.parent, prefix=f".{out_dir.name}.") as staging:
         tower.save(staging / MODEL_FILE)
         (staging / VOCABULARY_FILE).write_text(json.dumps(list(titles)))
         (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
         replace_directory(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 

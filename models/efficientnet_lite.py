@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
-
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.data import file_sha256
 from models.torch_checkpoint import read_legacy_state_dict
+from posterrec_atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -163,16 +162,8 @@ def keras_cache_dir() -> Path:
 
 
 def _write_atomically(model: tf.keras.Model, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp.h5", dir=target.parent)
-    os.close(handle)
-    try:
-        model.save_weights(staging)
-        os.chmod(staging, 0o644)  # mkstemp makes it private; the cache may be shared
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    with replacing(target) as staging:  # readable by others: the Keras cache may be shared
+        model.save_weights(str(staging))
 
 
 def imagenet_weights_file(source: Path | None = None) -> Path:

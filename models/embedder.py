@@ -19,17 +19,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.preprocessing import ImageInput, load_rgb, resize_to_square
+from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +52,11 @@ def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir:
     directory is moved aside only once the new one is complete.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; the service may run as another user
+    with staging_directory(out_dir.parent, prefix=f".{out_dir.name}.") as staging:
         model.save(staging / MODEL_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
         replace_directory(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
-
-
-def replace_directory(new: Path, target: Path) -> None:
-    """Move the complete directory ``new`` to ``target``; an existing ``target`` is moved aside first
-    and deleted after, so a crash leaves either the old or the new export, never a mix."""
-    retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if target.exists():
-        target.rename(retired)
-    new.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 class Embedder:

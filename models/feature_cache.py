@@ -18,19 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import tensorflow as tf
-
 from models.catalog import CatalogRow
 from models.data import image_dataset
+from posterrec_atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,9 @@ def _load(path: Path, probe: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _save(path: Path, cache: Mapping[str, np.ndarray], probe: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     keys = sorted(cache)
-    np.savez(staging, keys=np.array(keys), features=np.stack([cache[key] for key in keys]), probe=probe)
-    staging.replace(path)
+    with replacing(path) as staging:
+        np.savez(staging, keys=np.array(keys), features=np.stack([cache[key] for key in keys]), probe=probe)
 
 
 def cached_features(

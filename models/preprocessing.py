@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import tensorflow as tf
 
 ImageInput = Union[bytes, Image.Image, str, Path]
 

@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
 import posterrec_settings  # (also sets TF_USE_LEGACY_KERAS before TensorFlow)
-import tensorflow as tf
-
 from models.backbones import build_backbone, unfreeze_top_blocks
 from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
