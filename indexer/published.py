@@ -28,11 +28,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from posterrec_atomic import fsync_directory, staging_directory, write_text
 
 from . import similar_lists
 from .scann_index import IndexParams, QueryKind, exact_top_k
@@ -93,26 +94,6 @@ def new_version_name(now: datetime.datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(handle.name, 0o644)  # NamedTemporaryFile is private; a service may run as another user
-    os.replace(handle.name, path)
-    _fsync_dir(path.parent)
-
-
 def stage_version(root: Path, version: str, write: Callable[[Path], None]) -> Path:
     """Let ``write`` fill a temporary directory, then move it to ``versions/<version>``.
 
@@ -120,18 +101,12 @@ def stage_version(root: Path, version: str, write: Callable[[Path], None]) -> Pa
     raises, the temporary directory is removed and nothing else changes.
     """
     versions = Path(root) / VERSIONS
-    versions.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=versions))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; a service may run as another user
+    final = versions / version
+    with staging_directory(versions, prefix=f".tmp-{version}-") as staging:
         write(staging)
         (staging / NEVER_SERVED).touch()
-        final = versions / version
         os.rename(staging, final)
-        _fsync_dir(versions)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        fsync_directory(versions)
     return final
 
 
@@ -201,7 +176,7 @@ def set_current(root: Path, version: str) -> None:
     outgoing = _current_or_none(root)
     if outgoing:  # served until now, whether or not a kill between CURRENT and the unlink below left its marker
         (Path(root) / VERSIONS / outgoing / NEVER_SERVED).unlink(missing_ok=True)
-    write_text_atomically(Path(root) / CURRENT, version + "\n")
+    write_text(Path(root) / CURRENT, version + "\n")
     (Path(root) / VERSIONS / version / NEVER_SERVED).unlink(missing_ok=True)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import posterrec_settings
+
 from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES

@@ -24,9 +24,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import tensorflow as tf
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models import efficientnet_lite
 from models.data import file_sha256
 from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, PixelScaling

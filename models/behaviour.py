@@ -33,12 +33,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from tqdm import tqdm
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.embedder import NotAnExportedModelError, check_expectations
 from models.feature_cache import fingerprint
 from posterrec_atomic import replace_directory, staging_directory

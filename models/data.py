@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.catalog import CatalogRow
 from models.preprocessing import decode_image_file, resize_to_square
 

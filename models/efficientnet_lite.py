@@ -21,10 +21,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.data import file_sha256
 from models.torch_checkpoint import read_legacy_state_dict
 from posterrec_atomic import replacing

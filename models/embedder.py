@@ -22,10 +22,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.preprocessing import ImageInput, load_rgb, resize_to_square
 from posterrec_atomic import replace_directory, staging_directory
 

@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.catalog import CatalogRow
 from models.data import image_dataset
 from posterrec_atomic import replacing

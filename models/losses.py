@@ -30,9 +30,9 @@ from __future__ import annotations
 import functools
 from typing import Callable, Union
 
-import tensorflow as tf
-
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+import tensorflow as tf
 
 DistanceFn = Callable[[tf.Tensor], tf.Tensor]
 DistanceMetric = Union[str, DistanceFn]

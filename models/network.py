@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import tensorflow as tf
 
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from models.backbones import LoadedBackbone
 
 

@@ -18,11 +18,11 @@ import io
 from pathlib import Path
 from typing import Union
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
-
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 ImageInput = Union[bytes, Image.Image, str, Path]
 

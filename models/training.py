@@ -36,11 +36,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import posterrec_settings  # (also sets TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-import posterrec_settings  # (also sets TF_USE_LEGACY_KERAS before TensorFlow)
 from models.backbones import build_backbone, unfreeze_top_blocks
 from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
@@ -50,6 +51,7 @@ from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
 from models.losses import triplet_semihard_loss
 from models.network import build_network
+from posterrec_atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +210,7 @@ class Trainer:
         self.checkpoint.write(str(self.work_dir / f"epoch-{completed}"))
         state = {"config": self.config_fingerprint, "completed_epochs": completed, "history": self.history,
                  "backbone_touched": self.backbone_touched}
-        staging = self.work_dir / "state.json.tmp"
-        staging.write_text(json.dumps(state, indent=2))
-        staging.replace(self.work_dir / "state.json")
+        write_text(self.work_dir / "state.json", json.dumps(state, indent=2))
         for old in self.work_dir.glob(f"epoch-{completed - 1}.*"):
             old.unlink()
 
