@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from models.catalog import CatalogError
 from posterrec_settings import ConfigError
+
+import posterrec_cli
+from models.catalog import CatalogError
 
 from . import build, events, ingest, savedmodel, versions
 from .published import IndexVersionError
@@ -15,22 +16,14 @@ from .store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m indexer", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = posterrec_cli.command_parser("python -m indexer", __doc__)
     for module in (ingest, events, build, versions, savedmodel):
         module.add_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.run(args)
-    except (CatalogError, ConfigError, IndexVersionError, StoreError) as err:  # expected failures: a message, not a traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return posterrec_cli.main(build_parser(), argv, (CatalogError, ConfigError, IndexVersionError, StoreError))
 
 
 if __name__ == "__main__":

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
+from posterrec_settings import ConfigError, load_settings
+
 from PIL import Image
 
+import posterrec_cli
 from indexer.store import open_store
 from posterrec_atomic import save_image
-from posterrec_settings import ConfigError, load_settings
 
 from .batch import TitlesFileError, run_batch
 from .inpaint import DEFAULT_METHOD, METHODS
@@ -78,18 +79,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m localize", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = posterrec_cli.command_parser("python -m localize", __doc__)
     _add_run(commands)
     _add_compare(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    return posterrec_cli.main(build_parser(), argv, ())
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import posterrec_settings
+from posterrec_settings import ConfigError
 
+import posterrec_cli
 from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
@@ -32,7 +33,8 @@ def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
     return report.rows
 
 
-def _train(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+def _train(args: argparse.Namespace) -> int:
+    settings = posterrec_settings.load_settings()
     from models.training import TrainConfig, train
 
     config = TrainConfig.from_settings(
@@ -55,7 +57,7 @@ def _train(args: argparse.Namespace, settings: posterrec_settings.Settings) -> i
     return 0
 
 
-def _evaluate(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from models.data import split_by_id
     from models.embedder import load_embedder
     from models.evaluation import retrieval_metrics
@@ -72,7 +74,8 @@ def _evaluate(args: argparse.Namespace, settings: posterrec_settings.Settings) -
     return 0
 
 
-def _train_behaviour(args: argparse.Namespace, settings: posterrec_settings.Settings) -> int:
+def _train_behaviour(args: argparse.Namespace) -> int:
+    settings = posterrec_settings.load_settings()
     from models.behaviour import BehaviourConfig, read_watch_data, train_behaviour
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
@@ -85,8 +88,7 @@ def _train_behaviour(args: argparse.Namespace, settings: posterrec_settings.Sett
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = posterrec_cli.command_parser("python -m models", __doc__.splitlines()[0])
 
     train = commands.add_parser("train", help="train on a catalogue and export the embedding model")
     train.add_argument("--catalog", type=Path, required=True, help="catalogue CSV (id,title,year,genres,image)")
@@ -134,12 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args, posterrec_settings.load_settings())
-    except (CatalogError, FileNotFoundError, ValueError, CollapseError) as err:  # one clear line, no traceback
-        raise SystemExit(f"error: {err}") from None
+    return posterrec_cli.main(build_parser(), argv, (CatalogError, ConfigError, FileNotFoundError, ValueError, CollapseError))
 
 
 if __name__ == "__main__":
