@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-beam-") as tmp:
         work = Path(tmp)
         store = work / "store.sqlite3"
-        ingest_catalog(sample_catalog(args.data, work, args.sample), store)
+        ingested = ingest_catalog(sample_catalog(args.data, work, args.sample), store, allow_outside=True)
+        if ingested.summary is None:
+            parser.error(f"the sample of {args.data / 'catalog.csv'} does not ingest: {ingested.report}")
         rebuild("warm-up", None, args.model, store, work, args.batch_size)  # imports and first model load, untimed
         times: dict[str, list[float]] = {name: [] for name in CONFIGS}
         items = 0
