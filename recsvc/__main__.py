@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="with --dev")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from posterrec_settings import ConfigError, load_settings
+
+    try:
+        load_settings()  # a setting that cannot work: one line naming it, before any server starts
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return serve_dev(args.host, args.port) if args.dev else serve()
 
 
