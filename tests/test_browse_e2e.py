@@ -190,6 +190,7 @@ def test_back_and_forward_move_through_pages_and_details(page, corpus):
     page.go_back()
     page.wait_for_function("t => document.querySelector('#details-title').innerText === t", arg=title_of(corpus, title_id))
     page.go_back()
+    page.wait_for_url(lambda url: "poster=" not in url)
     page.wait_for_function("() => !document.querySelector('#details').open")
     assert "poster" not in url_query(page) and url_query(page)["page"] == ["2"]
     page.go_back()
@@ -203,6 +204,7 @@ def test_back_and_forward_move_through_pages_and_details(page, corpus):
     assert dialog.get_by_role("heading", level=2).inner_text() == title_of(corpus, title_id)
 
     page.get_by_role("button", name="Close details").click()  # closing returns to the listing's entry; Forward reopens
+    page.wait_for_url(lambda url: "poster=" not in url)
     page.wait_for_function("() => !document.querySelector('#details').open")
     assert "poster" not in url_query(page)
     page.go_forward()
@@ -224,6 +226,7 @@ def test_a_link_opens_a_poster_s_view(page, server, corpus):
     assert page.get_by_role("link", name="All regions").get_attribute("aria-current") == "page"
 
     page.keyboard.press("Escape")  # a link that was opened directly has no listing behind it: the address is replaced
+    page.wait_for_url(lambda url: urlsplit(url).query == "")
     page.wait_for_function("() => !document.querySelector('#details').open")
     assert urlsplit(page.url).query == ""
 
