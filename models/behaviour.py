@@ -41,6 +41,7 @@ import tensorflow_recommenders as tfrs
 from tqdm import tqdm
 
 from models.embedder import NotAnExportedModelError, check_expectations
+from models.epoch_checkpoints import restore_epoch, save_epoch
 from models.feature_cache import fingerprint
 from posterrec_atomic import replace_directory, staging_directory
 
@@ -249,29 +250,14 @@ class BehaviourTrainer:
         return record
 
     def _save_state(self, completed: int) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint.write(str(self.work_dir / f"epoch-{completed}"))
-        state = {"config": self.config_fingerprint, "completed_epochs": completed, "history": self.history}
-        staging = self.work_dir / "state.json.tmp"
-        staging.write_text(json.dumps(state, indent=2))
-        staging.replace(self.work_dir / "state.json")
-        for old in self.work_dir.glob(f"epoch-{completed - 1}.*"):
-            old.unlink()
+        save_epoch(self.checkpoint, self.work_dir, completed, {"config": self.config_fingerprint, "history": self.history})
 
     def _restore(self) -> int:
-        state_file = self.work_dir / "state.json"
-        if not state_file.is_file():
-            log.info("no interrupted run in %s; starting from the first epoch", self.work_dir)
+        state = restore_epoch(self.checkpoint, self.work_dir, self.config_fingerprint)
+        if state is None:
             return 0
-        state = json.loads(state_file.read_text())
-        if state["config"] != self.config_fingerprint:
-            raise ValueError(
-                f"cannot resume from {self.work_dir}: it was trained with other settings or data; "
-                "rerun without --resume to start over"
-            )
-        completed = int(state["completed_epochs"])
-        self.checkpoint.read(str(self.work_dir / f"epoch-{completed}")).assert_existing_objects_matched()
         self.history = state["history"]
+        completed = int(state["completed_epochs"])
         log.info("resuming after epoch %d of %d from %s", completed, self.config.epochs, self.work_dir)
         return completed
 

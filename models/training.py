@@ -46,12 +46,12 @@ from models.backbones import build_backbone, unfreeze_top_blocks
 from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
 from models.embedder import export_embedder
+from models.epoch_checkpoints import restore_epoch, save_epoch
 from models.evaluation import check_not_collapsed, check_not_crowded, retrieval_metrics
 from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
 from models.losses import triplet_semihard_loss
 from models.network import build_network
-from posterrec_atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -206,30 +206,17 @@ class Trainer:
         return fingerprint({**dataclasses.asdict(self.config), "data": training_data_sha256(self.train_rows)})
 
     def _save_state(self, completed: int) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.checkpoint.write(str(self.work_dir / f"epoch-{completed}"))
-        state = {"config": self.config_fingerprint, "completed_epochs": completed, "history": self.history,
-                 "backbone_touched": self.backbone_touched}
-        write_text(self.work_dir / "state.json", json.dumps(state, indent=2))
-        for old in self.work_dir.glob(f"epoch-{completed - 1}.*"):
-            old.unlink()
+        state = {"config": self.config_fingerprint, "history": self.history, "backbone_touched": self.backbone_touched}
+        save_epoch(self.checkpoint, self.work_dir, completed, state)
 
     def _restore(self) -> int:
         """The number of epochs already done by an interrupted run of this configuration."""
-        state_file = self.work_dir / "state.json"
-        if not state_file.is_file():
-            log.info("no interrupted run in %s; starting from the first epoch", self.work_dir)
+        state = restore_epoch(self.checkpoint, self.work_dir, self.config_fingerprint)
+        if state is None:
             return 0
-        state = json.loads(state_file.read_text())
-        if state["config"] != self.config_fingerprint:
-            raise ValueError(
-                f"cannot resume from {self.work_dir}: it was trained with other settings or data; "
-                "rerun without --resume to start over"
-            )
-        completed = int(state["completed_epochs"])
-        self.checkpoint.read(str(self.work_dir / f"epoch-{completed}")).assert_existing_objects_matched()
         self.history = state["history"]
         self.backbone_touched = state["backbone_touched"]
+        completed = int(state["completed_epochs"])
         log.info("resuming after epoch %d of %d from %s", completed, len(self.plan), self.work_dir)
         return completed
 
