@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
     app.json = OrjsonProvider(app)
+    app.url_map.merge_slashes = False  # "/v1/posters//x" is a missing title (404), not a redirect to another URL
     live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog])
     live.start()
     if live.index is None:

@@ -200,17 +200,17 @@ def _uploaded_file() -> tuple[bytes, str]:
 def reduced_rgb(image: Image.Image, side: int, max_pixels: int) -> Image.Image:
     """``image`` decoded to RGB at the smallest scale whose longer side is still at least ``side``.
 
-    A JPEG is decoded at a reduced scale (``draft``: 1/2 to 1/8 of each side) and anything else is
-    reduced by an integer box filter once decoded; the pixels that decoding would hold are checked
-    against ``max_pixels`` before it starts (:class:`PIL.Image.DecompressionBombError`).
+    A JPEG is decoded at a reduced scale (``draft``: 1/2 to 1/8 of each side); anything else is decoded,
+    converted to RGB (Pillow reduces only 8-bit modes) and reduced by an integer box filter. The pixels that
+    decoding would hold are checked against ``max_pixels`` before it starts (:class:`PIL.Image.DecompressionBombError`).
     """
     image.draft("RGB", (side, side))  # JPEG only; a no-op for other formats
     width, height = image.size
     if width * height > max_pixels:
         raise Image.DecompressionBombError(f"{width} x {height} pixels")
     factor = max(1, max(width, height) // side)
-    reduced = image.reduce(factor) if factor > 1 else image
-    return reduced.convert("RGB")
+    rgb = image.convert("RGB")
+    return rgb.reduce(factor) if factor > 1 else rgb
 
 
 def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:

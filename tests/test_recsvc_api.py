@@ -596,6 +596,7 @@ def test_the_documented_defaults_are_the_ones_applied(client: FlaskClient) -> No
 def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.get("/v2/anything"), 404)
     assert_json_error(client.get("/v1/poster/t001"), 404)
+    assert_json_error(client.get("/v1/posters/%2Ft001"), 404)  # an id with a slash is not redirected elsewhere
     assert_json_error(client.post("/healthz"), 405)
     assert_json_error(client.get("/v1/recommendations"), 405)
     assert_json_error(client.delete("/v1/posters/t001"), 405)
