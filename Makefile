@@ -37,10 +37,10 @@ lint: install ## ruff: lint and formatting check
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
-test: install ## the whole test suite
+test: lint ## ruff, then the whole test suite
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
-# --- the demo: synthetic posters -> store -> tiny model -> regional variants -> index -> API ---
+# --- the demo: synthetic posters -> store -> EfficientNet-Lite0 model -> regional variants -> index -> API ---
 $(CATALOG): $(STAMP)
 	$(PY) -m localize.demo --out $(DEMO_DIR) --count $(DEMO_COUNT) --seed $(DEMO_SEED)
 

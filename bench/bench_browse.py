@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import posterrec_settings  # noqa: E402,F401
+from posterrec_settings import load_settings  # noqa: E402
+
 from indexer.publish import publish_index  # noqa: E402
 from indexer.published import IndexItem  # noqa: E402
 from localize.demo import write_demo_corpus  # noqa: E402
-from posterrec_settings import load_settings  # noqa: E402
 from recsvc import create_app  # noqa: E402
 from recsvc.browse import thumbnail_jpeg  # noqa: E402
 
@@ -51,11 +52,22 @@ def publish_catalogue(root: Path, titles: int) -> None:
         image = images[i % len(images)]
         items.append(IndexItem(title_id, title_id, title, image, year=1950 + i % 70, genres=genres))
         if i % 3 == 0:
-            items.append(IndexItem(IndexItem.variant_key(title_id, "DE"), title_id, title, image, "DE", "de", 1950 + i % 70, genres))
+            items.append(
+                IndexItem(
+                    IndexItem.variant_key(title_id, "DE"), title_id, title, image, "DE", "de", 1950 + i % 70, genres
+                )
+            )
     vectors = rng.normal(size=(len(items), DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    publish_index(root / "index", items, vectors, {"source": "bench_browse"},
-                  exact_search_max_items=100_000, recall_floor=0.9, keep_versions=1)
+    publish_index(
+        root / "index",
+        items,
+        vectors,
+        {"source": "bench_browse"},
+        exact_search_max_items=100_000,
+        recall_floor=0.9,
+        keep_versions=1,
+    )
 
 
 def timed(client, path: str, requests: int, headers: dict | None = None) -> tuple[float, float, int, int]:
@@ -101,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             ("`/?region=DE&has_variant=false` (coverage filter)", "/?region=DE&has_variant=false"),
             ("`/thumbs/<id>` warm (in-process cache)", "/thumbs/tt0000001"),
         ]
-        print(f"\n### Browse page, {args.titles:,} titles ({args.requests} sequential requests each, Flask test client)\n")
+        print(
+            f"\n### Browse page, {args.titles:,} titles ({args.requests} sequential requests each, Flask test client)\n"
+        )
         print("| request | p50 ms | p99 ms | status | bytes |")
         print("|---|---:|---:|---:|---:|")
         for label, path in rows:
@@ -111,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         p50, p99, status, size = timed(client, "/thumbs/tt0000001", args.requests, {"If-None-Match": etag})
         print(f"| `/thumbs/<id>` revalidated (If-None-Match) | {p50:.2f} | {p99:.2f} | {status} | {size:,} |")
         p50, p99, status, size = timed(client, "/v1/posters/tt0000001/image", args.requests)
-        print(f"| `/v1/posters/<id>/image` (full poster, for comparison) | {p50:.2f} | {p99:.2f} | {status} | {size:,} |")
+        print(
+            f"| `/v1/posters/<id>/image` (full poster, for comparison) | {p50:.2f} | {p99:.2f} | {status} | {size:,} |"
+        )
         cold = cold_thumbnail_ms(client, [f"/thumbs/tt{i:07d}" for i in range(DISTINCT_IMAGES)])
-        print(f"\nCold thumbnail (decode, resize, encode a 400×600 PNG): median {cold:.1f} ms over {DISTINCT_IMAGES} posters.")
+        print(
+            f"\nCold thumbnail (decode, resize, encode a 400×600 PNG): median {cold:.1f} ms over {DISTINCT_IMAGES} posters."
+        )
     return 0
 
 

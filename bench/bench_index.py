@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -44,7 +43,9 @@ BATCH_REPEATS = 10
 CHANGED_FRACTION = 0.01
 
 
-def clustered_vectors(n: int, dim: int = DIM, seed: int = 0, clusters: int | None = None, spread: float = 1.0) -> np.ndarray:
+def clustered_vectors(
+    n: int, dim: int = DIM, seed: int = 0, clusters: int | None = None, spread: float = 1.0
+) -> np.ndarray:
     """``n`` unit vectors from a Gaussian mixture: unit centres plus isotropic noise of norm about ``spread``.
 
     With spread 1 a vector's cosine to its own centre is about 0.7, so
@@ -58,7 +59,9 @@ def clustered_vectors(n: int, dim: int = DIM, seed: int = 0, clusters: int | Non
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, 100_000):  # chunks keep the float64 noise small at 1M
         size = min(100_000, n - start)
-        chunk = centres[rng.integers(clusters, size=size)] + rng.normal(scale=spread / np.sqrt(dim), size=(size, dim)).astype(np.float32)
+        chunk = centres[rng.integers(clusters, size=size)] + rng.normal(
+            scale=spread / np.sqrt(dim), size=(size, dim)
+        ).astype(np.float32)
         out[start : start + size] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
 
@@ -109,16 +112,22 @@ def measure_size(n: int) -> dict:
     histories = RecallProbe.histories(embeddings, 10, QUERIES, seed=n)
     history_options = params.search_options("history")
     history_recall = histories.recall(searcher, **history_options)
-    history_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **history_options), histories.queries[:SINGLE_QUERIES])
+    history_single = timed_calls(
+        lambda q: searcher.search(q, final_num_neighbors=10, **history_options), histories.queries[:SINGLE_QUERIES]
+    )
 
-    scann_single = timed_calls(lambda q: searcher.search(q, final_num_neighbors=10, **options), queries[:SINGLE_QUERIES])
+    scann_single = timed_calls(
+        lambda q: searcher.search(q, final_num_neighbors=10, **options), queries[:SINGLE_QUERIES]
+    )
     exact_single = timed_calls(lambda q: exact_top_k(embeddings, q[None], 10), queries[:EXACT_SINGLE_QUERIES])
     batches = [queries[i * BATCH % QUERIES : i * BATCH % QUERIES + BATCH] for i in range(BATCH_REPEATS)]
     scann_batched = timed_calls(lambda b: searcher.search_batched(b, final_num_neighbors=10, **options), batches)
     exact_batched = timed_calls(lambda b: exact_top_k(embeddings, b, 10), batches[:5])
     return {
         "n": n,
-        "params": "brute force" if params.exact else f"{params.num_leaves_to_search}/{params.num_leaves} leaves (history {params.history_leaves_to_search}), AH, reorder {params.reorder_k}",
+        "params": "brute force"
+        if params.exact
+        else f"{params.num_leaves_to_search}/{params.num_leaves} leaves (history {params.history_leaves_to_search}), AH, reorder {params.reorder_k}",
         "build_s": build_seconds,
         "index_mb": index_bytes / 2**20,
         "rss_data_mb": rss_before,
@@ -159,10 +168,33 @@ def train_tiny_model(work: Path) -> Path:
     catalog = write_demo_corpus(work / "demo", count=48, seed=0)
     model = work / "model"
     trained = subprocess.run(
-        [sys.executable, "-m", "models", "train", "--catalog", str(catalog), "--out", str(model), "--backbone", "tiny",
-         "--weights", "none", "--warmup-epochs", "1", "--head-epochs", "1", "--unfreeze-blocks", "0", "--triplet-epochs", "0",
-         "--cache-dir", str(work / "cache")],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "models",
+            "train",
+            "--catalog",
+            str(catalog),
+            "--out",
+            str(model),
+            "--backbone",
+            "tiny",
+            "--weights",
+            "none",
+            "--warmup-epochs",
+            "1",
+            "--head-epochs",
+            "1",
+            "--unfreeze-blocks",
+            "0",
+            "--triplet-epochs",
+            "0",
+            "--cache-dir",
+            str(work / "cache"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     if trained.returncode:
         raise RuntimeError(f"training the tiny model failed:\n{trained.stderr[-3000:]}")
@@ -216,14 +248,16 @@ def measure_catalog(catalog: Path) -> str:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return "\n".join([
-        f"Real catalogue {catalog} with the tiny backbone (64 px input, random init, one warm-up epoch on 48 demo posters; "
-        "it times the pipeline, it is not a useful model). Build = embed + ScaNN build + recall check + publish.",
-        "",
-        "| run | items | ingest s | build s | embedded | reused from cache | recall@10 |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ])
+    return "\n".join(
+        [
+            f"Real catalogue {catalog} with the tiny backbone (64 px input, random init, one warm-up epoch on 48 demo posters; "
+            "it times the pipeline, it is not a useful model). Build = embed + ScaNN build + recall check + publish.",
+            "",
+            "| run | items | ingest s | build s | embedded | reused from cache | recall@10 |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def main() -> int:

@@ -139,14 +139,33 @@ def detection_table(items: list[dict]) -> str:
     tallest = [max(d.lines, key=lambda line: line.height).box if d.lines else None for d in chosen]
     rows = [
         ("tallest detected line (baseline)", DETECTION_SIDE, _scores(items, tallest), seconds),
-        ("prominence + line grouping", "736 (rapidocr default)", _scores(items, [d.title_box for d in default]), default_seconds),
+        (
+            "prominence + line grouping",
+            "736 (rapidocr default)",
+            _scores(items, [d.title_box for d in default]),
+            default_seconds,
+        ),
         ("prominence + line grouping", DETECTION_SIDE, _scores(items, [d.title_box for d in chosen]), seconds),
-        ("catalogue title text, else prominence", DETECTION_SIDE, _scores(items, [d.title_box for d in by_text]), text_seconds),
+        (
+            "catalogue title text, else prominence",
+            DETECTION_SIDE,
+            _scores(items, [d.title_box for d in by_text]),
+            text_seconds,
+        ),
     ]
-    return "\n".join([
-        f"Title detection at IoU >= 0.5 ({len(items)} demo posters)",
-        "", "| choice | DBNet short side px | recall | precision | detect ms/poster |", "|---|---|---:|---:|---:|",
-        *(f"| {name} | {side} | {recall:.3f} | {precision:.3f} | {sec * 1000:.0f} |" for name, side, (recall, precision), sec in rows), ""])
+    return "\n".join(
+        [
+            f"Title detection at IoU >= 0.5 ({len(items)} demo posters)",
+            "",
+            "| choice | DBNet short side px | recall | precision | detect ms/poster |",
+            "|---|---|---:|---:|---:|",
+            *(
+                f"| {name} | {side} | {recall:.3f} | {precision:.3f} | {sec * 1000:.0f} |"
+                for name, side, (recall, precision), sec in rows
+            ),
+            "",
+        ]
+    )
 
 
 def inpainting_table(items: list[dict]) -> str:
@@ -161,27 +180,45 @@ def inpainting_table(items: list[dict]) -> str:
     rows = []
     for mask_name in ("box", "glyph"):
         area = np.mean([(item["masks"][mask_name] > 0).sum() / (item["masks"]["box"] > 0).sum() for item in found])
-        cover = np.mean([(item["masks"][mask_name] > 0)[np.abs(item["poster"].astype(int) - item["clean"]).sum(axis=2) > 30].mean()
-                         for item in found])
+        cover = np.mean(
+            [
+                (item["masks"][mask_name] > 0)[
+                    np.abs(item["poster"].astype(int) - item["clean"]).sum(axis=2) > 30
+                ].mean()
+                for item in found
+            ]
+        )
         for method in ("none (poster as is)", *METHODS):
             psnrs, ssims, seconds = [], [], 0.0
             for item in found:
                 mask = item["masks"][mask_name]
                 region = (item["masks"]["box"] > 0) | (item["masks"]["glyph"] > 0)
                 started = time.perf_counter()
-                filled = item["poster"] if method.startswith("none") else inpaint(item["poster"], mask, method, item["exclude"])
+                filled = (
+                    item["poster"]
+                    if method.startswith("none")
+                    else inpaint(item["poster"], mask, method, item["exclude"])
+                )
                 seconds += time.perf_counter() - started
                 if mask_name == "glyph":
                     item.setdefault("filled", {})[method] = filled
                 psnrs.append(psnr(filled[region], item["clean"][region]))
                 ssims.append(float(ssim_map(filled, item["clean"])[region].mean()))
-            rows.append(f"| {mask_name} | {area:.2f} | {cover:.3f} | {method} | {np.mean(psnrs):.2f} | {np.mean(ssims):.4f} | "
-                        f"{seconds / len(found) * 1000:.0f} |")
-    return "\n".join([
-        f"Erasing the detected title vs the true clean background ({len(found)} demo posters; pixels outside the mask are "
-        "left as they are by every method)", "",
-        "| mask | area / box mask | covers changed px | inpainting | PSNR dB | SSIM | ms/poster |", "|---|---:|---:|---|---:|---:|---:|",
-        *rows, ""])
+            rows.append(
+                f"| {mask_name} | {area:.2f} | {cover:.3f} | {method} | {np.mean(psnrs):.2f} | {np.mean(ssims):.4f} | "
+                f"{seconds / len(found) * 1000:.0f} |"
+            )
+    return "\n".join(
+        [
+            f"Erasing the detected title vs the true clean background ({len(found)} demo posters; pixels outside the mask are "
+            "left as they are by every method)",
+            "",
+            "| mask | area / box mask | covers changed px | inpainting | PSNR dB | SSIM | ms/poster |",
+            "|---|---:|---:|---|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def rendering_table(items: list[dict], method: str) -> str:
@@ -191,8 +228,13 @@ def rendering_table(items: list[dict], method: str) -> str:
         if not item["detection"].found:
             continue
         background = item["filled"][method]
-        clean = CleanPoster(item["poster"], item["detection"], item["mask"], background,
-                            read_look(item["poster"], background, item["mask"], item["detection"]))
+        clean = CleanPoster(
+            item["poster"],
+            item["detection"],
+            item["mask"],
+            background,
+            read_look(item["poster"], background, item["mask"], item["detection"]),
+        )
         for row in item["titles"]:
             counts = per_language.setdefault(row["language"], [0, 0, 0])
             started = time.perf_counter()
@@ -208,10 +250,19 @@ def rendering_table(items: list[dict], method: str) -> str:
             outside[y0:y1, x0:x1] = False
             counts[0] += 1
             counts[1] += int(outside.any())
-    rows = [f"| {language} | {made} | {overflow} | {unfit} |" for language, (made, overflow, unfit) in per_language.items()]
-    return "\n".join([
-        f"Rendering the 10 demo languages into the detected title region ({render_seconds / max(1, renders) * 1000:.0f} ms/title)",
-        "", "| language | rendered | overflowing the box | skipped: cannot fit |", "|---|---:|---:|---:|", *rows, ""])
+    rows = [
+        f"| {language} | {made} | {overflow} | {unfit} |" for language, (made, overflow, unfit) in per_language.items()
+    ]
+    return "\n".join(
+        [
+            f"Rendering the 10 demo languages into the detected title region ({render_seconds / max(1, renders) * 1000:.0f} ms/title)",
+            "",
+            "| language | rendered | overflowing the box | skipped: cannot fit |",
+            "|---|---:|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def throughput_table(items: list[dict]) -> str:
@@ -231,9 +282,16 @@ def throughput_table(items: list[dict]) -> str:
                     pass
         seconds = time.perf_counter() - started
         rows.append(f"| {method} | {len(sample) / seconds:.2f} | {seconds / len(sample) * 1000:.0f} |")
-    return "\n".join([
-        f"End to end: detect, mask, inpaint once, render 4 regions ({len(sample)} demo posters, 400x600)",
-        "", "| inpainting | posters/s | ms/poster |", "|---|---:|---:|", *rows, ""])
+    return "\n".join(
+        [
+            f"End to end: detect, mask, inpaint once, render 4 regions ({len(sample)} demo posters, 400x600)",
+            "",
+            "| inpainting | posters/s | ms/poster |",
+            "|---|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
 
 
 # --- Real posters: the whole localizer against the catalogue's known titles ------------------
@@ -268,26 +326,40 @@ def real_sample(count: int) -> list[dict]:
 
 def _found(detection: Detection, title: str) -> bool:
     """The chosen lines read as the whole title (subtitle included, article optional)."""
-    return detection.found and max(similarity(detection.text, form) for form in title_forms(title, subtitle_optional=False)) >= FOUND_SIMILARITY
+    return (
+        detection.found
+        and max(similarity(detection.text, form) for form in title_forms(title, subtitle_optional=False))
+        >= FOUND_SIMILARITY
+    )
 
 
 def _lines_in(image: np.ndarray, box: tuple[int, int, int, int]) -> list[str]:
     """Texts OCR reads in ``image`` on lines that overlap ``box``."""
     lines = detect_lines(image)
     x0, y0, x1, y1 = box
-    inside = [quad for quad, _ in lines
-              if min(x1, quad[:, 0].max()) > max(x0, quad[:, 0].min()) and min(y1, quad[:, 1].max()) > max(y0, quad[:, 1].min())]
+    inside = [
+        quad
+        for quad, _ in lines
+        if min(x1, quad[:, 0].max()) > max(x0, quad[:, 0].min())
+        and min(y1, quad[:, 1].max()) > max(y0, quad[:, 1].min())
+    ]
     return [text for text, _ in read_lines(image, inside)]
 
 
 def _damaged(original: np.ndarray, erased: np.ndarray, detection: Detection) -> tuple[int, int]:
     """(non-title lines read, of them read differently after erasing) on one poster."""
-    others = [line for i, line in enumerate(detection.lines) if i not in detection.title and len(normalized(line.text)) >= 2
-              and line.text_score >= 0.5]
+    others = [
+        line
+        for i, line in enumerate(detection.lines)
+        if i not in detection.title and len(normalized(line.text)) >= 2 and line.text_score >= 0.5
+    ]
     if not others:
         return 0, 0
     quads = [np.asarray(line.quad, np.float32) for line in others]
-    before, after = read_lines(original, quads), read_lines(erased, quads)  # one batch each: the recognizer pads per batch
+    before, after = (
+        read_lines(original, quads),
+        read_lines(erased, quads),
+    )  # one batch each: the recognizer pads per batch
     return len(others), sum(normalized(a) != normalized(b) for (a, _), (b, _) in zip(before, after))
 
 
@@ -327,7 +399,11 @@ def real_table(count: int) -> str:
             if found:
                 ghost = match_title(_lines_in(erased, detection.title_box), row["title"])[1] >= GHOST_SIMILARITY
                 count_["erased"] += not ghost
-            look = read_look(original, erased, mask, detection) if config.glyphs else TitleLook(title_color(original, erased, mask))
+            look = (
+                read_look(original, erased, mask, detection)
+                if config.glyphs
+                else TitleLook(title_color(original, erased, mask))
+            )
             clean = CleanPoster(original, detection, mask, erased, look)
             try:
                 rendered = localize(clean, german, "de")
@@ -336,17 +412,24 @@ def real_table(count: int) -> str:
                 continue
             count_["rendered"] += 1
             count_["size_ratio"] += rendered.layout.size / clean.line_height
-            count_["readable"] += match_title(_lines_in(np.asarray(rendered.image), rendered.box), german)[1] >= FOUND_SIMILARITY
-    table = [f"Real posters with known titles ({len(rows)}, seeded sample of the catalogue rows with a title, 182x268 px)", "",
-             "| pipeline | title chosen | title found | erased (no ghost) of found | other text damaged | new title readable | "
-             "new size / original line height | inpaint ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            count_["readable"] += (
+                match_title(_lines_in(np.asarray(rendered.image), rendered.box), german)[1] >= FOUND_SIMILARITY
+            )
+    table = [
+        f"Real posters with known titles ({len(rows)}, seeded sample of the catalogue rows with a title, 182x268 px)",
+        "",
+        "| pipeline | title chosen | title found | erased (no ghost) of found | other text damaged | new title readable | "
+        "new size / original line height | inpaint ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for config in REAL_CONFIGS:
         c = stats[config.name]
-        table.append(f"| {config.name} | {c['chosen'] / c['posters']:.1%} | {c['found'] / c['posters']:.1%} | "
-                     f"{c['erased'] / max(1, c['found']):.1%} | {c['damaged'] / max(1, c['other_lines']):.1%} ({c['damaged']}/{c['other_lines']}) | "
-                     f"{c['readable'] / max(1, c['rendered']):.1%} | {c['size_ratio'] / max(1, c['rendered']):.2f} | "
-                     f"{c['inpaint_ms'] / max(1, c['chosen']):.0f} |")
+        table.append(
+            f"| {config.name} | {c['chosen'] / c['posters']:.1%} | {c['found'] / c['posters']:.1%} | "
+            f"{c['erased'] / max(1, c['found']):.1%} | {c['damaged'] / max(1, c['other_lines']):.1%} ({c['damaged']}/{c['other_lines']}) | "
+            f"{c['readable'] / max(1, c['rendered']):.1%} | {c['size_ratio'] / max(1, c['rendered']):.2f} | "
+            f"{c['inpaint_ms'] / max(1, c['chosen']):.0f} |"
+        )
     return "\n".join(table + [""])
 
 
@@ -381,7 +464,9 @@ def contact_sheet(path: Path, method: str, measured: int, count: int = 24, per_r
         try:
             clean = clean_poster(original, method, row["title"])
             found += 1
-            ImageDraw.Draw(tiles[0]).rectangle([clean.box[0], clean.box[1], clean.box[2] - 1, clean.box[3] - 1], outline=(0, 255, 0), width=2)
+            ImageDraw.Draw(tiles[0]).rectangle(
+                [clean.box[0], clean.box[1], clean.box[2] - 1, clean.box[3] - 1], outline=(0, 255, 0), width=2
+            )
             tiles.append(_mask_tile(original, clean.mask))
             number = i % vocab.title_count()
             for _, language in SHEET_REGIONS:
@@ -395,7 +480,9 @@ def contact_sheet(path: Path, method: str, measured: int, count: int = 24, per_r
         for k, tile in enumerate(tiles):
             sheet.paste(tile.resize((tile_w, tile_h), Image.Resampling.LANCZOS), (x + k * tile_w, y))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        path, optimize=True
+    )
     return f"contact sheet: {path} ({path.stat().st_size / 1e6:.2f} MB); a title box was chosen on {found}/{count} real posters"
 
 
@@ -408,7 +495,9 @@ def _note(size: tuple[int, int], text: str) -> Image.Image:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=48, help="demo posters to measure on (default 48)")
-    parser.add_argument("--real", type=int, default=300, help="real posters with known titles to measure on (0: none; default 300)")
+    parser.add_argument(
+        "--real", type=int, default=300, help="real posters with known titles to measure on (0: none; default 300)"
+    )
     parser.add_argument("--contact-sheet", type=Path, help="also write the real-poster contact sheet here")
     parser.add_argument("--sheet-method", choices=sorted(METHODS), default="patchmatch")
     args = parser.parse_args(argv)

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import posterrec_settings  # noqa: E402  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import tensorflow as tf  # noqa: E402
 
 from models.backbones import build_backbone  # noqa: E402
@@ -49,11 +50,20 @@ from models.training import DEFAULT_LABEL_SCHEME, TrainConfig, Trainer  # noqa: 
 
 DATA = REPO.parent / "shared" / "data" / "catalog.csv"
 PRETRAINED = "efficientnet_lite0"
-HEADER = ["| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread "
-          "| cos 10th neighbour | cos random |",
-          "|---|---|---|---|---|---|---|---|"]
-QUALITY_COLUMNS = ("map_at_r_primary", "precision_at_10_primary", "map_at_r_any", "precision_at_10_any", "spread",
-                   "cosine_neighbour_10_median", "cosine_random_median")
+HEADER = [
+    "| embedding | MAP@R primary | P@10 primary | MAP@R any genre | P@10 any genre | spread "
+    "| cos 10th neighbour | cos random |",
+    "|---|---|---|---|---|---|---|---|",
+]
+QUALITY_COLUMNS = (
+    "map_at_r_primary",
+    "precision_at_10_primary",
+    "map_at_r_any",
+    "precision_at_10_any",
+    "spread",
+    "cosine_neighbour_10_median",
+    "cosine_random_median",
+)
 SPEED_HEADER = "| speed (2 CPU cores, no GPU) | |"
 HEAD_EPOCHS = dict(warmup_epochs=8, head_only_epochs=8, triplet_epochs=12, max_unfrozen_blocks=0)
 UNFREEZING = dict(warmup_epochs=10, head_only_epochs=8, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=1)
@@ -103,7 +113,9 @@ def label(manifest: dict, letterbox: bool = True) -> str:
     return f"{manifest['backbone']} (weights: {manifest['weights']}, {'letterbox' if letterbox else 'squash'})"
 
 
-def head_rows(rows, base: TrainConfig, cache: Path, work: Path, export: Path | None, speeds: list[str] | None) -> list[str]:
+def head_rows(
+    rows, base: TrainConfig, cache: Path, work: Path, export: Path | None, speeds: list[str] | None
+) -> list[str]:
     """Frozen features, warm-up and triplet tuning (each label scheme) of a head on cached features."""
     test_rows = split_by_id(rows)[1]
     lines: list[str] = []
@@ -119,18 +131,30 @@ def head_rows(rows, base: TrainConfig, cache: Path, work: Path, export: Path | N
             frozen = trainer.frozen_features(test_rows)
             centre = trainer.frozen_features(trainer.train_rows).mean(axis=0)
             lines.append(quality_row(f"{name}: frozen pooled features", retrieval_metrics(frozen, genres)))
-            lines.append(quality_row(f"{name}: frozen pooled features, centred on the training mean",
-                                     retrieval_metrics(frozen - centre, genres)))
-            lines.append(quality_row(f"{name}: + genre warm-up ({base.warmup_epochs} head epochs)",
-                                     manifest["metrics_after_warmup"]))
+            lines.append(
+                quality_row(
+                    f"{name}: frozen pooled features, centred on the training mean",
+                    retrieval_metrics(frozen - centre, genres),
+                )
+            )
+            lines.append(
+                quality_row(
+                    f"{name}: + genre warm-up ({base.warmup_epochs} head epochs)", manifest["metrics_after_warmup"]
+                )
+            )
         if speeds is not None and scheme == DEFAULT_LABEL_SCHEME:
             seconds = time.perf_counter() - started
-            speeds.append(f"| {PRETRAINED}: training run on cached features, {len(rows)} posters "
-                          f"(features computed on first use) | {seconds:.0f} s |")
+            speeds.append(
+                f"| {PRETRAINED}: training run on cached features, {len(rows)} posters "
+                f"(features computed on first use) | {seconds:.0f} s |"
+            )
             speeds += epoch_speeds(manifest["training"]["history"], "head on cached features")
             speeds.append(embedding_speed(out, test_rows))
-        lines.append(quality_row(f"{name}: + triplet on {scheme} classes ({base.triplet_epochs} head epochs)",
-                                 manifest["metrics"]))
+        lines.append(
+            quality_row(
+                f"{name}: + triplet on {scheme} classes ({base.triplet_epochs} head epochs)", manifest["metrics"]
+            )
+        )
     return lines
 
 
@@ -141,10 +165,16 @@ def unfreezing_rows(rows, base: TrainConfig, cache: Path, work: Path, speeds: li
     speeds += epoch_speeds([h for h in history if h["unfrozen_blocks"]], "from images")
     name = label(manifest)
     return [
-        quality_row(f"{name}: + genre warm-up, then progressive unfreezing (top 1, then 2 blocks; "
-                    f"{config.head_only_epochs} head + 2 epochs from images)", manifest["metrics_after_warmup"]),
-        quality_row(f"{name}: + unfreezing, then triplet on {config.label_scheme} classes "
-                    f"({config.triplet_epochs} epoch from images, top 2 blocks)", manifest["metrics"]),
+        quality_row(
+            f"{name}: + genre warm-up, then progressive unfreezing (top 1, then 2 blocks; "
+            f"{config.head_only_epochs} head + 2 epochs from images)",
+            manifest["metrics_after_warmup"],
+        ),
+        quality_row(
+            f"{name}: + unfreezing, then triplet on {config.label_scheme} classes "
+            f"({config.triplet_epochs} epoch from images, top 2 blocks)",
+            manifest["metrics"],
+        ),
     ]
 
 
@@ -153,8 +183,10 @@ def epoch_speeds(history: list[dict], source: str) -> list[str]:
     groups: dict[tuple, list[float]] = {}
     for h in history:
         groups.setdefault((h["phase"], h["unfrozen_blocks"]), []).append(h["images_per_second"])
-    return [f"| {PRETRAINED}: {phase} epoch, {blocks} blocks unfrozen, {source} | {np.median(rates):.1f} images/s |"
-            for (phase, blocks), rates in groups.items()]
+    return [
+        f"| {PRETRAINED}: {phase} epoch, {blocks} blocks unfrozen, {source} | {np.median(rates):.1f} images/s |"
+        for (phase, blocks), rates in groups.items()
+    ]
 
 
 def embedding_speed(model_dir: Path, rows: list[CatalogRow]) -> str:
@@ -185,8 +217,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=0, help="use only the first N catalogue rows (0 = all)")
     parser.add_argument("--shape-sample", type=int, default=1200, help="posters for the letterbox-vs-squash comparison")
-    parser.add_argument("--export", type=Path, default=REPO / "var" / "bench" / f"model-{PRETRAINED}",
-                        help="where the default-scheme model trained on cached features is kept")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=REPO / "var" / "bench" / f"model-{PRETRAINED}",
+        help="where the default-scheme model trained on cached features is kept",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not DATA.is_file():
@@ -199,8 +235,13 @@ def main() -> int:
     train_rows, test_rows = split_by_id(rows)
     base = TrainConfig(backbone=PRETRAINED, weights="imagenet", batch_size=64, **HEAD_EPOCHS)
     sample = rows[: args.shape_sample]
-    emit(f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
-         "metrics on the test split.", "", *HEADER, *baseline_rows(test_rows))
+    emit(
+        f"All {len(rows)} posters: {len(train_rows)} train / {len(test_rows)} test (split by id hash), "
+        "metrics on the test split.",
+        "",
+        *HEADER,
+        *baseline_rows(test_rows),
+    )
     speeds = [forward_speed(PRETRAINED), forward_speed("nasnet_mobile")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -211,14 +252,33 @@ def main() -> int:
         for letterbox in (True, False):
             config = dataclasses.replace(base, letterbox=letterbox)
             shape_lines += head_rows(sample, config, cache, work / f"shape-{letterbox}", None, None)
-        emit("", f"Letterbox vs squash on the first {len(sample)} posters ({PRETRAINED}, head on cached features):",
-             "", *HEADER, *shape_lines, "", SPEED_HEADER, "|---|---|", *speeds)
+        emit(
+            "",
+            f"Letterbox vs squash on the first {len(sample)} posters ({PRETRAINED}, head on cached features):",
+            "",
+            *HEADER,
+            *shape_lines,
+            "",
+            SPEED_HEADER,
+            "|---|---|",
+            *speeds,
+        )
         unfrozen_speeds: list[str] = []
-        emit("", f"Fine-tuning {PRETRAINED} from images (all {len(rows)} posters, continuing the first table):", "",
-             *HEADER, *unfreezing_rows(rows, base, cache, work, unfrozen_speeds), "", SPEED_HEADER, "|---|---|",
-             *unfrozen_speeds)
-    print(f"\nTotal benchmark time {time.perf_counter() - started:.0f} s "
-          "(backbone features are cached under $POSTERREC_HOME/cache, so reruns are faster).")
+        emit(
+            "",
+            f"Fine-tuning {PRETRAINED} from images (all {len(rows)} posters, continuing the first table):",
+            "",
+            *HEADER,
+            *unfreezing_rows(rows, base, cache, work, unfrozen_speeds),
+            "",
+            SPEED_HEADER,
+            "|---|---|",
+            *unfrozen_speeds,
+        )
+    print(
+        f"\nTotal benchmark time {time.perf_counter() - started:.0f} s "
+        "(backbone features are cached under $POSTERREC_HOME/cache, so reruns are faster)."
+    )
     return 0
 
 

@@ -60,10 +60,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from posterrec_settings import load_settings  # noqa: E402
+
 from bench_index import DIM, clustered_vectors  # noqa: E402  (the same mixture as the index benchmark)
 from bench_service import free_port, gunicorn, wait_until_ready  # noqa: E402  (the service under its real server)
-
-from posterrec_settings import load_settings  # noqa: E402
 
 K = 10
 EVAL_QUERIES = 1000

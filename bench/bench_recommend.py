@@ -127,8 +127,15 @@ def poster_index(model_dir: Path, catalog: Catalog, rows: list[dict], data: Path
         print(f"embedded {len(rows)} posters in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         items = [IndexItem(row["id"], row["id"], row["title"] or row["id"], str(data / row["image"])) for row in rows]
         settings = posterrec_settings.load_settings()
-        publish_index(root, items, embeddings, {"model_dir": str(model_dir), "model_manifest_sha256": digest},
-                      exact_search_max_items=settings.exact_search_max_items, recall_floor=settings.recall_floor, keep_versions=1)
+        publish_index(
+            root,
+            items,
+            embeddings,
+            {"model_dir": str(model_dir), "model_manifest_sha256": digest},
+            exact_search_max_items=settings.exact_search_max_items,
+            recall_floor=settings.recall_floor,
+            keep_versions=1,
+        )
     return open_version(root)
 
 
@@ -149,8 +156,15 @@ def co_rating_index(catalog: Catalog, users: list[User], root: Path, dim: int = 
     factors = np.where(norms > 1e-6, factors, np.random.default_rng(0).normal(size=factors.shape))
     factors = (factors / np.linalg.norm(factors, axis=1, keepdims=True)).astype(np.float32)
     items = [IndexItem(t, t, t, "") for t in catalog.ids]
-    publish_index(root, items, factors, {"source": "bench_recommend co-rating factors"},
-                  exact_search_max_items=len(items), recall_floor=0.5, keep_versions=1)
+    publish_index(
+        root,
+        items,
+        factors,
+        {"source": "bench_recommend co-rating factors"},
+        exact_search_max_items=len(items),
+        recall_floor=0.5,
+        keep_versions=1,
+    )
     return open_version(root)
 
 
@@ -200,8 +214,9 @@ def evaluate(users: list[User], recommend) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--model", type=Path,
-                        help="exported model (default var/bench/model-efficientnet_lite0, else var/model)")
+    parser.add_argument(
+        "--model", type=Path, help="exported model (default var/bench/model-efficientnet_lite0, else var/model)"
+    )
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench")
     args = parser.parse_args(argv)
     if not (args.data / "catalog.csv").is_file():
@@ -231,20 +246,29 @@ def main(argv: list[str] | None = None) -> int:
         "poster embedding, mean": by_ranking("mean"),
         "poster embedding, recent (recency-weighted mean)": by_ranking("recent"),
         "poster embedding, fusion (recency-weighted)": by_ranking("fusion"),
-        "poster embedding, recent_neighbours (recent over the latest titles' similar lists, default)": by_ranking("recent_neighbours"),
+        "poster embedding, recent_neighbours (recent over the latest titles' similar lists, default)": by_ranking(
+            "recent_neighbours"
+        ),
         f"blend pop·{best[0]:g} + genre·{best[1]:g} + poster·{best[2]:g} (weights from validation)": by_scores(
-            lambda history: scorers.blend(history, best)),
+            lambda history: scorers.blend(history, best)
+        ),
     }
     co_rating = co_rating_index(catalog, test_users, args.cache / "recommend-co-rating")
     for aggregation in ranking.AGGREGATIONS:
         recommenders[f"aggregation check: co-rating SVD factors, {aggregation}"] = by_ranking(aggregation, co_rating)
     validation_co_rating = co_rating_index(catalog, validation_users, args.cache / "recommend-co-rating-validation")
-    validation_checks = {f"aggregation check on the validation split: co-rating SVD factors, {aggregation}":
-                         by_ranking(aggregation, validation_co_rating) for aggregation in ranking.AGGREGATIONS}
-    print(f"MovieLens ml-latest-small joined to {len(ids):,} posters: {len(test_users)} users, last-rated joined title "
-          f"held out, median history {int(np.median([len(u.history) for u in test_users]))} titles; every recommender "
-          f"ranks all {len(ids):,} posters minus the history. Poster model: {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir} "
-          f"({index.manifest.get('model_manifest_sha256', '')[:12]}; {model_summary(model_dir)}), index {index.version}\n")
+    validation_checks = {
+        f"aggregation check on the validation split: co-rating SVD factors, {aggregation}": by_ranking(
+            aggregation, validation_co_rating
+        )
+        for aggregation in ranking.AGGREGATIONS
+    }
+    print(
+        f"MovieLens ml-latest-small joined to {len(ids):,} posters: {len(test_users)} users, last-rated joined title "
+        f"held out, median history {int(np.median([len(u.history) for u in test_users]))} titles; every recommender "
+        f"ranks all {len(ids):,} posters minus the history. Poster model: {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir} "
+        f"({index.manifest.get('model_manifest_sha256', '')[:12]}; {model_summary(model_dir)}), index {index.version}\n"
+    )
     print("| recommender | hit-rate@10 | NDCG@10 | seconds |")
     print("|---|---:|---:|---:|")
     for users, checks in ((test_users, recommenders), (validation_users, validation_checks)):

@@ -72,7 +72,9 @@ http {{
 @contextlib.contextmanager
 def process_group(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield process
     finally:
@@ -86,8 +88,13 @@ def process_group(command: list[str], env: dict[str, str], log_path: Path) -> It
 
 
 def _env(root: Path, port: int, workers: int, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "POSTERREC_INDEX_ROOT": str(root), "POSTERREC_BIND": f"127.0.0.1:{port}",
-           "POSTERREC_WORKERS": str(workers), **extra}
+    env = {
+        **os.environ,
+        "POSTERREC_INDEX_ROOT": str(root),
+        "POSTERREC_BIND": f"127.0.0.1:{port}",
+        "POSTERREC_WORKERS": str(workers),
+        **extra,
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
@@ -97,10 +104,13 @@ def gunicorn_server(threads: int) -> Callable:
     def run(root: Path, workers: int, scratch: Path) -> Iterator[int]:
         port = free_port()
         command = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"]
-        with process_group(command, _env(root, port, workers, POSTERREC_THREADS=str(threads)), scratch / "gunicorn.log") as process:
+        with process_group(
+            command, _env(root, port, workers, POSTERREC_THREADS=str(threads)), scratch / "gunicorn.log"
+        ) as process:
             with open(scratch / "gunicorn.log") as log:
                 wait_until_ready(port, "/readyz", process, workers, log)
             yield port
+
     return run
 
 
@@ -113,9 +123,12 @@ def nginx_gunicorn(root: Path, workers: int, scratch: Path) -> Iterator[int]:
         port = free_port()
         run = scratch / "nginx"
         run.mkdir(exist_ok=True)
-        (run / "nginx.conf").write_text(NGINX_CONF.format(run=run, upstream=upstream, port=port,
-                                                          user="user root;" if os.geteuid() == 0 else ""))
-        with process_group([nginx, "-c", str(run / "nginx.conf"), "-g", "daemon off;"], dict(os.environ), scratch / "nginx.log") as process:
+        (run / "nginx.conf").write_text(
+            NGINX_CONF.format(run=run, upstream=upstream, port=port, user="user root;" if os.geteuid() == 0 else "")
+        )
+        with process_group(
+            [nginx, "-c", str(run / "nginx.conf"), "-g", "daemon off;"], dict(os.environ), scratch / "nginx.log"
+        ) as process:
             with open(scratch / "nginx.log") as log:
                 wait_until_ready(port, "/readyz", process, workers, log)
             yield port
@@ -124,7 +137,9 @@ def nginx_gunicorn(root: Path, workers: int, scratch: Path) -> Iterator[int]:
 @contextlib.contextmanager
 def granian_server(root: Path, workers: int, scratch: Path) -> Iterator[int]:
     port = free_port()
-    with process_group([str(VENV_BIN / "python"), "-m", "recsvc"], _env(root, port, workers), scratch / "granian.log") as process:
+    with process_group(
+        [str(VENV_BIN / "python"), "-m", "recsvc"], _env(root, port, workers), scratch / "granian.log"
+    ) as process:
         with open(scratch / "granian.log") as log:
             wait_until_ready(port, "/readyz", process, workers, log)
         yield port
@@ -218,9 +233,12 @@ def normal_client(port: int, seconds: float, titles: int) -> dict:
             errors += 1
             time.sleep(0.05)
     ms = np.asarray(latencies) * 1000
-    return {"ok": len(latencies), "errors": errors,
-            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
-            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else float("nan")}
+    return {
+        "ok": len(latencies),
+        "errors": errors,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else float("nan"),
+    }
 
 
 def measure(name: str, server: Callable, args: argparse.Namespace, root: Path) -> dict:
@@ -260,14 +278,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: dict, args: argparse.Namespace) -> None:
-    print(f"Resilience: {args.workers} workers, index of {args.n:,} x {args.dim}-d vectors; throughput: wrk, 32 connections, "
-          f"{args.load_seconds} s on /similar; attack: N hostile clients (slow headers, slow bodies, idle; a third each) beside "
-          f"one normal client making sequential /similar requests for {args.seconds:g} s (5 s timeout)\n")
-    print("| server | req/s (32 conns) | p99 ms (32 conns) | " + " | ".join(f"N={n}: ok / errors / p50 / p99 ms" for n in args.hostile) + " |")
+    print(
+        f"Resilience: {args.workers} workers, index of {args.n:,} x {args.dim}-d vectors; throughput: wrk, 32 connections, "
+        f"{args.load_seconds} s on /similar; attack: N hostile clients (slow headers, slow bodies, idle; a third each) beside "
+        f"one normal client making sequential /similar requests for {args.seconds:g} s (5 s timeout)\n"
+    )
+    print(
+        "| server | req/s (32 conns) | p99 ms (32 conns) | "
+        + " | ".join(f"N={n}: ok / errors / p50 / p99 ms" for n in args.hostile)
+        + " |"
+    )
     print("|---|---:|---:|" + "---:|" * len(args.hostile))
     for label, result in results.items():
         load = result["load"]
-        cells = [f"{a['ok']} / {a['errors']} / {a['p50_ms']:.1f} / {a['p99_ms']:.1f}" for a in (result["attacks"][n] for n in args.hostile)]
+        cells = [
+            f"{a['ok']} / {a['errors']} / {a['p50_ms']:.1f} / {a['p99_ms']:.1f}"
+            for a in (result["attacks"][n] for n in args.hostile)
+        ]
         print(f"| {label} | {load['rps']:,.0f} | {load['p99_ms']:.1f} | " + " | ".join(cells) + " |")
 
 

@@ -40,8 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -100,16 +101,27 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
     variants = titles[variant_rows] + rng.normal(scale=0.05, size=(len(variant_rows), dim)).astype(np.float32)
     variants /= np.linalg.norm(variants, axis=1, keepdims=True)
     items = [IndexItem(f"b{i:07d}", f"b{i:07d}", f"Title {i}", f"/nonexistent/{i}.jpg") for i in range(n)]
-    items += [IndexItem(f"b{i:07d}@DE", f"b{i:07d}", f"Titel {i}", f"/nonexistent/{i}_de.jpg", "DE", "de") for i in variant_rows]
+    items += [
+        IndexItem(f"b{i:07d}@DE", f"b{i:07d}", f"Titel {i}", f"/nonexistent/{i}_de.jpg", "DE", "de")
+        for i in variant_rows
+    ]
     settings = posterrec_settings.load_settings()
     started = time.perf_counter()
     publication = publish_index(
-        root, items, np.concatenate([titles, variants]), {"source": "bench_service synthetic clustered vectors"},
-        exact_search_max_items=settings.exact_search_max_items, recall_floor=settings.recall_floor, keep_versions=1,
+        root,
+        items,
+        np.concatenate([titles, variants]),
+        {"source": "bench_service synthetic clustered vectors"},
+        exact_search_max_items=settings.exact_search_max_items,
+        recall_floor=settings.recall_floor,
+        keep_versions=1,
         similar_depth=settings.similar_list_depth,
     )
-    print(f"built index {publication.version}: {len(items)} vectors, recall@10 {publication.recall:.3f}, "
-          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(
+        f"built index {publication.version}: {len(items)} vectors, recall@10 {publication.recall:.3f}, "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
 
 
 def free_port() -> int:
@@ -119,7 +131,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REPO, ready_path: str = "/readyz") -> Iterator[int]:
+def gunicorn(
+    app_spec: str, env: dict[str, str], workers: int, chdir: Path = REPO, ready_path: str = "/readyz"
+) -> Iterator[int]:
     """A real gunicorn with the project's config on a free port, until the block ends."""
     port = free_port()
     env = {**os.environ, **env, "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": str(workers)}
@@ -127,7 +141,10 @@ def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REP
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
         [str(GUNICORN), "-c", str(REPO / "gunicorn.conf.py"), "--chdir", str(chdir), app_spec],
-        env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
     )
     try:
         wait_until_ready(port, ready_path, process, workers, log)
@@ -141,7 +158,9 @@ def gunicorn(app_spec: str, env: dict[str, str], workers: int, chdir: Path = REP
         log.close()
 
 
-def wait_until_ready(port: int, path: str, process: subprocess.Popen, workers: int, log: IO[str], timeout: float = 600) -> None:
+def wait_until_ready(
+    port: int, path: str, process: subprocess.Popen, workers: int, log: IO[str], timeout: float = 600
+) -> None:
     """Every worker loads the index itself, so ask until ``workers`` answers in a row succeed."""
     deadline = time.monotonic() + timeout
     streak = 0
@@ -175,7 +194,9 @@ def run_load(port: int, request_kind: str, titles: int, clients: int, seconds: i
 
     def wrk_run(duration: int, seed: int) -> dict:
         command = [wrk, "-t1", f"-c{clients}", f"-d{duration}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]
-        finished = subprocess.run(command, env={**env, "BENCH_SEED": str(seed)}, capture_output=True, text=True, check=True)
+        finished = subprocess.run(
+            command, env={**env, "BENCH_SEED": str(seed)}, capture_output=True, text=True, check=True
+        )
         return json.loads(finished.stdout.strip().splitlines()[-1])
 
     if warmup > 0:
@@ -203,11 +224,18 @@ def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> d
     one under load. The bare row reports the middle of its cells.
     """
     rows: dict[str, dict[int, dict]] = {BASELINE: {}, BARE_POST: {}, **{name: {} for name, _ in ENDPOINTS}}
-    with gunicorn("bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant") as bare_port, \
-            gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as service_port:
+    with (
+        gunicorn(
+            "bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant"
+        ) as bare_port,
+        gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as service_port,
+    ):
         for c in clients:
             bares = [run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup)]
-            for name, port, kind in ((BARE_POST, bare_port, "recommendations"), *((n, service_port, k) for n, k in ENDPOINTS)):
+            for name, port, kind in (
+                (BARE_POST, bare_port, "recommendations"),
+                *((n, service_port, k) for n, k in ENDPOINTS),
+            ):
                 cell = run_load(port, kind, args.n, c, args.seconds, args.warmup)
                 bares.append(run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup))
                 beside = (bares[-2]["rps"] + bares[-1]["rps"]) / 2
@@ -239,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per cell (wrk takes whole seconds)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each cell")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: cores)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds with fresh servers; each cell reports the median round")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds with fresh servers; each cell reports the median round"
+    )
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
 
@@ -258,21 +288,30 @@ def worker_description() -> str:
 
 
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
-    print(f"Service load: gunicorn ({args.workers} {worker_description()} workers), index of {args.n:,} × {args.dim}-d clustered "
-          f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, median of {args.rounds} rounds, wrk (1 thread) on the same host\n")
-    print("| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s (median of rounds, beside bare) | rounds' range |")
+    print(
+        f"Service load: gunicorn ({args.workers} {worker_description()} workers), index of {args.n:,} × {args.dim}-d clustered "
+        f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, median of {args.rounds} rounds, wrk (1 thread) on the same host\n"
+    )
+    print(
+        "| endpoint | clients | requests/s | p50 ms | p99 ms | errors | % of bare req/s (median of rounds, beside bare) | rounds' range |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, cells in rows.items():
         for c in clients:
             cell = cells[c]
             low, high = cell["share_range"]
             spread = "" if name == BASELINE else f"{100 * low:.0f}–{100 * high:.0f}%"
-            print(f"| {name} | {c} | {cell['rps']:.0f} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
-                  f"{cell['errors']} | {100 * cell['share']:.0f}% | {spread} |")
+            print(
+                f"| {name} | {c} | {cell['rps']:.0f} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
+                f"{cell['errors']} | {100 * cell['share']:.0f}% | {spread} |"
+            )
     for name, _ in ENDPOINTS:
         cell = rows[name][max(clients)]
         verdict = "meets" if cell["p99_ms"] < 20 and cell["share"] >= 0.7 else "misses"
-        print(f"\n{name} at {max(clients)} clients {verdict} the target (p99 < 20 ms and ≥ 70% of bare throughput).", end="")
+        print(
+            f"\n{name} at {max(clients)} clients {verdict} the target (p99 < 20 ms and ≥ 70% of bare throughput).",
+            end="",
+        )
     print()
 
 

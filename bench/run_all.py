@@ -23,7 +23,9 @@ def machine_description() -> str:
     cpu = "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = f"{names[0]} ×{len(names)}" if names else cpu
     return f"{platform.system()} {platform.machine()}, {cpu}, Python {platform.python_version()}"
 

@@ -28,13 +28,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from posterrec_settings import Settings
+
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-
-from posterrec_settings import Settings
 
 from . import beam_stages as stages
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline

@@ -15,14 +15,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from posterrec_settings import Settings, load_settings
+
 import numpy as np
 from tqdm import tqdm
 
-from posterrec_settings import Settings, load_settings
-
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, publish_index
-from .published import IndexVersionError, IndexItem
+from .published import IndexItem, IndexVersionError
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: by
     under the old content hash, and every later build would reuse that wrong vector.
     """
     if hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise IndexVersionError(f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again")
+        raise IndexVersionError(
+            f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again"
+        )
     return data
 
 

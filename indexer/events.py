@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from models.catalog import CatalogError, RowError, _non_utf8_columns, format_errors
 from posterrec_settings import load_settings
+
+from models.catalog import CatalogError, RowError, _non_utf8_columns, format_errors
 
 from .store import Event, EventSummary, open_store
 

@@ -13,8 +13,9 @@ import logging
 import time
 from pathlib import Path
 
-from models.catalog import CatalogReport, format_errors, read_catalog
 from posterrec_settings import load_settings
+
+from models.catalog import CatalogReport, format_errors, read_catalog
 
 from .store import SyncSummary, open_store
 
@@ -29,7 +30,9 @@ class IngestResult:
     seconds: float
 
 
-def ingest_catalog(catalog: str | Path, store_path: str | Path, skip_invalid: bool = False, allow_outside: bool = False) -> IngestResult:
+def ingest_catalog(
+    catalog: str | Path, store_path: str | Path, skip_invalid: bool = False, allow_outside: bool = False
+) -> IngestResult:
     """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync it into the store; ``allow_outside``
     lets image paths lead outside the catalogue's folder."""
     started = time.perf_counter()
@@ -46,8 +49,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("catalog", type=Path, help="CSV with columns id,title,year,genres,image")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--skip-invalid", action="store_true", help="ingest the good rows and list the bad ones")
-    parser.add_argument("--allow-outside-images", action="store_true",
-                        help="read image paths that lead outside the catalogue's folder (absolute, .., symbolic links)")
+    parser.add_argument(
+        "--allow-outside-images",
+        action="store_true",
+        help="read image paths that lead outside the catalogue's folder (absolute, .., symbolic links)",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -62,5 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.summary is None:
         print(f"{args.catalog}: nothing ingested; fix the rows above or pass --skip-invalid")
         return 1
-    print(f"{args.catalog}: {len(report.rows)} valid rows into {store_path}: {result.summary} in {result.seconds:.1f} s")
+    print(
+        f"{args.catalog}: {len(report.rows)} valid rows into {store_path}: {result.summary} in {result.seconds:.1f} s"
+    )
     return 0

@@ -13,15 +13,15 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
 
 from posterrec_settings import Settings
 
+import numpy as np
+
 from . import published, similar_lists
-from .published import IndexVersionError, IndexItem
+from .published import IndexItem, IndexVersionError
 from .scann_index import IndexParams, build_tuned, measure_recall, timed_build
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,25 @@ def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: n
         expected, _ = searcher.search(query, final_num_neighbors=k, **params.search_options())
         got, _ = staged.search_leaves(query, k)
         if not np.array_equal(np.asarray(expected), got):
-            raise IndexVersionError(f"index version staged in {directory} answers differently after reloading; not published")
+            raise IndexVersionError(
+                f"index version staged in {directory} answers differently after reloading; not published"
+            )
     started = time.perf_counter()
     lists = similar_lists.compute(
-        staged.search_leaves, staged.embeddings, staged.title_of_row, staged.original_row_of_title, depth, params.reorder_k or None,
+        staged.search_leaves,
+        staged.embeddings,
+        staged.title_of_row,
+        staged.original_row_of_title,
+        depth,
+        params.reorder_k or None,
     )
     similar_lists.save(directory, lists)
     try:
         similar_lists.load(directory, len(staged.title_ids))
     except (OSError, ValueError) as err:
-        raise IndexVersionError(f"similar lists staged in {directory} cannot be read back ({err}); not published") from err
+        raise IndexVersionError(
+            f"similar lists staged in {directory} cannot be read back ({err}); not published"
+        ) from err
     log.info("similar lists: %d titles x %d in %.1f s", len(lists.titles), depth, time.perf_counter() - started)
 
 
@@ -95,7 +104,9 @@ def publish_index(
             raise IndexVersionError(f"nothing to index: no items for {root}")
         duplicates = published.duplicate_keys(items)
         if duplicates:
-            raise IndexVersionError(f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}")
+            raise IndexVersionError(
+                f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}"
+            )
         if params is None:
             searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
         else:
@@ -103,7 +114,12 @@ def publish_index(
         recall = measure_recall(searcher, embeddings, k=k, params=params)
         history_recall = measure_recall(searcher, embeddings, k=k, params=params, kind="history")
         if history_recall < recall_floor:
-            log.warning("history queries (/recommendations) reach recall@%d %.3f, under the floor %.3f", k, history_recall, recall_floor)
+            log.warning(
+                "history queries (/recommendations) reach recall@%d %.3f, under the floor %.3f",
+                k,
+                history_recall,
+                recall_floor,
+            )
         previous = published.current_version(root)
         if recall < recall_floor:
             raise RecallBelowFloor(
@@ -121,7 +137,7 @@ def publish_index(
             f"history_recall_at_{k}": round(history_recall, 4),
             "build_seconds": round(build_seconds, 3),
             "similar_list_depth": similar_depth,
-            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "previous_version": previous,
         }
 

@@ -28,8 +28,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class IndexItem:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=True)
 
     @classmethod
-    def from_json(cls, line: str) -> "IndexItem":
+    def from_json(cls, line: str) -> IndexItem:
         data = json.loads(line)
         data["genres"] = tuple(data.get("genres") or ())
         return cls(**data)
@@ -90,7 +90,7 @@ class IndexItem:
 
 def new_version_name(now: datetime.datetime | None = None) -> str:
     """A version name that sorts in publication order."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
 
@@ -132,7 +132,9 @@ def publisher_lock(root: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexVersionError(f"another build is publishing into {root}; run again when it has finished") from None
+            raise IndexVersionError(
+                f"another build is publishing into {root}; run again when it has finished"
+            ) from None
         yield
 
 
@@ -172,7 +174,9 @@ def current_version(root: Path) -> str | None:
 def set_current(root: Path, version: str) -> None:
     """Serve ``version`` from now on; an atomic rename, so readers see the old or the new name."""
     if version not in list_versions(root):
-        raise IndexVersionError(f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})")
+        raise IndexVersionError(
+            f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})"
+        )
     outgoing = _current_or_none(root)
     if outgoing:  # served until now, whether or not a kill between CURRENT and the unlink below left its marker
         (Path(root) / VERSIONS / outgoing / NEVER_SERVED).unlink(missing_ok=True)
@@ -205,7 +209,12 @@ class PublishedIndex:
     """
 
     def __init__(
-        self, path: Path, manifest: dict, items: list[IndexItem], embeddings: np.ndarray, searcher,
+        self,
+        path: Path,
+        manifest: dict,
+        items: list[IndexItem],
+        embeddings: np.ndarray,
+        searcher,
         similar: SimilarLists | None = None,
     ) -> None:
         self.path = path

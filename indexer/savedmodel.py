@@ -21,10 +21,11 @@ import math
 import os
 from pathlib import Path
 
+from posterrec_settings import load_settings  # also sets TF_USE_LEGACY_KERAS before TensorFlow loads
+
 import numpy as np
 
 from posterrec_atomic import replace_directory, staging_directory
-from posterrec_settings import load_settings  # also sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 from .published import PublishedIndex, open_version
 from .scann_index import IndexParams
@@ -60,7 +61,9 @@ def scann_layer(index: PublishedIndex, k: int = 10):
     return layer.index(tf.constant(index.embeddings, dtype=tf.float32), keys)
 
 
-def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, version: str | None = None, k: int = 10) -> Path:
+def export_savedmodel(
+    index_root: str | os.PathLike, out: str | os.PathLike, version: str | None = None, k: int = 10
+) -> Path:
     """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete."""
     import tensorflow as tf
 
@@ -76,7 +79,9 @@ def export_savedmodel(index_root: str | os.PathLike, out: str | os.PathLike, ver
     out = Path(out)
     with staging_directory(out.parent, prefix=f".{out.name}.") as staging:
         tf.saved_model.save(
-            layer, str(staging), signatures={"serving_default": serve},
+            layer,
+            str(staging),
+            signatures={"serving_default": serve},
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
         )
         info = {"index_version": index.version, "item_count": len(index), "k": k, "layer": layer_params(index, k)}
@@ -103,8 +108,12 @@ def query_savedmodel(serve, queries: np.ndarray) -> tuple[list[list[str]], np.nd
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)")
-    parser.add_argument("--dest", type=Path, required=True, help="SavedModel directory to write (replaced when complete)")
+    parser = commands.add_parser(
+        "export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)"
+    )
+    parser.add_argument(
+        "--dest", type=Path, required=True, help="SavedModel directory to write (replaced when complete)"
+    )
     parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")
     parser.add_argument("-k", type=int, default=10, help="neighbours returned per query (default 10)")

@@ -74,11 +74,15 @@ class IndexParams:
         """
         if self.exact:
             return {}
-        leaves = self.history_leaves_to_search if kind == "history" and self.history_leaves_to_search else self.num_leaves_to_search
+        leaves = (
+            self.history_leaves_to_search
+            if kind == "history" and self.history_leaves_to_search
+            else self.num_leaves_to_search
+        )
         return {"leaves_to_search": leaves}
 
     @classmethod
-    def from_manifest(cls, manifest: dict) -> "IndexParams | None":
+    def from_manifest(cls, manifest: dict) -> IndexParams | None:
         """The parameters a version was published with, or None for manifests that predate them."""
         stored = manifest.get("params")
         if not isinstance(stored, dict):
@@ -121,7 +125,9 @@ def build_searcher(embeddings: np.ndarray, params: IndexParams):
     """A ScaNN searcher over L2-normalised ``embeddings`` scored by dot product (= cosine)."""
     import scann
 
-    builder = scann.scann_ops_pybind.builder(np.asarray(embeddings, dtype=np.float32), params.num_neighbors, "dot_product")
+    builder = scann.scann_ops_pybind.builder(
+        np.asarray(embeddings, dtype=np.float32), params.num_neighbors, "dot_product"
+    )
     if params.exact:
         return builder.score_brute_force().build()
     return (
@@ -130,7 +136,9 @@ def build_searcher(embeddings: np.ndarray, params: IndexParams):
             num_leaves_to_search=params.num_leaves_to_search,
             training_sample_size=params.training_sample_size,
         )
-        .score_ah(params.dimensions_per_block, anisotropic_quantization_threshold=params.anisotropic_quantization_threshold)
+        .score_ah(
+            params.dimensions_per_block, anisotropic_quantization_threshold=params.anisotropic_quantization_threshold
+        )
         .reorder(params.reorder_k)
         .build()
     )
@@ -161,7 +169,7 @@ class RecallProbe:
     truth: np.ndarray
 
     @classmethod
-    def sample(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> "RecallProbe":
+    def sample(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> RecallProbe:
         """Poster queries (``/similar``): corpus vectors with a little noise, so a query is not trivially its own nearest neighbour."""
         rng = np.random.default_rng(seed)
         n = embeddings.shape[0]
@@ -171,7 +179,7 @@ class RecallProbe:
         return cls(queries.astype(np.float32), exact_top_k(embeddings, queries, min(k, n)))
 
     @classmethod
-    def histories(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> "RecallProbe":
+    def histories(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> RecallProbe:
         """History queries (``/recommendations``): the normalised mean of :data:`HISTORY_QUERY_TITLES` random corpus vectors.
 
         Such a mean falls between clusters, where a tree finds fewer true neighbours than for a poster's
@@ -191,15 +199,22 @@ class RecallProbe:
 
 
 def measure_recall(
-    searcher, embeddings: np.ndarray, k: int = 10, sample: int = TUNING_QUERIES, seed: int = 0,
-    params: IndexParams | None = None, kind: QueryKind = "poster",
+    searcher,
+    embeddings: np.ndarray,
+    k: int = 10,
+    sample: int = TUNING_QUERIES,
+    seed: int = 0,
+    params: IndexParams | None = None,
+    kind: QueryKind = "poster",
 ) -> float:
     """Recall@k of ``searcher`` (searched with ``params``' query-time options) against exact search, on poster or history queries."""
     probe = (RecallProbe.histories if kind == "history" else RecallProbe.sample)(embeddings, k, sample, seed)
     return probe.recall(searcher, **(params.search_options(kind) if params else {}))
 
 
-def first_leaves_reaching(searcher, probe: RecallProbe, params: IndexParams, target: float, at_least: int) -> int | None:
+def first_leaves_reaching(
+    searcher, probe: RecallProbe, params: IndexParams, target: float, at_least: int
+) -> int | None:
     """The leaves of the first of :data:`LEAF_FRACTIONS` (not under ``at_least``) whose recall on ``probe`` reaches ``target``."""
     tried = 0
     for fraction in LEAF_FRACTIONS:
@@ -208,13 +223,22 @@ def first_leaves_reaching(searcher, probe: RecallProbe, params: IndexParams, tar
             continue
         tried = leaves
         recall = probe.recall(searcher, leaves_to_search=leaves)
-        log.info("tuning: %d of %d leaves -> recall@%d %.3f (target %.3f)", leaves, params.num_leaves, probe.truth.shape[1], recall, target)
+        log.info(
+            "tuning: %d of %d leaves -> recall@%d %.3f (target %.3f)",
+            leaves,
+            params.num_leaves,
+            probe.truth.shape[1],
+            recall,
+            target,
+        )
         if recall >= target:
             return leaves
     return None
 
 
-def tune_leaves_to_search(searcher, embeddings: np.ndarray, params: IndexParams, target: float, k: int = 10) -> IndexParams | None:
+def tune_leaves_to_search(
+    searcher, embeddings: np.ndarray, params: IndexParams, target: float, k: int = 10
+) -> IndexParams | None:
     """Leaves searched for poster queries, then for history queries, each the least that reaches ``target``; None when posters cannot.
 
     Tuned on its own query samples (seed 1), so the recall the publisher
@@ -223,17 +247,29 @@ def tune_leaves_to_search(searcher, embeddings: np.ndarray, params: IndexParams,
     search that many leaves and the shortfall is logged (and recorded by the
     publisher): brute force would cost every recommendation a full scan.
     """
-    posters = first_leaves_reaching(searcher, RecallProbe.sample(embeddings, k, TUNING_QUERIES, seed=1), params, target, params.num_leaves_to_search)
+    posters = first_leaves_reaching(
+        searcher, RecallProbe.sample(embeddings, k, TUNING_QUERIES, seed=1), params, target, params.num_leaves_to_search
+    )
     if posters is None:
         return None
-    histories = first_leaves_reaching(searcher, RecallProbe.histories(embeddings, k, TUNING_QUERIES, seed=1), params, target, posters)
+    histories = first_leaves_reaching(
+        searcher, RecallProbe.histories(embeddings, k, TUNING_QUERIES, seed=1), params, target, posters
+    )
     if histories is None:
         histories = max(posters, int(round(params.num_leaves * LEAF_FRACTIONS[-1])))
-        log.warning("history queries do not reach recall@%d %.3f within %d of %d leaves; searching that many", k, target, histories, params.num_leaves)
+        log.warning(
+            "history queries do not reach recall@%d %.3f within %d of %d leaves; searching that many",
+            k,
+            target,
+            histories,
+            params.num_leaves,
+        )
     return dataclasses.replace(params, num_leaves_to_search=posters, history_leaves_to_search=histories)
 
 
-def build_tuned(embeddings: np.ndarray, exact_search_max_items: int, recall_floor: float, k: int = 10) -> tuple[object, IndexParams, float]:
+def build_tuned(
+    embeddings: np.ndarray, exact_search_max_items: int, recall_floor: float, k: int = 10
+) -> tuple[object, IndexParams, float]:
     """A searcher whose leaves searched are raised until recall@k clears the floor; (searcher, params, build seconds).
 
     Brute force when the corpus is small or when the partition would have to be
@@ -249,7 +285,10 @@ def build_tuned(embeddings: np.ndarray, exact_search_max_items: int, recall_floo
         return searcher, tuned, seconds
     log.warning(
         "tree + AH needs over %.0f%% of %d leaves for recall@%d %.3f on these vectors; searching brute force instead",
-        100 * LEAF_FRACTIONS[-1], params.num_leaves, k, target,
+        100 * LEAF_FRACTIONS[-1],
+        params.num_leaves,
+        k,
+        target,
     )
     exact = IndexParams(num_neighbors=k)
     searcher, exact_seconds = timed_build(embeddings, exact)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Collection
 
 import numpy as np
 
@@ -93,8 +93,15 @@ def first_distinct_titles(
     return titles, best
 
 
-def compute(search: SearchOne, embeddings: np.ndarray, title_of_row: np.ndarray, original_rows: np.ndarray,
-            depth: int, max_rows: int | None = None, threads: int | None = None) -> SimilarLists:
+def compute(
+    search: SearchOne,
+    embeddings: np.ndarray,
+    title_of_row: np.ndarray,
+    original_rows: np.ndarray,
+    depth: int,
+    max_rows: int | None = None,
+    threads: int | None = None,
+) -> SimilarLists:
     """The lists of every title with an original poster (``original_rows[t]``, -1 for none), from ``search``.
 
     Each title is searched on its own, as a request would search it (ScaNN's
@@ -137,7 +144,9 @@ def load(directory: Path, title_count: int) -> SimilarLists | None:
         return None
     lists = SimilarLists(np.load(directory / TITLES_FILE), np.load(directory / SCORES_FILE))
     if lists.titles.shape != lists.scores.shape or lists.titles.ndim != 2 or len(lists.titles) != title_count:
-        raise ValueError(f"similar lists of shape {lists.titles.shape} / {lists.scores.shape} do not fit {title_count} titles")
+        raise ValueError(
+            f"similar lists of shape {lists.titles.shape} / {lists.scores.shape} do not fit {title_count} titles"
+        )
     if lists.titles.size and (lists.titles.min() < -1 or lists.titles.max() >= title_count):
         raise ValueError("similar lists name title ordinals outside the version")
     return lists

@@ -18,8 +18,8 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from models.catalog import CatalogRow, check_image
 
@@ -147,7 +147,7 @@ class SyncSummary:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:
@@ -162,7 +162,7 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
         connection.executescript(f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;")
 
 
-def open_store(path: str | os.PathLike) -> "Store":
+def open_store(path: str | os.PathLike) -> Store:
     """Open (creating and migrating as needed) the store at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -198,13 +198,20 @@ class Store:
         genres: dict[str, list[str]] = {}
         for row in self._db.execute("SELECT title_id, genre FROM title_genres ORDER BY title_id, position"):
             genres.setdefault(row["title_id"], []).append(row["genre"])
-        return [self._title(row, genres.get(row["id"], [])) for row in self._db.execute("SELECT * FROM titles ORDER BY id")]
+        return [
+            self._title(row, genres.get(row["id"], [])) for row in self._db.execute("SELECT * FROM titles ORDER BY id")
+        ]
 
     def title(self, title_id: str) -> Title | None:
         row = self._db.execute("SELECT * FROM titles WHERE id = ?", (title_id,)).fetchone()
         if row is None:
             return None
-        genres = [g for (g,) in self._db.execute("SELECT genre FROM title_genres WHERE title_id = ? ORDER BY position", (title_id,))]
+        genres = [
+            g
+            for (g,) in self._db.execute(
+                "SELECT genre FROM title_genres WHERE title_id = ? ORDER BY position", (title_id,)
+            )
+        ]
         return self._title(row, genres)
 
     @staticmethod
@@ -238,7 +245,13 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for row in rows:
-                state = (row.image_sha256, row.title, row.year, json.dumps(row.metadata, sort_keys=True), str(row.image))
+                state = (
+                    row.image_sha256,
+                    row.title,
+                    row.year,
+                    json.dumps(row.metadata, sort_keys=True),
+                    str(row.image),
+                )
                 if row.id not in existing:
                     added += 1
                 elif existing[row.id] == state and existing_genres.get(row.id) == row.genres:
@@ -298,12 +311,16 @@ class Store:
         if parent is None:
             raise StoreError(f"cannot add a {region} variant: no title with id {parent_id!r} in {self.path}")
         if not is_region_code(region) or not language.strip():
-            raise StoreError(f"variant of {parent_id!r} needs a two-letter region code and a language (got {region!r}, {language!r})")
+            raise StoreError(
+                f"variant of {parent_id!r} needs a two-letter region code and a language (got {region!r}, {language!r})"
+            )
         image_path = Path(image_path).resolve()
         check = check_image(image_path)
         if check.problem:
             raise StoreError(f"variant {parent_id}/{region}: {check.problem}")
-        variant = Variant(parent_id, region.upper(), language, title, image_path, check.sha256, source_sha256 or parent.image_sha256)
+        variant = Variant(
+            parent_id, region.upper(), language, title, image_path, check.sha256, source_sha256 or parent.image_sha256
+        )
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute("INSERT OR IGNORE INTO images VALUES (?, ?, ?)", (check.sha256, check.width, check.height))
@@ -313,8 +330,16 @@ class Store:
                        title = excluded.title, image_path = excluded.image_path,
                        image_sha256 = excluded.image_sha256, source_sha256 = excluded.source_sha256,
                        created_at = excluded.created_at""",
-                (variant.parent_id, variant.region, variant.language, variant.title, str(variant.image_path),
-                 variant.image_sha256, variant.source_sha256, _now()),
+                (
+                    variant.parent_id,
+                    variant.region,
+                    variant.language,
+                    variant.title,
+                    str(variant.image_path),
+                    variant.image_sha256,
+                    variant.source_sha256,
+                    _now(),
+                ),
             )
             self._delete_orphan_images()
             self._db.execute("COMMIT")
@@ -331,7 +356,15 @@ class Store:
         if region is not None:
             query, params = query + " AND region = ?", params + [region.upper()]
         return [
-            Variant(r["parent_id"], r["region"], r["language"], r["title"], Path(r["image_path"]), r["image_sha256"], r["source_sha256"])
+            Variant(
+                r["parent_id"],
+                r["region"],
+                r["language"],
+                r["title"],
+                Path(r["image_path"]),
+                r["image_sha256"],
+                r["source_sha256"],
+            )
             for r in self._db.execute(query + " ORDER BY parent_id, region", params)
         ]
 
@@ -345,11 +378,15 @@ class Store:
         try:
             for event in events:
                 key = (event.user_id, event.timestamp, event.title_id)
-                if self._db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)",
-                                    (event.user_id, event.title_id, event.timestamp, event.weight)).rowcount:
+                if self._db.execute(
+                    "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)",
+                    (event.user_id, event.title_id, event.timestamp, event.weight),
+                ).rowcount:
                     added += 1
-                elif self._db.execute("UPDATE events SET weight = ? WHERE user_id = ? AND timestamp = ? AND title_id = ? "
-                                      "AND weight != ?", (event.weight, *key, event.weight)).rowcount:
+                elif self._db.execute(
+                    "UPDATE events SET weight = ? WHERE user_id = ? AND timestamp = ? AND title_id = ? AND weight != ?",
+                    (event.weight, *key, event.weight),
+                ).rowcount:
                     updated += 1
                 else:
                     unchanged += 1
@@ -361,8 +398,10 @@ class Store:
 
     def events(self) -> list[Event]:
         """Every watch event, ordered by user, then time (ties by title id)."""
-        return [Event(r["user_id"], r["title_id"], r["timestamp"], r["weight"])
-                for r in self._db.execute("SELECT * FROM events ORDER BY user_id, timestamp, title_id")]
+        return [
+            Event(r["user_id"], r["title_id"], r["timestamp"], r["weight"])
+            for r in self._db.execute("SELECT * FROM events ORDER BY user_id, timestamp, title_id")
+        ]
 
     def event_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]

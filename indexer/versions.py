@@ -18,18 +18,22 @@ def describe_versions(root: Path) -> list[dict]:
     rows = []
     for version in published.list_versions(root):
         try:
-            manifest = json.loads((root / published.VERSIONS / version / published.MANIFEST).read_text(encoding="utf-8"))
+            manifest = json.loads(
+                (root / published.VERSIONS / version / published.MANIFEST).read_text(encoding="utf-8")
+            )
         except (OSError, ValueError):
             manifest = {}
-        rows.append({
-            "version": version,
-            "current": version == current,
-            "never_served": version not in served,
-            "items": manifest.get("item_count"),
-            "recall_at_10": manifest.get("recall_at_10"),
-            "history_recall_at_10": manifest.get("history_recall_at_10"),
-            "built_at": manifest.get("built_at"),
-        })
+        rows.append(
+            {
+                "version": version,
+                "current": version == current,
+                "never_served": version not in served,
+                "items": manifest.get("item_count"),
+                "recall_at_10": manifest.get("recall_at_10"),
+                "history_recall_at_10": manifest.get("history_recall_at_10"),
+                "built_at": manifest.get("built_at"),
+            }
+        )
     return rows
 
 
@@ -39,7 +43,9 @@ def rollback(root: Path, version: str | None = None) -> str:
     if version is None:
         older = [v for v in published.served_versions(root) if current is not None and v < current]
         if not older:
-            raise published.IndexVersionError(f"index root {root}: no version older than {current or 'none'} to roll back to")
+            raise published.IndexVersionError(
+                f"index root {root}: no version older than {current or 'none'} to roll back to"
+            )
         version = older[-1]
     published.set_current(root, version)
     return version
@@ -63,7 +69,9 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         mark = "*" if row["current"] else " "
         never = "  (never served: left by a build stopped before it switched CURRENT)" if row["never_served"] else ""
-        print(f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}")
+        print(
+            f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
+        )
     return 0
 
 

@@ -25,11 +25,21 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("run", help="make the regional variants a localized-titles CSV asks for")
     parser.add_argument("--titles", required=True, type=Path, help="CSV with columns id,region,language,title")
     parser.add_argument("--regions", help="comma-separated regions to make (default: every region in the CSV)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)"
+    )
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
-    parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD, help=f"inpainting method (default {DEFAULT_METHOD})")
-    parser.add_argument("--review", action="store_true",
-                        help="also write <out>/review/<id>.png per poster made: original, erase mask and its variants side by side")
+    parser.add_argument(
+        "--inpaint",
+        choices=sorted(METHODS),
+        default=DEFAULT_METHOD,
+        help=f"inpainting method (default {DEFAULT_METHOD})",
+    )
+    parser.add_argument(
+        "--review",
+        action="store_true",
+        help="also write <out>/review/<id>.png per poster made: original, erase mask and its variants side by side",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -47,7 +57,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"skipped {skip}")
     print(summary)
     rate = summary.posters / seconds if seconds else 0.0
-    print(f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}")
+    print(
+        f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
+    )
     return 0
 
 
@@ -58,7 +70,9 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--language", required=True, help="its language (BCP-47, e.g. de, ja, ar, hi)")
     parser.add_argument("--out", required=True, type=Path, help="output PNG")
     parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD)
-    parser.add_argument("--original-title", help="the poster's title as the catalogue spells it (found by its text, else by prominence)")
+    parser.add_argument(
+        "--original-title", help="the poster's title as the catalogue spells it (found by its text, else by prominence)"
+    )
     parser.add_argument("--debug", action="store_true", help="print every detected line with its scores")
     parser.set_defaults(run=_compare)
 

@@ -21,8 +21,8 @@ import csv
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image
 from tqdm import tqdm
@@ -88,7 +88,9 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
         reader = csv.DictReader(handle)
         missing = [column for column in TITLES_COLUMNS if column not in (reader.fieldnames or [])]
         if missing:
-            raise TitlesFileError(f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})")
+            raise TitlesFileError(
+                f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})"
+            )
         try:
             for record in reader:
                 values = {key: (record.get(key) or "").strip() for key in TITLES_COLUMNS}
@@ -97,10 +99,18 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
                     continue
                 empty = [key for key, value in values.items() if not value]
                 if empty:
-                    skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} has empty {', '.join(empty)}"))
+                    skips.append(
+                        Skip(values["id"], region, f"bad row: line {reader.line_num} has empty {', '.join(empty)}")
+                    )
                     continue
                 if not is_region_code(region):
-                    skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} has region {region!r}, not a two-letter region code"))
+                    skips.append(
+                        Skip(
+                            values["id"],
+                            region,
+                            f"bad row: line {reader.line_num} has region {region!r}, not a two-letter region code",
+                        )
+                    )
                     continue
                 requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
         except UnicodeDecodeError as err:
@@ -129,8 +139,15 @@ def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
     return out_dir / region / f"{parent_id}.png"
 
 
-def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir: Path, method: str, summary: BatchSummary,
-                   review: bool = False) -> None:
+def _make_variants(
+    store: Store,
+    parent: Title,
+    requests: list[Request],
+    out_dir: Path,
+    method: str,
+    summary: BatchSummary,
+    review: bool = False,
+) -> None:
     """Clean the poster once (its title found by the catalogue's title text) and render every
     pending region onto it; with ``review``, also save ``<out>/review/<id>.png`` (original,
     mask, variants)."""
@@ -152,15 +169,24 @@ def _make_variants(store: Store, parent: Title, requests: list[Request], out_dir
             continue
         made.append(rendered.image)
         path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
-        store.upsert_variant(parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256)
+        store.upsert_variant(
+            parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256
+        )
         log.debug("made %s (%d px, %d line(s))", path, rendered.layout.size, len(rendered.layout.lines))
         summary.made += 1
     if review and made:
         save_image(review_sheet(clean, made), out_dir / "review" / f"{parent.id}.png")
 
 
-def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[str] | None = None,
-              method: str = DEFAULT_METHOD, progress: bool = True, review: bool = False) -> BatchSummary:
+def run_batch(
+    store: Store,
+    titles_csv: Path,
+    out_dir: Path,
+    regions: Iterable[str] | None = None,
+    method: str = DEFAULT_METHOD,
+    progress: bool = True,
+    review: bool = False,
+) -> BatchSummary:
     """Make every missing or outdated variant the titles CSV asks for; see the module doc.
     ``review`` also writes a contact sheet per poster made under ``<out>/review/``."""
     wanted = {region.strip().upper() for region in regions} if regions else None
@@ -174,7 +200,9 @@ def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[s
     for request in requests:
         parent = parents.get(request.id)
         if parent is None:
-            summary.skipped.append(Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks"))
+            summary.skipped.append(
+                Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
+            )
         elif _up_to_date(existing.get((request.id, request.region)), parent, request):
             summary.up_to_date += 1
         else:
@@ -182,5 +210,7 @@ def run_batch(store: Store, titles_csv: Path, out_dir: Path, regions: Iterable[s
     for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):
         _make_variants(store, parents[parent_id], parent_requests, Path(out_dir), method, summary, review)
         summary.posters += 1
-    write_csv(Path(out_dir) / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped])
+    write_csv(
+        Path(out_dir) / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped]
+    )
     return summary

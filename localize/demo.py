@@ -31,15 +31,16 @@ import dataclasses
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from posterrec_settings import load_settings
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from posterrec_atomic import save_image, write_csv
-from posterrec_settings import load_settings
 
 from . import vocab
 from .fonts import face_for
@@ -76,31 +77,169 @@ class GenreStyle:
 
 
 STYLES: dict[str, GenreStyle] = {
-    "Action": GenreStyle((20, 20, 30), (200, 80, 20), (255, 150, 40), (240, 240, 240), "slashes", False, 900, 62, True, "bottom", "shadow"),
-    "Adventure": GenreStyle((30, 70, 60), (220, 170, 90), (240, 200, 120), (250, 220, 150), "horizon", True, 800, 100, True, "top", "shadow"),
-    "Animation": GenreStyle((40, 140, 230), (120, 220, 255), (255, 200, 0), (255, 230, 40), "bubbles", False, 800, 100, False, "top", "outline", (20, 40, 120)),
-    "Biography": GenreStyle((60, 50, 40), (190, 170, 140), (230, 215, 190), (245, 240, 230), "portrait", True, 400, 100, False, "bottom", "none"),
-    "Comedy": GenreStyle((250, 250, 245), (255, 230, 120), (230, 40, 40), (220, 30, 40), "confetti", False, 800, 90, False, "top", "none"),
-    "Crime": GenreStyle((10, 10, 10), (60, 60, 60), (250, 210, 0), (250, 210, 0), "tape", False, 700, 62, True, "middle", "none"),
-    "Drama": GenreStyle((40, 60, 90), (150, 160, 175), (220, 220, 210), (235, 235, 235), "window", True, 300, 100, False, "middle", "none"),
-    "Family": GenreStyle((255, 220, 230), (180, 230, 255), (120, 200, 120), (255, 255, 255), "arcs", False, 800, 100, False, "top", "outline", (110, 60, 150)),
-    "Fantasy": GenreStyle((30, 10, 60), (120, 60, 160), (255, 210, 120), (255, 215, 130), "sparkles", True, 700, 100, True, "top", "glow"),
-    "Horror": GenreStyle((0, 0, 0), (70, 0, 0), (200, 0, 0), (205, 15, 15), "drips", True, 900, 100, True, "top", "shadow"),
-    "Mystery": GenreStyle((10, 30, 40), (60, 100, 110), (180, 220, 220), (210, 235, 235), "fog", True, 500, 100, True, "middle", "glow"),
-    "Romance": GenreStyle((250, 170, 150), (255, 220, 200), (255, 120, 150), (255, 255, 255), "bokeh", True, 400, 100, False, "bottom", "shadow", (120, 40, 60)),
-    "Sci-Fi": GenreStyle((0, 5, 25), (10, 60, 110), (80, 220, 255), (170, 240, 255), "starfield", False, 300, 100, True, "bottom", "glow"),
-    "Sport": GenreStyle((20, 90, 40), (60, 160, 70), (255, 255, 255), (255, 255, 255), "field", False, 900, 75, True, "bottom", "outline", (10, 40, 20)),
-    "Thriller": GenreStyle((10, 15, 25), (90, 100, 115), (230, 230, 230), (240, 240, 240), "shards", False, 700, 62, True, "middle", "shadow"),
+    "Action": GenreStyle(
+        (20, 20, 30),
+        (200, 80, 20),
+        (255, 150, 40),
+        (240, 240, 240),
+        "slashes",
+        False,
+        900,
+        62,
+        True,
+        "bottom",
+        "shadow",
+    ),
+    "Adventure": GenreStyle(
+        (30, 70, 60), (220, 170, 90), (240, 200, 120), (250, 220, 150), "horizon", True, 800, 100, True, "top", "shadow"
+    ),
+    "Animation": GenreStyle(
+        (40, 140, 230),
+        (120, 220, 255),
+        (255, 200, 0),
+        (255, 230, 40),
+        "bubbles",
+        False,
+        800,
+        100,
+        False,
+        "top",
+        "outline",
+        (20, 40, 120),
+    ),
+    "Biography": GenreStyle(
+        (60, 50, 40),
+        (190, 170, 140),
+        (230, 215, 190),
+        (245, 240, 230),
+        "portrait",
+        True,
+        400,
+        100,
+        False,
+        "bottom",
+        "none",
+    ),
+    "Comedy": GenreStyle(
+        (250, 250, 245), (255, 230, 120), (230, 40, 40), (220, 30, 40), "confetti", False, 800, 90, False, "top", "none"
+    ),
+    "Crime": GenreStyle(
+        (10, 10, 10), (60, 60, 60), (250, 210, 0), (250, 210, 0), "tape", False, 700, 62, True, "middle", "none"
+    ),
+    "Drama": GenreStyle(
+        (40, 60, 90),
+        (150, 160, 175),
+        (220, 220, 210),
+        (235, 235, 235),
+        "window",
+        True,
+        300,
+        100,
+        False,
+        "middle",
+        "none",
+    ),
+    "Family": GenreStyle(
+        (255, 220, 230),
+        (180, 230, 255),
+        (120, 200, 120),
+        (255, 255, 255),
+        "arcs",
+        False,
+        800,
+        100,
+        False,
+        "top",
+        "outline",
+        (110, 60, 150),
+    ),
+    "Fantasy": GenreStyle(
+        (30, 10, 60), (120, 60, 160), (255, 210, 120), (255, 215, 130), "sparkles", True, 700, 100, True, "top", "glow"
+    ),
+    "Horror": GenreStyle(
+        (0, 0, 0), (70, 0, 0), (200, 0, 0), (205, 15, 15), "drips", True, 900, 100, True, "top", "shadow"
+    ),
+    "Mystery": GenreStyle(
+        (10, 30, 40), (60, 100, 110), (180, 220, 220), (210, 235, 235), "fog", True, 500, 100, True, "middle", "glow"
+    ),
+    "Romance": GenreStyle(
+        (250, 170, 150),
+        (255, 220, 200),
+        (255, 120, 150),
+        (255, 255, 255),
+        "bokeh",
+        True,
+        400,
+        100,
+        False,
+        "bottom",
+        "shadow",
+        (120, 40, 60),
+    ),
+    "Sci-Fi": GenreStyle(
+        (0, 5, 25), (10, 60, 110), (80, 220, 255), (170, 240, 255), "starfield", False, 300, 100, True, "bottom", "glow"
+    ),
+    "Sport": GenreStyle(
+        (20, 90, 40),
+        (60, 160, 70),
+        (255, 255, 255),
+        (255, 255, 255),
+        "field",
+        False,
+        900,
+        75,
+        True,
+        "bottom",
+        "outline",
+        (10, 40, 20),
+    ),
+    "Thriller": GenreStyle(
+        (10, 15, 25),
+        (90, 100, 115),
+        (230, 230, 230),
+        (240, 240, 240),
+        "shards",
+        False,
+        700,
+        62,
+        True,
+        "middle",
+        "shadow",
+    ),
 }
 GENRES = tuple(STYLES)
 """The real catalogue's genre vocabulary (``shared/data/catalog.csv`` has these 15)."""
 
 _TAGLINES = (
-    "Some secrets never sleep", "This summer, nothing is safe", "One last chance", "Every legend has a beginning",
-    "The truth is out there", "Run. Hide. Survive.", "Love finds a way", "Based on a true story",
-    "No one gets out alive", "The game has changed", "Trust no one", "A journey beyond imagination",
+    "Some secrets never sleep",
+    "This summer, nothing is safe",
+    "One last chance",
+    "Every legend has a beginning",
+    "The truth is out there",
+    "Run. Hide. Survive.",
+    "Love finds a way",
+    "Based on a true story",
+    "No one gets out alive",
+    "The game has changed",
+    "Trust no one",
+    "A journey beyond imagination",
 )
-_FIRST = ("Anna", "Marco", "Lena", "David", "Sofia", "Omar", "Yuki", "Priya", "Tom", "Clara", "Ivan", "Maya", "Leo", "Nora")
+_FIRST = (
+    "Anna",
+    "Marco",
+    "Lena",
+    "David",
+    "Sofia",
+    "Omar",
+    "Yuki",
+    "Priya",
+    "Tom",
+    "Clara",
+    "Ivan",
+    "Maya",
+    "Leo",
+    "Nora",
+)
 _LAST = ("Berger", "Rossi", "Kim", "Novak", "Haddad", "Tanaka", "Silva", "Meyer", "Okafor", "Larsen", "Petrov", "Shah")
 
 
@@ -124,10 +263,14 @@ def _rgba(color: RGB, alpha: float) -> tuple[int, int, int, int]:
 
 # -- motifs: each draws a genre's shapes on a transparent layer -----------------------------
 
+
 def _slashes(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
     for _ in range(rng.integers(5, 9)):
         x, w = rng.uniform(-200, WIDTH), rng.uniform(6, 30)
-        draw.polygon([(x, HEIGHT), (x + w, HEIGHT), (x + w + 300, 0), (x + 300, 0)], fill=_rgba(style.accent, rng.uniform(0.2, 0.6)))
+        draw.polygon(
+            [(x, HEIGHT), (x + w, HEIGHT), (x + w + 300, 0), (x + 300, 0)],
+            fill=_rgba(style.accent, rng.uniform(0.2, 0.6)),
+        )
     cx = rng.uniform(100, 300)
     draw.ellipse([cx - 160, 380, cx + 160, 700], fill=_rgba((255, 200, 80), 0.45))
 
@@ -166,8 +309,15 @@ def _tape(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
     draw.polygon([(0, y), (WIDTH, y - 120), (WIDTH, y - 80), (0, y + 40)], fill=_rgba(style.accent, 0.95))
     for k in range(-2, 12):
         x = k * 40 + rng.uniform(0, 10)
-        draw.polygon([(x, y + 40 - x * 0.3), (x + 18, y + 40 - (x + 18) * 0.3), (x + 30, y - (x + 30) * 0.3), (x + 12, y - (x + 12) * 0.3)],
-                     fill=_rgba((15, 15, 15), 0.95))
+        draw.polygon(
+            [
+                (x, y + 40 - x * 0.3),
+                (x + 18, y + 40 - (x + 18) * 0.3),
+                (x + 30, y - (x + 30) * 0.3),
+                (x + 12, y - (x + 12) * 0.3),
+            ],
+            fill=_rgba((15, 15, 15), 0.95),
+        )
 
 
 def _window(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
@@ -180,7 +330,9 @@ def _window(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
 
 def _arcs(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
     cx, cy = rng.uniform(100, 300), rng.uniform(420, 520)
-    for k, color in enumerate(((240, 80, 80), (250, 170, 60), (250, 230, 80), (110, 200, 110), (90, 150, 240), (160, 100, 220))):
+    for k, color in enumerate(
+        ((240, 80, 80), (250, 170, 60), (250, 230, 80), (110, 200, 110), (90, 150, 240), (160, 100, 220))
+    ):
         r = 230 - k * 22
         draw.arc([cx - r, cy - r, cx + r, cy + r], 180, 360, fill=_rgba(color, 0.9), width=20)
 
@@ -228,7 +380,9 @@ def _starfield(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=_rgba((255, 255, 255), rng.uniform(0.5, 1.0)))
     px, py, pr = rng.uniform(80, 320), rng.uniform(150, 350), rng.uniform(60, 110)
     draw.ellipse([px - pr, py - pr, px + pr, py + pr], fill=_rgba(style.accent, 0.75))
-    draw.arc([px - pr * 1.6, py - pr * 0.4, px + pr * 1.6, py + pr * 0.4], 0, 360, fill=_rgba((220, 240, 255), 0.8), width=4)
+    draw.arc(
+        [px - pr * 1.6, py - pr * 0.4, px + pr * 1.6, py + pr * 0.4], 0, 360, fill=_rgba((220, 240, 255), 0.8), width=4
+    )
 
 
 def _field(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
@@ -253,9 +407,21 @@ def _shards(draw: ImageDraw.ImageDraw, style: GenreStyle, rng: Rng) -> None:
 
 
 MOTIFS: dict[str, Callable[[ImageDraw.ImageDraw, GenreStyle, Rng], None]] = {
-    "slashes": _slashes, "horizon": _horizon, "bubbles": _bubbles, "portrait": _portrait, "confetti": _confetti,
-    "tape": _tape, "window": _window, "arcs": _arcs, "sparkles": _sparkles, "drips": _drips, "fog": _fog,
-    "bokeh": _bokeh, "starfield": _starfield, "field": _field, "shards": _shards,
+    "slashes": _slashes,
+    "horizon": _horizon,
+    "bubbles": _bubbles,
+    "portrait": _portrait,
+    "confetti": _confetti,
+    "tape": _tape,
+    "window": _window,
+    "arcs": _arcs,
+    "sparkles": _sparkles,
+    "drips": _drips,
+    "fog": _fog,
+    "bokeh": _bokeh,
+    "starfield": _starfield,
+    "field": _field,
+    "shards": _shards,
 }
 _SOFT_MOTIFS = {"bokeh", "fog", "sparkles"}
 
@@ -272,6 +438,7 @@ def _motif_layer(style: GenreStyle, rng: Rng, opacity: float) -> Image.Image:
 
 # -- the poster -----------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class DemoPoster:
     id: str
@@ -287,11 +454,16 @@ def _zones(title_zone: str) -> dict[str, tuple[int, int]]:
     """Vertical bands (y0, y1) for the title and the other text blocks."""
     bands = {"top": (30, 190), "middle": (220, 380), "bottom": (330, 500)}
     others = [zone for zone in ("top", "middle", "bottom") if zone != title_zone]
-    return {"title": bands[title_zone], "tagline": bands[others[-1]], "billing": (12, 40) if title_zone != "top" else (200, 228)}
+    return {
+        "title": bands[title_zone],
+        "tagline": bands[others[-1]],
+        "billing": (12, 40) if title_zone != "top" else (200, 228),
+    }
 
 
-def _draw_small_text(image: Image.Image, text: str, band: tuple[int, int], size: int, color: RGB, weight: int, width: int,
-                     rng: Rng) -> None:
+def _draw_small_text(
+    image: Image.Image, text: str, band: tuple[int, int], size: int, color: RGB, weight: int, width: int, rng: Rng
+) -> None:
     face = face_for("en")
     style = TextStyle(fill=color, weight=weight, width=width)
     layout = fit_text(text, face, WIDTH - 40, band[1] - band[0], style, "en", size, min_size=7, max_lines=1)
@@ -302,11 +474,17 @@ def _draw_small_text(image: Image.Image, text: str, band: tuple[int, int], size:
 
 def _credits(image: Image.Image, rng: Rng, color: RGB) -> None:
     """The billing block at the foot of the poster, as real posters have it."""
-    def names(n: int) -> str:
-        return "  ".join(f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}".upper() for _ in range(n))
 
-    lines = [f"DIRECTED BY {names(1)}  PRODUCED BY {names(2)}", f"MUSIC BY {names(1)}  EDITED BY {names(1)}  STARRING {names(2)}",
-             f"IN CINEMAS {int(rng.integers(1, 13)):02d}.{int(rng.integers(1, 29)):02d}"]
+    def names(n: int) -> str:
+        return "  ".join(
+            f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}".upper() for _ in range(n)
+        )
+
+    lines = [
+        f"DIRECTED BY {names(1)}  PRODUCED BY {names(2)}",
+        f"MUSIC BY {names(1)}  EDITED BY {names(1)}  STARRING {names(2)}",
+        f"IN CINEMAS {int(rng.integers(1, 13)):02d}.{int(rng.integers(1, 29)):02d}",
+    ]
     for i, line in enumerate(lines):
         y = 528 + i * 20
         _draw_small_text(image, line, (y, y + 16), 11 if i < 2 else 14, color, 500 if i < 2 else 800, 62, rng)
@@ -321,7 +499,9 @@ def render_poster(index: int, seed: int, title_number: int) -> DemoPoster:
         if extra not in genres:
             genres += (extra,)
     look = STYLES[GENRES[rng.integers(len(GENRES))] if rng.random() < STYLE_NOISE else genres[0]]
-    palette = dataclasses.replace(look, top=_jitter(look.top, rng), bottom=_jitter(look.bottom, rng), accent=_jitter(look.accent, rng))
+    palette = dataclasses.replace(
+        look, top=_jitter(look.top, rng), bottom=_jitter(look.bottom, rng), accent=_jitter(look.accent, rng)
+    )
 
     image = _gradient(palette.top, palette.bottom).convert("RGBA")
     for extra in genres[1:]:
@@ -332,18 +512,41 @@ def render_poster(index: int, seed: int, title_number: int) -> DemoPoster:
     zones = _zones(palette.zone)
     small_color = palette.title if palette.effect != "none" or palette.zone == "top" else palette.accent
     if rng.random() < 0.7:
-        _draw_small_text(image, _TAGLINES[rng.integers(len(_TAGLINES))], zones["tagline"], int(rng.integers(16, 23)),
-                         small_color, 600, 100, rng)
+        _draw_small_text(
+            image,
+            _TAGLINES[rng.integers(len(_TAGLINES))],
+            zones["tagline"],
+            int(rng.integers(16, 23)),
+            small_color,
+            600,
+            100,
+            rng,
+        )
     if rng.random() < 0.6:
-        _draw_small_text(image, "   ".join(f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}".upper()
-                                           for _ in range(2)), zones["billing"], 15, small_color, 700, 80, rng)
+        _draw_small_text(
+            image,
+            "   ".join(
+                f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}".upper() for _ in range(2)
+            ),
+            zones["billing"],
+            15,
+            small_color,
+            700,
+            80,
+            rng,
+        )
     _credits(image, rng, small_color)
     background = image.copy()
 
     title = vocab.title_in(title_number, "en")
     text = title.upper() if palette.upper else title
-    style = TextStyle(fill=_jitter(palette.title, rng, 0.02, 0.05), effect=palette.effect, effect_color=palette.effect_color,
-                      weight=palette.weight, width=palette.width)
+    style = TextStyle(
+        fill=_jitter(palette.title, rng, 0.02, 0.05),
+        effect=palette.effect,
+        effect_color=palette.effect_color,
+        weight=palette.weight,
+        width=palette.width,
+    )
     face = face_for("en", serif=palette.serif)
     y0, y1 = zones["title"]
     layout = fit_text(text, face, WIDTH - 40, y1 - y0, style, "en", int(rng.integers(54, 80)), min_size=20, max_lines=2)
@@ -386,20 +589,27 @@ def write_demo_corpus(out_dir: str | Path, count: int = 240, seed: int = 0, prog
         raise ValueError(f"count must be at least 1, got {count}")
     out = Path(out_dir)
     catalog, truth, localized = [], [], []
-    for index, number in tqdm(list(enumerate(_title_numbers(count, seed))), desc="demo posters", unit="poster", disable=not progress):
+    for index, number in tqdm(
+        list(enumerate(_title_numbers(count, seed))), desc="demo posters", unit="poster", disable=not progress
+    ):
         poster = render_poster(index, seed, number)
         save_image(poster.poster, out / "posters" / f"{poster.id}.png", optimize=False)
         save_image(poster.background, out / "backgrounds" / f"{poster.id}.png", optimize=False)
         catalog.append((poster.id, poster.title, poster.year, "|".join(poster.genres), f"posters/{poster.id}.png"))
         truth.append((poster.id, *poster.title_box, f"backgrounds/{poster.id}.png"))
-        localized += [(poster.id, region, language, vocab.title_in(number, language)) for region, language in vocab.REGION_LANGUAGES.items()]
+        localized += [
+            (poster.id, region, language, vocab.title_in(number, language))
+            for region, language in vocab.REGION_LANGUAGES.items()
+        ]
     write_csv(out / "truth.csv", TRUTH_HEADER, truth)
     write_csv(out / "localized_titles.csv", LOCALIZED_HEADER, localized)
     return write_csv(out / "catalog.csv", CATALOG_HEADER, catalog)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localize.demo", description="Render the synthetic demo poster corpus.")
+    parser = argparse.ArgumentParser(
+        prog="python -m localize.demo", description="Render the synthetic demo poster corpus."
+    )
     parser.add_argument("--out", type=Path, help="output folder, created if needed (default: settings.demo_dir)")
     parser.add_argument("--count", type=int, default=240, help="number of posters (default 240)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same corpus")

@@ -113,14 +113,20 @@ class Detection:
             return None
         boxes = [line.box for line in self.title_lines]
         width, height = self.image_size
-        return (max(0, min(b[0] for b in boxes)), max(0, min(b[1] for b in boxes)),
-                min(width, max(b[2] for b in boxes)), min(height, max(b[3] for b in boxes)))
+        return (
+            max(0, min(b[0] for b in boxes)),
+            max(0, min(b[1] for b in boxes)),
+            min(width, max(b[2] for b in boxes)),
+            min(height, max(b[3] for b in boxes)),
+        )
 
     def describe(self) -> str:
         """A table of the lines and their scores, title lines marked, for debugging."""
-        rows = [f"{'title' if i in self.title else '':5} box={line.box} h={line.height:.0f} conf={line.confidence:.2f} "
-                f"contrast={line.contrast:.2f} prominence={line.prominence:.3f} text={line.text!r} ({line.text_score:.2f})"
-                for i, line in enumerate(self.lines)]
+        rows = [
+            f"{'title' if i in self.title else '':5} box={line.box} h={line.height:.0f} conf={line.confidence:.2f} "
+            f"contrast={line.contrast:.2f} prominence={line.prominence:.3f} text={line.text!r} ({line.text_score:.2f})"
+            for i, line in enumerate(self.lines)
+        ]
         if self.found:
             rows.append(f"chosen by {self.how} (similarity to the catalogue title {self.match:.2f})")
         return "\n".join(rows) or "no text detected"

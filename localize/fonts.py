@@ -60,7 +60,7 @@ def base_language(language: str) -> str:
     return language.split("-")[0].split("_")[0].lower()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def face_for(language: str, serif: bool = False) -> FontFace:
     """The font face for ``language`` (a BCP-47 tag); serif only changes Latin/Cyrillic."""
     language = base_language(language)
@@ -74,11 +74,15 @@ def face_for(language: str, serif: bool = False) -> FontFace:
 @functools.lru_cache(maxsize=512)
 def load_font(face: FontFace, size: int, weight: int = 700, width: int = 100) -> ImageFont.FreeTypeFont:
     """A sized font with its variation axes set (cached: loading a face costs milliseconds)."""
-    font = ImageFont.truetype(str(face.path), size=max(1, int(size)), index=face.index, layout_engine=ImageFont.Layout.RAQM)
+    font = ImageFont.truetype(
+        str(face.path), size=max(1, int(size)), index=face.index, layout_engine=ImageFont.Layout.RAQM
+    )
     if face.variable:
         wanted = {b"Weight": weight, b"Width": width}
-        font.set_variation_by_axes([
-            min(max(wanted.get(axis["name"], axis["default"]), axis["minimum"]), axis["maximum"])
-            for axis in font.get_variation_axes()
-        ])
+        font.set_variation_by_axes(
+            [
+                min(max(wanted.get(axis["name"], axis["default"]), axis["minimum"]), axis["maximum"])
+                for axis in font.get_variation_axes()
+            ]
+        )
     return font

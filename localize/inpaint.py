@@ -15,7 +15,7 @@ reads the erased title; the default is the one that measured best.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -40,16 +40,20 @@ def _xphoto():
     try:
         return cv2.xphoto
     except AttributeError:
-        raise RuntimeError("FSR inpainting needs cv2.xphoto from opencv-contrib-python-headless; another OpenCV wheel "
-                           "(opencv-python, opencv-python-headless) was installed over it: "
-                           "pip install --force-reinstall opencv-contrib-python-headless") from None
+        raise RuntimeError(
+            "FSR inpainting needs cv2.xphoto from opencv-contrib-python-headless; another OpenCV wheel "
+            "(opencv-python, opencv-python-headless) was installed over it: "
+            "pip install --force-reinstall opencv-contrib-python-headless"
+        ) from None
 
 
 def _fsr(image: np.ndarray, mask: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
     xphoto = _xphoto()
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)  # FSR expects intensity first, colour after
     filled = np.zeros_like(lab)
-    xphoto.inpaint(lab, np.where(mask > 0, 0, 255).astype(np.uint8), filled, xphoto.INPAINT_FSR_FAST)  # its mask marks known pixels
+    xphoto.inpaint(
+        lab, np.where(mask > 0, 0, 255).astype(np.uint8), filled, xphoto.INPAINT_FSR_FAST
+    )  # its mask marks known pixels
     return cv2.cvtColor(filled, cv2.COLOR_LAB2RGB)
 
 
@@ -71,7 +75,9 @@ METHODS: dict[str, Method] = {
 DEFAULT_METHOD = "patchmatch"
 
 
-def inpaint(image: np.ndarray, mask: np.ndarray, method: str = DEFAULT_METHOD, exclude: np.ndarray | None = None) -> np.ndarray:
+def inpaint(
+    image: np.ndarray, mask: np.ndarray, method: str = DEFAULT_METHOD, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """``image`` (RGB uint8) with the pixels where ``mask`` is set filled in; others untouched.
 
     ``exclude`` marks pixels that must not serve as a source (other text).

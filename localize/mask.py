@@ -115,4 +115,3 @@ def other_text_mask(detection: Detection) -> np.ndarray:
     there, or fragments of the credits reappear inside the erased title."""
     others = tuple(line for i, line in enumerate(detection.lines) if i not in detection.title)
     return lines_mask(detection, others)
-

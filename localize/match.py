@@ -23,7 +23,9 @@ MAX_PIECES = 5
 """Most lines one title is set on."""
 PIECE_MIN_SCORE = 70
 """A line reads as part of the title when its best alignment scores this (0..100) or more."""
-_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>the|a|an|les|la|le|l'|il|das|der|die|el|los|las|det|den)$", re.IGNORECASE)
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<rest>.+), (?P<article>the|a|an|les|la|le|l'|il|das|der|die|el|los|las|det|den)$", re.IGNORECASE
+)
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+(?=\S)", re.IGNORECASE)
 _PARENTHESIS = re.compile(r"\(([^()]*)\)")
 _ALSO_KNOWN = re.compile(r"^(a\.k\.a\.|aka)\s+", re.IGNORECASE)
@@ -52,7 +54,9 @@ def title_forms(catalogue_title: str, subtitle_optional: bool = True) -> list[st
     ``"Avengers: Age of Ultron"`` -> ``[..., "Avengers"]`` (after the full forms, so a
     subtitle that was read is kept) unless ``subtitle_optional`` is False.
     """
-    names = [_PARENTHESIS.sub("", catalogue_title)] + [_ALSO_KNOWN.sub("", inner) for inner in _PARENTHESIS.findall(catalogue_title)]
+    names = [_PARENTHESIS.sub("", catalogue_title)] + [
+        _ALSO_KNOWN.sub("", inner) for inner in _PARENTHESIS.findall(catalogue_title)
+    ]
     if subtitle_optional:
         names += [name.split(": ")[0] for name in names if ": " in name]
     forms = []
@@ -91,7 +95,9 @@ def match_title(texts: Sequence[str], catalogue_title: str) -> tuple[tuple[int, 
         for count in range(1, min(MAX_PIECES, len(pieces)) + 1):
             for subset in itertools.combinations(pieces, count):
                 ordered = sorted(subset, key=lambda piece: piece[1])
-                score = float(Levenshtein.normalized_similarity("".join(normalized(texts[i]) for i, _, _ in ordered), target))
+                score = float(
+                    Levenshtein.normalized_similarity("".join(normalized(texts[i]) for i, _, _ in ordered), target)
+                )
                 if score > best[1] + 1e-9:
                     best = (tuple(sorted(i for i, _, _ in subset)), score)
     return best

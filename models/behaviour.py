@@ -250,7 +250,9 @@ class BehaviourTrainer:
         return record
 
     def _save_state(self, completed: int) -> None:
-        save_epoch(self.checkpoint, self.work_dir, completed, {"config": self.config_fingerprint, "history": self.history})
+        save_epoch(
+            self.checkpoint, self.work_dir, completed, {"config": self.config_fingerprint, "history": self.history}
+        )
 
     def _restore(self) -> int:
         state = restore_epoch(self.checkpoint, self.work_dir, self.config_fingerprint)

@@ -21,9 +21,9 @@ import io
 import os
 import stat
 import unicodedata
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -111,7 +111,9 @@ def check_image(path: Path) -> _ImageCheck:
         if not stat.S_ISREG(info.st_mode):
             return _ImageCheck(problem=f"image {path} is not a regular file (a device, FIFO or socket)")
         if info.st_size > MAX_IMAGE_BYTES:
-            return _ImageCheck(problem=f"image {path} has {info.st_size:,} bytes, more than the {MAX_IMAGE_BYTES:,} read")
+            return _ImageCheck(
+                problem=f"image {path} has {info.st_size:,} bytes, more than the {MAX_IMAGE_BYTES:,} read"
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         return _ImageCheck(problem=f"image {path} does not exist")
@@ -165,7 +167,9 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
         problems.append(f"duplicate id {row_id!r}, first on line {seen[row_id]}")
     reserved = [ch for ch in RESERVED_ID_CHARACTERS if ch in row_id]
     if reserved:
-        problems.append(f"id {row_id!r} contains {' and '.join(map(repr, reserved))}, reserved in the API's URLs and variant keys")
+        problems.append(
+            f"id {row_id!r} contains {' and '.join(map(repr, reserved))}, reserved in the API's URLs and variant keys"
+        )
     if row_id in DOT_SEGMENTS:
         problems.append(f"id {row_id!r} is a dot segment, which URLs drop")
     if not [g for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()]:
@@ -181,7 +185,9 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
 
 def _open_records(path: Path) -> tuple[csv.DictReader, io.TextIOBase]:
     try:
-        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")  # -sig: a byte-order mark is skipped
+        handle = path.open(
+            encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )  # -sig: a byte-order mark is skipped
     except OSError as err:
         raise CatalogError(f"catalogue {path} cannot be opened: {err.strerror or err}") from None
     reader = csv.DictReader(handle)
@@ -235,7 +241,9 @@ def read_catalog(path: str | os.PathLike, workers: int | None = None, allow_outs
             row_id = record["id"].strip()
             image = record["image"].strip()
             if image and not allow_outside and _outside(path.parent / image, path.parent):
-                problems.append(f"image {image!r} leads outside the catalogue's folder {path.parent} (allow it with --allow-outside-images)")
+                problems.append(
+                    f"image {image!r} leads outside the catalogue's folder {path.parent} (allow it with --allow-outside-images)"
+                )
             seen.setdefault(row_id, line)
             if problems:
                 errors.extend(RowError(line, row_id, reason) for reason in problems)

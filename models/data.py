@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 

@@ -54,8 +54,9 @@ class ImagenetWeightsUnavailable(FileNotFoundError):
 
 
 def _conv_bn_relu(x: tf.Tensor, filters: int, kernel: int, stride: int, prefix: str, activation: str) -> tf.Tensor:
-    x = tf.keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
-                               name=f"{prefix}_conv")(x)
+    x = tf.keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv")(
+        x
+    )
     x = tf.keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
     return tf.keras.layers.ReLU(6.0, name=activation)(x)
 
@@ -66,8 +67,9 @@ def _mbconv(x: tf.Tensor, index: int, filters: int, kernel: int, stride: int, ex
     inputs, channels = x, x.shape[-1]
     if expansion != 1:
         x = _conv_bn_relu(x, channels * expansion, 1, 1, f"{prefix}_expand", f"{prefix}_expand_activation")
-    x = tf.keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                        name=f"{prefix}_dwconv")(x)
+    x = tf.keras.layers.DepthwiseConv2D(
+        kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_dwconv"
+    )(x)
     x = tf.keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_dw_bn")(x)
     x = tf.keras.layers.ReLU(6.0, name=f"{prefix}_dw_activation")(x)
     x = tf.keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}_project_conv")(x)
@@ -95,19 +97,26 @@ def efficientnet_lite0(input_size: int = INPUT_SIZE, include_top: bool = False) 
 
 def _torch_layer_names() -> dict[str, str]:
     """Keras layer name -> PyTorch module prefix in the ``efficientnet_lite_pytorch`` state dict."""
-    names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1",
-             "predictions": "_fc"}
+    names = {
+        "stem_conv": "_conv_stem",
+        "stem_bn": "_bn0",
+        "top_conv": "_conv_head",
+        "top_bn": "_bn1",
+        "predictions": "_fc",
+    }
     blocks = sum(repeats for repeats, *_ in STAGES)
     for index in range(blocks):
         torch_block, keras_block = f"_blocks.{index}", f"block{index}"
-        names.update({
-            f"{keras_block}_expand_conv": f"{torch_block}._expand_conv",
-            f"{keras_block}_expand_bn": f"{torch_block}._bn0",
-            f"{keras_block}_dwconv": f"{torch_block}._depthwise_conv",
-            f"{keras_block}_dw_bn": f"{torch_block}._bn1",
-            f"{keras_block}_project_conv": f"{torch_block}._project_conv",
-            f"{keras_block}_project_bn": f"{torch_block}._bn2",
-        })
+        names.update(
+            {
+                f"{keras_block}_expand_conv": f"{torch_block}._expand_conv",
+                f"{keras_block}_expand_bn": f"{torch_block}._bn0",
+                f"{keras_block}_dwconv": f"{torch_block}._depthwise_conv",
+                f"{keras_block}_dw_bn": f"{torch_block}._bn1",
+                f"{keras_block}_project_conv": f"{torch_block}._project_conv",
+                f"{keras_block}_project_bn": f"{torch_block}._bn2",
+            }
+        )
     return names
 
 
@@ -139,11 +148,15 @@ def assign_torch_state(model: tf.keras.Model, state: Mapping[str, np.ndarray]) -
         except KeyError as err:
             raise ValueError(f"EfficientNet-Lite0 weights lack tensor {err.args[0]} for layer {layer.name}") from None
         except ValueError as err:
-            raise ValueError(f"EfficientNet-Lite0 weights for layer {layer.name} ({prefix}) do not fit: {err}") from None
+            raise ValueError(
+                f"EfficientNet-Lite0 weights for layer {layer.name} ({prefix}) do not fit: {err}"
+            ) from None
         used.update(key for key in state if key.startswith(prefix + "."))
     unused = sorted(key for key in state if key not in used and not key.endswith("num_batches_tracked"))
     if unused:
-        raise ValueError(f"EfficientNet-Lite0 weights hold {len(unused)} tensors the model has no place for: {unused[:5]}")
+        raise ValueError(
+            f"EfficientNet-Lite0 weights hold {len(unused)} tensors the model has no place for: {unused[:5]}"
+        )
 
 
 def package_weights_file() -> Path:

@@ -19,8 +19,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -116,9 +117,7 @@ def check_expectations(manifest: Mapping[str, Any], expect: Mapping[str, object]
         if found is _MISSING:
             raise ModelMismatchError(f"model {model_dir}: manifest has no key {key!r} (expected {expected!r})")
         if found != expected:
-            raise ModelMismatchError(
-                f"model {model_dir}: manifest key {key!r} is {found!r}, expected {expected!r}"
-            )
+            raise ModelMismatchError(f"model {model_dir}: manifest key {key!r} is {found!r}, expected {expected!r}")
 
 
 def load_embedder(

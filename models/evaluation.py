@@ -19,7 +19,7 @@ the median cosine of a poster to its 10th neighbour and to any other poster;
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -115,7 +115,9 @@ def _ranked_relevance(embeddings: np.ndarray, relevant: np.ndarray) -> np.ndarra
     return np.take_along_axis(relevant, order, axis=1)
 
 
-def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int = 10) -> tuple[float | None, float | None]:
+def map_at_r_and_precision(
+    embeddings: np.ndarray, relevant: np.ndarray, k: int = 10
+) -> tuple[float | None, float | None]:
     """Mean MAP@R and precision@k over queries that have at least one relevant item.
 
     None, None when no query has one (a split whose posters share no genre):
@@ -136,7 +138,9 @@ def map_at_r_and_precision(embeddings: np.ndarray, relevant: np.ndarray, k: int 
     return float(map_at_r.mean()), float(ranked[:, :k].mean())
 
 
-def retrieval_metrics(embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]], k: int = 10) -> dict[str, float | None]:
+def retrieval_metrics(
+    embeddings: np.ndarray, genre_sets: Sequence[Sequence[str]], k: int = 10
+) -> dict[str, float | None]:
     """MAP@R and precision@k for "same primary genre" and "shares a genre"."""
     primary = np.array([genres[0] for genres in genre_sets])
     targets = multi_hot(genre_sets, genre_vocabulary(genre_sets))

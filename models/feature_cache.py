@@ -19,8 +19,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 

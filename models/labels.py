@@ -21,7 +21,7 @@ choice matters little, and the simplest scheme is the default.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

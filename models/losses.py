@@ -28,14 +28,14 @@ weights of a model being trained.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Union
+from collections.abc import Callable
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 import tensorflow as tf
 
 DistanceFn = Callable[[tf.Tensor], tf.Tensor]
-DistanceMetric = Union[str, DistanceFn]
+DistanceMetric = str | DistanceFn
 
 
 def pairwise_l2_distance(embeddings: tf.Tensor, squared: bool = False) -> tf.Tensor:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
-from typing import Union
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -24,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-ImageInput = Union[bytes, Image.Image, str, Path]
+ImageInput = bytes | Image.Image | str | Path
+
 
 @dataclasses.dataclass(frozen=True)
 class PixelScaling:
@@ -42,8 +42,9 @@ class PixelScaling:
 
 
 NASNET_SCALING = PixelScaling("nasnet.preprocess_input (x/127.5 - 1)", 1.0 / 127.5, -1.0, "nasnet_preprocess")
-EFFICIENTNET_LITE_SCALING = PixelScaling("efficientnet_lite ((x - 127) / 128)", 1.0 / 128.0, -127.0 / 128.0,
-                                         "efficientnet_lite_preprocess")
+EFFICIENTNET_LITE_SCALING = PixelScaling(
+    "efficientnet_lite ((x - 127) / 128)", 1.0 / 128.0, -127.0 / 128.0, "efficientnet_lite_preprocess"
+)
 
 
 def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:

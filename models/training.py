@@ -33,8 +33,8 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import posterrec_settings  # (also sets TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -126,6 +126,7 @@ class EpochPlan:
 
 def epoch_plan(config: TrainConfig) -> list[EpochPlan]:
     """Head-only warm-up, warm-up with a growing number of unfrozen blocks, then triplets at the last count."""
+
     def unfrozen(epoch: int) -> int:
         return min(config.max_unfrozen_blocks, max(0, epoch - config.head_only_epochs + 1) * config.unfreeze_step)
 
@@ -161,11 +162,16 @@ class Trainer:
         backbone = build_backbone(config.backbone, config.weights, config.seed)
         self.network = build_network(backbone, len(genres), config.embedding_dim)
         self.spec = backbone.spec
-        cache_key = fingerprint({
-            "backbone": config.backbone, "weights": backbone.weights, "seed": config.seed,
-            "input_size": self.spec.input_size, "letterbox": config.letterbox,
-            "preprocessing": self.spec.scaling.description,
-        })
+        cache_key = fingerprint(
+            {
+                "backbone": config.backbone,
+                "weights": backbone.weights,
+                "seed": config.seed,
+                "input_size": self.spec.input_size,
+                "letterbox": config.letterbox,
+                "preprocessing": self.spec.scaling.description,
+            }
+        )
         self.cache_file = Path(cache_dir) / f"{config.backbone}-{cache_key}.npz"
         self.optimizers = {
             WARMUP: tf.keras.optimizers.Adam(config.head_learning_rate),
@@ -261,8 +267,14 @@ class Trainer:
             batches = tf.data.Dataset.from_tensor_slices(slices).shuffle(len(classes), seed=seed)
             batches = batches.batch(self.config.batch_size)
             return batches.prefetch(tf.data.AUTOTUNE), self.network.head
-        batches = image_dataset(self.data.rows, self.spec.input_size, self.config.letterbox, self.config.batch_size,
-                                targets=(self.data.targets, classes), shuffle_seed=seed)
+        batches = image_dataset(
+            self.data.rows,
+            self.spec.input_size,
+            self.config.letterbox,
+            self.config.batch_size,
+            targets=(self.data.targets, classes),
+            shuffle_seed=seed,
+        )
         return batches, self.network.trainer
 
     def run_epoch(self, epoch: EpochPlan) -> dict:
@@ -284,12 +296,20 @@ class Trainer:
             losses.append(float(step(inputs, targets, classes)))
             progress.set_postfix(loss=f"{losses[-1]:.4f}")
         elapsed = time.perf_counter() - started
-        record = {"epoch": epoch.index + 1, "phase": epoch.phase, "unfrozen_blocks": epoch.unfrozen_blocks,
-                  "source": "cached features" if model is self.network.head else "images",
-                  "loss": float(np.mean(losses)), "seconds": round(elapsed, 3),
-                  "images_per_second": round(len(self.data.rows) / elapsed, 1)}
-        log.info("epoch %(epoch)d %(phase)s (%(source)s, %(unfrozen_blocks)d blocks unfrozen): loss %(loss).4f, "
-                 "%(images_per_second).1f images/s", record)
+        record = {
+            "epoch": epoch.index + 1,
+            "phase": epoch.phase,
+            "unfrozen_blocks": epoch.unfrozen_blocks,
+            "source": "cached features" if model is self.network.head else "images",
+            "loss": float(np.mean(losses)),
+            "seconds": round(elapsed, 3),
+            "images_per_second": round(len(self.data.rows) / elapsed, 1),
+        }
+        log.info(
+            "epoch %(epoch)d %(phase)s (%(source)s, %(unfrozen_blocks)d blocks unfrozen): loss %(loss).4f, "
+            "%(images_per_second).1f images/s",
+            record,
+        )
         return record
 
     # --- the whole run ------------------------------------------------------------------------

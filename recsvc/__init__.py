@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from flask import Flask, Response
-
 import posterrec_settings  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from posterrec_settings import Settings, load_settings
+
+from flask import Flask, Response
 
 from . import api, browse, catalog_api, health
 from .errors import register_error_handlers
@@ -26,7 +26,7 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 """On every response: a browser takes each body as the type it is sent as, never one it guesses."""
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-                               "form-action 'self'; frame-ancestors 'none'",
+    "form-action 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
@@ -48,10 +48,14 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
     )
     app.json = OrjsonProvider(app)
     app.url_map.merge_slashes = False  # "/v1/posters//x" is a missing title (404), not a redirect to another URL
-    live = LiveIndex(settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog])
+    live = LiveIndex(
+        settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog]
+    )
     live.start()
     if live.index is None:
-        logging.getLogger(__name__).warning("no index version at %s yet; /readyz stays 503 until one is published", settings.index_root)
+        logging.getLogger(__name__).warning(
+            "no index version at %s yet; /readyz stays 503 until one is published", settings.index_root
+        )
     app.extensions["posterrec"] = live
     app.extensions["posterrec.upload_slots"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
     register_error_handlers(app)

@@ -71,11 +71,11 @@ def _serve_metrics_apart(bind: str) -> None:
 
 
 def serve() -> int:
+    from posterrec_settings import load_settings
+
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
-
-    from posterrec_settings import load_settings
 
     host, port = _address(os.environ.get("POSTERREC_BIND", "127.0.0.1:8000"))
     fresh_metrics_dir()
@@ -86,11 +86,18 @@ def serve() -> int:
     if metrics_bind:
         _serve_metrics_apart(metrics_bind)
     Granian(
-        "recsvc:create_app", factory=True, interface=Interfaces.WSGI, address=host, port=port,
+        "recsvc:create_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=host,
+        port=port,
         workers=_count("POSTERREC_WORKERS", len(os.sched_getaffinity(0))),
         blocking_threads=_count("POSTERREC_THREADS", None),
-        http=HTTPModes.http1, websockets=False, http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
-        respawn_failed_workers=True, workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        respawn_failed_workers=True,
+        workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
         log_access=bool(os.environ.get("POSTERREC_ACCESS_LOG")),
     ).serve()
     return 0
@@ -111,7 +118,9 @@ def serve_dev(host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m recsvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dev", action="store_true", help="Flask's development server, for trying the API")
     parser.add_argument("--host", default="127.0.0.1", help="with --dev")
     parser.add_argument("--port", type=int, default=8000, help="with --dev")

@@ -97,14 +97,16 @@ def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, 
     for title, score in zip(ranked.titles, ranked.scores):
         title_id, name = index.title_ids[title], index.title_names[title]
         variant = variant_item(index, title_id, region) if region else None
-        results.append({
-            "id": title_id,
-            "title": name,
-            "score": round(score, 6),
-            "image_url": image_url(title_id, variant and variant.region, script_root),
-            "region": variant and variant.region,
-            "localized_title": variant and variant.title,
-        })
+        results.append(
+            {
+                "id": title_id,
+                "title": name,
+                "score": round(score, 6),
+                "image_url": image_url(title_id, variant and variant.region, script_root),
+                "region": variant and variant.region,
+                "localized_title": variant and variant.title,
+            }
+        )
     return {"index_version": index.version, **extra, "results": results}
 
 
@@ -234,9 +236,13 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
             finally:
                 slots.release()
     except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
-        raise ApiError(413, "image_too_large", f"upload {name!r} has more than the {max_pixels:,} pixels this service decodes")
+        raise ApiError(
+            413, "image_too_large", f"upload {name!r} has more than the {max_pixels:,} pixels this service decodes"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ApiError(415, "unsupported_media_type", f"upload {name!r} is not an image this service can decode")
+        raise ApiError(
+            415, "unsupported_media_type", f"upload {name!r} is not an image this service can decode"
+        ) from None
 
 
 @bp.post("/search")
@@ -248,7 +254,11 @@ def search():
         vector = _uploaded_image_vector(index)
     else:
         if not request.is_json:
-            raise ApiError(415, "unsupported_media_type", "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}",
+            )
         body = json_object()
         k = params.parse_k(body.get("k"), _settings().max_k, text=False)
         region = params.parse_region(body.get("region"))
@@ -262,8 +272,13 @@ def poster(title_id: str):
     item = original_item(index, title_id)
     regions = sorted(variant.region for variant in index.variants_of(title_id))
     return jsonify(
-        id=item.title_id, title=item.title, year=item.year, genres=list(item.genres),
-        image_url=image_url(title_id, None), variant_regions=regions, index_version=index.version,
+        id=item.title_id,
+        title=item.title,
+        year=item.year,
+        genres=list(item.genres),
+        image_url=image_url(title_id, None),
+        variant_regions=regions,
+        index_version=index.version,
     )
 
 
@@ -343,5 +358,7 @@ def image(title_id: str):
     try:
         response = send_file(path, mimetype=image_mimetype(path), conditional=True, max_age=86400)
     except OSError:  # UnidentifiedImageError included
-        raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server")
+        raise ApiError(
+            503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server"
+        ) from None
     return wanted.label(response)

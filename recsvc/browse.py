@@ -37,7 +37,9 @@ from .catalog_api import (
 )
 from .errors import ApiError, not_found
 
-bp = Blueprint("browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse")
+bp = Blueprint(
+    "browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse"
+)
 
 THUMB_WIDTH = 240
 """Twice the grid's CSS column width (sharp on high-density screens); posters are about 2:3."""
@@ -71,10 +73,14 @@ def thumbnail(title_id: str):
         stat = os.stat(chosen.image_path)
         data = thumbnail_jpeg(chosen.image_path, stat.st_mtime_ns, stat.st_size)
     except (OSError, UnidentifiedImageError) as err:
-        raise ApiError(503, "image_unavailable", f"the image file of {chosen.key} is missing or unreadable on this server") from err
+        raise ApiError(
+            503, "image_unavailable", f"the image file of {chosen.key} is missing or unreadable on this server"
+        ) from err
     response = make_response(data)
     response.mimetype = "image/jpeg"
-    response.set_etag(hashlib.sha1(f"{chosen.key}:{stat.st_mtime_ns}:{stat.st_size}:{THUMB_WIDTH}".encode()).hexdigest())
+    response.set_etag(
+        hashlib.sha1(f"{chosen.key}:{stat.st_mtime_ns}:{stat.st_size}:{THUMB_WIDTH}".encode()).hexdigest()
+    )
     response.cache_control.public = True
     response.cache_control.max_age = THUMB_MAX_AGE
     return wanted.label(response).make_conditional(request)
@@ -91,17 +97,24 @@ def download(title_id: str):
     try:
         mimetype = image_mimetype(path)
         name = f"{title_id}-{wanted.region or 'original'}{mimetypes.guess_extension(mimetype) or ''}"
-        return send_file(path, mimetype=mimetype, as_attachment=True, download_name=name, conditional=True, max_age=THUMB_MAX_AGE)
+        return send_file(
+            path, mimetype=mimetype, as_attachment=True, download_name=name, conditional=True, max_age=THUMB_MAX_AGE
+        )
     except OSError:  # UnidentifiedImageError included
-        raise ApiError(503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server") from None
+        raise ApiError(
+            503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server"
+        ) from None
 
 
 def page_url(req: ListingRequest, page: int) -> str:
     """The page's own URL for another page of the same listing (empty parameters left out)."""
     query = {
-        "q": req.query, "genre": req.genre, "region": req.region,
+        "q": req.query,
+        "genre": req.genre,
+        "region": req.region,
         "has_variant": None if req.has_variant is None else str(req.has_variant).lower(),
-        "per_page": req.per_page if req.per_page != DEFAULT_PER_PAGE else None, "page": page if page > 1 else None,
+        "per_page": req.per_page if req.per_page != DEFAULT_PER_PAGE else None,
+        "page": page if page > 1 else None,
     }
     return url_for("browse.page", **{name: value for name, value in query.items() if value})
 
@@ -120,14 +133,21 @@ def client_config() -> dict:
     """What browse.js needs: the roots of its URLs (so the page also works mounted under a prefix) and its limits."""
     root = request.script_root
     return {
-        "apiRoot": f"{root}/v1", "thumbRoot": f"{root}/thumbs", "downloadRoot": f"{root}/download",
-        "historyLimit": HISTORY_LIMIT, "k": RESULTS_K,
+        "apiRoot": f"{root}/v1",
+        "thumbRoot": f"{root}/thumbs",
+        "downloadRoot": f"{root}/download",
+        "historyLimit": HISTORY_LIMIT,
+        "k": RESULTS_K,
     }
 
 
 def api_docs_url() -> str | None:
     """The interactive API documentation's URL when this app serves one."""
-    return f"{request.script_root}{API_DOCS_RULE}" if any(r.rule == API_DOCS_RULE for r in current_app.url_map.iter_rules()) else None
+    return (
+        f"{request.script_root}{API_DOCS_RULE}"
+        if any(r.rule == API_DOCS_RULE for r in current_app.url_map.iter_rules())
+        else None
+    )
 
 
 @bp.get("/")
@@ -145,23 +165,26 @@ def page():
     found = listing(index, req)
     past_end = found.page > found.pages
     catalog = catalog_of(index)
-    response = make_response(render_template(
-        "browse.html",
-        index=index,
-        req=req,
-        found=found,
-        error=error,
-        past_end=past_end,
-        titles=len(catalog.entries),
-        genres=catalog.genres,
-        regions=regions_with_counts(index),
-        aggregation=current_app.config["POSTERREC_AGGREGATION"],
-        api_docs_url=api_docs_url(),
-        prev_url=page_url(req, min(found.page - 1, found.pages)) if found.page > 1 else None,
-        next_url=page_url(req, found.page + 1) if found.page < found.pages else None,
-        default_per_page=DEFAULT_PER_PAGE,
-        config=client_config(),
-        poster_link=poster_link_prefix(),
-    ), 400 if error else 404 if past_end else 200)
+    response = make_response(
+        render_template(
+            "browse.html",
+            index=index,
+            req=req,
+            found=found,
+            error=error,
+            past_end=past_end,
+            titles=len(catalog.entries),
+            genres=catalog.genres,
+            regions=regions_with_counts(index),
+            aggregation=current_app.config["POSTERREC_AGGREGATION"],
+            api_docs_url=api_docs_url(),
+            prev_url=page_url(req, min(found.page - 1, found.pages)) if found.page > 1 else None,
+            next_url=page_url(req, found.page + 1) if found.page < found.pages else None,
+            default_per_page=DEFAULT_PER_PAGE,
+            config=client_config(),
+            poster_link=poster_link_prefix(),
+        ),
+        400 if error else 404 if past_end else 200,
+    )
     response.cache_control.no_cache = True
     return response

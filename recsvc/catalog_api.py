@@ -119,7 +119,9 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     for entry in entries:
         for region in entry.variant_regions:
             by_region.setdefault(region, []).append(entry)
-    return Catalog(entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, {r: tuple(e) for r, e in by_region.items()})
+    return Catalog(
+        entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, {r: tuple(e) for r, e in by_region.items()}
+    )
 
 
 def find_page(catalog: Catalog, req: ListingRequest) -> Page:
@@ -130,7 +132,9 @@ def find_page(catalog: Catalog, req: ListingRequest) -> Page:
         candidates = [entry for entry in candidates if word in entry.folded_title]
     covered = matching = None
     if req.region is not None:
-        if req.genre is None and not req.query.strip():  # the whole catalogue: its titles with a variant are listed already
+        if (
+            req.genre is None and not req.query.strip()
+        ):  # the whole catalogue: its titles with a variant are listed already
             with_variant = catalog.by_region.get(req.region, ())
         else:
             with_variant = [entry for entry in candidates if req.region in entry.variant_regions]
@@ -140,7 +144,9 @@ def find_page(catalog: Catalog, req: ListingRequest) -> Page:
         elif req.has_variant is False:
             candidates = [entry for entry in candidates if req.region not in entry.variant_regions]
     start = (req.page - 1) * req.per_page
-    return Page(list(candidates[start : start + req.per_page]), len(candidates), req.page, req.per_page, covered, matching)
+    return Page(
+        list(candidates[start : start + req.per_page]), len(candidates), req.page, req.per_page, covered, matching
+    )
 
 
 def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
@@ -188,8 +194,12 @@ def parse_listing_request(args, index: PublishedIndex) -> ListingRequest:
     return ListingRequest(
         query=parse_query(args.get("q")),
         genre=parse_genre(args.get("genre"), catalog_of(index)),
-        page=params.parse_int_in_range(args.get("page") or None, "page", MAX_PAGE, 1, text=True),  # an empty field means the default
-        per_page=params.parse_int_in_range(args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE, text=True),
+        page=params.parse_int_in_range(
+            args.get("page") or None, "page", MAX_PAGE, 1, text=True
+        ),  # an empty field means the default
+        per_page=params.parse_int_in_range(
+            args.get("per_page") or None, "per_page", MAX_PER_PAGE, DEFAULT_PER_PAGE, text=True
+        ),
         region=region,
         has_variant=parse_has_variant(args.get("has_variant"), region),
     )
@@ -220,8 +230,16 @@ def posters():
     req = parse_listing_request(request.args, index)
     page = listing(index, req)
     return jsonify(
-        index_version=index.version, q=req.query, genre=req.genre, region=req.region, has_variant=req.has_variant,
-        page=page.page, per_page=page.per_page, pages=page.pages, total=page.total, with_variant=page.covered,
+        index_version=index.version,
+        q=req.query,
+        genre=req.genre,
+        region=req.region,
+        has_variant=req.has_variant,
+        page=page.page,
+        per_page=page.per_page,
+        pages=page.pages,
+        total=page.total,
+        with_variant=page.covered,
         results=[entry_json(entry, req.region) for entry in page.entries],
     )
 
@@ -236,7 +254,9 @@ def genres():
 def regions_with_counts(index: PublishedIndex) -> list[tuple[str, int]]:
     """Every accepted region code with its number of variants (one per title at most), most variants first."""
     counts = catalog_of(index).variant_counts
-    return sorted(((region, counts.get(region, 0)) for region in known_regions(index)), key=lambda pair: (-pair[1], pair[0]))
+    return sorted(
+        ((region, counts.get(region, 0)) for region in known_regions(index)), key=lambda pair: (-pair[1], pair[0])
+    )
 
 
 @bp.get("/docs")

@@ -24,7 +24,9 @@ def readyz():
     if index is None:
         return jsonify(status="not_ready", detail=problem or "no index version is loaded yet"), 503
     if problem:  # serving, but not what CURRENT names: say which and why
-        return jsonify(status="ready", version=index.version, items=len(index), detail=f"{problem}; serving {index.version}")
+        return jsonify(
+            status="ready", version=index.version, items=len(index), detail=f"{problem}; serving {index.version}"
+        )
     return jsonify(status="ready", version=index.version, items=len(index))
 
 
@@ -35,7 +37,9 @@ def metrics():
     if settings.metrics_bind:
         return jsonify(error="not_found", detail="metrics are served on their own address, not here"), 404
     if settings.metrics_token and not _bearer_token_is(settings.metrics_token):
-        response = jsonify(error="unauthorized", detail="/metrics needs the header Authorization: Bearer <metrics token>")
+        response = jsonify(
+            error="unauthorized", detail="/metrics needs the header Authorization: Bearer <metrics token>"
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response, 401
     return metrics_response()

@@ -122,7 +122,11 @@ class LiveIndex:
         if wanted is None and (self.root / published.CURRENT).exists():
             problem = f"{published.CURRENT} is empty"
             if self.pointer_problem != problem:
-                log.error("%s is empty, so it names no index version; still serving %s", self.root / published.CURRENT, served or "nothing")
+                log.error(
+                    "%s is empty, so it names no index version; still serving %s",
+                    self.root / published.CURRENT,
+                    served or "nothing",
+                )
             return None, problem
         return wanted, None
 
@@ -131,8 +135,13 @@ class LiveIndex:
         try:
             return built_frozen(lambda: published.open_version(self.root, version))
         except Exception as err:  # any failure to load refuses the version: the served one must keep serving
-            log.error("refusing index version %s, still serving %s: %s", version, served or "nothing", err,
-                      exc_info=not isinstance(err, published.IndexVersionError))
+            log.error(
+                "refusing index version %s, still serving %s: %s",
+                version,
+                served or "nothing",
+                err,
+                exc_info=not isinstance(err, published.IndexVersionError),
+            )
             return None
 
     def _fall_back(self, unservable: str | None) -> bool:
@@ -165,7 +174,9 @@ class LiveIndex:
             try:
                 prepare(fresh, self._index)
             except Exception:  # noqa: BLE001  the load succeeded; a failed head start must not refuse it
-                log.exception("preparing index version %s failed; requests will build what it would have", fresh.version)
+                log.exception(
+                    "preparing index version %s failed; requests will build what it would have", fresh.version
+                )
 
     def start(self) -> None:
         """Load now and keep watching in a daemon thread (one per process, so per gunicorn worker)."""

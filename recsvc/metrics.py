@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from flask import Flask, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 REQUESTS = Counter("posterrec_requests_total", "HTTP requests", ["endpoint", "method", "status"])
 LATENCY = Histogram(
-    "posterrec_request_seconds", "HTTP request latency", ["endpoint"],
+    "posterrec_request_seconds",
+    "HTTP request latency",
+    ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 # The index gauges are "livemax": the maximum over live workers only. With "max", a worker that died kept
@@ -87,8 +97,12 @@ class RequestMetrics:
         finally:
             rule = getattr(environ.pop(REQUEST_KEY, None), "url_rule", None)
             status = int(statuses[-1][:3]) if statuses else 500
-            record_request(rule.rule if rule else "unmatched", method_label(environ.get("REQUEST_METHOD", "")), status,
-                           time.perf_counter() - started)
+            record_request(
+                rule.rule if rule else "unmatched",
+                method_label(environ.get("REQUEST_METHOD", "")),
+                status,
+                time.perf_counter() - started,
+            )
 
 
 def instrument(app: Flask) -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
 from indexer.regions import is_region_code
 
 from .errors import bad_request
-
 
 DECIMAL = re.compile(r"[+]?0*([0-9]{1,18})")
 """ASCII digits only (``\\d`` would also take other scripts' digits, ``k=３``), leading zeros aside: the
@@ -90,7 +90,9 @@ def parse_recommendation_request(body: dict, max_k: int, aggregations: Collectio
     """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
     unknown = body.keys() - RECOMMENDATION_FIELDS
     if unknown:
-        raise bad_request(f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))}")
+        raise bad_request(
+            f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))}"
+        )
     history = body.get("history")
     if not isinstance(history, list) or not history:
         raise bad_request("history must be a non-empty list of poster ids, oldest first")

@@ -10,7 +10,8 @@ the index is exhausted.
 from __future__ import annotations
 
 import functools
-from typing import Collection, NamedTuple
+from collections.abc import Collection
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,7 +65,9 @@ def nearest_titles_batched(
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
             best = Ranked(
-                *first_distinct_titles(index.title_of_row[query_rows], query_scores, index.original_row_of_title, k, exclude)
+                *first_distinct_titles(
+                    index.title_of_row[query_rows], query_scores, index.original_row_of_title, k, exclude
+                )
             )
             if len(best.titles) >= want or depth >= len(index):
                 results[query] = best
@@ -131,7 +134,9 @@ def unit_weighted_sum(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndar
 
 def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) -> np.ndarray:
     """The normalised recency-weighted average of the history's vectors (the latest if they cancel out)."""
-    return unit_weighted_sum(index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay))
+    return unit_weighted_sum(
+        index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay)
+    )
 
 
 def best_listed(
@@ -166,7 +171,9 @@ def best_listed(
     return candidates[best], scores[best], len(candidates)
 
 
-def ranked_neighbours(index: PublishedIndex, rows: list[int], k: int, exclude_history: bool) -> tuple[Ranked | None, np.ndarray]:
+def ranked_neighbours(
+    index: PublishedIndex, rows: list[int], k: int, exclude_history: bool
+) -> tuple[Ranked | None, np.ndarray]:
     """The ``k`` titles that score best against the recency query of the history at poster ``rows`` (oldest
     first) among those listed first as similar to its latest titles, and the history itself unless it is
     excluded; and the query.
@@ -175,8 +182,17 @@ def ranked_neighbours(index: PublishedIndex, rows: list[int], k: int, exclude_hi
     """
     query = recency_query(index, rows, RECENCY_DECAY)
     history = index.title_of_row[rows].astype(np.int64)
-    titles, scores, candidates = best_listed(index.similar.titles, index.embeddings, index.original_row_of_title, history,
-                                             query, NEIGHBOUR_SOURCES, NEIGHBOUR_DEPTH, k, exclude_history)
+    titles, scores, candidates = best_listed(
+        index.similar.titles,
+        index.embeddings,
+        index.original_row_of_title,
+        history,
+        query,
+        NEIGHBOUR_SOURCES,
+        NEIGHBOUR_DEPTH,
+        k,
+        exclude_history,
+    )
     return (Ranked(titles.tolist(), scores.tolist()) if candidates >= k else None), query
 
 

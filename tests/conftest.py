@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before any TensorFlow import)
 
 import pytest
 from PIL import Image
-
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before any TensorFlow import)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

@@ -15,10 +15,10 @@ import pickle
 import sys
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401
+
 import numpy as np
 import pytest
-
-import posterrec_settings  # noqa: F401
 import tensorflow as tf
 
 from models import efficientnet_lite
@@ -183,13 +183,26 @@ def test_training_from_imagenet_weights_exports_a_model_that_says_so(keras_home:
 
     write_demo_corpus(tmp_path / "demo", count=24, seed=5)
     rows = read_catalog(tmp_path / "demo" / "catalog.csv").rows
-    config = TrainConfig(backbone="efficientnet_lite0", weights="imagenet", batch_size=8, warmup_epochs=2,
-                         head_only_epochs=1, max_unfrozen_blocks=1, triplet_epochs=1)
+    config = TrainConfig(
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        batch_size=8,
+        warmup_epochs=2,
+        head_only_epochs=1,
+        max_unfrozen_blocks=1,
+        triplet_epochs=1,
+    )
     manifest = train(rows, tmp_path / "model", config, tmp_path / "cache")
     assert manifest["weights"] == "imagenet" and manifest["input_size"] == 224
     assert [h["unfrozen_blocks"] for h in manifest["training"]["history"]] == [0, 1, 1]
-    embedder = load_embedder(tmp_path / "model", expect={"backbone": "efficientnet_lite0", "weights": "imagenet",
-                                                          "preprocessing": EFFICIENTNET_LITE_SCALING.description})
+    embedder = load_embedder(
+        tmp_path / "model",
+        expect={
+            "backbone": "efficientnet_lite0",
+            "weights": "imagenet",
+            "preprocessing": EFFICIENTNET_LITE_SCALING.description,
+        },
+    )
     vectors = embedder.embed_images([row.image for row in rows[:3]])
     assert vectors.shape == (3, 128)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

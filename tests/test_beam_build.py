@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from posterrec_settings import Settings
+
 import numpy as np
 import pytest
 from test_indexer_build import TITLES, VARIANT_REGIONS, build, build_argv, make_workspace, rows_of, trained_tiny_model
@@ -16,7 +18,6 @@ from indexer.embedding_cache import VECTOR_CACHE_DIR, vector_file_pattern, vecto
 from indexer.ingest import ingest_catalog
 from indexer.published import current_version, list_versions, open_version
 from indexer.store import open_store
-from posterrec_settings import Settings
 
 pytestmark = pytest.mark.slow
 

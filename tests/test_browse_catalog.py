@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
+from test_browse_support import BrowseCorpus, browse_app, build_browse_corpus, publish
 
 from recsvc.browse import THUMB_WIDTH, thumbnail_jpeg
 from recsvc.catalog_api import MAX_PER_PAGE, catalog_of
-from test_browse_support import BrowseCorpus, browse_app, build_browse_corpus, publish
 
 TITLES = 14
 
@@ -75,7 +75,9 @@ def test_search_matches_every_word_case_insensitively(client, corpus):
     title = corpus.originals[0].title
     words = title.split()
     query = f"{words[-1].upper()}  {words[0].lower()}"
-    expected = {i.title_id for i in corpus.originals if all(w.casefold() in i.title.casefold() for w in (words[0], words[-1]))}
+    expected = {
+        i.title_id for i in corpus.originals if all(w.casefold() in i.title.casefold() for w in (words[0], words[-1]))
+    }
     assert {r["id"] for r in listed(client, q=query, per_page=MAX_PER_PAGE)["results"]} == expected
     assert listed(client, q="no title has this")["total"] == 0
 
@@ -153,8 +155,14 @@ def test_page_renders_the_listing_without_javascript(client, corpus):
     assert len(expected) > 4, "the check needs a third page"
     assert link_query(html, "next") == {"genre": [genre], "per_page": ["2"], "region": ["DE"], "page": ["2"]}
     assert link_query(html, "prev") is None
-    second = client.get("/", query_string={"genre": genre, "per_page": 2, "region": "DE", "page": 2}).get_data(as_text=True)
-    assert link_query(second, "prev") == {"genre": [genre], "per_page": ["2"], "region": ["DE"]}  # page 1 is the default
+    second = client.get("/", query_string={"genre": genre, "per_page": 2, "region": "DE", "page": 2}).get_data(
+        as_text=True
+    )
+    assert link_query(second, "prev") == {
+        "genre": [genre],
+        "per_page": ["2"],
+        "region": ["DE"],
+    }  # page 1 is the default
     assert link_query(second, "next")["page"] == ["3"]
     assert '<template id="card-template">' in html and 'alt="' in html
 
@@ -211,8 +219,12 @@ def test_the_region_menu_counts_each_regions_variants_most_first(client, corpus)
 
 
 def test_the_page_mounted_under_a_prefix_points_its_script_and_links_there(client):
-    html = client.get("/", query_string={"per_page": 2}, environ_overrides={"SCRIPT_NAME": "/posterrec"}).get_data(as_text=True)
-    config = json.loads(unescape(re.search(r'<script id="posterrec-config" type="application/json">(.*?)</script>', html).group(1)))
+    html = client.get("/", query_string={"per_page": 2}, environ_overrides={"SCRIPT_NAME": "/posterrec"}).get_data(
+        as_text=True
+    )
+    config = json.loads(
+        unescape(re.search(r'<script id="posterrec-config" type="application/json">(.*?)</script>', html).group(1))
+    )
     assert (config["apiRoot"], config["thumbRoot"]) == ("/posterrec/v1", "/posterrec/thumbs")
     assert re.search(r'<a href="/posterrec/\?[^"]*" rel="next">', html)
 
@@ -235,17 +247,24 @@ def test_has_variant_keeps_the_titles_with_or_without_one_and_counts_them(client
     assert {r["id"] for r in having["results"]} == with_de and having["total"] == len(with_de)
     lacking = listed(client, region="DE", has_variant="false", per_page=MAX_PER_PAGE)
     assert {r["id"] for r in lacking["results"]} == {i.title_id for i in corpus.originals} - with_de
-    assert having["with_variant"] == lacking["with_variant"] == listed(client, region="DE")["with_variant"] == len(with_de)
+    assert (
+        having["with_variant"] == lacking["with_variant"] == listed(client, region="DE")["with_variant"] == len(with_de)
+    )
     genre = corpus.originals[0].genres[0]
     in_genre = {i.title_id for i in corpus.originals if genre in i.genres}
     assert listed(client, region="DE", genre=genre)["with_variant"] == len(in_genre & with_de)
     assert listed(client)["with_variant"] is None and listed(client, region="DE", has_variant="")["has_variant"] is None
 
 
-@pytest.mark.parametrize(("query", "reason"), [({"region": "DE", "has_variant": "yes"}, "true or false"), ({"has_variant": "true"}, "needs a region")])
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [({"region": "DE", "has_variant": "yes"}, "true or false"), ({"has_variant": "true"}, "needs a region")],
+)
 def test_a_bad_has_variant_is_a_400_saying_why(client, query, reason):
     response = client.get("/v1/posters", query_string=query)
-    assert response.status_code == 400 and "has_variant" in response.json["detail"] and reason in response.json["detail"]
+    assert (
+        response.status_code == 400 and "has_variant" in response.json["detail"] and reason in response.json["detail"]
+    )
 
 
 def test_downloads_are_the_full_images_named_by_poster_and_region(client, corpus):

@@ -21,8 +21,14 @@ from test_recsvc_search import publish_with_model, tiny_model  # noqa: F401  (ti
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browse"
 TIMEOUT_MS = 15_000
@@ -48,7 +54,9 @@ def server(corpus):
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's with `apt-get install -y chromium`")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras: pip install -e '.[test]'")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is in the test extras: pip install -e '.[test]'"
+    )
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -66,7 +74,10 @@ def open_page(browser, url: str, request, errors: list[str], **device):
     context = browser.new_context(**{"viewport": DESKTOP, **device}, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.on("console", lambda message: errors.append(f"console {message.type}: {message.text}") if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: errors.append(f"console {message.type}: {message.text}") if message.type == "error" else None,
+    )
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
     page.goto(url)
     yield page
@@ -83,7 +94,9 @@ def page(browser, server, request, console_errors):
 
 @pytest.fixture
 def phone(browser, server, request, console_errors):
-    yield from open_page(browser, server.url + "/", request, console_errors, viewport=PHONE, is_mobile=True, has_touch=True)
+    yield from open_page(
+        browser, server.url + "/", request, console_errors, viewport=PHONE, is_mobile=True, has_touch=True
+    )
 
 
 def loaded_images(page, selector: str) -> list[dict]:
@@ -91,7 +104,9 @@ def loaded_images(page, selector: str) -> list[dict]:
     page.wait_for_function(
         "sel => [...document.querySelectorAll(sel)].every(img => img.complete)", arg=selector, timeout=TIMEOUT_MS
     )
-    return page.eval_on_selector_all(selector, "imgs => imgs.map(img => ({src: img.src, width: img.naturalWidth, alt: img.alt}))")
+    return page.eval_on_selector_all(
+        selector, "imgs => imgs.map(img => ({src: img.src, width: img.naturalWidth, alt: img.alt}))"
+    )
 
 
 def card_ids(page, list_selector: str) -> list[str]:
@@ -132,7 +147,9 @@ def test_grid_searches_filters_and_pages(page, corpus):
 
     genre = originals[0].genres[0]
     page.get_by_label("Title", exact=True).fill("")
-    page.locator("select[name=genre]").select_option(genre)  # a menu applies on its own, as the region and variant menus do
+    page.locator("select[name=genre]").select_option(
+        genre
+    )  # a menu applies on its own, as the region and variant menus do
     page.wait_for_url(re.compile(f"genre={re.escape(quote_plus(genre))}&"))
     assert set(card_ids(page, "#grid")) == {item.title_id for item in originals if genre in item.genres}
 
@@ -162,15 +179,23 @@ def test_poster_details_rank_similar_posters_without_raw_scores(page, corpus):
     similar = card_ids(page, "#similar")
     assert len(similar) == 12 and title_id not in similar and len(set(similar)) == 12
     assert page.locator("#similar .rank").all_inner_texts() == [f"#{rank}" for rank in range(1, 13)]
-    similarities = [float(title.rsplit(" ", 1)[1]) for title in page.locator("#similar .rank").evaluate_all("els => els.map(e => e.title)")]
+    similarities = [
+        float(title.rsplit(" ", 1)[1])
+        for title in page.locator("#similar .rank").evaluate_all("els => els.map(e => e.title)")
+    ]
     assert similarities == sorted(similarities, reverse=True)
-    assert "score" not in dialog.inner_text() and "recent_neighbours" not in page.locator("main, aside, dialog").all_inner_texts()
+    assert (
+        "score" not in dialog.inner_text()
+        and "recent_neighbours" not in page.locator("main, aside, dialog").all_inner_texts()
+    )
     assert all(image["width"] > 0 for image in loaded_images(page, "#similar img.poster"))
 
     page.keyboard.press("Escape")
     assert not dialog.is_visible()
     assert "poster" not in url_query(page)
-    assert page.evaluate("document.activeElement.closest('.card')?.dataset.id") == title_id  # focus returns to the poster
+    assert (
+        page.evaluate("document.activeElement.closest('.card')?.dataset.id") == title_id
+    )  # focus returns to the poster
 
 
 def test_back_and_forward_move_through_pages_and_details(page, corpus):
@@ -184,11 +209,15 @@ def test_back_and_forward_move_through_pages_and_details(page, corpus):
 
     neighbour = card_ids(page, "#similar")[0]
     page.locator(f"#similar .card[data-id='{neighbour}'] .card-open").click()
-    page.wait_for_function("id => document.querySelector('#details-title').innerText === id", arg=title_of(corpus, neighbour))
+    page.wait_for_function(
+        "id => document.querySelector('#details-title').innerText === id", arg=title_of(corpus, neighbour)
+    )
     assert url_query(page)["poster"] == [neighbour]
 
     page.go_back()
-    page.wait_for_function("t => document.querySelector('#details-title').innerText === t", arg=title_of(corpus, title_id))
+    page.wait_for_function(
+        "t => document.querySelector('#details-title').innerText === t", arg=title_of(corpus, title_id)
+    )
     page.go_back()
     page.wait_for_url(lambda url: "poster=" not in url)
     page.wait_for_function("() => !document.querySelector('#details').open")
@@ -252,7 +281,10 @@ def test_watched_state_is_marked_confirmed_and_undoable(page, corpus):
     watch.click()
     page.wait_for_function("() => document.querySelectorAll('#history > li').length === 1")
     page.get_by_role("link", name=title, exact=True).click()  # a history item opens its poster
-    page.wait_for_function("t => document.querySelector('#details').open && document.querySelector('#details-title').innerText === t", arg=title)
+    page.wait_for_function(
+        "t => document.querySelector('#details').open && document.querySelector('#details-title').innerText === t",
+        arg=title,
+    )
     in_dialog = page.locator("#details-watch")
     assert in_dialog.get_attribute("aria-pressed") == "true" and in_dialog.inner_text() == "✓ In your watch history"
     in_dialog.click()
@@ -266,7 +298,13 @@ def test_watched_state_is_marked_confirmed_and_undoable(page, corpus):
     page.locator("#grid .card").nth(3).get_by_role("button", name=re.compile("^Watched")).click()
     page.wait_for_function("() => document.querySelector('#recs-status').innerText.includes('from 1 watched')")
     page.reload()
-    assert page.locator("#grid .card").nth(3).get_by_role("button", name=re.compile("^Watched")).get_attribute("aria-pressed") == "true"
+    assert (
+        page.locator("#grid .card")
+        .nth(3)
+        .get_by_role("button", name=re.compile("^Watched"))
+        .get_attribute("aria-pressed")
+        == "true"
+    )
 
 
 def test_watch_history_gives_live_recommendations(page):
@@ -287,7 +325,9 @@ def test_watch_history_gives_live_recommendations(page):
 
     page.reload()
     page.wait_for_function("() => document.querySelector('#recs-status').innerText.includes('from 3 watched')")
-    page.get_by_role("button", name=f"Remove {page.locator('#history > li').first.get_attribute('data-title')} from watch history").click()
+    page.get_by_role(
+        "button", name=f"Remove {page.locator('#history > li').first.get_attribute('data-title')} from watch history"
+    ).click()
     page.wait_for_function("() => document.querySelector('#recs-status').innerText.includes('from 2 watched')")
     page.get_by_role("button", name="Clear history").click()
     page.wait_for_function("() => document.querySelectorAll('#recommendations > .card').length === 0")
@@ -298,7 +338,11 @@ def test_region_coverage_filter_and_badges_beside_the_artwork(page, corpus):
     with_de = {item.title_id for item in originals if "DE" in corpus.variant_regions(item.title_id)}
     page.locator("select[name=region]").select_option("DE")
     page.wait_for_url(re.compile(r"region=DE"))
-    assert page.locator("#coverage").inner_text().startswith(f"{len(with_de)} of {len(originals)} titles have a DE variant")
+    assert (
+        page.locator("#coverage")
+        .inner_text()
+        .startswith(f"{len(with_de)} of {len(originals)} titles have a DE variant")
+    )
     cards = page.eval_on_selector_all(
         "#grid .card",
         "cards => cards.map(c => { const img = c.querySelector('img').getBoundingClientRect();"
@@ -307,8 +351,12 @@ def test_region_coverage_filter_and_badges_beside_the_artwork(page, corpus):
         " clear: badge.top >= img.bottom}; })",
     )
     assert all(card["clear"] for card in cards)  # no badge over the artwork
-    assert all(card["badge"] == "DE variant" and card["src"].endswith("?region=DE") for card in cards if card["id"] in with_de)
-    assert all(card["badge"] == "Original" and "region" not in card["src"] for card in cards if card["id"] not in with_de)
+    assert all(
+        card["badge"] == "DE variant" and card["src"].endswith("?region=DE") for card in cards if card["id"] in with_de
+    )
+    assert all(
+        card["badge"] == "Original" and "region" not in card["src"] for card in cards if card["id"] not in with_de
+    )
     assert all(image["width"] > 0 for image in loaded_images(page, "#grid img.poster"))
 
     page.locator("select[name=has_variant]").select_option("true")
@@ -319,7 +367,9 @@ def test_region_coverage_filter_and_badges_beside_the_artwork(page, corpus):
     page.wait_for_url(re.compile(r"has_variant=false"))
     assert set(card_ids(page, "#grid")) == {item.title_id for item in originals} - with_de
 
-    page.locator("select[name=region]").select_option("FR")  # a region without variants says so instead of stamping "Original"
+    page.locator("select[name=region]").select_option(
+        "FR"
+    )  # a region without variants says so instead of stamping "Original"
     page.wait_for_url(re.compile(r"region=FR"))
     assert "No title has a FR variant yet" in page.locator("#coverage").inner_text()
 
@@ -356,7 +406,10 @@ def test_original_sits_left_of_its_variant_and_each_image_downloads(page, corpus
     slider.focus()
     page.keyboard.press("Home")
     assert is_band(stage_pixel(page, 0.1)) and is_band(stage_pixel(page, 0.9))
-    assert not page.locator("#compare-before-label").is_visible() and page.locator("#compare-after-label").inner_text() == "DE variant"
+    assert (
+        not page.locator("#compare-before-label").is_visible()
+        and page.locator("#compare-after-label").inner_text() == "DE variant"
+    )
     page.keyboard.press("End")
     assert not is_band(stage_pixel(page, 0.1)) and not is_band(stage_pixel(page, 0.9))
     assert not page.locator("#compare-after-label").is_visible() and page.locator("#compare-before-label").is_visible()
@@ -381,9 +434,14 @@ def test_original_sits_left_of_its_variant_and_each_image_downloads(page, corpus
 def test_a_page_past_the_end_says_so_once(page, console_errors, server, corpus):
     pages = -(-len(corpus.originals) // 8)
     page.goto(f"{server.url}/?per_page=8&page=99")
-    console_errors.remove("console error: Failed to load resource: the server responded with a status of 404 (NOT FOUND)")
+    console_errors.remove(
+        "console error: Failed to load resource: the server responded with a status of 404 (NOT FOUND)"
+    )
     main = page.locator("main").inner_text()
-    assert "Page 99 is past the end of this listing" in main and f"It has {pages} pages of {len(corpus.originals)} posters" in main
+    assert (
+        "Page 99 is past the end of this listing" in main
+        and f"It has {pages} pages of {len(corpus.originals)} posters" in main
+    )
     assert "No poster matches" not in main and "Page 99 of" not in main
     page.get_by_role("link", name=f"go to page {pages}").click()
     page.wait_for_url(re.compile(f"page={pages}"))
@@ -401,7 +459,9 @@ def test_a_phone_confirms_a_watch_where_the_finger_is(phone):
     assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"] and box["width"] <= PHONE["width"]
     assert phone.locator("#history > li").count() == 1
     toast.get_by_role("link", name="See history").tap()
-    phone.wait_for_function("() => { const r = document.querySelector('#history').getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }")
+    phone.wait_for_function(
+        "() => { const r = document.querySelector('#history').getBoundingClientRect(); return r.top >= 0 && r.top < innerHeight; }"
+    )
     phone.locator("#history .history-open").tap()
     phone.wait_for_function("() => document.querySelector('#details').open")
     width = phone.locator("#details").bounding_box()["width"]
@@ -423,7 +483,9 @@ def search_server(tiny_model, tmp_path_factory):  # noqa: F811  (the imported fi
         yield served, items
 
 
-def test_search_by_an_uploaded_image_lists_the_closest_posters(browser, search_server, request, console_errors, tmp_path):
+def test_search_by_an_uploaded_image_lists_the_closest_posters(
+    browser, search_server, request, console_errors, tmp_path
+):
     served, items = search_server
     upload = tmp_path / "photo of a poster.jpg"
     Image.open(items[2].image_path).convert("RGB").save(upload, "JPEG", quality=90)  # re-encoded, not the indexed file
@@ -432,7 +494,9 @@ def test_search_by_an_uploaded_image_lists_the_closest_posters(browser, search_s
         page.wait_for_function("() => document.querySelectorAll('#image-results > .card').length > 0")
         assert card_ids(page, "#image-results")[0] == items[2].title_id
         assert len(card_ids(page, "#image-results")) == 12
-        assert page.locator("#image-search-status").inner_text() == f"12 posters closest to {upload.name}, closest first."
+        assert (
+            page.locator("#image-search-status").inner_text() == f"12 posters closest to {upload.name}, closest first."
+        )
         assert loaded_images(page, "#image-search-preview")[0]["width"] > 0
         page.locator("#image-results .card-open").first.click()  # a result opens like any poster
         page.wait_for_function("() => document.querySelector('#details').open")

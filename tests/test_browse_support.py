@@ -13,8 +13,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+
+from posterrec_settings import load_settings
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -23,7 +25,6 @@ from werkzeug.serving import make_server
 from indexer.publish import publish_index
 from indexer.published import IndexItem
 from localize.demo import write_demo_corpus
-from posterrec_settings import load_settings
 from recsvc import create_app
 
 TITLES = 30
@@ -75,14 +76,24 @@ def build_browse_corpus(root: Path, titles: int = TITLES) -> BrowseCorpus:
         for i, row in enumerate(csv.DictReader(handle)):
             poster = catalog.parent / row["image"]
             genres = tuple(row["genres"].split("|"))
-            items.append(IndexItem(row["id"], row["id"], row["title"], str(poster), year=int(row["year"]), genres=genres))
+            items.append(
+                IndexItem(row["id"], row["id"], row["title"], str(poster), year=int(row["year"]), genres=genres)
+            )
             for n, (region, language) in enumerate(VARIANT_REGIONS.items()):
                 if i % (DE_EVERY * (n + 1)) == 0:
                     image = _variant_poster(poster, root / "variants" / region / f"{row['id']}.png", region)
-                    items.append(IndexItem(
-                        IndexItem.variant_key(row["id"], region), row["id"], f"{row['title']} [{region}]", str(image),
-                        region=region, language=language, year=int(row["year"]), genres=genres,
-                    ))
+                    items.append(
+                        IndexItem(
+                            IndexItem.variant_key(row["id"], region),
+                            row["id"],
+                            f"{row['title']} [{region}]",
+                            str(image),
+                            region=region,
+                            language=language,
+                            year=int(row["year"]),
+                            genres=genres,
+                        )
+                    )
     projection = np.random.default_rng(SEED).normal(size=(8 * 12 * 3, DIM)).astype(np.float32)
     embeddings = np.stack([_pixel_embedding(item.image_path, projection) for item in items])
     corpus = BrowseCorpus(root / "index", items, embeddings)
@@ -93,8 +104,13 @@ def build_browse_corpus(root: Path, titles: int = TITLES) -> BrowseCorpus:
 def publish(corpus: BrowseCorpus) -> str:
     """Publish the corpus as the current index version (brute force: exact and quick)."""
     return publish_index(
-        corpus.index_root, corpus.items, corpus.embeddings, {"source": "browse test corpus"},
-        exact_search_max_items=100_000, recall_floor=0.9, keep_versions=3,
+        corpus.index_root,
+        corpus.items,
+        corpus.embeddings,
+        {"source": "browse test corpus"},
+        exact_search_max_items=100_000,
+        recall_floor=0.9,
+        keep_versions=3,
     ).version
 
 

@@ -29,7 +29,11 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_catalog_has_the_real_catalogue_format_and_validates(corpus: Path) -> None:
@@ -74,7 +78,16 @@ def test_title_box_is_exactly_where_poster_and_background_differ(corpus: Path) -
         assert y1 - y0 > 20
 
 
-_SCRIPT_OF = {"ar": "ARABIC", "he": "HEBREW", "ru": "CYRILLIC", "hi": "DEVANAGARI", "th": "THAI", "ko": "HANGUL", "de": "LATIN", "fr": "LATIN"}
+_SCRIPT_OF = {
+    "ar": "ARABIC",
+    "he": "HEBREW",
+    "ru": "CYRILLIC",
+    "hi": "DEVANAGARI",
+    "th": "THAI",
+    "ko": "HANGUL",
+    "de": "LATIN",
+    "fr": "LATIN",
+}
 
 
 def test_localized_titles_cover_every_region_in_its_script(corpus: Path) -> None:

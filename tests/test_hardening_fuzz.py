@@ -26,9 +26,14 @@ def fuzzed(index_root: Path):
 
 
 OPERATIONS = [
-    ("/v1/posters/{title_id}/similar", "get"), ("/v1/recommendations", "post"), ("/v1/search", "post"),
-    ("/v1/posters", "get"), ("/v1/genres", "get"), ("/v1/posters/{title_id}", "get"),
-    ("/v1/posters/{title_id}/variants", "get"), ("/v1/posters/{title_id}/image", "get"),
+    ("/v1/posters/{title_id}/similar", "get"),
+    ("/v1/recommendations", "post"),
+    ("/v1/search", "post"),
+    ("/v1/posters", "get"),
+    ("/v1/genres", "get"),
+    ("/v1/posters/{title_id}", "get"),
+    ("/v1/posters/{title_id}/variants", "get"),
+    ("/v1/posters/{title_id}/image", "get"),
 ]
 KNOWN_IDS = st.sampled_from(["t001", "t000", "crowd-q", "crowd-a", "nope"])
 
@@ -40,8 +45,10 @@ def body_strategy(schema: dict, doc: dict):
         schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     properties = {name: from_schema(prop) for name, prop in schema["properties"].items()}
     required = set(schema.get("required", ()))
-    return st.fixed_dictionaries({name: properties[name] for name in required},
-                                 optional={name: strategy for name, strategy in properties.items() if name not in required})
+    return st.fixed_dictionaries(
+        {name: properties[name] for name in required},
+        optional={name: strategy for name, strategy in properties.items() if name not in required},
+    )
 
 
 def request_strategy(doc: dict, path: str, method: str):
@@ -59,7 +66,11 @@ def request_strategy(doc: dict, path: str, method: str):
         for name, strategy in path_values.items():
             url = url.replace("{" + name + "}", quote(draw_one(strategy), safe=""))
         values = {name: draw_one(strategy) for name, strategy in query.items()}
-        given_values = {name: str(value).lower() if isinstance(value, bool) else value for name, value in values.items() if value is not None}
+        given_values = {
+            name: str(value).lower() if isinstance(value, bool) else value
+            for name, value in values.items()
+            if value is not None
+        }
         return (f"{url}?{urlencode(given_values)}" if given_values else url), draw_one(body)
 
     return draw()
@@ -70,14 +81,26 @@ def test_requests_drawn_from_the_openapi_document_get_documented_answers(fuzzed,
     client, doc = fuzzed
     responses = doc["paths"][path][method]["responses"]
 
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+    )
     @given(request_strategy(doc, path, method))
     def check(request) -> None:
         url, body = request
-        response = client.open(url, method=method.upper(), json=body) if body is not None else client.open(url, method=method.upper())
-        assert response.status_code < 500, f"{method.upper()} {url} {body!r}: {response.status_code} {response.data[:300]!r}"
-        assert str(response.status_code) in responses, f"{method.upper()} {url} {body!r}: {response.status_code} is not documented"
+        response = (
+            client.open(url, method=method.upper(), json=body)
+            if body is not None
+            else client.open(url, method=method.upper())
+        )
+        assert response.status_code < 500, (
+            f"{method.upper()} {url} {body!r}: {response.status_code} {response.data[:300]!r}"
+        )
+        assert str(response.status_code) in responses, (
+            f"{method.upper()} {url} {body!r}: {response.status_code} is not documented"
+        )
         described = responses[str(response.status_code)].get("content", {})
         if "application/json" in described:
             schema = described["application/json"]["schema"]

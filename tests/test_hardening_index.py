@@ -14,7 +14,9 @@ from indexer import published
 from recsvc import create_app
 
 
-def test_a_worker_starting_while_current_names_a_refused_version_serves_the_newest_that_loads(tmp_path: Path, caplog) -> None:
+def test_a_worker_starting_while_current_names_a_refused_version_serves_the_newest_that_loads(
+    tmp_path: Path, caplog
+) -> None:
     root = tmp_path / "index"
     publish(root, synthetic_corpus(tmp_path / "images"))
     newest_good = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=1))
@@ -25,7 +27,11 @@ def test_a_worker_starting_while_current_names_a_refused_version_serves_the_newe
     assert ready.status_code == 200 and ready.json["version"] == newest_good
     assert broken in ready.json["detail"] and newest_good in ready.json["detail"]
     assert str(tmp_path) not in ready.get_data(as_text=True), "/readyz names no server path"
-    assert any(newest_good in r.getMessage() and broken in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert any(
+        newest_good in r.getMessage() and broken in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+    )
     assert client.get("/v1/posters/t040/similar?k=3").status_code == 200, "t040 is in the newest good version only"
 
 
@@ -50,7 +56,8 @@ def test_a_worker_falls_back_once_and_swaps_to_current_when_it_is_repaired(tmp_p
 
 @pytest.mark.parametrize("pointer", ["empty", "unreadable"])
 def test_an_empty_or_unreadable_current_is_logged_and_a_starting_worker_serves_the_newest_version(
-        tmp_path: Path, pointer: str, caplog) -> None:
+    tmp_path: Path, pointer: str, caplog
+) -> None:
     root = tmp_path / "index"
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     (root / published.CURRENT).write_bytes(b"" if pointer == "empty" else b"\xff\xfe")
@@ -86,8 +93,15 @@ def test_a_version_a_killed_build_left_takes_no_keep_slot_and_is_no_rollback_tar
     second = publish(root, corpus)
     orphan = orphan_version(root, second)
     assert [row["never_served"] for row in describe_versions(root)] == [False, False, True]
-    third = publish_index(root, corpus.items, corpus.embeddings, {"source": "test"}, exact_search_max_items=100_000,
-                          recall_floor=0.9, keep_versions=2).version
+    third = publish_index(
+        root,
+        corpus.items,
+        corpus.embeddings,
+        {"source": "test"},
+        exact_search_max_items=100_000,
+        recall_floor=0.9,
+        keep_versions=2,
+    ).version
     assert published.list_versions(root) == [second, third], f"{orphan} is pruned, {first} goes by keep_versions=2"
     assert rollback(root) == second
 

@@ -23,7 +23,9 @@ def ingest_refuses(catalog: Path, tmp_path: Path, line: int, reason: str, **opti
 
 
 def test_a_field_past_the_csv_size_limit_is_a_line_numbered_error(make_catalog, tmp_path: Path) -> None:
-    catalog = make_catalog([GOOD, {"id": "big", "title": "x" * (csv.field_size_limit() + 1), "year": "", "genres": "Drama"}])
+    catalog = make_catalog(
+        [GOOD, {"id": "big", "title": "x" * (csv.field_size_limit() + 1), "year": "", "genres": "Drama"}]
+    )
     ingest_refuses(catalog, tmp_path, 3, "cannot be parsed as CSV")
 
 
@@ -37,7 +39,9 @@ def test_an_image_that_is_not_a_regular_file_is_refused_unread(make_catalog, tmp
 
 
 @pytest.mark.parametrize("where", ["absolute", "dot-dot", "symlink"])
-def test_an_image_outside_the_catalogues_folder_is_refused_unless_allowed(make_catalog, tmp_path: Path, where: str) -> None:
+def test_an_image_outside_the_catalogues_folder_is_refused_unless_allowed(
+    make_catalog, tmp_path: Path, where: str
+) -> None:
     outside = write_poster(tmp_path.parent / f"{tmp_path.name}-elsewhere" / "poster.jpg", (10, 20, 30))
     (tmp_path / "link.jpg").symlink_to(outside)
     image = {"absolute": str(outside), "dot-dot": f"../{outside.parent.name}/poster.jpg", "symlink": "link.jpg"}[where]

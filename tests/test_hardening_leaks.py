@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posterrec_settings import load_settings
+
 import pytest
 from test_recsvc_support import publish, settings_for, synthetic_corpus
 
-from posterrec_settings import load_settings
 from recsvc import create_app
 
 
@@ -24,7 +25,9 @@ def image_path(corpus, key: str) -> Path:
     return Path(next(item.image_path for item in corpus.items if item.key == key))
 
 
-@pytest.mark.parametrize("url", ["/v1/posters/t001/image?region=DE", "/thumbs/t001?region=DE", "/download/t001?region=DE"])
+@pytest.mark.parametrize(
+    "url", ["/v1/posters/t001/image?region=DE", "/thumbs/t001?region=DE", "/download/t001?region=DE"]
+)
 def test_a_missing_image_file_is_a_503_that_names_no_server_path(served, tmp_path: Path, url: str, caplog) -> None:
     client, corpus = served
     image_path(corpus, "t001@DE").unlink()
@@ -69,7 +72,11 @@ def test_metrics_ask_for_the_configured_token(index_root: Path) -> None:
     settings = load_settings(env={}, index_root=index_root, index_poll_seconds=0, metrics_token="s3cret")
     client = create_app(settings, watch=False).test_client()
     refused = client.get("/metrics")
-    assert refused.status_code == 401 and refused.json["error"] == "unauthorized" and "Bearer" in refused.headers["WWW-Authenticate"]
+    assert (
+        refused.status_code == 401
+        and refused.json["error"] == "unauthorized"
+        and "Bearer" in refused.headers["WWW-Authenticate"]
+    )
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     answered = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert answered.status_code == 200 and b"posterrec_requests_total" in answered.data

@@ -39,8 +39,12 @@ def hostile_connections(port: int) -> list[socket.socket]:
 
 def test_slow_and_idle_clients_do_not_keep_other_clients_waiting(index_root: Path) -> None:
     port = free_port()
-    env = {"POSTERREC_INDEX_ROOT": str(index_root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "2",
-           "POSTERREC_INDEX_POLL_SECONDS": "0"}
+    env = {
+        "POSTERREC_INDEX_ROOT": str(index_root),
+        "POSTERREC_BIND": f"127.0.0.1:{port}",
+        "POSTERREC_WORKERS": "2",
+        "POSTERREC_INDEX_POLL_SECONDS": "0",
+    }
     with running_server([sys.executable, "-m", "recsvc"], port, env), hostile_connections(port):
         time.sleep(0.5)  # every hostile connection accepted and waiting
         for _ in range(20):

@@ -23,7 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+def get(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
     """Status, headers (lower-cased names) and body of one GET on a fresh connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -67,14 +69,23 @@ def _wait_ready(port: int, process: subprocess.Popen, log, timeout: float) -> No
 
 
 @contextlib.contextmanager
-def running_server(command: Sequence[str], port: int, env: dict[str, str], ready_timeout: float = 120) -> Iterator[subprocess.Popen]:
+def running_server(
+    command: Sequence[str], port: int, env: dict[str, str], ready_timeout: float = 120
+) -> Iterator[subprocess.Popen]:
     """``command`` started from the repository in its own process group, once ``/readyz`` answers 200 on ``port``;
     the whole group is stopped when the block ends. Its output goes to a file, read back when it fails to start."""
     full_env = {**os.environ, **env}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(list(command), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            list(command),
+            cwd=REPO,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             _wait_ready(port, process, log, ready_timeout)
             process.log = log  # type: ignore[attr-defined]

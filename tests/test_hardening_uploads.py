@@ -43,12 +43,17 @@ def test_a_png_declaring_more_pixels_than_a_decode_may_hold_is_413_naming_the_li
     assert len(bomb) < 200_000
     response = upload(client, bomb, "bomb.png")
     assert response.status_code == 413 and response.json["error"] == "image_too_large"
-    assert "bomb.png" in response.json["detail"] and f"{settings_for(model_index).max_upload_pixels:,}" in response.json["detail"]
+    assert (
+        "bomb.png" in response.json["detail"]
+        and f"{settings_for(model_index).max_upload_pixels:,}" in response.json["detail"]
+    )
 
 
 @pytest.mark.parametrize("side", [7_000, 14_000])  # past the service's limit; past twice PIL's own
 def test_a_png_of_too_many_pixels_is_413(model_index: Path, side: int) -> None:
-    response = upload(create_app(settings_for(model_index), watch=False).test_client(), encoded((side, side), "PNG", "1"), "b.png")
+    response = upload(
+        create_app(settings_for(model_index), watch=False).test_client(), encoded((side, side), "PNG", "1"), "b.png"
+    )
     assert response.status_code == 413 and response.json["error"] == "image_too_large"
 
 
@@ -81,8 +86,13 @@ MEASURE = textwrap.dedent("""
 
 def test_a_40_megapixel_jpeg_upload_is_searched_without_decoding_it_whole(model_index: Path) -> None:
     """Decoded whole it is 119 MB of RGB, and 475 MB more as the model's float input; the worker's peak must not grow by that."""
-    run = subprocess.run([sys.executable, "-c", MEASURE, str(model_index)], cwd=Path(__file__).resolve().parents[1],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(model_index)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     measured = json.loads(run.stdout.strip().splitlines()[-1])
     assert measured["statuses"] == [200, 200]

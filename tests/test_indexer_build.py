@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from posterrec_settings import Settings, load_settings
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -21,7 +23,6 @@ from indexer.build import build_index
 from indexer.ingest import ingest_catalog
 from indexer.published import current_version, list_versions, open_version
 from indexer.store import open_store
-from posterrec_settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

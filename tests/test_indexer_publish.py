@@ -14,8 +14,25 @@ import scann
 
 from indexer.__main__ import main as indexer_main
 from indexer.publish import RecallBelowFloor, _finish_staged, publish_index
-from indexer.published import SCANN_DIR, VERSIONS, IndexVersionError, IndexItem, current_version, list_versions, open_version, prune_versions
-from indexer.scann_index import LEAF_FRACTIONS, TUNING_QUERIES, IndexParams, RecallProbe, build_searcher, choose_params, tune_leaves_to_search
+from indexer.published import (
+    SCANN_DIR,
+    VERSIONS,
+    IndexItem,
+    IndexVersionError,
+    current_version,
+    list_versions,
+    open_version,
+    prune_versions,
+)
+from indexer.scann_index import (
+    LEAF_FRACTIONS,
+    TUNING_QUERIES,
+    IndexParams,
+    RecallProbe,
+    build_searcher,
+    choose_params,
+    tune_leaves_to_search,
+)
 from indexer.versions import rollback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +90,9 @@ def test_a_build_killed_mid_publication_leaves_the_old_version_served(tmp_path: 
     is switched, and after CURRENT's temporary file is written but before its rename."""
     served = publish(tmp_path)
     script = KILL_DURING.format(repo=str(REPO), step=step, before=before, dim=DIM, root=str(tmp_path))
-    process = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=120)
+    process = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=120
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
 
     assert current_version(tmp_path) == served
@@ -81,7 +100,9 @@ def test_a_build_killed_mid_publication_leaves_the_old_version_served(tmp_path: 
     assert index.version == served and len(index) == 200 and index.items[0].key == "t0"
     assert served in list_versions(tmp_path)
     if step == "write_version_files":
-        assert [p for p in (tmp_path / VERSIONS).iterdir() if p.name.startswith(".tmp-")], "the kill hit a half-staged version"
+        assert [p for p in (tmp_path / VERSIONS).iterdir() if p.name.startswith(".tmp-")], (
+            "the kill hit a half-staged version"
+        )
         assert list_versions(tmp_path) == [served]
     else:
         assert len(list_versions(tmp_path)) == 2, "the complete but unswitched version is listed, not served"
@@ -96,18 +117,32 @@ def test_recall_floor_refuses_an_index_that_misses_neighbours(tmp_path: Path) ->
     vectors = unit_rows(np.random.default_rng(3).normal(size=(3000, DIM)))
     broken = IndexParams(num_leaves=100, num_leaves_to_search=1, training_sample_size=3000, reorder_k=10)
     with pytest.raises(RecallBelowFloor, match=rf"below the floor 0\.990.*{served} stays served"):
-        publish_index(tmp_path, items_for(3000, "x"), vectors, {}, exact_search_max_items=0,
-                      recall_floor=0.99, keep_versions=3, params=broken)
+        publish_index(
+            tmp_path,
+            items_for(3000, "x"),
+            vectors,
+            {},
+            exact_search_max_items=0,
+            recall_floor=0.99,
+            keep_versions=3,
+            params=broken,
+        )
     assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
 
 
 def test_items_sharing_a_key_are_not_published(tmp_path: Path) -> None:
     """A title whose id is ``x@DE`` beside title ``x``'s DE variant: one key for two rows, one of them unreachable."""
     served = publish(tmp_path)
-    items = [*items_for(3), IndexItem("x", "x", "X", "/x.jpg"), IndexItem("x@DE", "x", "X (DE)", "/x-de.jpg", region="DE"),
-             IndexItem("x@DE", "x@DE", "Another film", "/other.jpg")]
+    items = [
+        *items_for(3),
+        IndexItem("x", "x", "X", "/x.jpg"),
+        IndexItem("x@DE", "x", "X (DE)", "/x-de.jpg", region="DE"),
+        IndexItem("x@DE", "x@DE", "Another film", "/other.jpg"),
+    ]
     with pytest.raises(IndexVersionError, match=r"more than one item for key\(s\) 'x@DE'"):
-        publish_index(tmp_path, items, clustered(len(items)), {}, exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3)
+        publish_index(
+            tmp_path, items, clustered(len(items)), {}, exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3
+        )
     assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
 
 
@@ -118,7 +153,9 @@ def test_default_parameters_reach_the_floor_by_measurement(tmp_path: Path, kind:
     n = 8000
     vectors = clustered(n, seed=2) if kind == "clustered" else unit_rows(np.random.default_rng(2).normal(size=(n, 128)))
     start = choose_params(n, exact_search_max_items=1000)
-    publication = publish_index(tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.95, keep_versions=1)
+    publication = publish_index(
+        tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.95, keep_versions=1
+    )
 
     assert publication.recall >= 0.95
     if kind == "clustered":  # structure: a small part of the tree is enough
@@ -208,7 +245,9 @@ def test_history_queries_get_the_leaves_their_recall_needs(tuned_tree, tmp_path:
     assert histories.recall(searcher, leaves_to_search=tuned.num_leaves_to_search) < target - 0.02
     assert tuned.history_leaves_to_search > tuned.num_leaves_to_search
 
-    version = publish_index(tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.97, keep_versions=1).version
+    version = publish_index(
+        tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.97, keep_versions=1
+    ).version
     index = open_version(tmp_path, version)
     assert index.manifest["history_recall_at_10"] >= 0.95
     check = RecallProbe.histories(vectors, sample=300, seed=9)
@@ -231,7 +270,9 @@ def test_a_search_deeper_than_the_reordering_returns_real_rows(tmp_path: Path) -
     """ScaNN re-orders reorder_k candidates and pads deeper results with row 0 and NaN; the index asks for enough."""
     n = 3000
     vectors = clustered(n, seed=2)
-    version = publish_index(tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1).version
+    version = publish_index(
+        tmp_path, items_for(n), vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1
+    ).version
     index = open_version(tmp_path, version)
     assert index.manifest["params"]["reorder_k"] == 100
     rows, scores = index.search(vectors[:3], 300)
@@ -260,7 +301,10 @@ def test_a_second_build_publishing_at_the_same_time_is_refused_and_nothing_is_lo
 
 def test_building_from_a_store_that_does_not_exist_creates_nothing(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "no-such.sqlite3"
-    assert indexer_main(["build", "--model", str(tmp_path), "--store", str(missing), "--out", str(tmp_path / "index")]) == 1
+    assert (
+        indexer_main(["build", "--model", str(tmp_path), "--store", str(missing), "--out", str(tmp_path / "index")])
+        == 1
+    )
     assert "does not exist" in capsys.readouterr().err
     assert not missing.exists()
 
@@ -288,4 +332,6 @@ def test_a_staged_version_that_answers_unlike_the_searcher_built_is_refused(tmp_
     own = scann.scann_ops_pybind.load_searcher(str(directory / SCANN_DIR))  # a rebuilt tree would partition anew
     _finish_staged(directory, own, params, index.embeddings, 10, 20)
     with pytest.raises(IndexVersionError, match="answers differently after reloading"):
-        _finish_staged(directory, build_searcher(index.embeddings[::-1].copy(), params), params, index.embeddings, 10, 20)
+        _finish_staged(
+            directory, build_searcher(index.embeddings[::-1].copy(), params), params, index.embeddings, 10, 20
+        )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 import numpy as np
 import pytest
-
-import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 from indexer.__main__ import main as indexer_main
 from indexer.publish import publish_index
@@ -45,7 +45,9 @@ def agreement(index, keys: list[list[str]], queries: np.ndarray, k: int) -> floa
 @pytest.mark.parametrize(("n", "exact_max"), [(400, 10_000), (3000, 1000)], ids=["brute-force", "tree-ah"])
 def test_savedmodel_layer_answers_like_the_served_index(tmp_path: Path, n: int, exact_max: int) -> None:
     items, vectors = corpus(n, seed=n)
-    publish_index(tmp_path / "index", items, vectors, {}, exact_search_max_items=exact_max, recall_floor=0.95, keep_versions=2)
+    publish_index(
+        tmp_path / "index", items, vectors, {}, exact_search_max_items=exact_max, recall_floor=0.95, keep_versions=2
+    )
     index = open_version(tmp_path / "index")
 
     out = tmp_path / "savedmodel"

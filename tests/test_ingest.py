@@ -87,7 +87,9 @@ def test_every_bad_row_is_reported_with_its_line_and_the_store_is_unchanged(make
 
 def test_skip_invalid_ingests_good_rows_and_lists_the_skipped(make_catalog, tmp_path, capsys):
     store = tmp_path / "store.sqlite3"
-    assert indexer_main(["ingest", str(bad_catalog(make_catalog, tmp_path)), "--store", str(store), "--skip-invalid"]) == 0
+    assert (
+        indexer_main(["ingest", str(bad_catalog(make_catalog, tmp_path)), "--store", str(store), "--skip-invalid"]) == 0
+    )
     out = capsys.readouterr().out
     assert f"skipped {len(EXPECTED)} invalid row(s)" in out
     titles, counts = store_state(store)
@@ -121,8 +123,19 @@ def test_a_catalogue_without_required_columns_is_refused(tmp_path):
 
 def test_ingests_the_real_catalogue_from_the_command_line(shared_data, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "indexer", "ingest", str(shared_data / "catalog.csv"), "--store", str(tmp_path / "s.db")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "indexer",
+            "ingest",
+            str(shared_data / "catalog.csv"),
+            "--store",
+            str(tmp_path / "s.db"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6604 valid rows" in result.stdout and "6604 added" in result.stdout

@@ -50,13 +50,21 @@ def _titles(catalog: Path, extra: list[tuple[str, str, str, str]]) -> Path:
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     catalog, store = _corpus_with_blank_poster(tmp_path, count=3)
-    titles = _titles(catalog, [
-        ("blank", "DE", "de", "Nichts"),
-        ("ghost", "DE", "de", "Gespenst"),
-        ("demo00000", "AT", "de", "Der tapfere kleine Fuchs und die lange Nacht im verlorenen Garten der Sterne " * 3),
-        ("demo00001", "FR", "fr", ""),
-        ("demo00002", "zh-Hant", "zh", "勇敢的小狐狸"),
-    ])
+    titles = _titles(
+        catalog,
+        [
+            ("blank", "DE", "de", "Nichts"),
+            ("ghost", "DE", "de", "Gespenst"),
+            (
+                "demo00000",
+                "AT",
+                "de",
+                "Der tapfere kleine Fuchs und die lange Nacht im verlorenen Garten der Sterne " * 3,
+            ),
+            ("demo00001", "FR", "fr", ""),
+            ("demo00002", "zh-Hant", "zh", "勇敢的小狐狸"),
+        ],
+    )
     return titles, store, tmp_path / "variants"
 
 
@@ -71,7 +79,10 @@ def test_variants_are_registered_and_every_skip_has_its_reason(setup) -> None:
     assert reasons[("ghost", "DE")].startswith("not in the store")
     assert reasons[("demo00000", "AT")].startswith("title cannot fit")
     assert reasons[("demo00001", "FR")].startswith("bad row") and "empty title" in reasons[("demo00001", "FR")]
-    assert reasons[("demo00002", "ZH-HANT")].startswith("bad row") and "not a two-letter region code" in reasons[("demo00002", "ZH-HANT")]
+    assert (
+        reasons[("demo00002", "ZH-HANT")].startswith("bad row")
+        and "not a two-letter region code" in reasons[("demo00002", "ZH-HANT")]
+    )
     assert len(reasons) == 5
     with (out / "skipped.csv").open(encoding="utf-8") as handle:
         assert {(r["id"], r["region"]) for r in csv.DictReader(handle)} == set(reasons)
@@ -107,8 +118,25 @@ def test_rerun_is_idempotent_and_a_changed_title_is_remade(setup) -> None:
 
 def test_review_sheets_show_original_mask_and_each_variant(setup) -> None:
     titles, store_path, out = setup
-    assert main(["run", "--titles", str(titles), "--regions", "de,jp", "--out", str(out), "--store", str(store_path),
-                 "--inpaint", "ns", "--review"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--titles",
+                str(titles),
+                "--regions",
+                "de,jp",
+                "--out",
+                str(out),
+                "--store",
+                str(store_path),
+                "--inpaint",
+                "ns",
+                "--review",
+            ]
+        )
+        == 0
+    )
     sheets = sorted(path.name for path in (out / "review").iterdir())
     assert sheets == ["demo00000.png", "demo00001.png", "demo00002.png"]
     with Image.open(out / "review" / "demo00001.png") as image:
@@ -138,16 +166,60 @@ def test_unreadable_titles_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: pytest.CaptureFixture[str]) -> None:
     titles, store_path, out = setup
-    code = main(["run", "--titles", str(titles), "--regions", "de,ja", "--out", str(out), "--store", str(store_path), "--inpaint", "ns"])
+    code = main(
+        [
+            "run",
+            "--titles",
+            str(titles),
+            "--regions",
+            "de,ja",
+            "--out",
+            str(out),
+            "--store",
+            str(store_path),
+            "--inpaint",
+            "ns",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "skipped blank DE: no title found" in printed and "3 variant(s) made" in printed
     poster = titles.parent / "posters" / "demo00000.png"
     sheet = out / "compare.png"
-    assert main(["compare", str(poster), "--title", "Feuer und Eis", "--language", "de", "--out", str(sheet), "--inpaint", "ns"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(poster),
+                "--title",
+                "Feuer und Eis",
+                "--language",
+                "de",
+                "--out",
+                str(sheet),
+                "--inpaint",
+                "ns",
+            ]
+        )
+        == 0
+    )
     with Image.open(sheet) as image:
         assert image.size == (2 * 400 + 8, 600)
-    assert main(["compare", str(titles.parent / "posters" / "blank.png"), "--title", "x", "--language", "de", "--out", str(sheet)]) == 1
+    assert (
+        main(
+            [
+                "compare",
+                str(titles.parent / "posters" / "blank.png"),
+                "--title",
+                "x",
+                "--language",
+                "de",
+                "--out",
+                str(sheet),
+            ]
+        )
+        == 1
+    )
     assert "no title found" in capsys.readouterr().err
 
 
@@ -155,8 +227,20 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
 def test_killed_run_resumes_without_redoing_or_breaking_anything(tmp_path: Path) -> None:
     catalog, store_path = _corpus_with_blank_poster(tmp_path, count=6)
     titles, out = _titles(catalog, []), tmp_path / "variants"
-    command = [sys.executable, "-m", "localize", "run", "--titles", str(titles), "--out", str(out), "--store", str(store_path),
-               "--inpaint", "patchmatch"]
+    command = [
+        sys.executable,
+        "-m",
+        "localize",
+        "run",
+        "--titles",
+        str(titles),
+        "--out",
+        str(out),
+        "--store",
+        str(store_path),
+        "--inpaint",
+        "patchmatch",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     with open_store(store_path) as store:
@@ -186,7 +270,11 @@ def test_a_run_removes_temporary_files_that_a_killed_run_left(setup) -> None:
     try:
         (out / "DE").mkdir(parents=True)
         stale = [out / "DE" / f".demo00001.png.{dead.pid}.tmp", out / f".skipped.csv.{dead.pid}.tmp"]
-        kept = [out / "DE" / f".demo00002.png.{live.pid}.tmp", out / "DE" / ".notes.tmp", out / "DE" / "keep.png.123.tmp"]
+        kept = [
+            out / "DE" / f".demo00002.png.{live.pid}.tmp",
+            out / "DE" / ".notes.tmp",
+            out / "DE" / "keep.png.123.tmp",
+        ]
         for path in stale + kept:
             path.write_bytes(b"partial")
         with open_store(store_path) as store:

@@ -30,9 +30,11 @@ def posters(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[np.ndarray, 
     with (catalog.parent / "truth.csv").open(encoding="utf-8") as handle:
         truth = list(csv.DictReader(handle))
     return [
-        (np.asarray(Image.open(catalog.parent / "posters" / f"{row['id']}.png").convert("RGB")),
-         np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB")),
-         tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")))
+        (
+            np.asarray(Image.open(catalog.parent / "posters" / f"{row['id']}.png").convert("RGB")),
+            np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB")),
+            tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")),
+        )
         for row in truth
     ]
 
@@ -80,7 +82,9 @@ def test_glyph_mask_covers_every_pixel_the_title_changed_within_less_than_the_bo
         assert mask.sum() <= (title_mask(detection) > 0).sum()
 
 
-def _poster_with(lines: list[tuple[str, int, int, tuple[int, int, int]]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def _poster_with(
+    lines: list[tuple[str, int, int, tuple[int, int, int]]],
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """A 400x600 gradient poster with each (text, size, top, colour) line drawn centred; returns
     the poster, its background, and each line's own ink mask."""
     ground = np.linspace((30, 40, 70), (90, 50, 40), 600).astype(np.uint8)[:, None, :].repeat(400, axis=1)
@@ -94,8 +98,12 @@ def _poster_with(lines: list[tuple[str, int, int, tuple[int, int, int]]]) -> tup
     return np.asarray(poster), ground, inks
 
 
-STACKED = [("BROTHER", 46, 150, (250, 230, 120)), ("BEAR", 64, 205, (250, 230, 120)), ("IN CINEMAS SOON", 40, 285, (250, 230, 120)),
-           ("JOHN SMITH  ANNA BELL", 16, 40, (230, 230, 230))]
+STACKED = [
+    ("BROTHER", 46, 150, (250, 230, 120)),
+    ("BEAR", 64, 205, (250, 230, 120)),
+    ("IN CINEMAS SOON", 40, 285, (250, 230, 120)),
+    ("JOHN SMITH  ANNA BELL", 16, 40, (230, 230, 230)),
+]
 
 
 def test_the_catalogue_title_picks_every_title_line_and_not_the_tagline_beside_them() -> None:
@@ -104,7 +112,9 @@ def test_the_catalogue_title_picks_every_title_line_and_not_the_tagline_beside_t
     assert by_text.how == BY_TEXT and by_text.match == 1.0
     assert normalized(by_text.text) == "brotherbear"
     by_prominence = detect_title(poster)
-    assert by_prominence.how == BY_PROMINENCE and normalized(by_prominence.text) != "brotherbear"  # the tagline joins by geometry
+    assert (
+        by_prominence.how == BY_PROMINENCE and normalized(by_prominence.text) != "brotherbear"
+    )  # the tagline joins by geometry
 
 
 def test_a_poster_whose_prominent_text_clearly_reads_as_another_title_is_refused() -> None:
@@ -117,7 +127,9 @@ def test_a_poster_whose_prominent_text_clearly_reads_as_another_title_is_refused
 
 
 def test_glyph_mask_takes_the_title_strokes_and_leaves_a_neighbouring_line_intact() -> None:
-    poster, _, inks = _poster_with([("NIGHT TRAIN", 60, 200, (250, 240, 200)), ("A JOURNEY WITH NO RETURN", 18, 248, (250, 240, 200))])
+    poster, _, inks = _poster_with(
+        [("NIGHT TRAIN", 60, 200, (250, 240, 200)), ("A JOURNEY WITH NO RETURN", 18, 248, (250, 240, 200))]
+    )
     detection = detect_title(poster, "Night Train")
     assert detection.how == BY_TEXT
     glyphs, boxes = title_mask(detection, poster) > 0, title_mask(detection) > 0

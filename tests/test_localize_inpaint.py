@@ -22,7 +22,7 @@ def poster(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.nda
     clean = np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB"))
     x0, y0, x1, y1 = (int(row[k]) for k in ("x0", "y0", "x1", "y1"))
     mask = np.zeros(image.shape[:2], np.uint8)
-    mask[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3] = 255
+    mask[max(0, y0 - 3) : y1 + 3, max(0, x0 - 3) : x1 + 3] = 255
     return image, clean, mask
 
 

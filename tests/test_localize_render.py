@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from localize.fonts import face_for, load_font
-from localize.render import CannotFit, contrast_ratio, fit_region, ground_colors, legible_style, render_title, title_color
+from localize.render import (
+    CannotFit,
+    contrast_ratio,
+    fit_region,
+    ground_colors,
+    legible_style,
+    render_title,
+    title_color,
+)
 from localize.typeset import TextStyle, break_points, draw_layout, fit_text
 
 GROUND = (40, 60, 90)
@@ -57,7 +65,9 @@ def test_title_in_every_script_fits_its_box(language: str) -> None:
 def test_long_title_wraps_before_it_gets_tiny_and_never_overflows() -> None:
     ground = plain()
     box = (40, 100, 360, 220)
-    rendered = render_title(ground, box, "Jenseits der Sterne und der langen Nacht", "de", (255, 255, 255), line_height=50)
+    rendered = render_title(
+        ground, box, "Jenseits der Sterne und der langen Nacht", "de", (255, 255, 255), line_height=50
+    )
     assert rendered.box == box and len(rendered.layout.lines) >= 2
     x0, y0, x1, y1 = ink_box(np.asarray(rendered.image), ground)
     assert box[0] <= x0 and box[1] <= y0 and x1 <= box[2] and y1 <= box[3]
@@ -77,7 +87,14 @@ def test_short_title_shrinks_on_one_line_before_wrapping() -> None:
 
 def test_title_that_cannot_fit_is_refused() -> None:
     with pytest.raises(CannotFit, match="does not fit"):
-        render_title(plain(), (100, 100, 300, 118), "Der tapfere kleine Fuchs und die lange Nacht " * 3, "de", (255, 255, 255), line_height=16)
+        render_title(
+            plain(),
+            (100, 100, 300, 118),
+            "Der tapfere kleine Fuchs und die lange Nacht " * 3,
+            "de",
+            (255, 255, 255),
+            line_height=16,
+        )
 
 
 def _word_x(language: str, words: tuple[str, str]) -> tuple[int, int]:
@@ -126,13 +143,18 @@ def test_arabic_letters_are_joined() -> None:
 @pytest.mark.parametrize("effect", ["none", "outline", "shadow", "glow"])
 def test_title_colour_is_the_fill_not_the_effect(effect: str) -> None:
     ground = plain(color=(200, 190, 230))
-    style = TextStyle(fill=(250, 250, 250) if effect != "none" else (200, 30, 40), effect=effect, effect_color=(90, 40, 130), weight=800)
+    style = TextStyle(
+        fill=(250, 250, 250) if effect != "none" else (200, 30, 40),
+        effect=effect,
+        effect_color=(90, 40, 130),
+        weight=800,
+    )
     layout = fit_text("SHADOW AND LIGHT", face_for("en"), 340, 90, style, "en", 48)
     image = Image.fromarray(ground)
     draw_layout(image, layout, BOX, style)
     drawn = np.asarray(image)
     mask = np.zeros(ground.shape[:2], np.uint8)
-    mask[BOX[1]:BOX[3], BOX[0]:BOX[2]] = 255
+    mask[BOX[1] : BOX[3], BOX[0] : BOX[2]] = 255
     color = title_color(drawn, ground, mask)
     assert np.abs(np.subtract(color, style.fill)).max() <= 20, color
 

@@ -27,7 +27,9 @@ def _poster(text: str, weight: int, align: str = "center", max_lines: int = 1) -
     return image
 
 
-@pytest.mark.parametrize("text, weight, upper", [("NIGHT TRAIN", 800, True), ("Night Train", 300, False), ("Night Train", 800, False)])
+@pytest.mark.parametrize(
+    "text, weight, upper", [("NIGHT TRAIN", 800, True), ("Night Train", 300, False), ("Night Train", 800, False)]
+)
 def test_weight_and_case_are_read_from_the_glyphs(text: str, weight: int, upper: bool) -> None:
     clean = clean_poster(_poster(text, weight), "ns", "Night Train")
     assert clean.look.upper is upper
@@ -43,14 +45,18 @@ def test_an_all_caps_title_is_localized_in_capitals_at_its_weight() -> None:
 
 
 def test_a_left_aligned_title_on_two_lines_stays_left_aligned() -> None:
-    clean = clean_poster(_poster("The Secret Garden of Stars", 700, "left", max_lines=2), "ns", "The Secret Garden of Stars")
+    clean = clean_poster(
+        _poster("The Secret Garden of Stars", 700, "left", max_lines=2), "ns", "The Secret Garden of Stars"
+    )
     assert len(clean.detection.title_lines) == 2 and clean.look.align == "left"
     rendered = localize(clean, "Der geheime Garten der Sterne", "de")
     assert abs(rendered.ink_box[0] - clean.box[0]) <= 0.3 * clean.line_height
 
 
 def test_a_centred_title_stays_centred() -> None:
-    clean = clean_poster(_poster("The Secret Garden of Stars", 700, "center", max_lines=2), "ns", "The Secret Garden of Stars")
+    clean = clean_poster(
+        _poster("The Secret Garden of Stars", 700, "center", max_lines=2), "ns", "The Secret Garden of Stars"
+    )
     assert clean.look.align == "center"
 
 
@@ -62,5 +68,12 @@ def test_a_narrow_aligned_box_widens_away_from_its_edge() -> None:
 
 def test_upper_sets_the_title_in_capitals_and_keeps_uncased_scripts() -> None:
     ground = np.full((600, 400, 3), GROUND, np.uint8)
-    assert " ".join(render_title(ground, (30, 200, 370, 290), "Die verlorene Stadt", "de", FILL, 60, upper=True).layout.lines) == "DIE VERLORENE STADT"
-    assert render_title(ground, (30, 200, 370, 290), "失落之城", "zh", FILL, 60, upper=True).layout.lines == ("失落之城",)
+    assert (
+        " ".join(
+            render_title(ground, (30, 200, 370, 290), "Die verlorene Stadt", "de", FILL, 60, upper=True).layout.lines
+        )
+        == "DIE VERLORENE STADT"
+    )
+    assert render_title(ground, (30, 200, 370, 290), "失落之城", "zh", FILL, 60, upper=True).layout.lines == (
+        "失落之城",
+    )

@@ -6,12 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401
+
 import numpy as np
 import pytest
-from PIL import Image
-
-import posterrec_settings  # noqa: F401
 import tensorflow as tf
+from PIL import Image
 
 from models.backbones import backbone_spec, build_backbone, unfreeze_top_blocks
 from models.embedder import (
@@ -143,4 +143,6 @@ def test_nasnet_mobile_imagenet_loads_or_falls_back_with_a_message(caplog: pytes
     else:
         assert loaded.weights == "imagenet"
     assert unfreeze_top_blocks(loaded.model, loaded.spec, 2) > 0
-    assert not any(l.trainable for l in loaded.model.layers if isinstance(l, tf.keras.layers.BatchNormalization))
+    assert not any(
+        layer.trainable for layer in loaded.model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
+    )

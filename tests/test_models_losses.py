@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401
+
 import numpy as np
 import pytest
-
-import posterrec_settings  # noqa: F401
 import tensorflow as tf
 
 from models.losses import TripletSemiHardLoss, triplet_semihard_loss

@@ -7,11 +7,11 @@ import json
 import logging
 from pathlib import Path
 
+import posterrec_settings  # noqa: F401
+
 import numpy as np
 import pytest
 from PIL import Image
-
-import posterrec_settings  # noqa: F401
 
 from models.__main__ import main
 from models.backbones import build_backbone
@@ -23,8 +23,13 @@ from models.network import build_network
 from models.training import TrainConfig, Trainer, epoch_plan, train
 
 TINY = dict(
-    backbone="tiny", weights="none", batch_size=16,
-    warmup_epochs=2, head_only_epochs=1, max_unfrozen_blocks=1, triplet_epochs=1,
+    backbone="tiny",
+    weights="none",
+    batch_size=16,
+    warmup_epochs=2,
+    head_only_epochs=1,
+    max_unfrozen_blocks=1,
+    triplet_epochs=1,
 )
 
 
@@ -48,9 +53,27 @@ def demo_rows(demo_catalog: Path) -> list:
 @pytest.mark.slow
 def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model"
-    argv = ["train", "--catalog", str(demo_catalog), "--out", str(out), "--backbone", "tiny", "--weights", "none",
-            "--warmup-epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1", "--triplet-epochs", "1",
-            "--cache-dir", str(tmp_path / "cache")]
+    argv = [
+        "train",
+        "--catalog",
+        str(demo_catalog),
+        "--out",
+        str(out),
+        "--backbone",
+        "tiny",
+        "--weights",
+        "none",
+        "--warmup-epochs",
+        "2",
+        "--head-epochs",
+        "1",
+        "--unfreeze-blocks",
+        "1",
+        "--triplet-epochs",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["weights"] == "none" and printed["spread"] >= MIN_SPREAD
@@ -84,7 +107,13 @@ def test_epoch_plan_unfreezes_progressively_then_keeps_blocks_for_triplets() -> 
     config = TrainConfig(warmup_epochs=5, head_only_epochs=2, unfreeze_step=1, max_unfrozen_blocks=2, triplet_epochs=2)
     plan = epoch_plan(config)
     assert [(p.phase, p.unfrozen_blocks) for p in plan] == [
-        ("warmup", 0), ("warmup", 0), ("warmup", 1), ("warmup", 2), ("warmup", 2), ("triplet", 2), ("triplet", 2)
+        ("warmup", 0),
+        ("warmup", 0),
+        ("warmup", 1),
+        ("warmup", 2),
+        ("warmup", 2),
+        ("triplet", 2),
+        ("triplet", 2),
     ]
 
 
@@ -168,5 +197,11 @@ def test_a_training_config_takes_the_settings_model_choices_and_the_flags_given(
 
     settings = load_settings(env={}, backbone="tiny", batch_size=7, triplet_margin=0.2, letterbox=False)
     config = TrainConfig.from_settings(settings, weights="none", batch_size=None, triplet_epochs=3)
-    assert (config.backbone, config.weights, config.batch_size, config.margin, config.letterbox) == ("tiny", "none", 7, 0.2, False)
+    assert (config.backbone, config.weights, config.batch_size, config.margin, config.letterbox) == (
+        "tiny",
+        "none",
+        7,
+        0.2,
+        False,
+    )
     assert config.triplet_epochs == 3 and config.warmup_epochs == TrainConfig().warmup_epochs

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
-from PIL import Image
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
 from recsvc import create_app, ranking
@@ -73,7 +72,11 @@ def test_a_max_k_below_the_default_caps_the_default_k(index_root: Path) -> None:
     client = create_app(dataclasses.replace(settings_for(index_root), max_k=4), watch=False).test_client()
     assert len(client.get("/v1/posters/t001/similar").json["results"]) == 4
     assert len(client.post("/v1/recommendations", json={"history": ["t001"]}).json["results"]) == 4
-    k = next(p for p in client.get("/v1/openapi.json").json["paths"]["/v1/posters/{title_id}/similar"]["get"]["parameters"] if p["name"] == "k")
+    k = next(
+        p
+        for p in client.get("/v1/openapi.json").json["paths"]["/v1/posters/{title_id}/similar"]["get"]["parameters"]
+        if p["name"] == "k"
+    )
     assert k["schema"]["default"] == k["schema"]["maximum"] == 4
 
 
@@ -92,7 +95,9 @@ def test_image_urls_are_the_urls_flask_routes(app, script_root: str, title_id: s
     from recsvc.api import image_url
 
     with app.test_request_context("/", environ_overrides={"SCRIPT_NAME": script_root}):
-        expected = url_for("v1.image", title_id=title_id, region=region) if region else url_for("v1.image", title_id=title_id)
+        expected = (
+            url_for("v1.image", title_id=title_id, region=region) if region else url_for("v1.image", title_id=title_id)
+        )
         assert image_url(title_id, region) == expected
 
 
@@ -114,7 +119,9 @@ def test_similar_refuses_k_outside_the_integers_1_to_max(client: FlaskClient, k:
     assert "k must be an integer in [1, 100]" in response.json["detail"]
 
 
-def test_similar_unknown_id_is_404_a_malformed_region_400_and_a_region_without_variants_the_originals(client: FlaskClient) -> None:
+def test_similar_unknown_id_is_404_a_malformed_region_400_and_a_region_without_variants_the_originals(
+    client: FlaskClient,
+) -> None:
     assert_json_error(client.get("/v1/posters/nope/similar"), 404)
     assert_json_error(client.get("/v1/posters/t001/similar?region=DEU"), 400)
     assert_json_error(client.get("/v1/posters/t001/similar?region=D1"), 400)
@@ -147,7 +154,9 @@ def unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def reference_recommendations(index, history: list[str], k: int, aggregation: str, exclude_history: bool) -> list[tuple[str, float]]:
+def reference_recommendations(
+    index, history: list[str], k: int, aggregation: str, exclude_history: bool
+) -> list[tuple[str, float]]:
     """What each aggregation means, computed from the vectors and the published similar lists alone."""
     vectors = np.array([index.embeddings[index.poster_row(title_id)] for title_id in history], np.float64)
     weights = ranking.RECENCY_DECAY ** np.arange(len(history) - 1, -1, -1)
@@ -156,38 +165,54 @@ def reference_recommendations(index, history: list[str], k: int, aggregation: st
         scored = {title: max(w * scores[title] for w, scores in zip(weights, per_query)) for title in per_query[0]}
     elif aggregation == "recent_neighbours":  # the recent query over the first 10 listed titles of the latest 5
         query = unit(weights @ vectors)
-        listed = {index.title_ids[t] for title_id in history[-5:]
-                  for t in index.similar.titles[index.title_ids.index(title_id), :10] if t >= 0}
+        listed = {
+            index.title_ids[t]
+            for title_id in history[-5:]
+            for t in index.similar.titles[index.title_ids.index(title_id), :10]
+            if t >= 0
+        }
         candidates = listed if exclude_history else listed | set(history)
         scored = {title: float(index.embeddings[index.poster_row(title)] @ query) for title in candidates}
     else:
-        scored = best_title_scores(index, unit((weights if aggregation == "recent" else np.ones(len(history))) @ vectors))
+        scored = best_title_scores(
+            index, unit((weights if aggregation == "recent" else np.ones(len(history))) @ vectors)
+        )
     kept = ((title, score) for title, score in scored.items() if not (exclude_history and title in history))
     return sorted(kept, key=lambda pair: -pair[1])[:k]
 
 
 @pytest.mark.parametrize("exclude_history", [True, False])
 @pytest.mark.parametrize("aggregation", ranking.AGGREGATIONS)
-def test_recommendations_rank_as_each_aggregation_defines(client: FlaskClient, app, aggregation: str, exclude_history: bool) -> None:
+def test_recommendations_rank_as_each_aggregation_defines(
+    client: FlaskClient, app, aggregation: str, exclude_history: bool
+) -> None:
     """Checked against a brute-force reference, not against the ranking code the service calls."""
     index = app.extensions["posterrec"].index
     history = ["t001", "t002", "crowd-q", "t005", "t008", "t009", "t012"]  # more than the 5 latest titles
-    body = client.post("/v1/recommendations", json={
-        "history": history, "k": 7, "aggregation": aggregation, "exclude_history": exclude_history}).json
+    body = client.post(
+        "/v1/recommendations",
+        json={"history": history, "k": 7, "aggregation": aggregation, "exclude_history": exclude_history},
+    ).json
     assert body["aggregation"] == aggregation
     expected = reference_recommendations(index, history, 7, aggregation, exclude_history)
     assert [r["id"] for r in body["results"]] == [title for title, _ in expected]
     assert [r["score"] for r in body["results"]] == pytest.approx([score for _, score in expected], abs=1e-5)
     assert_scores_rounded(body["results"])
-    assert [r["title"] for r in body["results"]] == [index.items[index.poster_row(title)].title for title, _ in expected]
+    assert [r["title"] for r in body["results"]] == [
+        index.items[index.poster_row(title)].title for title, _ in expected
+    ]
 
 
 @pytest.mark.parametrize("aggregation", ranking.AGGREGATIONS)
-def test_every_aggregation_returns_k_titles_best_first_and_includes_the_history_on_request(client: FlaskClient, aggregation: str) -> None:
+def test_every_aggregation_returns_k_titles_best_first_and_includes_the_history_on_request(
+    client: FlaskClient, aggregation: str
+) -> None:
     history = ["crowd-a", "crowd-b"]
     for exclude in (True, False):
-        body = client.post("/v1/recommendations", json={
-            "history": history, "k": 10, "aggregation": aggregation, "exclude_history": exclude}).json
+        body = client.post(
+            "/v1/recommendations",
+            json={"history": history, "k": 10, "aggregation": aggregation, "exclude_history": exclude},
+        ).json
         ids, scores = [r["id"] for r in body["results"]], [r["score"] for r in body["results"]]
         assert len(ids) == len(set(ids)) == 10
         assert scores == sorted(scores, reverse=True)
@@ -198,8 +223,10 @@ def test_recent_aggregation_weighs_the_latest_title_above_the_earlier_one(client
     """``mean`` scores the two titles of the history alike; ``recent`` prefers the latest."""
 
     def scores(history: list[str], aggregation: str) -> dict[str, float]:
-        body = client.post("/v1/recommendations", json={
-            "history": history, "k": 100, "exclude_history": False, "aggregation": aggregation}).json
+        body = client.post(
+            "/v1/recommendations",
+            json={"history": history, "k": 100, "exclude_history": False, "aggregation": aggregation},
+        ).json
         return {r["id"]: r["score"] for r in body["results"]}
 
     for history in (["t011", "t012"], ["t012", "t011"]):
@@ -254,8 +281,14 @@ def test_recommendations_bad_fields_are_400_naming_the_field(client: FlaskClient
 
 @pytest.mark.parametrize(
     "data, content_type",
-    [("{not json", "application/json"), ('["t001"]', "application/json"), ("null", "application/json"),
-     ('{"history": ["t001"]}', "text/plain"), ("", "application/json"), ("[" * 100_000, "application/json")],
+    [
+        ("{not json", "application/json"),
+        ('["t001"]', "application/json"),
+        ("null", "application/json"),
+        ('{"history": ["t001"]}', "text/plain"),
+        ("", "application/json"),
+        ("[" * 100_000, "application/json"),
+    ],
 )
 def test_recommendations_malformed_json_is_400(client: FlaskClient, data: str, content_type: str) -> None:
     assert_json_error(client.post("/v1/recommendations", data=data, content_type=content_type), 400)
@@ -292,18 +325,28 @@ def test_recommendations_and_search_show_the_regions_variants(client: FlaskClien
 
 
 @pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e300])
-def test_search_by_embedding_of_any_finite_magnitude_searches_by_direction(client: FlaskClient, corpus: Corpus, scale: float) -> None:
+def test_search_by_embedding_of_any_finite_magnitude_searches_by_direction(
+    client: FlaskClient, corpus: Corpus, scale: float
+) -> None:
     """Magnitudes that overflow float32 or vanish in it once searched with NaN and answered invalid JSON."""
     row = next(i for i, item in enumerate(corpus.items) if item.key == "t011")
-    response = client.post("/v1/search", json={"embedding": (corpus.embeddings[row].astype(float) * scale).tolist(), "k": 3})
+    response = client.post(
+        "/v1/search", json={"embedding": (corpus.embeddings[row].astype(float) * scale).tolist(), "k": 3}
+    )
     assert response.status_code == 200 and b"NaN" not in response.data
     assert [r["id"] for r in response.json["results"]][0] == "t011" and len(response.json["results"]) == 3
 
 
 @pytest.mark.parametrize(
     "embedding, reason",
-    [([0.1] * (DIM - 1), f"list of {DIM} numbers"), ("0.1,0.2", f"list of {DIM} numbers"), ([0.0] * DIM, "zeros"),
-     ([0.1] * (DIM - 1) + ["x"], "finite"), ([0.1] * (DIM - 1) + [True], "finite"), ([10**400] * DIM, "finite")],
+    [
+        ([0.1] * (DIM - 1), f"list of {DIM} numbers"),
+        ("0.1,0.2", f"list of {DIM} numbers"),
+        ([0.0] * DIM, "zeros"),
+        ([0.1] * (DIM - 1) + ["x"], "finite"),
+        ([0.1] * (DIM - 1) + [True], "finite"),
+        ([10**400] * DIM, "finite"),
+    ],
 )
 def test_search_refuses_bad_embeddings(client: FlaskClient, embedding, reason: str) -> None:
     response = client.post("/v1/search", json={"embedding": embedding})
@@ -332,8 +375,13 @@ def test_search_upload_of_an_empty_file_input_is_400_and_an_empty_file_415(clien
 
 def post_streamed(client: FlaskClient, path: str, body: bytes):
     """A JSON body sent as gunicorn passes on a chunked one: no Content-Length, the server terminating the stream."""
-    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json",
-                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
 
 @pytest.mark.parametrize("path", ["/v1/recommendations", "/v1/search"])
@@ -357,8 +405,12 @@ def test_a_streamed_json_body_within_the_limit_is_read_whole(client: FlaskClient
 
 def post_declared(client: FlaskClient, body: bytes, declared: int, terminated: bool):
     """A JSON body with its Content-Length header set to ``declared``, from a server that ends the stream (gunicorn) or not."""
-    return client.post("/v1/recommendations", input_stream=io.BytesIO(body), content_type="application/json",
-                       environ_overrides={"CONTENT_LENGTH": str(declared), **({"wsgi.input_terminated": True} if terminated else {})})
+    return client.post(
+        "/v1/recommendations",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(declared), **({"wsgi.input_terminated": True} if terminated else {})},
+    )
 
 
 @pytest.mark.parametrize("terminated", [True, False])
@@ -399,8 +451,14 @@ def test_poster_metadata(client: FlaskClient, corpus: Corpus) -> None:
     assert client.get("/v1/posters/t020").json["variant_regions"] == []
     assert_json_error(client.get("/v1/posters/nope"), 404)
 
+
 def test_a_variant_key_is_not_a_poster_id(client: FlaskClient) -> None:
-    for url in ("/v1/posters/t000@DE", "/v1/posters/t000@DE/similar", "/v1/posters/t000@DE/variants", "/v1/posters/t000@DE/image"):
+    for url in (
+        "/v1/posters/t000@DE",
+        "/v1/posters/t000@DE/similar",
+        "/v1/posters/t000@DE/variants",
+        "/v1/posters/t000@DE/image",
+    ):
         assert_json_error(client.get(url), 404)
     assert_json_error(client.post("/v1/recommendations", json={"history": ["t000@DE"]}), 404)
 
@@ -409,7 +467,9 @@ def test_variants_by_region(client: FlaskClient) -> None:
     every = client.get("/v1/posters/t000/variants").json["variants"]
     assert sorted(v["region"] for v in every) == ["DE", "FR"]
     de = client.get("/v1/posters/t000/variants?region=DE").json["variants"]
-    assert de == [{"region": "DE", "language": "de", "title": "t000 (DE)", "image_url": "/v1/posters/t000/image?region=DE"}]
+    assert de == [
+        {"region": "DE", "language": "de", "title": "t000 (DE)", "image_url": "/v1/posters/t000/image?region=DE"}
+    ]
     assert client.get("/v1/posters/t000/variants?region=JP").json["variants"] == []
     assert_json_error(client.get("/v1/posters/t000/variants?region=Z1"), 400)
     assert_json_error(client.get("/v1/posters/nope/variants?region=DE"), 404)
@@ -450,7 +510,10 @@ def test_a_fallback_image_is_revalidated_at_each_look(client: FlaskClient) -> No
     assert fallback.headers["X-PosterRec-Fallback"]
     assert "no-cache" in fallback.headers["Cache-Control"] and "max-age" not in fallback.headers["Cache-Control"]
     assert "Expires" not in fallback.headers, "an HTTP/1.0 cache would keep the original until the day-long Expires"
-    assert client.get("/v1/posters/t002/image?region=JP", headers={"If-None-Match": fallback.headers["ETag"]}).status_code == 304
+    assert (
+        client.get("/v1/posters/t002/image?region=JP", headers={"If-None-Match": fallback.headers["ETag"]}).status_code
+        == 304
+    )
 
 
 def test_an_image_file_without_extension_is_typed_by_its_content_and_a_missing_one_is_503(tmp_path: Path) -> None:
@@ -458,7 +521,11 @@ def test_an_image_file_without_extension_is_typed_by_its_content_and_a_missing_o
     row = next(row for row, item in enumerate(corpus.items) if item.key == "t001")
     bare = Path(corpus.items[row].image_path).with_suffix("")
     shutil.copy(corpus.items[row].image_path, bare)
-    items = [*corpus.items[:row], dataclasses.replace(corpus.items[row], image_path=str(bare)), *corpus.items[row + 1:]]
+    items = [
+        *corpus.items[:row],
+        dataclasses.replace(corpus.items[row], image_path=str(bare)),
+        *corpus.items[row + 1 :],
+    ]
     publish(tmp_path / "index", dataclasses.replace(corpus, items=items))
     client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
     response = client.get("/v1/posters/t001/image")
@@ -529,7 +596,11 @@ def test_made_up_methods_share_one_series(client: FlaskClient) -> None:
 def test_openapi_document_describes_every_endpoint_of_the_api(client: FlaskClient, app) -> None:
     doc = client.get("/v1/openapi.json").json
     documented = {path.replace("{title_id}", "<title_id>") for path in doc["paths"]}
-    api_rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("v1.") and rule.endpoint != "v1.openapi"}
+    api_rules = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("v1.") and rule.endpoint != "v1.openapi"
+    }
     assert api_rules and api_rules <= documented
 
 
@@ -560,7 +631,9 @@ RESPONSES_TO_CHECK = [
 
 
 @pytest.mark.parametrize("method, documented, url, body", RESPONSES_TO_CHECK)
-def test_responses_are_what_the_openapi_document_says(client: FlaskClient, method: str, documented: str, url: str, body) -> None:
+def test_responses_are_what_the_openapi_document_says(
+    client: FlaskClient, method: str, documented: str, url: str, body
+) -> None:
     from jsonschema import Draft202012Validator
 
     doc = client.get("/v1/openapi.json").json
@@ -589,7 +662,9 @@ def test_the_image_routes_conditional_and_range_answers_are_documented(client: F
 def test_the_documented_defaults_are_the_ones_applied(client: FlaskClient) -> None:
     request_schema = client.get("/v1/openapi.json").json["components"]["schemas"]["RecommendationRequest"]["properties"]
     assert request_schema["exclude_history"]["default"] is True
-    watched = {r["id"] for r in client.post("/v1/recommendations", json={"history": ["t001", "t002"], "k": 50}).json["results"]}
+    watched = {
+        r["id"] for r in client.post("/v1/recommendations", json={"history": ["t001", "t002"], "k": 50}).json["results"]
+    }
     assert not watched & {"t001", "t002"}
 
 
@@ -602,11 +677,14 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
     assert_json_error(client.delete("/v1/posters/t001"), 405)
 
 
-@pytest.mark.parametrize("method, path, allowed", [
-    ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
-    ("DELETE", "/v1/posters/t001", {"GET", "HEAD", "OPTIONS"}),
-    ("GET", "/v1/search", {"POST", "OPTIONS"}),
-])
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+        ("DELETE", "/v1/posters/t001", {"GET", "HEAD", "OPTIONS"}),
+        ("GET", "/v1/search", {"POST", "OPTIONS"}),
+    ],
+)
 def test_wrong_method_says_which_are_allowed(client: FlaskClient, method: str, path: str, allowed: set[str]) -> None:
     response = client.open(path, method=method)
     assert_json_error(response, 405)
@@ -622,5 +700,7 @@ def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_o
     assert [len(ranked.titles) for ranked in batched] == [10, 10, 10]
     single = [ranking.nearest_titles(index, q, 10, exclude={crowd_q}) for q in queries]
     assert [ranked.titles for ranked in batched] == [ranked.titles for ranked in single]
-    assert [s for ranked in batched for s in ranked.scores] == pytest.approx([s for ranked in single for s in ranked.scores], abs=1e-5)
+    assert [s for ranked in batched for s in ranked.scores] == pytest.approx(
+        [s for ranked in single for s in ranked.scores], abs=1e-5
+    )
     assert crowd_q not in {title for ranked in batched for title in ranked.titles}

@@ -54,7 +54,9 @@ def test_dumps_with_options_is_the_standard_librarys() -> None:
     assert json.loads(provider.dumps({"big": 2**70})) == {"big": 2**70}
 
 
-@pytest.mark.parametrize("text", [json.dumps(sample) for sample in SAMPLES[:3]] + ['{"embedding": [NaN, Infinity, -Infinity]}', '[1, NaN]'])
+@pytest.mark.parametrize(
+    "text", [json.dumps(sample) for sample in SAMPLES[:3]] + ['{"embedding": [NaN, Infinity, -Infinity]}', "[1, NaN]"]
+)
 def test_request_bodies_parse_as_the_standard_library_parses_them(text: str) -> None:
     """orjson where it can; the NaN and Infinity literals it refuses go to the standard library (compared as text: NaN != NaN)."""
     parsed = OrjsonProvider(_app()).loads(text.encode())

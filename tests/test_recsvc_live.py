@@ -17,8 +17,8 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import psutil
@@ -41,14 +41,17 @@ def rewrite_manifest(**changes) -> Callable[[Path], None]:
     def rewrite(version_dir: Path) -> None:
         path = version_dir / published.MANIFEST
         path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
     return rewrite
 
 
 def embeddings_shaped(shape_for: Callable[[int], tuple[int, ...]]) -> Callable[[Path], None]:
     """Embeddings of ``shape_for(item count)``: the right count in the wrong shape."""
+
     def rewrite(version_dir: Path) -> None:
         count = len((version_dir / published.ITEMS).read_text().splitlines())
         np.save(version_dir / published.EMBEDDINGS, np.ones(shape_for(count), np.float32))
+
     return rewrite
 
 
@@ -88,7 +91,9 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     app = create_app(settings_for(root), watch=False)
     live = app.extensions["posterrec"]
-    broken = publish_broken(root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3), BROKEN_VERSIONS[breakage])
+    broken = publish_broken(
+        root, tmp_path / "scratch", synthetic_corpus(tmp_path / "images", extra_titles=3), BROKEN_VERSIONS[breakage]
+    )
     assert published.current_version(root) == broken
     assert not live.refresh(), "the broken version must be refused"
     assert live.index.version == good
@@ -99,7 +104,9 @@ def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(tmp_path: Pat
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="recsvc.live_index"):
         assert not live.refresh()
-    assert not [r for r in caplog.records if "refusing" in r.getMessage()], "a refused version is not reloaded while CURRENT names it"
+    assert not [r for r in caplog.records if "refusing" in r.getMessage()], (
+        "a refused version is not reloaded while CURRENT names it"
+    )
     published.set_current(root, good)
     fixed = publish(root, synthetic_corpus(tmp_path / "images", extra_titles=5))
     assert live.refresh() and live.index.version == fixed
@@ -122,7 +129,9 @@ def test_a_refused_version_is_loaded_once_repaired_and_named_again(tmp_path: Pat
 
 
 @pytest.mark.parametrize("unreadable", ["bytes", "directory"])
-def test_an_unreadable_current_pointer_keeps_the_served_version_and_a_starting_worker_on_the_newest(tmp_path: Path, unreadable: str) -> None:
+def test_an_unreadable_current_pointer_keeps_the_served_version_and_a_starting_worker_on_the_newest(
+    tmp_path: Path, unreadable: str
+) -> None:
     root = tmp_path / "index"
     good = publish(root, synthetic_corpus(tmp_path / "images"))
     app = create_app(settings_for(root), watch=False)
@@ -140,7 +149,9 @@ def test_an_unreadable_current_pointer_keeps_the_served_version_and_a_starting_w
     assert app.test_client().get("/readyz").json["version"] == good
     fresh = create_app(settings_for(root), watch=False).test_client()  # a worker starting now
     ready = fresh.get("/readyz")
-    assert ready.status_code == 200 and ready.json["version"] == good and "CURRENT cannot be read" in ready.json["detail"]
+    assert (
+        ready.status_code == 200 and ready.json["version"] == good and "CURRENT cannot be read" in ready.json["detail"]
+    )
 
 
 def test_a_served_index_is_left_out_of_full_collections_and_freed_when_swapped_out(tmp_path: Path) -> None:
@@ -251,13 +262,24 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
     root = tmp_path / "index"
     publish(root, synthetic_corpus(tmp_path / "images"))
     port = _free_port()
-    env = {**os.environ, "POSTERREC_INDEX_ROOT": str(root), "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": "2",
-           "POSTERREC_INDEX_POLL_SECONDS": "0.2"}
+    env = {
+        **os.environ,
+        "POSTERREC_INDEX_ROOT": str(root),
+        "POSTERREC_BIND": f"127.0.0.1:{port}",
+        "POSTERREC_WORKERS": "2",
+        "POSTERREC_INDEX_POLL_SECONDS": "0.2",
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     # gunicorn's log goes to a file: an undrained pipe fills up (TensorFlow is chatty at start) and stalls it.
     log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -286,9 +308,13 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
         while True:
             status, _, body = _get(port, "/metrics")
             assert status == 200
-            similar_ok = [float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-                          if line.startswith("posterrec_requests_total{")
-                          and 'endpoint="/v1/posters/<title_id>/similar"' in line and 'status="200"' in line]
+            similar_ok = [
+                float(line.rsplit(" ", 1)[1])
+                for line in body.decode().splitlines()
+                if line.startswith("posterrec_requests_total{")
+                and 'endpoint="/v1/posters/<title_id>/similar"' in line
+                and 'status="200"' in line
+            ]
             assert sum(similar_ok) <= 6, "no request counted twice"
             if sum(similar_ok) == 6 or time.monotonic() > deadline:
                 break
@@ -334,12 +360,16 @@ def _gunicorn_config(monkeypatch: pytest.MonkeyPatch, metrics_dir: Path, **env: 
 
 @pytest.mark.parametrize("name", ["POSTERREC_WORKERS", "POSTERREC_THREADS"])
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", "３"])
-def test_gunicorn_config_refuses_a_count_that_is_not_a_whole_number_of_at_least_one(monkeypatch, tmp_path: Path, name: str, value: str) -> None:
+def test_gunicorn_config_refuses_a_count_that_is_not_a_whole_number_of_at_least_one(
+    monkeypatch, tmp_path: Path, name: str, value: str
+) -> None:
     with pytest.raises(SystemExit, match=f"{name} must be a whole number of at least 1, got '{value}'"):
         _gunicorn_config(monkeypatch, tmp_path, **{name: value})
 
 
-def test_gunicorn_config_defaults_to_the_usable_cores_and_takes_an_empty_count_as_unset(monkeypatch, tmp_path: Path) -> None:
+def test_gunicorn_config_defaults_to_the_usable_cores_and_takes_an_empty_count_as_unset(
+    monkeypatch, tmp_path: Path
+) -> None:
     config = _gunicorn_config(monkeypatch, tmp_path, POSTERREC_WORKERS="", POSTERREC_THREADS=" 3 ")
     assert config["workers"] == len(os.sched_getaffinity(0)) and config["threads"] == 3
 
@@ -352,7 +382,9 @@ def test_gunicorn_clears_only_the_metric_files_of_a_metrics_directory_it_is_give
     config = _gunicorn_config(monkeypatch, tmp_path)
     config["on_starting"](None)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.txt", "sub"]
-    assert set(Path(tempfile.gettempdir()).glob("posterrec-metrics-*")) == made_before, "no directory made when one is given"
+    assert set(Path(tempfile.gettempdir()).glob("posterrec-metrics-*")) == made_before, (
+        "no directory made when one is given"
+    )
 
 
 def test_regions_follow_the_served_version(tmp_path: Path) -> None:

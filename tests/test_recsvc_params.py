@@ -10,7 +10,6 @@ import functools
 import io
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,21 +39,27 @@ def parses_or_400(parse, *args):
         return None
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12))
+@given(st.integers(min_value=-(10**12), max_value=10**12))
 def test_parse_k_accepts_exactly_the_integers_1_to_max(k: int) -> None:
     for raw in (k, str(k), f" {k} "):
         assert parses_or_400(params.parse_k, raw, MAX_K) == (k if 1 <= k <= MAX_K else None)
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12))
+@given(st.integers(min_value=-(10**12), max_value=10**12))
 def test_parse_k_from_json_takes_integers_and_refuses_their_strings(k: int) -> None:
     from_json = functools.partial(params.parse_k, text=False)
     assert parses_or_400(from_json, k, MAX_K) == (k if 1 <= k <= MAX_K else None)
     assert parses_or_400(from_json, str(k), MAX_K) is None
 
 
-OTHER_DIGITS = {name: str.maketrans("0123456789", digits) for name, digits in
-                {"full-width": "０１２３４５６７８９", "Arabic-Indic": "٠١٢٣٤٥٦٧٨٩", "Devanagari": "०१२३४५६७८९"}.items()}
+OTHER_DIGITS = {
+    name: str.maketrans("0123456789", digits)
+    for name, digits in {
+        "full-width": "０１２３４５６７８９",
+        "Arabic-Indic": "٠١٢٣٤٥٦٧٨٩",
+        "Devanagari": "०१२३४५६७८९",
+    }.items()
+}
 
 
 @given(st.integers(min_value=1, max_value=MAX_K), st.sampled_from(sorted(OTHER_DIGITS)))
@@ -145,7 +150,10 @@ def test_similar_query_strings(client, k: str, region: str, title_id: str) -> No
 
 
 @FUZZ
-@given(body=st.dictionaries(FIELDS, JSON | st.lists(st.sampled_from(["t001", "t002", "crowd-q"]), max_size=3), max_size=5) | JSON)
+@given(
+    body=st.dictionaries(FIELDS, JSON | st.lists(st.sampled_from(["t001", "t002", "crowd-q"]), max_size=3), max_size=5)
+    | JSON
+)
 def test_recommendation_bodies(client, body) -> None:
     assert_ok_or_json_4xx(client.post("/v1/recommendations", json=body))
 
@@ -157,8 +165,10 @@ def test_recommendation_raw_bytes(client, raw: bytes) -> None:
 
 
 @FUZZ
-@given(embedding=st.lists(st.floats(width=64, allow_nan=False, allow_infinity=False), min_size=DIM, max_size=DIM) | JSON,
-       k=JSON)
+@given(
+    embedding=st.lists(st.floats(width=64, allow_nan=False, allow_infinity=False), min_size=DIM, max_size=DIM) | JSON,
+    k=JSON,
+)
 def test_search_bodies(client, embedding, k) -> None:
     assert_ok_or_json_4xx(client.post("/v1/search", json={"embedding": embedding, "k": k}))
 
@@ -169,13 +179,18 @@ def _encoded(image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-IMAGE_SEEDS = {image_format: _encoded(image_format) for image_format in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "ICO")}
+IMAGE_SEEDS = {
+    image_format: _encoded(image_format) for image_format in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "ICO")
+}
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # what PIL says of some of these files
 @FUZZ
-@given(image_format=st.sampled_from(sorted(IMAGE_SEEDS)), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
-       cut=st.integers(1, 10**6))
+@given(
+    image_format=st.sampled_from(sorted(IMAGE_SEEDS)),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+    cut=st.integers(1, 10**6),
+)
 def test_search_uploads_of_damaged_images(client, image_format: str, edits: list[tuple[int, int]], cut: int) -> None:
     """Bytes changed and the file cut short: refused (415, or 413 for a header grown huge) or decoded and passed to
     the model, which this index has none of (503), and never a 500."""

@@ -30,8 +30,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     report = read_catalog(catalog)
     assert report.ok, report.errors
     out = tmp_path_factory.mktemp("models") / "tiny"
-    config = TrainConfig(backbone="tiny", weights="none", batch_size=16, warmup_epochs=1, head_only_epochs=1,
-                         max_unfrozen_blocks=0, triplet_epochs=1)
+    config = TrainConfig(
+        backbone="tiny",
+        weights="none",
+        batch_size=16,
+        warmup_epochs=1,
+        head_only_epochs=1,
+        max_unfrozen_blocks=0,
+        triplet_epochs=1,
+    )
     train(report.rows, out, config, tmp_path_factory.mktemp("cache"))
     return out, catalog
 
@@ -45,8 +52,15 @@ def publish_with_model(root: Path, model_dir: Path, catalog: Path) -> list[Index
     rows = read_catalog(catalog).rows
     items = [IndexItem(row.id, row.id, row.title, str(row.image)) for row in rows]
     embeddings = embedder.embed_images([item.image_path for item in items])
-    publish_index(root, items, embeddings, {"model_dir": str(model_dir), "model_manifest_sha256": embedder.manifest_sha256},
-                  exact_search_max_items=10_000, recall_floor=0.9, keep_versions=3)
+    publish_index(
+        root,
+        items,
+        embeddings,
+        {"model_dir": str(model_dir), "model_manifest_sha256": embedder.manifest_sha256},
+        exact_search_max_items=10_000,
+        recall_floor=0.9,
+        keep_versions=3,
+    )
     return items
 
 
@@ -57,15 +71,24 @@ def test_uploaded_poster_finds_itself_first(tiny_model, tmp_path: Path) -> None:
     client = create_app(settings_for(tmp_path / "index"), watch=False).test_client()
     for item in items[:3]:
         as_jpeg = io.BytesIO()
-        Image.open(item.image_path).convert("RGB").save(as_jpeg, "JPEG", quality=95)  # a re-encoded upload, not the file
+        Image.open(item.image_path).convert("RGB").save(
+            as_jpeg, "JPEG", quality=95
+        )  # a re-encoded upload, not the file
         as_jpeg.seek(0)
         response = client.post("/v1/search", data={"image": (as_jpeg, "upload.jpg"), "k": "4"})
         assert response.status_code == 200, response.data[:300]
         results = response.json["results"]
         assert len(results) == 4 and results[0]["id"] == item.title_id and results[0]["score"] > 0.95
-    for mode, image_format in (("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "GIF"), ("LA", "PNG")):  # decoded to RGB for the model
+    for mode, image_format in (
+        ("CMYK", "JPEG"),
+        ("I;16", "PNG"),
+        ("P", "GIF"),
+        ("LA", "PNG"),
+    ):  # decoded to RGB for the model
         other = io.BytesIO()
-        Image.open(items[0].image_path).convert("L" if mode in ("I;16", "LA") else "RGB").convert(mode).save(other, image_format)
+        Image.open(items[0].image_path).convert("L" if mode in ("I;16", "LA") else "RGB").convert(mode).save(
+            other, image_format
+        )
         other.seek(0)
         response = client.post("/v1/search", data={"image": (other, f"upload.{image_format.lower()}"), "k": "4"})
         assert response.status_code == 200 and len(response.json["results"]) == 4, (mode, response.data[:300])
@@ -112,7 +135,8 @@ def empty_the_model_archive(model_dir: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "spoil", [retrain, shutil.rmtree, flip_a_byte_of_the_model_file, empty_the_model_archive],
+    "spoil",
+    [retrain, shutil.rmtree, flip_a_byte_of_the_model_file, empty_the_model_archive],
     ids=["model changed since the build", "model directory gone", "model file damaged", "model archive empty"],
 )
 def test_upload_is_503_when_the_model_that_built_the_index_is_not_there(tiny_model, tmp_path: Path, spoil) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from posterrec_settings import Settings, load_settings
+
 import numpy as np
 from PIL import Image
 
 from indexer.publish import publish_index
 from indexer.published import IndexItem
-from posterrec_settings import Settings, load_settings
 
 DIM = 32
 PLAIN_TITLES = 40
@@ -55,11 +56,18 @@ def synthetic_corpus(image_dir: Path, seed: int = 0, extra_titles: int = 0) -> C
     def add(title_id: str, vector: np.ndarray, region: str | None = None) -> None:
         key = IndexItem.variant_key(title_id, region) if region else title_id
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        items.append(IndexItem(
-            key, title_id, f"{title_id} ({region})" if region else f"Title {title_id}", _poster(image_dir, key, colour),
-            region=region, language=LANGUAGE.get(region, region.lower()) if region else None,
-            year=2000 + len(items) % 20 if not region else None, genres=("Drama",) if not region else (),
-        ))
+        items.append(
+            IndexItem(
+                key,
+                title_id,
+                f"{title_id} ({region})" if region else f"Title {title_id}",
+                _poster(image_dir, key, colour),
+                region=region,
+                language=LANGUAGE.get(region, region.lower()) if region else None,
+                year=2000 + len(items) % 20 if not region else None,
+                genres=("Drama",) if not region else (),
+            )
+        )
         vectors.append(vector)
 
     for i in range(PLAIN_TITLES + extra_titles):
@@ -83,8 +91,13 @@ def synthetic_corpus(image_dir: Path, seed: int = 0, extra_titles: int = 0) -> C
 def publish(root: Path, corpus: Corpus, manifest: dict | None = None) -> str:
     """Publish ``corpus`` as the new current version of ``root`` (brute force: exact and quick)."""
     publication = publish_index(
-        root, corpus.items, corpus.embeddings, manifest or {"source": "synthetic test corpus"},
-        exact_search_max_items=100_000, recall_floor=0.9, keep_versions=20,
+        root,
+        corpus.items,
+        corpus.embeddings,
+        manifest or {"source": "synthetic test corpus"},
+        exact_search_max_items=100_000,
+        recall_floor=0.9,
+        keep_versions=20,
     )
     return publication.version
 
@@ -92,4 +105,3 @@ def publish(root: Path, corpus: Corpus, manifest: dict | None = None) -> str:
 def settings_for(index_root: Path, poll_seconds: float = 0.05) -> Settings:
     """Settings that ignore the environment, so a developer's POSTERREC_* cannot change a test."""
     return load_settings(env={}, index_root=index_root, index_poll_seconds=poll_seconds)
-

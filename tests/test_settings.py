@@ -1,8 +1,8 @@
 from pathlib import Path
 
-import pytest
-
 from posterrec_settings import ConfigError, Settings, load_settings
+
+import pytest
 
 
 def test_defaults_derive_paths_from_home():
@@ -27,10 +27,20 @@ def test_bad_values_name_their_source(tmp_path):
         load_settings(config_file=config, env={})
 
 
-@pytest.mark.parametrize("name, value", [
-    ("max_k", "0"), ("max_k", "-5"), ("index_poll_seconds", "inf"), ("index_poll_seconds", "nan"), ("index_poll_seconds", "-1"),
-    ("recall_floor", "1.5"), ("keep_versions", "0"), ("max_upload_pixels", "0"), ("similar_list_depth", "0"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("max_k", "0"),
+        ("max_k", "-5"),
+        ("index_poll_seconds", "inf"),
+        ("index_poll_seconds", "nan"),
+        ("index_poll_seconds", "-1"),
+        ("recall_floor", "1.5"),
+        ("keep_versions", "0"),
+        ("max_upload_pixels", "0"),
+        ("similar_list_depth", "0"),
+    ],
+)
 def test_a_number_outside_what_can_work_is_refused_naming_its_source(name: str, value: str) -> None:
     """``max_k = 0`` would refuse every request, and an infinite poll interval stopped the index watcher's thread."""
     with pytest.raises(ConfigError, match=rf"\$POSTERREC_{name.upper()}: {name}='{value}' is outside \["):
@@ -43,12 +53,15 @@ def test_settings_made_in_code_are_checked_too() -> None:
     assert Settings(index_poll_seconds=0).index_poll_seconds == 0  # 0: no hot swap
 
 
-@pytest.mark.parametrize("cli, argv", [
-    ("recsvc.__main__", []),
-    ("indexer.__main__", ["versions"]),
-    ("localize.__main__", ["run", "--titles", "t.csv", "--out", "out"]),
-    ("models.__main__", ["evaluate", "--model", "m", "--catalog", "c.csv"]),
-])
+@pytest.mark.parametrize(
+    "cli, argv",
+    [
+        ("recsvc.__main__", []),
+        ("indexer.__main__", ["versions"]),
+        ("localize.__main__", ["run", "--titles", "t.csv", "--out", "out"]),
+        ("models.__main__", ["evaluate", "--model", "m", "--catalog", "c.csv"]),
+    ],
+)
 def test_every_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, cli: str, argv: list[str]) -> None:
     import importlib
 

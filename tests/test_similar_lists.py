@@ -13,7 +13,7 @@ from test_recsvc_support import CROWDERS, Corpus, publish, settings_for, synthet
 
 from indexer import similar_lists
 from indexer.publish import publish_index
-from indexer.published import MANIFEST, VERSIONS, IndexVersionError, IndexItem, PublishedIndex, open_version
+from indexer.published import MANIFEST, VERSIONS, IndexItem, IndexVersionError, PublishedIndex, open_version
 from indexer.scann_index import choose_params, exact_top_k
 from recsvc import create_app, ranking
 from recsvc.live_index import LiveIndex
@@ -49,7 +49,9 @@ def tree_corpus(n: int = 3000, dim: int = 16, seed: int = 3) -> tuple[list[Index
 def tree_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedIndex:
     root = tmp_path_factory.mktemp("tree-index")
     items, vectors = tree_corpus()
-    publication = publish_index(root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
+    publication = publish_index(
+        root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.9, keep_versions=1
+    )
     assert not publication.params.exact
     return open_version(root)
 
@@ -63,8 +65,12 @@ def sparse_tree_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedInde
     """
     root = tmp_path_factory.mktemp("sparse-tree-index")
     items, vectors = tree_corpus()
-    params = dataclasses.replace(choose_params(len(vectors), exact_search_max_items=1000), num_leaves_to_search=2, history_leaves_to_search=2)
-    publish_index(root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.5, keep_versions=1, params=params)
+    params = dataclasses.replace(
+        choose_params(len(vectors), exact_search_max_items=1000), num_leaves_to_search=2, history_leaves_to_search=2
+    )
+    publish_index(
+        root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.5, keep_versions=1, params=params
+    )
     return open_version(root)
 
 
@@ -74,7 +80,9 @@ def listed(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, floa
 
 
 def searched(index: PublishedIndex, title_id: str, k: int) -> list[tuple[str, float]]:
-    ranked = ranking.nearest_titles(index, index.embeddings[index.row_of_key[title_id]], k, exclude={index.title_ids.index(title_id)})
+    ranked = ranking.nearest_titles(
+        index, index.embeddings[index.row_of_key[title_id]], k, exclude={index.title_ids.index(title_id)}
+    )
     return list(zip(ranked.title_ids(index), ranked.scores))
 
 
@@ -102,17 +110,30 @@ def test_crowded_or_shallow_lists_defer_to_the_live_search(exact_index: Publishe
     assert 5 <= np.count_nonzero(crowd >= 0) < 20
     assert {exact_index.title_ids[t] for t in crowd[:5]} == set(CROWDERS)
     assert listed(exact_index, "crowd-q", 5) is None and listed(exact_index, "crowd-q", 20) is None
-    assert listed(exact_index, "t001", 20) is not None and listed(exact_index, "t001", 21) is None  # deeper than any list
+    assert (
+        listed(exact_index, "t001", 20) is not None and listed(exact_index, "t001", 21) is None
+    )  # deeper than any list
     for k in (5, 20, 21, 40):
         ranked = ranking.similar_titles(exact_index, exact_index.row_of_key["crowd-q"], k)
-        assert list(zip(ranked.title_ids(exact_index), ranked.scores)) == searched(exact_index, "crowd-q", k) and len(ranked.titles) == k
+        assert (
+            list(zip(ranked.title_ids(exact_index), ranked.scores)) == searched(exact_index, "crowd-q", k)
+            and len(ranked.titles) == k
+        )
 
 
 def test_similar_titles_reads_the_lists(exact_index: PublishedIndex) -> None:
     """The service answers from the lists it was given: a version whose lists are reversed answers reversed."""
-    reversed_lists = similar_lists.SimilarLists(exact_index.similar.titles[:, ::-1].copy(), exact_index.similar.scores[:, ::-1].copy())
-    flipped = PublishedIndex(exact_index.path, exact_index.manifest, exact_index.items, exact_index.embeddings,
-                             exact_index._searcher, reversed_lists)
+    reversed_lists = similar_lists.SimilarLists(
+        exact_index.similar.titles[:, ::-1].copy(), exact_index.similar.scores[:, ::-1].copy()
+    )
+    flipped = PublishedIndex(
+        exact_index.path,
+        exact_index.manifest,
+        exact_index.items,
+        exact_index.embeddings,
+        exact_index._searcher,
+        reversed_lists,
+    )
     title = exact_index.title_ids.index("t001")
     expected = [exact_index.title_ids[t] for t in exact_index.similar.titles[title][::-1][:5]]
     assert ranking.similar_titles(flipped, flipped.row_of_key["t001"], 5).title_ids(flipped) == expected
@@ -126,7 +147,10 @@ def test_distinct_titles_leave_out_the_excluded_the_unlisted_repeats_and_everyth
     assert titles == [2, 7, 9]
     assert listed == pytest.approx([0.85, 0.6, 0.4])
     scores[4] = np.nan
-    assert similar_lists.first_distinct_titles(ordinals, scores, original_rows, 3, exclude={4}) == ([2], [pytest.approx(0.85)])
+    assert similar_lists.first_distinct_titles(ordinals, scores, original_rows, 3, exclude={4}) == (
+        [2],
+        [pytest.approx(0.85)],
+    )
 
 
 def test_a_repeated_title_keeps_its_first_best_score_and_the_order_of_ranks() -> None:
@@ -163,12 +187,28 @@ def test_lists_that_do_not_fit_the_version_are_refused(corpus: Corpus, tmp_path:
 
 
 def test_depth_follows_the_setting(corpus: Corpus, tmp_path: Path) -> None:
-    publish_index(tmp_path, corpus.items, corpus.embeddings, {}, exact_search_max_items=100_000, recall_floor=0.9,
-                  keep_versions=1, similar_depth=3)
+    publish_index(
+        tmp_path,
+        corpus.items,
+        corpus.embeddings,
+        {},
+        exact_search_max_items=100_000,
+        recall_floor=0.9,
+        keep_versions=1,
+        similar_depth=3,
+    )
     assert open_version(tmp_path).similar.depth == 3
     with pytest.raises(ValueError, match="at least 1"):
-        publish_index(tmp_path, corpus.items, corpus.embeddings, {}, exact_search_max_items=100_000, recall_floor=0.9,
-                      keep_versions=1, similar_depth=0)
+        publish_index(
+            tmp_path,
+            corpus.items,
+            corpus.embeddings,
+            {},
+            exact_search_max_items=100_000,
+            recall_floor=0.9,
+            keep_versions=1,
+            similar_depth=0,
+        )
 
 
 def test_titles_whose_leaves_hold_too_few_rows_get_no_list(sparse_tree_index: PublishedIndex) -> None:
@@ -191,24 +231,33 @@ def test_recent_neighbours_ranks_the_latest_titles_lists_by_the_recent_query(wid
     """Candidates are the heads of the similar lists of the latest five history titles, less the history, ranked by the recency query."""
     index = wide_index
     history = [f"t{i:03d}" for i in (20, 60, 100, 140, 180, 220, 260, 300)]
-    listed = {index.title_ids[t] for title_id in history[-ranking.NEIGHBOUR_SOURCES:]
-              for t in index.similar.titles[index.title_ids.index(title_id), :ranking.NEIGHBOUR_DEPTH] if t >= 0} - set(history)
+    listed = {
+        index.title_ids[t]
+        for title_id in history[-ranking.NEIGHBOUR_SOURCES :]
+        for t in index.similar.titles[index.title_ids.index(title_id), : ranking.NEIGHBOUR_DEPTH]
+        if t >= 0
+    } - set(history)
     query = ranking.recency_query(index, [index.row_of_key[t] for t in history], ranking.RECENCY_DECAY)
     for k in (10, len(listed)):  # all of them: a candidate from an older title's list would show
         expected = sorted(listed, key=lambda t: -float(index.embeddings[index.row_of_key[t]] @ query))[:k]
         ranked = ranking.recommend(index, history, k, "recent_neighbours", exclude_history=True)
         assert ranked.title_ids(index) == expected
-        np.testing.assert_allclose(ranked.scores, [index.embeddings[index.row_of_key[t]] @ query for t in expected], atol=1e-6)
+        np.testing.assert_allclose(
+            ranked.scores, [index.embeddings[index.row_of_key[t]] @ query for t in expected], atol=1e-6
+        )
 
 
 def test_recent_neighbours_searches_when_the_lists_hold_too_few_candidates(wide_index: PublishedIndex) -> None:
     """One title's list gives 10 candidates: k=30 is answered by ``recent``'s search of the whole index."""
     index = wide_index
-    head = {index.title_ids[t] for t in index.similar.titles[index.title_ids.index("t005"), :ranking.NEIGHBOUR_DEPTH]}
+    head = {index.title_ids[t] for t in index.similar.titles[index.title_ids.index("t005"), : ranking.NEIGHBOUR_DEPTH]}
     listed = ranking.recommend(index, ["t005"], 10, "recent_neighbours", exclude_history=True)
     assert set(listed.title_ids(index)) == head and len(listed.titles) == 10
     searched = ranking.recommend(index, ["t005"], 30, "recent_neighbours", exclude_history=True)
-    assert searched == ranking.recommend(index, ["t005"], 30, "recent", exclude_history=True) and len(searched.titles) == 30
+    assert (
+        searched == ranking.recommend(index, ["t005"], 30, "recent", exclude_history=True)
+        and len(searched.titles) == 30
+    )
 
 
 def test_recent_neighbours_includes_the_history_when_asked(wide_index: PublishedIndex) -> None:
@@ -234,8 +283,15 @@ def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) 
     items, vectors = tree_corpus(n=200)
     items = [item for item in items if not item.is_variant]
     ghost = IndexItem("ghost@DE", "ghost", "Geist", "/ghost_de.jpg", "DE", "de")
-    publish_index(tmp_path, [*items, ghost], np.concatenate([vectors[:200], vectors[1:2]]), {},
-                  exact_search_max_items=1000, recall_floor=0.9, keep_versions=1)
+    publish_index(
+        tmp_path,
+        [*items, ghost],
+        np.concatenate([vectors[:200], vectors[1:2]]),
+        {},
+        exact_search_max_items=1000,
+        recall_floor=0.9,
+        keep_versions=1,
+    )
     index = open_version(tmp_path)
     ghost_title = index.title_ids.index("ghost")
     assert ghost_title not in index.similar.titles
@@ -248,8 +304,11 @@ def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) 
 def test_the_recency_query_of_vectors_that_cancel_out_is_the_latest_vector(wide_index: PublishedIndex) -> None:
     """A zero sum has no direction: the query falls back to the latest history vector, not NaN."""
     row = wide_index.row_of_key["t005"]
-    query = ranking.unit_weighted_sum(np.stack([wide_index.embeddings[row], -wide_index.embeddings[row]]),
-                                      np.array([0, 1], np.int64), np.ones(2, np.float32))
+    query = ranking.unit_weighted_sum(
+        np.stack([wide_index.embeddings[row], -wide_index.embeddings[row]]),
+        np.array([0, 1], np.int64),
+        np.ones(2, np.float32),
+    )
     np.testing.assert_array_equal(query, -wide_index.embeddings[row])
 
 
@@ -259,8 +318,16 @@ def test_listed_candidates_tie_by_ordinal_and_leave_out_the_history() -> None:
     by_title = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, 3, 4], [4, 3, -1], [0, 1, 3], [0, 1, 2], [0, 1, 2]], np.int32)
     titles, scores, candidates = ranking.best_listed(
-        lists, by_title[::-1].copy(), np.arange(4, -1, -1, dtype=np.int64), np.array([0, 1], np.int64),
-        np.array([0, 1], np.float32), 5, 3, 3, True)
+        lists,
+        by_title[::-1].copy(),
+        np.arange(4, -1, -1, dtype=np.int64),
+        np.array([0, 1], np.int64),
+        np.array([0, 1], np.float32),
+        5,
+        3,
+        3,
+        True,
+    )
     assert candidates == 3 and titles.tolist() == [2, 3, 4]
     np.testing.assert_allclose(scores, [0.8, 0.8, 0.6])
 
@@ -270,6 +337,14 @@ def test_listed_candidates_join_the_history_beside_partly_empty_lists() -> None:
     embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, -1, -1], [3, 2, -1], [0, 1, 3], [0, 1, 2]], np.int32)
     titles, scores, candidates = ranking.best_listed(
-        lists, embeddings, np.arange(4, dtype=np.int64), np.array([0, 1], np.int64), np.array([0, 1], np.float32),
-        5, 3, 4, False)
+        lists,
+        embeddings,
+        np.arange(4, dtype=np.int64),
+        np.array([0, 1], np.int64),
+        np.array([0, 1], np.float32),
+        5,
+        3,
+        4,
+        False,
+    )
     assert candidates == 4 and titles.tolist() == [1, 2, 3, 0]

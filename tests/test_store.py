@@ -28,7 +28,10 @@ def test_variants_are_registered_by_region_and_replaced_in_place(store, tmp_path
     jp = write_poster(tmp_path / "variants/a_jp.jpg", (10, 10, 200))
     store.upsert_variant("a", "de", "de", "Alpha (DE)", de)
     store.upsert_variant("a", "JP", "ja", "アルファ", jp)
-    assert [(v.region, v.language, v.title) for v in store.variants("a")] == [("DE", "de", "Alpha (DE)"), ("JP", "ja", "アルファ")]
+    assert [(v.region, v.language, v.title) for v in store.variants("a")] == [
+        ("DE", "de", "Alpha (DE)"),
+        ("JP", "ja", "アルファ"),
+    ]
     assert [v.parent_id for v in store.variants(region="jp")] == ["a"]
     assert store.variants("a", "DE")[0].source_sha256 == store.title("a").image_sha256
 
