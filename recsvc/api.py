@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import io
-import os
-from urllib.parse import quote, urlencode
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -14,79 +10,26 @@ from PIL import Image, UnidentifiedImageError
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
-from indexer.published import IndexItem, PublishedIndex
+from indexer.published import PublishedIndex
 
 from . import params, ranking
 from .errors import ApiError, bad_request, not_found
 from .openapi import openapi_document
+from .served import (
+    API_PREFIX,
+    IMAGE_RULE,
+    app_settings,
+    image_mimetype,
+    image_url,
+    live_index,
+    original_item,
+    poster_row,
+    requested_image,
+    served_index,
+    variant_item,
+)
 
-bp = Blueprint("v1", __name__, url_prefix="/v1")
-
-
-def _live():
-    return current_app.extensions["posterrec"]
-
-
-def _settings():
-    return current_app.config["POSTERREC_SETTINGS"]
-
-
-def served_index() -> PublishedIndex:
-    """The index snapshot this request answers from (kept for the whole request)."""
-    index = _live().index
-    if index is None:
-        raise ApiError(503, "index_not_ready", "no index version is loaded yet; run `python -m indexer build`")
-    return index
-
-
-def known_regions(index: PublishedIndex) -> frozenset[str]:
-    """Regions a request may name: those with variants in ``index`` and the app's configured ones."""
-    return _region_union(index.regions, tuple(current_app.config["POSTERREC_REGIONS"]))
-
-
-@functools.lru_cache(maxsize=64)
-def _region_union(variant_regions: frozenset[str], configured: tuple[str, ...]) -> frozenset[str]:
-    """Built once per index version rather than per request."""
-    return variant_regions | frozenset(configured)
-
-
-def poster_row(index: PublishedIndex, title_id: str) -> int:
-    """The row of poster ``title_id``, or a 404 naming it."""
-    row = index.poster_row(title_id)
-    if row is None:
-        raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
-    return row
-
-
-def original_item(index: PublishedIndex, title_id: str) -> IndexItem:
-    return index.items[poster_row(index, title_id)]
-
-
-def variant_item(index: PublishedIndex, title_id: str, region: str | None) -> IndexItem | None:
-    if region is None:
-        return None
-    row = index.row_of_key.get(IndexItem.variant_key(title_id, region))
-    return None if row is None else index.items[row]
-
-
-IMAGE_RULE = "/posters/<title_id>/image"
-PATH_SEGMENT_SAFE = "!$&'()*+,/:;=@"
-"""What werkzeug's default converter leaves unquoted in a path segment (the URL standard's path-segment set)."""
-IMAGE_PATH_PREFIX, IMAGE_PATH_SUFFIX = f"{bp.url_prefix}{IMAGE_RULE}".split("<title_id>")
-
-
-def image_url(title_id: str, region: str | None, script_root: str | None = None) -> str:
-    """The URL of ``title_id``'s image route, by string formatting.
-
-    A response carries an image URL per result, and ``url_for`` (~40 µs each)
-    was a third of ``/similar``'s own time; the route is declared from the
-    same :data:`IMAGE_RULE` and the tests check both spell the same URL.
-    Callers that build many pass ``script_root``, read once per request.
-    """
-    root = request.script_root if script_root is None else script_root
-    segment = title_id if title_id.isascii() and title_id.isalnum() else quote(title_id, safe=PATH_SEGMENT_SAFE)
-    path = f"{root}{IMAGE_PATH_PREFIX}{segment}{IMAGE_PATH_SUFFIX}"
-    return f"{path}?{urlencode({'region': region})}" if region else path
+bp = Blueprint("v1", __name__, url_prefix=API_PREFIX)
 
 
 def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, **extra) -> dict:
@@ -111,16 +54,12 @@ def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, 
 
 
 def request_body() -> bytes:
-    """The body, refused with 413 past the request's ``max_content_length`` whether or not the client declared its length.
+    """The request body, read once; raises 413 past ``max_content_length`` and 400 for a body cut short.
 
-    A declared length is read as exactly that many bytes from the server's stream, and a shorter body is a
-    client that went away (400), as werkzeug has it. werkzeug's ``get_data`` reads a body that the server
-    terminates (gunicorn does) through a ``LimitedStream`` that reads in 64 KiB buffers: two of them
-    allocated and zeroed for a 90-byte body, ~20 µs of a ~200 µs ``/recommendations`` request in process,
-    and a cache flushed of what the request had warmed (README, "Service benchmarks"). A body of unknown
-    length (chunked, which gunicorn passes on as a terminated stream) werkzeug would read up to the limit
-    and stop without a word, so the view would parse the first megabytes of a larger body as if they were
-    all of it: it is read to one byte past the limit and refused if it gets there.
+    A declared length is read as exactly that many bytes. A body of unknown length (chunked) is read to one
+    byte past the limit, so that a larger body is refused rather than silently truncated as werkzeug's
+    ``get_data`` would; one the server does not terminate is not read, werkzeug's safe fallback. Reading the
+    stream directly avoids werkzeug's 64 KiB buffers for the small JSON bodies this API takes.
     """
     limit = request.max_content_length  # the limit werkzeug applies to multipart uploads: MAX_CONTENT_LENGTH
     stream = request.environ["wsgi.input"]
@@ -160,13 +99,13 @@ def _parsed_json(data: bytes):
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document(_settings()))
+    return jsonify(openapi_document(app_settings()))
 
 
 @bp.get("/posters/<title_id>/similar")
 def similar(title_id: str):
     index = served_index()
-    k = params.parse_k(request.args.get("k"), _settings().max_k)
+    k = params.parse_k(request.args.get("k"), app_settings().max_k)
     region = params.parse_region(request.args.get("region"))
     return jsonify(_results(index, ranking.similar_titles(index, poster_row(index, title_id), k), region, id=title_id))
 
@@ -174,7 +113,7 @@ def similar(title_id: str):
 @bp.post("/recommendations")
 def recommendations():
     index = served_index()
-    req = params.parse_recommendation_request(json_object(), _settings().max_k, ranking.AGGREGATIONS)
+    req = params.parse_recommendation_request(json_object(), app_settings().max_k, ranking.AGGREGATIONS)
     rows = [index.poster_row(title_id) for title_id in req.history]
     if None in rows:
         missing = [title_id for title_id, row in zip(req.history, rows) if row is None]
@@ -222,10 +161,10 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
     PNG can declare billions of pixels; the slots bound what concurrent uploads hold.
     """
     data, name = _uploaded_file()
-    max_pixels = _settings().max_upload_pixels
+    max_pixels = app_settings().max_upload_pixels
     try:
         with Image.open(io.BytesIO(data)) as image:
-            embedder = _live().embedder_for(index)
+            embedder = live_index().embedder_for(index)
             if embedder is None:
                 raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
             slots = current_app.extensions["posterrec.upload_slots"]
@@ -249,7 +188,7 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
 def search():
     index = served_index()
     if request.mimetype == "multipart/form-data":
-        k = params.parse_k(request.form.get("k"), _settings().max_k)
+        k = params.parse_k(request.form.get("k"), app_settings().max_k)
         region = params.parse_region(request.form.get("region"))
         vector = _uploaded_image_vector(index)
     else:
@@ -260,7 +199,7 @@ def search():
                 "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}",
             )
         body = json_object()
-        k = params.parse_k(body.get("k"), _settings().max_k, text=False)
+        k = params.parse_k(body.get("k"), app_settings().max_k, text=False)
         region = params.parse_region(body.get("region"))
         vector = params.parse_embedding(body.get("embedding"), index.dim)
     return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))
@@ -297,58 +236,6 @@ def variants(title_id: str):
             for v in found
         ],
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestedImage:
-    """The poster image a request asks for: the ``?region=`` variant if there is one, else the original."""
-
-    chosen: IndexItem
-    variant: IndexItem | None
-    region: str | None
-
-    def label(self, response):
-        """Say in headers which image was served, and when the region had to fall back to the original.
-
-        A fallback is cached only until its next look (``no-cache``, answered 304 by its ETag while it
-        stands): once the region's variant is published, the same URL must show it, not the original
-        for the rest of a day.
-        """
-        response.headers["X-PosterRec-Image"] = f"variant:{self.variant.region}" if self.variant else "original"
-        if self.region and not self.variant:
-            response.headers["X-PosterRec-Fallback"] = f"no {self.region} variant; original served"
-            response.cache_control.max_age = None
-            response.cache_control.no_cache = True
-            response.headers.pop("Expires", None)  # send_file's day-long Expires, which an HTTP/1.0 cache would follow
-        return response
-
-
-def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
-    """Shared by the full image and the browse page's thumbnails, so both fall back alike."""
-    original = original_item(index, title_id)
-    region = params.parse_region(request.args.get("region"))
-    variant = variant_item(index, title_id, region)
-    return RequestedImage(variant or original, variant, region)
-
-
-def image_mimetype(path: str) -> str:
-    """The image type of the file's content, whatever its name says; :class:`OSError` when it is missing or its
-    bytes are not an image's (a file overwritten with garbage is not served as the type its name claims)."""
-    stat = os.stat(path)
-    mimetype = _content_mimetype(path, stat.st_mtime_ns, stat.st_size)
-    if mimetype is None:
-        raise OSError(f"{path} holds no image")
-    return mimetype
-
-
-@functools.lru_cache(maxsize=4096)
-def _content_mimetype(path: str, mtime_ns: int, size: int) -> str | None:
-    """Read from the file's header once per version of the file (its mtime and size key the cache)."""
-    try:
-        with Image.open(path) as image:
-            return Image.MIME.get(image.format or "")
-    except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError included
-        return None
 
 
 @bp.get(IMAGE_RULE)

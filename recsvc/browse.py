@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, make_response, render_template, request, send_file, url_for
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .api import image_mimetype, requested_image, served_index
 from .catalog_api import (
     DEFAULT_PER_PAGE,
     ListingRequest,
@@ -36,6 +35,7 @@ from .catalog_api import (
     regions_with_counts,
 )
 from .errors import ApiError, not_found
+from .served import image_mimetype, requested_image, served_index
 
 bp = Blueprint(
     "browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse"

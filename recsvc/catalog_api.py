@@ -23,10 +23,10 @@ from swagger_ui_bundle import swagger_ui_path
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .api import image_url, known_regions, served_index
 from .errors import bad_request
 from .live_index import built_frozen
 from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
+from .served import image_url, known_regions, served_index
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
 

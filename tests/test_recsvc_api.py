@@ -92,7 +92,7 @@ def test_image_urls_are_the_urls_flask_routes(app, script_root: str, title_id: s
     """image_url formats the URL itself (url_for was a third of /similar's time); it must stay what url_for builds."""
     from flask import url_for
 
-    from recsvc.api import image_url
+    from recsvc.served import image_url
 
     with app.test_request_context("/", environ_overrides={"SCRIPT_NAME": script_root}):
         expected = (
