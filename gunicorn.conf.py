@@ -1,50 +1,39 @@
-"""gunicorn settings for PosterRec (`make serve`): `gunicorn -c gunicorn.conf.py 'recsvc:create_app()'`.
+"""gunicorn settings for PosterRec: ``gunicorn -c gunicorn.conf.py 'recsvc:create_app()'``.
 
-Each worker loads the index itself (no --preload) so that its watcher thread
-hot-swaps new versions in that process.
+For deployments behind a buffering proxy (nginx) that standardise on gunicorn; ``make serve`` runs granian
+(``python -m recsvc``), which needs no proxy against slow clients. Both read the same environment
+(:func:`posterrec_settings.load_server_settings`).
 
-Sync workers, one per core: every request is CPU-bound (a ScaNN search and
-JSON), so threads only queue on the GIL, and keep-alive gthread workers keep
-the connections they accepted, so on 2 workers the load often sat on one of
-them (README, "Service benchmarks": gthread runs swung by 2.6x, sync runs
-were steadier and faster). A sync worker is busy for the whole of a request,
-uploads included, and is restarted after ``timeout``: as gunicorn advises, put
-a buffering proxy (nginx) in front when clients can be slow, or set
-``POSTERREC_THREADS=4`` for gthread workers.
+Each worker loads the index itself (no ``--preload``) so that its watcher thread hot-swaps new versions in
+that process. Sync workers, one per core: every request is CPU-bound (a ScaNN search and JSON), so threads
+only queue on the GIL (docs/benchmarks.md compares sync and gthread workers). A sync worker is busy for the
+whole of a request, uploads included, and is restarted after ``timeout``; ``POSTERREC_THREADS`` above 1
+selects gthread workers.
 """
 
 import os
 import tempfile
 from pathlib import Path
 
+from posterrec_settings import ConfigError, bind_address, load_server_settings
 
-def _count(name: str, default: int) -> int:
-    """A whole number of at least 1 from the environment (empty or unset: ``default``), or exit saying what is wrong."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return int(raw)
+try:
+    _server = load_server_settings()
+except ConfigError as err:
+    raise SystemExit(str(err)) from None
 
-
-def _usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, as a container's cpuset sets it), not the host's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-bind = os.environ.get("POSTERREC_BIND", "127.0.0.1:8000")
-workers = _count("POSTERREC_WORKERS", _usable_cores())
+bind = _server.bind
+workers = _server.workers
 worker_class = "sync"
-threads = _count("POSTERREC_THREADS", 1)  # more than 1: gunicorn runs gthread workers instead
+threads = _server.threads or 1  # more than 1: gunicorn runs gthread workers instead
 timeout = 60
 graceful_timeout = 20
-accesslog = os.environ.get("POSTERREC_ACCESS_LOG")  # unset: no access log on the hot path
+accesslog = _server.access_log or None  # unset: no access log on the hot path
 loglevel = "info"
 # Headers a front-end proxy sets (SCRIPT_NAME, X-Forwarded-Proto...) are taken only from the addresses named in
 # POSTERREC_FORWARDED_ALLOW_IPS: gunicorn's default trusts 127.0.0.1, so any local client could root the API's
 # URLs and the browse page at another site by sending a SCRIPT_NAME header.
-forwarded_allow_ips = os.environ.get("POSTERREC_FORWARDED_ALLOW_IPS", "")
+forwarded_allow_ips = _server.forwarded_allow_ips
 # No control socket: gunicorn's default ($HOME/.gunicorn/gunicorn.ctl) is one path per user, so a second server
 # took over the first one's socket and removed it on exit. Nothing here uses it.
 control_socket_disable = True
@@ -70,10 +59,10 @@ def when_ready(server):
     if bind:
         from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-        host, _, port = bind.rpartition(":")
+        host, port = bind_address(bind, "METRICS_BIND")
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+        start_http_server(port, addr=host, registry=registry)
         server.log.info("metrics on http://%s/metrics", bind)
 
 

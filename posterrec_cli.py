@@ -1,7 +1,8 @@
 """The runner every ``python -m <package>`` command line shares: logging, sub-commands and expected errors.
 
 A command's module builds its parser with :func:`command_parser`, registers each sub-command with a
-``run(args) -> int`` function through ``set_defaults(run=...)``, and ends with :func:`main`. The settings
+``run(args) -> int`` function through ``set_defaults(run=...)``, and ends with :func:`main`; a command
+line without sub-commands (``python -m recsvc``) calls :func:`run` itself. The settings
 are checked before any command runs. Errors the user can fix (a bad catalogue, setting or index) are
 printed as one ``error: ...`` line with exit code 1; anything else is a bug and keeps its traceback.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from posterrec_settings import ConfigError, load_settings
 
@@ -30,17 +31,26 @@ def main(
     argv: Sequence[str] | None,
     expected_errors: tuple[type[BaseException], ...],
 ) -> int:
-    """Parse ``argv``, set up logging, check the settings and run the chosen sub-command.
+    """Parse ``argv`` and :func:`run` the chosen sub-command."""
+    args = parser.parse_args(argv)
+    return run(args, args.run, expected_errors)
+
+
+def run(
+    args: argparse.Namespace,
+    command: Callable[[argparse.Namespace], int],
+    expected_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Set up logging (``args.verbose``), check the settings and run ``command(args)``.
 
     Returns:
-        The sub-command's exit code, or 1 after printing one ``error:`` line for a bad setting or one of
+        The command's exit code, or 1 after printing one ``error:`` line for a bad setting or one of
         ``expected_errors``.
     """
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, format=LOG_FORMAT)
     try:
         load_settings()
-        return args.run(args)
+        return command(args)
     except (ConfigError, *expected_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

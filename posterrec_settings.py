@@ -216,3 +216,60 @@ def load_settings(
         if raw is not None:
             values[key] = _coerce(fields[key], raw, "argument")
     return Settings(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP server runs, read from the environment by :func:`load_server_settings` (granian's
+    ``python -m recsvc`` and ``gunicorn.conf.py`` alike)."""
+
+    bind: str = "127.0.0.1:8000"
+    """``POSTERREC_BIND``: ``HOST:PORT`` (``[::1]:8000`` for IPv6)."""
+    workers: int = 1
+    """``POSTERREC_WORKERS``: processes; default the cores this process may run on."""
+    threads: int | None = None
+    """``POSTERREC_THREADS``: request threads per worker; unset, the server's own default."""
+    access_log: str = ""
+    """``POSTERREC_ACCESS_LOG``: log each request when set (gunicorn: to this file, ``-`` for stdout)."""
+    forwarded_allow_ips: str = ""
+    """``POSTERREC_FORWARDED_ALLOW_IPS``: proxies whose ``SCRIPT_NAME``/``X-Forwarded-*`` headers are trusted."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``bind`` as a host (without IPv6 brackets) and a port."""
+        return bind_address(self.bind, "BIND")
+
+
+def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
+    """The server's settings from ``env`` (default ``os.environ``); empty values count as unset.
+
+    Raises:
+        ConfigError: naming the variable, for a bind that is not ``HOST:PORT`` or a count under 1.
+    """
+    env = os.environ if env is None else env
+    bind = env.get(ENV_PREFIX + "BIND", "").strip() or ServerSettings.bind
+    bind_address(bind, "BIND")
+    return ServerSettings(
+        bind=bind,
+        workers=_whole_number(env, "WORKERS") or len(os.sched_getaffinity(0)),
+        threads=_whole_number(env, "THREADS"),
+        access_log=env.get(ENV_PREFIX + "ACCESS_LOG", ""),
+        forwarded_allow_ips=env.get(ENV_PREFIX + "FORWARDED_ALLOW_IPS", ""),
+    )
+
+
+def bind_address(bind: str, setting: str) -> tuple[str, int]:
+    """``HOST:PORT`` as a host (without IPv6 brackets) and a port; :class:`ConfigError` naming ``setting``."""
+    host, _, port = bind.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):
+        raise ConfigError(f"{ENV_PREFIX}{setting} must be HOST:PORT, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def _whole_number(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(ENV_PREFIX + name, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)

@@ -74,3 +74,15 @@ def test_every_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, cli: s
         message = capsys.readouterr().err
     assert code != 0 and message.strip().startswith("error: $POSTERREC_MAX_K: max_k='many'")
     assert "Traceback" not in message
+
+
+def test_server_settings_come_from_the_environment_and_name_a_bad_value() -> None:
+    from posterrec_settings import load_server_settings
+
+    server = load_server_settings({"POSTERREC_BIND": "[::1]:9000", "POSTERREC_WORKERS": " 3 ", "POSTERREC_THREADS": ""})
+    assert (server.bind, server.address, server.workers, server.threads) == ("[::1]:9000", ("::1", 9000), 3, None)
+    assert load_server_settings({}).bind == "127.0.0.1:8000"
+    with pytest.raises(ConfigError, match="POSTERREC_BIND must be HOST:PORT, got '8000'"):
+        load_server_settings({"POSTERREC_BIND": "8000"})
+    with pytest.raises(ConfigError, match="POSTERREC_THREADS must be a whole number of at least 1, got '0'"):
+        load_server_settings({"POSTERREC_THREADS": "0"})
