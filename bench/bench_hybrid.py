@@ -52,7 +52,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_recommend import DATA, Catalog, K, Scorers, User, poster_index, read_catalog, read_histories, split, top_k  # noqa: E402
+from bench_recommend import (  # noqa: E402
+    DATA,
+    JoinedCatalog,
+    K,
+    Scorers,
+    User,
+    poster_index,
+    read_catalog,
+    read_histories,
+    split,
+    top_k,
+)
 
 from models.behaviour import BehaviourConfig, BehaviourTrainer, WatchData, query_vector  # noqa: E402
 
@@ -88,7 +99,7 @@ class Result:
 
 
 def measure(
-    users: Sequence[User], scores: Recommender, catalog: Catalog, candidates: np.ndarray | None = None
+    users: Sequence[User], scores: Recommender, catalog: JoinedCatalog, candidates: np.ndarray | None = None
 ) -> Result:
     """HR@K and NDCG@K of each user's target among ``candidates`` (default: every title) minus the history."""
     gains = []
@@ -111,7 +122,7 @@ def measure(
     )
 
 
-def expected_random(users: Sequence[User], catalog: Catalog, candidates: np.ndarray | None = None) -> Result:
+def expected_random(users: Sequence[User], catalog: JoinedCatalog, candidates: np.ndarray | None = None) -> Result:
     """HR@K and NDCG@K of a uniformly random ranking, in expectation (no sampling noise): a target among n
     candidates is at each rank with probability 1/n."""
     hits, gains = [], []
@@ -127,11 +138,11 @@ def expected_random(users: Sequence[User], catalog: Catalog, candidates: np.ndar
     return Result(float(np.mean(hits)), float(np.mean(gains)), len(users), 0.0, 0.0)
 
 
-def rows_of(catalog: Catalog, history: Sequence[str], window: int) -> list[int]:
+def rows_of(catalog: JoinedCatalog, history: Sequence[str], window: int) -> list[int]:
     return [catalog.row_of[t] for t in history[-window:]]
 
 
-def co_occurrence(catalog: Catalog, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+def co_occurrence(catalog: JoinedCatalog, sequences: Sequence[Sequence[str]]) -> np.ndarray:
     """(N, N) cosine of the titles' user sets (0 for titles nobody watched)."""
     watched = np.zeros((len(sequences), len(catalog.ids)), np.float32)
     for row, sequence in enumerate(sequences):
@@ -143,7 +154,7 @@ def co_occurrence(catalog: Catalog, sequences: Sequence[Sequence[str]]) -> np.nd
 
 
 def train_vectors(
-    config: BehaviourConfig, catalog: Catalog, posters: np.ndarray, sequences: Sequence[Sequence[str]]
+    config: BehaviourConfig, catalog: JoinedCatalog, posters: np.ndarray, sequences: Sequence[Sequence[str]]
 ) -> np.ndarray:
     """Behaviour vectors of every title from a model trained on ``sequences``."""
     data = WatchData(catalog.ids, posters, [list(s) for s in sequences])
@@ -156,7 +167,7 @@ def train_vectors(
 class Recommenders:
     """Score functions over one training set (histories of the users of one split)."""
 
-    def __init__(self, catalog: Catalog, index, train_users: Sequence[User]) -> None:
+    def __init__(self, catalog: JoinedCatalog, index, train_users: Sequence[User]) -> None:
         self.catalog = catalog
         self.base = Scorers(catalog, index, list(train_users))
         self.co = co_occurrence(catalog, [u.history for u in train_users])

@@ -54,7 +54,9 @@ K = 10
 
 
 @dataclasses.dataclass(frozen=True)
-class Catalog:
+class JoinedCatalog:
+    """The poster catalogue of the MovieLens join: its ids in catalogue order and their genre rows."""
+
     ids: list[str]
     genres: np.ndarray
     """(N, G) L2-normalised multi-hot genre rows."""
@@ -67,17 +69,17 @@ class User:
     target: str
 
 
-def read_catalog(data: Path) -> tuple[Catalog, list[dict]]:
+def read_catalog(data: Path) -> tuple[JoinedCatalog, list[dict]]:
     with (data / "catalog.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     names = sorted({g for row in rows for g in row["genres"].split("|") if g})
     multi_hot = np.array([[g in row["genres"].split("|") for g in names] for row in rows], dtype=np.float32)
     multi_hot /= np.maximum(np.linalg.norm(multi_hot, axis=1, keepdims=True), 1e-9)
     ids = [row["id"] for row in rows]
-    return Catalog(ids, multi_hot, {t: i for i, t in enumerate(ids)}), rows
+    return JoinedCatalog(ids, multi_hot, {t: i for i, t in enumerate(ids)}), rows
 
 
-def read_histories(data: Path, catalog: Catalog) -> dict[int, list[str]]:
+def read_histories(data: Path, catalog: JoinedCatalog) -> dict[int, list[str]]:
     """Per user, the poster ids of the titles they rated, oldest first (links.csv imdbId = catalogue id)."""
     poster_of_movie: dict[str, str] = {}
     with (data / "movielens" / "links.csv").open(encoding="utf-8") as handle:
@@ -113,7 +115,7 @@ def model_summary(model_dir: Path) -> str:
     return f"backbone {manifest['backbone']}, weights {manifest['weights']}, label scheme {manifest['label_scheme']}"
 
 
-def poster_index(model_dir: Path, catalog: Catalog, rows: list[dict], data: Path, cache: Path) -> PublishedIndex:
+def poster_index(model_dir: Path, catalog: JoinedCatalog, rows: list[dict], data: Path, cache: Path) -> PublishedIndex:
     """The 6,604 posters embedded by ``model_dir`` and published as a ScaNN index (built once per model)."""
     from indexer.publish import publish_index
     from models.embedder import load_embedder, read_manifest
@@ -139,7 +141,7 @@ def poster_index(model_dir: Path, catalog: Catalog, rows: list[dict], data: Path
     return open_version(root)
 
 
-def co_rating_index(catalog: Catalog, users: list[User], root: Path, dim: int = 32) -> PublishedIndex:
+def co_rating_index(catalog: JoinedCatalog, users: list[User], root: Path, dim: int = 32) -> PublishedIndex:
     """Item factors of the users' histories (U S V^T, rows of V sqrt(S)) published as an exact index.
 
     Titles nobody rated get a random direction, far from everything. Exact search: many titles rated by
@@ -178,7 +180,7 @@ def top_k(scores: np.ndarray, exclude: list[int], k: int = K) -> list[int]:
 class Scorers:
     """Full score vectors over the catalogue, for the baselines and the blend."""
 
-    def __init__(self, catalog: Catalog, index: PublishedIndex, train_users: list[User], seed: int = 0) -> None:
+    def __init__(self, catalog: JoinedCatalog, index: PublishedIndex, train_users: list[User], seed: int = 0) -> None:
         counts = Counter(t for user in train_users for t in user.history)
         self.catalog = catalog
         popularity = np.array([counts.get(t, 0) for t in catalog.ids], dtype=np.float64)

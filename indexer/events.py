@@ -27,7 +27,7 @@ from pathlib import Path
 
 from posterrec_settings import load_settings
 
-from models.catalog import CatalogError, RowError, _non_utf8_columns, format_errors
+from models.catalog import CatalogError, RowError, format_errors, non_utf8_columns
 
 from .store import Event, EventSummary, open_store
 
@@ -93,7 +93,7 @@ def _open_csv(path: Path, required: tuple[str, ...], what: str):
 def _event_problems(record: dict[str, str | None], known_titles: set[str]) -> list[str]:
     if any(record.get(column) is None for column in REQUIRED_COLUMNS):
         return ["wrong number of columns"]
-    problems = [f"column {key!r} is not valid UTF-8" for key in _non_utf8_columns(record)]
+    problems = [f"column {key!r} is not valid UTF-8" for key in non_utf8_columns(record)]
     if problems:
         return problems
     if not record["user_id"].strip():

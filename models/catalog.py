@@ -134,7 +134,7 @@ def check_image(path: Path) -> _ImageCheck:
     return _ImageCheck(hashlib.sha256(data).hexdigest(), width, height)
 
 
-def _non_utf8_columns(record: dict[str, str]) -> list[str]:
+def non_utf8_columns(record: dict[str, str]) -> list[str]:
     """Columns holding bytes that were not UTF-8 (decoded with surrogateescape)."""
     return [key for key, value in record.items() if value and any("\udc80" <= ch <= "\udcff" for ch in value)]
 
@@ -155,7 +155,7 @@ def _control_characters(text: str) -> list[str]:
 
 def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
     """Every problem with a row's text fields (the image is checked separately)."""
-    problems = [f"column {key!r} is not valid UTF-8" for key in _non_utf8_columns(record)]
+    problems = [f"column {key!r} is not valid UTF-8" for key in non_utf8_columns(record)]
     for column in ("id", "title"):
         controls = _control_characters(record[column])
         if controls:
