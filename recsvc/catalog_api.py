@@ -41,7 +41,9 @@ class CatalogEntry:
 
 
 @dataclasses.dataclass(frozen=True)
-class Catalog:
+class BrowseListing:
+    """An index version's titles in listing order, grouped by genre and by region, built once per version."""
+
     entries: tuple[CatalogEntry, ...]
     by_genre: dict[str, tuple[CatalogEntry, ...]]
     """Genre -> its titles in listing order, alphabetical by genre; a genre filter is a lookup, not a scan."""
@@ -75,11 +77,11 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
 
-_CATALOGS: weakref.WeakKeyDictionary[PublishedIndex, Catalog] = weakref.WeakKeyDictionary()
+_CATALOGS: weakref.WeakKeyDictionary[PublishedIndex, BrowseListing] = weakref.WeakKeyDictionary()
 """Per index snapshot; weak, so a swapped-out version (and its vectors) is freed, not kept for the listing."""
 
 
-def catalog_of(index: PublishedIndex) -> Catalog:
+def catalog_of(index: PublishedIndex) -> BrowseListing:
     """The browsable catalogue of ``index``, built on first use (two racing builds are equal, either wins).
 
     Built after the index was frozen out of the cyclic collector, it is frozen the same way: left tracked, the
@@ -101,7 +103,7 @@ def carry_catalog(fresh: PublishedIndex, served: PublishedIndex | None) -> None:
         catalog_of(fresh)
 
 
-def build_catalog(index: PublishedIndex) -> Catalog:
+def build_catalog(index: PublishedIndex) -> BrowseListing:
     """Originals sorted by title then year, each with the regions it has variants for."""
     regions = {title_id: [v.region for v in index.variants_of(title_id)] for title_id in index.rows_of_title}
     originals = sorted(
@@ -119,12 +121,12 @@ def build_catalog(index: PublishedIndex) -> Catalog:
     for entry in entries:
         for region in entry.variant_regions:
             by_region.setdefault(region, []).append(entry)
-    return Catalog(
+    return BrowseListing(
         entries, {g: tuple(by_genre[g]) for g in sorted(by_genre)}, {r: tuple(e) for r, e in by_region.items()}
     )
 
 
-def find_page(catalog: Catalog, req: ListingRequest) -> Page:
+def find_page(catalog: BrowseListing, req: ListingRequest) -> Page:
     """Titles containing every word of ``req.query`` (case-insensitive), tagged ``req.genre`` and, when
     ``req.has_variant`` is set, with (True) or without (False) a variant in ``req.region``; one page of them."""
     candidates = catalog.entries if req.genre is None else catalog.by_genre[req.genre]
@@ -149,7 +151,7 @@ def find_page(catalog: Catalog, req: ListingRequest) -> Page:
     )
 
 
-def parse_genre(raw: str | None, catalog: Catalog) -> str | None:
+def parse_genre(raw: str | None, catalog: BrowseListing) -> str | None:
     if raw is None or raw == "":
         return None
     if raw not in catalog.by_genre:
