@@ -12,6 +12,7 @@ selects gthread workers.
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,7 +39,8 @@ forwarded_allow_ips = _server.forwarded_allow_ips
 # took over the first one's socket and removed it on exit. Nothing here uses it.
 control_socket_disable = True
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_made_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _made_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="posterrec-metrics-")
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
@@ -70,3 +72,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess  # not at the top: it must load after PROMETHEUS_MULTIPROC_DIR is set
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory when this config made it (a temporary one, not the operator's)."""
+    if _made_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -10,9 +10,11 @@ trying the API.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -30,10 +32,13 @@ WORKER_KILL_TIMEOUT_S = 20
 def fresh_metrics_dir() -> Path:
     """The shared metrics directory of this server's workers, emptied of an earlier run's metric files.
 
-    Set before prometheus_client is imported anywhere: it picks its multi-process mode when first loaded.
+    Set before prometheus_client is imported anywhere: it picks its multi-process mode when first loaded. A
+    directory made here (``PROMETHEUS_MULTIPROC_DIR`` unset) is removed when this process exits.
     """
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="posterrec-metrics-")
+        made = tempfile.mkdtemp(prefix="posterrec-metrics-")
+        atexit.register(shutil.rmtree, made, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
