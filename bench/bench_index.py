@@ -27,12 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from posterrec_settings import load_settings  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+
+from bench.support import clustered_vectors, percentile_ms, timed_calls  # noqa: E402
 
 DIM = 128
 QUERIES = 1000
@@ -43,40 +43,8 @@ BATCH_REPEATS = 10
 CHANGED_FRACTION = 0.01
 
 
-def clustered_vectors(
-    n: int, dim: int = DIM, seed: int = 0, clusters: int | None = None, spread: float = 1.0
-) -> np.ndarray:
-    """``n`` unit vectors from a Gaussian mixture: unit centres plus isotropic noise of norm about ``spread``.
-
-    With spread 1 a vector's cosine to its own centre is about 0.7, so
-    clusters overlap the way genres do; about 4 * sqrt(n) clusters keep the
-    cluster structure finer than the index's sqrt(n) leaves (the hard case).
-    """
-    rng = np.random.default_rng(seed)
-    clusters = clusters or max(8, int(4 * np.sqrt(n)))
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 100_000):  # chunks keep the float64 noise small at 1M
-        size = min(100_000, n - start)
-        chunk = centres[rng.integers(clusters, size=size)] + rng.normal(
-            scale=spread / np.sqrt(dim), size=(size, dim)
-        ).astype(np.float32)
-        out[start : start + size] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return out
-
-
 def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
-    return float(np.percentile(seconds, 50) * 1e3), float(np.percentile(seconds, 99) * 1e3)
-
-
-def timed_calls(call, inputs) -> list[float]:
-    times = []
-    for item in inputs:
-        started = time.perf_counter()
-        call(item)
-        times.append(time.perf_counter() - started)
-    return times
+    return percentile_ms(seconds, 50), percentile_ms(seconds, 99)
 
 
 def peak_rss_mb() -> float:
@@ -94,7 +62,7 @@ def measure_size(n: int) -> dict:
     from indexer.scann_index import RecallProbe, build_tuned, exact_top_k
 
     settings = load_settings()
-    data = clustered_vectors(n + QUERIES, seed=n)
+    data = clustered_vectors(n + QUERIES, DIM, seed=n)
     embeddings, queries = data[:n], data[n:]  # held-out queries from the same mixture
     rss_before = peak_rss_mb()
 

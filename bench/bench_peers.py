@@ -20,7 +20,7 @@ where the engine takes a thread count). At the database size, PosterRec's
 logic is timed against search-by-stored-id and recommend-from-examples where
 an engine has them (Qdrant, Milvus), and against get-then-query for Chroma.
 
-Then end to end over HTTP at that size: PosterRec's API under gunicorn
+Then end to end over HTTP at that size: PosterRec's API as ``python -m recsvc`` serves it (granian)
 (``/v1/posters/<id>/similar`` and ``/v1/search`` by embedding) against
 Chroma's own server (``chroma run``) on the same vectors, driven by wrk at 1,
 8 and 32 connections, both servers up, in interleaved rounds.
@@ -44,8 +44,8 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,9 +62,18 @@ sys.path.insert(0, str(REPO))
 
 from posterrec_settings import load_settings  # noqa: E402
 
-from bench_index import DIM, clustered_vectors  # noqa: E402  (the same mixture as the index benchmark)
-from bench_service import free_port, gunicorn, wait_until_ready  # noqa: E402  (the service under its real server)
+from bench.support import (  # noqa: E402
+    Server,
+    clustered_vectors,
+    free_port,
+    percentile_ms,
+    posterrec_server,
+    run_wrk,
+    running_server,
+    timed_calls,
+)
 
+DIM = 128
 K = 10
 EVAL_QUERIES = 1000
 SINGLE_QUERIES = 300
@@ -82,6 +91,11 @@ DATA_FILE = "vectors.npz"
 
 
 # --- engines ---------------------------------------------------------------------------------------
+
+
+def shares_of(total: int, fractions: Sequence[float]) -> list[int]:
+    """The distinct whole numbers (at least 1) nearest each of ``fractions`` of ``total``, smallest first."""
+    return sorted({max(1, round(total * fraction)) for fraction in fractions})
 
 
 class Engine:
@@ -122,10 +136,11 @@ class Engine:
         self.setting = setting
 
     def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        raise NotImplementedError
+        """The ``k`` nearest ids to one query (by default, a batch of one)."""
+        return self.search_batched(query[None], k)[0]
 
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
-        return [self.search(query, k) for query in queries]
+        raise NotImplementedError
 
     def describe(self) -> str:
         return f"{self.parameters()}, {self.knob} {self.setting}" if self.knob else self.parameters()
@@ -179,7 +194,7 @@ class ScannVariant(Engine):
 
         self.params = dataclasses.replace(choose_params(len(vectors), 0, K), **self.overrides)
         self.searcher = build_searcher(vectors, self.params)
-        self.settings = sorted({max(1, round(self.params.num_leaves * f)) for f in LEAF_FRACTIONS})
+        self.settings = shares_of(self.params.num_leaves, LEAF_FRACTIONS)
 
     def use(self, setting: int) -> None:
         super().use(setting)
@@ -234,9 +249,6 @@ class FaissEngine(Engine):
     def _make(self, faiss, vectors: np.ndarray):
         raise NotImplementedError
 
-    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        return self.index.search(query[None], k)[1][0]
-
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         return list(self.index.search(queries, k)[1])
 
@@ -250,11 +262,8 @@ class FaissIvfPqFastScan(FaissEngine):
 
     def _make(self, faiss, vectors: np.ndarray):
         self.lists = max(2, round(np.sqrt(len(vectors))))
-        self.settings = sorted(
-            {
-                max(1, round(self.lists * f))
-                for f in (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
-            }
+        self.settings = shares_of(
+            self.lists, (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
         )
         index = faiss.index_factory(
             vectors.shape[1], f"IVF{self.lists},PQ{vectors.shape[1] // 2}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT
@@ -279,10 +288,18 @@ HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 400, 512)
 
 
-class FaissHnsw(FaissEngine):
+class HnswGraph(Engine):
+    """An engine on an HNSW graph built with the shared M and ef_construction, its search breadth tuned."""
+
+    settings: Sequence[int] = HNSW_EF_SEARCH
+
+    def parameters(self) -> str:
+        return f"HNSW M {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}"
+
+
+class FaissHnsw(HnswGraph, FaissEngine):
     label = "faiss HNSW (flat)"
     knob = "efSearch"
-    settings = HNSW_EF_SEARCH
 
     def _make(self, faiss, vectors: np.ndarray):
         index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -294,15 +311,11 @@ class FaissHnsw(FaissEngine):
         super().use(setting)
         self.index.hnsw.efSearch = setting
 
-    def parameters(self) -> str:
-        return f"M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}"
 
-
-class Hnswlib(Engine):
+class Hnswlib(HnswGraph):
     label = "hnswlib"
     modules = ("hnswlib",)
     knob = "ef"
-    settings = HNSW_EF_SEARCH
 
     def _build(self, vectors: np.ndarray) -> None:
         import hnswlib
@@ -315,21 +328,14 @@ class Hnswlib(Engine):
         super().use(setting)
         self.index.set_ef(setting)
 
-    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        return self.index.knn_query(query, k, num_threads=1)[0][0]
-
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         return list(self.index.knn_query(queries, k, num_threads=1)[0])
 
-    def parameters(self) -> str:
-        return f"M {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}"
 
-
-class Usearch(Engine):
+class Usearch(HnswGraph):
     label = "usearch"
     modules = ("usearch",)
     knob = "expansion_search"
-    settings = HNSW_EF_SEARCH
 
     def _build(self, vectors: np.ndarray) -> None:
         from usearch.index import Index
@@ -343,14 +349,8 @@ class Usearch(Engine):
         super().use(setting)
         self.index.expansion_search = setting
 
-    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        return self.index.search(query, k, threads=1).keys
-
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         return list(self.index.search(queries, k, threads=1).keys)
-
-    def parameters(self) -> str:
-        return f"connectivity {HNSW_M}, expansion_add {HNSW_EF_CONSTRUCTION}, f32"
 
 
 def service_aggregation() -> str:
@@ -367,7 +367,7 @@ def mean_unit(vectors: np.ndarray) -> np.ndarray:
     return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
-class Chroma(Engine):
+class Chroma(HnswGraph):
     """Chroma's embedded client, in memory (its HNSW, ``ip`` space).
 
     Its ``ef_search`` is taken when the collection is created: a later ``modify`` is stored but does not
@@ -395,13 +395,7 @@ class Chroma(Engine):
         self.collection = client.create_collection(
             f"bench-ef{self.setting}", configuration={"hnsw": hnsw}
         )  # one client per process
-        step = client.get_max_batch_size()
-        for start in range(0, len(vectors), step):
-            chunk = vectors[start : start + step]
-            self.collection.add(ids=[str(i) for i in range(start, start + len(chunk))], embeddings=chunk)
-
-    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        return self.search_batched(query[None], k)[0]
+        add_to_chroma(client, self.collection, vectors)
 
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         found = self.collection.query(query_embeddings=queries, n_results=k, include=[])
@@ -417,8 +411,13 @@ class Chroma(Engine):
     def recommend(self, rows: Sequence[int], k: int) -> Sequence[int]:
         return self._get_then_query(rows, k)
 
-    def parameters(self) -> str:
-        return f"HNSW M {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}"
+
+def add_to_chroma(client, collection, vectors: np.ndarray) -> None:
+    """``vectors`` into a Chroma ``collection`` as ids "0", "1", ..., in the ``client``'s largest batches."""
+    step = client.get_max_batch_size()
+    for start in range(0, len(vectors), step):
+        chunk = vectors[start : start + step]
+        collection.add(ids=[str(i) for i in range(start, start + len(chunk))], embeddings=chunk)
 
 
 class LanceDb(Engine):
@@ -439,38 +438,24 @@ class LanceDb(Engine):
             "bench", pa.table({"id": np.arange(len(vectors)), "vector": column})
         )
         self.partitions = max(2, round(np.sqrt(len(vectors))))
-        self.settings = sorted(
-            {
-                max(1, round(self.partitions * f))
-                for f in (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
-            }
+        self.settings = shares_of(
+            self.partitions, (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5)
         )
         self.table.create_index(
             metric="dot", num_partitions=self.partitions, num_sub_vectors=vectors.shape[1] // 8, index_type="IVF_PQ"
         )
 
+    def _top(self, vectors, k: int):
+        """The ids of the ``k`` best rows for ``vectors`` (one query, or a list of them), as an Arrow table."""
+        query = self.table.search(vectors).distance_type("dot").nprobes(self.setting).refine_factor(self.REFINE)
+        return query.limit(k).select(["id"]).to_arrow()
+
     def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        found = (
-            self.table.search(query)
-            .distance_type("dot")
-            .nprobes(self.setting)
-            .refine_factor(self.REFINE)
-            .limit(k)
-            .select(["id"])
-            .to_arrow()
-        )
-        return found["id"].to_pylist()
+        return self._top(query, k)["id"].to_pylist()
 
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         """One multi-vector query: rows come back tagged with their query's position, best first within it."""
-        found = (
-            self.table.search(list(queries))
-            .distance_type("dot")
-            .nprobes(self.setting)
-            .refine_factor(self.REFINE)
-            .limit(k)
-        )
-        table = found.select(["id"]).to_arrow()
+        table = self._top(list(queries), k)
         ids: list[list[int]] = [[] for _ in queries]
         for position, row in zip(table["query_index"].to_pylist(), table["id"].to_pylist()):
             ids[position].append(row)
@@ -480,14 +465,13 @@ class LanceDb(Engine):
         return f"IVF-PQ {self.partitions} partitions, 8-d x 8 bit, refine x{self.REFINE}"
 
 
-class MilvusLite(Engine):
+class MilvusLite(HnswGraph):
     """Milvus Lite through pymilvus' MilvusClient on a local file: HNSW, IP metric."""
 
     label = "Milvus Lite"
     modules = ("pymilvus", "milvus_lite")
     database = True
     knob = "ef"
-    settings = HNSW_EF_SEARCH
     INSERT_BATCH = 5000
 
     def _build(self, vectors: np.ndarray) -> None:
@@ -512,17 +496,11 @@ class MilvusLite(Engine):
         params = {"metric_type": "IP", "params": {"ef": self.setting}}
         return [[hit["id"] for hit in hits] for hits in self.client.search("bench", search_params=params, **query)]
 
-    def search(self, query: np.ndarray, k: int) -> Sequence[int]:
-        return self._search(data=[query.tolist()], limit=k)[0]
-
     def search_batched(self, queries: np.ndarray, k: int) -> list[Sequence[int]]:
         return self._search(data=queries.tolist(), limit=k)
 
     def similar(self, row: int, k: int) -> Sequence[int]:
         return self._search(ids=[row], limit=k)[0]
-
-    def parameters(self) -> str:
-        return f"HNSW M {HNSW_M}, efConstruction {HNSW_EF_CONSTRUCTION}"
 
 
 class QdrantLocal(Engine):
@@ -667,7 +645,8 @@ class Workload:
         data = clustered_vectors(n + EVAL_QUERIES, seed=n)  # bench_index's corpus and held-out queries for this N
         corpus, queries = data[:n], data[n:]
         probe = RecallProbe.sample(corpus, K, TUNING_QUERIES, seed=1)
-        histories = np.random.default_rng(n).integers(0, n, size=(BY_ID_REQUESTS, HISTORY_TITLES))
+        rng = np.random.default_rng(n)  # distinct titles within a history, as a watch history has
+        histories = np.stack([rng.choice(n, HISTORY_TITLES, replace=False) for _ in range(BY_ID_REQUESTS)])
         return cls(corpus, probe.queries, probe.truth, queries, exact_top_k(corpus, queries, K), histories)
 
     def save(self, path: Path) -> None:
@@ -689,10 +668,21 @@ def tune(engine: Engine, queries: np.ndarray, truth: np.ndarray, target: float) 
 
     Returns the settings tried and their recalls.
     """
-    tried = []
-    for setting in engine.settings:
+
+    def recall_at(setting: int) -> float:
         engine.use(setting)
-        tried.append((setting, recall(engine.search_batched(queries, K), truth)))
+        return recall(engine.search_batched(queries, K), truth)
+
+    return first_reaching(engine.settings, recall_at, target)
+
+
+def first_reaching(
+    settings: Sequence[int], recall_at: Callable[[int], float], target: float
+) -> list[tuple[int, float]]:
+    """``recall_at`` each setting in turn, cheapest first, until one reaches ``target``: the settings and recalls."""
+    tried = []
+    for setting in settings:
+        tried.append((setting, recall_at(setting)))
         if tried[-1][1] >= target:
             break
     return tried
@@ -706,33 +696,24 @@ def process_tree_rss() -> int:
     return sum(p.memory_info().rss for p in [me, *me.children(recursive=True)])
 
 
-def timed(call: Callable, inputs: Sequence, budget: float) -> list[float]:
-    """Seconds per call of ``call`` on ``inputs`` in turn, stopping after ``budget`` seconds (but not before MIN_TIMED calls)."""
-    times: list[float] = []
-    deadline = time.perf_counter() + budget
-    for item in inputs:
-        started = time.perf_counter()
-        call(item)
-        times.append(time.perf_counter() - started)
-        if started > deadline and len(times) >= MIN_TIMED:
-            break
-    return times
-
-
 def measure_round(engine: Engine, work: Workload, round_no: int) -> dict[str, list[float]]:
     """One round's timings: single queries, batches, and the by-id operations the engine has."""
     offset = round_no * 97 % EVAL_QUERIES
     queries = np.roll(work.queries, -offset, axis=0)
     result = {}
     if not engine.by_id_only:
-        result["single"] = timed(lambda q: engine.search(q, K), queries[:SINGLE_QUERIES], ROUND_SECONDS)
+        result["single"] = timed_calls(
+            lambda q: engine.search(q, K), queries[:SINGLE_QUERIES], ROUND_SECONDS, MIN_TIMED
+        )
         batches = [queries[i * BATCH % EVAL_QUERIES :][:BATCH] for i in range(BATCHES)]
-        result["batch"] = timed(lambda b: engine.search_batched(b, K), batches, ROUND_SECONDS)
+        result["batch"] = timed_calls(lambda b: engine.search_batched(b, K), batches, ROUND_SECONDS, MIN_TIMED)
     histories = np.roll(work.histories, -round_no, axis=0)
     if engine.similar is not None:
-        result["similar"] = timed(lambda h: engine.similar(int(h[-1]), K), histories, ROUND_SECONDS)
+        result["similar"] = timed_calls(lambda h: engine.similar(int(h[-1]), K), histories, ROUND_SECONDS, MIN_TIMED)
     if engine.recommend is not None:
-        result["recommend"] = timed(lambda h: engine.recommend(h.tolist(), K), histories, ROUND_SECONDS)
+        result["recommend"] = timed_calls(
+            lambda h: engine.recommend(h.tolist(), K), histories, ROUND_SECONDS, MIN_TIMED
+        )
     return result
 
 
@@ -794,15 +775,14 @@ def tune_by_rebuilding(name: str, data_path: str, work_dir: str, target: float, 
     until one reaches ``target`` on the tuning queries; sends the settings tried and their recalls."""
     try:
         work = Workload.load(Path(data_path))
-        tried = []
-        for setting in engine_class(name).settings:
+
+        def recall_of_build(setting: int) -> float:
             engine = engine_class(name)(Path(work_dir))
             engine.use(setting)
             engine.build(work.corpus)
-            tried.append((setting, recall(engine.search_batched(work.tune_queries, K), work.tune_truth)))
-            if tried[-1][1] >= target:
-                break
-        conn.send({"tuning": tried})
+            return recall(engine.search_batched(work.tune_queries, K), work.tune_truth)
+
+        conn.send({"tuning": first_reaching(engine_class(name).settings, recall_of_build, target)})
     except Exception as err:  # noqa: BLE001  (as serve_engine)
         conn.send({"error": f"{type(err).__name__}: {err}"})
 
@@ -911,11 +891,11 @@ def per_round(engine: Running, key: str, reduce: Callable[[list[float]], float])
 
 
 def p50_ms(times: list[float]) -> float:
-    return float(np.percentile(times, 50) * 1e3)
+    return percentile_ms(times, 50)
 
 
 def p99_ms(times: list[float]) -> float:
-    return float(np.percentile(times, 99) * 1e3)
+    return percentile_ms(times, 99)
 
 
 def per_second(count: int) -> Callable[[list[float]], float]:
@@ -981,27 +961,18 @@ HTTP_CLIENTS = (1, 8, 32)
 HTTP_SECONDS = 5
 HTTP_WARMUP = 1
 HTTP_REQUESTS = 1000
-WRK_BODIES = Path(__file__).with_name("wrk_bodies.lua")
+HEALTH = "/healthz"
 CHROMA_QUERY = "/api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query"
 
 
 @contextlib.contextmanager
-def chroma_server(path: Path) -> Iterator[int]:
+def chroma_server(path: Path) -> Iterator[Server]:
     """Chroma's own server (``chroma run``, from the chromadb package) on a free port, until the block ends."""
     port = free_port()
-    log = tempfile.TemporaryFile(mode="w+")
-    command = [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(path), "--host", "127.0.0.1"]
-    process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=log, text=True)
-    try:
-        wait_until_ready(port, "/api/v2/heartbeat", process, 1, log)
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    chroma = Path(sys.executable).with_name("chroma")
+    command = [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(command, port, ready_path="/api/v2/heartbeat") as server:
+        yield server
 
 
 def load_chroma(port: int, vectors: np.ndarray, ef_search: int):
@@ -1013,10 +984,7 @@ def load_chroma(port: int, vectors: np.ndarray, ef_search: int):
     )
     hnsw = {"space": "ip", "max_neighbors": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": ef_search}
     collection = client.create_collection("bench", configuration={"hnsw": hnsw})
-    step = client.get_max_batch_size()
-    for start in range(0, len(vectors), step):
-        chunk = vectors[start : start + step]
-        collection.add(ids=[str(i) for i in range(start, start + len(chunk))], embeddings=chunk)
+    add_to_chroma(client, collection, vectors)
     return collection
 
 
@@ -1038,6 +1006,7 @@ def request_files(directory: Path, work: Workload, collection_id: str) -> dict[s
         "PosterRec POST /v1/search (embedding)": [
             f"POST\t/v1/search\t{json.dumps({'embedding': q, 'k': K})}" for q in queries
         ],
+        f"PosterRec GET {HEALTH} (no work)": [f"GET\t{HEALTH}"],
         "Chroma POST .../query (embedding)": [
             f"POST\t{chroma}\t{json.dumps({'query_embeddings': [q], 'n_results': K, 'include': ['distances']})}"
             for q in queries
@@ -1050,57 +1019,98 @@ def request_files(directory: Path, work: Workload, collection_id: str) -> dict[s
     return files
 
 
-def wrk_cell(port: int, requests: Path, clients: int) -> dict:
-    """``clients`` connections from wrk for HTTP_SECONDS after an unmeasured HTTP_WARMUP: its JSON summary."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("the HTTP comparison drives the servers with wrk: install it (Debian: apt-get install wrk)")
-    env = {**os.environ, "BENCH_REQUESTS": str(requests)}
+def cpu_seconds(server: Server) -> float:
+    """User and system CPU seconds the server's process and its live descendants have used so far."""
+    import psutil
 
-    def run(seconds: int) -> dict:
-        command = [wrk, "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(WRK_BODIES), f"http://127.0.0.1:{port}"]
-        finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        return json.loads(finished.stdout.strip().splitlines()[-1])
+    root = psutil.Process(server.process.pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
-    run(HTTP_WARMUP)
-    return run(HTTP_SECONDS)
+
+def finished_children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have ended (here: the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk_cell(server: Server, requests: Path, clients: int) -> dict:
+    """``clients`` connections from wrk for HTTP_SECONDS after an unmeasured HTTP_WARMUP: its report, with the
+    CPU time per request that the server (``server_us``) and wrk (``client_us``) spent in the measured run."""
+    env = {"BENCH_REQUESTS": str(requests)}
+    run_wrk("wrk_bodies.lua", server.port, clients, HTTP_WARMUP, env)
+    server_before, client_before = cpu_seconds(server), finished_children_cpu_seconds()
+    report = run_wrk("wrk_bodies.lua", server.port, clients, HTTP_SECONDS, env)
+    per_request = 1e6 / max(1, report["requests"])
+    return {
+        **report,
+        "server_us": (cpu_seconds(server) - server_before) * per_request,
+        "client_us": (finished_children_cpu_seconds() - client_before) * per_request,
+    }
 
 
 def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -> list[str]:
-    """PosterRec under gunicorn (the project's config) against Chroma's server on the same vectors, both up,
-    cell by cell in turn, each round in a different order of endpoints; the table's lines."""
+    """PosterRec as users run it (``python -m recsvc``: granian, one worker per core) against Chroma's server on
+    the same vectors, both up, cell by cell in turn, each round in a different order of endpoints; the tables' lines."""
     publication = publish_titles(directory / "index", work.corpus)
+    workers = len(os.sched_getaffinity(0))
     started = time.perf_counter()
-    with chroma_server(directory / "chroma") as chroma_port:
-        collection = load_chroma(chroma_port, work.corpus, chroma_ef)
+    with chroma_server(directory / "chroma") as chroma:
+        collection = load_chroma(chroma.port, work.corpus, chroma_ef)
         load_seconds = time.perf_counter() - started
         chroma_found = chroma_recall(collection, work)
         files = request_files(directory, work, str(collection.id))
-        env = {"POSTERREC_INDEX_ROOT": str(directory / "index")}
-        with gunicorn("recsvc:create_app()", env, os.cpu_count() or 2) as posterrec_port:
-            ports = {name: chroma_port if name.startswith("Chroma") else posterrec_port for name in files}
+        with posterrec_server(directory / "index", workers) as posterrec:
+            servers = {name: chroma if name.startswith("Chroma") else posterrec for name in files}
             cells: dict[tuple[str, int], list[dict]] = {}
             for round_no in range(rounds):
                 for clients in HTTP_CLIENTS:
                     names = list(files)[round_no % len(files) :] + list(files)[: round_no % len(files)]
                     for name in names:
-                        cells.setdefault((name, clients), []).append(wrk_cell(ports[name], files[name], clients))
+                        cells.setdefault((name, clients), []).append(wrk_cell(servers[name], files[name], clients))
                 print(f"HTTP round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
     lines = [
-        f"PosterRec: {os.cpu_count()} gunicorn workers (gunicorn.conf.py), index recall@10 {publication.recall:.3f} (indexer's check); "
+        f"PosterRec: `python -m recsvc` (granian, {workers} workers), index recall@10 {publication.recall:.3f} (indexer's check); "
         f"Chroma's server (`chroma run`), HNSW ef_search {chroma_ef} (the embedded run's tuning), recall@10 {chroma_found:.3f} "
         f"on the held-out queries, loaded over HTTP in {load_seconds:.0f} s. wrk, 1 thread, {HTTP_SECONDS} s per cell after "
-        f"{HTTP_WARMUP} s, {rounds} rounds, median (range); requests: {HTTP_REQUESTS} stored ids or held-out query vectors, k={K}.",
+        f"{HTTP_WARMUP} s, {rounds} rounds, median (range); requests: {HTTP_REQUESTS} stored ids or held-out query vectors, "
+        f"k={K}. CPU per request: the server's process tree and wrk's, over the measured seconds (both share the "
+        f"{workers} cores). `{HEALTH}` does no work: the ceiling of the server and client on this machine.",
         "",
-        "| endpoint | clients | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|",
+        "| endpoint | clients | requests/s | p50 ms | p99 ms | errors | server CPU µs/request | wrk CPU µs/request |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (name, clients), runs in cells.items():
-        rates = [run["requests"] / run["seconds"] for run in runs]
         lines.append(
-            f"| {name} | {clients} | {spread(rates, ',.0f')} | {spread([run['p50_ms'] for run in runs], '.2f')} "
-            f"| {spread([run['p99_ms'] for run in runs], '.2f')} | {sum(run['errors'] for run in runs)} |"
+            f"| {name} | {clients} | {spread([run['rps'] for run in runs], ',.0f')} "
+            f"| {spread([run['p50_ms'] for run in runs], '.2f')} | {spread([run['p99_ms'] for run in runs], '.2f')} "
+            f"| {sum(run['errors'] for run in runs)} | {spread([run['server_us'] for run in runs], ',.0f')} "
+            f"| {spread([run['client_us'] for run in runs], ',.0f')} |"
         )
+    return lines + ["", *ratio_table(cells)]
+
+
+def ratio_table(cells: dict[tuple[str, int], list[dict]]) -> list[str]:
+    """PosterRec's endpoints against Chroma's query, round by round (the rounds interleave them): requests/s
+    over Chroma's, and Chroma's p99 over theirs (above 1: PosterRec faster)."""
+    chroma = next(name for name, _ in cells if name.startswith("Chroma"))
+    ours = [
+        name for name in dict.fromkeys(name for name, _ in cells) if name.startswith("PosterRec") and HEALTH not in name
+    ]
+    lines = [
+        "| PosterRec endpoint | clients | requests/s ÷ Chroma's | Chroma's p99 ÷ PosterRec's |",
+        "|---|---|---|---|",
+    ]
+    for name in ours:
+        for clients in HTTP_CLIENTS:
+            pairs = list(zip(cells[(name, clients)], cells[(chroma, clients)]))
+            rates = [mine["rps"] / theirs["rps"] for mine, theirs in pairs]
+            tails = [theirs["p99_ms"] / mine["p99_ms"] for mine, theirs in pairs]
+            lines.append(f"| {name} | {clients} | {spread(rates, '.1f')}× | {spread(tails, '.1f')}× |")
     return lines
 
 

@@ -28,9 +28,7 @@ import contextlib
 import http.client
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,11 +40,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-from bench_service import build_index, free_port, run_load, wait_until_ready  # noqa: E402
+from bench_service import build_index, run_load  # noqa: E402
 
-VENV_BIN = REPO / ".venv" / "bin"
+from bench.support import free_port, posterrec_server, running_server  # noqa: E402
+
 NORMAL_TIMEOUT_S = 5.0
 NGINX_CONF = """
 worker_processes 1;
@@ -69,80 +67,38 @@ http {{
 """
 
 
-@contextlib.contextmanager
-def process_group(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _env(root: Path, port: int, workers: int, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "POSTERREC_INDEX_ROOT": str(root),
-        "POSTERREC_BIND": f"127.0.0.1:{port}",
-        "POSTERREC_WORKERS": str(workers),
-        **extra,
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return env
-
-
 def gunicorn_server(threads: int) -> Callable:
+    """The service under gunicorn with the project's config, ``threads`` threads a worker (more than one: gthread)."""
+
     @contextlib.contextmanager
-    def run(root: Path, workers: int, scratch: Path) -> Iterator[int]:
-        port = free_port()
-        command = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"]
-        with process_group(
-            command, _env(root, port, workers, POSTERREC_THREADS=str(threads)), scratch / "gunicorn.log"
-        ) as process:
-            with open(scratch / "gunicorn.log") as log:
-                wait_until_ready(port, "/readyz", process, workers, log)
-            yield port
+    def run(root: Path, workers: int) -> Iterator[int]:
+        with posterrec_server(root, workers, "gunicorn", POSTERREC_THREADS=str(threads)) as server:
+            yield server.port
 
     return run
 
 
 @contextlib.contextmanager
-def nginx_gunicorn(root: Path, workers: int, scratch: Path) -> Iterator[int]:
+def nginx_gunicorn(root: Path, workers: int) -> Iterator[int]:
+    """nginx (Debian's package) in front of gunicorn's sync workers; raises RuntimeError when it is not installed."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
-    with gunicorn_server(1)(root, workers, scratch) as upstream:
+    with gunicorn_server(1)(root, workers) as upstream, tempfile.TemporaryDirectory(prefix="bench-nginx-") as run:
         port = free_port()
-        run = scratch / "nginx"
-        run.mkdir(exist_ok=True)
-        (run / "nginx.conf").write_text(
+        config = Path(run) / "nginx.conf"
+        config.write_text(
             NGINX_CONF.format(run=run, upstream=upstream, port=port, user="user root;" if os.geteuid() == 0 else "")
         )
-        with process_group(
-            [nginx, "-c", str(run / "nginx.conf"), "-g", "daemon off;"], dict(os.environ), scratch / "nginx.log"
-        ) as process:
-            with open(scratch / "nginx.log") as log:
-                wait_until_ready(port, "/readyz", process, workers, log)
+        with running_server([nginx, "-c", str(config), "-g", "daemon off;"], port, ready_answers=4 * workers):
             yield port
 
 
 @contextlib.contextmanager
-def granian_server(root: Path, workers: int, scratch: Path) -> Iterator[int]:
-    port = free_port()
-    with process_group(
-        [str(VENV_BIN / "python"), "-m", "recsvc"], _env(root, port, workers), scratch / "granian.log"
-    ) as process:
-        with open(scratch / "granian.log") as log:
-            wait_until_ready(port, "/readyz", process, workers, log)
-        yield port
+def granian_server(root: Path, workers: int) -> Iterator[int]:
+    """The shipped configuration: ``python -m recsvc`` (granian)."""
+    with posterrec_server(root, workers) as server:
+        yield server.port
 
 
 CONFIGS = {
@@ -242,15 +198,14 @@ def normal_client(port: int, seconds: float, titles: int) -> dict:
 
 
 def measure(name: str, server: Callable, args: argparse.Namespace, root: Path) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"bench-resilience-{name}-") as scratch:
-        with server(root, args.workers, Path(scratch)) as port:
-            load = run_load(port, "similar", args.n, 32, args.load_seconds, warmup=1)
-            attacks = {}
-            for count in args.hostile:
-                with HostileClients(port, count) as hostile:
-                    attacks[count] = normal_client(port, args.seconds, args.n)
-                    attacks[count]["reconnects"] = hostile.reconnects
-                print(f"  {name}: {count} hostile -> {attacks[count]}", file=sys.stderr)
+    with server(root, args.workers) as port:
+        load = run_load(port, "similar", args.n, 32, args.load_seconds, warmup=1)
+        attacks = {}
+        for count in args.hostile:
+            with HostileClients(port, count) as hostile:
+                attacks[count] = normal_client(port, args.seconds, args.n)
+                attacks[count]["reconnects"] = hostile.reconnects
+            print(f"  {name}: {count} hostile -> {attacks[count]}", file=sys.stderr)
     return {"load": load, "attacks": attacks}
 
 

@@ -30,19 +30,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
@@ -51,7 +43,16 @@ sys.path.insert(0, str(REPO))
 
 import posterrec_settings  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
+from bench.support import (  # noqa: E402
+    clustered_vectors,
+    free_port,
+    gunicorn_command,
+    posterrec_server,
+    run_wrk,
+    running_server,
+    service_env,
+)
+
 BASELINE = "bare Flask constant (baseline)"
 BARE_POST = "bare Flask POST parsing the /recommendations body (context)"
 VARIANT_EVERY = 50
@@ -76,18 +77,6 @@ def bare_app():
     return app
 
 
-def clustered_vectors(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
-    """Unit vectors around ``clusters`` random centres: the structure a tree index partitions."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 100_000):
-        stop = min(n, start + 100_000)
-        block = centres[rng.integers(0, clusters, stop - start)] + rng.normal(scale=0.6, size=(stop - start, dim))
-        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
-
-
 def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
     """Publish ``n`` titles (plus DE variants of every 50th) once; later runs reuse the cached version."""
     from indexer.publish import publish_index
@@ -95,7 +84,7 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
 
     if current_version(root):
         return
-    titles = clustered_vectors(n, dim, clusters=max(10, n // 1000), seed=seed)
+    titles = clustered_vectors(n, dim, seed=seed, clusters=max(10, n // 1000), spread=0.6)
     variant_rows = np.arange(0, n, VARIANT_EVERY)
     rng = np.random.default_rng(seed + 1)
     variants = titles[variant_rows] + rng.normal(scale=0.05, size=(len(variant_rows), dim)).astype(np.float32)
@@ -124,91 +113,21 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
-def gunicorn(
-    app_spec: str, env: dict[str, str], workers: int, chdir: Path = REPO, ready_path: str = "/readyz"
-) -> Iterator[int]:
-    """A real gunicorn with the project's config on a free port, until the block ends."""
+def bare_server(workers: int) -> Iterator[int]:
+    """The bare app under gunicorn with the project's config on a free port, until the block ends."""
     port = free_port()
-    env = {**os.environ, **env, "POSTERREC_BIND": f"127.0.0.1:{port}", "POSTERREC_WORKERS": str(workers)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(
-        [str(GUNICORN), "-c", str(REPO / "gunicorn.conf.py"), "--chdir", str(chdir), app_spec],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-    )
-    try:
-        wait_until_ready(port, ready_path, process, workers, log)
+    command = gunicorn_command("bench_service:bare_app()", chdir=REPO / "bench")
+    with running_server(command, port, service_env(port, workers), "/constant", ready_answers=4 * workers):
         yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def wait_until_ready(
-    port: int, path: str, process: subprocess.Popen, workers: int, log: IO[str], timeout: float = 600
-) -> None:
-    """Every worker loads the index itself, so ask until ``workers`` answers in a row succeed."""
-    deadline = time.monotonic() + timeout
-    streak = 0
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"gunicorn exited with {process.returncode}: {log.read()[-2000:]}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", path)
-            status = connection.getresponse().status
-            connection.close()
-            streak = streak + 1 if status == 200 else 0
-            if streak >= 4 * workers:
-                return
-        except OSError:
-            streak = 0
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn on port {port} did not answer {path} with 200 within {timeout:.0f} s")
-
-
-WRK_SCRIPT = Path(__file__).with_name("wrk_requests.lua")
 
 
 def run_load(port: int, request_kind: str, titles: int, clients: int, seconds: int, warmup: int) -> dict:
     """``clients`` connections from wrk for ``seconds`` (after a ``warmup`` run): throughput, p50, p99, errors."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("bench_service.py drives the server with wrk: install it (Debian: apt-get install wrk)")
-    env = {**os.environ, "BENCH_REQUEST": request_kind, "BENCH_TITLES": str(titles)}
-
-    def wrk_run(duration: int, seed: int) -> dict:
-        command = [wrk, "-t1", f"-c{clients}", f"-d{duration}s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]
-        finished = subprocess.run(
-            command, env={**env, "BENCH_SEED": str(seed)}, capture_output=True, text=True, check=True
-        )
-        return json.loads(finished.stdout.strip().splitlines()[-1])
-
-    if warmup > 0:
-        wrk_run(warmup, seed=2)  # other ids than the measured run, so it does not pre-warm exactly those
-    report = wrk_run(seconds, seed=1)
-    return {
-        "rps": report["requests"] / report["seconds"],
-        "p50_ms": report["p50_ms"],
-        "p99_ms": report["p99_ms"],
-        "errors": report["errors"],
-        "requests": report["requests"],
-    }
+    env = {"BENCH_REQUEST": request_kind, "BENCH_TITLES": str(titles)}
+    if warmup > 0:  # other ids than the measured run, so it does not pre-warm exactly those
+        run_wrk("wrk_requests.lua", port, clients, warmup, {**env, "BENCH_SEED": "2"})
+    return run_wrk("wrk_requests.lua", port, clients, seconds, {**env, "BENCH_SEED": "1"})
 
 
 ENDPOINTS = (("/v1/posters/<id>/similar", "similar"), ("/v1/recommendations", "recommendations"))
@@ -225,11 +144,10 @@ def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> d
     """
     rows: dict[str, dict[int, dict]] = {BASELINE: {}, BARE_POST: {}, **{name: {} for name, _ in ENDPOINTS}}
     with (
-        gunicorn(
-            "bench_service:bare_app()", {}, args.workers, chdir=REPO / "bench", ready_path="/constant"
-        ) as bare_port,
-        gunicorn("recsvc:create_app()", {"POSTERREC_INDEX_ROOT": str(root)}, args.workers) as service_port,
+        bare_server(args.workers) as bare_port,
+        posterrec_server(root, args.workers, "gunicorn") as service,
     ):
+        service_port = service.port
         for c in clients:
             bares = [run_load(bare_port, "constant", args.n, c, args.seconds, args.warmup)]
             for name, port, kind in (

@@ -1,4 +1,4 @@
--- Requests and report for bench_service.py's load runs: `wrk -s bench/wrk_requests.lua URL`.
+-- Requests for bench_service.py's load runs: `wrk -s bench/wrk_requests.lua URL`.
 -- Configured by environment variables, so one script serves every endpoint:
 --   BENCH_REQUEST  constant | similar | recommendations
 --   BENCH_TITLES   how many titles the index holds (ids b0000000 ... are drawn uniformly)
@@ -41,10 +41,5 @@ function request()
   return pool[next_request]
 end
 
-function done(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "seconds": %.6f, "p50_ms": %.3f, "p99_ms": %.3f, "errors": %d}\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    errors.connect + errors.read + errors.write + errors.status + errors.timeout))
-end
+-- done(): the JSON report line, shared with the other wrk script
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "wrk_report.lua")

@@ -6,14 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_hardening_support import (
-    free_port,
-    get,
-    gunicorn_command,
-    raw_exchange,
-    running_server,
-    server_log,
-)
+from test_hardening_support import get, raw_exchange
+
+from bench.support import free_port, gunicorn_command, running_server, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +16,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def gunicorn_port(index_root: Path):
     port = free_port()
-    env = {
-        "POSTERREC_INDEX_ROOT": str(index_root),
-        "POSTERREC_BIND": f"127.0.0.1:{port}",
-        "POSTERREC_WORKERS": "2",
-        "POSTERREC_INDEX_POLL_SECONDS": "0",
-    }
-    with running_server(gunicorn_command(), port, env) as process:
+    env = service_env(port, 2, POSTERREC_INDEX_ROOT=str(index_root), POSTERREC_INDEX_POLL_SECONDS="0")
+    with running_server(gunicorn_command(), port, env, timeout=120) as server:
         yield port
-        assert "Traceback" not in server_log(process), "no request made the app log an unhandled error"
+        assert "Traceback" not in server.output(), "no request made the app log an unhandled error"
 
 
 BAD_CHUNKINGS = {
@@ -88,16 +78,17 @@ def test_a_configured_server_takes_a_prefix_from_its_proxy_serves_metrics_apart_
 ) -> None:
     """POSTERREC_FORWARDED_ALLOW_IPS names the proxy whose SCRIPT_NAME roots the URLs; POSTERREC_METRICS_BIND the metrics' own address."""
     port, metrics_port = free_port(), free_port()
-    env = {
-        "POSTERREC_INDEX_ROOT": str(index_root),
-        "POSTERREC_BIND": f"127.0.0.1:{port}",
-        "POSTERREC_WORKERS": "1",
-        "POSTERREC_INDEX_POLL_SECONDS": "0",
-        "POSTERREC_FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "HOME": str(tmp_path),
-        "POSTERREC_METRICS_BIND": f"127.0.0.1:{metrics_port}",
-    }
-    with running_server(gunicorn_command(), port, {**env, "XDG_RUNTIME_DIR": ""}):
+    env = service_env(
+        port,
+        1,
+        POSTERREC_INDEX_ROOT=str(index_root),
+        POSTERREC_INDEX_POLL_SECONDS="0",
+        POSTERREC_FORWARDED_ALLOW_IPS="127.0.0.1",
+        HOME=str(tmp_path),
+        POSTERREC_METRICS_BIND=f"127.0.0.1:{metrics_port}",
+        XDG_RUNTIME_DIR="",
+    )
+    with running_server(gunicorn_command(), port, env, timeout=120):
         assert get(port, "/metrics")[0] == 404
         status, _, body = get(metrics_port, "/metrics")
         assert status == 200 and b"posterrec_index_items" in body

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_hardening_support import free_port, get, running_server
+from test_hardening_support import get
+
+from bench.support import free_port, granian_command, running_server, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +40,8 @@ def hostile_connections(port: int) -> list[socket.socket]:
 
 def test_slow_and_idle_clients_do_not_keep_other_clients_waiting(index_root: Path) -> None:
     port = free_port()
-    env = {
-        "POSTERREC_INDEX_ROOT": str(index_root),
-        "POSTERREC_BIND": f"127.0.0.1:{port}",
-        "POSTERREC_WORKERS": "2",
-        "POSTERREC_INDEX_POLL_SECONDS": "0",
-    }
-    with running_server([sys.executable, "-m", "recsvc"], port, env), hostile_connections(port):
+    env = service_env(port, 2, POSTERREC_INDEX_ROOT=str(index_root), POSTERREC_INDEX_POLL_SECONDS="0")
+    with running_server(granian_command(), port, env, timeout=120), hostile_connections(port):
         time.sleep(0.5)  # every hostile connection accepted and waiting
         for _ in range(20):
             started = time.monotonic()

@@ -12,7 +12,6 @@ import runpy
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ import psutil
 import pytest
 from test_recsvc_support import publish, settings_for, synthetic_corpus
 
+from bench.support import free_port, gunicorn_command, running_server, service_env
 from indexer import published
 from recsvc import catalog_api, create_app
 from recsvc.live_index import LiveIndex
@@ -230,12 +230,6 @@ def test_hot_swap_with_requests_in_flight_fails_no_request(tmp_path: Path) -> No
 # --- a real gunicorn ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(port: int, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, str, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     payload = json.dumps(body).encode() if body is not None else None
@@ -261,38 +255,10 @@ def _raw_status(port: int, head: bytes, body: bytes) -> int:
 def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None:
     root = tmp_path / "index"
     publish(root, synthetic_corpus(tmp_path / "images"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "POSTERREC_INDEX_ROOT": str(root),
-        "POSTERREC_BIND": f"127.0.0.1:{port}",
-        "POSTERREC_WORKERS": "2",
-        "POSTERREC_INDEX_POLL_SECONDS": "0.2",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    # gunicorn's log goes to a file: an undrained pipe fills up (TensorFlow is chatty at start) and stalls it.
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "recsvc:create_app()"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"gunicorn exited with {process.returncode}: {log.read()[-2000:]}")
-            try:
-                if _get(port, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not become ready in 90 s"
-            time.sleep(0.3)
+    port = free_port()
+    env = service_env(port, 2, POSTERREC_INDEX_ROOT=str(root), POSTERREC_INDEX_POLL_SECONDS="0.2")
+    with running_server(gunicorn_command(), port, env, timeout=90) as server:
+        process = server.process
         for _ in range(6):  # both workers load the index; answers come from either
             status, content_type, body = _get(port, "/v1/posters/crowd-q/similar?k=10")
             assert status == 200 and len(json.loads(body)["results"]) == 10
@@ -341,13 +307,6 @@ def test_gunicorn_serves_the_app_with_the_project_config(tmp_path: Path) -> None
             time.sleep(0.1)
         assert f'posterrec_index_version_info{{version="{new_version}"}} 1.0' in text
         assert f"posterrec_index_items {float(len(new_corpus.items))}" in text.splitlines()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _gunicorn_config(monkeypatch: pytest.MonkeyPatch, metrics_dir: Path, **env: str) -> dict:
