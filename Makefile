@@ -70,10 +70,11 @@ serve: install ## serve the published index on HOST:PORT (default 127.0.0.1:8000
 	@echo "PosterRec on http://$(HOST):$(PORT)/  (index: $(POSTERREC_HOME)/index)"
 	POSTERREC_BIND=$(HOST):$(PORT) $(PY) -m recsvc
 
-bench: install ## run every benchmark, tables in bench/results/latest.md
+bench: install ## run every benchmark (the peers included), tables in bench/results/latest.md
+	$(PY) -m pip install --quiet -e '.[peers]'
 	$(PY) bench/run_all.py
 
-# The peers are the `peers` extra, kept out of `install`. BENCH_PEERS_ARGS="--sizes 100000,1000000" adds 1M (libraries).
+# The peers are the `peers` extra, kept out of `install`. It runs 100k (every engine) and 1M (the libraries); BENCH_PEERS_ARGS="--sizes 100000" runs 100k only.
 .PHONY: bench-peers
 bench-peers: install ## ScaNN against faiss, hnswlib, usearch, Chroma, LanceDB, Milvus Lite and Qdrant on the same vectors
 	$(PY) -m pip install --quiet -e '.[peers]'

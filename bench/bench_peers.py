@@ -25,8 +25,8 @@ Then end to end over HTTP at that size: PosterRec's API as ``python -m recsvc`` 
 Chroma's own server (``chroma run``) on the same vectors, driven by wrk at 1,
 8 and 32 connections, both servers up, in interleaved rounds.
 
-    python bench/bench_peers.py                               # 100k, every engine
-    python bench/bench_peers.py --sizes 100000,1000000        # 1M: the libraries only
+    python bench/bench_peers.py                               # 100k every engine, then 1M the libraries
+    python bench/bench_peers.py --sizes 100000                # 100k only
     python bench/bench_peers.py --sizes 30000 --rounds 1 --engines scann,hnswlib --no-http
     python bench/bench_peers.py --engines scann --scann leaves=632,reorder=200   # ScaNN's own knobs
 
@@ -84,6 +84,7 @@ ROUND_SECONDS = 4.0
 MIN_TIMED = 20
 BUILD_THREADS = 2
 DATABASE_MAX_N = 100_000
+DEFAULT_SIZES = "100000,1000000"
 """Databases (and the by-id comparison) run up to this size; the libraries at every size."""
 HISTORY_TITLES = 5
 BY_ID_REQUESTS = 200
@@ -1201,7 +1202,7 @@ def over_http(work: Workload, directory: Path, running: list[Running], rounds: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--sizes", default=str(DATABASE_MAX_N), help="comma-separated corpus sizes (databases only up to 100,000)"
+        "--sizes", default=DEFAULT_SIZES, help="comma-separated corpus sizes (databases only up to 100,000)"
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of: {', '.join(ENGINES)}")
