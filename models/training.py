@@ -168,6 +168,7 @@ class Trainer:
                 "weights": backbone.weights,
                 "seed": config.seed,
                 "input_size": self.spec.input_size,
+                "feature_dim": int(self.network.features.output_shape[-1]),
                 "letterbox": config.letterbox,
                 "preprocessing": self.spec.scaling.description,
             }

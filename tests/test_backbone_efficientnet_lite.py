@@ -156,7 +156,7 @@ def test_imagenet_classes_of_sample_photos_are_in_the_top_five(classifier: tf.ke
 
 def test_imagenet_backbone_has_blocks_to_unfreeze(keras_home: Path) -> None:
     loaded = build_backbone("efficientnet_lite0", "imagenet")
-    assert loaded.weights == "imagenet" and loaded.model.output_shape == (None, 1280)
+    assert loaded.weights == "imagenet" and loaded.model.output_shape == (None, 1472)
     assert len(block_starts(loaded.model, loaded.spec)) == 17  # 16 MBConv blocks and the head
     assert unfreeze_top_blocks(loaded.model, loaded.spec, 2) == 4  # head conv; block 15: expand, depthwise, project
     trainable = {layer.name for layer in loaded.model.layers if layer.trainable and layer.weights}
