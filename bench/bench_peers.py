@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import cycle
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -76,11 +77,11 @@ from bench.support import (  # noqa: E402
 DIM = 128
 K = 10
 EVAL_QUERIES = 1000
-SINGLE_QUERIES = 300
 BATCH = 100
 BATCHES = 10
-ROUND_SECONDS = 4.0
-"""Each measurement of a round stops after this long (slow engines answer fewer queries; at least MIN_TIMED)."""
+ROUND_SECONDS = 2.0
+"""Each measurement of a round goes round its inputs for this long: seconds of calls, so that a pause of the
+shared machine weighs little (slow engines answer fewer; at least MIN_TIMED calls, or BATCHES batches)."""
 MIN_TIMED = 20
 BUILD_THREADS = 2
 DATABASE_MAX_N = 100_000
@@ -703,17 +704,17 @@ def measure_round(engine: Engine, work: Workload, round_no: int) -> dict[str, li
     queries = np.roll(work.queries, -offset, axis=0)
     result = {}
     if not engine.by_id_only:
-        result["single"] = timed_calls(
-            lambda q: engine.search(q, K), queries[:SINGLE_QUERIES], ROUND_SECONDS, MIN_TIMED
-        )
+        result["single"] = timed_calls(lambda q: engine.search(q, K), cycle(queries), ROUND_SECONDS, MIN_TIMED)
         batches = [queries[i * BATCH % EVAL_QUERIES :][:BATCH] for i in range(BATCHES)]
-        result["batch"] = timed_calls(lambda b: engine.search_batched(b, K), batches, ROUND_SECONDS, MIN_TIMED)
+        result["batch"] = timed_calls(lambda b: engine.search_batched(b, K), cycle(batches), ROUND_SECONDS, BATCHES)
     histories = np.roll(work.histories, -round_no, axis=0)
     if engine.similar is not None:
-        result["similar"] = timed_calls(lambda h: engine.similar(int(h[-1]), K), histories, ROUND_SECONDS, MIN_TIMED)
+        result["similar"] = timed_calls(
+            lambda h: engine.similar(int(h[-1]), K), cycle(histories), ROUND_SECONDS, MIN_TIMED
+        )
     if engine.recommend is not None:
         result["recommend"] = timed_calls(
-            lambda h: engine.recommend(h.tolist(), K), histories, ROUND_SECONDS, MIN_TIMED
+            lambda h: engine.recommend(h.tolist(), K), cycle(histories), ROUND_SECONDS, MIN_TIMED
         )
     return result
 
@@ -1156,7 +1157,8 @@ def print_engines(n: int, running: list[Running], skipped: dict[str, str], targe
     print(
         f"Clustered {DIM}-d unit vectors (bench_index's mixture), dot product; {EVAL_QUERIES} held-out queries; "
         f"each engine's query-time setting is the first reaching recall@10 {target:.3f} on the indexer's tuning probe "
-        f"(recall below: the held-out queries). {rounds} interleaved rounds, median (range); one query per call, "
+        f"(recall below: the held-out queries). {rounds} interleaved rounds, median (range), each measurement "
+        f"{ROUND_SECONDS:g} s of calls going round the queries; one query per call, "
         f"batched = {BATCH} per call, one search thread where the engine takes a count, builds on {BUILD_THREADS}. "
         "Memory: resident growth of the engine's process tree from building it, input freed.\n"
     )
