@@ -74,6 +74,8 @@ class Settings:
     (k up to this; a larger k is searched live)."""
     keep_versions: int = 3
     """Published index versions kept on disk; older ones are pruned."""
+    index_shards: int = 1
+    """ScaNN shards per published version, each over a stable hash partition of the titles (``indexer build --shards``)."""
 
     max_k: int = 100
     """Largest ``k`` the HTTP API accepts."""
@@ -116,6 +118,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "recall_floor": (0, 1),
     "similar_list_depth": (1, math.inf),
     "keep_versions": (1, math.inf),
+    "index_shards": (1, 4096),
     "max_k": (1, math.inf),
     "max_upload_bytes": (1, math.inf),
     "max_upload_pixels": (1, math.inf),

@@ -5,8 +5,9 @@ pending (title, region) of a titles CSV when one is given -> key every poster
 by its image sha256, dropping images the shared vector cache already holds ->
 read, check and decode -> embed with ``RunInference`` -> write the vectors,
 fresh ones to the cache as they come and all of them as this run's vector
-files -> back on the driver: register made variants, build, verify and publish
-atomically (:func:`indexer.build.publish_sources`).
+files -> back on the driver: register made variants; with ``index_shards`` > 1 a
+second pipeline builds the shards' searchers in parallel, one worker each ->
+verify and publish atomically (:func:`indexer.build.publish_sources`).
 
 ``FnApiRunner`` runs it in this process (``--direct_num_workers`` and
 ``--direct_running_mode`` spread it over local processes); any other runner
@@ -22,6 +23,7 @@ import dataclasses
 import datetime
 import logging
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -49,6 +51,8 @@ from .embedding_cache import (
 )
 from .publish import Publication
 from .published import IndexVersionError, current_version
+from .scann_index import IndexParams
+from .shards import BuiltShard, Shard, ShardError, partition_rows
 
 if TYPE_CHECKING:
     from .beam_localize import LocalizeOptions, LocalizePlan
@@ -180,6 +184,55 @@ def _indexable(sources: list[Source], run: _Run) -> tuple[list[Source], np.ndarr
     return kept, embeddings, sorted(bad)
 
 
+def _build_shards(
+    embeddings: np.ndarray,
+    title_ids: Sequence[str],
+    settings: Settings,
+    runner: str,
+    beam_args: Sequence[str],
+    run: _Run,
+) -> list[BuiltShard]:
+    """The ``settings.index_shards`` searchers over the hash partition of ``title_ids``, each built by one worker
+    (:class:`~indexer.beam_stages.BuildShard`) and loaded back here for the publisher's checks."""
+    import scann
+
+    try:
+        partition = partition_rows(title_ids, settings.index_shards)
+    except ShardError as err:
+        raise IndexVersionError(f"nothing published: {err}") from None
+    inputs = []
+    for shard, rows in enumerate(partition):
+        path = run.output(f"shard-{shard}-vectors.npy")
+        stages.write_array(path, embeddings[rows])
+        inputs.append((shard, path))
+    pipeline = make_pipeline(runner, beam_args)
+    built = (
+        pipeline
+        | "Shards" >> beam.Create(inputs)
+        | "SpreadShards" >> beam.Reshuffle()
+        | "BuildShard"
+        >> beam.ParDo(stages.BuildShard(run.work_folder, settings.exact_search_max_items, settings.recall_floor))
+    )
+    stages.write_records(built, run.output("shard-records"), "ShardRecords")
+    run_pipeline(pipeline, "shard build pipeline failed, nothing published")
+    shards = []
+    for record in sorted(stages.read_records(run.output("shard-records")), key=lambda r: r["shard"]):
+        rows = partition[record["shard"]]
+        with tempfile.TemporaryDirectory(prefix="posterrec-shard-") as local:
+            for name in record["files"]:
+                source = stages.shard_file(run.work_folder, record["shard"], name)
+                with FileSystems.open(source) as handle, open(Path(local) / name, "wb") as target:
+                    shutil.copyfileobj(handle, target)
+            searcher = scann.scann_ops_pybind.load_searcher(local)
+        params = IndexParams(**record["params"])
+        shards.append(BuiltShard(Shard(searcher, params, len(rows), rows), record["build_seconds"]))
+    if len(shards) != len(partition):
+        raise IndexVersionError(
+            f"{len(shards)} of {len(partition)} shards came back from the pipeline; nothing published"
+        )
+    return shards
+
+
 def build_with_beam(
     model_dir: str | Path,
     settings: Settings,
@@ -240,7 +293,11 @@ def build_with_beam(
         if not kept:
             raise IndexVersionError(f"no poster of store {store_path} could be embedded; nothing published")
         manifest = index_manifest(model_dir, model_manifest, model_sha256, store_path, kept)
-        publication = publish_sources(index_root, store_path, kept, embeddings, manifest, settings)
+        built = None
+        if settings.index_shards > 1:
+            built = _build_shards(embeddings, [s.item.title_id for s in kept], settings, runner, beam_args, run)
+            counters.update(shards_built=len(built))
+        publication = publish_sources(index_root, store_path, kept, embeddings, manifest, settings, built=built)
     finally:
         delete_work_folder(run.work_folder)
     log.info(

@@ -9,8 +9,11 @@ pipeline goes on without it.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +30,7 @@ from PIL import Image
 from .build import check_image_bytes
 from .embedding_cache import write_vector_file
 from .published import IndexVersionError
+from .shards import build_shard
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +211,49 @@ class PosterEmbedding(ModelHandler[np.ndarray, np.ndarray, Any]):
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_embedding"
+
+
+def shard_file(folder: str, shard: int, name: str) -> str:
+    """Where a shard built by :class:`BuildShard` keeps file ``name`` of its serialized searcher."""
+    return FileSystems.join(folder, f"shard-{shard}.{name}")
+
+
+def write_array(path: str, array: np.ndarray) -> None:
+    """``array`` as an ``.npy`` file at a ``FileSystems`` path."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    with FileSystems.create(path) as handle:
+        handle.write(buffer.getvalue())
+
+
+class BuildShard(beam.DoFn):
+    """``(shard, path of its vectors .npy)`` -> the shard's ScaNN searcher, tuned to the recall floor and
+    serialized to ``<folder>/shard-<shard>.*``; yields ``{"shard", "params", "build_seconds", "files"}``."""
+
+    def __init__(self, folder: str, exact_search_max_items: int, recall_floor: float) -> None:
+        self._folder, self._exact_max, self._floor = folder, exact_search_max_items, recall_floor
+
+    def setup(self) -> None:
+        self._built = counter("shards_built")
+
+    def process(self, element: tuple[int, str]) -> Iterator[dict]:
+        shard, vectors_path = element
+        with FileSystems.open(vectors_path) as handle:
+            vectors = np.load(io.BytesIO(handle.read()))
+        built = build_shard(vectors, None, self._exact_max, self._floor)
+        with tempfile.TemporaryDirectory(prefix="posterrec-shard-") as local:
+            built.shard.searcher.serialize(local, relative_path=True)
+            names = sorted(os.listdir(local))
+            for name in names:
+                with (
+                    open(os.path.join(local, name), "rb") as source,
+                    FileSystems.create(shard_file(self._folder, shard, name)) as target,
+                ):
+                    shutil.copyfileobj(source, target)
+        self._built.inc()
+        yield {
+            "shard": shard,
+            "params": dataclasses.asdict(built.shard.params),
+            "build_seconds": built.build_seconds,
+            "files": names,
+        }

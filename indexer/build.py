@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, publish_index
 from .published import IndexItem, IndexVersionError
+from .shards import BuiltShard
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -154,8 +155,12 @@ def publish_sources(
     embeddings: np.ndarray,
     manifest: dict,
     settings: Settings,
+    built: Sequence[BuiltShard] | None = None,
 ) -> Publication:
-    """Publish ``sources`` with their ``embeddings`` as the current version and record it in the store."""
+    """Publish ``sources`` with their ``embeddings`` as the current version and record it in the store.
+
+    The version holds ``settings.index_shards`` searchers, built here unless ``built`` brings them.
+    """
     publication = publish_index(
         index_root,
         [s.item for s in sources],
@@ -165,6 +170,8 @@ def publish_sources(
         recall_floor=settings.recall_floor,
         keep_versions=settings.keep_versions,
         similar_depth=settings.similar_list_depth,
+        shards=settings.index_shards,
+        built=built,
     )
     with open_store(store_path) as store:
         store.record_index_version(publication.version, publication.path, len(sources), manifest)
@@ -204,6 +211,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
     parser.add_argument("--recall-floor", type=float, help="refuse to publish below this recall@10")
+    parser.add_argument(
+        "--shards", type=int, help="ScaNN shards over a hash partition of the titles (default: settings.index_shards)"
+    )
     beam = parser.add_argument_group("Apache Beam pipeline")
     beam.add_argument(
         "--runner",
@@ -222,7 +232,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(recall_floor=args.recall_floor)
+    settings = load_settings(recall_floor=args.recall_floor, index_shards=args.shards)
     model = args.model or settings.model_dir
     if args.runner is None:
         if args.titles or args.beam_options or args.cache or args.work_dir:

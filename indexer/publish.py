@@ -22,7 +22,18 @@ import numpy as np
 
 from . import published, similar_lists
 from .published import IndexItem, IndexVersionError
-from .scann_index import IndexParams, build_tuned, measure_recall, timed_build
+from .scann_index import IndexParams, timed_build
+from .shards import (
+    BuiltShard,
+    Shard,
+    ShardError,
+    ShardSet,
+    build_shards,
+    merged_recall,
+    partition_rows,
+    save_shards,
+    shard_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +48,24 @@ class Publication:
     path: Path
     recall: float
     params: IndexParams
+    """The searcher's parameters (the first shard's when there are several)."""
     build_seconds: float
     pruned: list[str]
+    shards: int = 1
 
 
-def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: np.ndarray, k: int, depth: int) -> None:
+def _finish_staged(directory: Path, searchers: ShardSet, embeddings: np.ndarray, k: int, depth: int) -> None:
     """Reload the staged files once: they must answer a sample of queries like the searcher that was built;
     then add every title's ``depth`` nearest other titles, searched in them exactly as the service will search.
 
-    Both searchers are asked the same raw single-query question: the service's own ``search`` answers
+    Both are asked the same raw single-query question: the service's own ``search`` answers
     exactly where the leaves searched hold fewer than ``k`` rows, which a sparse tree's raw answer does
     not, so comparing the two failed such builds at random (ScaNN's trees are not seeded).
     """
     staged = published.open_directory(directory, with_similar_lists=False)
     k = min(k, len(embeddings))
     for query in embeddings[: min(32, len(embeddings))]:
-        expected, _ = searcher.search(query, final_num_neighbors=k, **params.search_options())
+        expected, _ = searchers.search(query, k)
         got, _ = staged.search_leaves(query, k)
         if not np.array_equal(np.asarray(expected), got):
             raise IndexVersionError(
@@ -65,7 +78,7 @@ def _finish_staged(directory: Path, searcher, params: IndexParams, embeddings: n
         staged.title_of_row,
         staged.original_row_of_title,
         depth,
-        params.reorder_k or None,
+        searchers.reorder_limit,
     )
     similar_lists.save(directory, lists)
     try:
@@ -89,6 +102,8 @@ def publish_index(
     params: IndexParams | None = None,
     k: int = 10,
     similar_depth: int = Settings.similar_list_depth,
+    shards: int = 1,
+    built: Sequence[BuiltShard] | None = None,
 ) -> Publication:
     """Build, verify and atomically publish ``items``/``embeddings`` as the new current version.
 
@@ -96,6 +111,9 @@ def publish_index(
     ``recall_floor`` (:func:`~indexer.scann_index.build_tuned`); explicit
     ``params`` are used as given, so a bad choice meets the floor. Each title's
     ``similar_depth`` nearest titles are stored with the version (:mod:`~indexer.similar_lists`).
+    ``shards`` > 1 splits the titles into that many searchers (:mod:`~indexer.shards`), each of which must
+    clear the floor on its own rows as the merged search must on all; ``built`` passes shards built
+    elsewhere (the Beam pipeline's), which must be over the same partition.
     """
     root = Path(root)
     with published.publisher_lock(root):  # one build publishes at a time
@@ -107,12 +125,18 @@ def publish_index(
             raise IndexVersionError(
                 f"not published to {root}: more than one item for key(s) {', '.join(map(repr, duplicates[:5]))}"
             )
-        if params is None:
-            searcher, params, build_seconds = build_tuned(embeddings, exact_search_max_items, recall_floor, k)
+        partition = _partition(root, items, len(built) if built is not None else shards)
+        if built is not None:
+            _check_partition(built, partition, len(items))
+        elif params is None:
+            built = build_shards(embeddings, partition, exact_search_max_items, recall_floor, k)
         else:
-            searcher, build_seconds = timed_build(embeddings, params)
-        recall = measure_recall(searcher, embeddings, k=k, params=params)
-        history_recall = measure_recall(searcher, embeddings, k=k, params=params, kind="history")
+            searcher, seconds = timed_build(embeddings, params)
+            built = [BuiltShard(Shard(searcher, params, len(embeddings)), seconds)]
+        searchers = ShardSet([b.shard for b in built])
+        build_seconds = sum(b.build_seconds for b in built)
+        recall = merged_recall(searchers, embeddings, k)
+        history_recall = merged_recall(searchers, embeddings, k, "history")
         if history_recall < recall_floor:
             log.warning(
                 "history queries (/recommendations) reach recall@%d %.3f, under the floor %.3f",
@@ -121,18 +145,23 @@ def publish_index(
                 recall_floor,
             )
         previous = published.current_version(root)
-        if recall < recall_floor:
-            raise RecallBelowFloor(
-                f"index over {len(items)} items has recall@{k} {recall:.3f} below the floor {recall_floor:.3f}; "
-                f"not published, {previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
-            )
+        records = [shard_record(b, embeddings, k) for b in built] if len(built) > 1 else []
+        for what, reached in [(f"index over {len(items)} items", recall)] + [
+            (f"shard {number} of {len(records)} ({record['rows']} items)", record[f"recall_at_{k}"])
+            for number, record in enumerate(records)
+        ]:
+            if reached < recall_floor:
+                raise RecallBelowFloor(
+                    f"{what} has recall@{k} {reached:.3f} below the floor {recall_floor:.3f}; not published, "
+                    f"{previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
+                )
         version = published.new_version_name()
         full_manifest = {
             **manifest,
             "version": version,
             "item_count": len(items),
             "dim": int(embeddings.shape[1]),
-            "params": dataclasses.asdict(params),
+            **({"shards": records} if records else {"params": dataclasses.asdict(built[0].shard.params)}),
             f"recall_at_{k}": round(recall, 4),
             f"history_recall_at_{k}": round(history_recall, 4),
             "build_seconds": round(build_seconds, 3),
@@ -143,13 +172,36 @@ def publish_index(
 
         def write(directory: Path) -> None:
             published.write_version_files(directory, items, embeddings, full_manifest)
-            scann_dir = directory / published.SCANN_DIR
-            scann_dir.mkdir()
-            searcher.serialize(str(scann_dir), relative_path=True)  # the directory is renamed after writing
-            _finish_staged(directory, searcher, params, embeddings, k, similar_depth)
+            save_shards(directory, searchers)
+            _finish_staged(directory, searchers, embeddings, k, similar_depth)
 
         path = published.stage_version(root, version, write)
         published.set_current(root, version)
         pruned = published.prune_versions(root, keep_versions)
-        log.info("published index version %s: %d items, recall@%d %.3f", version, len(items), k, recall)
-        return Publication(version, path, recall, params, build_seconds, pruned)
+        log.info(
+            "published index version %s: %d items in %d shard(s), recall@%d %.3f",
+            version,
+            len(items),
+            len(built),
+            k,
+            recall,
+        )
+        return Publication(version, path, recall, built[0].shard.params, build_seconds, pruned, len(built))
+
+
+def _partition(root: Path, items: Sequence[IndexItem], shards: int) -> list[np.ndarray] | None:
+    """The rows of each of ``shards`` shards (None for one), or an error when the titles cannot fill them."""
+    if shards == 1:
+        return None
+    try:
+        return partition_rows([item.title_id for item in items], shards)
+    except ShardError as err:
+        raise IndexVersionError(f"not published to {root}: {err}") from None
+
+
+def _check_partition(built: Sequence[BuiltShard], partition: list[np.ndarray] | None, count: int) -> None:
+    """Shards built elsewhere must hold the rows the hash partition of these items gives them."""
+    for number, (shard, rows) in enumerate(zip(built, partition or [None])):
+        same = shard.shard.rows is None if rows is None else np.array_equal(shard.shard.rows, rows)
+        if not same or shard.shard.size != (count if rows is None else len(rows)):
+            raise IndexVersionError(f"shard {number} of {len(built)} was built over other rows than its titles'")

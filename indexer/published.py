@@ -9,7 +9,7 @@ An index root holds one directory per version under ``versions/`` and a
         manifest.json              # model hash, item count, parameters, build time, recall
         items.jsonl                # one IndexItem per row, in embedding order
         embeddings.npy             # (N, dim) float32, L2-normalised
-        scann/                     # the serialized ScaNN searcher
+        scann/                     # the serialized ScaNN searcher (shards/<i>/ when sharded: indexer.shards)
 
 A version directory is complete before its name appears under ``versions/``
 (it is written under ``.tmp-*`` and renamed), and ``CURRENT`` changes by an
@@ -37,6 +37,8 @@ from posterrec_atomic import fsync_directory, staging_directory, write_text
 
 from . import similar_lists
 from .scann_index import IndexParams, QueryKind, exact_top_k
+from .shards import SCANN_DIR as SCANN_DIR  # where a version of one shard keeps its searcher
+from .shards import Shard, ShardSet, load_shards
 from .similar_lists import SimilarLists
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,6 @@ VERSIONS = "versions"
 MANIFEST = "manifest.json"
 ITEMS = "items.jsonl"
 EMBEDDINGS = "embeddings.npy"
-SCANN_DIR = "scann"
 NEVER_SERVED = "NEVER_SERVED"
 """Marker file in a version that ``CURRENT`` has not named yet: a build killed between the version's rename and
 ``CURRENT`` leaves it behind, and such a version takes no ``keep_versions`` slot and is no rollback target."""
@@ -202,7 +203,7 @@ def prune_versions(root: Path, keep: int, protect: Iterable[str] = ()) -> list[s
 
 
 class PublishedIndex:
-    """One loaded index version: its items, embeddings and ScaNN searcher.
+    """One loaded index version: its items, embeddings and ScaNN searcher (or its shards' searchers, merged).
 
     Loaded whole and then immutable, so a service can swap one instance for
     another with a single reference assignment.
@@ -223,11 +224,11 @@ class PublishedIndex:
         self.items = items
         self.embeddings = embeddings
         self._searcher = searcher
-        params = IndexParams.from_manifest(manifest)
-        options = {kind: params.search_options(kind) if params else {} for kind in ("poster", "history")}
-        self._leaves_to_search = {kind: opts.get("leaves_to_search", -1) for kind, opts in options.items()}
-        """Per query kind, as ScaNN's positional argument (-1: the searcher's own setting)."""
-        self._reorder_k = params.reorder_k if params and not params.exact else 0
+        self._shards = (
+            searcher
+            if isinstance(searcher, ShardSet)
+            else ShardSet([Shard(searcher, IndexParams.from_manifest(manifest) or IndexParams(), len(items))])
+        )
         self.row_of_key = {item.key: row for row, item in enumerate(items)}
         self.title_ids, self.title_of_row = title_ordinals(items)
         """Title ids by ordinal: ``title_ids[title_of_row[row]]`` is the title of ``row``, so that a search
@@ -275,8 +276,7 @@ class PublishedIndex:
         if len(queries) == 1:
             rows, scores = self.search_leaves(queries[0], k, kind)
             return self._exact(queries, k) if len(rows) < k else (rows[None], scores[None])
-        rows, scores = self._searcher.search_batched(queries, k, self._pre_reorder(k), self._leaves_to_search[kind])
-        rows, scores = np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        rows, scores = self._shards.search_batched(queries, k, kind)
         if not np.isfinite(scores).all():
             short = ~np.isfinite(scores).all(axis=1)
             rows[short], scores[short] = self._exact(queries[short], k)
@@ -287,14 +287,9 @@ class PublishedIndex:
 
         ScaNN's single-query call: cheaper than a batch of one, and its answers are not always those of
         the batched call, which picks candidates a little differently; whatever must answer like a
-        request (the similar lists) searches through here.
+        request (the similar lists) searches through here. A sharded version merges its shards' answers.
         """
-        rows, scores = self._searcher.search(query, k, self._pre_reorder(k), self._leaves_to_search[kind])
-        return np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)
-
-    def _pre_reorder(self, k: int) -> int:
-        """ScaNN re-orders only ``reorder_k`` candidates and pads past them with NaN: a deeper search re-orders ``k``."""
-        return k if k > self._reorder_k > 0 else -1
+        return self._shards.search(query, k, kind)
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         rows = exact_top_k(self.embeddings, queries, k)
@@ -351,21 +346,18 @@ def open_version(root: Path, version: str | None = None) -> PublishedIndex:
 
 def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedIndex:
     """Load the version files in ``path``: a published version, or one still being staged by the publisher."""
-    import scann  # deferred: loading the ScaNN ops costs start-up time that listing versions does not need
-
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         items = [IndexItem.from_json(line) for line in (path / ITEMS).read_text(encoding="utf-8").splitlines() if line]
         embeddings = np.load(path / EMBEDDINGS)
-        searcher = scann.scann_ops_pybind.load_searcher(str(path / SCANN_DIR))
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     problem = _version_problem(manifest, items, embeddings)
     if problem:
         raise IndexVersionError(f"index version {path} is inconsistent: {problem}")
     try:
-        index = PublishedIndex(path, manifest, items, embeddings, searcher)
-    except ValueError as err:
+        index = PublishedIndex(path, manifest, items, embeddings, load_shards(path, manifest, len(items)))
+    except (OSError, ValueError, RuntimeError, TypeError) as err:  # ShardError names the shard
         raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     if with_similar_lists:
         try:

@@ -3,6 +3,7 @@ against the single-process build over the same store, model and files."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,12 @@ from test_indexer_build import TITLES, VARIANT_REGIONS, build, build_argv, make_
 
 from indexer.__main__ import main as indexer_main
 from indexer.beam_pipeline import build_with_beam
+from indexer.build import build_index
 from indexer.embedding_cache import VECTOR_CACHE_DIR, vector_file_pattern, vector_files
 from indexer.ingest import ingest_catalog
 from indexer.published import current_version, list_versions, open_version
+from indexer.scann_index import exact_top_k
+from indexer.shards import ROWS_FILE, SHARDS_DIR
 from indexer.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -169,3 +173,28 @@ def test_localize_alone_as_a_pipeline_makes_registers_and_then_finds_up_to_date(
         assert len(store.variants(region="FR")) == made
     assert localize_with_beam(workspace["store"], options) == (0, made, skipped)
     assert not (tmp_path / "variants" / ".beam").exists() or not any((tmp_path / "variants" / ".beam").iterdir())
+
+
+def test_the_pipeline_builds_the_shards_of_the_single_process_build(workspace: dict) -> None:
+    """``--shards 3``: each shard built by a worker holds the rows and answers of the in-process build's."""
+    settings = dataclasses.replace(workspace["settings"], index_shards=3)
+    single = build_index(workspace["model"], settings, workspace["store"], settings.index_root).publication.version
+
+    assert indexer_main(build_argv(workspace, "--shards", "3", "--runner", "FnApiRunner")) == 0
+
+    piped, alone = open_version(settings.index_root), open_version(settings.index_root, single)
+    assert piped.version != single and [item.key for item in piped.items] == [item.key for item in alone.items]
+    assert len(piped.manifest["shards"]) == 3 and piped.manifest["shards"] == [
+        {**record, "build_seconds": piped_record["build_seconds"]}
+        for record, piped_record in zip(alone.manifest["shards"], piped.manifest["shards"])
+    ]
+    for shard in range(3):
+        np.testing.assert_array_equal(
+            np.load(piped.path / SHARDS_DIR / str(shard) / ROWS_FILE),
+            np.load(alone.path / SHARDS_DIR / str(shard) / ROWS_FILE),
+        )
+    k = len(piped) - 1
+    rows, _ = piped.search(piped.embeddings, k)
+    np.testing.assert_array_equal(rows, alone.search(alone.embeddings, k)[0])
+    np.testing.assert_array_equal(rows, exact_top_k(piped.embeddings, piped.embeddings, k))
+    np.testing.assert_array_equal(piped.similar.titles, alone.similar.titles)
