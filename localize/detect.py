@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .match import match_title, normalized, similarity, title_forms
-from .recognize import read_lines
+from .recognize import VERTICAL, read_lines
 
 Box = tuple[int, int, int, int]
 CREDITS_BAND = 0.08
@@ -42,6 +42,15 @@ DETECTION_SIDE = 480
 by bench/bench_localize.py on 48 demo posters: title recall 1.000 against 0.958 at 736, in 42 %
 of the time; on real posters the same choice on 19 of 24 with no net loss by eye. Thumbnails
 (182 px wide) are still enlarged 2.6x."""
+RETRY_SIDE = 736
+"""When the catalogue title is known but the lines found at ``DETECTION_SIDE`` do not read as it
+(``RETRY_BELOW``), DBNet looks again at this side and the lines it adds are read too: large
+stylised or textured titles on thumbnails are often found only at the larger scale."""
+RETRY_BELOW = 0.8
+"""Similarity to the catalogue title under which the larger detection pass is tried."""
+NEW_LINE_OVERLAP = 0.5
+"""A line of the larger pass is new when less than this fraction of its box lies in a line
+already found."""
 MIN_TITLE_HEIGHT = 0.025
 """A title shorter than this fraction of the poster height is not trusted (it is small print)."""
 READ_FRACTION = 0.15
@@ -144,14 +153,17 @@ def db_detector():
     return TextDetector(config["Det"])
 
 
-def detect_lines(image: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """Text line quads (4x2, clockwise from top-left) and confidences from DBNet.
+def detect_lines(image: np.ndarray, side: int | None = None) -> list[tuple[np.ndarray, float]]:
+    """Text line quads (4x2, clockwise from top-left) and confidences from DBNet, with the
+    poster's short side scaled to ``side`` (default: the detector's ``DETECTION_SIDE``).
 
     ``image`` is RGB uint8; the network was trained on BGR input.
     """
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
     detector = db_detector()
     bgr = np.ascontiguousarray(image[:, :, ::-1])
-    prepared = detector.get_preprocess(max(bgr.shape[:2]))(bgr)
+    prepared = DetPreProcess(side or detector.limit_side_len, detector.limit_type, detector.mean, detector.std)(bgr)
     if prepared is None:
         return []
     prediction = detector.infer(prepared)[0]
@@ -174,13 +186,20 @@ def _contrast(gray: np.ndarray, box: Box) -> float:
     return float(high - low) / 255.0
 
 
+def _line_height(quad: np.ndarray) -> float:
+    """The height of the letters: the quad's mean height, or its width for a vertical line."""
+    across = float((np.linalg.norm(quad[0] - quad[3]) + np.linalg.norm(quad[1] - quad[2])) / 2)
+    along = float((np.linalg.norm(quad[0] - quad[1]) + np.linalg.norm(quad[3] - quad[2])) / 2)
+    return along if across >= VERTICAL * along else across
+
+
 def _rank(image: np.ndarray, found: list[tuple[np.ndarray, float]]) -> list[TextLine]:
     height = image.shape[0]
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     lines = []
     for quad, confidence in found:
-        line_height = float((np.linalg.norm(quad[0] - quad[3]) + np.linalg.norm(quad[1] - quad[2])) / 2)
-        box = (int(quad[:, 0].min()), int(quad[:, 1].min()), int(quad[:, 0].max()) + 1, int(quad[:, 1].max()) + 1)
+        line_height = _line_height(quad)
+        box = _box_of(quad)
         contrast = _contrast(gray, box)
         in_credits = quad[:, 1].mean() > height * (1 - CREDITS_BAND)
         prominence = (line_height / height) * confidence * (0.5 + contrast) * (CREDITS_DISCOUNT if in_credits else 1.0)
@@ -244,15 +263,47 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     """Detect and read every text line of a poster and choose its title: by the catalogue's
     title text when given and read, else by prominence."""
     pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    lines = _read(pixels, _rank(pixels, detect_lines(pixels)))
+    found = detect_lines(pixels)
+    lines = _read(pixels, _rank(pixels, found))
     size = (pixels.shape[1], pixels.shape[0])
-    by_text = choose_by_text(lines, size, catalogue_title) if catalogue_title and catalogue_title.strip() else None
+    known = bool(catalogue_title and catalogue_title.strip())
+    by_text = choose_by_text(lines, size, catalogue_title) if known else None
+    if known and (by_text is None or by_text.match < RETRY_BELOW):
+        more = _new_lines(found, detect_lines(pixels, RETRY_SIDE))
+        if more:
+            lines = _read(pixels, _rank(pixels, found + more))
+            retried = choose_by_text(lines, size, catalogue_title)
+            if retried and (by_text is None or retried.match > by_text.match):
+                by_text = retried
     if by_text:
         return by_text
     by_prominence = choose_title(lines, size)
     if catalogue_title and catalogue_title.strip() and by_prominence.found:
         return _unless_other_text(by_prominence, catalogue_title)
     return by_prominence
+
+
+def _box_of(quad: np.ndarray) -> Box:
+    return int(quad[:, 0].min()), int(quad[:, 1].min()), int(quad[:, 0].max()) + 1, int(quad[:, 1].max()) + 1
+
+
+def _new_lines(
+    found: list[tuple[np.ndarray, float]], more: list[tuple[np.ndarray, float]]
+) -> list[tuple[np.ndarray, float]]:
+    """The lines of ``more`` that lie mostly outside every line of ``found`` (``NEW_LINE_OVERLAP``)."""
+    boxes = [_box_of(quad) for quad, _ in found]
+
+    def covered(box: Box) -> float:
+        area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
+        return max(
+            (
+                max(0, min(box[2], b[2]) - max(box[0], b[0])) * max(0, min(box[3], b[3]) - max(box[1], b[1])) / area
+                for b in boxes
+            ),
+            default=0.0,
+        )
+
+    return [(quad, confidence) for quad, confidence in more if covered(_box_of(quad)) < NEW_LINE_OVERLAP]
 
 
 def _unless_other_text(detection: Detection, catalogue_title: str) -> Detection:

@@ -71,12 +71,15 @@ def similarity(read: str, title: str) -> float:
     return float(Levenshtein.normalized_similarity(normalized(read), normalized(title)))
 
 
-def _pieces(texts: Sequence[str], target: str) -> list[tuple[int, int, float]]:
-    """(line index, where it aligns in ``target``, score) of lines that read as part of it."""
+def _pieces(texts: Sequence[str], form: str) -> list[tuple[int, int, float]]:
+    """(line index, where it aligns in the normalized ``form``, score) of lines that read as part
+    of it; a single character counts only when it is a word of ``form`` (the "2" of a sequel)."""
+    target = normalized(form)
+    words = {normalized(word) for word in form.split()}
     pieces = []
     for i, text in enumerate(texts):
         read = normalized(text)
-        if not read or (len(read) < 2 and len(target) > 2):
+        if not read or (len(read) < 2 and len(target) > 2 and read not in words):
             continue
         alignment = fuzz.partial_ratio_alignment(read, target)
         if alignment is not None and alignment.score >= PIECE_MIN_SCORE:
@@ -91,7 +94,7 @@ def match_title(texts: Sequence[str], catalogue_title: str) -> tuple[tuple[int, 
     best: tuple[tuple[int, ...], float] = ((), 0.0)
     for form in title_forms(catalogue_title):
         target = normalized(form)
-        pieces = _pieces(texts, target)
+        pieces = _pieces(texts, form)
         for count in range(1, min(MAX_PIECES, len(pieces)) + 1):
             for subset in itertools.combinations(pieces, count):
                 ordered = sorted(subset, key=lambda piece: piece[1])

@@ -31,3 +31,11 @@ def test_stacked_lines_are_put_in_title_order_and_the_tagline_left_out() -> None
 def test_a_title_that_no_line_reads_as_matches_nothing() -> None:
     assert match_title(["KURT RUSSELL", "COMING SOON"], "Graceland") == ((), 0.0)
     assert match_title([], "Graceland") == ((), 0.0)
+
+
+def test_a_single_character_line_joins_when_it_is_a_word_of_the_title() -> None:
+    assert match_title(["SANTA", "CLAUSE", "2", "NOVEMBER"], "Santa Clause 2, The") == ((0, 1, 2), 1.0)
+    assert match_title(["SANTA", "CLAUSE", "X"], "Santa Clause 2, The") == (
+        (0, 1),
+        match_title(["SANTACLAUSE"], "Santa Clause 2")[1],
+    )
