@@ -6,8 +6,10 @@ outside the line, other text excluded, is clustered into a few colours, and a
 pixel inside the box is ink when it is farther (CIELAB) from all of them than
 the ring's own pixels are from their cluster. The ink is then grown by a
 fraction of the line height, which takes anti-aliasing and thin effects with it,
-so no ghost of the old title survives, while a neighbouring text line (growth
-stops at its box) or shape outside the strokes keeps its pixels. Where the colours cannot separate ink
+so no ghost of the old title survives, while a shape outside the strokes keeps
+its pixels. Every other detected line (a tagline, a name, a date) is protected:
+no pixel inside its box, or a small margin around it, is in the mask, unless it
+lies mostly inside a title line's box (a small "of the" set between title words). Where the colours cannot separate ink
 from ground (almost everything or almost nothing in the box differs from the
 ring), that line falls back to its box, dilated.
 """
@@ -31,6 +33,10 @@ INK_MIN, INK_MAX = 0.04, 0.9
 """Ink fractions of a line's box outside which the colours are not trusted to separate."""
 MIN_DISTANCE = 12.0
 """Smallest CIELAB distance from the ground colours that counts as ink."""
+PROTECT_MARGIN = 0.15
+"""Margin around another text line kept out of the mask, as a fraction of that line's height."""
+INSIDE_TITLE = 0.5
+"""A line with more than this fraction of its box inside the title lines' boxes is erased with them."""
 
 
 def _polygon(shape: tuple[int, int], line: TextLine) -> np.ndarray:
@@ -99,7 +105,25 @@ def glyph_mask(image: np.ndarray, detection: Detection, lines: tuple[TextLine, .
             continue
         grown = cv2.dilate(ink.astype(np.uint8) * 255, _disc(max(1, round(GROWTH * line.height))))
         mask |= grown & outer & (core | ~other_lines)  # growth stops at a neighbouring line
-    return mask
+    return mask & ~protected_text(detection, lines)
+
+
+def protected_text(detection: Detection, lines: tuple[TextLine, ...]) -> np.ndarray:
+    """A uint8 mask (255 = keep) of the detected lines other than ``lines``, each grown by
+    ``PROTECT_MARGIN`` of its height, leaving out those mostly inside ``lines``' own boxes."""
+    width, height = detection.image_size
+    keep = np.zeros((height, width), np.uint8)
+    title = np.zeros_like(keep)
+    for line in lines:
+        title |= _polygon(keep.shape, line)
+    for line in detection.lines:
+        if line in lines:
+            continue
+        own = _polygon(keep.shape, line)
+        if own.any() and (title[own > 0] > 0).mean() > INSIDE_TITLE:
+            continue
+        keep |= cv2.dilate(own, _disc(max(1, round(PROTECT_MARGIN * line.height))))
+    return keep
 
 
 def title_mask(detection: Detection, image: np.ndarray | None = None) -> np.ndarray:

@@ -14,6 +14,7 @@ from localize.fonts import face_for
 from localize.mask import title_mask
 from localize.match import normalized
 from localize.pipeline import NoTitle, clean_poster
+from localize.recognize import read_lines
 from localize.typeset import TextStyle, draw_layout, fit_text
 
 
@@ -138,3 +139,47 @@ def test_glyph_mask_takes_the_title_strokes_and_leaves_a_neighbouring_line_intac
     assert not glyphs[tagline_ink].any()
     assert boxes[tagline_ink].any()  # the dilated box would have eaten into it
     assert glyphs.sum() < 0.8 * boxes.sum()
+
+
+def _with_vertical_credits(poster: np.ndarray, text: str, left: int) -> np.ndarray:
+    """``poster`` with ``text`` set in light letters along a vertical line reading bottom to top."""
+    style = TextStyle(fill=(235, 235, 235), weight=600)
+    layout = fit_text(text, face_for("en"), 540, 28, style, "en", 22, max_lines=1)
+    strip = Image.new("RGB", (560, 32), (0, 0, 0))
+    draw_layout(strip, layout, (5, 2, 555, 30), style)
+    ink = Image.fromarray(((np.asarray(strip).sum(axis=2) > 60) * 255).astype(np.uint8))
+    image = Image.fromarray(poster)
+    image.paste(strip.rotate(90, expand=True), (left, 20), ink.rotate(90, expand=True))
+    return np.asarray(image)
+
+
+def test_a_long_vertical_line_of_credits_is_measured_by_its_letters_and_read_turned() -> None:
+    poster, _, _ = _poster_with([("NIGHT TRAIN", 48, 250, (250, 240, 200))])
+    poster = _with_vertical_credits(poster, "ANNA BELL  JOHN SMITH  MARK LEE", left=362)
+    detection = detect_title(poster, "Night Train")
+    assert detection.how == BY_TEXT and normalized(detection.text) == "nighttrain"
+    (credits,) = [line for i, line in enumerate(detection.lines) if i not in detection.title]
+    assert credits.height < 40  # the strip's width, not its 380 px length
+    assert normalized(credits.text) == "annabelljohnsmithmarklee"
+
+
+def test_a_box_that_clips_the_first_letter_is_read_with_a_margin() -> None:
+    poster, _, inks = _poster_with([("LUCY", 60, 250, (250, 240, 200))])
+    ys, xs = np.nonzero(inks[0])
+    left, right, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    cut = left + 0.4 * (bottom - top)  # into the L's stem
+    clipped = np.float32([[cut, top], [right, top], [right, bottom], [cut, bottom]])
+    assert read_lines(poster, [clipped], margins=(0.0,))[0][0] != "LUCY"
+    assert read_lines(poster, [clipped])[0][0] == "LUCY"
+
+
+def test_a_tagline_tucked_under_the_title_keeps_every_pixel_while_the_title_is_erased() -> None:
+    poster, _, inks = _poster_with(
+        [("NIGHT TRAIN", 60, 200, (250, 240, 200)), ("A JOURNEY WITH NO RETURN", 18, 244, (250, 240, 200))]
+    )
+    detection = detect_title(poster, "Night Train")
+    assert detection.how == BY_TEXT and len(detection.lines) == 2
+    glyphs = title_mask(detection, poster) > 0
+    title_ink, tagline_ink = inks
+    assert glyphs[title_ink].mean() >= 0.99
+    assert not glyphs[tagline_ink].any()
