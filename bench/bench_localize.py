@@ -27,7 +27,8 @@ erase mask, and DE, JA, AR and HI variants.
 The variants carry demo-vocabulary titles (real translations of placeholder
 titles), since no translations of the real films' titles are at hand.
 
-    .venv/bin/python bench/bench_localize.py [--count 48] [--real 300] [--contact-sheet docs/contact_sheet.png]
+    .venv/bin/python bench/bench_localize.py [--count 48] [--real 300] [--real-methods patchmatch]
+        [--contact-sheet docs/contact_sheet.png]
 """
 
 from __future__ import annotations
@@ -357,9 +358,9 @@ def _damaged(original: np.ndarray, erased: np.ndarray, detection: Detection) -> 
         return 0, 0
     quads = [np.asarray(line.quad, np.float32) for line in others]
     before, after = (
-        read_lines(original, quads),
-        read_lines(erased, quads),
-    )  # one batch each: the recognizer pads per batch
+        read_lines(original, quads, margins=(0.0,)),
+        read_lines(erased, quads, margins=(0.0,)),
+    )  # one batch each: the recognizer pads per batch; each line's own box, nothing around it
     return len(others), sum(normalized(a) != normalized(b) for (a, _), (b, _) in zip(before, after))
 
 
@@ -367,20 +368,22 @@ def _previous_choice(detection: Detection) -> Detection:
     return choose_title(list(detection.lines), detection.image_size)
 
 
-def real_table(count: int) -> str:
+def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS)) -> str:
     """Title found, erased (no readable ghost), other text undamaged and the new title readable,
-    per configuration, on ``count`` real posters with known titles."""
+    per configuration inpainting with one of ``methods``, on ``count`` real posters with known
+    titles."""
     if not (SHARED / "catalog.csv").is_file():
         return f"real-poster table skipped: {SHARED / 'catalog.csv'} not found (the Kaggle 'Movie Genre from its Poster' set)"
     rows = real_sample(count)
-    stats = {config.name: collections.Counter() for config in REAL_CONFIGS}
+    configs = [config for config in REAL_CONFIGS if config.method in methods]
+    stats = {config.name: collections.Counter() for config in configs}
     for number, row in enumerate(rows):
         with Image.open(SHARED / row["image"]) as image:
             original = np.asarray(image.convert("RGB"))
         by_text = detect_title(original, row["title"])
         by_prominence = _previous_choice(by_text)
         german = vocab.title_in(number % vocab.title_count(), "de")
-        for config in REAL_CONFIGS:
+        for config in configs:
             count_ = stats[config.name]
             detection = by_text if config.by_text else by_prominence
             count_["posters"] += 1
@@ -422,7 +425,7 @@ def real_table(count: int) -> str:
         "new size / original line height | inpaint ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for config in REAL_CONFIGS:
+    for config in configs:
         c = stats[config.name]
         table.append(
             f"| {config.name} | {c['chosen'] / c['posters']:.1%} | {c['found'] / c['posters']:.1%} | "
@@ -494,21 +497,32 @@ def _note(size: tuple[int, int], text: str) -> Image.Image:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=48, help="demo posters to measure on (default 48)")
+    parser.add_argument(
+        "--count", type=int, default=48, help="demo posters to measure on (0: no demo tables; default 48)"
+    )
     parser.add_argument(
         "--real", type=int, default=300, help="real posters with known titles to measure on (0: none; default 300)"
+    )
+    parser.add_argument(
+        "--real-methods",
+        default=",".join(METHODS),
+        help="inpainters of the real-poster table, comma-separated (default: all)",
     )
     parser.add_argument("--contact-sheet", type=Path, help="also write the real-poster contact sheet here")
     parser.add_argument("--sheet-method", choices=sorted(METHODS), default="patchmatch")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        items = load_demo(args.count, Path(folder))
-    print(detection_table(items))
-    print(inpainting_table(items))
-    print(rendering_table(items, "patchmatch"))
-    print(throughput_table(items))
+    unknown = set(args.real_methods.split(",")) - set(METHODS)
+    if unknown:
+        parser.error(f"--real-methods: unknown {sorted(unknown)}; expected some of {sorted(METHODS)}")
+    if args.count:
+        with tempfile.TemporaryDirectory() as folder:
+            items = load_demo(args.count, Path(folder))
+        print(detection_table(items))
+        print(inpainting_table(items))
+        print(rendering_table(items, "patchmatch"))
+        print(throughput_table(items))
     if args.real:
-        print(real_table(args.real))
+        print(real_table(args.real, tuple(args.real_methods.split(","))))
     if args.contact_sheet:
         print(contact_sheet(args.contact_sheet, args.sheet_method, args.real))
     return 0
