@@ -44,11 +44,12 @@ class LocalizeOptions:
 
 @dataclasses.dataclass(frozen=True)
 class LocalizeJob:
-    """One poster to clean and the regions to render onto it."""
+    """One poster to clean (its title found by the catalogue's title text) and the regions to render onto it."""
 
     parent_id: str
     image_path: str
     image_sha256: str
+    catalogue_title: str
     requests: tuple[Request, ...]
 
 
@@ -108,7 +109,7 @@ def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
         else:
             pending[request.id].append(request)
     jobs = [
-        LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, tuple(reqs))
+        LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, parents[pid].title, tuple(reqs))
         for pid, reqs in pending.items()
     ]
     return LocalizePlan(jobs, skipped, up_to_date)
@@ -133,7 +134,7 @@ class LocalizePoster(beam.DoFn):
         self._posters.inc()
         try:
             with Image.open(job.image_path) as image:
-                clean = clean_poster(image, self._method)
+                clean = clean_poster(image, self._method, job.catalogue_title)
         except NoTitle as err:
             yield from self._skip(job.parent_id, job.requests, f"no title found: {err}")
             return

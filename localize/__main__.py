@@ -40,11 +40,23 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write <out>/review/<id>.png per poster made: original, erase mask and its variants side by side",
     )
-    parser.set_defaults(run=_run)
+    beam = parser.add_argument_group("Apache Beam pipeline")
+    beam.add_argument(
+        "--runner",
+        help="run as a Beam pipeline on this runner: FnApiRunner (in this process; add -- --direct_num_workers=N "
+        "--direct_running_mode=multi_processing for N local workers), FlinkRunner, SparkRunner, DataflowRunner, ...",
+    )
+    beam.add_argument("--work-dir", help="folder for the pipeline's hand-back files (default: <out>/.beam)")
+    beam.add_argument("beam_options", nargs="*", metavar="-- BEAM_OPTION", help="standard Beam pipeline options")
+    parser.set_defaults(run=_run, parser=parser)
 
 
 def _run(args: argparse.Namespace) -> int:
     regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
+    if args.runner is not None:
+        return _run_with_beam(args, regions)
+    if args.beam_options or args.work_dir:
+        args.parser.error("--work-dir and Beam options need --runner")
     started = time.perf_counter()
     try:
         with open_store(args.store or load_settings().store) as store:
@@ -60,6 +72,28 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
     )
+    return 0
+
+
+def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
+    """``run`` as a Beam pipeline (:func:`indexer.beam_localize.localize_with_beam`): the same variants, skips and store."""
+    from indexer.beam_localize import LocalizeOptions, localize_with_beam  # Beam loads only for pipeline runs
+    from indexer.published import IndexVersionError
+
+    if args.review:
+        args.parser.error("--review is made by the single-process run only (leave out --runner)")
+    started = time.perf_counter()
+    options = LocalizeOptions(args.titles, args.out, regions, args.inpaint)
+    try:
+        store = args.store or load_settings().store
+        made, up_to_date, skipped = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
+    except (ConfigError, IndexVersionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for skip in skipped:
+        print(f"skipped {skip}")
+    print(f"{made} variant(s) made, {up_to_date} up to date, {len(skipped)} skipped")
+    print(f"in {time.perf_counter() - started:.1f} s on {args.runner}; skip list: {args.out / 'skipped.csv'}")
     return 0
 
 

@@ -198,3 +198,32 @@ def test_the_pipeline_builds_the_shards_of_the_single_process_build(workspace: d
     np.testing.assert_array_equal(rows, alone.search(alone.embeddings, k)[0])
     np.testing.assert_array_equal(rows, exact_top_k(piped.embeddings, piped.embeddings, k))
     np.testing.assert_array_equal(piped.similar.titles, alone.similar.titles)
+
+
+def test_localize_run_on_beam_makes_the_variants_of_the_single_process_run(
+    workspace: dict, tmp_path: Path, capsys
+) -> None:
+    """``python -m localize run --runner FnApiRunner`` against ``localize run`` on a copy of the same store."""
+    from localize.__main__ import main as localize_main
+
+    titles = workspace["catalog"].parent / "localized_titles.csv"
+    wanted = [line for line in titles.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] == "JP"][:4]
+    titles.write_text("id,region,language,title\n" + "\n".join(wanted) + "\nnobody,JP,ja,誰も\n", encoding="utf-8")
+    stores = {"single": workspace["store"], "beam": tmp_path / "beam-store.sqlite3"}
+    shutil.copy(stores["single"], stores["beam"])
+
+    made = {}
+    for way, runner in (("single", []), ("beam", ["--runner", "FnApiRunner"])):
+        out = tmp_path / f"variants-{way}"
+        argv = ["run", "--titles", str(titles), "--out", str(out), "--store", str(stores[way]), "--inpaint", "ns"]
+        assert localize_main([*argv, *runner]) == 0
+        printed = capsys.readouterr().out
+        assert "skipped nobody JP: not in the store" in printed
+        with open_store(stores[way]) as store:
+            variants = store.variants(region="JP")
+        made[way] = {(v.parent_id, v.region, v.title, v.source_sha256, v.image_sha256) for v in variants}
+        assert all(Path(v.image_path).parent == out / "JP" for v in variants)
+        skipped = (out / "skipped.csv").read_text(encoding="utf-8")
+        made[way + " skips"] = sorted(skipped.splitlines())
+    assert made["beam"] == made["single"] and len(made["single"]) >= 2, made
+    assert made["beam skips"] == made["single skips"]
