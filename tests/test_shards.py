@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +16,23 @@ from test_indexer_publish import clustered, items_for
 from test_recsvc_support import settings_for, synthetic_corpus
 
 from indexer.publish import RecallBelowFloor, publish_index
-from indexer.published import MANIFEST, SCANN_DIR, VERSIONS, IndexItem, IndexVersionError, open_version
+from indexer.published import (
+    MANIFEST,
+    SCANN_DIR,
+    VERSIONS,
+    IndexItem,
+    IndexVersionError,
+    current_version,
+    list_versions,
+    open_version,
+)
 from indexer.scann_index import RecallProbe, exact_top_k
 from indexer.shards import ROWS_FILE, SHARDS_DIR, partition_rows, shard_of_title
 from indexer.similar_lists import first_distinct_titles
 from indexer.versions import rollback
 from recsvc import create_app
 
+REPO = Path(__file__).resolve().parents[1]
 EXACT = dict(exact_search_max_items=100_000, recall_floor=0.95, keep_versions=10)
 """Brute-force shards: every shard's top-k is exact, so the merge must be the exact top-k."""
 
@@ -170,6 +183,45 @@ def test_a_running_service_swaps_to_a_sharded_version_and_rolls_back(tmp_path: P
     assert similar() == (unsharded, results), "a version with a missing shard is refused, the served one stays"
 
 
+KILLED_WHILE_SAVING_SHARDS = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+from indexer import shards
+from indexer.publish import publish_index
+from test_shards import with_variants
+
+saved = []
+serialize = shards._serialize
+
+def killed_at_the_second(searcher, directory):
+    saved.append(directory)
+    if len(saved) == 2:  # one shard written, the next half-way
+        os.kill(os.getpid(), signal.SIGKILL)
+    serialize(searcher, directory)
+
+shards._serialize = killed_at_the_second
+items, vectors = with_variants(150)
+publish_index({root!r}, items, vectors[::-1].copy(), {{}}, shards=3, exact_search_max_items=100_000, recall_floor=0.95, keep_versions=10)
+"""
+
+
+@pytest.mark.slow
+def test_a_build_killed_while_writing_its_shards_leaves_the_served_sharded_version(tmp_path: Path) -> None:
+    items, vectors = with_variants(150)
+    served = publish_index(tmp_path, items, vectors, {}, shards=2, **EXACT).version
+    script = KILLED_WHILE_SAVING_SHARDS.format(repo=str(REPO), tests=str(REPO / "tests"), root=str(tmp_path))
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    assert current_version(tmp_path) == served and list_versions(tmp_path) == [served]
+    assert [p for p in (tmp_path / VERSIONS).iterdir() if p.name.startswith(".tmp-")], "killed mid-staging"
+    index = open_version(tmp_path)
+    np.testing.assert_array_equal(index.search(vectors[:20], 5)[0], exact_top_k(vectors, vectors[:20], 5))
+    newer = publish_index(tmp_path, items, vectors, {}, shards=3, **EXACT).version
+    assert current_version(tmp_path) == newer
+    assert not [p for p in (tmp_path / VERSIONS).iterdir() if p.name.startswith(".tmp-")]
+
+
 def break_scann(shard: Path) -> None:
     shutil.rmtree(shard / SCANN_DIR)
 
@@ -213,3 +265,9 @@ def test_a_manifest_that_lists_fewer_shards_than_the_version_holds_is_refused(tm
     path.write_text(json.dumps({**manifest, "shards": manifest["shards"][:2]}))
     with pytest.raises(IndexVersionError, match="do not hold each"):
         open_version(tmp_path)
+
+
+def test_more_shards_than_the_titles_fill_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(IndexVersionError, match="titles leave shard .* empty: use fewer shards"):
+        publish_index(tmp_path, items_for(3), clustered(3), {}, shards=8, **EXACT)
+    assert not (tmp_path / VERSIONS).exists() or not any((tmp_path / VERSIONS).iterdir())
