@@ -59,7 +59,16 @@ def localize(clean: CleanPoster, title: str, language: str) -> Rendered:
     """The regional variant: ``title`` in ``language`` set into the cleaned poster's title box."""
     look = clean.look
     return render_title(
-        clean.background, clean.box, title, language, look.fill, clean.line_height, look.weight, look.upper, look.align
+        clean.background,
+        clean.box,
+        title,
+        language,
+        look.fill,
+        clean.line_height,
+        look.weight,
+        look.upper,
+        look.align,
+        look.rows,
     )
 
 

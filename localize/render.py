@@ -127,12 +127,14 @@ def render_title(
     weight: int = TITLE_WEIGHT,
     upper: bool = False,
     align: str = "center",
+    rows: int = 1,
 ) -> Rendered:
     """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
 
     ``line_height`` (the original title's line height) sets the start size, so a
     translation comes out as large as the original where it fits; ``weight``,
-    ``upper`` (all capitals) and ``align`` copy the original's setting.
+    ``upper`` (all capitals), ``align`` and ``rows`` (lines of text) copy the
+    original's setting.
     """
     if upper:
         title = title.upper()
@@ -142,7 +144,7 @@ def render_title(
     face = face_for(language)
     minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
     start = max(minimum, round(line_height))
-    layout = fit_text(title, face, x1 - x0, y1 - y0, style, language, start, min_size=minimum)
+    layout = fit_text(title, face, x1 - x0, y1 - y0, style, language, start, min_size=minimum, rows=rows)
     if layout is None:
         raise CannotFit(f"{title!r} does not fit the {x1 - x0}x{y1 - y0} px title region at {minimum} px or larger")
     image = Image.fromarray(background)

@@ -7,7 +7,9 @@
   line's about 1.5 times that, so the latter is scaled back);
 - case: all capitals when every letter the recognizer read is a capital;
 - alignment: the edge the title's lines share (left, right) when they are set
-  on several lines with ragged other edges, else centred.
+  on several lines with ragged other edges, else centred;
+- rows: how many lines of text the title is set on (pieces side by side on
+  one baseline, as the detector may split a line, count once).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TitleLook:
     weight: int = 800
     upper: bool = False
     align: str = "center"
+    rows: int = 1
 
 
 def _all_caps(text: str) -> bool:
@@ -67,6 +70,21 @@ def _alignment(detection: Detection) -> str:
     return aligned if spread[aligned] <= EDGE_TOLERANCE else "center"
 
 
+def _rows(detection: Detection) -> int:
+    """The number of text rows among the title lines: lines whose vertical extents overlap by
+    more than half the shorter one are one row."""
+    spans = sorted((line.box[1], line.box[3]) for line in detection.title_lines)
+    rows: list[tuple[int, int]] = []
+    for top, bottom in spans:
+        if rows and min(bottom, rows[-1][1]) - max(top, rows[-1][0]) > 0.5 * min(
+            bottom - top, rows[-1][1] - rows[-1][0]
+        ):
+            rows[-1] = (min(top, rows[-1][0]), max(bottom, rows[-1][1]))
+        else:
+            rows.append((top, bottom))
+    return max(1, len(rows))
+
+
 def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, detection: Detection) -> TitleLook:
     """The look of ``detection``'s title in ``original``, whose glyphs under ``mask`` were
     replaced by ``background``."""
@@ -77,4 +95,5 @@ def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, de
         _weight(original, background, mask, height, upper),
         upper,
         _alignment(detection),
+        _rows(detection),
     )

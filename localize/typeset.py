@@ -138,16 +138,26 @@ def _greedy(font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int,
 def _wrapped(
     font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int, max_lines: int
 ) -> tuple[str, ...] | None:
-    """The fewest lines (at most ``max_lines``) that fit ``max_width``, balanced: the width limit
-    is lowered by bisection while the line count stays the same, so lines come out even."""
+    """The fewest lines (at most ``max_lines``) that fit ``max_width``, balanced."""
     lines = _greedy(font, text, language, stroke, max_width)
     if lines is None or len(lines) > max_lines:
         return None
+    return _wrapped_into(font, text, language, stroke, max_width, len(lines))
+
+
+def _wrapped_into(
+    font: ImageFont.FreeTypeFont, text: str, language: str, stroke: int, max_width: int, count: int
+) -> tuple[str, ...] | None:
+    """``text`` on as close to ``count`` lines as its break points allow, never more, balanced:
+    the narrowest width limit (by bisection) at which it still takes at most ``count`` lines."""
+    lines = _greedy(font, text, language, stroke, max_width)
+    if lines is None or len(lines) > count:
+        return None
     low, high = 1, max_width
-    while high - low > 2 and len(lines) > 1:
+    while high - low > 2 and count > 1:
         middle = (low + high) // 2
         candidate = _greedy(font, text, language, stroke, middle)
-        if candidate is not None and len(candidate) == len(lines):
+        if candidate is not None and len(candidate) <= count:
             high, lines = middle, candidate
         else:
             low = middle
@@ -155,12 +165,22 @@ def _wrapped(
 
 
 def _layout(
-    face: FontFace, text: str, language: str, style: TextStyle, size: int, max_width: int, max_lines: int
+    face: FontFace,
+    text: str,
+    language: str,
+    style: TextStyle,
+    size: int,
+    max_width: int,
+    max_lines: int,
+    exact: bool = False,
 ) -> Layout | None:
+    """``text`` at ``size`` within ``max_width``: on the fewest lines up to ``max_lines``, or with
+    ``exact`` on as close to ``max_lines`` as its break points allow; None when it cannot fit."""
     font = load_font(face, size, style.weight, style.width)
     bold = _bold_stroke(face, size, style.weight)
     pad = effect_pad(size, style.effect)
-    lines = _wrapped(font, text, language, bold, max_width - 2 * pad, max_lines)
+    wrap = _wrapped_into if exact else _wrapped
+    lines = wrap(font, text, language, bold, max_width - 2 * pad, max_lines)
     if lines is None:
         return None
     width, height, _ = _block_extent(font, lines, language, bold)
@@ -177,10 +197,12 @@ def fit_text(
     start_size: int,
     min_size: int = 10,
     max_lines: int = 3,
+    rows: int = 1,
 ) -> Layout | None:
     """The largest layout of ``text`` that fits ``box_width`` x ``box_height``, or None.
 
-    Order, as a designer would: shrink the one-line title down to
+    Order, as a designer would: keep the original's ``rows`` (a title set on two
+    lines stays on two, as far as its words allow) and shrink it down to
     ``SHRINK_FLOOR`` of ``start_size``; only then wrap it onto up to
     ``max_lines`` balanced lines, again from ``start_size`` down to
     ``min_size``. A returned layout never overflows the box, effect included.
@@ -189,10 +211,13 @@ def fit_text(
     if not text:
         return None
     sizes = _sizes(start_size, min_size)
-    one_line_floor = max(min_size, int(start_size * SHRINK_FLOOR))
-    attempts = [(size, 1) for size in sizes if size >= one_line_floor] + [(size, max_lines) for size in sizes]
-    for size, lines in attempts:
-        layout = _layout(face, text, language, style, size, box_width, lines)
+    floor = max(min_size, int(start_size * SHRINK_FLOOR))
+    rows = max(1, min(rows, max_lines))
+    attempts = [(size, rows, rows > 1) for size in sizes if size >= floor] + [
+        (size, max_lines, False) for size in sizes
+    ]
+    for size, lines, exact in attempts:
+        layout = _layout(face, text, language, style, size, box_width, lines, exact)
         if layout is not None and layout.width <= box_width and layout.height <= box_height:
             return layout
     return None

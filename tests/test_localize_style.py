@@ -77,3 +77,12 @@ def test_upper_sets_the_title_in_capitals_and_keeps_uncased_scripts() -> None:
     assert render_title(ground, (30, 200, 370, 290), "失落之城", "zh", FILL, 60, upper=True).layout.lines == (
         "失落之城",
     )
+
+
+def test_a_title_set_on_two_lines_is_localized_on_two_and_a_one_line_title_on_one() -> None:
+    two = clean_poster(_poster("The Secret Garden of Stars", 700, max_lines=2), "ns", "The Secret Garden of Stars")
+    assert two.look.rows == 2
+    assert len(localize(two, "Nachtzug nach Lissabon", "de").layout.lines) == 2
+    single = clean_poster(_poster("NIGHT TRAIN", 800), "ns", "Night Train")
+    assert single.look.rows == 1
+    assert len(localize(single, "Der lange Nachtzug", "de").layout.lines) == 1
