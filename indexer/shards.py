@@ -4,9 +4,10 @@ A shard holds every row of its titles (an original and its regional
 variants), so a shard is a complete index of those titles. A query searches
 every shard for its top-k and the results are merged by score: after ScaNN's
 re-ordering (and in brute force) the scores are exact dot products, so the
-merged top-k is the top-k of the rows the shards' searched leaves hold, as one
-searcher over all of them would answer. A version of one shard is laid out and
-searched as an unsharded version always was::
+merged top-k is the best k of all the shards found: the exact top-k when every
+shard answers exactly (brute-force shards), and otherwise missing only what a
+shard's own search missed. A version of one shard is laid out and searched as
+an unsharded version always was::
 
     versions/<version>/
       scann/                       # one shard: the serialized searcher over every row
