@@ -52,6 +52,9 @@ class Settings:
     """Root of published index versions; default ``<home>/index``."""
     demo_dir: Path | None = None
     """Demo corpus output; default ``<home>/demo``."""
+    behaviour_model_dir: Path | None = None
+    """Exported behaviour model (``python -m models train-behaviour``) whose title vectors ``indexer build``
+    publishes beside the posters; default ``<home>/behaviour``, used only when it exists."""
 
     backbone: str = "nasnet_mobile"
     """``nasnet_mobile`` (224 px, CPU default), ``nasnet_large`` (331 px), ``efficientnet_lite0`` (224 px,
@@ -95,6 +98,9 @@ class Settings:
     index_poll_seconds: float = 10.0
     """How often the service checks for a newly published index version (0: never, no hot swap). Each check
     wakes a thread in every worker, which delays that worker's requests a little (docs/benchmarks.md)."""
+    hybrid_poster_weight: float = 0.0
+    """Weight of poster similarity beside behaviour similarity in ``signal: hybrid`` recommendations (0: warm
+    history titles ranked by behaviour alone, as ``bench/bench_hybrid.py`` chooses on its validation split)."""
 
     def __post_init__(self) -> None:
         _check_ranges(self)
@@ -105,6 +111,7 @@ class Settings:
             "model_dir": Path(self.model_dir) if self.model_dir else home / "model",
             "index_root": Path(self.index_root) if self.index_root else home / "index",
             "demo_dir": Path(self.demo_dir) if self.demo_dir else home / "demo",
+            "behaviour_model_dir": Path(self.behaviour_model_dir) if self.behaviour_model_dir else home / "behaviour",
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -124,6 +131,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "max_upload_pixels": (1, math.inf),
     "max_concurrent_uploads": (1, math.inf),
     "index_poll_seconds": (0, 86_400),
+    "hybrid_poster_weight": (0, math.inf),
 }
 """Inclusive bounds of the numeric settings: outside them a setting cannot work (``max_k = 0`` refuses every
 request; an infinite poll interval stopped the index watcher's thread), so it is refused when loaded."""

@@ -20,9 +20,11 @@ from posterrec_settings import Settings, load_settings
 import numpy as np
 from tqdm import tqdm
 
+from . import behaviour_index
 from .embedding_cache import CACHE_FILE, EmbeddingCache
-from .publish import Publication, publish_index
-from .published import IndexItem, IndexVersionError
+from .publish import Publication, RecallBelowFloor, publish_index
+from .published import IndexItem, IndexVersionError, original_rows, title_ordinals
+from .scann_index import build_tuned, measure_recall
 from .shards import BuiltShard
 from .store import Store, open_store
 
@@ -160,7 +162,13 @@ def publish_sources(
     """Publish ``sources`` with their ``embeddings`` as the current version and record it in the store.
 
     The version holds ``settings.index_shards`` searchers, built here unless ``built`` brings them.
+
+    With a behaviour model (``settings.behaviour_model_dir``, when it exists) every title's behaviour vector
+    is published in the same version (:func:`stage_behaviour`).
     """
+    behaviour = stage_behaviour(sources, embeddings, manifest, settings)
+    if behaviour is not None:
+        manifest = {**manifest, behaviour_index.MANIFEST_KEY: behaviour.manifest}
     publication = publish_index(
         index_root,
         [s.item for s in sources],
@@ -172,10 +180,80 @@ def publish_sources(
         similar_depth=settings.similar_list_depth,
         shards=settings.index_shards,
         built=built,
+        extra_files=behaviour and behaviour.write,
     )
     with open_store(store_path) as store:
         store.record_index_version(publication.version, publication.path, len(sources), manifest)
     return publication
+
+
+def behaviour_model_dir(settings: Settings) -> Path | None:
+    """The behaviour model a build publishes vectors of: ``settings.behaviour_model_dir`` when it exists."""
+    model_dir = settings.behaviour_model_dir
+    return model_dir if model_dir is not None and model_dir.exists() else None
+
+
+def stage_behaviour(
+    sources: Sequence[Source], embeddings: np.ndarray, manifest: dict, settings: Settings, k: int = 10
+) -> behaviour_index.StagedBehaviour | None:
+    """Every title's behaviour vector from the behaviour model and its poster vector, with a ScaNN searcher
+    tuned and checked like the posters'; None without a behaviour model.
+
+    Raises IndexVersionError when the model cannot be loaded, was trained on another poster model, or its
+    searcher misses the recall floor.
+    """
+    model_dir = behaviour_model_dir(settings)
+    if model_dir is None:
+        return None
+    from models.behaviour import load_behaviour  # TensorFlow loads only for builds with a behaviour model
+
+    expect = {"poster_model_manifest_sha256": manifest["model_manifest_sha256"], "poster_dim": embeddings.shape[1]}
+    try:
+        model = load_behaviour(model_dir, expect=expect)
+    except (FileNotFoundError, ValueError) as err:  # not an exported behaviour model, or not for these posters
+        raise IndexVersionError(
+            f"cannot build with behaviour model {model_dir}: {err} (train it on this poster model's vectors with "
+            "`python -m models train-behaviour`, or move it away to build without)"
+        ) from None
+    items = [s.item for s in sources]
+    title_ids, title_of_row = title_ordinals(items)
+    rows = original_rows(items, len(title_ids), title_of_row)
+    if (rows < 0).any():
+        raise IndexVersionError(f"title {title_ids[int(np.argmax(rows < 0))]} has no original poster to embed")
+    vectors = model.vectors(title_ids, embeddings[rows]).astype(np.float32)
+    warm = np.array([t in model.id_of_title for t in title_ids], bool)
+    return staged_vectors(vectors, warm, model_dir, model.manifest, model.manifest_sha256, settings, k)
+
+
+def staged_vectors(
+    vectors: np.ndarray,
+    warm: np.ndarray,
+    model_dir: Path,
+    model_manifest: dict,
+    model_sha256: str,
+    settings: Settings,
+    k: int = 10,
+) -> behaviour_index.StagedBehaviour:
+    """Behaviour ``vectors`` (row = title ordinal) with a ScaNN searcher whose recall@k was measured, ready to
+    be written into a staged version; :class:`RecallBelowFloor` when the searcher misses the floor."""
+    searcher, params, _ = build_tuned(vectors, settings.exact_search_max_items, settings.recall_floor, k)
+    recall = measure_recall(searcher, vectors, k=k, params=params)
+    history_recall = measure_recall(searcher, vectors, k=k, params=params, kind="history")
+    if recall < settings.recall_floor:
+        raise RecallBelowFloor(
+            f"behaviour vectors of {len(vectors)} titles have recall@{k} {recall:.3f} below the floor "
+            f"{settings.recall_floor:.3f}; not published"
+        )
+    entry = behaviour_index.manifest_entry(
+        model_dir,
+        model_manifest,
+        model_sha256,
+        warm,
+        params,
+        **{f"recall_at_{k}": recall, f"history_recall_at_{k}": history_recall},
+    )
+    log.info("behaviour vectors: %d titles (%d warm), recall@%d %.3f", len(vectors), entry["warm_count"], k, recall)
+    return behaviour_index.StagedBehaviour(vectors, warm, searcher, entry)
 
 
 def build_index(
@@ -214,6 +292,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shards", type=int, help="ScaNN shards over a hash partition of the titles (default: settings.index_shards)"
     )
+    parser.add_argument(
+        "--behaviour-model",
+        type=Path,
+        help="exported behaviour model whose title vectors the version publishes "
+        "(default: settings.behaviour_model_dir, when it exists)",
+    )
     beam = parser.add_argument_group("Apache Beam pipeline")
     beam.add_argument(
         "--runner",
@@ -232,7 +316,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(recall_floor=args.recall_floor, index_shards=args.shards)
+    if args.behaviour_model is not None and not args.behaviour_model.is_dir():
+        args.parser.error(f"--behaviour-model {args.behaviour_model} is not a directory")
+    settings = load_settings(
+        recall_floor=args.recall_floor, behaviour_model_dir=args.behaviour_model, index_shards=args.shards
+    )
     model = args.model or settings.model_dir
     if args.runner is None:
         if args.titles or args.beam_options or args.cache or args.work_dir:

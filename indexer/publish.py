@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from posterrec_settings import Settings
@@ -102,6 +102,7 @@ def publish_index(
     params: IndexParams | None = None,
     k: int = 10,
     similar_depth: int = Settings.similar_list_depth,
+    extra_files: Callable[[Path], None] | None = None,
     shards: int = 1,
     built: Sequence[BuiltShard] | None = None,
 ) -> Publication:
@@ -111,6 +112,8 @@ def publish_index(
     ``recall_floor`` (:func:`~indexer.scann_index.build_tuned`); explicit
     ``params`` are used as given, so a bad choice meets the floor. Each title's
     ``similar_depth`` nearest titles are stored with the version (:mod:`~indexer.similar_lists`).
+    ``extra_files(directory)`` writes further files of the version (its behaviour vectors) into the staging
+    directory, before the version is reloaded and checked.
     ``shards`` > 1 splits the titles into that many searchers (:mod:`~indexer.shards`), each of which must
     clear the floor on its own rows as the merged search must on all; ``built`` passes shards built
     elsewhere (the Beam pipeline's), which must be over the same partition.
@@ -173,6 +176,8 @@ def publish_index(
         def write(directory: Path) -> None:
             published.write_version_files(directory, items, embeddings, full_manifest)
             save_shards(directory, searchers)
+            if extra_files is not None:
+                extra_files(directory)
             _finish_staged(directory, searchers, embeddings, k, similar_depth)
 
         path = published.stage_version(root, version, write)

@@ -10,6 +10,7 @@ An index root holds one directory per version under ``versions/`` and a
         items.jsonl                # one IndexItem per row, in embedding order
         embeddings.npy             # (N, dim) float32, L2-normalised
         scann/                     # the serialized ScaNN searcher (shards/<i>/ when sharded: indexer.shards)
+        behaviour*.npy, behaviour_scann/   # with a behaviour model only (indexer.behaviour_index)
 
 A version directory is complete before its name appears under ``versions/``
 (it is written under ``.tmp-*`` and renamed), and ``CURRENT`` changes by an
@@ -35,7 +36,8 @@ import numpy as np
 
 from posterrec_atomic import fsync_directory, staging_directory, write_text
 
-from . import similar_lists
+from . import behaviour_index, similar_lists
+from .behaviour_index import BehaviourIndex
 from .scann_index import IndexParams, QueryKind, exact_top_k
 from .shards import SCANN_DIR as SCANN_DIR  # where a version of one shard keeps its searcher
 from .shards import Shard, ShardSet, load_shards
@@ -245,6 +247,8 @@ class PublishedIndex:
         """Regions that have at least one variant, derived once: requests validate ``region`` against it."""
         self.similar = similar
         """Each title's nearest other titles, precomputed at publication (None for versions published without)."""
+        self.behaviour: BehaviourIndex | None = None
+        """Each title's behaviour vector and searcher (None for versions built without a behaviour model)."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -358,6 +362,10 @@ def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedInde
     try:
         index = PublishedIndex(path, manifest, items, embeddings, load_shards(path, manifest, len(items)))
     except (OSError, ValueError, RuntimeError, TypeError) as err:  # ShardError names the shard
+        raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
+    try:
+        index.behaviour = behaviour_index.load(path, manifest, len(index.title_ids))
+    except ValueError as err:
         raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err
     if with_similar_lists:
         try:

@@ -12,8 +12,8 @@ from werkzeug.wsgi import LimitedStream
 
 from indexer.published import PublishedIndex
 
-from . import params, ranking
-from .errors import ApiError, bad_request, not_found
+from . import params, ranking, signals
+from .errors import ApiError, bad_request
 from .openapi import openapi_document
 from .served import (
     API_PREFIX,
@@ -114,13 +114,20 @@ def similar(title_id: str):
 def recommendations():
     index = served_index()
     req = params.parse_recommendation_request(json_object(), app_settings().max_k, ranking.AGGREGATIONS)
-    rows = [index.poster_row(title_id) for title_id in req.history]
-    if None in rows:
-        missing = [title_id for title_id, row in zip(req.history, rows) if row is None]
-        raise not_found(f"unknown poster id(s) in history: {', '.join(map(repr, missing[:10]))}")
+    signal = signals.check_signal(index, req.signal)
+    rows = signals.poster_rows(index, req.history, "history")
     aggregation = req.aggregation or current_app.config["POSTERREC_AGGREGATION"]
-    ranked = ranking.recommend_rows(index, rows, req.k, aggregation, req.exclude_history)
-    return jsonify(_results(index, ranked, req.region, aggregation=aggregation))
+    ranked, signal = signals.recommend(
+        index,
+        rows,
+        req.k,
+        aggregation,
+        req.exclude_history,
+        signal,
+        signals.preferences_of(index, req),
+        app_settings().hybrid_poster_weight,
+    )
+    return jsonify(_results(index, ranked, req.region, aggregation=aggregation, signal=signal))
 
 
 UPLOAD_WAIT_SECONDS = 10.0

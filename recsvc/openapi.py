@@ -25,6 +25,44 @@ def _ok(schema_ref: str) -> dict:
     }
 
 
+def recommendation_preferences() -> dict:
+    """The request fields beyond the history: signal, negative examples, weights and filters."""
+    ids = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    year = {"type": "integer", "minimum": params.YEAR_RANGE[0], "maximum": params.YEAR_RANGE[1]}
+    return {
+        "signal": {
+            "type": "string",
+            "enum": list(params.SIGNALS),
+            "description": "poster: poster similarity; behaviour: the behaviour model trained on watch logs; "
+            "hybrid: behaviour similarity to the history's warm titles (watched in training) plus poster "
+            "similarity, poster alone for a history of cold titles only. Default: hybrid when the served "
+            "version has behaviour vectors, else poster (the others are then a 400)",
+        },
+        "negative": {
+            **ids,
+            "maxItems": params.MAX_HISTORY,
+            "description": "poster ids to move away from (less like these); never returned",
+        },
+        "weights": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0},
+            "description": "one weight >= 0 per history item (not all 0), multiplying its recency weight",
+        },
+        "genres": {
+            **ids,
+            "maxItems": params.MAX_GENRES,
+            "description": "only titles with at least one of these genres (as /v1/genres lists them)",
+        },
+        "year_min": {**year, "description": "only titles of this year or later (unknown years are left out)"},
+        "year_max": {**year, "description": "only titles of this year or earlier (unknown years are left out)"},
+        "exclude": {
+            **ids,
+            "maxItems": params.MAX_EXCLUDE,
+            "description": "poster ids never to return (ids the version lacks are ignored)",
+        },
+    }
+
+
 def openapi_document(settings: Settings) -> dict:
     poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
     k_schema = {
@@ -205,12 +243,18 @@ def openapi_document(settings: Settings) -> dict:
                 },
                 "Recommendations": {
                     "type": "object",
-                    "required": ["aggregation", "results", "index_version"],
+                    "required": ["aggregation", "signal", "results", "index_version"],
                     "properties": {
                         "aggregation": {
                             "type": "string",
                             "enum": list(AGGREGATIONS),
                             "description": "how the history was aggregated",
+                        },
+                        "signal": {
+                            "type": "string",
+                            "enum": list(params.SIGNALS),
+                            "description": "what ranked the results: 'poster' where 'hybrid' fell back to it for a "
+                            "history of cold titles only",
                         },
                         **results,
                     },
@@ -230,6 +274,7 @@ def openapi_document(settings: Settings) -> dict:
                         "region": region_schema,
                         "exclude_history": {"type": "boolean", "default": params.EXCLUDE_HISTORY_BY_DEFAULT},
                         "aggregation": {"type": "string", "enum": list(AGGREGATIONS)},
+                        **recommendation_preferences(),
                     },
                 },
                 "Poster": {

@@ -79,11 +79,39 @@ class RecommendationRequest:
     region: str | None
     exclude_history: bool
     aggregation: str | None
+    signal: str | None = None
+    negative: list[str] = dataclasses.field(default_factory=list)
+    weights: np.ndarray | None = None
+    """Per history item, scaled so that the largest is 1."""
+    genres: list[str] = dataclasses.field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    exclude: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def has_preferences(self) -> bool:
+        """Whether the request asks for more than its history's nearest titles (weights, negatives, filters)."""
+        return bool(
+            self.negative
+            or self.weights is not None
+            or self.genres
+            or self.exclude
+            or self.year_min is not None
+            or self.year_max is not None
+        )
 
 
 EXCLUDE_HISTORY_BY_DEFAULT = True
 """A history's own titles are left out of its recommendations unless the request asks for them."""
-RECOMMENDATION_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
+MAX_HISTORY = 1000
+MAX_EXCLUDE = 10_000
+MAX_GENRES = 100
+YEAR_RANGE = (0, 9999)
+SIGNALS = ("poster", "behaviour", "hybrid")
+"""What ranks recommendations: poster similarity, the behaviour model's vectors, or both (``recsvc.signals``)."""
+PLAIN_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
+"""Fields of a request ranked by poster similarity alone; the others are parsed only when present."""
+RECOMMENDATION_FIELDS = PLAIN_FIELDS | {"signal", "negative", "weights", "genres", "year_min", "year_max", "exclude"}
 
 
 def parse_recommendation_request(body: dict, max_k: int, aggregations: Collection[str]) -> RecommendationRequest:
@@ -98,18 +126,76 @@ def parse_recommendation_request(body: dict, max_k: int, aggregations: Collectio
         raise bad_request("history must be a non-empty list of poster ids, oldest first")
     if not all(isinstance(item, str) and item for item in history):
         raise bad_request("history must hold poster ids as non-empty strings")
-    if len(history) > 1000:
-        raise bad_request(f"history holds {len(history)} ids; at most 1000 are accepted")
-    aggregation = body.get("aggregation")
-    if aggregation is not None and (not isinstance(aggregation, str) or aggregation not in aggregations):
-        raise bad_request(f"aggregation must be one of {', '.join(sorted(aggregations))}, got {aggregation!r}")
-    return RecommendationRequest(
+    if len(history) > MAX_HISTORY:
+        raise bad_request(f"history holds {len(history)} ids; at most {MAX_HISTORY} are accepted")
+    req = RecommendationRequest(
         history=history,
         k=parse_k(body.get("k"), max_k, text=False),
         region=parse_region(body.get("region")),
         exclude_history=parse_bool(body.get("exclude_history"), "exclude_history", EXCLUDE_HISTORY_BY_DEFAULT),
-        aggregation=aggregation,
+        aggregation=parse_choice(body.get("aggregation"), "aggregation", aggregations),
     )
+    if not body.keys() <= PLAIN_FIELDS:
+        parse_preferences(body, req)
+    return req
+
+
+def parse_preferences(body: dict, req: RecommendationRequest) -> None:
+    """Fill ``req``'s signal, negative examples, weights and filters from ``body``."""
+    req.signal = parse_choice(body.get("signal"), "signal", SIGNALS)
+    req.negative = parse_ids(body.get("negative"), "negative", MAX_HISTORY)
+    req.exclude = parse_ids(body.get("exclude"), "exclude", MAX_EXCLUDE)
+    req.genres = parse_ids(body.get("genres"), "genres", MAX_GENRES)
+    req.weights = parse_weights(body.get("weights"), len(req.history))
+    req.year_min = parse_year(body.get("year_min"), "year_min")
+    req.year_max = parse_year(body.get("year_max"), "year_max")
+    if req.year_min is not None and req.year_max is not None and req.year_min > req.year_max:
+        raise bad_request(f"year_min ({req.year_min}) must not be after year_max ({req.year_max})")
+
+
+def parse_choice(raw: Any, name: str, choices: Collection[str]) -> str | None:
+    """One of ``choices``, None when absent."""
+    if raw is not None and (not isinstance(raw, str) or raw not in choices):
+        raise bad_request(f"{name} must be one of {', '.join(sorted(choices))}, got {raw!r}")
+    return raw
+
+
+def parse_ids(raw: Any, name: str, limit: int) -> list[str]:
+    """A list of at most ``limit`` non-empty strings (ids or genre names), empty when absent."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item for item in raw):
+        raise bad_request(f"{name} must be a list of non-empty strings")
+    if len(raw) > limit:
+        raise bad_request(f"{name} holds {len(raw)} entries; at most {limit} are accepted")
+    return raw
+
+
+def parse_weights(raw: Any, count: int) -> np.ndarray | None:
+    """Per-item history weights: ``count`` finite numbers >= 0, not all 0; scaled so that the largest is 1."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != count:
+        got = f"{len(raw)} values" if isinstance(raw, list) else repr(type(raw).__name__)
+        raise bad_request(f"weights must be a list of {count} numbers, one per history item, got {got}")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < float("inf") for x in raw):
+        raise bad_request("weights must hold only finite numbers >= 0")
+    try:
+        weights = np.asarray(raw, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise bad_request("weights must hold only finite numbers >= 0") from None
+    largest = float(weights.max())
+    if not 0 < largest < float("inf"):
+        raise bad_request("weights must hold finite numbers and at least one above 0")
+    return weights / largest
+
+
+def parse_year(raw: Any, name: str) -> int | None:
+    if raw is None:
+        return None
+    if type(raw) is not int or not YEAR_RANGE[0] <= raw <= YEAR_RANGE[1]:
+        raise bad_request(f"{name} must be an integer year in [{YEAR_RANGE[0]}, {YEAR_RANGE[1]}], got {raw!r}")
+    return raw
 
 
 def parse_embedding(raw: Any, dim: int) -> np.ndarray:

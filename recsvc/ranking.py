@@ -9,9 +9,10 @@ the index is exhausted.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Collection
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,6 +35,40 @@ NEIGHBOUR_SOURCES = 5
 of the query's weight)."""
 NEIGHBOUR_DEPTH = 10
 """Titles taken from the head of each of those lists (deeper lists added candidates, not hits)."""
+NEGATIVE_WEIGHT = 0.5
+"""How far a query moves away from the mean of the request's negative examples: ``unit(q - 0.5 n)``, which
+is vector databases' average-vector strategy (``2 q - n``) up to scale."""
+FILTERED_EXACT_MAX_ROWS = 20_000
+"""A filter that leaves at most this many rows is answered by scoring them exactly (about a millisecond);
+past it the search widens until enough of the rows found pass the filter."""
+
+
+class TitleSpace(Protocol):
+    """Vectors searched for titles: a version's posters (one row per poster or variant) or its behaviour
+    vectors (one row per title)."""
+
+    embeddings: np.ndarray
+    title_of_row: np.ndarray
+    original_row_of_title: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, kind: QueryKind = "poster") -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Preferences:
+    """What a request adds to its history: per-item weights, examples to move away from, titles to leave out
+    and the titles it may return."""
+
+    weights: np.ndarray | None = None
+    """Per history item (largest 1); None: all alike."""
+    negative_rows: tuple[int, ...] = ()
+    """Poster rows of the negative examples (never returned)."""
+    exclude: frozenset[int] = frozenset()
+    """Title ordinals never returned."""
+    allowed: np.ndarray | None = None
+    """Per title ordinal, whether it may be returned; None: every title."""
 
 
 class Ranked(NamedTuple):
@@ -47,16 +82,30 @@ class Ranked(NamedTuple):
 
 
 def nearest_titles_batched(
-    index: PublishedIndex, queries: np.ndarray, k: int, exclude: Collection[int] = (), kind: QueryKind = "poster"
+    index: TitleSpace,
+    queries: np.ndarray,
+    k: int,
+    exclude: Collection[int] = (),
+    kind: QueryKind = "poster",
+    allowed: np.ndarray | None = None,
 ) -> list[Ranked]:
-    """The ``k`` best distinct titles for each query row, less the ``exclude`` ordinals, widening the search until filled.
+    """The ``k`` best distinct titles for each query row, less the ``exclude`` ordinals and, with ``allowed``,
+    only titles it marks; widening the search until filled.
 
     All queries go to ScaNN in one call (a fusion request has up to 20 of them, and each call has a
-    fixed cost); only the queries whose neighbourhood is crowded by variants are searched again, deeper.
+    fixed cost); only the queries whose neighbourhood is crowded by variants (or whose filter leaves few
+    of the rows found) are searched again, deeper. A filter that leaves few rows is scored exactly.
     """
     queries = np.atleast_2d(queries)
     exclude = set(exclude)
-    want = min(k, len(index.title_ids) - len(exclude))
+    if allowed is None:
+        want = min(k, len(index.original_row_of_title) - len(exclude))
+    else:
+        allowed_count = int(np.count_nonzero(allowed))
+        want = min(k, allowed_count - sum(1 for title in exclude if allowed[title]))
+        rows = np.flatnonzero(allowed[index.title_of_row]) if allowed_count <= FILTERED_EXACT_MAX_ROWS else None
+        if rows is not None and len(rows) <= FILTERED_EXACT_MAX_ROWS:
+            return [exact_titles(index, query, rows, k, exclude) for query in queries]
     results = [Ranked([], []) for _ in queries]
     pending = list(range(len(queries)))
     depth = min(len(index), max(4 * k, k + 16))
@@ -64,11 +113,11 @@ def nearest_titles_batched(
         rows, scores = index.search(queries if len(pending) == len(queries) else queries[pending], depth, kind)
         unfilled = []
         for query, query_rows, query_scores in zip(pending, rows, scores):
-            best = Ranked(
-                *first_distinct_titles(
-                    index.title_of_row[query_rows], query_scores, index.original_row_of_title, k, exclude
-                )
-            )
+            titles = index.title_of_row[query_rows]
+            if allowed is not None:
+                passed = allowed[titles]
+                titles, query_scores = titles[passed], query_scores[passed]
+            best = Ranked(*first_distinct_titles(titles, query_scores, index.original_row_of_title, k, exclude))
             if len(best.titles) >= want or depth >= len(index):
                 results[query] = best
             else:
@@ -78,11 +127,25 @@ def nearest_titles_batched(
     return results
 
 
+def exact_titles(index: TitleSpace, query: np.ndarray, rows: np.ndarray, k: int, exclude: Collection[int]) -> Ranked:
+    """The ``k`` best distinct titles of ``rows`` (those a filter leaves) for ``query``, scored exactly."""
+    scores = index.embeddings[rows] @ np.asarray(query, np.float32)
+    order = np.argsort(-scores, kind="stable")
+    return Ranked(
+        *first_distinct_titles(index.title_of_row[rows[order]], scores[order], index.original_row_of_title, k, exclude)
+    )
+
+
 def nearest_titles(
-    index: PublishedIndex, query: np.ndarray, k: int, exclude: Collection[int] = (), kind: QueryKind = "poster"
+    index: TitleSpace,
+    query: np.ndarray,
+    k: int,
+    exclude: Collection[int] = (),
+    kind: QueryKind = "poster",
+    allowed: np.ndarray | None = None,
 ) -> Ranked:
     """The ``k`` best distinct titles for one query vector of the given ``kind``."""
-    return nearest_titles_batched(index, query, k, exclude, kind)[0]
+    return nearest_titles_batched(index, query, k, exclude, kind, allowed)[0]
 
 
 def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> Ranked:
@@ -98,11 +161,16 @@ def similar_titles(index: PublishedIndex, poster_row: int, k: int) -> Ranked:
 
 
 def fused_titles(
-    index: PublishedIndex, queries: np.ndarray, weights: np.ndarray, k: int, exclude: Collection[int] = ()
+    index: PublishedIndex,
+    queries: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    exclude: Collection[int] = (),
+    allowed: np.ndarray | None = None,
 ) -> Ranked:
     """Multi-query fusion: each title scores its best weighted similarity to any of the queries."""
     best: dict[int, float] = {}
-    for ranked, weight in zip(nearest_titles_batched(index, queries, k, exclude), weights.tolist()):
+    for ranked, weight in zip(nearest_titles_batched(index, queries, k, exclude, allowed=allowed), weights.tolist()):
         for title, score in zip(*ranked):
             if title not in best or weight * score > best[title]:
                 best[title] = weight * score
@@ -201,8 +269,18 @@ def recommend(index: PublishedIndex, history: list[str], k: int, aggregation: st
     return recommend_rows(index, [index.row_of_key[title_id] for title_id in history], k, aggregation, exclude_history)
 
 
-def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool) -> Ranked:
-    """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them)."""
+def recommend_rows(
+    index: PublishedIndex,
+    rows: list[int],
+    k: int,
+    aggregation: str,
+    exclude_history: bool,
+    preferences: Preferences | None = None,
+) -> Ranked:
+    """:func:`recommend` for a history given as poster rows (the service has looked them up to validate them);
+    with ``preferences``, by :func:`recommend_preferring`."""
+    if preferences is not None:
+        return recommend_preferring(index, rows, k, aggregation, exclude_history, preferences)
     if aggregation == "fusion":
         recent = slice(-FUSION_MAX_QUERIES, None)
         weights = recency_weights(len(rows))[recent]
@@ -214,6 +292,58 @@ def recommend_rows(index: PublishedIndex, rows: list[int], k: int, aggregation: 
     else:
         query = recency_query(index, rows, decay=1.0 if aggregation == "mean" else RECENCY_DECAY)
     return nearest_titles(index, query, k, _excluded(index, rows, exclude_history), kind="history")
+
+
+def recommend_preferring(
+    index: PublishedIndex, rows: list[int], k: int, aggregation: str, exclude_history: bool, preferences: Preferences
+) -> Ranked:
+    """Poster recommendations with per-item weights, negative examples and filters.
+
+    Each history item weighs its weight times its recency weight (``mean``: its weight alone); the query
+    moves away from the negatives' mean (:data:`NEGATIVE_WEIGHT`); only allowed titles are searched.
+    ``fusion`` fuses one such query per item; ``recent_neighbours`` searches the whole index like ``recent``
+    (its lists are not filtered).
+    """
+    exclude = excluded_titles(index, rows, exclude_history, preferences)
+    weights = history_weights(len(rows), aggregation, preferences.weights)
+    negative = negative_query(index.embeddings, preferences.negative_rows)
+    if aggregation == "fusion":
+        recent = slice(-FUSION_MAX_QUERIES, None)
+        queries = np.stack([steered(query, negative) for query in index.embeddings[rows[recent]]])
+        return fused_titles(index, queries, weights[recent], k, exclude, preferences.allowed)
+    query = steered(unit_weighted_sum(index.embeddings, np.asarray(rows, np.int64), weights), negative)
+    return nearest_titles(index, query, k, exclude, kind="history", allowed=preferences.allowed)
+
+
+def history_weights(count: int, aggregation: str, weights: np.ndarray | None) -> np.ndarray:
+    """Each history item's weight in the query: its recency weight (1 for ``mean``) times its given weight."""
+    base = np.ones(count, np.float32) if aggregation == "mean" else recency_weights(count)
+    return base if weights is None else base * weights
+
+
+def negative_query(embeddings: np.ndarray, rows: Collection[int]) -> np.ndarray | None:
+    """The unit mean of the negative examples' vectors, None without any."""
+    if not rows:
+        return None
+    rows = np.asarray(list(rows), np.int64)
+    return unit_weighted_sum(embeddings, rows, np.ones(len(rows), np.float32))
+
+
+def steered(query: np.ndarray, negative: np.ndarray | None) -> np.ndarray:
+    """``query`` moved away from ``negative`` (:data:`NEGATIVE_WEIGHT`), unit length; unchanged without one."""
+    if negative is None:
+        return query
+    moved = query.astype(np.float64) - NEGATIVE_WEIGHT * negative
+    norm = np.linalg.norm(moved)
+    return query if norm == 0.0 else (moved / norm).astype(np.float32)
+
+
+def excluded_titles(
+    index: PublishedIndex, rows: list[int], exclude_history: bool, preferences: Preferences
+) -> set[int]:
+    """Title ordinals a request never gets back: its history (unless wanted), negatives and ``exclude``."""
+    negatives = index.title_of_row[list(preferences.negative_rows)].tolist()
+    return _excluded(index, rows, exclude_history) | preferences.exclude | set(negatives)
 
 
 def _excluded(index: PublishedIndex, rows: list[int], exclude_history: bool) -> set[int]:
