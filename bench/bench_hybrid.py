@@ -22,11 +22,18 @@ held-out title is one of them are ranked over all posters and, as a "new
 titles" shelf, over the cold titles only. Repeated over several draws of the
 cold titles, users pooled.
 
+Served path: the same splits through what ``POST /v1/recommendations`` runs. Each split's version is
+published as ``indexer build`` publishes it with a behaviour model (``indexer.build.stage_behaviour``: the
+exported model's vectors of every title, a recall-checked searcher, the same staged version) and ranked by
+``recsvc.signals.recommend`` for signal poster, behaviour and hybrid (the hybrid's poster weight chosen on
+validation from the served ranking); popularity and random beside them. ``--served-only N`` prints only that
+table, with configuration N of the behaviour grid.
+
 Noise: ± is one standard error over users (binomial for HR, sample standard
 deviation / sqrt(n) for NDCG); for trained models the spread over seeds is
 given too.
 
-    flock /tmp/posterrec-heavy.lock nice .venv/bin/python bench/bench_hybrid.py [--model DIR]
+    flock /tmp/posterrec-heavy.lock nice .venv/bin/python bench/bench_hybrid.py [--model DIR] [--served-only N]
 
 The poster model defaults to the first exported one of ``var/model``,
 ``var/bench/model-effl0`` (``python -m models train --catalog ../shared/data/catalog.csv
@@ -66,6 +73,7 @@ from bench_recommend import (  # noqa: E402
 )
 
 from models.behaviour import BehaviourConfig, BehaviourTrainer, WatchData, query_vector  # noqa: E402
+from recsvc.params import SIGNALS  # noqa: E402
 
 POSTER_MODELS = ("var/model", "var/bench/model-effl0", "var/bench/model-tiny-real")
 WINDOWS = (1, 5, 20, 10_000)
@@ -80,6 +88,8 @@ BEHAVIOUR_GRID = (
     BehaviourConfig(context_length=10, epochs=32),
 )
 SEEDS = (0, 1, 2)
+SERVED_AGGREGATION = "recent_neighbours"
+"""The service's default aggregation (``recsvc.create_app``), which the poster part of every signal uses."""
 COLD_SHARE, COLD_DRAWS = 0.10, 5
 
 Recommender = Callable[[list[str]], np.ndarray]
@@ -110,6 +120,11 @@ def measure(
         ranked = top_k(score, [catalog.row_of[t] for t in user.history])
         target = catalog.row_of[user.target]
         gains.append(1 / np.log2(ranked.index(target) + 2) if target in ranked else 0.0)
+    return result_of(gains)
+
+
+def result_of(gains: Sequence[float]) -> Result:
+    """HR and NDCG with one standard error from each user's gain (1/log2(rank + 2), 0 for a miss)."""
     gains = np.array(gains)
     hits = gains > 0
     n = max(len(gains), 1)
@@ -223,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="behaviour model seeds on the test split")
     parser.add_argument("--cold-draws", type=int, default=COLD_DRAWS)
+    parser.add_argument(
+        "--served-only",
+        type=int,
+        metavar="N",
+        help="only the served-path table, with behaviour configuration N of the grid (0-based; a full run "
+        "prints the one validation chooses) instead of choosing it",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "catalog.csv").is_file():
         raise SystemExit(f"real data not found at {args.data} (../shared/data beside the repository)")
@@ -231,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     catalog, rows = read_catalog(args.data)
     histories = read_histories(args.data, catalog)
     index = poster_index(model_dir, catalog, rows, args.data, args.cache)
+    if args.served_only is not None:
+        served_tables(args, catalog, index, histories, BEHAVIOUR_GRID[args.served_only])
+        print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        return 0
     test_users, validation_users = split(histories, 1), split(histories, 2)
     test, validation = Recommenders(catalog, index, test_users), Recommenders(catalog, index, validation_users)
     posters = validation.base.embeddings
@@ -254,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"validation choices: co-occurrence window {co_window}, poster window {poster_window}, behaviour "
-        f"{config}, hybrid poster weight {weight}",
+        f"{config} (grid entry {BEHAVIOUR_GRID.index(config)}), hybrid poster weight {weight}",
         file=sys.stderr,
     )
 
@@ -322,8 +348,98 @@ def main(argv: list[str] | None = None) -> int:
     for name, results in cold_rows.items():
         pooled = [pool([r[part] for r in results]) for part in (0, 1)]
         print(f"| {name} | {pooled[0].cells()} | {pooled[1].cells()} |")
+    served_tables(args, catalog, index, histories, config)
     print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
+
+
+def served_version(
+    root: Path, index, catalog: JoinedCatalog, config: BehaviourConfig, sequences: Sequence[Sequence[str]]
+):
+    """The posters of ``index`` republished as ``indexer build`` publishes them with a behaviour model trained on
+    ``sequences`` (export, vectors of every title, recall-checked searcher, same staged version), then loaded."""
+    from posterrec_settings import load_settings
+
+    from indexer.build import Source, stage_behaviour
+    from indexer.publish import publish_index
+    from indexer.published import open_version
+
+    poster_model = {"model_manifest_sha256": index.manifest["model_manifest_sha256"]}
+    data = WatchData(catalog.ids, index.embeddings[[index.row_of_key[t] for t in catalog.ids]], list(sequences))
+    extra = {"poster_model_manifest_sha256": poster_model["model_manifest_sha256"]}
+    BehaviourTrainer(data, config, root / "behaviour", extra).train()
+    settings = load_settings(env={}, behaviour_model_dir=root / "behaviour")
+    staged = stage_behaviour([Source(item, "") for item in index.items], index.embeddings, poster_model, settings)
+    publish_index(
+        root / "index",
+        index.items,
+        index.embeddings,
+        {**poster_model, "behaviour": staged.manifest},
+        exact_search_max_items=settings.exact_search_max_items,
+        recall_floor=settings.recall_floor,
+        keep_versions=1,
+        extra_files=staged.write,
+    )
+    return open_version(root / "index")
+
+
+def served(users: Sequence[User], version, signal: str, weight: float) -> tuple[Result, int]:
+    """HR@K and NDCG@K of what ``POST /v1/recommendations`` ranks (``recsvc.signals.recommend``, the service's
+    default aggregation), and how many answers fell back to posters."""
+    from recsvc.signals import recommend
+
+    gains, fallbacks = [], 0
+    for user in users:
+        rows = [version.poster_row(t) for t in user.history]
+        ranked, used = recommend(version, rows, K, SERVED_AGGREGATION, True, signal, None, weight)
+        found = ranked.title_ids(version)
+        gains.append(1 / np.log2(found.index(user.target) + 2) if user.target in found else 0.0)
+        fallbacks += used != signal
+    return result_of(gains), fallbacks
+
+
+def served_tables(
+    args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], config: BehaviourConfig
+) -> None:
+    """Warm and cold splits through the served path: an index version with behaviour vectors, as the build
+    publishes it, ranked by the service's own functions; the hybrid weight chosen on validation."""
+    test_users, validation_users = split(histories, 1), split(histories, 2)
+    with tempfile.TemporaryDirectory() as scratch:
+        version = served_version(Path(scratch), index, catalog, config, [u.history for u in validation_users])
+        weight, _ = best({w: w for w in POSTER_WEIGHTS}, lambda w: served(validation_users, version, "hybrid", w)[0])
+    print(f"served path: hybrid poster weight {weight} chosen on validation", file=sys.stderr)
+    warm: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        version = served_version(Path(scratch), index, catalog, config, [u.history for u in test_users])
+        warm["random (expectation)"] = expected_random(test_users, catalog)
+        warm["popularity"] = measure(test_users, Recommenders(catalog, index, test_users).popularity, catalog)
+        for signal in SIGNALS:
+            warm[f"signal {signal}"] = served(test_users, version, signal, weight)[0]
+    cold: dict[str, list[Result]] = {name: [] for name in warm}
+    fallbacks = 0
+    for draw in range(args.cold_draws):
+        _, users, training = cold_draw(histories, draw)
+        with tempfile.TemporaryDirectory() as scratch:
+            version = served_version(Path(scratch), index, catalog, config, training)
+            popularity = Recommenders(catalog, index, [User(h, "") for h in training]).popularity
+            cold["random (expectation)"].append(expected_random(users, catalog))
+            cold["popularity"].append(measure(users, popularity, catalog))
+            for signal in SIGNALS:
+                result, fell_back = served(users, version, signal, weight)
+                cold[f"signal {signal}"].append(result)
+                fallbacks += fell_back if signal == "hybrid" else 0
+    print(
+        f"\nServed path: each split's version published as `indexer build` publishes it with a behaviour model "
+        f"({config.embedding_dim}-d, context {config.context_length}, {config.epochs} epochs, trained on that "
+        f"split's histories), ranked by `recsvc.signals.recommend`, "
+        f"what POST /v1/recommendations runs (aggregation {SERVED_AGGREGATION}, hybrid poster weight {weight:g} "
+        f"chosen on validation). Cold: {args.cold_draws} draws as above, users ranked over all posters; "
+        f"hybrid fell back to posters for {fallbacks} all-cold histories.\n"
+    )
+    print("| served signal | warm HR@10 | warm NDCG@10 | cold HR@10 | cold NDCG@10 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, result in warm.items():
+        print(f"| {name} | {result.cells()} | {pool(cold[name]).cells() if cold[name] else 'n/a | n/a'} |")
 
 
 def pool(results: Sequence[Result]) -> Result:
