@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .match import match_title, normalized, similarity, title_forms
-from .recognize import VERTICAL, read_lines
+from .recognize import READ_MARGINS, VERTICAL, read_lines
 
 Box = tuple[int, int, int, int]
 CREDITS_BAND = 0.08
@@ -43,11 +43,13 @@ by bench/bench_localize.py on 48 demo posters: title recall 1.000 against 0.958 
 of the time; on real posters the same choice on 19 of 24 with no net loss by eye. Thumbnails
 (182 px wide) are still enlarged 2.6x."""
 RETRY_SIDE = 736
-"""When the catalogue title is known but the lines found at ``DETECTION_SIDE`` do not read as it
-(``RETRY_BELOW``), DBNet looks again at this side and the lines it adds are read too: large
-stylised or textured titles on thumbnails are often found only at the larger scale."""
+"""When the catalogue title is known but the lines do not read as it (``RETRY_BELOW``), each line
+is read again with its box grown by ``localize.recognize.READ_MARGINS`` (a box that clips a
+letter), and if that does not do, DBNet looks again at this side and the lines it adds are read
+too: large stylised or textured titles on thumbnails are often found only at the larger scale."""
 RETRY_BELOW = 0.8
-"""Similarity to the catalogue title under which the larger detection pass is tried."""
+"""Similarity to the catalogue title under which the lines are read again and, failing that,
+detected again at ``RETRY_SIDE``."""
 NEW_LINE_OVERLAP = 0.5
 """A line of the larger pass is new when less than this fraction of its box lies in a line
 already found."""
@@ -236,13 +238,14 @@ def choose_title(lines: list[TextLine], image_size: tuple[int, int]) -> Detectio
     return Detection(tuple(lines), tuple(chosen), image_size, BY_PROMINENCE)
 
 
-def _read(image: np.ndarray, lines: list[TextLine]) -> list[TextLine]:
-    """``lines`` with the text of those tall enough to be read (``READ_FRACTION``)."""
+def _read(image: np.ndarray, lines: list[TextLine], margins: tuple[float, ...] = READ_MARGINS) -> list[TextLine]:
+    """``lines`` with the text of those tall enough to be read (``READ_FRACTION``), each read
+    with its box grown by ``margins`` (:func:`localize.recognize.read_lines`)."""
     if not lines:
         return lines
     tallest = max(line.height for line in lines)
     readable = [i for i, line in enumerate(lines) if line.height >= READ_FRACTION * tallest]
-    texts = read_lines(image, [np.asarray(lines[i].quad, np.float32) for i in readable])
+    texts = read_lines(image, [np.asarray(lines[i].quad, np.float32) for i in readable], margins)
     read = list(lines)
     for i, (text, score) in zip(readable, texts):
         read[i] = dataclasses.replace(lines[i], text=text, text_score=score)
@@ -264,23 +267,35 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     title text when given and read, else by prominence."""
     pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     found = detect_lines(pixels)
-    lines = _read(pixels, _rank(pixels, found))
+    ranked = _rank(pixels, found)
+    lines = _read(pixels, ranked, margins=(0.0,))
     size = (pixels.shape[1], pixels.shape[0])
     known = bool(catalogue_title and catalogue_title.strip())
     by_text = choose_by_text(lines, size, catalogue_title) if known else None
-    if known and (by_text is None or by_text.match < RETRY_BELOW):
+    if known and _unsure(by_text):
+        lines = _read(pixels, ranked)
+        by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
+    if known and _unsure(by_text):
         more = _new_lines(found, detect_lines(pixels, RETRY_SIDE))
         if more:
             lines = _read(pixels, _rank(pixels, found + more))
-            retried = choose_by_text(lines, size, catalogue_title)
-            if retried and (by_text is None or retried.match > by_text.match):
-                by_text = retried
+            by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
     if by_text:
         return by_text
     by_prominence = choose_title(lines, size)
     if catalogue_title and catalogue_title.strip() and by_prominence.found:
         return _unless_other_text(by_prominence, catalogue_title)
     return by_prominence
+
+
+def _unsure(detection: Detection | None) -> bool:
+    return detection is None or detection.match < RETRY_BELOW
+
+
+def _better(detection: Detection | None, retried: Detection | None) -> Detection | None:
+    if retried and (detection is None or retried.match > detection.match):
+        return retried
+    return detection
 
 
 def _box_of(quad: np.ndarray) -> Box:

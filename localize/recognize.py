@@ -5,8 +5,8 @@ Each line's quad is warped to an upright strip first, as rapidocr does, so a
 slanted title is read along its baseline, and a strip much taller than wide (a
 vertical line of credits) is read turned both ways, the surer read kept. DBNet's boxes on
 a small poster often clip the first or last letter's edge ("OANTA" for "SANTA"),
-so each line is read with its quad grown by a few margins (``READ_MARGINS``) and
-the most surely read text is kept.
+so a line not read surely (``SURE_READ``) is read again with its quad grown by a
+few margins (``READ_MARGINS``) and the most surely read text is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ READ_MARGINS = (0.0, 0.1, 0.25)
 """Margins (fractions of the line height) a line's quad is grown by before it is read; each
 line keeps the read with the highest recognizer score. Measured by bench/bench_localize.py on
 real posters."""
+SURE_READ = 0.95
+"""A line read at least this surely is not read again at the next margin."""
 VERTICAL = 1.5
 """A strip at least this much taller than wide is a vertical line, turned before it is read."""
 
@@ -69,7 +71,7 @@ def read_lines(
     image: np.ndarray, quads: Sequence[np.ndarray], margins: Sequence[float] = READ_MARGINS
 ) -> list[tuple[str, float]]:
     """The text and recognition score (0..1) of each quad of the RGB ``image``, in order: the
-    best-scoring read over the quad grown by each of ``margins``."""
+    best-scoring read over the quad grown by each of ``margins`` in turn, until it is sure."""
     if not quads:
         return []
     bgr = np.ascontiguousarray(image[:, :, ::-1])
@@ -77,9 +79,13 @@ def read_lines(
     for margin in margins:
         owners, crops = [], []
         for i, quad in enumerate(quads):
+            if best[i][1] >= SURE_READ:
+                continue
             for crop in _readings(upright_crop(bgr, grown(quad, margin))):
                 owners.append(i)
                 crops.append(crop)
+        if not crops:
+            break
         for i, (text, score) in zip(owners, text_recognizer()(crops)[0]):
             if float(score) > best[i][1]:
                 best[i] = (str(text), float(score))
