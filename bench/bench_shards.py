@@ -7,7 +7,10 @@ title per vector), each shard built and tuned as the publisher builds it, and th
 shards searched as ``PublishedIndex`` searches them (``indexer.shards.ShardSet``):
 recall@10 of the merged top-10 against exact search, and single-query p50/p99 of
 poster and history queries, beside S = 1 (the unsharded index). The shards are
-searched one after another in one process, as a service worker does.
+searched one after another in one process, as a service worker does. Every
+configuration is built first; the latencies are then timed in ``--rounds`` rounds
+that take the configurations in turn (so a busy moment of the machine falls on all
+of them), and the table gives each percentile's median over the rounds.
 
     python bench/bench_shards.py [--n 1000000] [--shards 1,2,4] [--queries 1000]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,15 +33,16 @@ import numpy as np  # noqa: E402
 from bench.support import clustered_vectors, percentile_ms, timed_calls  # noqa: E402
 
 DIM = 128
-SINGLE_QUERIES = 500
+SINGLE_QUERIES = 300
 
 
 def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
     return sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth)) / truth.size
 
 
-def measure(shards: int, embeddings: np.ndarray, probes: dict, settings) -> dict:
-    """Build ``shards`` shards over ``embeddings`` as the publisher does and time their merged search."""
+def build(shards: int, embeddings: np.ndarray, probes: dict, settings) -> tuple[dict, object]:
+    """``shards`` shards over ``embeddings`` built as the publisher builds them, their merged recall, and the
+    searchers (an ``indexer.shards.ShardSet``)."""
     import scann  # noqa: F401  (loaded before the clock starts: it is start-up, not build time)
 
     from indexer.shards import ShardSet, build_shards, partition_rows
@@ -50,9 +55,23 @@ def measure(shards: int, embeddings: np.ndarray, probes: dict, settings) -> dict
     row = {"shards": shards, "build_s": build_seconds, "params": [_describe(b.shard.params) for b in built]}
     for kind, (queries, truth) in probes.items():
         row[f"{kind}_recall"] = recall_at_10(searchers.search_batched(queries, 10, kind)[0], truth)
-        single = timed_calls(lambda q, kind=kind: searchers.search(q, 10, kind), queries[:SINGLE_QUERIES])
-        row[f"{kind}_single"] = (percentile_ms(single, 50), percentile_ms(single, 99))
-    return row
+    return row, searchers
+
+
+def time_rounds(configurations: list[tuple[dict, object]], probes: dict, rounds: int) -> None:
+    """Single-query p50/p99 of each configuration and query kind: the median over ``rounds`` interleaved rounds."""
+    samples: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    for _ in range(rounds):
+        for row, searchers in configurations:
+            for kind, (queries, _) in probes.items():
+                single = timed_calls(partial(searchers.search, k=10, kind=kind), queries[:SINGLE_QUERIES])
+                samples.setdefault((row["shards"], kind), []).append(
+                    (percentile_ms(single, 50), percentile_ms(single, 99))
+                )
+    for row, _ in configurations:
+        for kind in probes:
+            runs = samples[(row["shards"], kind)]
+            row[f"{kind}_single"] = tuple(float(np.median([run[i] for run in runs])) for i in (0, 1))
 
 
 def _describe(params) -> str:
@@ -61,12 +80,13 @@ def _describe(params) -> str:
     return f"{params.num_leaves_to_search}/{params.num_leaves} (history {params.history_leaves_to_search})"
 
 
-def table(rows: list[dict], n: int, queries: int) -> str:
+def table(rows: list[dict], n: int, queries: int, rounds: int) -> str:
     base = rows[0]
     lines = [
         f"{n:,} synthetic clustered {DIM}-d vectors, {queries} held-out poster queries and {queries} history "
         f"queries (means of 5 random vectors); recall@10 of the merged top-10 against exact search; single-query "
-        f"latency over {min(SINGLE_QUERIES, queries)} queries in ms; shards searched one after another in one process.",
+        f"latency over {min(SINGLE_QUERIES, queries)} queries in ms (median of {rounds} interleaved rounds); shards "
+        "searched one after another in one process.",
         "",
         "| shards | leaves searched per shard (history) | build s | recall@10 | history recall@10 | single p50 / p99 | "
         "history single p50 / p99 | p50 vs unsharded |",
@@ -88,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="vectors (default 1,000,000)")
     parser.add_argument("--shards", default="1,2,4", help="shard counts; the first is the baseline (default 1,2,4)")
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries per kind (default 1000)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     args = parser.parse_args(argv)
     from indexer.scann_index import RecallProbe, exact_top_k
 
@@ -99,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         "poster": (queries, exact_top_k(embeddings, queries, 10)),
         "history": (histories.queries, histories.truth),
     }
-    rows = []
+    configurations = []
     for shards in (int(s) for s in args.shards.split(",")):
-        rows.append(measure(shards, embeddings, probes, settings))
-        print(f"measured {shards} shard(s)", file=sys.stderr, flush=True)
-    print(table(rows, args.n, args.queries))
+        configurations.append(build(shards, embeddings, probes, settings))
+        print(f"built {shards} shard(s)", file=sys.stderr, flush=True)
+    time_rounds(configurations, probes, args.rounds)
+    print(table([row for row, _ in configurations], args.n, args.queries, args.rounds))
     return 0
 
 
