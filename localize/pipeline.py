@@ -69,6 +69,7 @@ def localize(clean: CleanPoster, title: str, language: str) -> Rendered:
         look.upper,
         look.align,
         look.rows,
+        look.serif,
     )
 
 

@@ -128,20 +128,21 @@ def render_title(
     upper: bool = False,
     align: str = "center",
     rows: int = 1,
+    serif: bool = False,
 ) -> Rendered:
     """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
 
     ``line_height`` (the original title's line height) sets the start size, so a
     translation comes out as large as the original where it fits; ``weight``,
-    ``upper`` (all capitals), ``align`` and ``rows`` (lines of text) copy the
-    original's setting.
+    ``upper`` (all capitals), ``align``, ``rows`` (lines of text) and ``serif``
+    (Noto Serif where the script has it) copy the original's setting.
     """
     if upper:
         title = title.upper()
     region = fit_region(box, background.shape[1], align)
     x0, y0, x1, y1 = region
     style = legible_style(fill, ground_colors(background, region), weight)
-    face = face_for(language)
+    face = face_for(language, serif)
     minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
     start = max(minimum, round(line_height))
     layout = fit_text(title, face, x1 - x0, y1 - y0, style, language, start, min_size=minimum, rows=rows)

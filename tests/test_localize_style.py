@@ -15,11 +15,11 @@ GROUND = (25, 35, 60)
 FILL = (235, 200, 60)
 
 
-def _poster(text: str, weight: int, align: str = "center", max_lines: int = 1) -> Image.Image:
+def _poster(text: str, weight: int, align: str = "center", max_lines: int = 1, serif: bool = False) -> Image.Image:
     """A plain poster with ``text`` as its title, a credits line at its foot."""
     image = Image.new("RGB", (400, 600), GROUND)
     style = TextStyle(fill=FILL, weight=weight)
-    layout = fit_text(text, face_for("en"), 300, 200, style, "en", 64, max_lines=max_lines)
+    layout = fit_text(text, face_for("en", serif), 300, 200, style, "en", 64, max_lines=max_lines)
     draw_layout(image, layout, (40, 200, 360, 200 + layout.height), style, align)
     credits = TextStyle(fill=(200, 200, 200), weight=500)
     small = fit_text("DIRECTED BY ANNA BELL  MUSIC BY JOHN SMITH", face_for("en"), 360, 20, credits, "en", 12)
@@ -86,3 +86,13 @@ def test_a_title_set_on_two_lines_is_localized_on_two_and_a_one_line_title_on_on
     single = clean_poster(_poster("NIGHT TRAIN", 800), "ns", "Night Train")
     assert single.look.rows == 1
     assert len(localize(single, "Der lange Nachtzug", "de").layout.lines) == 1
+
+
+@pytest.mark.parametrize("serif", [False, True])
+@pytest.mark.parametrize("text, weight", [("NIGHT TRAIN", 800), ("Night Train", 500)])
+def test_a_serif_title_is_localized_in_a_serif_face_and_a_sans_title_in_a_sans(
+    text: str, weight: int, serif: bool
+) -> None:
+    clean = clean_poster(_poster(text, weight, serif=serif), "ns", "Night Train")
+    assert clean.look.serif is serif, clean.look
+    assert localize(clean, "Nachtzug", "de").layout.font.path == str(face_for("de", serif).path)
