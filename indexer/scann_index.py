@@ -2,7 +2,7 @@
 
 Small corpora are searched brute force: exact, and faster to build than a
 tree. Above ``exact_search_max_items`` the searcher partitions into about
-sqrt(N) leaves, scores with asymmetric hashing and re-orders the best
+2 sqrt(N) leaves by spherical k-means, scores with asymmetric hashing and re-orders the best
 candidates exactly — ScaNN's recommended recipe.
 
 How many leaves a query must visit depends on the data, not only on N
@@ -29,11 +29,13 @@ QueryKind = Literal["poster", "history"]
 """What a query vector is: one poster's embedding, or the average of a watch history, which falls between
 clusters and needs more leaves for the same recall (:class:`RecallProbe`); each kind searches its own number."""
 
-LEAF_FRACTIONS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.275, 0.35, 0.5)
+LEAF_FRACTIONS = (0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.275, 0.35, 0.5)
 """Fractions of the leaves tried, in order, when tuning; past the last one brute force is as fast.
 
-From 1% (some data need no more, and every leaf searched costs query time) in steps of about 1.4x, so
-the chosen setting overshoots the need by little."""
+From 0.3% (clustered data need no more, and every leaf searched costs query time) in steps of about
+1.4x, so the chosen setting overshoots the need by little."""
+LEAVES_PER_SQRT_N = 2
+"""Leaves per sqrt(N): finer leaves that follow the data's clusters let a query visit fewer rows."""
 EXACT_BLOCK_SCORES = 32 * 2**20
 """Scores computed at once by :func:`exact_top_k` (128 MB of float32)."""
 TUNING_MARGIN = 0.025
@@ -57,6 +59,8 @@ class IndexParams:
     history_leaves_to_search: int = 0
     """Leaves searched for history queries (a watch history's averaged vector); 0: as for poster queries."""
     training_sample_size: int = 0
+    spherical: bool = False
+    """Partition by spherical k-means (centroids on the unit sphere), as suits unit vectors scored by dot product."""
     dimensions_per_block: int = 2
     anisotropic_quantization_threshold: float = 0.2
     reorder_k: int = 0
@@ -90,15 +94,16 @@ class IndexParams:
         defaults = {field.name: field.default for field in dataclasses.fields(cls)}
         given = {key: value for key, value in stored.items() if key in defaults}
         for key, value in given.items():
-            if not _is_number_like(value, defaults[key]):
+            if not _is_like(value, defaults[key]):
                 raise ValueError(f"index parameter {key} is {value!r}, not a {type(defaults[key]).__name__}")
         return cls(**given)
 
 
-def _is_number_like(value: Any, default: int | float) -> bool:
-    """An int where the default is one (a bool is not), an int or float where it is a float."""
-    if isinstance(value, bool):
-        return False
+def _is_like(value: Any, default: bool | int | float) -> bool:
+    """A bool where the default is one; an int where the default is one (a bool is not); an int or float
+    where it is a float."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
     return isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
 
 
@@ -106,17 +111,18 @@ def choose_params(n: int, exact_search_max_items: int, num_neighbors: int = 10) 
     """Brute force up to ``exact_search_max_items``; tree + AH + re-ordering above it.
 
     The leaves searched start at the first tuning step; :func:`build_tuned` raises them if recall needs it.
-    sqrt(N) leaves and 100 re-ordered candidates: more of either cost build or query time for no
-    measurable recall (docs/benchmarks.md, "Index").
+    2 sqrt(N) leaves partitioned by spherical k-means, and 100 re-ordered candidates (docs/benchmarks.md,
+    "Index").
     """
     if n <= exact_search_max_items:
         return IndexParams(num_neighbors=num_neighbors)
-    leaves = max(2, int(round(math.sqrt(n))))
+    leaves = max(2, int(round(LEAVES_PER_SQRT_N * math.sqrt(n))))
     return IndexParams(
         num_neighbors=num_neighbors,
         num_leaves=leaves,
         num_leaves_to_search=max(1, int(leaves * LEAF_FRACTIONS[0])),
         training_sample_size=min(n, 250_000),
+        spherical=True,
         reorder_k=max(100, 10 * num_neighbors),
     )
 
@@ -135,6 +141,7 @@ def build_searcher(embeddings: np.ndarray, params: IndexParams):
             num_leaves=params.num_leaves,
             num_leaves_to_search=params.num_leaves_to_search,
             training_sample_size=params.training_sample_size,
+            spherical=params.spherical,
         )
         .score_ah(
             params.dimensions_per_block, anisotropic_quantization_threshold=params.anisotropic_quantization_threshold

@@ -66,7 +66,10 @@ def sparse_tree_index(tmp_path_factory: pytest.TempPathFactory) -> PublishedInde
     root = tmp_path_factory.mktemp("sparse-tree-index")
     items, vectors = tree_corpus()
     params = dataclasses.replace(
-        choose_params(len(vectors), exact_search_max_items=1000), num_leaves_to_search=2, history_leaves_to_search=2
+        choose_params(len(vectors), exact_search_max_items=1000),
+        num_leaves=round(len(vectors) ** 0.5),
+        num_leaves_to_search=2,
+        history_leaves_to_search=2,
     )
     publish_index(
         root, items, vectors, {}, exact_search_max_items=1000, recall_floor=0.5, keep_versions=1, params=params
