@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from bench.support import free_port
 
 
 def _wait_for_health(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -35,7 +30,7 @@ def _wait_for_health(url: str, process: subprocess.Popen, timeout_s: float = 60)
 def test_the_server_answers_and_removes_the_metrics_directory_it_made_when_stopped(tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "TMPDIR": str(scratch),  # where the server makes its metrics directory
