@@ -433,7 +433,9 @@ def served_tables(
         f"({config.embedding_dim}-d, context {config.context_length}, {config.epochs} epochs, trained on that "
         f"split's histories), ranked by `recsvc.signals.recommend`, "
         f"what POST /v1/recommendations runs (aggregation {SERVED_AGGREGATION}, hybrid poster weight {weight:g} "
-        f"chosen on validation). Cold: {args.cold_draws} draws as above, users ranked over all posters; "
+        f"chosen on validation). Cold: {COLD_SHARE:.0%} of the watched titles without training watches, "
+        f"{args.cold_draws} draws, {sum(r.users for r in cold['popularity'])} (user, draw) pairs whose held-out "
+        f"title is cold, ranked over all posters; "
         f"hybrid fell back to posters for {fallbacks} all-cold histories.\n"
     )
     print("| served signal | warm HR@10 | warm NDCG@10 | cold HR@10 | cold NDCG@10 |")
