@@ -191,6 +191,7 @@ def test_poster_details_rank_similar_posters_without_raw_scores(page, corpus):
     assert all(image["width"] > 0 for image in loaded_images(page, "#similar img.poster"))
 
     page.keyboard.press("Escape")
+    page.wait_for_url(lambda url: "poster=" not in url)  # the address changes after the dialog closes
     assert not dialog.is_visible()
     assert "poster" not in url_query(page)
     assert (
