@@ -223,14 +223,6 @@ def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argp
                 f"| {name} | {c} | {cell['rps']:.0f} | {cell['p50_ms']:.1f} | {cell['p99_ms']:.1f} | "
                 f"{cell['errors']} | {100 * cell['share']:.0f}% | {spread} |"
             )
-    for name, _ in ENDPOINTS:
-        cell = rows[name][max(clients)]
-        verdict = "meets" if cell["p99_ms"] < 20 and cell["share"] >= 0.7 else "misses"
-        print(
-            f"\n{name} at {max(clients)} clients {verdict} the target (p99 < 20 ms and ≥ 70% of bare throughput).",
-            end="",
-        )
-    print()
 
 
 if __name__ == "__main__":
