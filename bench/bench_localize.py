@@ -10,6 +10,11 @@ whose titles the catalogue knows.
   floor, and the time per poster.
 - Rendering: every demo title in all 10 demo languages set into the detected
   box; overflow = any pixel drawn outside the box; "cannot fit" = skipped.
+- Style match: the demo title re-set in English and in the 10 languages on
+  the PatchMatch background; ink height and width over the true title box,
+  CIEDE2000 between the generator's glyph fill and the rendered fill, and
+  whether the style reader picks the generator's family class (serif or sans),
+  case and boldness, against a fixed look.
 - End-to-end posters/s (detect, mask, inpaint, render 4 regions).
 - Real posters (``--real N``, a seeded sample of the catalogue rows with a
   title): title found (the chosen lines read as the whole title, normalized
@@ -46,6 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -103,6 +109,10 @@ def load_demo(count: int, folder: Path) -> list[dict]:
             "poster": np.asarray(Image.open(catalog.parent / "posters" / f"{row['id']}.png").convert("RGB")),
             "clean": np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB")),
             "box": tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")),
+            "fill": tuple(int(row["fill"][i : i + 2], 16) for i in (1, 3, 5)),
+            "serif": row["serif"] == "1",
+            "weight": int(row["weight"]),
+            "upper": row["upper"] == "1",
             "title": originals[row["id"]],
             "titles": titles[row["id"]],
         }
@@ -264,6 +274,94 @@ def rendering_table(items: list[dict], method: str) -> str:
             "",
         ]
     )
+
+
+def _changed_box(image: np.ndarray, background: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The box of every pixel ``image`` changed on ``background`` (right-open), as the demo's truth
+    box is measured; None when nothing changed."""
+    changed = np.any(image != background, axis=2)
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def delta_e(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """CIEDE2000 colour difference of two sRGB colours (scikit-image's Lab conversion, D65)."""
+    lab = rgb2lab(np.array([[a, b]], np.uint8))
+    return float(deltaE_ciede2000(lab[0, 0], lab[0, 1]))
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    """Median, 10th-90th percentile and min-max of ``values``."""
+    if not values:
+        return "-"
+    p10, median, p90 = np.percentile(values, (10, 50, 90))
+    return f"{median:.{digits}f} ({p10:.{digits}f}-{p90:.{digits}f}; {min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _style_rows(items: list[dict], method: str, fixed: bool) -> dict[str, list]:
+    """Per rendered title: ink height and width over the true title's, and per poster: colour
+    difference and class agreement, with the read look or (``fixed``) the fixed look."""
+    out: dict[str, list] = collections.defaultdict(list)
+    for item in items:
+        if not item["detection"].found:
+            continue
+        background = item["filled"][method]
+        look = read_look(item["poster"], background, item["mask"], item["detection"])
+        if fixed:
+            look = TitleLook(look.fill)
+        clean = CleanPoster(item["poster"], item["detection"], item["mask"], background, look)
+        true_w, true_h = item["box"][2] - item["box"][0], item["box"][3] - item["box"][1]
+        for row in [{"language": "en", "title": item["title"]}, *item["titles"]]:
+            try:
+                rendered = localize(clean, row["title"], row["language"])
+            except CannotFit:
+                out["unfit"].append(row["language"])
+                continue
+            box = _changed_box(np.asarray(rendered.image), background)
+            key = "same" if row["language"] == "en" else "all"
+            out[f"h_{key}"].append((box[3] - box[1]) / true_h)
+            out[f"w_{key}"].append((box[2] - box[0]) / true_w)
+            if key == "same":
+                out["delta_e"].append(delta_e(item["fill"], rendered.style.fill))
+        out["serif"].append(look.serif == item["serif"])
+        if item["serif"]:
+            out["serif_of_serif"].append(look.serif)
+        out["case"].append(look.upper == item["upper"])
+        out["bold"].append((look.weight >= BOLD) == (item["weight"] >= BOLD))
+        out["weight_error"].append(abs(look.weight - item["weight"]))
+    return out
+
+
+BOLD = 600
+"""Weight axis value from which a face counts as bold in the class agreement."""
+
+
+def style_table(items: list[dict], method: str) -> str:
+    """The localized title's style against the original's, which the demo generator knows: ink
+    size over the true title box, CIEDE2000 between the true and the rendered glyph fill, and the
+    family class, case and boldness the style reader picked."""
+    found = [item for item in items if item["detection"].found]
+    table = [
+        f"Style match on {len(found)} demo posters (title found, {method} background; ink boxes measured as changed "
+        "pixels, effect included, as the true box is; median (p10-p90; min-max))",
+        "",
+        "| look | height ratio, same text | width ratio, same text | height ratio, 10 languages | "
+        "ΔE2000 fill | serif/sans agrees | serif found of serif | case agrees | bold agrees | "
+        "median weight error | cannot fit |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, fixed in (("fixed look: sans 800, mixed case (colour read)", True), ("read from the glyphs", False)):
+        c = _style_rows(found, method, fixed)
+        serifs = c["serif_of_serif"]
+        table.append(
+            f"| {name} | {_spread(c['h_same'])} | {_spread(c['w_same'])} | {_spread(c['h_all'])} | "
+            f"{np.median(c['delta_e']):.1f} (p90 {np.percentile(c['delta_e'], 90):.1f}) | "
+            f"{np.mean(c['serif']):.1%} | {sum(serifs)}/{len(serifs)} | {np.mean(c['case']):.1%} | "
+            f"{np.mean(c['bold']):.1%} | {np.median(c['weight_error']):.0f} | {len(c['unfit'])} |"
+        )
+    return "\n".join(table + [""])
 
 
 def throughput_table(items: list[dict]) -> str:
@@ -520,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         print(detection_table(items))
         print(inpainting_table(items))
         print(rendering_table(items, "patchmatch"))
+        print(style_table(items, "patchmatch"))
         print(throughput_table(items))
     if args.real:
         print(real_table(args.real, tuple(args.real_methods.split(","))))

@@ -7,9 +7,12 @@ posters deterministically from the seed and writes, under DIR:
   catalogue (pipe-separated genres from the real 15-genre vocabulary, image
   paths relative to the CSV), so every stage runs on it unchanged;
 - ``posters/<id>.png`` — the posters;
-- ``truth.csv`` — ``id,x0,y0,x1,y1,background``: the title's ink box (effect
-  included, right-open pixel bounds) and ``backgrounds/<id>.png``, the same
-  poster without its title, which localization is measured against;
+- ``truth.csv`` — ``id,x0,y0,x1,y1,background,fill,serif,weight,upper,effect``:
+  the title's ink box (effect included, right-open pixel bounds),
+  ``backgrounds/<id>.png``, the same poster without its title, which
+  localization is measured against, and how the title was set: its glyph fill
+  colour (``#rrggbb``), family class (``serif`` 1 or 0), weight axis value, all
+  capitals (``upper`` 1 or 0) and effect;
 - ``localized_titles.csv`` — ``id,region,language,title`` for DE, FR, JP, KR,
   SA, IL, RU, IN, TH and CN (real translations, see :mod:`localize.vocab`).
 
@@ -51,7 +54,7 @@ STYLE_NOISE = 0.2
 """Probability that a poster is drawn in a random genre's style instead of its own."""
 SECONDARY_OPACITY = 0.4
 CATALOG_HEADER = ("id", "title", "year", "genres", "image")
-TRUTH_HEADER = ("id", "x0", "y0", "x1", "y1", "background")
+TRUTH_HEADER = ("id", "x0", "y0", "x1", "y1", "background", "fill", "serif", "weight", "upper", "effect")
 LOCALIZED_HEADER = ("id", "region", "language", "title")
 RGB = tuple[int, int, int]
 Rng = np.random.Generator
@@ -448,6 +451,9 @@ class DemoPoster:
     poster: Image.Image
     background: Image.Image
     title_box: tuple[int, int, int, int]
+    title_style: TextStyle
+    title_serif: bool
+    title_upper: bool
 
 
 def _zones(title_zone: str) -> dict[str, tuple[int, int]]:
@@ -563,6 +569,9 @@ def render_poster(index: int, seed: int, title_number: int) -> DemoPoster:
         poster=image,
         background=background,
         title_box=_ink_box(image, background),
+        title_style=style,
+        title_serif=palette.serif,
+        title_upper=palette.upper,
     )
 
 
@@ -596,7 +605,19 @@ def write_demo_corpus(out_dir: str | Path, count: int = 240, seed: int = 0, prog
         save_image(poster.poster, out / "posters" / f"{poster.id}.png", optimize=False)
         save_image(poster.background, out / "backgrounds" / f"{poster.id}.png", optimize=False)
         catalog.append((poster.id, poster.title, poster.year, "|".join(poster.genres), f"posters/{poster.id}.png"))
-        truth.append((poster.id, *poster.title_box, f"backgrounds/{poster.id}.png"))
+        style = poster.title_style
+        truth.append(
+            (
+                poster.id,
+                *poster.title_box,
+                f"backgrounds/{poster.id}.png",
+                "#{:02x}{:02x}{:02x}".format(*style.fill),
+                int(poster.title_serif),
+                style.weight,
+                int(poster.title_upper),
+                style.effect,
+            )
+        )
         localized += [
             (poster.id, region, language, vocab.title_in(number, language))
             for region, language in vocab.REGION_LANGUAGES.items()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from localize import demo
+from localize.detect import detect_title
 from localize.fonts import face_for
 from localize.pipeline import clean_poster, localize
 from localize.render import fit_region, render_title
@@ -96,3 +100,35 @@ def test_a_serif_title_is_localized_in_a_serif_face_and_a_sans_title_in_a_sans(
     clean = clean_poster(_poster(text, weight, serif=serif), "ns", "Night Train")
     assert clean.look.serif is serif, clean.look
     assert localize(clean, "Nachtzug", "de").layout.font.path == str(face_for("de", serif).path)
+
+
+@pytest.fixture(scope="module")
+def demo_truth(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """Demo posters with their truth rows, posters and clean backgrounds."""
+    catalog = demo.write_demo_corpus(tmp_path_factory.mktemp("demo"), count=8, seed=5)
+    with (catalog.parent / "truth.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        (
+            row,
+            np.asarray(Image.open(catalog.parent / "posters" / f"{row['id']}.png").convert("RGB")),
+            np.asarray(Image.open(catalog.parent / row["background"]).convert("RGB")),
+        )
+        for row in rows
+    ]
+
+
+def test_the_demo_truth_names_the_fill_colour_of_the_title_glyphs(demo_truth) -> None:
+    for row, poster, background in demo_truth:
+        fill = tuple(int(row["fill"][i : i + 2], 16) for i in (1, 3, 5))
+        changed = np.any(poster != background, axis=2)
+        exact = np.all(poster == fill, axis=2) & changed
+        assert exact.sum() >= 0.2 * changed.sum(), (row, exact.sum(), changed.sum())
+
+
+def test_the_demo_truth_says_which_titles_are_set_in_capitals(demo_truth) -> None:
+    for row, poster, _ in demo_truth:
+        detection = detect_title(poster, None)
+        letters = [ch for ch in detection.text if ch.isalpha()]
+        assert len(letters) >= 3
+        assert all(ch.isupper() for ch in letters) is (row["upper"] == "1"), (row, detection.text)
