@@ -34,6 +34,10 @@ from posterrec_settings import load_settings  # noqa: E402  (sets TF_USE_LEGACY_
 
 from bench.support import clustered_vectors, percentile_ms, timed_calls  # noqa: E402
 
+TINY_TRAINING = (
+    "--backbone tiny --weights none --warmup-epochs 1 --head-epochs 1 --unfreeze-blocks 0 --triplet-epochs 0"
+)
+"""The quickest training: the tiny backbone, one warm-up and one head epoch, no unfreezing or triplet epochs."""
 DIM = 128
 QUERIES = 1000
 SINGLE_QUERIES = 300
@@ -145,18 +149,7 @@ def train_tiny_model(work: Path) -> Path:
             str(catalog),
             "--out",
             str(model),
-            "--backbone",
-            "tiny",
-            "--weights",
-            "none",
-            "--warmup-epochs",
-            "1",
-            "--head-epochs",
-            "1",
-            "--unfreeze-blocks",
-            "0",
-            "--triplet-epochs",
-            "0",
+            *TINY_TRAINING.split(),
             "--cache-dir",
             str(work / "cache"),
         ],

@@ -84,7 +84,6 @@ def orphan_version(root: Path, copy_of: str) -> str:
 
 
 def test_a_version_a_killed_build_left_takes_no_keep_slot_and_is_no_rollback_target(tmp_path: Path) -> None:
-    from indexer.publish import publish_index
     from indexer.versions import describe_versions, rollback
 
     root = tmp_path / "index"
@@ -93,15 +92,7 @@ def test_a_version_a_killed_build_left_takes_no_keep_slot_and_is_no_rollback_tar
     second = publish(root, corpus)
     orphan = orphan_version(root, second)
     assert [row["never_served"] for row in describe_versions(root)] == [False, False, True]
-    third = publish_index(
-        root,
-        corpus.items,
-        corpus.embeddings,
-        {"source": "test"},
-        exact_search_max_items=100_000,
-        recall_floor=0.9,
-        keep_versions=2,
-    ).version
+    third = publish(root, corpus, keep_versions=2)
     assert published.list_versions(root) == [second, third], f"{orphan} is pruned, {first} goes by keep_versions=2"
     assert rollback(root) == second
 

@@ -27,6 +27,9 @@ from indexer.store import open_store
 REPO = Path(__file__).resolve().parents[1]
 
 TITLES = 24
+TINY_TRAINING = (
+    "--backbone tiny --weights none --warmup-epochs 1 --head-epochs 1 --unfreeze-blocks 0 --triplet-epochs 0"
+)
 VARIANT_REGIONS = {"DE": "de", "JP": "ja"}
 
 pytestmark = pytest.mark.slow
@@ -47,18 +50,7 @@ def trained_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
             str(catalog),
             "--out",
             str(out / "model"),
-            "--backbone",
-            "tiny",
-            "--weights",
-            "none",
-            "--warmup-epochs",
-            "1",
-            "--head-epochs",
-            "1",
-            "--unfreeze-blocks",
-            "0",
-            "--triplet-epochs",
-            "0",
+            *TINY_TRAINING.split(),
             "--cache-dir",
             str(out / "cache"),
         ]

@@ -88,8 +88,9 @@ def synthetic_corpus(image_dir: Path, seed: int = 0, extra_titles: int = 0) -> C
     return Corpus(items, np.stack(vectors).astype(np.float32))
 
 
-def publish(root: Path, corpus: Corpus, manifest: dict | None = None) -> str:
-    """Publish ``corpus`` as the new current version of ``root`` (brute force: exact and quick)."""
+def publish(root: Path, corpus: Corpus, manifest: dict | None = None, keep_versions: int = 20) -> str:
+    """Publish ``corpus`` as the new current version of ``root`` (brute force: exact and quick), keeping
+    ``keep_versions``."""
     publication = publish_index(
         root,
         corpus.items,
@@ -97,7 +98,7 @@ def publish(root: Path, corpus: Corpus, manifest: dict | None = None) -> str:
         manifest or {"source": "synthetic test corpus"},
         exact_search_max_items=100_000,
         recall_floor=0.9,
-        keep_versions=20,
+        keep_versions=keep_versions,
     )
     return publication.version
 

@@ -190,18 +190,7 @@ def test_lists_that_do_not_fit_the_version_are_refused(corpus: Corpus, tmp_path:
 
 
 def test_depth_follows_the_setting(corpus: Corpus, tmp_path: Path) -> None:
-    publish_index(
-        tmp_path,
-        corpus.items,
-        corpus.embeddings,
-        {},
-        exact_search_max_items=100_000,
-        recall_floor=0.9,
-        keep_versions=1,
-        similar_depth=3,
-    )
-    assert open_version(tmp_path).similar.depth == 3
-    with pytest.raises(ValueError, match="at least 1"):
+    def publish_with_depth(depth: int) -> None:
         publish_index(
             tmp_path,
             corpus.items,
@@ -210,8 +199,13 @@ def test_depth_follows_the_setting(corpus: Corpus, tmp_path: Path) -> None:
             exact_search_max_items=100_000,
             recall_floor=0.9,
             keep_versions=1,
-            similar_depth=0,
+            similar_depth=depth,
         )
+
+    publish_with_depth(3)
+    assert open_version(tmp_path).similar.depth == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        publish_with_depth(0)
 
 
 def test_titles_whose_leaves_hold_too_few_rows_get_no_list(sparse_tree_index: PublishedIndex) -> None:
