@@ -27,8 +27,9 @@ from pathlib import Path
 
 from posterrec_settings import load_settings
 
-from models.catalog import CatalogError, RowError, format_errors, non_utf8_columns
+from models.catalog import CatalogError, RowError, non_utf8_columns
 
+from .ingest import print_invalid_rows
 from .store import Event, EventSummary, open_store
 
 REQUIRED_COLUMNS = ("user_id", "title_id", "timestamp")
@@ -232,12 +233,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 def _run_ingest(args: argparse.Namespace) -> int:
     store_path = args.store or load_settings().store
     result = ingest_events(args.events, store_path, args.skip_invalid)
-    errors = result.report.errors
-    if errors:
-        verb = "skipped" if result.summary else "found"
-        print(f"{args.events}: {verb} {len({error.line for error in errors})} invalid row(s):\n{format_errors(errors)}")
-    if result.summary is None:
-        print(f"{args.events}: nothing ingested; fix the rows above or pass --skip-invalid")
+    if not print_invalid_rows(args.events, result.report.errors, ingested=result.summary is not None):
         return 1
     print(
         f"{args.events}: {len(result.report.events)} valid events into {store_path}: {result.summary} "

@@ -11,11 +11,12 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from posterrec_settings import load_settings
 
-from models.catalog import CatalogReport, format_errors, read_catalog
+from models.catalog import CatalogReport, RowError, format_errors, read_catalog
 
 from .store import SyncSummary, open_store
 
@@ -57,16 +58,21 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run)
 
 
+def print_invalid_rows(source: Path, errors: Sequence[RowError], ingested: bool) -> bool:
+    """Print a CSV's invalid rows, if any, and when nothing was ``ingested`` how to go on; returns ``ingested``."""
+    if errors:
+        verb = "skipped" if ingested else "found"
+        print(f"{source}: {verb} {len({error.line for error in errors})} invalid row(s):\n{format_errors(errors)}")
+    if not ingested:
+        print(f"{source}: nothing ingested; fix the rows above or pass --skip-invalid")
+    return ingested
+
+
 def _run(args: argparse.Namespace) -> int:
     store_path = args.store or load_settings().store
     result = ingest_catalog(args.catalog, store_path, args.skip_invalid, args.allow_outside_images)
     report = result.report
-    if report.errors:
-        rows_bad = len({error.line for error in report.errors})
-        verb = "skipped" if result.summary else "found"
-        print(f"{args.catalog}: {verb} {rows_bad} invalid row(s):\n{format_errors(report.errors)}")
-    if result.summary is None:
-        print(f"{args.catalog}: nothing ingested; fix the rows above or pass --skip-invalid")
+    if not print_invalid_rows(args.catalog, report.errors, ingested=result.summary is not None):
         return 1
     print(
         f"{args.catalog}: {len(report.rows)} valid rows into {store_path}: {result.summary} in {result.seconds:.1f} s"
