@@ -9,10 +9,11 @@ from pathlib import Path
 from posterrec_settings import load_settings
 
 from . import published
+from .shards import ShardError, shard_manifests
 
 
 def describe_versions(root: Path) -> list[dict]:
-    """One row per version, oldest first, with what its manifest says."""
+    """One row per version, oldest first, with what its manifest says (``shards`` None when it cannot be read)."""
     current = published.current_version(root)
     served = published.served_versions(root)
     rows = []
@@ -29,12 +30,24 @@ def describe_versions(root: Path) -> list[dict]:
                 "current": version == current,
                 "never_served": version not in served,
                 "items": manifest.get("item_count"),
+                "shards": _shard_count(manifest),
                 "recall_at_10": manifest.get("recall_at_10"),
                 "history_recall_at_10": manifest.get("history_recall_at_10"),
                 "built_at": manifest.get("built_at"),
             }
         )
     return rows
+
+
+def _shard_count(manifest: dict) -> int | None:
+    """How many shards a version's manifest records (1 for an unsharded version), None for no readable manifest."""
+    if not manifest:
+        return None
+    try:
+        entries = shard_manifests(manifest)
+    except ShardError:
+        return None
+    return 1 if entries is None else len(entries)
 
 
 def rollback(root: Path, version: str | None = None) -> str:
@@ -70,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
         mark = "*" if row["current"] else " "
         never = "  (never served: left by a build stopped before it switched CURRENT)" if row["never_served"] else ""
         print(
-            f"{mark} {row['version']}  items={row['items']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
+            f"{mark} {row['version']}  items={row['items']}  shards={row['shards']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
         )
     return 0
 

@@ -34,7 +34,7 @@ from indexer.scann_index import (
     tune_leaves_to_search,
 )
 from indexer.shards import BuiltShard, Shard, ShardSet
-from indexer.versions import rollback
+from indexer.versions import describe_versions, rollback
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -201,6 +201,15 @@ def test_versions_lists_and_rollback_switches_back(tmp_path: Path, capsys) -> No
     assert current_version(tmp_path) == second
     assert indexer_main(["rollback", "nonesuch", "--out", str(tmp_path)]) == 1
     assert "has no version 'nonesuch'" in capsys.readouterr().err and current_version(tmp_path) == second
+
+
+def test_versions_lists_the_shard_count_of_each_version(tmp_path: Path, capsys) -> None:
+    single, sharded = publish(tmp_path, n=200, seed=0), publish(tmp_path, n=200, seed=1, shards=3)
+    assert [(row["version"], row["shards"]) for row in describe_versions(tmp_path)] == [(single, 1), (sharded, 3)]
+    assert indexer_main(["versions", "--out", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].startswith(f"  {single}") and "shards=1 " in listing[0]
+    assert listing[1].startswith(f"* {sharded}") and "shards=3 " in listing[1]
 
 
 def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path) -> None:
