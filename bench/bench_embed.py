@@ -1,0 +1,234 @@
+"""Embedding speed against the hardware: TensorFlow, XLA, ONNX Runtime and TFLite on the exported model.
+
+On one batch of 32 real posters prepared by the Embedder, in the same process and in interleaved
+rounds: the exported model's plain TensorFlow forward pass (what ``Embedder.embed_images`` calls),
+``Embedder.embed_images`` on files (decode, resize, forward), the same model compiled with XLA
+(``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
+to TFLite and run with XNNPACK, both on 2 threads. Each row gives images/s (median and range over the
+rounds), speed-up over the plain pass, the largest absolute difference of its embeddings from
+TensorFlow's, and achieved GFLOP/s against the CPU's fp32 peak. The FLOPs per image come from
+TensorFlow's profiler on the frozen graph; the peak is cores x clock x fp32 FLOPs per cycle of the
+core's FMA units. A runtime is adoptable when it matches TensorFlow to ``--tolerance`` and is at
+least ``--adopt-speedup`` times faster.
+
+    python bench/bench_embed.py [--model DIR] [--rounds N]
+
+Without ``--model`` (and without ``var/bench/model-efficientnet_lite0`` from ``bench/bench_models.py``)
+an untrained head on the ImageNet backbone is exported to a temporary directory: speed and agreement
+do not depend on the head's training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
+
+from models.backbones import build_backbone  # noqa: E402
+from models.catalog import read_catalog  # noqa: E402
+from models.embedder import Embedder, export_embedder, load_embedder  # noqa: E402
+from models.network import build_network  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "catalog.csv"
+BACKBONE = "efficientnet_lite0"
+DEFAULT_MODEL = REPO / "var" / "bench" / f"model-{BACKBONE}"
+BATCH = 32
+THREADS = 2
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def untrained_export(out_dir: Path) -> Path:
+    """The exported-model layout around the ImageNet backbone and an untrained embedding head."""
+    backbone = build_backbone(BACKBONE, "imagenet")
+    network = build_network(backbone, num_genres=2, embedding_dim=128)
+    manifest = {
+        "backbone": BACKBONE,
+        "weights": backbone.weights,
+        "input_size": network.input_size,
+        "embedding_dim": 128,
+        "letterbox": True,
+        "preprocessing": backbone.spec.scaling.description,
+    }
+    return export_embedder(network.embedder, manifest, out_dir)
+
+
+def input_spec(embedder: Embedder, batch: int | None = None) -> tf.TensorSpec:
+    return tf.TensorSpec([batch, embedder.input_size, embedder.input_size, 3], tf.float32)
+
+
+def flops_per_image(embedder: Embedder) -> int:
+    """Floating-point operations of one image through the model, counted by TensorFlow's profiler."""
+    function = tf.function(lambda images: embedder.model(images, training=False))
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(input_spec(embedder, 1)))
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops)
+
+
+def cpu_peak_gflops() -> tuple[float, str]:
+    """fp32 peak of this machine's CPUs (cores x GHz x FLOPs/cycle) and how it was derived."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    ghz = float(fields.get("cpu MHz", "0")) / 1000
+    cores = os.cpu_count() or 1
+    amd_before_zen5 = fields.get("vendor_id") == "AuthenticAMD" and int(fields.get("cpu family", "0")) < 26
+    if "avx512f" in flags and not amd_before_zen5:
+        per_cycle, units = 64, "2 FMA units x 16 fp32 lanes (AVX-512) x 2"
+    elif "fma" in flags:
+        per_cycle, units = 32, "2 FMA units x 8 fp32 lanes (256-bit; Zen 4 splits AVX-512 in two) x 2"
+    else:
+        per_cycle, units = 8, "no FMA: 1 add + 1 mul of 4 lanes"
+    peak = cores * ghz * per_cycle
+    return peak, f"{cores} cores x {ghz:.2f} GHz (nominal) x {per_cycle} FLOPs/cycle ({units}) = {peak:.0f} GFLOP/s"
+
+
+def tensorflow_forward(embedder: Embedder, jit: bool) -> Forward:
+    function = tf.function(
+        lambda images: embedder.model(images, training=False), input_signature=[input_spec(embedder)], jit_compile=jit
+    )
+    return lambda batch: function(tf.constant(batch)).numpy()
+
+
+def onnx_forward(embedder: Embedder) -> Forward:
+    """ONNX Runtime on the model converted by tf2onnx; ImportError when tf2onnx is not installed."""
+    import onnxruntime
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_keras(embedder.model, input_signature=[input_spec(embedder)], opset=17)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def tflite_forward(embedder: Embedder) -> Forward:
+    """The TFLite interpreter (XNNPACK) on the model converted for a fixed batch of ``BATCH``."""
+    function = tf.function(lambda images: embedder.model(images, training=False))
+    concrete = function.get_concrete_function(input_spec(embedder, BATCH))
+    content = tf.lite.TFLiteConverter.from_concrete_functions([concrete], embedder.model).convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice that it moves to ai-edge-litert
+        interpreter = tf.lite.Interpreter(model_content=content, num_threads=THREADS)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(source, batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(target).copy()
+
+    return forward
+
+
+def rate(call: Callable, inputs: object, images: int, repeats: int) -> float:
+    """Images/s of ``repeats`` calls of ``call(inputs)``, each handling ``images`` images."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        call(inputs)
+    return images * repeats / (time.perf_counter() - started)
+
+
+def table(
+    results: dict[str, list[float]],
+    differences: dict[str, float],
+    gflop: float,
+    peak: float,
+    args: argparse.Namespace,
+) -> list[str]:
+    base = float(np.median(results["TensorFlow forward pass (exported model)"]))
+    lines = [
+        "| runtime (batch 32) | images/s median (range) | × TensorFlow | max abs diff | GFLOP/s | % of peak "
+        "| adoptable |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, rates in results.items():
+        median = float(np.median(rates))
+        speedup = median / base
+        diff = differences.get(name)
+        adoptable = "—" if diff is None else "yes" if diff <= args.tolerance and speedup >= args.adopt_speedup else "no"
+        lines.append(
+            f"| {name} | {median:.1f} ({min(rates):.1f}–{max(rates):.1f}) | {speedup:.2f} "
+            f"| {'—' if diff is None else f'{diff:.1e}'} | {median * gflop:.1f} | {100 * median * gflop / peak:.0f}% "
+            f"| {adoptable} |"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="exported model directory")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per runtime")
+    parser.add_argument("--posters", type=int, default=128, help="posters per embed_images round")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest adoptable output difference")
+    parser.add_argument("--adopt-speedup", type=float, default=1.5, help="smallest adoptable speed-up")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not DATA.is_file():
+        print(f"skipped: real poster data not found at {DATA}")
+        return 0
+    paths = [row.image for row in read_catalog(DATA).rows[: BATCH + args.posters]]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model if args.model.is_dir() else untrained_export(Path(tmp) / "model")
+        embedder = load_embedder(model_dir, batch_size=BATCH)
+    batch = np.stack([embedder.prepare(path) for path in paths[:BATCH]]).astype(np.float32)
+    files = paths[BATCH:]
+    plain = tensorflow_forward(embedder, jit=False)
+    reference = plain(batch)
+    runtimes: dict[str, tuple[Forward, int]] = {"TensorFlow forward pass (exported model)": (plain, 2)}
+    notes = []
+    builders = {
+        "XLA (tf.function jit_compile=True)": (lambda: tensorflow_forward(embedder, jit=True), 1),
+        f"ONNX Runtime {THREADS} threads (tf2onnx, opset 17)": (lambda: onnx_forward(embedder), 2),
+        f"TFLite XNNPACK {THREADS} threads": (lambda: tflite_forward(embedder), 2),
+    }
+    for name, (build, repeats) in builders.items():
+        try:
+            runtimes[name] = (build(), repeats)
+        except ImportError as err:
+            notes.append(f"{name}: skipped, {err.name} is not installed (pip install tf2onnx onnx)")
+    differences = {name: float(np.abs(forward(batch) - reference).max()) for name, (forward, _) in runtimes.items()}
+    embed_name = f"Embedder.embed_images ({args.posters} poster files: decode, resize, forward)"
+    embedder.embed_images(files[:BATCH])
+    results: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, (forward, repeats) in runtimes.items():
+            results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
+        results.setdefault(embed_name, []).append(rate(embedder.embed_images, files, len(files), 1))
+    gflop = flops_per_image(embedder) / 1e9
+    peak, peak_text = cpu_peak_gflops()
+    print(
+        "\n".join(
+            [
+                f"{embedder.manifest['backbone']} exported model, {gflop:.3f} GFLOP per image (TensorFlow profiler), "
+                f"{args.rounds} interleaved rounds; CPU peak: {peak_text}.",
+                "",
+                *table(results, differences, gflop, peak, args),
+                *(["", *notes] if notes else []),
+            ]
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
