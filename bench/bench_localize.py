@@ -33,7 +33,10 @@ The variants carry demo-vocabulary titles (real translations of placeholder
 titles), since no translations of the real films' titles are at hand.
 
     .venv/bin/python bench/bench_localize.py [--count 48] [--real 300] [--real-methods patchmatch]
-        [--contact-sheet docs/contact_sheet.png]
+        [--real-seed 1] [--misses] [--contact-sheet docs/contact_sheet.png]
+
+``--real-seed 0`` (the default) measures the held-out sample; any other seed draws a tuning
+sample outside it and outside the contact sheet's posters, for adjusting the finder.
 """
 
 from __future__ import annotations
@@ -416,11 +419,26 @@ REAL_CONFIGS = (
 )
 
 
-def real_sample(count: int) -> list[dict]:
-    """A seeded sample of the catalogue rows with a title (the same rows every run)."""
+HELD_OUT = 300
+"""Seed 0 draws the held-out rows; other seeds draw from outside its first ``HELD_OUT`` rows."""
+SHEET_POSTERS, SHEET_MEASURED = 24, 120
+"""The contact sheet's posters as drawn beside a 120-poster measurement; other seeds avoid them."""
+
+
+def _titled_rows() -> list[dict]:
     with (SHARED / "catalog.csv").open(encoding="utf-8") as handle:
-        titled = [row for row in csv.DictReader(handle) if row["title"].strip()]
-    return random.Random(0).sample(titled, min(count, len(titled)))
+        return [row for row in csv.DictReader(handle) if row["title"].strip()]
+
+
+def real_sample(count: int, seed: int = 0) -> list[dict]:
+    """``count`` catalogue rows with a title, the same every run: seed 0 is the held-out sample;
+    any other seed draws a tuning sample from the rows outside the held-out ``HELD_OUT`` and the
+    contact sheet's posters."""
+    titled = _titled_rows()
+    if seed:
+        taken = {row["id"] for row in real_sample(HELD_OUT) + sheet_sample(SHEET_POSTERS, SHEET_MEASURED)}
+        titled = [row for row in titled if row["id"] not in taken]
+    return random.Random(seed).sample(titled, min(count, len(titled)))
 
 
 def _found(detection: Detection, title: str) -> bool:
@@ -466,13 +484,14 @@ def _previous_choice(detection: Detection) -> Detection:
     return choose_title(list(detection.lines), detection.image_size)
 
 
-def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS)) -> str:
+def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS), seed: int = 0, misses: bool = False) -> str:
     """Title found, erased (no readable ghost), other text undamaged and the new title readable,
     per configuration inpainting with one of ``methods``, on ``count`` real posters with known
     titles."""
     if not (SHARED / "catalog.csv").is_file():
         return f"real-poster table skipped: {SHARED / 'catalog.csv'} not found (the Kaggle 'Movie Genre from its Poster' set)"
-    rows = real_sample(count)
+    rows = real_sample(count, seed)
+    missed: dict[str, str] = {}
     configs = [config for config in REAL_CONFIGS if config.method in methods]
     stats = {config.name: collections.Counter() for config in configs}
     for number, row in enumerate(rows):
@@ -490,6 +509,10 @@ def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS)) -> str:
             count_["chosen"] += 1
             found = _found(detection, row["title"])
             count_["found"] += found
+            if not found and config.by_text:
+                missed[row["id"]] = (
+                    f"| {row['id']} | {row['title']} | {detection.text} | {detection.how or 'refused'} |"
+                )
             mask = title_mask(detection, original if config.glyphs else None)
             started = time.perf_counter()
             erased = inpaint(original, mask, config.method, exclude=other_text_mask(detection))
@@ -517,7 +540,8 @@ def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS)) -> str:
                 match_title(_lines_in(np.asarray(rendered.image), rendered.box), german)[1] >= FOUND_SIMILARITY
             )
     table = [
-        f"Real posters with known titles ({len(rows)}, seeded sample of the catalogue rows with a title, 182x268 px)",
+        f"Real posters with known titles ({len(rows)}, sample seed {seed} of the catalogue rows with a title, "
+        "182x268 px)",
         "",
         "| pipeline | title chosen | title found | erased (no ghost) of found | other text damaged | new title readable | "
         "new size / original line height | inpaint ms |",
@@ -531,6 +555,15 @@ def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS)) -> str:
             f"{c['readable'] / max(1, c['rendered']):.1%} | {c['size_ratio'] / max(1, c['rendered']):.2f} | "
             f"{c['inpaint_ms'] / max(1, c['chosen']):.0f} |"
         )
+    if misses and missed:
+        table += [
+            "",
+            "Titles not found (catalogue title text, else prominence)",
+            "",
+            "| id | catalogue title | chosen lines read | chosen by |",
+            "|---|---|---|---|",
+            *missed.values(),
+        ]
     return "\n".join(table + [""])
 
 
@@ -606,6 +639,13 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(METHODS),
         help="inpainters of the real-poster table, comma-separated (default: all)",
     )
+    parser.add_argument(
+        "--real-seed",
+        type=int,
+        default=0,
+        help="0: the held-out sample; another seed: a tuning sample outside it and the contact sheet (default 0)",
+    )
+    parser.add_argument("--misses", action="store_true", help="also list the real posters whose title was not found")
     parser.add_argument("--contact-sheet", type=Path, help="also write the real-poster contact sheet here")
     parser.add_argument("--sheet-method", choices=sorted(METHODS), default="patchmatch")
     args = parser.parse_args(argv)
@@ -621,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         print(style_table(items, "patchmatch"))
         print(throughput_table(items))
     if args.real:
-        print(real_table(args.real, tuple(args.real_methods.split(","))))
+        print(real_table(args.real, tuple(args.real_methods.split(",")), args.real_seed, args.misses))
     if args.contact_sheet:
         print(contact_sheet(args.contact_sheet, args.sheet_method, args.real))
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -50,6 +51,9 @@ too: large stylised or textured titles on thumbnails are often found only at the
 RETRY_BELOW = 0.8
 """Similarity to the catalogue title under which the lines are read again and, failing that,
 detected again at ``RETRY_SIDE``."""
+SAME_ROW = 0.5
+"""Lines whose vertical extents overlap by more than this fraction of the shorter one are one
+row of text."""
 NEW_LINE_OVERLAP = 0.5
 """A line of the larger pass is new when less than this fraction of its box lies in a line
 already found."""
@@ -96,7 +100,8 @@ class Detection:
 
     lines: tuple[TextLine, ...]
     title: tuple[int, ...]
-    """Indices into ``lines`` of the title's lines, top to bottom; empty when none qualifies."""
+    """Indices into ``lines`` of the title's lines in reading order (:func:`reading_order`); empty
+    when none qualifies."""
     image_size: tuple[int, int]
     how: str = ""
     """``BY_TEXT`` or ``BY_PROMINENCE``: how the title lines were chosen (empty when none were)."""
@@ -111,7 +116,7 @@ class Detection:
 
     @property
     def text(self) -> str:
-        """The title lines' recognized text, top to bottom."""
+        """The title lines' recognized text, in reading order."""
         return " ".join(line.text for line in self.title_lines if line.text)
 
     @property
@@ -222,6 +227,32 @@ def _same_block(a: TextLine, b: TextLine) -> bool:
     return stacked or side_by_side
 
 
+def text_rows(lines: Sequence[TextLine]) -> list[list[int]]:
+    """Indices of ``lines`` grouped into rows of text, top to bottom, each row in reading order:
+    lines whose vertical extents overlap by more than ``SAME_ROW`` of the shorter one share a row
+    (a small "THE" set beside the big word, a line the detector split), read by their centres
+    from left to right (a small word tucked into a big one's ascender space reads first when it
+    starts further left of the big word's centre)."""
+    rows: list[tuple[int, int, list[int]]] = []
+    for i in sorted(range(len(lines)), key=lambda i: lines[i].box[1]):
+        top, bottom = lines[i].box[1], lines[i].box[3]
+        if rows:
+            row_top, row_bottom, members = rows[-1]
+            overlap = min(bottom, row_bottom) - max(top, row_top)
+            if overlap > SAME_ROW * min(bottom - top, row_bottom - row_top):
+                rows[-1] = (min(top, row_top), max(bottom, row_bottom), members + [i])
+                continue
+        rows.append((top, bottom, [i]))
+    return [sorted(members, key=lambda i: lines[i].box[0] + lines[i].box[2]) for _, _, members in rows]
+
+
+def reading_order(lines: Sequence[TextLine], chosen: Sequence[int]) -> tuple[int, ...]:
+    """``chosen`` (indices of ``lines``) in reading order: rows top to bottom (:func:`text_rows`),
+    left to right within a row."""
+    picked = [lines[i] for i in chosen]
+    return tuple(chosen[k] for row in text_rows(picked) for k in row)
+
+
 def choose_title(lines: list[TextLine], image_size: tuple[int, int]) -> Detection:
     """The most prominent line plus the lines that continue it (grown transitively)."""
     if not lines or lines[0].height < MIN_TITLE_HEIGHT * image_size[1]:
@@ -234,8 +265,7 @@ def choose_title(lines: list[TextLine], image_size: tuple[int, int]) -> Detectio
             if i not in chosen and any(_same_block(lines[j], line) for j in chosen):
                 chosen.append(i)
                 grew = True
-    chosen.sort(key=lambda i: lines[i].box[1])
-    return Detection(tuple(lines), tuple(chosen), image_size, BY_PROMINENCE)
+    return Detection(tuple(lines), reading_order(lines, chosen), image_size, BY_PROMINENCE)
 
 
 def _read(image: np.ndarray, lines: list[TextLine], margins: tuple[float, ...] = READ_MARGINS) -> list[TextLine]:
@@ -258,8 +288,7 @@ def choose_by_text(lines: list[TextLine], image_size: tuple[int, int], catalogue
     chosen, score = match_title([line.text for line in lines], catalogue_title)
     if not chosen or score < TEXT_MATCH_MIN:
         return None
-    ordered = tuple(sorted(chosen, key=lambda i: lines[i].box[1]))
-    return Detection(tuple(lines), ordered, image_size, BY_TEXT, score)
+    return Detection(tuple(lines), reading_order(lines, chosen), image_size, BY_TEXT, score)
 
 
 def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = None) -> Detection:

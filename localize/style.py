@@ -23,7 +23,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from .detect import Detection
+from .detect import Detection, text_rows
 from .render import title_color
 from .typeset import RGB
 
@@ -97,18 +97,8 @@ def _alignment(detection: Detection) -> str:
 
 
 def _rows(detection: Detection) -> int:
-    """The number of text rows among the title lines: lines whose vertical extents overlap by
-    more than half the shorter one are one row."""
-    spans = sorted((line.box[1], line.box[3]) for line in detection.title_lines)
-    rows: list[tuple[int, int]] = []
-    for top, bottom in spans:
-        if rows and min(bottom, rows[-1][1]) - max(top, rows[-1][0]) > 0.5 * min(
-            bottom - top, rows[-1][1] - rows[-1][0]
-        ):
-            rows[-1] = (min(top, rows[-1][0]), max(bottom, rows[-1][1]))
-        else:
-            rows.append((top, bottom))
-    return max(1, len(rows))
+    """The number of text rows among the title lines (:func:`localize.detect.text_rows`)."""
+    return max(1, len(text_rows(detection.title_lines)))
 
 
 def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, detection: Detection) -> TitleLook:

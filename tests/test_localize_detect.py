@@ -6,11 +6,20 @@ import csv
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from localize import demo
-from localize.detect import BY_PROMINENCE, BY_TEXT, CREDITS_BAND, detect_title
-from localize.fonts import face_for
+from localize.detect import (
+    BY_PROMINENCE,
+    BY_TEXT,
+    CREDITS_BAND,
+    Detection,
+    TextLine,
+    detect_title,
+    reading_order,
+    text_rows,
+)
+from localize.fonts import face_for, load_font
 from localize.mask import title_mask
 from localize.match import normalized
 from localize.pipeline import NoTitle, clean_poster
@@ -183,3 +192,32 @@ def test_a_tagline_tucked_under_the_title_keeps_every_pixel_while_the_title_is_e
     title_ink, tagline_ink = inks
     assert glyphs[title_ink].mean() >= 0.99
     assert not glyphs[tagline_ink].any()
+
+
+def _line(box: tuple[int, int, int, int], text: str) -> TextLine:
+    x0, y0, x1, y1 = box
+    return TextLine(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9, y1 - y0, 0.5, 0.1, text, 0.99)
+
+
+def test_title_lines_are_read_in_rows_top_to_bottom_and_left_to_right_within_a_row() -> None:
+    lines = [
+        _line((40, 100, 180, 150), "CORE"),  # the big word
+        _line((10, 118, 38, 132), "THE"),  # a small article beside it, lower than its top
+        _line((20, 160, 170, 180), "RETURNS"),  # the next row
+        _line((120, 30, 160, 95), "DAY"),  # a word higher up, right of ...
+        _line((10, 50, 110, 98), "SNOW"),  # ... this one that starts lower
+    ]
+    assert reading_order(lines, range(len(lines))) == (4, 3, 1, 0, 2)
+    detection = Detection(tuple(lines), reading_order(lines, [0, 1]), (200, 300), BY_TEXT, 1.0)
+    assert detection.text == "THE CORE"
+    assert [len(row) for row in text_rows(lines)] == [2, 2, 1]
+
+
+def test_a_small_article_set_beside_the_title_reads_first() -> None:
+    image = Image.new("RGB", (400, 600), (20, 30, 50))
+    draw = ImageDraw.Draw(image)
+    draw.text((30, 290), "THE", font=load_font(face_for("en"), 24, 800), fill=(240, 220, 90), anchor="ls")
+    draw.text((95, 290), "CORE", font=load_font(face_for("en"), 90, 800), fill=(240, 220, 90), anchor="ls")
+    detection = detect_title(np.asarray(image), "Core, The")
+    assert detection.how == BY_TEXT and len(detection.title) == 2
+    assert normalized(detection.text) == "thecore"
