@@ -16,7 +16,7 @@ from posterrec_settings import Settings, load_settings
 
 from flask import Flask, Response
 
-from . import api, browse, catalog_api, health
+from . import api, browse, catalog_api, health, kernels
 from .errors import register_error_handlers
 from .json_provider import OrjsonProvider
 from .live_index import LiveIndex
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
     )
     app.json = OrjsonProvider(app)
+    kernels.warm_up()  # at start-up, so that the first request does not wait for Numba
     app.url_map.merge_slashes = False  # "/v1/posters//x" is a missing title (404), not a redirect to another URL
     live = LiveIndex(
         settings.index_root, settings.index_poll_seconds if watch else 0, preparers=[catalog_api.carry_catalog]

@@ -20,6 +20,8 @@ from indexer.published import PublishedIndex
 from indexer.scann_index import QueryKind
 from indexer.similar_lists import first_distinct_titles
 
+from . import kernels
+
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
 ``recent``: one query, the recency-weighted average, searched in the whole index.
@@ -186,57 +188,11 @@ def recency_weights(n: int, decay: float = RECENCY_DECAY) -> np.ndarray:
     return weights
 
 
-def unit_weighted_sum(embeddings: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The L2-normalised ``weights``-weighted sum of ``embeddings[rows]``, summed in float64.
-
-    Returns:
-        A float32 unit vector, or the last row's vector when the sum is zero (vectors that cancel out give no
-        direction).
-    """
-    query = weights.astype(np.float64) @ embeddings[rows].astype(np.float64)
-    norm = np.linalg.norm(query)
-    if norm == 0.0:
-        return embeddings[rows[-1]].copy()
-    return (query / norm).astype(np.float32)
-
-
 def recency_query(index: PublishedIndex, history_rows: list[int], decay: float) -> np.ndarray:
     """The normalised recency-weighted average of the history's vectors (the latest if they cancel out)."""
-    return unit_weighted_sum(
+    return kernels.unit_weighted_sum(
         index.embeddings, np.asarray(history_rows, np.int64), recency_weights(len(history_rows), decay)
     )
-
-
-def best_listed(
-    listed_titles: np.ndarray,
-    embeddings: np.ndarray,
-    original_rows: np.ndarray,
-    history: np.ndarray,
-    query: np.ndarray,
-    sources: int,
-    depth: int,
-    k: int,
-    exclude_history: bool,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The ``k`` listed candidates that score best against ``query``.
-
-    Args:
-        listed_titles: each title's similar titles (ordinals, best first, -1 padded).
-        embeddings: the index's vectors; ``original_rows`` maps a title ordinal to its poster's row.
-        history: watched title ordinals, oldest first.
-        sources, depth: candidates are the first ``depth`` titles listed for each of the latest ``sources``
-            history titles, plus the history itself unless ``exclude_history`` (then the history is left out).
-    Returns:
-        The best titles and their scores, best first (equal scores: lower ordinal first, so an answer does not
-        depend on the order candidates were found in), and how many distinct candidates there were.
-    """
-    listed = set(listed_titles[history[-sources:], :depth].ravel().tolist())
-    listed.discard(-1)
-    watched = set(history.tolist())
-    candidates = np.array(sorted(listed - watched if exclude_history else listed | watched), np.int64)
-    scores = embeddings[original_rows[candidates]] @ query  # lists and histories hold only titles with an original
-    best = np.argsort(-scores, kind="stable")[:k]
-    return candidates[best], scores[best], len(candidates)
 
 
 def ranked_neighbours(
@@ -248,14 +204,13 @@ def ranked_neighbours(
 
     No titles when the lists hold fewer than ``k`` candidates; the caller searches with the query instead.
     """
-    query = recency_query(index, rows, RECENCY_DECAY)
-    history = index.title_of_row[rows].astype(np.int64)
-    titles, scores, candidates = best_listed(
+    titles, scores, candidates, query = kernels.recommend_listed(
         index.similar.titles,
         index.embeddings,
+        index.title_of_row,
         index.original_row_of_title,
-        history,
-        query,
+        np.asarray(rows, np.int64),
+        recency_weights(len(rows)),
         NEIGHBOUR_SOURCES,
         NEIGHBOUR_DEPTH,
         k,
@@ -311,7 +266,7 @@ def recommend_preferring(
         recent = slice(-FUSION_MAX_QUERIES, None)
         queries = np.stack([steered(query, negative) for query in index.embeddings[rows[recent]]])
         return fused_titles(index, queries, weights[recent], k, exclude, preferences.allowed)
-    query = steered(unit_weighted_sum(index.embeddings, np.asarray(rows, np.int64), weights), negative)
+    query = steered(kernels.unit_weighted_sum(index.embeddings, np.asarray(rows, np.int64), weights), negative)
     return nearest_titles(index, query, k, exclude, kind="history", allowed=preferences.allowed)
 
 
@@ -326,7 +281,7 @@ def negative_query(embeddings: np.ndarray, rows: Collection[int]) -> np.ndarray 
     if not rows:
         return None
     rows = np.asarray(list(rows), np.int64)
-    return unit_weighted_sum(embeddings, rows, np.ones(len(rows), np.float32))
+    return kernels.unit_weighted_sum(embeddings, rows, np.ones(len(rows), np.float32))
 
 
 def steered(query: np.ndarray, negative: np.ndarray | None) -> np.ndarray:

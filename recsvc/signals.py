@@ -19,6 +19,7 @@ from indexer.published import PublishedIndex
 
 from .errors import bad_request, not_found
 from .filters import allowed_titles, title_ordinals_of
+from .kernels import unit_weighted_sum
 from .params import RecommendationRequest
 from .ranking import (
     Preferences,
@@ -29,7 +30,6 @@ from .ranking import (
     negative_query,
     recommend_rows,
     steered,
-    unit_weighted_sum,
 )
 
 HYBRID_CANDIDATES = 100

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
-from recsvc import create_app, ranking
+from recsvc import create_app, kernels, ranking
 
 
 @pytest.fixture(scope="module")
@@ -704,3 +704,15 @@ def test_batched_search_widens_only_the_crowded_queries_and_agrees_with_single_o
         [s for ranked in single for s in ranked.scores], abs=1e-5
     )
     assert crowd_q not in {title for ranked in batched for title in ranked.titles}
+
+
+def test_the_warm_up_compiles_the_kernels_with_the_types_requests_pass(client: FlaskClient) -> None:
+    """Numba compiles again for each new argument type (a read-only array is one): a request after the
+    warm-up must find its kernels compiled, or it waits seconds for them."""
+    kernels.warm_up()
+    compiled = {kernel: len(kernel.signatures) for kernel in (kernels.unit_weighted_sum, kernels.recommend_listed)}
+    bodies = [{"history": ["t001", "t002"], "aggregation": aggregation} for aggregation in ranking.AGGREGATIONS]
+    bodies += [{"history": ["t001", "t002"], "weights": [1, 0.5]}, {"history": ["t001"], "negative": ["t003"]}]
+    for body in bodies:
+        assert client.post("/v1/recommendations", json=body).status_code == 200, body
+    assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled

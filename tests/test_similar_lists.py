@@ -15,7 +15,7 @@ from indexer import similar_lists
 from indexer.publish import publish_index
 from indexer.published import MANIFEST, VERSIONS, IndexItem, IndexVersionError, PublishedIndex, open_version
 from indexer.scann_index import choose_params, exact_top_k
-from recsvc import create_app, ranking
+from recsvc import create_app, kernels, ranking
 from recsvc.live_index import LiveIndex
 
 
@@ -301,7 +301,7 @@ def test_titles_indexed_only_through_variants_are_never_results(tmp_path: Path) 
 def test_the_recency_query_of_vectors_that_cancel_out_is_the_latest_vector(wide_index: PublishedIndex) -> None:
     """A zero sum has no direction: the query falls back to the latest history vector, not NaN."""
     row = wide_index.row_of_key["t005"]
-    query = ranking.unit_weighted_sum(
+    query = kernels.unit_weighted_sum(
         np.stack([wide_index.embeddings[row], -wide_index.embeddings[row]]),
         np.array([0, 1], np.int64),
         np.ones(2, np.float32),
@@ -314,7 +314,7 @@ def test_listed_candidates_tie_by_ordinal_and_leave_out_the_history() -> None:
     reverse here), equal scores lower ordinal first."""
     by_title = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, 3, 4], [4, 3, -1], [0, 1, 3], [0, 1, 2], [0, 1, 2]], np.int32)
-    titles, scores, candidates = ranking.best_listed(
+    titles, scores, candidates = kernels.best_listed(
         lists,
         by_title[::-1].copy(),
         np.arange(4, -1, -1, dtype=np.int64),
@@ -333,7 +333,7 @@ def test_listed_candidates_join_the_history_beside_partly_empty_lists() -> None:
     """With ``exclude_history`` false the history joins the candidates even when lists hold -1 padding."""
     embeddings = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
     lists = np.array([[2, -1, -1], [3, 2, -1], [0, 1, 3], [0, 1, 2]], np.int32)
-    titles, scores, candidates = ranking.best_listed(
+    titles, scores, candidates = kernels.best_listed(
         lists,
         embeddings,
         np.arange(4, dtype=np.int64),
