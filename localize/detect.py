@@ -52,8 +52,8 @@ RETRY_BELOW = 0.8
 """Similarity to the catalogue title under which the lines are read again and, failing that,
 detected again at ``RETRY_SIDE``."""
 SAME_ROW = 0.5
-"""Lines whose vertical extents overlap by more than this fraction of the shorter one are one
-row of text."""
+"""Lines whose letters overlap vertically by more than this fraction of the smaller letter height
+are one row of text (on a tuning sample of real posters 0.4 to 0.7 read the same titles)."""
 NEW_LINE_OVERLAP = 0.5
 """A line of the larger pass is new when less than this fraction of its box lies in a line
 already found."""
@@ -87,6 +87,11 @@ class TextLine:
     text: str = ""
     """What the recognizer read (empty for lines too small to be read)."""
     text_score: float = 0.0
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """The mean of the quad's corners."""
+        return float(np.mean([p[0] for p in self.quad])), float(np.mean([p[1] for p in self.quad]))
 
     @property
     def box(self) -> Box:
@@ -228,22 +233,25 @@ def _same_block(a: TextLine, b: TextLine) -> bool:
 
 
 def text_rows(lines: Sequence[TextLine]) -> list[list[int]]:
-    """Indices of ``lines`` grouped into rows of text, top to bottom, each row in reading order:
-    lines whose vertical extents overlap by more than ``SAME_ROW`` of the shorter one share a row
-    (a small "THE" set beside the big word, a line the detector split), read by their centres
-    from left to right (a small word tucked into a big one's ascender space reads first when it
-    starts further left of the big word's centre)."""
-    rows: list[tuple[int, int, list[int]]] = []
-    for i in sorted(range(len(lines)), key=lambda i: lines[i].box[1]):
-        top, bottom = lines[i].box[1], lines[i].box[3]
-        if rows:
-            row_top, row_bottom, members = rows[-1]
-            overlap = min(bottom, row_bottom) - max(top, row_top)
-            if overlap > SAME_ROW * min(bottom - top, row_bottom - row_top):
-                rows[-1] = (min(top, row_top), max(bottom, row_bottom), members + [i])
-                continue
-        rows.append((top, bottom, [i]))
-    return [sorted(members, key=lambda i: lines[i].box[0] + lines[i].box[2]) for _, _, members in rows]
+    """Indices of ``lines`` grouped into rows of text, top to bottom, each row read from left to
+    right. A line's letters span its letter height about its vertical centre; a line joins a row
+    when its letters overlap those of one of the row's lines by more than ``SAME_ROW`` of the
+    smaller letter height (a small "THE" set beside the big word on its baseline, a line the
+    detector split), while slanted lines stacked one under the other, whose boxes overlap but
+    whose letters do not, are separate rows."""
+
+    def overlap(a: TextLine, b: TextLine) -> float:
+        (_, ya), (_, yb) = a.center, b.center
+        return min(ya + a.height / 2, yb + b.height / 2) - max(ya - a.height / 2, yb - b.height / 2)
+
+    rows: list[list[int]] = []
+    for i in sorted(range(len(lines)), key=lambda i: lines[i].center[1]):
+        line = lines[i]
+        if rows and any(overlap(line, lines[j]) > SAME_ROW * min(line.height, lines[j].height) for j in rows[-1]):
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+    return [sorted(row, key=lambda i: lines[i].center[0]) for row in rows]
 
 
 def reading_order(lines: Sequence[TextLine], chosen: Sequence[int]) -> tuple[int, ...]:

@@ -194,9 +194,9 @@ def test_a_tagline_tucked_under_the_title_keeps_every_pixel_while_the_title_is_e
     assert not glyphs[tagline_ink].any()
 
 
-def _line(box: tuple[int, int, int, int], text: str) -> TextLine:
+def _line(box: tuple[int, int, int, int], text: str, height: float | None = None) -> TextLine:
     x0, y0, x1, y1 = box
-    return TextLine(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9, y1 - y0, 0.5, 0.1, text, 0.99)
+    return TextLine(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9, height or y1 - y0, 0.5, 0.1, text, 0.99)
 
 
 def test_title_lines_are_read_in_rows_top_to_bottom_and_left_to_right_within_a_row() -> None:
@@ -211,6 +211,11 @@ def test_title_lines_are_read_in_rows_top_to_bottom_and_left_to_right_within_a_r
     detection = Detection(tuple(lines), reading_order(lines, [0, 1]), (200, 300), BY_TEXT, 1.0)
     assert detection.text == "THE CORE"
     assert [len(row) for row in text_rows(lines)] == [2, 2, 1]
+    stacked = [  # two slanted lines one under the other: their boxes overlap, their letters do not
+        _line((35, 188, 133, 230), "DAYCAMP", height=19),
+        _line((44, 176, 127, 209), "DADDY", height=17),
+    ]
+    assert text_rows(stacked) == [[1], [0]]
 
 
 def test_a_small_article_set_beside_the_title_reads_first() -> None:
