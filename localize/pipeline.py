@@ -51,6 +51,8 @@ def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_tit
     if not detection.found:
         raise NoTitle(detection.refusal or f"no title found among {len(detection.lines)} detected text line(s)")
     mask = title_mask(detection, original)
+    if not mask.any():
+        raise NoTitle(f"no glyph pixels to erase in the title box {detection.title_box}")
     background = inpaint(original, mask, method, exclude=other_text_mask(detection))
     return CleanPoster(original, detection, mask, background, read_look(original, background, mask, detection))
 
