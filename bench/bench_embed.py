@@ -1,15 +1,15 @@
 """Embedding speed against the hardware: TensorFlow, XLA, ONNX Runtime and TFLite on the exported model.
 
 On one batch of 32 real posters prepared by the Embedder, in the same process and in interleaved
-rounds: the exported model's plain TensorFlow forward pass (what ``Embedder.embed_images`` calls),
-``Embedder.embed_images`` on files (decode, resize, forward), the same model compiled with XLA
+rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
-to TFLite and run with XNNPACK, both on 2 threads. Each row gives images/s (median and range over the
-rounds), speed-up over the plain pass, the largest absolute difference of its embeddings from
-TensorFlow's, and achieved GFLOP/s against the CPU's fp32 peak. The FLOPs per image come from
-TensorFlow's profiler on the frozen graph; the peak is cores x clock x fp32 FLOPs per cycle of the
-core's FMA units. A runtime is adoptable when it matches TensorFlow to ``--tolerance`` and is at
-least ``--adopt-speedup`` times faster.
+to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
+(decode, resize, forward) with each of its runtimes (ONNX Runtime, its default, and TensorFlow). Each
+row gives images/s (median and range over the rounds), speed-up over the plain TensorFlow pass, the
+largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
+CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
+cores x clock x fp32 FLOPs per cycle of the core's FMA units. A runtime is adoptable when it matches
+TensorFlow to ``--tolerance`` and is at least ``--adopt-speedup`` times faster.
 
     python bench/bench_embed.py [--model DIR] [--rounds N]
 
@@ -43,13 +43,18 @@ from models.backbones import build_backbone  # noqa: E402
 from models.catalog import read_catalog  # noqa: E402
 from models.embedder import Embedder, export_embedder, load_embedder  # noqa: E402
 from models.network import build_network  # noqa: E402
+from models.onnx_runtime import (  # noqa: E402
+    OPSET,
+    Forward,  # noqa: E402
+    onnx_forward,
+)
 
 DATA = REPO.parent / "shared" / "data" / "catalog.csv"
 BACKBONE = "efficientnet_lite0"
 DEFAULT_MODEL = REPO / "var" / "bench" / f"model-{BACKBONE}"
 BATCH = 32
 THREADS = 2
-Forward = Callable[[np.ndarray], np.ndarray]
+BASELINE = "TensorFlow forward pass (exported model)"
 
 
 def untrained_export(out_dir: Path) -> Path:
@@ -108,19 +113,6 @@ def tensorflow_forward(embedder: Embedder, jit: bool) -> Forward:
     return lambda batch: function(tf.constant(batch)).numpy()
 
 
-def onnx_forward(embedder: Embedder) -> Forward:
-    """ONNX Runtime on the model converted by tf2onnx; ImportError when tf2onnx is not installed."""
-    import onnxruntime
-    import tf2onnx
-
-    proto, _ = tf2onnx.convert.from_keras(embedder.model, input_signature=[input_spec(embedder)], opset=17)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]
-
-
 def tflite_forward(embedder: Embedder) -> Forward:
     """The TFLite interpreter (XNNPACK) on the model converted for a fixed batch of ``BATCH``."""
     function = tf.function(lambda images: embedder.model(images, training=False))
@@ -155,7 +147,7 @@ def table(
     peak: float,
     args: argparse.Namespace,
 ) -> list[str]:
-    base = float(np.median(results["TensorFlow forward pass (exported model)"]))
+    base = float(np.median(results[BASELINE]))
     lines = [
         "| runtime (batch 32) | images/s median (range) | × TensorFlow | max abs diff | GFLOP/s | % of peak "
         "| adoptable |",
@@ -190,30 +182,33 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model if args.model.is_dir() else untrained_export(Path(tmp) / "model")
         embedder = load_embedder(model_dir, batch_size=BATCH)
+    embedders = {
+        embedder.runtime: embedder,
+        "tensorflow": Embedder(embedder.model, embedder.manifest, embedder.manifest_sha256, BATCH, "tensorflow"),
+    }
     batch = np.stack([embedder.prepare(path) for path in paths[:BATCH]]).astype(np.float32)
     files = paths[BATCH:]
     plain = tensorflow_forward(embedder, jit=False)
     reference = plain(batch)
-    runtimes: dict[str, tuple[Forward, int]] = {"TensorFlow forward pass (exported model)": (plain, 2)}
-    notes = []
-    builders = {
-        "XLA (tf.function jit_compile=True)": (lambda: tensorflow_forward(embedder, jit=True), 1),
-        f"ONNX Runtime {THREADS} threads (tf2onnx, opset 17)": (lambda: onnx_forward(embedder), 2),
-        f"TFLite XNNPACK {THREADS} threads": (lambda: tflite_forward(embedder), 2),
+    runtimes: dict[str, tuple[Forward, int]] = {  # name: (forward, batches per round)
+        BASELINE: (plain, 2),
+        "XLA (tf.function jit_compile=True)": (tensorflow_forward(embedder, jit=True), 1),
+        f"ONNX Runtime {THREADS} threads (tf2onnx, opset {OPSET})": (
+            onnx_forward(embedder.model, embedder.input_size, THREADS),
+            2,
+        ),
+        f"TFLite XNNPACK {THREADS} threads": (tflite_forward(embedder), 2),
     }
-    for name, (build, repeats) in builders.items():
-        try:
-            runtimes[name] = (build(), repeats)
-        except ImportError as err:
-            notes.append(f"{name}: skipped, {err.name} is not installed (pip install tf2onnx onnx)")
     differences = {name: float(np.abs(forward(batch) - reference).max()) for name, (forward, _) in runtimes.items()}
-    embed_name = f"Embedder.embed_images ({args.posters} poster files: decode, resize, forward)"
-    embedder.embed_images(files[:BATCH])
+    for each in embedders.values():
+        each.embed_images(files[:BATCH])  # trace or warm up outside the timing
     results: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for name, (forward, repeats) in runtimes.items():
             results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
-        results.setdefault(embed_name, []).append(rate(embedder.embed_images, files, len(files), 1))
+        for runtime, each in embedders.items():
+            name = f"Embedder.embed_images, {runtime} ({len(files)} poster files: decode, resize, forward)"
+            results.setdefault(name, []).append(rate(each.embed_images, files, len(files), 1))
     gflop = flops_per_image(embedder) / 1e9
     peak, peak_text = cpu_peak_gflops()
     print(
@@ -223,7 +218,6 @@ def main() -> int:
                 f"{args.rounds} interleaved rounds; CPU peak: {peak_text}.",
                 "",
                 *table(results, differences, gflop, peak, args),
-                *(["", *notes] if notes else []),
             ]
         )
     )
