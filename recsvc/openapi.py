@@ -273,7 +273,12 @@ def openapi_document(settings: Settings) -> dict:
                         "k": k_schema,
                         "region": region_schema,
                         "exclude_history": {"type": "boolean", "default": params.EXCLUDE_HISTORY_BY_DEFAULT},
-                        "aggregation": {"type": "string", "enum": list(AGGREGATIONS)},
+                        "aggregation": {
+                            "type": "string",
+                            "enum": list(AGGREGATIONS),
+                            "description": "how the history becomes a query (default: recent_neighbours); 'fusion' "
+                            "is experimental: it ranks worse than the others on MovieLens",
+                        },
                         **recommendation_preferences(),
                     },
                 },

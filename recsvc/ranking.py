@@ -25,7 +25,8 @@ from . import kernels
 AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 """``mean``: one query, the normalised average of the history (the classic approach).
 ``recent``: one query, the recency-weighted average, searched in the whole index.
-``fusion``: one query per history item, recency-weighted, fused by best weighted score.
+``fusion`` (experimental: it ranks worse than the others; docs/benchmarks.md, "Recommendations"): one query
+per history item, recency-weighted, fused by best weighted score.
 ``recent_neighbours``: the ``recent`` query ranking only the titles listed first as similar to the latest
 :data:`NEIGHBOUR_SOURCES` history titles (the default: as good as ``recent`` at a fraction of its cost,
 because it reads lists instead of searching; docs/benchmarks.md, "Recommendations")."""
