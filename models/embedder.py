@@ -28,7 +28,6 @@ import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from models.onnx_runtime import Forward, matching_onnx_forward
 from models.preprocessing import ImageInput, load_rgb, resize_to_square
 from posterrec_atomic import replace_directory, staging_directory
 
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "posterrec-embedder/1"
-RUNTIMES = ("onnxruntime", "tensorflow")
 _MISSING = object()
 
 
@@ -64,23 +62,9 @@ def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir:
 
 
 class Embedder:
-    """Embeds posters with an exported model; rows are L2-normalised float32.
+    """Embeds posters with an exported model; rows are L2-normalised float32."""
 
-    ``runtime`` ``"onnxruntime"`` (the default) runs the forward pass with ONNX Runtime when the converted
-    model agrees with TensorFlow (:mod:`models.onnx_runtime`) and falls back to TensorFlow otherwise;
-    ``"tensorflow"`` always uses TensorFlow. :attr:`runtime` says which one is in use.
-    """
-
-    def __init__(
-        self,
-        model: tf.keras.Model,
-        manifest: dict,
-        manifest_sha256: str,
-        batch_size: int = 32,
-        runtime: str = "onnxruntime",
-    ):
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    def __init__(self, model: tf.keras.Model, manifest: dict, manifest_sha256: str, batch_size: int = 32):
         self.model = model
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256
@@ -89,13 +73,7 @@ class Embedder:
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
         signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-        function = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
-        self._forward: Forward = lambda images: function(tf.constant(images, tf.float32)).numpy()
-        self.runtime = "tensorflow"
-        if runtime == "onnxruntime":
-            onnx = matching_onnx_forward(model, self.input_size, self._forward)
-            if onnx is not None:
-                self._forward, self.runtime = onnx, "onnxruntime"
+        self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
         """One input -> the square float image the model takes."""
@@ -107,7 +85,7 @@ class Embedder:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             batch = np.stack([self.prepare(item, start + i) for i, item in enumerate(chunk)])
-            out[start : start + len(chunk)] = self._forward(batch)
+            out[start : start + len(chunk)] = self._forward(tf.constant(batch)).numpy()
         return out
 
 
@@ -143,23 +121,16 @@ def check_expectations(manifest: Mapping[str, Any], expect: Mapping[str, object]
 
 
 def load_embedder(
-    model_dir: str | os.PathLike,
-    expect: Mapping[str, object] | None = None,
-    batch_size: int | None = None,
-    runtime: str = "onnxruntime",
+    model_dir: str | os.PathLike, expect: Mapping[str, object] | None = None, batch_size: int | None = None
 ) -> Embedder:
     """Load an exported model, refusing it if its manifest differs from ``expect``.
 
-    The manifest is checked before the (slow) model load, so a mismatch costs milliseconds. ``runtime``
-    is the :class:`Embedder`'s; converting for ONNX Runtime adds a few seconds to the load.
+    The manifest is checked before the (slow) model load, so a mismatch costs milliseconds.
     """
     model_dir = Path(model_dir)
     manifest, digest = read_manifest(model_dir)
     check_expectations(manifest, expect or {}, model_dir)
     model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
     batch_size = batch_size or posterrec_settings.load_settings().batch_size
-    embedder = Embedder(model, manifest, digest, batch_size, runtime)
-    log.info(
-        "loaded embedder %s (%s, manifest %s, %s)", model_dir, manifest.get("backbone"), digest[:12], embedder.runtime
-    )
-    return embedder
+    log.info("loaded embedder %s (%s, manifest %s)", model_dir, manifest.get("backbone"), digest[:12])
+    return Embedder(model, manifest, digest, batch_size)
