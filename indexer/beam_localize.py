@@ -18,10 +18,18 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from localize.batch import Request, Skip, TitlesFileError, _up_to_date, read_requests, variant_path
+from localize.batch import (
+    PosterSkipped,
+    Request,
+    Skip,
+    TitlesFileError,
+    clean_poster_file,
+    is_up_to_date,
+    read_requests,
+    render_variant,
+    variant_path,
+)
 from localize.inpaint import DEFAULT_METHOD, METHODS
-from localize.pipeline import NoTitle, clean_poster, localize
-from localize.render import CannotFit
 from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
@@ -104,7 +112,7 @@ def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
             skipped.append(
                 Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
             )
-        elif _up_to_date(existing.get((request.id, request.region)), parent, request):
+        elif is_up_to_date(existing.get((request.id, request.region)), parent, request):
             up_to_date += 1
         else:
             pending[request.id].append(request)
@@ -129,23 +137,17 @@ class LocalizePoster(beam.DoFn):
         )
 
     def process(self, job: LocalizeJob) -> Iterator:
-        from PIL import Image
-
         self._posters.inc()
         try:
-            with Image.open(job.image_path) as image:
-                clean = clean_poster(image, self._method, job.catalogue_title)
-        except NoTitle as err:
-            yield from self._skip(job.parent_id, job.requests, f"no title found: {err}")
-            return
-        except OSError as err:
-            yield from self._skip(job.parent_id, job.requests, f"unreadable poster image: {err}")
+            clean = clean_poster_file(job.image_path, self._method, job.catalogue_title)
+        except PosterSkipped as skip:
+            yield from self._skip(job.parent_id, job.requests, skip.reason)
             return
         for request in job.requests:
             try:
-                rendered = localize(clean, request.title, request.language)
-            except CannotFit as err:
-                yield from self._skip(job.parent_id, [request], f"title cannot fit: {err}")
+                rendered = render_variant(clean, request.title, request.language)
+            except PosterSkipped as skip:
+                yield from self._skip(job.parent_id, [request], skip.reason)
                 continue
             path = save_image(rendered.image, variant_path(self._out_dir, request.region, job.parent_id))
             self._made.inc()

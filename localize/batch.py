@@ -10,8 +10,8 @@ Guarantees, because it runs over thousands of posters and gets interrupted:
   run redoes only what was missing and deletes the temporary files the
   killed run left;
 - never silent: every row that is not made is listed with its reason (not in
-  the store, no title found, title cannot fit, unreadable image, bad CSV row),
-  in the summary and in ``<out>/skipped.csv``.
+  the store, no title found, title cannot fit, unreadable image, localization
+  failed, bad CSV row), in the summary and in ``<out>/skipped.csv``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from indexer.store import Store, Title, Variant
 from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
 from .inpaint import DEFAULT_METHOD
-from .pipeline import NoTitle, clean_poster, localize, review_sheet
-from .render import CannotFit
+from .pipeline import CleanPoster, NotAPoster, NoTitle, clean_poster, localize, review_sheet
+from .render import CannotFit, Rendered
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,14 @@ class Skip:
 
     def __str__(self) -> str:
         return f"{self.id or '?'} {self.region or '?'}: {self.reason}"
+
+
+class PosterSkipped(Exception):
+    """A poster or one of its regions is not localized; ``reason`` is what ``skipped.csv`` lists."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -125,7 +133,7 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _up_to_date(variant: Variant | None, parent: Title, request: Request) -> bool:
+def is_up_to_date(variant: Variant | None, parent: Title, request: Request) -> bool:
     return (
         variant is not None
         and variant.title == request.title
@@ -133,6 +141,42 @@ def _up_to_date(variant: Variant | None, parent: Title, request: Request) -> boo
         and variant.source_sha256 == parent.image_sha256
         and _sha256(Path(variant.image_path)) == variant.image_sha256
     )
+
+
+def clean_poster_file(path: Path | str, method: str, catalogue_title: str | None) -> CleanPoster:
+    """:func:`clean_poster` on an image file.
+
+    Raises:
+      PosterSkipped: no title was found, the image is not poster-shaped, the file cannot be
+        read or decoded, or cleaning failed on this poster (logged with its traceback): one poster never stops a batch.
+    """
+    try:
+        with Image.open(path) as image:
+            return clean_poster(image, method, catalogue_title)
+    except NoTitle as err:
+        raise PosterSkipped(f"no title found: {err}") from err
+    except NotAPoster as err:
+        raise PosterSkipped(f"not a poster: {err}") from err
+    except OSError as err:
+        raise PosterSkipped(f"unreadable poster image: {err}") from err
+    except Exception as err:
+        log.exception("cleaning the poster %s failed", path)
+        raise PosterSkipped(f"localization failed: {type(err).__name__}: {err}") from err
+
+
+def render_variant(clean: CleanPoster, title: str, language: str) -> Rendered:
+    """:func:`localize` ``title`` onto ``clean``.
+
+    Raises:
+      PosterSkipped: the title cannot fit the poster, or rendering it failed (logged).
+    """
+    try:
+        return localize(clean, title, language)
+    except CannotFit as err:
+        raise PosterSkipped(f"title cannot fit: {err}") from err
+    except Exception as err:
+        log.exception("rendering %r (%s) failed", title, language)
+        raise PosterSkipped(f"localization failed: {type(err).__name__}: {err}") from err
 
 
 def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
@@ -152,20 +196,16 @@ def _make_variants(
     pending region onto it; with ``review``, also save ``<out>/review/<id>.png`` (original,
     mask, variants)."""
     try:
-        with Image.open(parent.image_path) as image:
-            clean = clean_poster(image, method, parent.title)
-    except NoTitle as err:
-        summary.skipped += [Skip(parent.id, r.region, f"no title found: {err}") for r in requests]
-        return
-    except OSError as err:
-        summary.skipped += [Skip(parent.id, r.region, f"unreadable poster image: {err}") for r in requests]
+        clean = clean_poster_file(parent.image_path, method, parent.title)
+    except PosterSkipped as skip:
+        summary.skipped += [Skip(parent.id, r.region, skip.reason) for r in requests]
         return
     made = []
     for request in requests:
         try:
-            rendered = localize(clean, request.title, request.language)
-        except CannotFit as err:
-            summary.skipped.append(Skip(parent.id, request.region, f"title cannot fit: {err}"))
+            rendered = render_variant(clean, request.title, request.language)
+        except PosterSkipped as skip:
+            summary.skipped.append(Skip(parent.id, request.region, skip.reason))
             continue
         made.append(rendered.image)
         path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
@@ -203,7 +243,7 @@ def run_batch(
             summary.skipped.append(
                 Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
             )
-        elif _up_to_date(existing.get((request.id, request.region)), parent, request):
+        elif is_up_to_date(existing.get((request.id, request.region)), parent, request):
             summary.up_to_date += 1
         else:
             pending[request.id].append(request)

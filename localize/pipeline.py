@@ -19,9 +19,28 @@ from .render import Rendered, render_title
 from .style import TitleLook, read_look
 from .typeset import Box
 
+MIN_POSTER_SIDE = 32
+MAX_POSTER_ASPECT = 4.0
+"""The detector scales the short side to hundreds of pixels: a sliver of an image (2x900 px) would
+become hundreds of thousands of pixels long, so such images are refused before detection."""
+
 
 class NoTitle(ValueError):
     """No detected text line qualifies as the poster's title."""
+
+
+class NotAPoster(ValueError):
+    """The image is too small or too elongated to be a poster."""
+
+
+def check_poster_shape(width: int, height: int) -> None:
+    """Raises NotAPoster when a side is under ``MIN_POSTER_SIDE`` px or the aspect ratio is over
+    ``MAX_POSTER_ASPECT``."""
+    short, long = sorted((width, height))
+    if short < MIN_POSTER_SIDE:
+        raise NotAPoster(f"{width}x{height} px: a side is under {MIN_POSTER_SIDE} px")
+    if long > MAX_POSTER_ASPECT * short:
+        raise NotAPoster(f"{width}x{height} px: more elongated than {MAX_POSTER_ASPECT:g}:1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +63,13 @@ class CleanPoster:
 
 
 def clean_poster(image: Image.Image, method: str = DEFAULT_METHOD, catalogue_title: str | None = None) -> CleanPoster:
-    """Detect (by ``catalogue_title`` when given), mask and inpaint the title of ``image``;
-    raises NoTitle with the detector's view."""
+    """Detect (by ``catalogue_title`` when given), mask and inpaint the title of ``image``.
+
+    Raises:
+      NotAPoster: the image is too small or too elongated (:func:`check_poster_shape`).
+      NoTitle: no title was found, with the detector's view.
+    """
+    check_poster_shape(*image.size)
     original = np.asarray(image.convert("RGB"))
     detection = detect_title(original, catalogue_title)
     if not detection.found:

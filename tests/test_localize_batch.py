@@ -154,6 +154,22 @@ def test_missing_variant_image_is_remade(setup) -> None:
     assert (again.made, again.up_to_date) == (1, 2)
 
 
+def test_a_poster_broken_on_disk_is_skipped_with_its_reason_and_the_rest_are_made(setup) -> None:
+    """A poster replaced after ingest by a sliver (2x900 px, which the detector would scale to
+    hundreds of thousands of pixels) or by bytes that are not an image is listed, not fatal."""
+    titles, store_path, out = setup
+    posters = store_path.parent / "demo" / "posters"
+    sliver, garbage = sorted(posters.glob("demo0000[01].*"))
+    Image.new("RGB", (2, 900), (200, 10, 10)).save(sliver, format="PNG")
+    garbage.write_bytes(b"\x89PNG not really")
+    with open_store(store_path) as store:
+        summary = run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+    reasons = {s.id: s.reason for s in summary.skipped}
+    assert reasons[sliver.stem].startswith("not a poster: 2x900 px"), reasons
+    assert reasons[garbage.stem].startswith("unreadable poster image"), reasons
+    assert summary.made == 1 and (out / "DE" / "demo00002.png").is_file()
+
+
 def test_unreadable_titles_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("id,region,title\nx,DE,y\n", encoding="utf-8")
