@@ -19,8 +19,23 @@ once to the test split.
 Cold start: 10% of the watched titles lose every watch from training (the
 behaviour model, popularity and co-occurrence never see them); users whose
 held-out title is one of them are ranked over all posters and, as a "new
-titles" shelf, over the cold titles only. Repeated over several draws of the
-cold titles, users pooled.
+titles" shelf, over the cold titles only. 20 draws of the cold titles, each
+with its own behaviour model, (user, draw) pairs pooled. On the shelf every
+candidate scores 0 for popularity and co-occurrence: with ties broken at
+random they are the random ranking, whose expectation (exact) is the first
+row. The row "popularity (one fixed tie order)" is what the scorers' tie-break
+gives, one random order of the catalogue (seed 0, uncorrelated with id or
+year) shared by every user and draw: one sample of the random ranking, whose
+HR@10 over 200 such orders the caption gives (several users often hold out the
+same cold title, so one shared order hits or misses them together). How
+titles without watches are scored (the behaviour model's poster path, that
+plus w x the poster score, or the mean behaviour vector of the k watched
+titles with the nearest posters) is chosen by NDCG@10 on the shelf over 10
+cold draws of the validation split (other cold titles, second-to-last title
+held out); a row shows the choice when it is not the model's own poster path.
+``--cold-only N`` prints only the cold tables, with configuration N of the
+behaviour grid. Behaviour vectors of the cold draws are cached under
+``var/bench/behaviour-vectors`` (by configuration, posters and watches).
 
 Served path: the same splits through what ``POST /v1/recommendations`` runs. Each split's version is
 published as ``indexer build`` publishes it with a behaviour model (``indexer.build.stage_behaviour``: the
@@ -31,9 +46,14 @@ table, with configuration N of the behaviour grid.
 
 Noise: ± is one standard error over users (binomial for HR, sample standard
 deviation / sqrt(n) for NDCG); for trained models the spread over seeds is
-given too.
+given too. On the cold shelf every recommender ranks the same (user, draw)
+pairs, so differences are paired: mean difference ± its paired standard
+error, and 95% percentile intervals of 10,000 bootstrap samples over pairs and
+over whole draws (a draw's cold titles and behaviour model resampled
+together).
 
     flock /tmp/posterrec-heavy.lock nice .venv/bin/python bench/bench_hybrid.py [--model DIR] [--served-only N]
+        [--cold-only N] [--cold-draws 20] [--cold-validation-draws 10]
 
 The poster model defaults to the first exported one of ``var/model``,
 ``var/bench/model-effl0`` (``python -m models train --catalog ../shared/data/catalog.csv
@@ -45,6 +65,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -90,7 +112,15 @@ BEHAVIOUR_GRID = (
 SEEDS = (0, 1, 2)
 SERVED_AGGREGATION = "recent_neighbours"
 """The service's default aggregation (``recsvc.create_app``), which the poster part of every signal uses."""
-COLD_SHARE, COLD_DRAWS = 0.10, 5
+COLD_SHARE, COLD_DRAWS, COLD_VALIDATION_DRAWS = 0.10, 20, 10
+COLD_POSTER_WEIGHTS = (0.1, 0.25, 0.5)
+"""Weights of the poster score added to the behaviour score tried for the cold titles on validation."""
+NEIGHBOURS = (10, 50)
+"""Watched poster neighbours whose behaviour vectors a cold title may take, tried on validation."""
+BOOTSTRAP, TIE_ORDERS = 10_000, 200
+RANDOM_ROW = "random; popularity and co-occurrence with ties broken at random (expectation)"
+FIXED_ORDER_ROW = "popularity (one fixed tie order)"
+BEHAVIOUR_ROW = "behaviour model (poster path for cold titles)"
 
 Recommender = Callable[[list[str]], np.ndarray]
 """History -> a score per catalogue title (higher first)."""
@@ -112,6 +142,13 @@ def measure(
     users: Sequence[User], scores: Recommender, catalog: JoinedCatalog, candidates: np.ndarray | None = None
 ) -> Result:
     """HR@K and NDCG@K of each user's target among ``candidates`` (default: every title) minus the history."""
+    return result_of(gains_of(users, scores, catalog, candidates))
+
+
+def gains_of(
+    users: Sequence[User], scores: Recommender, catalog: JoinedCatalog, candidates: np.ndarray | None = None
+) -> np.ndarray:
+    """Each user's gain, 1/log2(rank + 2) of the target in the top K (0 for a miss), among ``candidates``."""
     gains = []
     for user in users:
         score = scores(user.history).astype(np.float64)
@@ -120,7 +157,7 @@ def measure(
         ranked = top_k(score, [catalog.row_of[t] for t in user.history])
         target = catalog.row_of[user.target]
         gains.append(1 / np.log2(ranked.index(target) + 2) if target in ranked else 0.0)
-    return result_of(gains)
+    return np.array(gains)
 
 
 def result_of(gains: Sequence[float]) -> Result:
@@ -140,6 +177,14 @@ def result_of(gains: Sequence[float]) -> Result:
 def expected_random(users: Sequence[User], catalog: JoinedCatalog, candidates: np.ndarray | None = None) -> Result:
     """HR@K and NDCG@K of a uniformly random ranking, in expectation (no sampling noise): a target among n
     candidates is at each rank with probability 1/n."""
+    hits, gains = expected_random_of(users, catalog, candidates)
+    return Result(float(np.mean(hits)), float(np.mean(gains)), len(users), 0.0, 0.0)
+
+
+def expected_random_of(
+    users: Sequence[User], catalog: JoinedCatalog, candidates: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's probability of a hit and expected gain under a uniformly random ranking of ``candidates``."""
     hits, gains = [], []
     for user in users:
         watched = {catalog.row_of[t] for t in user.history}
@@ -150,7 +195,7 @@ def expected_random(users: Sequence[User], catalog: JoinedCatalog, candidates: n
         )
         hits.append(min(K, n) / n)
         gains.append(sum(1 / np.log2(rank + 2) for rank in range(min(K, n))) / n)
-    return Result(float(np.mean(hits)), float(np.mean(gains)), len(users), 0.0, 0.0)
+    return np.array(hits), np.array(gains)
 
 
 def rows_of(catalog: JoinedCatalog, history: Sequence[str], window: int) -> list[int]:
@@ -219,14 +264,244 @@ def default_poster_model() -> Path:
     raise SystemExit(f"no exported poster model under {', '.join(POSTER_MODELS)}; train one (see --help)")
 
 
-def cold_draw(histories: dict[int, list[str]], draw: int) -> tuple[set[str], list[User], list[list[str]]]:
-    """Cold titles (COLD_SHARE of the watched ones), the users whose held-out title is cold, and the
-    training histories with every watch of a cold title removed."""
+def cold_draw(
+    histories: dict[int, list[str]], draw: int, holdout: int = 1
+) -> tuple[set[str], list[User], list[list[str]]]:
+    """Cold titles (COLD_SHARE of the watched ones), the users whose held-out title (the ``holdout``-th last) is
+    cold, and the training histories (the titles before it) with every watch of a cold title removed. The
+    validation split's draws (holdout 2) use other seeds than the test split's."""
     watched = sorted({t for titles in histories.values() for t in titles})
-    rng = np.random.default_rng(1000 + draw)
+    rng = np.random.default_rng(1000 * holdout + draw)
     cold = set(rng.choice(watched, size=round(COLD_SHARE * len(watched)), replace=False).tolist())
-    users = split(histories, 1)
+    users = split(histories, holdout)
     return cold, [u for u in users if u.target in cold], [[t for t in u.history if t not in cold] for u in users]
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """What the validation split chose."""
+
+    config: BehaviourConfig
+    co_window: int
+    poster_window: int
+    weight: float
+
+
+def cached_vectors(
+    config: BehaviourConfig,
+    catalog: JoinedCatalog,
+    posters: np.ndarray,
+    sequences: Sequence[Sequence[str]],
+    cache: Path,
+) -> np.ndarray:
+    """:func:`train_vectors`, kept under ``cache/behaviour-vectors`` by configuration, posters and sequences."""
+    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), catalog.ids, list(map(list, sequences))]).encode())
+    digest.update(np.ascontiguousarray(posters, np.float32).tobytes())
+    path = cache / "behaviour-vectors" / f"{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = train_vectors(config, catalog, posters, sequences)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def neighbour_vectors(vectors: np.ndarray, posters: np.ndarray, watched: np.ndarray, k: int) -> np.ndarray:
+    """``vectors`` with the vector of every title nobody watched in training replaced by the unit-length mean of
+    the behaviour vectors of the ``k`` watched titles with the nearest posters (cosine)."""
+    unwatched, known = np.flatnonzero(~watched), np.flatnonzero(watched)
+    nearest = np.argpartition(-(posters[unwatched] @ posters[known].T), k, axis=1)[:, :k]
+    mean = vectors[known[nearest]].mean(axis=1)
+    mapped = vectors.copy()
+    mapped[unwatched] = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9)
+    return mapped
+
+
+def cold_paths(
+    recommenders: Recommenders, vectors: np.ndarray, training: Sequence[Sequence[str]], choices: Choices
+) -> dict[str, Recommender]:
+    """The ways of scoring titles without watches tried on the validation split's cold draws: the behaviour
+    model's own poster path, plus w x the poster score, or the behaviour vectors of poster neighbours."""
+    window = choices.config.context_length
+    paths = {"behaviour model's poster path": recommenders.behaviour(vectors, window)}
+    for weight in COLD_POSTER_WEIGHTS:
+        paths[f"poster path + {weight:g} x poster score"] = recommenders.hybrid(
+            vectors, window, choices.poster_window, weight
+        )
+    catalog = recommenders.catalog
+    watched = np.zeros(len(catalog.ids), bool)
+    watched[[catalog.row_of[t] for sequence in training for t in sequence]] = True
+    for k in NEIGHBOURS:
+        mapped = neighbour_vectors(vectors, recommenders.base.embeddings, watched, k)
+        paths[f"behaviour vectors of the {k} nearest watched posters"] = recommenders.behaviour(mapped, window)
+    return paths
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Per (user, draw) pair of the cold split: hit (or its probability) and gain, over all posters and over the
+    cold titles only, and the draw."""
+
+    hits: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    gains: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+
+    def add(self, key: str, hits: np.ndarray, gains: np.ndarray) -> None:
+        self.hits.setdefault(key, []).append(hits)
+        self.gains.setdefault(key, []).append(gains)
+
+    def of(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.hits[key]), np.concatenate(self.gains[key])
+
+
+def paired_cells(a: np.ndarray, b: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> str:
+    """Mean of a - b over (user, draw) pairs ± its paired standard error, and 95% percentile intervals of a
+    bootstrap over pairs and of one over draws (whole draws resampled: each draw's cold titles and model)."""
+    difference = a - b
+    n = len(difference)
+    over_pairs = difference[rng.integers(0, n, (BOOTSTRAP, n))].mean(axis=1)
+    ids = np.unique(draws)
+    sums = np.array([difference[draws == i].sum() for i in ids])
+    counts = np.array([(draws == i).sum() for i in ids])
+    picked = rng.integers(0, len(ids), (BOOTSTRAP, len(ids)))
+    over_draws = sums[picked].sum(axis=1) / counts[picked].sum(axis=1)
+    intervals = [np.percentile(samples, [2.5, 97.5]) for samples in (over_pairs, over_draws)]
+    se = difference.std(ddof=1) / np.sqrt(n)
+    return f"{difference.mean():+.3f} ± {se:.3f} | " + " | ".join(f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in intervals)
+
+
+def fixed_order_spread(
+    draws: Sequence[tuple[list[User], np.ndarray]], catalog: JoinedCatalog, orders: int = TIE_ORDERS
+) -> np.ndarray:
+    """HR@K on the cold titles only of a ranking by one random order shared by every user and draw (what
+    popularity and co-occurrence fall back to there), for each of ``orders`` random orders."""
+    ties = np.random.default_rng(0).random((orders, len(catalog.ids)))
+    hits = np.zeros(orders)
+    for users, shelf in draws:
+        for user in users:
+            candidates = shelf.copy()
+            candidates[[catalog.row_of[t] for t in user.history]] = False
+            target = catalog.row_of[user.target]
+            hits += (ties[:, candidates] > ties[:, [target]]).sum(axis=1) < K
+    return hits / sum(len(users) for users, _ in draws)
+
+
+def cold_validation(args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], choices: Choices) -> str:
+    """The cold path (:func:`cold_paths`) with the highest NDCG@K on the cold titles only, pooled over
+    ``--cold-validation-draws`` cold draws of the validation split."""
+    gains: dict[str, list[np.ndarray]] = {}
+    users_seen = 0
+    for draw in range(args.cold_validation_draws):
+        cold, users, training = cold_draw(histories, draw, holdout=2)
+        users_seen += len(users)
+        recommenders = Recommenders(catalog, index, [User(h, "") for h in training])
+        posters = recommenders.base.embeddings
+        vectors = cached_vectors(choices.config, catalog, posters, training, args.cache)
+        shelf = np.isin(np.array(catalog.ids), list(cold))
+        for name, recommender in cold_paths(recommenders, vectors, training, choices).items():
+            gains.setdefault(name, []).append(gains_of(users, recommender, catalog, shelf))
+    pooled = {name: float(np.concatenate(g).mean()) for name, g in gains.items()}
+    chosen = max(pooled, key=pooled.get)
+    own = "behaviour model's poster path"
+    draws = np.concatenate([np.full(len(g), draw) for draw, g in enumerate(gains[own])])
+    difference = paired_cells(
+        np.concatenate(gains[chosen]), np.concatenate(gains[own]), draws, np.random.default_rng(0)
+    )
+    print(
+        f"cold validation ({args.cold_validation_draws} draws, {users_seen} pairs), NDCG@10 on the cold titles "
+        f"only: " + ", ".join(f"{name} {value:.4f}" for name, value in pooled.items()) + f"; chosen: {chosen} "
+        f"(NDCG@10 minus the poster path's: {difference}, ± and 95% intervals as in the paired table)",
+        file=sys.stderr,
+    )
+    return chosen
+
+
+def cold_tables(args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], choices: Choices) -> None:
+    """The cold split: per recommender HR@K and NDCG@K over all posters and over the cold titles only, pooled
+    over the draws' (user, draw) pairs, then the paired differences on the cold titles only."""
+    chosen_path = cold_validation(args, catalog, index, histories, choices) if args.cold_validation_draws else None
+    config, window = choices.config, choices.config.context_length
+    pairs, draw_of_pair, fixed_order_draws = Pairs(), [], []
+    for draw in range(args.cold_draws):
+        cold, users, training = cold_draw(histories, draw)
+        draw_of_pair += [draw] * len(users)
+        recommenders = Recommenders(catalog, index, [User(h, "") for h in training])
+        posters = recommenders.base.embeddings
+        vectors = cached_vectors(config, catalog, posters, training, args.cache)
+        shelf = np.isin(np.array(catalog.ids), list(cold))
+        fixed_order_draws.append((users, shelf))
+        for part, candidates in (("all", None), ("shelf", shelf)):
+            pairs.add(f"{RANDOM_ROW}/{part}", *expected_random_of(users, catalog, candidates))
+        recommenders_of_draw = {
+            FIXED_ORDER_ROW: recommenders.popularity,
+            "item-item co-occurrence": recommenders.co_occurrence(choices.co_window),
+            "poster-only": recommenders.poster(choices.poster_window),
+            BEHAVIOUR_ROW: recommenders.behaviour(vectors, window),
+            f"hybrid (behaviour + {choices.weight:g} x poster)": recommenders.hybrid(
+                vectors, window, choices.poster_window, choices.weight
+            ),
+        }
+        if chosen_path is not None and chosen_path != "behaviour model's poster path":
+            recommenders_of_draw[f"cold path chosen on validation: {chosen_path}"] = cold_paths(
+                recommenders, vectors, training, choices
+            )[chosen_path]
+        for name, recommender in recommenders_of_draw.items():
+            for part, candidates in (("all", None), ("shelf", shelf)):
+                gains = gains_of(users, recommender, catalog, candidates)
+                pairs.add(f"{name}/{part}", (gains > 0).astype(float), gains)
+    draws = np.array(draw_of_pair)
+    spread = fixed_order_spread(fixed_order_draws, catalog)
+    print(
+        f"\nCold start: {COLD_SHARE:.0%} of the watched titles lose every watch from training, {args.cold_draws} "
+        f"draws, {len(draws)} (user, draw) pairs whose held-out title is cold; ranked over all posters, and over the "
+        f"cold titles only (a new-titles shelf). Popularity and co-occurrence know nothing of cold titles: on the "
+        f"shelf every candidate ties at 0, so with ties broken at random they are the random ranking (its "
+        f"expectation, exact, in the first row); the bench's fixed tie order (one random order of the catalogue, "
+        f"uncorrelated with id or year, shared by every user and draw) is one sample of that, and its HR@10 over "
+        f"{TIE_ORDERS} such orders has mean {spread.mean():.3f}, 5–95% range {np.percentile(spread, 5):.3f}–"
+        f"{np.percentile(spread, 95):.3f}: a single shared order hits or misses the few titles many users hold "
+        f"out together. ± = one standard error over pairs. From the validation split: co-occurrence over the latest "
+        f"{choices.co_window} titles, poster-only over the latest {choices.poster_window}, behaviour model "
+        f"{config.embedding_dim}-d, context {window}, {config.epochs} epochs, id dropout {config.id_dropout}, "
+        f"hybrid poster weight {choices.weight:g}"
+        + (
+            f", the cold path chosen on {args.cold_validation_draws} cold draws of the validation split"
+            if chosen_path
+            else ""
+        )
+        + ".\n"
+    )
+    print(
+        "| cold split | HR@10, all posters | NDCG@10, all posters | HR@10, cold titles only | NDCG@10, cold titles only |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    names = [key[: -len("/all")] for key in pairs.hits if key.endswith("/all")]
+    for name in names:
+        cells = []
+        for part in ("all", "shelf"):
+            hits, gains = pairs.of(f"{name}/{part}")
+            cells.append(
+                Result(float(hits.mean()), float(gains.mean()), len(gains), 0.0, 0.0).cells()
+                if name == RANDOM_ROW
+                else result_of(gains).cells()
+            )
+        print(f"| {name} | {' | '.join(cells)} |")
+    print(
+        f"\nPaired differences on the cold titles only, over the same {len(draws)} (user, draw) pairs: mean ± paired "
+        f"standard error, 95% intervals of a {BOOTSTRAP:,}-sample bootstrap over pairs and of one over the "
+        f"{args.cold_draws} draws (each draw's cold titles and behaviour model resampled whole).\n"
+    )
+    print("| cold titles only | ΔHR@10 | 95% CI, pairs | 95% CI, draws | ΔNDCG@10 | 95% CI, pairs | 95% CI, draws |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    short = {RANDOM_ROW: "random", FIXED_ORDER_ROW: "popularity, fixed tie order", BEHAVIOUR_ROW: "behaviour model"}
+    comparisons = [(BEHAVIOUR_ROW, RANDOM_ROW), (BEHAVIOUR_ROW, FIXED_ORDER_ROW), (BEHAVIOUR_ROW, "poster-only")]
+    comparisons += [(name, BEHAVIOUR_ROW) for name in names if name.startswith("cold path chosen")]
+    for a, b in comparisons:
+        (a_hits, a_gains), (b_hits, b_gains) = pairs.of(f"{a}/shelf"), pairs.of(f"{b}/shelf")
+        print(
+            f"| {short.get(a, a)} − {short.get(b, b)} | {paired_cells(a_hits, b_hits, draws, rng)} | "
+            f"{paired_cells(a_gains, b_gains, draws, rng)} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +512,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="behaviour model seeds on the test split")
-    parser.add_argument("--cold-draws", type=int, default=COLD_DRAWS)
+    parser.add_argument("--cold-draws", type=int, default=COLD_DRAWS, help="cold draws of the test split")
+    parser.add_argument(
+        "--cold-validation-draws",
+        type=int,
+        default=COLD_VALIDATION_DRAWS,
+        help="cold draws of the validation split that choose the cold path (0: the behaviour model's own)",
+    )
+    parser.add_argument(
+        "--cold-only",
+        type=int,
+        metavar="N",
+        help="only the cold-start tables, with configuration N of the behaviour grid (0-based) instead of choosing it",
+    )
     parser.add_argument(
         "--served-only",
         type=int,
@@ -255,6 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     index = poster_index(model_dir, catalog, rows, args.data, args.cache)
     if args.served_only is not None:
         served_tables(args, catalog, index, histories, BEHAVIOUR_GRID[args.served_only])
+        print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        return 0
+    if args.cold_only is not None:
+        choices = cold_only_choices(args, catalog, index, histories, BEHAVIOUR_GRID[args.cold_only])
+        cold_tables(args, catalog, index, histories, choices)
         print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
         return 0
     test_users, validation_users = split(histories, 1), split(histories, 2)
@@ -314,43 +606,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| behaviour-only (tfrs) | {seeded(lambda v: test.behaviour(v, window))} |")
     print(f"| hybrid | {seeded(lambda v: test.hybrid(v, window, poster_window, weight))} |")
 
-    cold_rows: dict[str, list[tuple[Result, Result]]] = {}
-    cold_users = 0
-    for draw in range(args.cold_draws):
-        cold, users, training = cold_draw(histories, draw)
-        cold_users += len(users)
-        train_users = [User(h, "") for h in training]
-        recommenders = Recommenders(catalog, index, train_users)
-        vectors = train_vectors(config, catalog, posters, training)
-        shelf = np.isin(np.array(catalog.ids), list(cold))
-        cold_rows.setdefault("random (expectation)", []).append(
-            (expected_random(users, catalog), expected_random(users, catalog, shelf))
-        )
-        for name, recommender in {
-            "popularity": recommenders.popularity,
-            "item-item co-occurrence": recommenders.co_occurrence(co_window),
-            "poster-only": recommenders.poster(poster_window),
-            "behaviour-only (tfrs, poster path for cold titles)": recommenders.behaviour(vectors, window),
-            "hybrid": recommenders.hybrid(vectors, window, poster_window, weight),
-        }.items():
-            cold_rows.setdefault(name, []).append(
-                (measure(users, recommender, catalog), measure(users, recommender, catalog, shelf))
-            )
-    print(
-        f"\nCold start: {COLD_SHARE:.0%} of the watched titles lose every watch from training, {args.cold_draws} draws, "
-        f"{cold_users} (user, draw) pairs whose held-out title is cold; ranked over all posters, and over the cold "
-        f"titles only (a new-titles shelf), where popularity and co-occurrence, which know nothing of cold titles, fall back to one fixed arbitrary order. Same choices as above.\n"
-    )
-    print(
-        "| cold split | HR@10, all posters | NDCG@10, all posters | HR@10, cold titles only | NDCG@10, cold titles only |"
-    )
-    print("|---|---:|---:|---:|---:|")
-    for name, results in cold_rows.items():
-        pooled = [pool([r[part] for r in results]) for part in (0, 1)]
-        print(f"| {name} | {pooled[0].cells()} | {pooled[1].cells()} |")
+    cold_tables(args, catalog, index, histories, Choices(config, co_window, poster_window, weight))
     served_tables(args, catalog, index, histories, config)
     print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
+
+
+def cold_only_choices(
+    args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], config: BehaviourConfig
+) -> Choices:
+    """The validation split's choices of a full run for a given behaviour configuration: history windows of
+    co-occurrence and poster-only, and the hybrid's poster weight."""
+    validation_users = split(histories, 2)
+    validation = Recommenders(catalog, index, validation_users)
+
+    def on_validation(recommender: Recommender) -> Result:
+        return measure(validation_users, recommender, catalog)
+
+    co_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.co_occurrence(w)))
+    poster_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.poster(w)))
+    sequences = [u.history for u in validation_users]
+    vectors = cached_vectors(config, catalog, validation.base.embeddings, sequences, args.cache)
+    weight, _ = best(
+        {w: w for w in POSTER_WEIGHTS},
+        lambda w: on_validation(validation.hybrid(vectors, config.context_length, poster_window, w)),
+    )
+    print(
+        f"validation choices: co-occurrence window {co_window}, poster window {poster_window}, behaviour {config} "
+        f"(grid entry {args.cold_only}), hybrid poster weight {weight}",
+        file=sys.stderr,
+    )
+    return Choices(config, co_window, poster_window, weight)
 
 
 def served_version(
