@@ -28,7 +28,7 @@ import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from models.preprocessing import ImageInput, load_rgb, resize_to_square
+from models.preprocessing import ImageInput, load_rgb, square_resizer
 from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,13 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
+        self._resize = square_resizer(self.input_size, self.letterbox)
         signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
         """One input -> the square float image the model takes."""
-        return resize_to_square(load_rgb(item, index), self.input_size, self.letterbox).numpy()
+        return self._resize(load_rgb(item, index))
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``."""

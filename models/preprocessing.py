@@ -6,8 +6,8 @@ of a third of the pixels; ``letterbox`` in ``posterrec_settings`` chooses and
 the manifest records the choice so that embedding uses what training used.
 
 The same resize (:func:`resize_to_square`, TensorFlow bilinear with
-antialiasing) runs inside the training ``tf.data`` pipeline and at embedding
-time. The backbone's pixel scaling (:class:`PixelScaling`) is a layer of the
+antialiasing) runs inside the training ``tf.data`` pipeline and, traced once
+for every image size (:func:`square_resizer`), at embedding time. The backbone's pixel scaling (:class:`PixelScaling`) is a layer of the
 exported model itself, so callers hand it plain 0-255 pixels.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -53,6 +54,37 @@ def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:
     if letterbox:
         return tf.image.resize_with_pad(image, size, size, antialias=True)
     return tf.image.resize(image, (size, size), antialias=True)
+
+
+def letterbox_geometry(height: int, width: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The resized ``(height, width)`` and the ``(top, left)`` padding that
+    ``tf.image.resize_with_pad`` gives an image of ``height x width`` in a ``size`` square,
+    computed in float32 as TensorFlow computes them (the padding uses the unrounded sizes)."""
+    f32 = np.float32
+    ratio = max(f32(width) / f32(size), f32(height) / f32(size))
+    exact_height, exact_width = f32(height) / ratio, f32(width) / ratio
+    top = max(0, int(np.floor((f32(size) - exact_height) / 2)))
+    left = max(0, int(np.floor((f32(size) - exact_width) / 2)))
+    return (int(np.floor(exact_height)), int(np.floor(exact_width))), (top, left)
+
+
+def square_resizer(size: int, letterbox: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`resize_to_square` for ``HxWx3`` uint8 arrays, the same pixels, traced once for
+    every image size instead of dispatched op by op (half the cost per poster,
+    ``bench/bench_embed.py``)."""
+    pair = tf.TensorSpec([2], tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), pair, pair])
+    def resize_and_pad(image: tf.Tensor, resized: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+        scaled = tf.image.resize(tf.cast(image, tf.float32), resized, antialias=True)
+        return tf.image.pad_to_bounding_box(scaled, offset[0], offset[1], size, size)
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        resized, offset = letterbox_geometry(height, width, size) if letterbox else ((size, size), (0, 0))
+        return resize_and_pad(image, resized, offset).numpy()
+
+    return resize
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:

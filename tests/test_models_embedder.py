@@ -22,7 +22,7 @@ from models.embedder import (
     load_embedder,
 )
 from models.network import build_network
-from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_to_square
+from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_to_square, square_resizer
 
 MANIFEST = {"backbone": "tiny", "input_size": 64, "embedding_dim": 128, "letterbox": True, "label_scheme": "sampled"}
 
@@ -103,6 +103,17 @@ def test_letterbox_pads_a_tall_poster_and_squash_fills_the_square() -> None:
     assert boxed.shape == squashed.shape == (30, 30, 3)
     assert boxed[:, :4].max() == 0 and boxed[:, -4:].max() == 0 and boxed[:, 15].min() > 250
     assert squashed.min() > 250
+
+
+@pytest.mark.parametrize("letterbox", [True, False])
+def test_the_embedding_time_resizer_gives_the_pixels_of_the_training_resize(letterbox: bool) -> None:
+    """Posters of odd sizes, where the letterbox's float32 rounding decides a row or a column."""
+    rng = np.random.default_rng(3)
+    resize = square_resizer(224, letterbox)
+    for height, width in [(268, 182), (182, 268), (600, 400), (224, 224), (1000, 37), (99, 301), (7, 5)]:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected = resize_to_square(image, 224, letterbox).numpy()
+        np.testing.assert_array_equal(resize(image), expected, err_msg=f"{height}x{width}")
 
 
 def test_unfreezing_tiny_backbone_keeps_batch_norm_frozen() -> None:
