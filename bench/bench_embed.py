@@ -4,7 +4,7 @@ On one batch of 32 real posters prepared by the Embedder, in the same process an
 rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
 to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
-(decode, resize, forward). Each row gives images/s (median and range over the rounds), the speed-up
+(decode, resize, forward), beside the same with its resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
 over the plain TensorFlow pass of the same round (median and range), the
 largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
 CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from models.backbones import build_backbone  # noqa: E402
 from models.catalog import read_catalog  # noqa: E402
 from models.embedder import Embedder, export_embedder, load_embedder  # noqa: E402
 from models.network import build_network  # noqa: E402
+from models.preprocessing import load_rgb, resize_to_square  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "catalog.csv"
 BACKBONE = "efficientnet_lite0"
@@ -144,6 +145,16 @@ def tflite_forward(embedder: Embedder) -> Forward:
     return forward
 
 
+def embed_resizing_op_by_op(embedder: Embedder, forward: Forward, files: Sequence[Path]) -> np.ndarray:
+    """``embed_images`` with the training resize dispatched op by op: the baseline of its traced resize."""
+    size, letterbox = embedder.input_size, embedder.letterbox
+    batches = []
+    for start in range(0, len(files), BATCH):
+        squares = [resize_to_square(load_rgb(path), size, letterbox).numpy() for path in files[start : start + BATCH]]
+        batches.append(forward(np.stack(squares)))
+    return np.concatenate(batches)
+
+
 def rate(call: Callable, inputs: object, images: int, repeats: int) -> float:
     """Images/s of ``repeats`` calls of ``call(inputs)``, each handling ``images`` images."""
     started = time.perf_counter()
@@ -213,6 +224,8 @@ def main() -> int:
     except ImportError as err:
         notes.append(f"{onnx_name}: skipped, {err.name} is not installed ({ONNX_HINT})")
     differences = {name: float(np.abs(forward(batch) - reference).max()) for name, (forward, _) in runtimes.items()}
+    traced, op_by_op = embedder.embed_images(files[:BATCH]), embed_resizing_op_by_op(embedder, plain, files[:BATCH])
+    notes.append(f"traced resize against op by op: largest embedding difference {np.abs(traced - op_by_op).max():.1e}")
     embedder.embed_images(files[:BATCH])  # trace the model outside the timing
     results: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -220,6 +233,10 @@ def main() -> int:
             results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
         name = f"Embedder.embed_images ({len(files)} poster files: decode, resize, forward)"
         results.setdefault(name, []).append(rate(embedder.embed_images, files, len(files), 1))
+        name = "the same, resize dispatched op by op"
+        results.setdefault(name, []).append(
+            rate(lambda f: embed_resizing_op_by_op(embedder, plain, f), files, len(files), 1)
+        )
     gflop = flops_per_image(embedder) / 1e9
     peak, peak_text = cpu_peak_gflops()
     print(
