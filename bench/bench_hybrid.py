@@ -95,6 +95,7 @@ from bench_recommend import (  # noqa: E402
 )
 
 from models.behaviour import BehaviourConfig, BehaviourTrainer, WatchData, query_vector  # noqa: E402
+from posterrec_atomic import replacing  # noqa: E402
 from recsvc.params import SIGNALS  # noqa: E402
 
 POSTER_MODELS = ("var/model", "var/bench/model-effl0", "var/bench/model-tiny-real")
@@ -148,7 +149,8 @@ def measure(
 def gains_of(
     users: Sequence[User], scores: Recommender, catalog: JoinedCatalog, candidates: np.ndarray | None = None
 ) -> np.ndarray:
-    """Each user's gain, 1/log2(rank + 2) of the target in the top K (0 for a miss), among ``candidates``."""
+    """Per user, the NDCG@K gain of the target among ``candidates`` minus the history: 1/log2(rank + 2) in the top K,
+    else 0."""
     gains = []
     for user in users:
         score = scores(user.history).astype(np.float64)
@@ -301,8 +303,8 @@ def cached_vectors(
     if path.is_file():
         return np.load(path)
     vectors = train_vectors(config, catalog, posters, sequences)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
+    with replacing(path) as temporary:  # keeps the .npy suffix, so np.save writes exactly there
+        np.save(temporary, vectors)
     return vectors
 
 
