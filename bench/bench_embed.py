@@ -4,7 +4,8 @@ On one batch of 32 real posters prepared by the Embedder, in the same process an
 rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
 to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
-(decode, resize, forward), beside the same with its resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
+(decode, resize, forward, the next batch prepared during the forward pass), beside the same in
+series and in series with TensorFlow's resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
 over the plain TensorFlow pass of the same round (median and range), the
 largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
 CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
@@ -22,6 +23,7 @@ the project; without them it is skipped with the command that installs them.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -145,14 +147,12 @@ def tflite_forward(embedder: Embedder) -> Forward:
     return forward
 
 
-def embed_resizing_op_by_op(embedder: Embedder, forward: Forward, files: Sequence[Path]) -> np.ndarray:
-    """``embed_images`` with the training resize dispatched op by op: the baseline of its traced resize."""
-    size, letterbox = embedder.input_size, embedder.letterbox
-    batches = []
-    for start in range(0, len(files), BATCH):
-        squares = [resize_to_square(load_rgb(path), size, letterbox).numpy() for path in files[start : start + BATCH]]
-        batches.append(forward(np.stack(squares)))
-    return np.concatenate(batches)
+def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:
+    """``embed_images`` with each batch prepared by ``prepare`` before its forward pass, not during the last."""
+    batches = [
+        np.stack([prepare(path) for path in files[start : start + BATCH]]) for start in range(0, len(files), BATCH)
+    ]
+    return np.concatenate([forward(batch) for batch in batches])
 
 
 def rate(call: Callable, inputs: object, images: int, repeats: int) -> float:
@@ -224,8 +224,17 @@ def main() -> int:
     except ImportError as err:
         notes.append(f"{onnx_name}: skipped, {err.name} is not installed ({ONNX_HINT})")
     differences = {name: float(np.abs(forward(batch) - reference).max()) for name, (forward, _) in runtimes.items()}
-    traced, op_by_op = embedder.embed_images(files[:BATCH]), embed_resizing_op_by_op(embedder, plain, files[:BATCH])
-    notes.append(f"traced resize against op by op: largest embedding difference {np.abs(traced - op_by_op).max():.1e}")
+    size, letterbox = embedder.input_size, embedder.letterbox
+    in_series = {
+        "the same, each batch prepared before its forward pass": embedder.prepare,
+        "the same, resized by TensorFlow op by op (the training resize)": lambda path: resize_to_square(
+            load_rgb(path), size, letterbox
+        ).numpy(),
+    }
+    pillow, tensorflow = (embed_in_series(plain, files[:BATCH], prepare) for prepare in in_series.values())
+    notes.append(
+        f"Pillow resize against TensorFlow's: largest embedding difference {np.abs(pillow - tensorflow).max():.1e}"
+    )
     embedder.embed_images(files[:BATCH])  # trace the model outside the timing
     results: dict[str, list[float]] = {}
     for _ in range(args.rounds):
@@ -233,10 +242,10 @@ def main() -> int:
             results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
         name = f"Embedder.embed_images ({len(files)} poster files: decode, resize, forward)"
         results.setdefault(name, []).append(rate(embedder.embed_images, files, len(files), 1))
-        name = "the same, resize dispatched op by op"
-        results.setdefault(name, []).append(
-            rate(lambda f: embed_resizing_op_by_op(embedder, plain, f), files, len(files), 1)
-        )
+        for name, prepare in in_series.items():
+            results.setdefault(name, []).append(
+                rate(functools.partial(embed_in_series, plain, prepare=prepare), files, len(files), 1)
+            )
     gflop = flops_per_image(embedder) / 1e9
     peak, peak_text = cpu_peak_gflops()
     print(

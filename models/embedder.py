@@ -19,7 +19,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
-from models.preprocessing import ImageInput, load_rgb, square_resizer
+from models.preprocessing import ImageInput, load_rgb, resize_array_to_square
 from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
@@ -72,22 +73,39 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
-        self._resize = square_resizer(self.input_size, self.letterbox)
         signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
-        """One input -> the square float image the model takes."""
-        return self._resize(load_rgb(item, index))
+        """One input -> the square float image the model takes; ``ValueError`` naming a bad input."""
+        return resize_array_to_square(load_rgb(item, index), self.input_size, self.letterbox)
+
+    def prepare_batch(self, images: Sequence[ImageInput], first_index: int = 0) -> np.ndarray:
+        """``(N, size, size, 3)`` float32 model inputs; ``first_index`` numbers the inputs in errors."""
+        return np.stack([self.prepare(item, first_index + i) for i, item in enumerate(images)])
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``."""
+        """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``.
+
+        Raises ``ValueError`` naming the first input that cannot be decoded.
+        """
         out = np.zeros((len(images), self.dim), np.float32)
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            batch = np.stack([self.prepare(item, start + i) for i, item in enumerate(chunk)])
-            out[start : start + len(chunk)] = self._forward(tf.constant(batch)).numpy()
+        starts = range(0, len(images), self.batch_size)
+        for start, batch in zip(starts, self._batches_prepared_ahead(images, starts)):
+            out[start : start + len(batch)] = self._forward(tf.constant(batch)).numpy()
         return out
+
+    def _batches_prepared_ahead(self, images: Sequence[ImageInput], starts: range) -> Iterator[np.ndarray]:
+        """The model inputs of each batch; the next batch is decoded and resized in a second thread
+        while the caller runs the model on this one (Pillow and TensorFlow release the GIL)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
+            futures = (
+                pool.submit(self.prepare_batch, images[start : start + self.batch_size], start) for start in starts
+            )
+            ahead = next(futures, None)
+            while ahead is not None:
+                current, ahead = ahead, next(futures, None)
+                yield current.result()
 
 
 def read_manifest(model_dir: Path) -> tuple[dict, str]:
