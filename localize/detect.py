@@ -105,8 +105,9 @@ class Detection:
 
     lines: tuple[TextLine, ...]
     title: tuple[int, ...]
-    """Indices into ``lines`` of the title's lines in reading order (:func:`reading_order`); empty
-    when none qualifies."""
+    """Indices into ``lines`` of the title's lines in reading order (:func:`reading_order`), or for a
+    title chosen by its text in the order that spells it when that reads more like it (:func:`choose_by_text`);
+    empty when none qualifies."""
     image_size: tuple[int, int]
     how: str = ""
     """``BY_TEXT`` or ``BY_PROMINENCE``: how the title lines were chosen (empty when none were)."""
@@ -292,11 +293,25 @@ def _read(image: np.ndarray, lines: list[TextLine], margins: tuple[float, ...] =
 
 def choose_by_text(lines: list[TextLine], image_size: tuple[int, int], catalogue_title: str) -> Detection | None:
     """The lines whose text reads as ``catalogue_title``, or None when no set of lines is at
-    least ``TEXT_MATCH_MIN`` similar to it."""
-    chosen, score = match_title([line.text for line in lines], catalogue_title)
-    if not chosen or score < TEXT_MATCH_MIN:
+    least ``TEXT_MATCH_MIN`` similar to it. They are in reading order unless the order in which
+    they spell the title reads more like it (words set on a rising diagonal, where the second
+    word's row is above the first's)."""
+    spelled, score = match_title([line.text for line in lines], catalogue_title)
+    if not spelled or score < TEXT_MATCH_MIN:
         return None
-    return Detection(tuple(lines), reading_order(lines, chosen), image_size, BY_TEXT, score)
+    read = reading_order(lines, spelled)
+    if _likeness(_joined(lines, spelled), catalogue_title) > _likeness(_joined(lines, read), catalogue_title):
+        read = spelled
+    return Detection(tuple(lines), read, image_size, BY_TEXT, score)
+
+
+def _joined(lines: Sequence[TextLine], order: Sequence[int]) -> str:
+    return "".join(lines[i].text for i in order)
+
+
+def _likeness(read: str, catalogue_title: str) -> float:
+    """Similarity of ``read`` to the closest form of ``catalogue_title`` (:func:`localize.match.title_forms`)."""
+    return max((similarity(read, form) for form in title_forms(catalogue_title)), default=0.0)
 
 
 def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = None) -> Detection:
@@ -364,8 +379,7 @@ def _unless_other_text(detection: Detection, catalogue_title: str) -> Detection:
     lines = detection.title_lines
     sure = float(np.mean([line.text_score for line in lines]))
     read = "".join(line.text for line in lines)
-    likeness = max((similarity(read, form) for form in title_forms(catalogue_title)), default=0.0)
-    if sure < CLEARLY_READ or len(normalized(read)) < 3 or likeness >= OTHER_TEXT:
+    if sure < CLEARLY_READ or len(normalized(read)) < 3 or _likeness(read, catalogue_title) >= OTHER_TEXT:
         return detection
     reason = f"the most prominent text reads {detection.text!r} (score {sure:.2f}), not the title {catalogue_title!r}"
     return dataclasses.replace(detection, title=(), how="", refusal=reason)

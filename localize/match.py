@@ -89,8 +89,9 @@ def _pieces(texts: Sequence[str], form: str) -> list[tuple[int, int, float]]:
 
 
 def match_title(texts: Sequence[str], catalogue_title: str) -> tuple[tuple[int, ...], float]:
-    """The indices of ``texts`` that together read best as ``catalogue_title`` and their
-    similarity to it (0..1); ``((), 0.0)`` when no line reads as any part of it."""
+    """The indices of ``texts`` that together read best as ``catalogue_title``, in the order they
+    spell it (where each reads in the title), and their similarity to it (0..1); ``((), 0.0)``
+    when no line reads as any part of it."""
     best: tuple[tuple[int, ...], float] = ((), 0.0)
     for form in title_forms(catalogue_title):
         target = normalized(form)
@@ -102,5 +103,5 @@ def match_title(texts: Sequence[str], catalogue_title: str) -> tuple[tuple[int, 
                     Levenshtein.normalized_similarity("".join(normalized(texts[i]) for i, _, _ in ordered), target)
                 )
                 if score > best[1] + 1e-9:
-                    best = (tuple(sorted(i for i, _, _ in subset)), score)
+                    best = (tuple(i for i, _, _ in ordered), score)
     return best

@@ -226,3 +226,14 @@ def test_a_small_article_set_beside_the_title_reads_first() -> None:
     detection = detect_title(np.asarray(image), "Core, The")
     assert detection.how == BY_TEXT and len(detection.title) == 2
     assert normalized(detection.text) == "thecore"
+
+
+def test_words_set_on_a_rising_diagonal_read_in_the_order_that_spells_the_title() -> None:
+    image = Image.new("RGB", (400, 600), (20, 30, 50))
+    draw = ImageDraw.Draw(image)
+    font = load_font(face_for("en"), 80, 800)
+    draw.text((20, 330), "SNOW", font=font, fill=(240, 220, 90), anchor="ls")
+    draw.text((250, 270), "DAY", font=font, fill=(240, 220, 90), anchor="ls")  # the second word's row is higher
+    lines = detect_title(np.asarray(image), "Snow Day")
+    assert [normalized(lines.lines[i].text) for i in reading_order(lines.lines, lines.title)] == ["day", "snow"]
+    assert lines.how == BY_TEXT and normalized(lines.text) == "snowday"

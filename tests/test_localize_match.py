@@ -21,11 +21,11 @@ def test_texts_compare_without_case_spaces_or_punctuation() -> None:
 
 def test_stacked_lines_are_put_in_title_order_and_the_tagline_left_out() -> None:
     texts = ["BEAR", "Nature Calls", "BROTHER", "Saturday Nov. 1"]
-    assert match_title(texts, "Brother Bear") == ((0, 2), 1.0)
+    assert match_title(texts, "Brother Bear") == ((2, 0), 1.0)
     chosen, score = match_title(
         ["IKNOW", "LASTSUMMER", "WHATYOU DID", "FROM THE CREATOR OF SCREAM"], "I Know What You Did Last Summer"
     )
-    assert chosen == (0, 1, 2) and score == 1.0
+    assert chosen == (0, 2, 1) and score == 1.0
 
 
 def test_a_title_that_no_line_reads_as_matches_nothing() -> None:
