@@ -6,7 +6,9 @@ synthetic clustered vectors, built once under ``var/bench``):
 * plain gunicorn with the project's config (sync workers, one per core);
 * gunicorn with gthread workers (4 threads each);
 * gunicorn's sync workers behind nginx (Debian's package), which buffers requests and answers;
-* granian, as ``python -m recsvc`` (``make serve``) runs it: the shipped configuration.
+* granian, as ``python -m recsvc`` (``make serve``) runs it: the shipped configuration, whose workers
+  keep granian's pool of request threads;
+* the same with one request thread a worker (``POSTERREC_THREADS=1``).
 
 For each: throughput and latency of ``/v1/posters/<id>/similar`` under wrk
 (32 connections), then, for each N, N hostile clients held open beside one
@@ -94,18 +96,24 @@ def nginx_gunicorn(root: Path, workers: int) -> Iterator[int]:
             yield port
 
 
-@contextlib.contextmanager
-def granian_server(root: Path, workers: int) -> Iterator[int]:
-    """The shipped configuration: ``python -m recsvc`` (granian)."""
-    with posterrec_server(root, workers) as server:
-        yield server.port
+def granian_server(threads: int | None) -> Callable:
+    """``python -m recsvc`` (granian) with ``threads`` request threads a worker (None: the shipped default)."""
+    settings = {} if threads is None else {"POSTERREC_THREADS": str(threads)}
+
+    @contextlib.contextmanager
+    def run(root: Path, workers: int) -> Iterator[int]:
+        with posterrec_server(root, workers, **settings) as server:
+            yield server.port
+
+    return run
 
 
 CONFIGS = {
     "gunicorn-sync": ("gunicorn sync (plain)", gunicorn_server(1)),
     "gunicorn-gthread": ("gunicorn gthread x4", gunicorn_server(4)),
     "nginx-gunicorn": ("nginx -> gunicorn sync", nginx_gunicorn),
-    "granian": ("granian, python -m recsvc (shipped)", granian_server),
+    "granian": ("granian, python -m recsvc (shipped)", granian_server(None)),
+    "granian-1-thread": ("granian, 1 request thread a worker", granian_server(1)),
 }
 
 
