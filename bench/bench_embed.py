@@ -4,8 +4,8 @@ On one batch of 32 real posters prepared by the Embedder, in the same process an
 rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
 to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
-(decode, resize, forward, the next batch prepared during the forward pass), beside the same in
-series and in series with TensorFlow's resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
+(decode, resize, forward, the next batch prepared during the forward pass) and the index build's
+embedding step, beside the same in series and in series with TensorFlow's resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
 over the plain TensorFlow pass of the same round (median and range), the
 largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
 CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import logging
 import os
 import sys
@@ -42,6 +43,9 @@ sys.path.insert(0, str(REPO))
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: E402
 
+from indexer.build import Source, embed_sources  # noqa: E402
+from indexer.embedding_cache import EmbeddingCache  # noqa: E402
+from indexer.published import IndexItem  # noqa: E402
 from models.backbones import build_backbone  # noqa: E402
 from models.catalog import read_catalog  # noqa: E402
 from models.embedder import Embedder, export_embedder, load_embedder  # noqa: E402
@@ -155,6 +159,21 @@ def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[
     return np.concatenate([forward(batch) for batch in batches])
 
 
+def build_sources(files: Sequence[Path]) -> list[Source]:
+    """``files`` as the index build's sources, each with the content hash the store would keep."""
+    return [
+        Source(IndexItem(f"t{i}", f"t{i}", "", str(path)), hashlib.sha256(path.read_bytes()).hexdigest())
+        for i, path in enumerate(files)
+    ]
+
+
+def rebuild_embedding(embedder: Embedder, sources: Sequence[Source]) -> np.ndarray:
+    """The index build's embedding step into an empty cache: each file read and checked against its content
+    hash, each batch cached as it is embedded."""
+    with tempfile.TemporaryDirectory() as scratch, EmbeddingCache(Path(scratch) / "cache.sqlite") as cache:
+        return embed_sources(embedder, sources, cache, BATCH)[0]
+
+
 def rate(call: Callable, inputs: object, images: int, repeats: int) -> float:
     """Images/s of ``repeats`` calls of ``call(inputs)``, each handling ``images`` images."""
     started = time.perf_counter()
@@ -236,12 +255,17 @@ def main() -> int:
         f"Pillow resize against TensorFlow's: largest embedding difference {np.abs(pillow - tensorflow).max():.1e}"
     )
     embedder.embed_images(files[:BATCH])  # trace the model outside the timing
+    sources = build_sources(files)
     results: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for name, (forward, repeats) in runtimes.items():
             results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
         name = f"Embedder.embed_images ({len(files)} poster files: decode, resize, forward)"
         results.setdefault(name, []).append(rate(embedder.embed_images, files, len(files), 1))
+        name = "the index build's embedding step (also reads, hashes and caches)"
+        results.setdefault(name, []).append(
+            rate(functools.partial(rebuild_embedding, embedder), sources, len(sources), 1)
+        )
         for name, prepare in in_series.items():
             results.setdefault(name, []).append(
                 rate(functools.partial(embed_in_series, plain, prepare=prepare), files, len(files), 1)

@@ -101,28 +101,31 @@ def read_verified_image(source: Source) -> bytes:
     return check_image_bytes(source.item.key, path, source.image_sha256, data)
 
 
-def embed_batch(embedder, batch: Sequence[Source]) -> np.ndarray:
-    try:
-        return embedder.embed_images([read_verified_image(s) for s in batch])
-    except ValueError as err:  # the embedder names the undecodable input by its position
-        keys = ", ".join(s.item.key for s in batch)
-        raise IndexVersionError(f"cannot embed the posters of {keys}: {err}") from None
-
-
 def embed_sources(
     embedder, sources: Sequence[Source], cache: EmbeddingCache, batch_size: int
 ) -> tuple[np.ndarray, int]:
-    """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded)."""
+    """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded).
+
+    Each batch is cached as soon as it is embedded, so an interrupted build keeps what it finished; the
+    embedder reads and prepares the next batch meanwhile.
+    """
+    from models.preprocessing import UnreadableImage  # TensorFlow loads only for commands that embed
+
     model = embedder.manifest_sha256
     vectors = cache.get_many(model, (s.image_sha256 for s in sources))
     missing = list({s.image_sha256: s for s in sources if s.image_sha256 not in vectors}.values())
+    batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
+    images = ([read_verified_image(s) for s in batch] for batch in batches)
     with tqdm(total=len(missing), desc="embedding", unit="img", disable=not missing) as progress:
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            fresh = {s.image_sha256: vector for s, vector in zip(batch, embed_batch(embedder, batch))}
-            cache.put_many(model, fresh)
-            vectors.update(fresh)
-            progress.update(len(batch))
+        try:
+            for batch, embedded in zip(batches, embedder.embed_batches(images)):
+                fresh = {s.image_sha256: vector for s, vector in zip(batch, embedded)}
+                cache.put_many(model, fresh)
+                vectors.update(fresh)
+                progress.update(len(batch))
+        except UnreadableImage as err:  # the embedder numbers the inputs from the first
+            item = missing[err.index].item
+            raise IndexVersionError(f"{item.key}: poster {item.image_path} cannot be embedded: {err}") from None
     return np.stack([vectors[s.image_sha256] for s in sources]).astype(np.float32), len(missing)
 
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -87,25 +87,35 @@ class Embedder:
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``.
 
-        Raises ``ValueError`` naming the first input that cannot be decoded.
+        Raises :class:`~models.preprocessing.UnreadableImage` naming the first input that cannot be decoded.
         """
-        out = np.zeros((len(images), self.dim), np.float32)
-        starts = range(0, len(images), self.batch_size)
-        for start, batch in zip(starts, self._batches_prepared_ahead(images, starts)):
-            out[start : start + len(batch)] = self._forward(tf.constant(batch)).numpy()
-        return out
+        batches = (images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size))
+        return np.concatenate([np.zeros((0, self.dim), np.float32), *self.embed_batches(batches)])
 
-    def _batches_prepared_ahead(self, images: Sequence[ImageInput], starts: range) -> Iterator[np.ndarray]:
-        """The model inputs of each batch; the next batch is decoded and resized in a second thread
-        while the caller runs the model on this one (Pillow and TensorFlow release the GIL)."""
+    def embed_batches(self, batches: Iterable[Sequence[ImageInput]]) -> Iterator[np.ndarray]:
+        """The ``(len(batch), dim)`` embeddings of each batch in turn.
+
+        A second thread takes the next batch from ``batches``, decodes and resizes it while the model runs
+        on this one (Pillow and TensorFlow release the GIL); a lazy ``batches`` reads its files there too.
+        Raises :class:`~models.preprocessing.UnreadableImage` whose ``index`` counts inputs from the first
+        batch's first.
+        """
+        upcoming = iter(batches)
+        taken = 0
+
+        def prepare_next() -> np.ndarray | None:
+            nonlocal taken
+            batch = next(upcoming, None)
+            if batch is None:
+                return None
+            taken += len(batch)
+            return self.prepare_batch(batch, taken - len(batch))
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
-            futures = (
-                pool.submit(self.prepare_batch, images[start : start + self.batch_size], start) for start in starts
-            )
-            ahead = next(futures, None)
-            while ahead is not None:
-                current, ahead = ahead, next(futures, None)
-                yield current.result()
+            ahead = pool.submit(prepare_next)
+            while (prepared := ahead.result()) is not None:
+                ahead = pool.submit(prepare_next)
+                yield self._forward(tf.constant(prepared)).numpy()
 
 
 def read_manifest(model_dir: Path) -> tuple[dict, str]:

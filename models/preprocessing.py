@@ -92,6 +92,14 @@ def decode_image_file(path: tf.Tensor) -> tf.Tensor:
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
+class UnreadableImage(ValueError):
+    """An input that cannot be read or decoded; ``index`` is its position among the inputs of the call."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 def _describe(item: ImageInput, index: int) -> str:
     if isinstance(item, (str, Path)):
         return f"image {item}"
@@ -103,21 +111,21 @@ def _describe(item: ImageInput, index: int) -> str:
 def load_rgb(item: ImageInput, index: int = 0) -> np.ndarray:
     """Decode bytes, a path or a PIL image into an ``HxWx3`` uint8 array.
 
-    Raises ``ValueError`` naming the input when it cannot be read or decoded,
+    Raises :class:`UnreadableImage` (a ``ValueError``) naming the input when it cannot be read or decoded,
     so a caller embedding a thousand files knows which one is bad.
     """
     if isinstance(item, Image.Image):
         return np.asarray(item.convert("RGB"))
     if not isinstance(item, (bytes, str, Path)):
-        raise ValueError(f"{_describe(item, index)}: expected bytes, a path or a PIL image")
+        raise UnreadableImage(f"{_describe(item, index)}: expected bytes, a path or a PIL image", index)
     try:
         data = item if isinstance(item, bytes) else Path(item).read_bytes()
     except OSError as err:
-        raise ValueError(f"{_describe(item, index)} cannot be read: {err.strerror or err}") from None
+        raise UnreadableImage(f"{_describe(item, index)} cannot be read: {err.strerror or err}", index) from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
     except UnidentifiedImageError:
-        raise ValueError(f"{_describe(item, index)} is not an image Pillow can decode") from None
+        raise UnreadableImage(f"{_describe(item, index)} is not an image Pillow can decode", index) from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{_describe(item, index)} is truncated or corrupt: {err}") from None
+        raise UnreadableImage(f"{_describe(item, index)} is truncated or corrupt: {err}", index) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import os
 import shutil
 import signal
@@ -19,9 +20,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from indexer.__main__ import main as indexer_main
-from indexer.build import build_index
+from indexer.build import Source, build_index, embed_sources
+from indexer.embedding_cache import EmbeddingCache
 from indexer.ingest import ingest_catalog
-from indexer.published import current_version, list_versions, open_version
+from indexer.published import IndexItem, IndexVersionError, current_version, list_versions, open_version
 from indexer.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +179,23 @@ def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: d
 
     assert current_version(settings.index_root) == served and list_versions(settings.index_root) == [served]
     assert len(open_version(settings.index_root)) == TITLES + len(VARIANT_REGIONS)
+
+
+def test_a_poster_that_cannot_be_decoded_is_named_by_its_key(workspace: dict, tmp_path: Path) -> None:
+    """Posters are embedded several batches at a call; the error still names the one that failed."""
+    from models.embedder import load_embedder
+
+    def source(key: str, path: Path) -> Source:
+        return Source(IndexItem(key, key, key, str(path)), hashlib.sha256(path.read_bytes()).hexdigest())
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a poster")  # with its own content hash: it passes the check that it is unchanged
+    folder = workspace["catalog"].parent
+    sources = [source(row["id"], folder / row["image"]) for row in rows_of(workspace["catalog"])[:5]]
+    embedder = load_embedder(workspace["model"], batch_size=2)
+    with EmbeddingCache(tmp_path / "cache.sqlite") as cache:
+        with pytest.raises(IndexVersionError, match=r"^t-bad: poster \S*bad\.jpg cannot be embedded: image #5 "):
+            embed_sources(embedder, [*sources, source("t-bad", bad)], cache, batch_size=2)
 
 
 def test_build_refuses_a_directory_that_is_not_a_model(workspace: dict, tmp_path: Path, capsys) -> None:
