@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .match import match_title, normalized, similarity, title_forms
-from .recognize import READ_MARGINS, VERTICAL, read_lines
+from .match import match_title, normalized, part_weight, similarity, title_forms
+from .recognize import VERTICAL, Crop, Reading, read_crops, read_lines
 
 Box = tuple[int, int, int, int]
 CREDITS_BAND = 0.08
@@ -45,9 +45,24 @@ of the time; on real posters the same choice on 19 of 24 with no net loss by eye
 (182 px wide) are still enlarged 2.6x."""
 RETRY_SIDE = 736
 """When the catalogue title is known but the lines do not read as it (``RETRY_BELOW``), each line
-is read again with its box grown by ``localize.recognize.READ_MARGINS`` (a box that clips a
-letter), and if that does not do, DBNet looks again at this side and the lines it adds are read
+is read again in every crop of ``TITLE_CROPS`` (a box that clips a letter or leaves one out,
+letters too small for the recognizer's resize), and if that does not do, DBNet looks again at this side and the lines it adds are read
 too: large stylised or textured titles on thumbnails are often found only at the larger scale."""
+TITLE_CROPS = (
+    Crop(),
+    Crop(0.1),
+    Crop(0.25),
+    Crop(0.1, along=0.4),
+    Crop(0.1, along=1.0),
+    Crop(enlarged=True),
+    Crop(0.1, enlarged=True),
+)
+"""The crops each line is read in when the catalogue title was not read surely: grown (a clipped
+edge), lengthened along the baseline (a letter outside the box), enlarged (small letters)."""
+LENGTHENED_OVERLAP = 0.25
+"""A read in a crop lengthened along the baseline counts only when no other detected line has more
+than this fraction of its box inside the lengthened quad's box: the letters it adds must be
+outside every other line (a word beside the title would be erased with it)."""
 RETRY_BELOW = 0.8
 """Similarity to the catalogue title under which the lines are read again and, failing that,
 detected again at ``RETRY_SIDE``."""
@@ -277,17 +292,48 @@ def choose_title(lines: list[TextLine], image_size: tuple[int, int]) -> Detectio
     return Detection(tuple(lines), reading_order(lines, chosen), image_size, BY_PROMINENCE)
 
 
-def _read(image: np.ndarray, lines: list[TextLine], margins: tuple[float, ...] = READ_MARGINS) -> list[TextLine]:
-    """``lines`` with the text of those tall enough to be read (``READ_FRACTION``), each read
-    with its box grown by ``margins`` (:func:`localize.recognize.read_lines`)."""
-    if not lines:
-        return lines
-    tallest = max(line.height for line in lines)
-    readable = [i for i, line in enumerate(lines) if line.height >= READ_FRACTION * tallest]
-    texts = read_lines(image, [np.asarray(lines[i].quad, np.float32) for i in readable], margins)
+def _readable(lines: Sequence[TextLine]) -> list[int]:
+    """Indices of the lines tall enough to be read: ``READ_FRACTION`` of the tallest or more."""
+    tallest = max((line.height for line in lines), default=0.0)
+    return [i for i, line in enumerate(lines) if line.height >= READ_FRACTION * tallest]
+
+
+def _read(image: np.ndarray, lines: list[TextLine]) -> list[TextLine]:
+    """``lines`` with the text of those tall enough to be read (:func:`_readable`), each read once
+    in its own box."""
+    readable = _readable(lines)
+    texts = read_lines(image, [np.asarray(lines[i].quad, np.float32) for i in readable], margins=(0.0,))
     read = list(lines)
     for i, (text, score) in zip(readable, texts):
         read[i] = dataclasses.replace(lines[i], text=text, text_score=score)
+    return read
+
+
+def _read_as_title(image: np.ndarray, lines: list[TextLine], catalogue_title: str) -> list[TextLine]:
+    """``lines`` with the text of those tall enough to be read (:func:`_readable`), each read in
+    every crop of ``TITLE_CROPS``: the read that reads as the largest part of ``catalogue_title``
+    (:func:`localize.match.part_weight`), the surer on a tie; for a line no read of which reads as
+    part of it, the surest read in a crop not lengthened. A read lengthened into another line is
+    left out (``LENGTHENED_OVERLAP``); a line whose read was lengthened takes the lengthened quad
+    (within the image), so the letters found there are erased with it."""
+    readable = _readable(lines)
+    reads = read_crops(image, [np.asarray(lines[i].quad, np.float32) for i in readable], TITLE_CROPS)
+    height, width = image.shape[:2]
+    read = list(lines)
+    for i, candidates in zip(readable, reads):
+        others = [line.box for j, line in enumerate(lines) if j != i]
+        weighed = [
+            (part_weight(r.text, catalogue_title), r.score, k)
+            for k, r in enumerate(candidates)
+            if not TITLE_CROPS[k].along or all(_covered(box, [_box_of(r.quad)]) <= LENGTHENED_OVERLAP for box in others)
+        ]
+        if not any(weight for weight, _, _ in weighed):
+            weighed = [entry for entry in weighed if not TITLE_CROPS[entry[2]].along]
+        chosen: Reading = candidates[max(weighed)[2]]
+        quad = np.clip(chosen.quad, 0, (width - 1, height - 1))
+        read[i] = dataclasses.replace(
+            lines[i], quad=tuple(map(tuple, quad.tolist())), text=chosen.text, text_score=chosen.score
+        )
     return read
 
 
@@ -320,17 +366,17 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     found = detect_lines(pixels)
     ranked = _rank(pixels, found)
-    lines = _read(pixels, ranked, margins=(0.0,))
+    lines = _read(pixels, ranked)
     size = (pixels.shape[1], pixels.shape[0])
     known = bool(catalogue_title and catalogue_title.strip())
     by_text = choose_by_text(lines, size, catalogue_title) if known else None
     if known and _unsure(by_text):
-        lines = _read(pixels, ranked)
+        lines = _read_as_title(pixels, ranked, catalogue_title)
         by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
     if known and _unsure(by_text):
         more = _new_lines(found, detect_lines(pixels, RETRY_SIDE))
         if more:
-            lines = _read(pixels, _rank(pixels, found + more))
+            lines = _read_as_title(pixels, _rank(pixels, found + more), catalogue_title)
             by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
     if by_text:
         return by_text
@@ -359,18 +405,19 @@ def _new_lines(
 ) -> list[tuple[np.ndarray, float]]:
     """The lines of ``more`` that lie mostly outside every line of ``found`` (``NEW_LINE_OVERLAP``)."""
     boxes = [_box_of(quad) for quad, _ in found]
+    return [(quad, confidence) for quad, confidence in more if _covered(_box_of(quad), boxes) < NEW_LINE_OVERLAP]
 
-    def covered(box: Box) -> float:
-        area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
-        return max(
-            (
-                max(0, min(box[2], b[2]) - max(box[0], b[0])) * max(0, min(box[3], b[3]) - max(box[1], b[1])) / area
-                for b in boxes
-            ),
-            default=0.0,
-        )
 
-    return [(quad, confidence) for quad, confidence in more if covered(_box_of(quad)) < NEW_LINE_OVERLAP]
+def _covered(box: Box, boxes: Sequence[Box]) -> float:
+    """The largest fraction of ``box``'s area that lies inside one of ``boxes`` (0 when none)."""
+    area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
+    return max(
+        (
+            max(0, min(box[2], b[2]) - max(box[0], b[0])) * max(0, min(box[3], b[3]) - max(box[1], b[1])) / area
+            for b in boxes
+        ),
+        default=0.0,
+    )
 
 
 def _unless_other_text(detection: Detection, catalogue_title: str) -> Detection:

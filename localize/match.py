@@ -71,21 +71,45 @@ def similarity(read: str, title: str) -> float:
     return float(Levenshtein.normalized_similarity(normalized(read), normalized(title)))
 
 
+def _alignment(read: str, form: str) -> fuzz.ScoreAlignment | None:
+    """Where the normalized ``read`` aligns in the normalized ``form`` when it reads as part of it
+    (``PIECE_MIN_SCORE``); a single character counts only when it is a word of ``form`` (the "2"
+    of a sequel)."""
+    target = normalized(form)
+    if not read or (len(read) < 2 and len(target) > 2 and read not in {normalized(word) for word in form.split()}):
+        return None
+    alignment = fuzz.partial_ratio_alignment(read, target)
+    return alignment if alignment is not None and alignment.score >= PIECE_MIN_SCORE else None
+
+
 def _pieces(texts: Sequence[str], form: str) -> list[tuple[int, int, float]]:
     """(line index, where it aligns in the normalized ``form``, score) of lines that read as part
-    of it; a single character counts only when it is a word of ``form`` (the "2" of a sequel)."""
+    of it (:func:`_alignment`)."""
     target = normalized(form)
-    words = {normalized(word) for word in form.split()}
     pieces = []
     for i, text in enumerate(texts):
         read = normalized(text)
-        if not read or (len(read) < 2 and len(target) > 2 and read not in words):
-            continue
-        alignment = fuzz.partial_ratio_alignment(read, target)
-        if alignment is not None and alignment.score >= PIECE_MIN_SCORE:
+        alignment = _alignment(read, form)
+        if alignment is not None:
             pieces.append((i, alignment.dest_start, alignment.score * min(len(read), len(target))))
     pieces.sort(key=lambda piece: piece[2], reverse=True)
     return pieces[:MAX_CANDIDATES]
+
+
+def part_weight(text: str, catalogue_title: str) -> float:
+    """How much of ``catalogue_title`` ``text`` reads as: over its forms, the most characters of
+    the form it reads in the place it aligns (:func:`_alignment`) less its characters that read
+    as none; 0 when it reads as no part of it. A read that adds a stray letter to a whole word
+    weighs less than the word; one that adds a letter the other missed weighs more."""
+    read = normalized(text)
+    best = 0.0
+    for form in title_forms(catalogue_title):
+        alignment = _alignment(read, form)
+        if alignment is not None:
+            spans = (alignment.src_end - alignment.src_start) + (alignment.dest_end - alignment.dest_start)
+            matched = alignment.score / 100 * spans / 2
+            best = max(best, 2 * matched - len(read))
+    return best
 
 
 def match_title(texts: Sequence[str], catalogue_title: str) -> tuple[tuple[int, ...], float]:

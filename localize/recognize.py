@@ -7,10 +7,20 @@ vertical line of credits) is read turned both ways, the surer read kept. DBNet's
 a small poster often clip the first or last letter's edge ("OANTA" for "SANTA"),
 so a line not read surely (``SURE_READ``) is read again with its quad grown by a
 few margins (``READ_MARGINS``) and the most surely read text is kept.
+
+A line can also be read in several crops at once (:func:`read_crops`), each read
+kept with the region it was read in: lengthened along its baseline (a whole
+letter the box left out: the large "G" of "GENERATION"), or its letters enlarged
+to the recognizer's input height with cubic interpolation (small or thin letters,
+which the recognizer's own linear resize blurs). The recognizer's score does not
+tell a read that misses a letter from a complete one, so choosing among them is
+left to the caller (:func:`localize.detect.detect_title` picks the read most like
+the catalogue title).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -25,6 +35,30 @@ SURE_READ = 0.95
 """A line read at least this surely is not read again at the next margin."""
 VERTICAL = 1.5
 """A strip at least this much taller than wide is a vertical line, turned before it is read."""
+INPUT_HEIGHT = 48
+"""The recognizer's input height (PP-OCRv4 ``rec_img_shape``): an enlarged crop is warped to it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop:
+    """How a line's quad is cut out for the recognizer."""
+
+    margin: float = 0.0
+    """Grown on every edge by this fraction of the line's height (:func:`grown`)."""
+    along: float = 0.0
+    """First lengthened at both ends of its baseline by this fraction of the line's height (:func:`lengthened`)."""
+    enlarged: bool = False
+    """Warped straight to ``INPUT_HEIGHT`` with cubic interpolation, not at its own size."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """One read of a line in one crop."""
+
+    text: str
+    score: float
+    quad: np.ndarray
+    """The line's quad lengthened as the crop was (its ``margin`` left out): where the text was read."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,11 +84,36 @@ def grown(quad: np.ndarray, margin: float) -> np.ndarray:
     )
 
 
-def upright_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The pixels inside ``quad`` (4x2, clockwise from top-left) warped to an axis-aligned strip."""
+def _is_vertical(quad: np.ndarray) -> bool:
+    """A quad at least ``VERTICAL`` times taller (0->3) than wide (0->1): a vertical line."""
+    return float(np.linalg.norm(quad[0] - quad[3])) >= VERTICAL * float(np.linalg.norm(quad[0] - quad[1]))
+
+
+def lengthened(quad: np.ndarray, along: float) -> np.ndarray:
+    """``quad`` (4x2, clockwise from top-left) pushed out at both ends of its baseline (the 0->1
+    side, or 0->3 for a vertical line) by ``along`` times the letter height (its other side)."""
     quad = np.asarray(quad, np.float32)
-    width = max(1, round(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))))
-    height = max(1, round(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
+    if not along:
+        return quad
+    start, end = ((0, 3), (1, 2)) if not _is_vertical(quad) else ((0, 1), (3, 2))
+    axis = quad[end[0]] - quad[start[0]]
+    length = max(float(np.linalg.norm(axis)), 1e-6)
+    height = float(np.linalg.norm(quad[start[1]] - quad[start[0]]))
+    shift = along * height * axis / length
+    out = quad.copy()
+    out[list(start)] -= shift
+    out[list(end)] += shift
+    return out
+
+
+def upright_crop(image: np.ndarray, quad: np.ndarray, enlarged: bool = False) -> np.ndarray:
+    """The pixels inside ``quad`` (4x2, clockwise from top-left) warped to an axis-aligned strip, at
+    its own size or (``enlarged``) with its shorter side scaled up to ``INPUT_HEIGHT``."""
+    quad = np.asarray(quad, np.float32)
+    width = max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))
+    height = max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))
+    scale = max(1.0, INPUT_HEIGHT / max(min(width, height), 1.0)) if enlarged else 1.0
+    width, height = max(1, round(width * scale)), max(1, round(height * scale))
     target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
     warp = cv2.getPerspectiveTransform(quad, target)
     return cv2.warpPerspective(image, warp, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
@@ -65,6 +124,33 @@ def _readings(strip: np.ndarray) -> list[np.ndarray]:
     if strip.shape[0] < VERTICAL * strip.shape[1]:
         return [strip]
     return [np.ascontiguousarray(np.rot90(strip, 1)), np.ascontiguousarray(np.rot90(strip, -1))]
+
+
+def _strips(bgr: np.ndarray, quad: np.ndarray, crop: Crop) -> list[np.ndarray]:
+    """``quad`` of ``bgr`` cut out as ``crop`` says, ready for the recognizer (:func:`_readings`)."""
+    return _readings(upright_crop(bgr, grown(lengthened(quad, crop.along), crop.margin), crop.enlarged))
+
+
+def read_crops(image: np.ndarray, quads: Sequence[np.ndarray], crops: Sequence[Crop]) -> list[list[Reading]]:
+    """Every read of each quad of the RGB ``image``: one per crop of ``crops``, in that order
+    (each crop's strips read as one batch)."""
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    reads: list[list[Reading]] = [[] for _ in quads]
+    for crop in crops:
+        owners, strips = [], []
+        for i, quad in enumerate(quads):
+            for strip in _strips(bgr, quad, crop):
+                owners.append(i)
+                strips.append(strip)
+        if not strips:
+            break
+        best: dict[int, tuple[str, float]] = {}
+        for i, (text, score) in zip(owners, text_recognizer()(strips)[0]):
+            if i not in best or float(score) > best[i][1]:
+                best[i] = (str(text), float(score))
+        for i, (text, score) in best.items():
+            reads[i].append(Reading(text, max(score, 0.0), lengthened(quads[i], crop.along)))
+    return reads
 
 
 def read_lines(
@@ -81,9 +167,9 @@ def read_lines(
         for i, quad in enumerate(quads):
             if best[i][1] >= SURE_READ:
                 continue
-            for crop in _readings(upright_crop(bgr, grown(quad, margin))):
+            for strip in _strips(bgr, quad, Crop(margin)):
                 owners.append(i)
-                crops.append(crop)
+                crops.append(strip)
         if not crops:
             break
         for i, (text, score) in zip(owners, text_recognizer()(crops)[0]):

@@ -13,8 +13,10 @@ from localize.detect import (
     BY_PROMINENCE,
     BY_TEXT,
     CREDITS_BAND,
+    TITLE_CROPS,
     Detection,
     TextLine,
+    _read_as_title,
     detect_title,
     reading_order,
     text_rows,
@@ -23,7 +25,7 @@ from localize.fonts import face_for, load_font
 from localize.mask import title_mask
 from localize.match import normalized
 from localize.pipeline import NoTitle, clean_poster
-from localize.recognize import read_lines
+from localize.recognize import INPUT_HEIGHT, Crop, lengthened, read_crops, read_lines, upright_crop
 from localize.typeset import TextStyle, draw_layout, fit_text
 
 
@@ -237,3 +239,47 @@ def test_words_set_on_a_rising_diagonal_read_in_the_order_that_spells_the_title(
     lines = detect_title(np.asarray(image), "Snow Day")
     assert [normalized(lines.lines[i].text) for i in reading_order(lines.lines, lines.title)] == ["day", "snow"]
     assert lines.how == BY_TEXT and normalized(lines.text) == "snowday"
+
+
+def test_a_quad_is_lengthened_along_its_baseline_by_its_letter_height() -> None:
+    horizontal = np.float32([[10, 20], [110, 20], [110, 40], [10, 40]])
+    assert lengthened(horizontal, 0.5).tolist() == [[0, 20], [120, 20], [120, 40], [0, 40]]
+    vertical = np.float32([[10, 20], [30, 20], [30, 120], [10, 120]])  # letters 20 px high, read downwards
+    assert lengthened(vertical, 1.0).tolist() == [[10, 0], [30, 0], [30, 140], [10, 140]]
+    assert upright_crop(np.zeros((100, 200, 3), np.uint8), horizontal / 4, enlarged=True).shape[0] == INPUT_HEIGHT
+
+
+def _clipped_lucy() -> tuple[np.ndarray, TextLine, int]:
+    """A poster reading LUCY, its line with a box that leaves the whole L out, and the ink's left edge."""
+    poster, _, inks = _poster_with([("LUCY", 60, 250, (250, 240, 200))])
+    ys, xs = np.nonzero(inks[0])
+    left, right, top, bottom = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    cut = left + 0.75 * (bottom - top)  # past the L's foot
+    line = _line((int(cut), int(top), int(right), int(bottom)), "")
+    return poster, line, int(left)
+
+
+def test_a_letter_outside_the_box_is_read_in_a_crop_lengthened_along_the_baseline() -> None:
+    poster, line, _ = _clipped_lucy()
+    quad = np.asarray(line.quad, np.float32)
+    tight, long = read_crops(poster, [quad], [Crop(0.1), Crop(0.1, along=1.0)])[0]
+    assert normalized(tight.text) != "lucy" and normalized(long.text) == "lucy"
+    assert long.quad[0][0] < quad[0][0]
+
+
+def test_the_read_most_like_the_catalogue_title_is_kept_and_its_box_grows_to_take_the_letter() -> None:
+    poster, line, left = _clipped_lucy()
+    (as_title,) = _read_as_title(poster, [line], "Lucy")
+    assert normalized(as_title.text) == "lucy"
+    assert as_title.box[0] <= left  # the L is inside the line's box, so it is erased with it
+    (unrelated,) = _read_as_title(poster, [line], "Graceland")
+    assert unrelated.quad == line.quad  # no read is like the title: the box stays the detector's
+    assert len(TITLE_CROPS) == len(set(TITLE_CROPS))
+
+
+def test_a_read_lengthened_into_another_detected_line_is_left_out() -> None:
+    poster, line, left = _clipped_lucy()
+    x0, y0, _, y1 = line.box
+    neighbour = _line((left, y0, x0 - 1, y1), "L")  # the L found as a line of its own
+    as_title, _ = _read_as_title(poster, [line, neighbour], "Lucy")
+    assert as_title.quad == line.quad and normalized(as_title.text) != "lucy"

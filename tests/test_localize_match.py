@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localize.match import match_title, normalized, similarity, title_forms
+from localize.match import match_title, normalized, part_weight, similarity, title_forms
 
 
 def test_catalogue_titles_become_their_displayed_forms() -> None:
@@ -39,3 +39,10 @@ def test_a_single_character_line_joins_when_it_is_a_word_of_the_title() -> None:
         (0, 1),
         match_title(["SANTACLAUSE"], "Santa Clause 2")[1],
     )
+
+
+def test_a_read_weighs_by_the_title_letters_it_reads_less_the_stray_ones() -> None:
+    assert part_weight("UTPOST", "Outpost") > part_weight("UTPOS", "Outpost") > 0  # a letter the other missed
+    assert part_weight("GIRL", "Girl Next Door, The") > part_weight("GIRLL", "Girl Next Door, The")  # a stray one
+    assert part_weight("Termtnal", "Terminal, The") > part_weight("Temtnal", "Terminal, The")
+    assert part_weight("KURT RUSSELL", "Outpost") == part_weight("x", "Outpost") == 0
