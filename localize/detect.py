@@ -11,10 +11,12 @@ of a title (:mod:`localize.recognize`).
 Which lines are the title? When the catalogue knows the title, the set of lines
 whose text reads best as it (:mod:`localize.match`): a small "the" above a big
 word, a subtitle after a colon, words the detector split, but not the tagline
-beside them. Otherwise, or when no set reads as it, the one a viewer reads
-first: the tallest text, in strong contrast with its surroundings, outside the
-credits block at the foot of the poster, with the lines of similar height
-stacked closely under or beside it. Every line keeps its text and scores, so a
+beside them; and the lines near them that make them read more like the whole
+title join them (a misread subtitle the matching left out for the main title
+alone). Otherwise, or when no set reads as it, the one a viewer reads first: the
+tallest text, in strong contrast with its surroundings, outside the credits
+block at the foot of the poster, with the lines of similar height stacked
+closely under or beside it. Every line keeps its text and scores, so a
 wrong choice can be seen and explained (``python -m localize compare --debug``).
 """
 
@@ -85,6 +87,13 @@ CLEARLY_READ = 0.9
 OTHER_TEXT = 0.3
 """... and whose text is less similar than this to the known catalogue title is other text (a
 date, a tagline): the poster is refused rather than that text replaced."""
+WHOLE_TITLE_READ = 0.8
+"""Title lines chosen by their text whose text is less similar than this to every whole form of
+the catalogue title (subtitle included, :func:`localize.match.title_forms`) take in the detected
+lines around them that complete it (:func:`_completed`)."""
+NEIGHBOURHOOD = 1.0
+"""A line completes the title only when most of its box lies within this many heights of the
+tallest title line around the title's box (a subtitle under it, a small word between its lines)."""
 BY_TEXT, BY_PROMINENCE = "catalogue title", "prominence"
 
 
@@ -379,11 +388,59 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
             lines = _read_as_title(pixels, _rank(pixels, found + more), catalogue_title)
             by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
     if by_text:
-        return by_text
+        return _completed(by_text, catalogue_title)
     by_prominence = choose_title(lines, size)
     if catalogue_title and catalogue_title.strip() and by_prominence.found:
         return _unless_other_text(by_prominence, catalogue_title)
     return by_prominence
+
+
+def _whole_likeness(read: str, catalogue_title: str) -> float:
+    """Similarity of ``read`` to the closest whole form of ``catalogue_title``: subtitle included,
+    article optional (:func:`localize.match.title_forms`)."""
+    forms = title_forms(catalogue_title, subtitle_optional=False)
+    return max((similarity(read, form) for form in forms), default=0.0)
+
+
+def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:
+    """Indices of the lines not in ``detection``'s title that read as part of ``catalogue_title``
+    (:func:`localize.match.part_weight`) with most of their box near the title's box
+    (``NEIGHBOURHOOD``)."""
+    reach = NEIGHBOURHOOD * max(line.height for line in detection.title_lines)
+    x0, y0, x1, y1 = detection.title_box
+    near = (int(x0 - reach), int(y0 - reach), int(x1 + reach), int(y1 + reach))
+    return [
+        i
+        for i, line in enumerate(detection.lines)
+        if i not in detection.title
+        and _covered(line.box, [near]) >= 0.5
+        and part_weight(line.text, catalogue_title) > 0
+    ]
+
+
+def _completed(detection: Detection, catalogue_title: str) -> Detection:
+    """``detection`` (title lines chosen by their text) with the neighbouring lines
+    (:func:`_neighbours`) that complete its text, when it does not read as the whole
+    ``catalogue_title`` (``WHOLE_TITLE_READ``): words the matching left out, a subtitle the
+    poster sets smaller. One line at a time, the line whose addition (all lines in reading order)
+    reads most like the whole title is added, while that is more like it than without."""
+    lines = detection.lines
+    title = detection.title
+    best = _whole_likeness(_joined(lines, title), catalogue_title)
+    if best >= WHOLE_TITLE_READ:
+        return detection
+    candidates = _neighbours(detection, catalogue_title)
+    while candidates:
+        orders = {i: reading_order(lines, (*title, i)) for i in candidates}
+        likeness = {i: _whole_likeness(_joined(lines, order), catalogue_title) for i, order in orders.items()}
+        chosen = max(candidates, key=likeness.__getitem__)
+        if likeness[chosen] <= best:
+            break
+        title, best = orders[chosen], likeness[chosen]
+        candidates.remove(chosen)
+    if title == detection.title:
+        return detection
+    return dataclasses.replace(detection, title=title, match=_likeness(_joined(lines, title), catalogue_title))
 
 
 def _unsure(detection: Detection | None) -> bool:

@@ -16,7 +16,9 @@ from localize.detect import (
     TITLE_CROPS,
     Detection,
     TextLine,
+    _completed,
     _read_as_title,
+    choose_by_text,
     detect_title,
     reading_order,
     text_rows,
@@ -283,3 +285,19 @@ def test_a_read_lengthened_into_another_detected_line_is_left_out() -> None:
     neighbour = _line((left, y0, x0 - 1, y1), "L")  # the L found as a line of its own
     as_title, _ = _read_as_title(poster, [line, neighbour], "Lucy")
     assert as_title.quad == line.quad and normalized(as_title.text) != "lucy"
+
+
+def test_a_subtitle_read_poorly_completes_the_title_and_the_lines_beyond_it_do_not() -> None:
+    title = "Neon Genesis Evangelion: The End of Evangelion"
+    lines = [
+        _line((20, 100, 180, 130), "NEONGENESIS"),
+        _line((30, 132, 170, 160), "EVANGELION"),
+        _line((40, 165, 160, 178), "HE aNO OF EVANGELION"),  # the subtitle under the title, misread
+        _line((40, 182, 160, 192), "IN CINEMAS SOON"),  # a tagline under the subtitle
+        _line((30, 250, 170, 270), "EVANGELION"),  # a title word far from the title (the billing block)
+    ]
+    matched = choose_by_text(lines, (200, 300), title)
+    assert matched is not None and matched.title == (0, 1)  # the main title alone reads best
+    completed = _completed(matched, title)
+    assert completed.title == (0, 1, 2)
+    assert completed.text == "NEONGENESIS EVANGELION HE aNO OF EVANGELION"
