@@ -364,9 +364,11 @@ def _joined(lines: Sequence[TextLine], order: Sequence[int]) -> str:
     return "".join(lines[i].text for i in order)
 
 
-def _likeness(read: str, catalogue_title: str) -> float:
-    """Similarity of ``read`` to the closest form of ``catalogue_title`` (:func:`localize.match.title_forms`)."""
-    return max((similarity(read, form) for form in title_forms(catalogue_title)), default=0.0)
+def _likeness(read: str, catalogue_title: str, subtitle_optional: bool = True) -> float:
+    """Similarity of ``read`` to the closest form of ``catalogue_title`` (:func:`localize.match.title_forms`;
+    ``subtitle_optional=False``: its whole forms only)."""
+    forms = title_forms(catalogue_title, subtitle_optional)
+    return max((similarity(read, form) for form in forms), default=0.0)
 
 
 def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = None) -> Detection:
@@ -395,13 +397,6 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     return by_prominence
 
 
-def _whole_likeness(read: str, catalogue_title: str) -> float:
-    """Similarity of ``read`` to the closest whole form of ``catalogue_title``: subtitle included,
-    article optional (:func:`localize.match.title_forms`)."""
-    forms = title_forms(catalogue_title, subtitle_optional=False)
-    return max((similarity(read, form) for form in forms), default=0.0)
-
-
 def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:
     """Indices of the lines not in ``detection``'s title that read as part of ``catalogue_title``
     (:func:`localize.match.part_weight`) with most of their box near the title's box
@@ -426,13 +421,15 @@ def _completed(detection: Detection, catalogue_title: str) -> Detection:
     reads most like the whole title is added, while that is more like it than without."""
     lines = detection.lines
     title = detection.title
-    best = _whole_likeness(_joined(lines, title), catalogue_title)
+    best = _likeness(_joined(lines, title), catalogue_title, subtitle_optional=False)
     if best >= WHOLE_TITLE_READ:
         return detection
     candidates = _neighbours(detection, catalogue_title)
     while candidates:
         orders = {i: reading_order(lines, (*title, i)) for i in candidates}
-        likeness = {i: _whole_likeness(_joined(lines, order), catalogue_title) for i, order in orders.items()}
+        likeness = {
+            i: _likeness(_joined(lines, order), catalogue_title, subtitle_optional=False) for i, order in orders.items()
+        }
         chosen = max(candidates, key=likeness.__getitem__)
         if likeness[chosen] <= best:
             break

@@ -131,24 +131,29 @@ def _strips(bgr: np.ndarray, quad: np.ndarray, crop: Crop) -> list[np.ndarray]:
     return _readings(upright_crop(bgr, grown(lengthened(quad, crop.along), crop.margin), crop.enlarged))
 
 
+def _surest_reads(bgr: np.ndarray, quads: Sequence[tuple[int, np.ndarray]], crop: Crop) -> dict[int, tuple[str, float]]:
+    """The surest read of each ``(index, quad)`` of ``bgr`` cut out as ``crop`` says, by index; the
+    strips of all the quads are read as one batch."""
+    owners, strips = [], []
+    for i, quad in quads:
+        for strip in _strips(bgr, quad, crop):
+            owners.append(i)
+            strips.append(strip)
+    best: dict[int, tuple[str, float]] = {}
+    if strips:
+        for i, (text, score) in zip(owners, text_recognizer()(strips)[0]):
+            if i not in best or float(score) > best[i][1]:
+                best[i] = (str(text), float(score))
+    return best
+
+
 def read_crops(image: np.ndarray, quads: Sequence[np.ndarray], crops: Sequence[Crop]) -> list[list[Reading]]:
     """Every read of each quad of the RGB ``image``: one per crop of ``crops``, in that order
     (each crop's strips read as one batch)."""
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     reads: list[list[Reading]] = [[] for _ in quads]
     for crop in crops:
-        owners, strips = [], []
-        for i, quad in enumerate(quads):
-            for strip in _strips(bgr, quad, crop):
-                owners.append(i)
-                strips.append(strip)
-        if not strips:
-            break
-        best: dict[int, tuple[str, float]] = {}
-        for i, (text, score) in zip(owners, text_recognizer()(strips)[0]):
-            if i not in best or float(score) > best[i][1]:
-                best[i] = (str(text), float(score))
-        for i, (text, score) in best.items():
+        for i, (text, score) in _surest_reads(bgr, list(enumerate(quads)), crop).items():
             reads[i].append(Reading(text, max(score, 0.0), lengthened(quads[i], crop.along)))
     return reads
 
@@ -158,21 +163,13 @@ def read_lines(
 ) -> list[tuple[str, float]]:
     """The text and recognition score (0..1) of each quad of the RGB ``image``, in order: the
     best-scoring read over the quad grown by each of ``margins`` in turn, until it is sure."""
-    if not quads:
-        return []
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     best = [("", -1.0)] * len(quads)
     for margin in margins:
-        owners, crops = [], []
-        for i, quad in enumerate(quads):
-            if best[i][1] >= SURE_READ:
-                continue
-            for strip in _strips(bgr, quad, Crop(margin)):
-                owners.append(i)
-                crops.append(strip)
-        if not crops:
+        unsure = [(i, quad) for i, quad in enumerate(quads) if best[i][1] < SURE_READ]
+        if not unsure:
             break
-        for i, (text, score) in zip(owners, text_recognizer()(crops)[0]):
-            if float(score) > best[i][1]:
-                best[i] = (str(text), float(score))
+        for i, (text, score) in _surest_reads(bgr, unsure, Crop(margin)).items():
+            if score > best[i][1]:
+                best[i] = (text, score)
     return [(text, max(score, 0.0)) for text, score in best]
