@@ -5,8 +5,9 @@ rounds: the exported model's plain TensorFlow forward pass, the same model compi
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
 to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
 (decode, resize, forward, the next batch prepared during the forward pass) and the index build's
-embedding step, beside the same in series and in series with TensorFlow's resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up
-over the plain TensorFlow pass of the same round (median and range), the
+embedding step, beside the same in series and in series with TensorFlow's resize dispatched op by op.
+Each row gives images/s (median and range over the rounds), the speed-up over the plain TensorFlow
+pass of the same round (median and range), the
 largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
 CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
 cores x clock x fp32 FLOPs per cycle of the core's FMA units. A runtime is adoptable when it matches

@@ -149,8 +149,8 @@ def measure(
 def gains_of(
     users: Sequence[User], scores: Recommender, catalog: JoinedCatalog, candidates: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per user, the NDCG@K gain of the target among ``candidates`` minus the history: 1/log2(rank + 2) in the top K,
-    else 0."""
+    """Per user, the NDCG@K gain of the held-out title ranked among ``candidates`` (the user's history
+    excluded): 1/log2(rank + 2) in the top K, else 0."""
     gains = []
     for user in users:
         score = scores(user.history).astype(np.float64)

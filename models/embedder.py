@@ -77,7 +77,7 @@ class Embedder:
         self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
-        """One input -> the square float image the model takes; ``ValueError`` naming a bad input."""
+        """One input -> the square float image the model takes; raises ``UnreadableImage`` naming a bad input."""
         return resize_array_to_square(load_rgb(item, index), self.input_size, self.letterbox)
 
     def prepare_batch(self, images: Sequence[ImageInput], first_index: int = 0) -> np.ndarray:

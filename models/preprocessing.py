@@ -8,8 +8,9 @@ the manifest records the choice so that embedding uses what training used.
 Training resizes inside its ``tf.data`` pipeline (:func:`resize_to_square`, TensorFlow's
 bilinear filter with antialiasing); embedding resizes with Pillow's bilinear filter, the same
 triangle filter, which gives the same pixels to within 0.01 of a grey level several times
-faster (:func:`resize_array_to_square`, ``bench/bench_embed.py``). The backbone's pixel scaling (:class:`PixelScaling`) is a
-layer of the exported model itself, so callers hand it plain 0-255 pixels.
+faster (:func:`resize_array_to_square`, ``bench/bench_embed.py``). The backbone's pixel
+scaling (:class:`PixelScaling`) is a layer of the exported model itself, so callers hand it
+plain 0-255 pixels.
 """
 
 from __future__ import annotations

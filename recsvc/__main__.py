@@ -2,8 +2,9 @@
 
 granian parses request headers in Rust on an event loop and runs each request in a thread of its pool,
 which the body streams to; clients that send slowly, or connect and stay idle, hold no Python worker
-(docs/benchmarks.md, "Serving"). Its default pool is kept: one thread a worker (``POSTERREC_THREADS=1``)
-cuts the tail at 32 clients to a third, but two clients sending bodies slowly then stop the server. It reads
+(docs/benchmarks.md, "Serving"). Workers run granian's default pool: one thread a worker
+(``POSTERREC_THREADS=1``) cuts the tail at 32 clients to a third, but two clients sending bodies slowly
+then stop the server. It reads
 ``POSTERREC_BIND``, ``POSTERREC_WORKERS``, ``POSTERREC_THREADS`` and ``POSTERREC_ACCESS_LOG``
 (:class:`posterrec_settings.ServerSettings`). ``--dev`` runs Flask's development server instead, for
 trying the API.
