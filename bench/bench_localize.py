@@ -22,7 +22,7 @@ whose titles the catalogue knows.
   after inpainting reads less than half of it), other text damaged (the
   non-title lines OCR reads differently after erasing), new title readable
   (OCR reads the German title set in its place), size of the new title over the
-  original line height; the previous pipeline (prominence, box mask,
+  original line height; the baseline pipeline (prominence, box mask,
   PatchMatch, fixed look) in the same run.
 
 ``--contact-sheet docs/contact_sheet.png`` also renders 24 real posters from
@@ -414,7 +414,7 @@ class Config:
 
 
 REAL_CONFIGS = (
-    Config("prominence, box mask, patchmatch (previous pipeline)", False, False, "patchmatch"),
+    Config("prominence, box mask, patchmatch (baseline)", False, False, "patchmatch"),
     *(Config(f"catalogue text, glyph mask, {method}", True, True, method) for method in ("ns", "fsr", "patchmatch")),
 )
 
@@ -480,7 +480,8 @@ def _damaged(original: np.ndarray, erased: np.ndarray, detection: Detection) -> 
     return len(others), sum(normalized(a) != normalized(b) for (a, _), (b, _) in zip(before, after))
 
 
-def _previous_choice(detection: Detection) -> Detection:
+def _prominence_choice(detection: Detection) -> Detection:
+    """The baseline's choice on the same detected lines: the most prominent text."""
     return choose_title(list(detection.lines), detection.image_size)
 
 
@@ -498,7 +499,7 @@ def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS), seed: int 
         with Image.open(SHARED / row["image"]) as image:
             original = np.asarray(image.convert("RGB"))
         by_text = detect_title(original, row["title"])
-        by_prominence = _previous_choice(by_text)
+        by_prominence = _prominence_choice(by_text)
         german = vocab.title_in(number % vocab.title_count(), "de")
         for config in configs:
             count_ = stats[config.name]
