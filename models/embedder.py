@@ -73,15 +73,17 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
-        signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-        self._forward = tf.function(lambda images: self.model(images, training=False), input_signature=[signature])
+        signature = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.uint8)
+        self._forward = tf.function(
+            lambda images: self.model(tf.cast(images, tf.float32), training=False), input_signature=[signature]
+        )
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
-        """One input -> the square float image the model takes; raises ``UnreadableImage`` naming a bad input."""
+        """One input -> the square uint8 image the model takes; raises ``UnreadableImage`` naming a bad input."""
         return resize_array_to_square(load_rgb(item, index), self.input_size, self.letterbox)
 
     def prepare_batch(self, images: Sequence[ImageInput], first_index: int = 0) -> np.ndarray:
-        """``(N, size, size, 3)`` float32 model inputs; ``first_index`` numbers the inputs in errors."""
+        """``(N, size, size, 3)`` uint8 model inputs; ``first_index`` numbers the inputs in errors."""
         return np.stack([self.prepare(item, first_index + i) for i, item in enumerate(images)])
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:

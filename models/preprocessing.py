@@ -1,4 +1,4 @@
-"""Turning a poster into the square float image a backbone takes.
+"""Turning a poster into the square image a backbone takes.
 
 Posters are 2:3. Squashing one into a square distorts faces and lettering,
 letterboxing (padding the short side with black) keeps the shapes at the cost
@@ -6,9 +6,9 @@ of a third of the pixels; ``letterbox`` in ``posterrec_settings`` chooses and
 the manifest records the choice so that embedding uses what training used.
 
 Training resizes inside its ``tf.data`` pipeline (:func:`resize_to_square`, TensorFlow's
-bilinear filter with antialiasing); embedding resizes with Pillow's bilinear filter, the same
-triangle filter, which gives the same pixels to within 0.01 of a grey level several times
-faster (:func:`resize_array_to_square`, ``bench/bench_embed.py``). The backbone's pixel
+bilinear filter with antialiasing); embedding resizes 8-bit pixels with Pillow's bilinear filter,
+the same triangle filter, to within one grey level of TensorFlow's pixels and several times faster
+(:func:`resize_array_to_square`, ``bench/bench_embed.py``). The backbone's pixel
 scaling (:class:`PixelScaling`) is a layer of the exported model itself, so callers hand it
 plain 0-255 pixels.
 """
@@ -70,22 +70,15 @@ def letterbox_geometry(height: int, width: int, size: int) -> tuple[tuple[int, i
 
 
 def resize_array_to_square(image: np.ndarray, size: int, letterbox: bool) -> np.ndarray:
-    """:func:`resize_to_square` for an ``HxWx3`` uint8 array, with Pillow: ``size x size x 3``
-    float32 in 0-255, within 0.01 of TensorFlow's pixels (Pillow filters float images in
-    double precision, one channel at a time)."""
+    """:func:`resize_to_square` for an ``HxWx3`` uint8 array, with Pillow: ``size x size x 3`` uint8,
+    within one grey level of TensorFlow's float pixels (Pillow rounds after each of its two passes)."""
     height, width = image.shape[:2]
     (resized_height, resized_width), (top, left) = (
         letterbox_geometry(height, width, size) if letterbox else ((size, size), (0, 0))
     )
-    channels = [
-        Image.fromarray(image[:, :, channel].astype(np.float32), "F").resize(
-            (resized_width, resized_height), Image.Resampling.BILINEAR
-        )
-        for channel in range(3)
-    ]
-    scaled = np.dstack([np.asarray(channel) for channel in channels])
+    resized = Image.fromarray(image).resize((resized_width, resized_height), Image.Resampling.BILINEAR)
     bottom, right = size - resized_height - top, size - resized_width - left
-    return np.pad(scaled, ((top, bottom), (left, right), (0, 0)))
+    return np.pad(np.asarray(resized), ((top, bottom), (left, right), (0, 0)))
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
