@@ -13,10 +13,11 @@ whose text reads best as it (:mod:`localize.match`): a small "the" above a big
 word, a subtitle after a colon, words the detector split, but not the tagline
 beside them; and the lines near them that make them read more like the whole
 title join them (a misread subtitle the matching left out for the main title
-alone). Otherwise, or when no set reads as it, the one a viewer reads first: the
-tallest text, in strong contrast with its surroundings, outside the credits
-block at the foot of the poster, with the lines of similar height stacked
-closely under or beside it. Every line keeps its text and scores, so a
+alone). When the lines do not read as it, those that read as part of it are looked at
+again, each alone and enlarged: title words set close together are often detected as one
+line. Otherwise, or when no set reads as it, the one a viewer reads first: the tallest
+text, in strong contrast with its surroundings, outside the credits block at the foot of
+the poster, with the lines of similar height stacked closely under or beside it. Every line keeps its text and scores, so a
 wrong choice can be seen and explained (``python -m localize compare --debug``).
 """
 
@@ -74,6 +75,16 @@ are one row of text (on a tuning sample of real posters 0.4 to 0.7 read the same
 NEW_LINE_OVERLAP = 0.5
 """A line of the larger pass is new when less than this fraction of its box lies in a line
 already found."""
+REGION_SIDE = 240
+"""When the lines still do not read as the catalogue title (``RETRY_BELOW``) after the larger pass,
+DBNet looks again at each line that reads as part of it, and at the most prominent line, alone: the
+line's box (grown by ``REGION_MARGIN``) cut out with its short side scaled to this. At the
+poster's scale DBNet takes words set close together (a title stacked over two rows with a small
+word beside them, "BOY / MEETS / GIRL") as one line, which the recognizer then reads as a jumble;
+at the region's scale it finds the words apart. On the tuning samples of bench/bench_localize.py
+180 px found the same titles and 320 px fewer."""
+REGION_MARGIN = 0.3
+"""The margin, in line heights, around a line's box that is cut out for ``REGION_SIDE``."""
 MIN_TITLE_HEIGHT = 0.025
 """A title shorter than this fraction of the poster height is not trusted (it is small print)."""
 READ_FRACTION = 0.15
@@ -387,14 +398,65 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
     if known and _unsure(by_text):
         more = _new_lines(found, detect_lines(pixels, RETRY_SIDE))
         if more:
-            lines = _read_as_title(pixels, _rank(pixels, found + more), catalogue_title)
+            found, ranked = found + more, _rank(pixels, found + more)
+            lines = _read_as_title(pixels, ranked, catalogue_title)
             by_text = _better(by_text, choose_by_text(lines, size, catalogue_title))
+    if known and _unsure(by_text):
+        split = _split_in_regions(pixels, found, _region_lines(ranked, lines, catalogue_title))
+        if split is not found:
+            split_lines = _read_as_title(pixels, _rank(pixels, split), catalogue_title)
+            by_text = _better(by_text, choose_by_text(split_lines, size, catalogue_title))
     if by_text:
         return _completed(by_text, catalogue_title)
     by_prominence = choose_title(lines, size)
     if catalogue_title and catalogue_title.strip() and by_prominence.found:
         return _unless_other_text(by_prominence, catalogue_title)
     return by_prominence
+
+
+def _region_lines(ranked: Sequence[TextLine], read: Sequence[TextLine], catalogue_title: str) -> list[np.ndarray]:
+    """The detector's quads of the lines worth a closer look for ``catalogue_title``: the most
+    prominent line and those whose text reads as part of it (:func:`localize.match.part_weight`).
+    ``ranked`` are the detected lines most prominent first (:func:`_rank`), ``read`` the same lines
+    read, one for one."""
+    return [
+        np.asarray(line.quad, np.float32)
+        for i, (line, text) in enumerate(zip(ranked, read))
+        if i == 0 or part_weight(text.text, catalogue_title) > 0
+    ]
+
+
+def detect_in_region(image: np.ndarray, box: Box, side: int = REGION_SIDE) -> list[tuple[np.ndarray, float]]:
+    """DBNet's lines (:func:`detect_lines`) in ``box`` of the RGB ``image`` cut out with its short
+    side scaled to ``side``, as quads in the image's pixels; none for an empty box."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(width, box[2]), min(height, box[3])
+    if x1 <= x0 or y1 <= y0:
+        return []
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    return [(quad + np.float32([x0, y0]), confidence) for quad, confidence in detect_lines(region, side)]
+
+
+def _split_in_regions(
+    image: np.ndarray, found: list[tuple[np.ndarray, float]], regions: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray, float]]:
+    """``found`` with each of its lines whose quad is in ``regions`` replaced by the lines DBNet
+    finds in it looking at it alone (:func:`detect_in_region`, ``REGION_MARGIN``) that lie mostly
+    outside every other line of ``found`` (``NEW_LINE_OVERLAP``), when there are two or more of
+    them: words the poster's scale took as one line. Otherwise the line is kept; ``found`` itself
+    is returned when no line was split."""
+    out = found
+    for quad in regions:
+        at = next((k for k, (other, _) in enumerate(out) if np.array_equal(other, quad)), None)
+        if at is None:
+            continue
+        x0, y0, x1, y1 = _box_of(quad)
+        reach = round(REGION_MARGIN * _line_height(quad))
+        others = out[:at] + out[at + 1 :]
+        parts = _new_lines(others, detect_in_region(image, (x0 - reach, y0 - reach, x1 + reach, y1 + reach)))
+        if len(parts) >= 2:
+            out = others + parts
+    return out
 
 
 def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:

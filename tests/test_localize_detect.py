@@ -19,6 +19,7 @@ from localize.detect import (
     _completed,
     _read_as_title,
     choose_by_text,
+    detect_lines,
     detect_title,
     reading_order,
     text_rows,
@@ -301,3 +302,16 @@ def test_a_subtitle_read_poorly_completes_the_title_and_the_lines_beyond_it_do_n
     completed = _completed(matched, title)
     assert completed.title == (0, 1, 2)
     assert completed.text == "NEONGENESIS EVANGELION HE aNO OF EVANGELION"
+
+
+def test_words_the_poster_scale_takes_for_one_line_are_found_apart_in_their_region() -> None:
+    image = Image.new("RGB", (182, 268), (235, 225, 210))  # a thumbnail, as the catalogue's posters are
+    draw = ImageDraw.Draw(image)
+    for text, x, baseline, size in (("BOY", 4, 45, 40), ("GIRL", 75, 58, 40), ("MEETS", 30, 56, 14)):
+        draw.text((x, baseline), text, font=load_font(face_for("en"), size, 800), fill=(110, 30, 20), anchor="ls")
+    poster = np.asarray(image)
+    merged = [quad for quad, _ in detect_lines(poster) if quad[:, 0].min() < 10 and quad[:, 0].max() > 160]
+    assert merged  # at the poster's scale BOY and GIRL are one line
+    detection = detect_title(poster, "Boy Meets Girl")
+    assert detection.how == BY_TEXT and normalized(detection.text) == "boymeetsgirl"
+    assert len(detection.title) == 3 and all(line.box[2] - line.box[0] < 110 for line in detection.title_lines)
