@@ -14,8 +14,8 @@ word, a subtitle after a colon, words the detector split, but not the tagline
 beside them; and the lines near them that make them read more like the whole
 title join them (a misread subtitle the matching left out for the main title
 alone). When the lines do not read as it, those that read as part of it are looked at
-again, each alone and enlarged: title words set close together are often detected as one
-line. Otherwise, or when no set reads as it, the one a viewer reads first: the tallest
+again, each alone and enlarged, and cut into its two rows where its strokes stop between
+them: title words set close together are often detected as one line. Otherwise, or when no set reads as it, the one a viewer reads first: the tallest
 text, in strong contrast with its surroundings, outside the credits block at the foot of
 the poster, with the lines of similar height stacked closely under or beside it. Every line keeps its text and scores, so a
 wrong choice can be seen and explained (``python -m localize compare --debug``).
@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from .match import match_title, normalized, part_weight, similarity, title_forms
-from .recognize import VERTICAL, Crop, Reading, read_crops, read_lines
+from .recognize import VERTICAL, Crop, Reading, is_vertical, read_crops, read_lines, upright_crop
 
 Box = tuple[int, int, int, int]
 CREDITS_BAND = 0.08
@@ -85,6 +85,12 @@ at the region's scale it finds the words apart. On the tuning samples of bench/b
 180 px found the same titles and 320 px fewer."""
 REGION_MARGIN = 0.3
 """The margin, in line heights, around a line's box that is cut out for ``REGION_SIDE``."""
+ROW_GAP = 0.6
+"""A line's box holds two rows of letters when, at a row in the middle of its height
+(``ROW_SPLIT_RANGE``), its vertical strokes (the mean horizontal gradient along the row) fall under
+this fraction of the weaker of the two rows' peaks above and below it."""
+ROW_SPLIT_RANGE = (0.3, 0.7)
+"""Where, as fractions of a line's height from its top, the gap between two stacked rows is looked for."""
 MIN_TITLE_HEIGHT = 0.025
 """A title shorter than this fraction of the poster height is not trusted (it is small print)."""
 READ_FRACTION = 0.15
@@ -443,8 +449,10 @@ def _split_in_regions(
     """``found`` with each of its lines whose quad is in ``regions`` replaced by the lines DBNet
     finds in it looking at it alone (:func:`detect_in_region`, ``REGION_MARGIN``) that lie mostly
     outside every other line of ``found`` (``NEW_LINE_OVERLAP``), when there are two or more of
-    them: words the poster's scale took as one line. Otherwise the line is kept; ``found`` itself
-    is returned when no line was split."""
+    them: words the poster's scale took as one line. When DBNet finds no two, a horizontal line is
+    replaced by its two rows when its strokes stop between them (:func:`_stacked_rows`: rows set
+    so closely that DBNet takes them as one at any scale). Otherwise the line is kept; ``found``
+    itself is returned when no line was split."""
     out = found
     for quad in regions:
         at = next((k for k, (other, _) in enumerate(out) if np.array_equal(other, quad)), None)
@@ -454,9 +462,34 @@ def _split_in_regions(
         reach = round(REGION_MARGIN * _line_height(quad))
         others = out[:at] + out[at + 1 :]
         parts = _new_lines(others, detect_in_region(image, (x0 - reach, y0 - reach, x1 + reach, y1 + reach)))
+        if len(parts) < 2 and not is_vertical(quad):
+            parts = [(row, out[at][1]) for row in _stacked_rows(image, quad)]
         if len(parts) >= 2:
             out = others + parts
     return out
+
+
+def _stroke_profile(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The mean absolute horizontal gradient of each row of ``quad``'s upright strip, top to bottom."""
+    gray = cv2.cvtColor(upright_crop(image, quad), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.abs(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)).mean(axis=1)
+
+
+def _stacked_rows(image: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
+    """``quad`` (horizontal, 4x2 clockwise from top-left) cut along its baseline into its two rows of
+    letters when the strokes fall between them (``ROW_GAP``, ``ROW_SPLIT_RANGE``): two lines set one
+    on the other so closely that DBNet took them as one; else no quads."""
+    profile = _stroke_profile(image, quad)
+    rows = len(profile)
+    low, high = int(ROW_SPLIT_RANGE[0] * rows), int(np.ceil(ROW_SPLIT_RANGE[1] * rows))
+    if rows < 6 or high <= low:
+        return []
+    gap = low + int(np.argmin(profile[low:high]))
+    if profile[gap] >= ROW_GAP * min(profile[:gap].max(), profile[gap + 1 :].max()):
+        return []
+    t = (gap + 0.5) / rows
+    top, bottom = quad[0] + t * (quad[3] - quad[0]), quad[1] + t * (quad[2] - quad[1])
+    return [np.float32([quad[0], quad[1], bottom, top]), np.float32([top, bottom, quad[2], quad[3]])]
 
 
 def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:

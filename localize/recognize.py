@@ -84,7 +84,7 @@ def grown(quad: np.ndarray, margin: float) -> np.ndarray:
     )
 
 
-def _is_vertical(quad: np.ndarray) -> bool:
+def is_vertical(quad: np.ndarray) -> bool:
     """A quad at least ``VERTICAL`` times taller (0->3) than wide (0->1): a vertical line."""
     return float(np.linalg.norm(quad[0] - quad[3])) >= VERTICAL * float(np.linalg.norm(quad[0] - quad[1]))
 
@@ -95,7 +95,7 @@ def lengthened(quad: np.ndarray, along: float) -> np.ndarray:
     quad = np.asarray(quad, np.float32)
     if not along:
         return quad
-    start, end = ((0, 3), (1, 2)) if not _is_vertical(quad) else ((0, 1), (3, 2))
+    start, end = ((0, 3), (1, 2)) if not is_vertical(quad) else ((0, 1), (3, 2))
     axis = quad[end[0]] - quad[start[0]]
     length = max(float(np.linalg.norm(axis)), 1e-6)
     height = float(np.linalg.norm(quad[start[1]] - quad[start[0]]))

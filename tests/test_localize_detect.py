@@ -18,6 +18,8 @@ from localize.detect import (
     TextLine,
     _completed,
     _read_as_title,
+    _split_in_regions,
+    _stacked_rows,
     choose_by_text,
     detect_lines,
     detect_title,
@@ -315,3 +317,20 @@ def test_words_the_poster_scale_takes_for_one_line_are_found_apart_in_their_regi
     detection = detect_title(poster, "Boy Meets Girl")
     assert detection.how == BY_TEXT and normalized(detection.text) == "boymeetsgirl"
     assert len(detection.title) == 3 and all(line.box[2] - line.box[0] < 110 for line in detection.title_lines)
+
+
+def test_two_rows_set_one_on_the_other_in_one_box_are_cut_apart_where_their_strokes_stop() -> None:
+    image = Image.new("RGB", (182, 268), (150, 30, 30))
+    draw = ImageDraw.Draw(image)
+    font = load_font(face_for("en"), 26, 800)
+    draw.text((91, 200), "MONTE", font=font, fill=(250, 245, 235), anchor="ms")
+    draw.text((91, 221), "CARLO", font=font, fill=(250, 245, 235), anchor="ms")
+    poster = np.asarray(image)
+    both = np.float32([[40, 178], [142, 178], [142, 223], [40, 223]])  # one box over both rows
+    top, bottom = _stacked_rows(poster, both)
+    assert 200 <= top[3][1] == bottom[0][1] <= 203  # cut between the rows (ink rows 181-199, 202-220)
+    assert [normalized(text) for text, _ in read_lines(poster, [top, bottom])] == ["monte", "carlo"]
+    (one_row,) = [quad for quad, _ in detect_lines(poster) if quad[:, 1].mean() < 200]
+    assert _stacked_rows(poster, one_row) == []  # a single row's strokes do not stop in its middle
+    split = sorted(quad[:, 1].mean() for quad, _ in _split_in_regions(poster, [(both, 0.9)], [both]))
+    assert len(split) == 2 and split[0] < 201 < split[1]  # the box is replaced by a line in each row
