@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -387,6 +388,39 @@ def fixed_order_spread(
     return hits / sum(len(users) for users, _ in draws)
 
 
+def validation_choices(
+    args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], configs: Sequence[BehaviourConfig]
+) -> Choices:
+    """What the validation split chooses: the history windows of co-occurrence and poster-only, the behaviour
+    configuration among ``configs`` (by the behaviour model alone) and the hybrid's poster weight."""
+    validation_users = split(histories, 2)
+    validation = Recommenders(catalog, index, validation_users)
+    sequences = [u.history for u in validation_users]
+
+    def on_validation(recommender: Recommender) -> Result:
+        return measure(validation_users, recommender, catalog)
+
+    @functools.cache
+    def vectors(config: BehaviourConfig) -> np.ndarray:
+        return cached_vectors(config, catalog, validation.base.embeddings, sequences, args.cache)
+
+    co_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.co_occurrence(w)))
+    poster_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.poster(w)))
+    config, _ = best(
+        {c: c for c in configs}, lambda c: on_validation(validation.behaviour(vectors(c), c.context_length))
+    )
+    weight, _ = best(
+        {w: w for w in POSTER_WEIGHTS},
+        lambda w: on_validation(validation.hybrid(vectors(config), config.context_length, poster_window, w)),
+    )
+    print(
+        f"validation choices: co-occurrence window {co_window}, poster window {poster_window}, behaviour "
+        f"{config} (grid entry {BEHAVIOUR_GRID.index(config)}), hybrid poster weight {weight}",
+        file=sys.stderr,
+    )
+    return Choices(config, co_window, poster_window, weight)
+
+
 def cold_validation(args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], choices: Choices) -> str:
     """The cold path (:func:`cold_paths`) with the highest NDCG@K on the cold titles only, pooled over
     ``--cold-validation-draws`` cold draws of the validation split."""
@@ -547,36 +581,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
         return 0
     if args.cold_only is not None:
-        choices = cold_only_choices(args, catalog, index, histories, BEHAVIOUR_GRID[args.cold_only])
+        choices = validation_choices(args, catalog, index, histories, [BEHAVIOUR_GRID[args.cold_only]])
         cold_tables(args, catalog, index, histories, choices)
         print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
         return 0
-    test_users, validation_users = split(histories, 1), split(histories, 2)
-    test, validation = Recommenders(catalog, index, test_users), Recommenders(catalog, index, validation_users)
-    posters = validation.base.embeddings
-
-    def on_validation(recommender: Recommender) -> Result:
-        return measure(validation_users, recommender, catalog)
-
-    co_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.co_occurrence(w)))
-    poster_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.poster(w)))
-    validation_vectors = {}
-
-    def behaviour_on_validation(config: BehaviourConfig) -> Result:
-        validation_vectors[config] = train_vectors(config, catalog, posters, [u.history for u in validation_users])
-        return on_validation(validation.behaviour(validation_vectors[config], config.context_length))
-
-    config, _ = best({c: c for c in BEHAVIOUR_GRID}, behaviour_on_validation)
+    choices = validation_choices(args, catalog, index, histories, BEHAVIOUR_GRID)
+    config, co_window, poster_window, weight = choices.config, choices.co_window, choices.poster_window, choices.weight
     window = config.context_length
-    weight, _ = best(
-        {w: w for w in POSTER_WEIGHTS},
-        lambda w: on_validation(validation.hybrid(validation_vectors[config], window, poster_window, w)),
-    )
-    print(
-        f"validation choices: co-occurrence window {co_window}, poster window {poster_window}, behaviour "
-        f"{config} (grid entry {BEHAVIOUR_GRID.index(config)}), hybrid poster weight {weight}",
-        file=sys.stderr,
-    )
+    test_users = split(histories, 1)
+    test = Recommenders(catalog, index, test_users)
+    posters = test.base.embeddings
 
     seeds = SEEDS[: args.seeds]
     test_vectors = [
@@ -608,37 +622,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| behaviour-only (tfrs) | {seeded(lambda v: test.behaviour(v, window))} |")
     print(f"| hybrid | {seeded(lambda v: test.hybrid(v, window, poster_window, weight))} |")
 
-    cold_tables(args, catalog, index, histories, Choices(config, co_window, poster_window, weight))
+    cold_tables(args, catalog, index, histories, choices)
     served_tables(args, catalog, index, histories, config)
     print(f"\n{time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
-
-
-def cold_only_choices(
-    args, catalog: JoinedCatalog, index, histories: dict[int, list[str]], config: BehaviourConfig
-) -> Choices:
-    """The validation split's choices of a full run for a given behaviour configuration: history windows of
-    co-occurrence and poster-only, and the hybrid's poster weight."""
-    validation_users = split(histories, 2)
-    validation = Recommenders(catalog, index, validation_users)
-
-    def on_validation(recommender: Recommender) -> Result:
-        return measure(validation_users, recommender, catalog)
-
-    co_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.co_occurrence(w)))
-    poster_window, _ = best({w: w for w in WINDOWS}, lambda w: on_validation(validation.poster(w)))
-    sequences = [u.history for u in validation_users]
-    vectors = cached_vectors(config, catalog, validation.base.embeddings, sequences, args.cache)
-    weight, _ = best(
-        {w: w for w in POSTER_WEIGHTS},
-        lambda w: on_validation(validation.hybrid(vectors, config.context_length, poster_window, w)),
-    )
-    print(
-        f"validation choices: co-occurrence window {co_window}, poster window {poster_window}, behaviour {config} "
-        f"(grid entry {args.cold_only}), hybrid poster weight {weight}",
-        file=sys.stderr,
-    )
-    return Choices(config, co_window, poster_window, weight)
 
 
 def served_version(
