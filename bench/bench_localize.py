@@ -26,8 +26,8 @@ whose titles the catalogue knows.
   PatchMatch, fixed look) in the same run.
 
 ``--contact-sheet docs/contact_sheet.png`` also renders 24 real posters from
-``../shared/data`` (a seeded random sample of titled posters outside the
-measured ones, not hand-picked): the original with its chosen title box, the
+``../shared/data`` (a seeded random sample of titled posters outside the first
+120 held-out ones and every tuning sample, not hand-picked): the original with its chosen title box, the
 erase mask, and DE, JA, AR and HI variants.
 The variants carry demo-vocabulary titles (real translations of placeholder
 titles), since no translations of the real films' titles are at hand.
@@ -422,7 +422,8 @@ REAL_CONFIGS = (
 HELD_OUT = 300
 """Seed 0 draws the held-out rows; other seeds draw from outside its first ``HELD_OUT`` rows."""
 SHEET_POSTERS, SHEET_MEASURED = 24, 120
-"""The contact sheet's posters as drawn beside a 120-poster measurement; other seeds avoid them."""
+"""The contact sheet's posters, drawn outside the first 120 held-out rows whatever ``--real`` measures;
+tuning seeds avoid them."""
 
 
 def _titled_rows() -> list[dict]:
@@ -582,9 +583,9 @@ def _mask_tile(original: Image.Image, mask: np.ndarray) -> Image.Image:
     return Image.fromarray(dimmed)
 
 
-def contact_sheet(path: Path, method: str, measured: int, count: int = 24, per_row: int = 2) -> str:
+def contact_sheet(path: Path, method: str, count: int = SHEET_POSTERS, per_row: int = 2) -> str:
     """Originals (chosen title box in green), the erase mask, and DE, JA, AR, HI variants, as one
-    PNG, for real posters outside the measured sample."""
+    PNG, for the contact sheet's real posters (:data:`SHEET_MEASURED`)."""
     if not (SHARED / "catalog.csv").is_file():
         return f"contact sheet skipped: {SHARED / 'catalog.csv'} not found"
     tile_w, tile_h, gap = 137, 202, 6
@@ -592,7 +593,7 @@ def contact_sheet(path: Path, method: str, measured: int, count: int = 24, per_r
     rows_needed = (count + per_row - 1) // per_row
     sheet = Image.new("RGB", (group_w * per_row, rows_needed * (tile_h + gap)), (255, 255, 255))
     found = 0
-    for i, row in enumerate(sheet_sample(count, measured)):
+    for i, row in enumerate(sheet_sample(count, SHEET_MEASURED)):
         with Image.open(SHARED / row["image"]) as image:
             original = image.convert("RGB")
         tiles = [original.copy()]
@@ -664,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         print(real_table(args.real, tuple(args.real_methods.split(",")), args.real_seed, args.misses))
     if args.contact_sheet:
-        print(contact_sheet(args.contact_sheet, args.sheet_method, args.real))
+        print(contact_sheet(args.contact_sheet, args.sheet_method))
     return 0
 
 
