@@ -13,11 +13,13 @@ whose text reads best as it (:mod:`localize.match`): a small "the" above a big
 word, a subtitle after a colon, words the detector split, but not the tagline
 beside them; and the lines near them that make them read more like the whole
 title join them (a misread subtitle the matching left out for the main title
-alone). When the lines do not read as it, those that read as part of it are looked at
-again, each alone and enlarged, and cut into its two rows where its strokes stop between
-them: title words set close together are often detected as one line. Otherwise, or when no set reads as it, the one a viewer reads first: the tallest
-text, in strong contrast with its surroundings, outside the credits block at the foot of
-the poster, with the lines of similar height stacked closely under or beside it. Every line keeps its text and scores, so a
+alone). When the lines do not read as it, those that read as part of it are
+looked at again, each alone and enlarged, and a line is cut into its two rows
+where its strokes stop between them: title words set close together are often
+detected as one line. Otherwise, or when no set reads as it, the one a viewer
+reads first: the tallest text, in strong contrast with its surroundings, outside
+the credits block at the foot of the poster, with the lines of similar height
+stacked closely under or beside it. Every line keeps its text and scores, so a
 wrong choice can be seen and explained (``python -m localize compare --debug``).
 """
 
