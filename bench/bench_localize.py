@@ -27,8 +27,8 @@ whose titles the catalogue knows.
 
 ``--contact-sheet docs/contact_sheet.png`` also renders 24 real posters from
 ``../shared/data`` (a seeded random sample of titled posters outside the first
-120 held-out ones and every tuning sample, not hand-picked): the original with its chosen title box, the
-erase mask, and DE, JA, AR and HI variants.
+120 held-out ones and every tuning sample, not hand-picked): the original with
+its chosen title box, the erase mask, and DE, JA, AR and HI variants.
 The variants carry demo-vocabulary titles (real translations of placeholder
 titles), since no translations of the real films' titles are at hand.
 

@@ -51,8 +51,9 @@ of the time; on real posters the same choice on 19 of 24 with no net loss by eye
 RETRY_SIDE = 736
 """When the catalogue title is known but the lines do not read as it (``RETRY_BELOW``), each line
 is read again in every crop of ``TITLE_CROPS`` (a box that clips a letter or leaves one out,
-letters too small for the recognizer's resize), and if that does not do, DBNet looks again at this side and the lines it adds are read
-too: large stylised or textured titles on thumbnails are often found only at the larger scale."""
+letters too small for the recognizer's resize), and if that does not do, DBNet looks again at
+this side and the lines it adds are read too: large stylised or textured titles on thumbnails
+are often found only at the larger scale."""
 TITLE_CROPS = (
     Crop(),
     Crop(0.1),
@@ -460,10 +461,9 @@ def _split_in_regions(
         at = next((k for k, (other, _) in enumerate(out) if np.array_equal(other, quad)), None)
         if at is None:
             continue
-        x0, y0, x1, y1 = _box_of(quad)
-        reach = round(REGION_MARGIN * _line_height(quad))
+        region = _expanded(_box_of(quad), round(REGION_MARGIN * _line_height(quad)))
         others = out[:at] + out[at + 1 :]
-        parts = _new_lines(others, detect_in_region(image, (x0 - reach, y0 - reach, x1 + reach, y1 + reach)))
+        parts = _new_lines(others, detect_in_region(image, region))
         if len(parts) < 2 and not is_vertical(quad):
             parts = [(row, out[at][1]) for row in _stacked_rows(image, quad)]
         if len(parts) >= 2:
@@ -498,9 +498,7 @@ def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:
     """Indices of the lines not in ``detection``'s title that read as part of ``catalogue_title``
     (:func:`localize.match.part_weight`) with most of their box near the title's box
     (``NEIGHBOURHOOD``)."""
-    reach = NEIGHBOURHOOD * max(line.height for line in detection.title_lines)
-    x0, y0, x1, y1 = detection.title_box
-    near = (int(x0 - reach), int(y0 - reach), int(x1 + reach), int(y1 + reach))
+    near = _expanded(detection.title_box, NEIGHBOURHOOD * max(line.height for line in detection.title_lines))
     return [
         i
         for i, line in enumerate(detection.lines)
@@ -557,6 +555,12 @@ def _new_lines(
     """The lines of ``more`` that lie mostly outside every line of ``found`` (``NEW_LINE_OVERLAP``)."""
     boxes = [_box_of(quad) for quad, _ in found]
     return [(quad, confidence) for quad, confidence in more if _covered(_box_of(quad), boxes) < NEW_LINE_OVERLAP]
+
+
+def _expanded(box: Box, reach: float) -> Box:
+    """``box`` grown by ``reach`` pixels on every side (truncated to whole pixels)."""
+    x0, y0, x1, y1 = box
+    return int(x0 - reach), int(y0 - reach), int(x1 + reach), int(y1 + reach)
 
 
 def _covered(box: Box, boxes: Sequence[Box]) -> float:
