@@ -6,9 +6,10 @@ synthetic clustered vectors, built once under ``var/bench``):
 * plain gunicorn with the project's config (sync workers, one per core);
 * gunicorn with gthread workers (4 threads each);
 * gunicorn's sync workers behind nginx (Debian's package), which buffers requests and answers;
-* granian, as ``python -m recsvc`` (``make serve``) runs it: the shipped configuration, whose workers
-  keep granian's pool of request threads;
-* the same with one request thread a worker (``POSTERREC_THREADS=1``).
+* granian, as ``python -m recsvc`` (``make serve``) runs it: the shipped configuration, the app over
+  granian's RSGI interface (each worker's one Python thread awaits whole bodies, then runs the app);
+* granian's WSGI interface, its pool of request threads a worker (granian's default);
+* granian's WSGI interface with one request thread a worker.
 
 For each: throughput and latency of ``/v1/posters/<id>/similar`` under wrk
 (32 connections), then, for each N, N hostile clients held open beside one
@@ -45,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_service import build_index, run_load  # noqa: E402
 
-from bench.support import free_port, posterrec_server, running_server  # noqa: E402
+from bench.support import free_port, posterrec_server, running_server, service_env  # noqa: E402
 
 NORMAL_TIMEOUT_S = 5.0
 NGINX_CONF = """
@@ -96,14 +97,25 @@ def nginx_gunicorn(root: Path, workers: int) -> Iterator[int]:
             yield port
 
 
-def granian_server(threads: int | None) -> Callable:
-    """``python -m recsvc`` (granian) with ``threads`` request threads a worker (None: the shipped default)."""
-    settings = {} if threads is None else {"POSTERREC_THREADS": str(threads)}
+@contextlib.contextmanager
+def shipped_server(root: Path, workers: int) -> Iterator[int]:
+    """``python -m recsvc``: granian running the app over RSGI."""
+    with posterrec_server(root, workers) as server:
+        yield server.port
+
+
+def granian_wsgi(threads: int | None) -> Callable:
+    """The app under granian's WSGI interface, ``threads`` request threads a worker (None: granian's pool)."""
 
     @contextlib.contextmanager
     def run(root: Path, workers: int) -> Iterator[int]:
-        with posterrec_server(root, workers, **settings) as server:
-            yield server.port
+        port = free_port()
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", str(workers)]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws"]
+        command += [] if threads is None else ["--blocking-threads", str(threads)]
+        env = service_env(port, workers, POSTERREC_INDEX_ROOT=str(root))
+        with running_server([*command, "recsvc:create_app"], port, env, ready_answers=4 * workers):
+            yield port
 
     return run
 
@@ -112,8 +124,9 @@ CONFIGS = {
     "gunicorn-sync": ("gunicorn sync (plain)", gunicorn_server(1)),
     "gunicorn-gthread": ("gunicorn gthread x4", gunicorn_server(4)),
     "nginx-gunicorn": ("nginx -> gunicorn sync", nginx_gunicorn),
-    "granian": ("granian, python -m recsvc (shipped)", granian_server(None)),
-    "granian-1-thread": ("granian, 1 request thread a worker", granian_server(1)),
+    "granian": ("granian RSGI, python -m recsvc (shipped)", shipped_server),
+    "granian-wsgi": ("granian WSGI, its thread pool", granian_wsgi(None)),
+    "granian-wsgi-1-thread": ("granian WSGI, 1 request thread a worker", granian_wsgi(1)),
 }
 
 

@@ -1,10 +1,9 @@
 """``python -m recsvc`` (``posterrec-serve``, ``make serve``): the production server, granian running the app.
 
-granian parses request headers in Rust on an event loop and runs each request in a thread of its pool,
-which the body streams to; clients that send slowly, or connect and stay idle, hold no Python worker
-(docs/benchmarks.md, "Serving"). Workers run granian's default pool: one thread a worker
-(``POSTERREC_THREADS=1``) cuts the tail at 32 clients to a third, but two clients sending bodies slowly
-then stop the server. It reads
+granian parses requests in Rust; each worker's one Python thread awaits a request's whole body without
+blocking and then runs the app (:mod:`recsvc.rsgi`), so clients that send slowly, or connect and stay idle,
+hold no Python worker, and no pool of threads contends for the GIL (docs/benchmarks.md, "Serving").
+Requests that upload an image run in ``POSTERREC_THREADS`` threads a worker (default 8). It reads
 ``POSTERREC_BIND``, ``POSTERREC_WORKERS``, ``POSTERREC_THREADS`` and ``POSTERREC_ACCESS_LOG``
 (:class:`posterrec_settings.ServerSettings`). ``--dev`` runs Flask's development server instead, for
 trying the API.
@@ -76,13 +75,12 @@ def serve(args: argparse.Namespace) -> int:
     if metrics_bind:
         _serve_metrics_apart(metrics_bind)
     Granian(
-        "recsvc:create_app",
+        "recsvc.rsgi:create_rsgi_app",
         factory=True,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         address=host,
         port=port,
         workers=server.workers,
-        blocking_threads=server.threads,
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),

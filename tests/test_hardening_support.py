@@ -26,11 +26,15 @@ def get(
         connection.close()
 
 
-def raw_exchange(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-    """Send ``request`` as is, close the sending side, and parse the one response: status, headers, body."""
+def raw_exchange(
+    port: int, request: bytes, timeout: float = 10, half_close: bool = True
+) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as is, close the sending side (unless not ``half_close``: granian takes that as the
+    client leaving; send ``Connection: close`` instead), and parse the one response: status, headers, body."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk

@@ -1,0 +1,141 @@
+"""The WSGI app served over granian's RSGI interface: bodies are read on the event loop, the app runs on it.
+
+granian's WSGI interface hands each request to a thread of a pool once its headers are in and streams the
+body to that thread, so a worker needs many threads to outlast slow clients, and those threads contend for
+the GIL. Here the worker's one Python thread awaits each request's whole body without blocking, then calls
+the app directly: a slow client holds a connection, never the worker, and no other thread takes the GIL
+from a request. Requests that upload a file (search by image: decoding and the model) run in a small thread
+pool instead, so that they do not stall the requests queued behind them.
+
+Usage: ``Granian("recsvc.rsgi:create_rsgi_app", factory=True, interface=Interfaces.RSGI, ...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from posterrec_settings import load_server_settings
+
+from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
+
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+UPLOAD_THREADS = 8
+"""Threads a worker runs file uploads in when ``POSTERREC_THREADS`` is unset."""
+UPLOAD_MIMETYPE = "multipart/form-data"
+"""The content type of requests that run in the upload threads."""
+
+
+def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """The PEP 3333 environ of the request ``scope`` whose whole body is ``body``.
+
+    granian hands the path percent-decoded as text; WSGI wants its UTF-8 bytes spelled as Latin-1. A header
+    sent more than once is joined with ", ", as HTTP allows.
+    """
+    host, _, port = scope.server.rpartition(":")
+    environ = {
+        "REQUEST_METHOD": scope.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.query_string,
+        "SERVER_NAME": host,
+        "SERVER_PORT": port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REMOTE_ADDR": scope.client.rpartition(":")[0],
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in scope.headers.items():
+        key = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}.get(name)
+        key = key or "HTTP_" + name.upper().replace("-", "_")
+        environ[key] = f"{environ[key]}, {value}" if key in environ else value
+    return environ
+
+
+async def read_body(scope: Scope, protocol: HTTPProtocol, max_bytes: int) -> bytes:
+    """The request's body, or as much of it as shows it is too large for the app to accept.
+
+    A declared ``Content-Length`` over ``max_bytes`` is not read at all (the app answers 413 from the header);
+    a body of unknown length is read to one byte past ``max_bytes``.
+    """
+    declared = scope.headers.get("content-length")
+    if declared is not None:
+        if declared.isdigit() and int(declared) > max_bytes:
+            return b""
+        return await protocol()
+    body = bytearray()
+    async for chunk in protocol:
+        body += chunk
+        if len(body) > max_bytes:
+            return bytes(body[: max_bytes + 1])
+    return bytes(body)
+
+
+def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Run ``app`` on ``environ`` to the end: its status code, headers and whole body."""
+    started: list = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info=None) -> Callable:
+        started[:] = [int(status[:3]), headers]
+        return lambda data: None  # the legacy write() callable; Flask never calls it
+
+    chunks = app(environ, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return started[0], started[1], body
+
+
+class RsgiApp:
+    """``wsgi_app`` as an RSGI application: each body is awaited in full, then the app runs on the loop.
+
+    Args:
+        wsgi_app: the WSGI callable (a Flask app).
+        max_body_bytes: bodies longer than this are not read (the app refuses them).
+        upload_threads: threads that run requests carrying a file upload.
+    """
+
+    def __init__(self, wsgi_app: WsgiApp, max_body_bytes: int, upload_threads: int) -> None:
+        self.wsgi_app = wsgi_app
+        self.max_body_bytes = max_body_bytes
+        self.uploads = ThreadPoolExecutor(upload_threads, thread_name_prefix="posterrec-upload")
+
+    async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
+        if scope.proto != "http":
+            return
+        try:
+            body = await read_body(scope, protocol, self.max_body_bytes)
+        except ProtocolClosed:  # the client left before sending its whole body
+            return
+        environ = wsgi_environ(scope, body)
+        if environ.get("CONTENT_TYPE", "").startswith(UPLOAD_MIMETYPE):
+            loop = asyncio.get_running_loop()
+            status, headers, payload = await loop.run_in_executor(self.uploads, call_wsgi, self.wsgi_app, environ)
+        else:
+            status, headers, payload = call_wsgi(self.wsgi_app, environ)
+        protocol.response_bytes(status, headers, payload)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.uploads.shutdown(wait=True)
+
+
+def create_rsgi_app() -> RsgiApp:
+    """The service (:func:`recsvc.create_app`) as an RSGI app, with the environment's upload threads."""
+    from . import create_app
+
+    app = create_app()
+    threads = load_server_settings().threads or UPLOAD_THREADS
+    return RsgiApp(app, app.config["MAX_CONTENT_LENGTH"], threads)

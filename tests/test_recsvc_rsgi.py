@@ -1,0 +1,119 @@
+"""The shipped server (``python -m recsvc``: the app over granian's RSGI, :mod:`recsvc.rsgi`) on localhost:
+what the app receives of paths, headers and bodies, and uploads run in the worker's upload threads."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+from test_hardening_support import get, raw_exchange
+from test_recsvc_search import publish_with_model, tiny_model  # noqa: F401  (the fixture)
+
+from bench.support import free_port, granian_command, running_server, service_env
+
+pytestmark = pytest.mark.slow
+
+MAX_BODY = 64 * 1024
+"""The server's ``max_upload_bytes`` here: small enough to send past."""
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory) -> tuple[int, list]:  # noqa: F811
+    """A port the service answers on (one worker over an index of the tiny model) and the index's items."""
+    model_dir, catalog = tiny_model
+    root = tmp_path_factory.mktemp("index")
+    items = publish_with_model(root, model_dir, catalog)
+    port = free_port()
+    env = service_env(
+        port,
+        1,
+        POSTERREC_INDEX_ROOT=str(root),
+        POSTERREC_INDEX_POLL_SECONDS="0",
+        POSTERREC_MAX_UPLOAD_BYTES=str(MAX_BODY),
+    )
+    with running_server(granian_command(), port, env, timeout=120):
+        yield port, items
+
+
+def post(port: int, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def exchange(port: int, request: str | bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw request (ending in ``Connection: close``) and its response, the sending side left open."""
+    return raw_exchange(port, request.encode() if isinstance(request, str) else request, half_close=False)
+
+
+def test_a_percent_encoded_path_and_query_reach_the_app_decoded(server) -> None:
+    port, items = server
+    title_id = items[0].title_id
+    encoded = "".join(f"%{byte:02X}" for byte in title_id.encode())
+    status, _, body = get(port, f"/v1/posters/{encoded}/similar?k=%32")
+    assert status == 200 and len(json.loads(body)["results"]) == 2
+    status, _, body = get(port, "/v1/posters/caf%C3%A9")
+    assert status == 404 and "'café'" in json.loads(body)["detail"]
+
+
+def test_a_header_sent_twice_reaches_the_app_as_one_list(server) -> None:
+    port, items = server
+    image = f"/v1/posters/{items[0].title_id}/image"
+    _, headers, _ = get(port, image)
+    request = (
+        f"GET {image} HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {headers['etag']}\r\n"
+        'If-None-Match: "another"\r\nConnection: close\r\n\r\n'
+    )
+    assert exchange(port, request)[0] == 304
+
+
+def test_a_body_declared_past_the_limit_is_413_without_being_sent(server) -> None:
+    port, _ = server
+    request = (
+        "POST /v1/search HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {100 * MAX_BODY}\r\nConnection: close\r\n\r\n"
+    )
+    started = time.monotonic()
+    status, _, body = exchange(port, request)
+    assert status == 413 and json.loads(body)["error"] == "request_entity_too_large"
+    assert time.monotonic() - started < 5
+
+
+def test_a_chunked_body_past_the_limit_is_413_and_one_within_it_is_read(server) -> None:
+    port, _ = server
+
+    def chunked(payload: bytes) -> bytes:
+        head = b"POST /v1/recommendations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        head += b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        return head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+
+    too_large = json.dumps({"history": ["x" * MAX_BODY]}).encode()
+    assert exchange(port, chunked(too_large))[0] == 413
+    status, _, body = exchange(port, chunked(b'{"history": []}'))
+    assert status == 400 and "history" in json.loads(body)["detail"]  # read whole: the app judged its content
+
+
+def test_a_search_by_image_upload_is_answered_from_the_upload_threads(server) -> None:
+    port, items = server
+    image = io.BytesIO()
+    Image.open(items[0].image_path).save(image, "PNG")
+    boundary = "posterrec-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n3\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + image.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, answer = post(port, "/v1/search", body, f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and answer["results"][0]["id"] == items[0].title_id
