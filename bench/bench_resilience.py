@@ -12,7 +12,7 @@ synthetic clustered vectors, built once under ``var/bench``):
 * granian's WSGI interface with one request thread a worker.
 
 For each: throughput and latency of ``/v1/posters/<id>/similar`` under wrk
-(32 connections), then, for each N, N hostile clients held open beside one
+at 1, 8, 32 and 256 connections, then, for each N, N hostile clients held open beside one
 normal client: a third send request headers a byte a second, a third send a
 body a byte a second after its headers, a third connect and send nothing
 (each reconnects as soon as the server drops it, as an attacker would). The
@@ -220,7 +220,7 @@ def normal_client(port: int, seconds: float, titles: int) -> dict:
 
 def measure(name: str, server: Callable, args: argparse.Namespace, root: Path) -> dict:
     with server(root, args.workers) as port:
-        load = run_load(port, "similar", args.n, 32, args.load_seconds, warmup=1)
+        load = {c: run_load(port, "similar", args.n, c, args.load_seconds, warmup=1) for c in args.clients}
         attacks = {}
         for count in args.hostile:
             with HostileClients(port, count) as hostile:
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--hostile", type=int, nargs="+", default=[0, 2, 64, 512], help="hostile client counts")
     parser.add_argument("--seconds", type=float, default=10, help="normal client's seconds per hostile count")
-    parser.add_argument("--load-seconds", type=int, default=5, help="wrk's seconds for the throughput cell")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 256], help="wrk's connection counts")
+    parser.add_argument("--load-seconds", type=int, default=5, help="wrk's seconds for each throughput cell")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args(argv)
     root = REPO / "var" / "bench" / f"resilience-{args.n}x{args.dim}"
@@ -253,25 +254,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def throughput_cell(load: dict) -> str:
+    """``req/s / p99 ms``, with wrk's error count where it has any."""
+    errors = f" ({load['errors']:,} errors)" if load["errors"] else ""
+    return f"{load['rps']:,.0f} / {load['p99_ms']:.1f}{errors}"
+
+
 def print_table(results: dict, args: argparse.Namespace) -> None:
     print(
-        f"Resilience: {args.workers} workers, index of {args.n:,} x {args.dim}-d vectors; throughput: wrk, 32 connections, "
-        f"{args.load_seconds} s on /similar; attack: N hostile clients (slow headers, slow bodies, idle; a third each) beside "
-        f"one normal client making sequential /similar requests for {args.seconds:g} s (5 s timeout)\n"
+        f"Resilience: {args.workers} workers, index of {args.n:,} x {args.dim}-d vectors; throughput: wrk, "
+        f"{args.load_seconds} s on /similar at each connection count; attack: N hostile clients (slow headers, slow "
+        f"bodies, idle; a third each) beside one normal client making sequential /similar requests for "
+        f"{args.seconds:g} s (5 s timeout)\n"
     )
     print(
-        "| server | req/s (32 conns) | p99 ms (32 conns) | "
+        "| server | "
+        + " | ".join(f"{c} conns: req/s / p99 ms" for c in args.clients)
+        + " | "
         + " | ".join(f"N={n}: ok / errors / p50 / p99 ms" for n in args.hostile)
         + " |"
     )
-    print("|---|---:|---:|" + "---:|" * len(args.hostile))
+    print("|---|" + "---:|" * (len(args.clients) + len(args.hostile)))
     for label, result in results.items():
-        load = result["load"]
-        cells = [
+        loads = [throughput_cell(result["load"][c]) for c in args.clients]
+        attacks = [
             f"{a['ok']} / {a['errors']} / {a['p50_ms']:.1f} / {a['p99_ms']:.1f}"
             for a in (result["attacks"][n] for n in args.hostile)
         ]
-        print(f"| {label} | {load['rps']:,.0f} | {load['p99_ms']:.1f} | " + " | ".join(cells) + " |")
+        print(f"| {label} | " + " | ".join(loads + attacks) + " |")
 
 
 if __name__ == "__main__":

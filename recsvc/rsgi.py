@@ -66,10 +66,13 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
 async def read_body(scope: Scope, protocol: HTTPProtocol, max_bytes: int) -> bytes:
     """The request's body, or as much of it as shows it is too large for the app to accept.
 
-    A declared ``Content-Length`` over ``max_bytes`` is not read at all (the app answers 413 from the header);
-    a body of unknown length is read to one byte past ``max_bytes``.
+    A request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body (RFC 9112 §6.3) and is not
+    awaited; a declared ``Content-Length`` over ``max_bytes`` is not read at all (the app answers 413 from the
+    header); a body of unknown length is read to one byte past ``max_bytes``.
     """
     declared = scope.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in scope.headers:
+        return b""
     if declared is not None:
         if declared.isdigit() and int(declared) > max_bytes:
             return b""
