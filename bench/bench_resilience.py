@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_service import build_index, run_load  # noqa: E402
 
-from bench.support import free_port, posterrec_server, running_server, service_env  # noqa: E402
+from bench.support import free_port, granian_cli_command, posterrec_server, running_server, service_env  # noqa: E402
 
 NORMAL_TIMEOUT_S = 5.0
 NGINX_CONF = """
@@ -110,11 +110,10 @@ def granian_wsgi(threads: int | None) -> Callable:
     @contextlib.contextmanager
     def run(root: Path, workers: int) -> Iterator[int]:
         port = free_port()
-        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", str(workers)]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws"]
-        command += [] if threads is None else ["--blocking-threads", str(threads)]
+        options = [] if threads is None else ["--blocking-threads", str(threads)]
+        command = granian_cli_command("wsgi", "recsvc:create_app", port, workers, *options)
         env = service_env(port, workers, POSTERREC_INDEX_ROOT=str(root))
-        with running_server([*command, "recsvc:create_app"], port, env, ready_answers=4 * workers):
+        with running_server(command, port, env, ready_answers=4 * workers):
             yield port
 
     return run

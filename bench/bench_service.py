@@ -1,11 +1,10 @@
-"""Load benchmark of the HTTP service: gunicorn + recsvc over an index of 1M clustered 128-d vectors.
+"""Load benchmark of the HTTP service as ``python -m recsvc`` serves it (granian, RSGI) over an index of 1M
+clustered 128-d vectors.
 
-A bounded closed-loop load generator (wrk, one thread, one connection per
-client, for a fixed time; requests from ``wrk_requests.lua``; with sync
-workers the server closes the connection after each response and wrk
-reconnects, as a client without keep-alive does)
+A bounded closed-loop load generator (wrk, one thread, one keep-alive
+connection per client, for a fixed time; requests from ``wrk_requests.lua``)
 measures requests/s and p50/p99 latency of ``/v1/posters/<id>/similar`` and
-``/v1/recommendations`` at 1, 8 and 32 concurrent clients. In the same run, under the same gunicorn config, a
+``/v1/recommendations`` at 1, 8 and 32 concurrent clients. In the same run, under the same server, a
 bare Flask app that returns a constant gives the framework's own ceiling, so
 the service's throughput is reported as a fraction of it (target: p99 under
 20 ms at 32 clients and at least 70% of the bare endpoint's throughput). Each
@@ -19,8 +18,8 @@ The index is built once (ScaNN tree + AH + re-ordering, as ``publish_index``
 chooses it for this size) and cached under ``var/bench``. The load generator
 shares the machine's cores with the server, as a client on localhost does;
 wrk is C on epoll, so it takes far less of them than a Python client did
-(2 x 4 gthread workers with keep-alive, bare endpoint at 32 clients: 2,594
-req/s from threads of ``http.client``, 3,435 from wrk, same machine).
+(gunicorn, 2 x 4 gthread workers with keep-alive, bare endpoint at 32 clients:
+2,594 req/s from threads of ``http.client``, 3,435 from wrk, same machine).
 
     .venv/bin/python bench/bench_service.py            # 1M vectors
     .venv/bin/python bench/bench_service.py --n 100000 --seconds 3 --rounds 1
@@ -46,7 +45,7 @@ import posterrec_settings  # noqa: E402  (sets TF_USE_LEGACY_KERAS before Tensor
 from bench.support import (  # noqa: E402
     clustered_vectors,
     free_port,
-    gunicorn_command,
+    granian_cli_command,
     posterrec_server,
     run_wrk,
     running_server,
@@ -75,6 +74,13 @@ def bare_app():
         return jsonify(status="ok", titles=len(request.get_json()["history"]))
 
     return app
+
+
+def bare_rsgi_app():
+    """The bare app as the shipped server runs the service's (:class:`recsvc.rsgi.RsgiApp`)."""
+    from recsvc.rsgi import UPLOAD_THREADS, RsgiApp
+
+    return RsgiApp(bare_app(), posterrec_settings.Settings().max_upload_bytes, UPLOAD_THREADS)
 
 
 def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
@@ -115,9 +121,9 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
 
 @contextlib.contextmanager
 def bare_server(workers: int) -> Iterator[int]:
-    """The bare app under gunicorn with the project's config on a free port, until the block ends."""
+    """The bare app under granian's RSGI interface, as the service is served, on a free port, until the block ends."""
     port = free_port()
-    command = gunicorn_command("bench_service:bare_app()", chdir=REPO / "bench")
+    command = granian_cli_command("rsgi", "bench_service:bare_rsgi_app", port, workers, "--working-dir", "bench")
     with running_server(command, port, service_env(port, workers), "/constant", ready_answers=4 * workers):
         yield port
 
@@ -134,7 +140,7 @@ ENDPOINTS = (("/v1/posters/<id>/similar", "similar"), ("/v1/recommendations", "r
 
 
 def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> dict[str, dict[int, dict]]:
-    """One round: the bare app and the service each under its own fresh gunicorn, both running, measured
+    """One round: the bare app and the service each under its own fresh server, both running, measured
     cell by cell in turn, every endpoint cell between two bare cells of its client count.
 
     This machine's speed drifts by tens of percent within a minute (the bare endpoint measured 3,916 and
@@ -145,7 +151,7 @@ def measure_round(root: Path, clients: list[int], args: argparse.Namespace) -> d
     rows: dict[str, dict[int, dict]] = {BASELINE: {}, BARE_POST: {}, **{name: {} for name, _ in ENDPOINTS}}
     with (
         bare_server(args.workers) as bare_port,
-        posterrec_server(root, args.workers, "gunicorn") as service,
+        posterrec_server(root, args.workers) as service,
     ):
         service_port = service.port
         for c in clients:
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--seconds", type=int, default=5, help="measured seconds per cell (wrk takes whole seconds)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each cell")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: cores)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="server workers (default: cores)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds with fresh servers; each cell reports the median round"
     )
@@ -199,15 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def worker_description() -> str:
-    """The worker kind gunicorn.conf.py gives: more than one thread turns any class into gthread."""
-    threads = int(os.environ.get("POSTERREC_THREADS", 1))
-    return f"gthread × {threads}-thread" if threads > 1 else "sync"
-
-
 def print_table(rows: dict[str, dict[int, dict]], clients: list[int], args: argparse.Namespace) -> None:
     print(
-        f"Service load: gunicorn ({args.workers} {worker_description()} workers), index of {args.n:,} × {args.dim}-d clustered "
+        f"Service load: python -m recsvc (granian RSGI, {args.workers} workers), index of {args.n:,} × {args.dim}-d clustered "
         f"vectors (+ DE variants of 1 in {VARIANT_EVERY}), {args.seconds:g} s per cell, median of {args.rounds} rounds, wrk (1 thread) on the same host\n"
     )
     print(

@@ -89,6 +89,14 @@ def granian_command() -> list[str]:
     return [sys.executable, "-m", "recsvc"]
 
 
+def granian_cli_command(interface: str, target: str, port: int, workers: int, *options: str) -> list[str]:
+    """granian's own command line serving the factory ``target`` over ``interface`` (``wsgi`` or ``rsgi``) on
+    ``port``, with the HTTP settings ``python -m recsvc`` gives it, plus ``options``."""
+    command = [sys.executable, "-m", "granian", "--interface", interface, "--factory", "--workers", str(workers)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws", "--loop", "asyncio"]
+    return [*command, *options, target]
+
+
 def gunicorn_command(app: str = "recsvc:create_app()", chdir: Path = REPO) -> list[str]:
     """gunicorn with the project's ``gunicorn.conf.py`` serving ``app`` (imported from ``chdir``)."""
     return [str(GUNICORN), "-c", str(REPO / "gunicorn.conf.py"), "--chdir", str(chdir), app]
