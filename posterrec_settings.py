@@ -239,7 +239,8 @@ class ServerSettings:
     workers: int = 1
     """``POSTERREC_WORKERS``: processes; default the cores this process may run on."""
     threads: int | None = None
-    """``POSTERREC_THREADS``: request threads per worker; unset, the server's own default."""
+    """``POSTERREC_THREADS``: threads per worker that run uploads under ``python -m recsvc`` (default 8), or
+    gunicorn's request threads per worker (default 1); unset, the server's default."""
     access_log: str = ""
     """``POSTERREC_ACCESS_LOG``: log each request when set (gunicorn: to this file, ``-`` for stdout)."""
     forwarded_allow_ips: str = ""
