@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
+import socket
 import time
 
 import pytest
@@ -99,6 +101,19 @@ def test_a_chunked_body_past_the_limit_is_413_and_one_within_it_is_read(server) 
     assert exchange(port, chunked(too_large))[0] == 413
     status, _, body = exchange(port, chunked(b'{"history": []}'))
     assert status == 400 and "history" in json.loads(body)["detail"]  # read whole: the app judged its content
+
+
+def test_a_post_without_a_body_is_answered_400_and_the_request_after_it_is_answered_too(server) -> None:
+    port, _ = server
+    bodiless = b"POST /v1/recommendations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n"
+    follow_up = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(bodiless + follow_up)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    statuses = re.findall(rb"^HTTP/1\.1 (\d{3}) ", answer, re.MULTILINE)
+    assert statuses == [b"400", b"200"], answer[:300]
 
 
 def test_a_search_by_image_upload_is_answered_from_the_upload_threads(server) -> None:
