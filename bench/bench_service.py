@@ -15,7 +15,7 @@ context for what a POST costs the framework before any of the service's work.
 The index is built once (ScaNN tree + AH + re-ordering, as ``publish_index``
 chooses it for this size) and cached under ``var/bench``. The load generator
 shares the machine's cores with the server, as a client on localhost does;
-wrk is C on epoll, so it takes far less of them than a Python client did
+wrk is C on epoll, so it takes far less of them than a Python client
 (gunicorn, 2 x 4 gthread workers with keep-alive, bare endpoint at 32 clients:
 2,594 req/s from threads of ``http.client``, 3,435 from wrk, same machine).
 
@@ -75,10 +75,12 @@ def bare_app():
 
 
 def bare_rsgi_app():
-    """The bare app as the shipped server runs the service's (:class:`recsvc.rsgi.RsgiApp`)."""
-    from recsvc.rsgi import UPLOAD_THREADS, RsgiApp
+    """The bare app as the shipped server runs the service's (:func:`recsvc.rsgi.rsgi_app_for`)."""
+    from recsvc.rsgi import rsgi_app_for
 
-    return RsgiApp(bare_app(), posterrec_settings.Settings().max_upload_bytes, UPLOAD_THREADS)
+    app = bare_app()
+    app.config["MAX_CONTENT_LENGTH"] = posterrec_settings.load_settings().max_upload_bytes
+    return rsgi_app_for(app)
 
 
 def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:

@@ -87,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
         log_access=bool(server.access_log),
-        loop=Loops.asyncio,  # the same loop whatever else is installed: uvloop and rloop measured no faster
+        loop=Loops.asyncio,  # the same loop whatever else is installed (uvloop comes with some packages)
     ).serve()
     return 0
 

@@ -21,21 +21,25 @@ from typing import Any
 
 from posterrec_settings import load_server_settings
 
+from flask import Flask
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 UPLOAD_THREADS = 8
 """Threads a worker runs file uploads in when ``POSTERREC_THREADS`` is unset."""
-UPLOAD_MIMETYPE = "multipart/form-data"
-"""The content type of requests that run in the upload threads."""
+UPLOAD_CONTENT_TYPE = "multipart/form-data"
+"""The media type (compared as werkzeug does: case-insensitive, parameters dropped) of requests that run in
+the upload threads."""
 
 
 def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of the request ``scope`` whose whole body is ``body``.
 
     granian hands the path percent-decoded as text; WSGI wants its UTF-8 bytes spelled as Latin-1. A header
-    sent more than once is joined with ", ", as HTTP allows.
+    sent more than once is joined with ", ", as HTTP allows; a header name with an underscore is dropped, so
+    that ``X_Forwarded_For`` cannot pose as ``X-Forwarded-For`` (as gunicorn does). ``REMOTE_PORT`` and
+    ``wsgi.file_wrapper`` are left out.
     """
     host, _, port = scope.server.rpartition(":")
     environ = {
@@ -45,7 +49,7 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "QUERY_STRING": scope.query_string,
         "SERVER_NAME": host,
         "SERVER_PORT": port,
-        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "SERVER_PROTOCOL": "HTTP/1.0" if scope.http_version == "1" else f"HTTP/{scope.http_version}",
         "REMOTE_ADDR": scope.client.rpartition(":")[0],
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scope.scheme,
@@ -57,6 +61,8 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "wsgi.run_once": False,
     }
     for name, value in scope.headers.items():
+        if "_" in name:
+            continue
         key = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}.get(name)
         key = key or "HTTP_" + name.upper().replace("-", "_")
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
@@ -66,9 +72,14 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
 async def read_body(scope: Scope, protocol: HTTPProtocol, max_bytes: int) -> bytes:
     """The request's body, or as much of it as shows it is too large for the app to accept.
 
-    A request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body (RFC 9112 §6.3) and is not
-    awaited; a declared ``Content-Length`` over ``max_bytes`` is not read at all (the app answers 413 from the
-    header); a body of unknown length is read to one byte past ``max_bytes``.
+    A request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body (RFC 9112 §6.3): ``b""``
+    at once, without a round trip to granian. A declared ``Content-Length`` over ``max_bytes`` is not read at
+    all: ``b""``, and the app answers 413 from the header. A body of unknown length is read to one byte past
+    ``max_bytes``; one that the client cuts short comes back as far as it was sent (granian ends the stream
+    without an error), and the app judges it as any malformed body.
+
+    Raises:
+        ProtocolClosed: the client left before sending a declared ``Content-Length``.
     """
     declared = scope.headers.get("content-length")
     if declared is None and "transfer-encoding" not in scope.headers:
@@ -90,8 +101,10 @@ def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[st
     started: list = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info=None) -> Callable:
+        if started and exc_info is None:
+            raise RuntimeError("start_response called a second time without exc_info (PEP 3333)")
         started[:] = [int(status[:3]), headers]
-        return lambda data: None  # the legacy write() callable; Flask never calls it
+        return legacy_write
 
     chunks = app(environ, start_response)
     try:
@@ -99,7 +112,14 @@ def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[st
     finally:
         if hasattr(chunks, "close"):
             chunks.close()
+    if not started:
+        raise RuntimeError("the WSGI app returned without calling start_response")
     return started[0], started[1], body
+
+
+def legacy_write(data: bytes) -> None:
+    """PEP 3333's ``write()`` callable, which Flask never uses; refused rather than dropping the data."""
+    raise NotImplementedError("recsvc.rsgi takes the response body from the app's iterable only")
 
 
 class RsgiApp:
@@ -124,7 +144,7 @@ class RsgiApp:
         except ProtocolClosed:  # the client left before sending its whole body
             return
         environ = wsgi_environ(scope, body)
-        if environ.get("CONTENT_TYPE", "").startswith(UPLOAD_MIMETYPE):
+        if is_upload(environ):
             loop = asyncio.get_running_loop()
             status, headers, payload = await loop.run_in_executor(self.uploads, call_wsgi, self.wsgi_app, environ)
         else:
@@ -132,13 +152,23 @@ class RsgiApp:
         protocol.response_bytes(status, headers, payload)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.uploads.shutdown(wait=True)
+        self.uploads.shutdown(wait=False, cancel_futures=True)  # the loop has stopped: no answer can be sent
+
+
+def is_upload(environ: dict[str, Any]) -> bool:
+    """Whether the request carries a file upload (its media type is ``multipart/form-data``, in any case)."""
+    return environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() == UPLOAD_CONTENT_TYPE
+
+
+def rsgi_app_for(flask_app: Flask) -> RsgiApp:
+    """``flask_app`` as an RSGI app: its ``MAX_CONTENT_LENGTH`` as the body limit, the environment's upload
+    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`)."""
+    threads = load_server_settings().threads or UPLOAD_THREADS
+    return RsgiApp(flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads)
 
 
 def create_rsgi_app() -> RsgiApp:
-    """The service (:func:`recsvc.create_app`) as an RSGI app, with the environment's upload threads."""
+    """The service (:func:`recsvc.create_app`) as an RSGI app (:func:`rsgi_app_for`)."""
     from . import create_app
 
-    app = create_app()
-    threads = load_server_settings().threads or UPLOAD_THREADS
-    return RsgiApp(app, app.config["MAX_CONTENT_LENGTH"], threads)
+    return rsgi_app_for(create_app())

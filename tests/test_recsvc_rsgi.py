@@ -12,10 +12,11 @@ import time
 
 import pytest
 from PIL import Image
+from rsgi_probe import PROBE_MAX_BODY
 from test_hardening_support import get, raw_exchange
 from test_recsvc_search import publish_with_model, tiny_model  # noqa: F401  (the fixture)
 
-from bench.support import free_port, granian_command, running_server, service_env
+from bench.support import free_port, granian_cli_command, granian_command, running_server, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +72,8 @@ def test_a_header_sent_twice_reaches_the_app_as_one_list(server) -> None:
     image = f"/v1/posters/{items[0].title_id}/image"
     _, headers, _ = get(port, image)
     request = (
-        f"GET {image} HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: {headers['etag']}\r\n"
-        'If-None-Match: "another"\r\nConnection: close\r\n\r\n'
+        f'GET {image} HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: "another"\r\n'
+        f"If-None-Match: {headers['etag']}\r\nConnection: close\r\n\r\n"
     )
     assert exchange(port, request)[0] == 304
 
@@ -99,6 +100,8 @@ def test_a_chunked_body_past_the_limit_is_413_and_one_within_it_is_read(server) 
 
     too_large = json.dumps({"history": ["x" * MAX_BODY]}).encode()
     assert exchange(port, chunked(too_large))[0] == 413
+    unterminated = chunked(too_large).removesuffix(b"0\r\n\r\n")  # answered without waiting for the end
+    assert exchange(port, unterminated)[0] == 413
     status, _, body = exchange(port, chunked(b'{"history": []}'))
     assert status == 400 and "history" in json.loads(body)["detail"]  # read whole: the app judged its content
 
@@ -132,3 +135,51 @@ def test_a_search_by_image_upload_is_answered_from_the_upload_threads(server) ->
     )
     status, answer = post(port, "/v1/search", body, f"multipart/form-data; boundary={boundary}")
     assert status == 200 and answer["results"][0]["id"] == items[0].title_id
+
+
+@pytest.fixture(scope="module")
+def probe() -> int:
+    """A port :mod:`rsgi_probe`'s app answers on, served over RSGI by :mod:`recsvc.rsgi` in one granian worker."""
+    port = free_port()
+    command = granian_cli_command("rsgi", "rsgi_probe:probe_app", port, 1, "--working-dir", "tests")
+    with running_server(command, port, ready_path="/probe", timeout=120):
+        yield port
+
+
+def probed(port: int, request: str) -> dict:
+    status, _, body = exchange(port, request)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_an_upload_in_any_letter_case_runs_in_the_upload_threads_and_other_requests_on_the_loop(probe) -> None:
+    upload = "Multipart/Form-Data; boundary=x"
+    posted = (
+        f"POST /probe HTTP/1.1\r\nHost: localhost\r\nContent-Type: {upload}\r\nContent-Length: 6\r\n"
+        "Connection: close\r\n\r\n--x--\n"
+    )
+    answer = probed(probe, posted)
+    assert answer["thread"].startswith("posterrec-upload") and answer["body"] == 6
+    plain = probed(probe, "GET /probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert not plain["thread"].startswith("posterrec-upload")
+
+
+def test_a_header_name_with_an_underscore_cannot_pose_as_one_with_a_hyphen(probe) -> None:
+    request = (
+        "GET /probe HTTP/1.1\r\nHost: localhost\r\nX_Forwarded_For: 6.6.6.6\r\n"
+        "X-Forwarded-For: 192.0.2.1\r\nConnection: close\r\n\r\n"
+    )
+    assert probed(probe, request)["headers"]["HTTP_X_FORWARDED_FOR"] == "192.0.2.1"
+
+
+def test_an_http_1_0_request_is_named_so_to_the_app(probe) -> None:
+    answer = probed(probe, "GET /probe HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    assert answer["protocol"] == "HTTP/1.0"
+
+
+def test_a_body_past_the_probe_limit_is_refused_413(probe) -> None:
+    body = "x" * (PROBE_MAX_BODY + 1)
+    request = (
+        f"POST /probe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    )
+    assert exchange(probe, request)[0] == 413
