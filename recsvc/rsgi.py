@@ -5,7 +5,9 @@ body to that thread, so a worker needs many threads to outlast slow clients, and
 the GIL. Here the worker's one Python thread awaits each request's whole body without blocking, then calls
 the app directly: a slow client holds a connection, never the worker, and no other thread takes the GIL
 from a request. Requests that upload a file (search by image: decoding and the model) run in a small thread
-pool instead, so that they do not stall the requests queued behind them.
+pool instead, so that they do not stall the requests queued behind them. Bodies over 64 KiB are held by a
+few requests a worker at a time (:class:`RsgiApp`'s ``large_bodies``), so that slow senders cannot fill
+memory; a client that sends a large body slowly holds one of these turns until it finishes or leaves.
 
 Usage: ``Granian("recsvc.rsgi:create_rsgi_app", factory=True, interface=Interfaces.RSGI, ...)``.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +31,14 @@ WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 
 UPLOAD_THREADS = 8
 """Threads a worker runs file uploads in when ``POSTERREC_THREADS`` is unset."""
+LARGE_BODY_BYTES = 64 * 1024
+"""Bodies declared longer than this, and bodies of unknown length, are held by at most ``large_bodies``
+requests a worker at a time, so that clients cannot fill memory with bodies they send slowly."""
+LARGE_BODY_WAIT_SECONDS = 10.0
+"""How long a request with a large body waits for its turn before a 503."""
+BUSY = json.dumps(
+    {"error": "busy", "detail": "this server is receiving as many large request bodies as it may; try again shortly"}
+).encode()
 UPLOAD_CONTENT_TYPE = "multipart/form-data"
 """The media type (compared as werkzeug does: case-insensitive, parameters dropped) of requests that run in
 the upload threads."""
@@ -129,16 +140,54 @@ class RsgiApp:
         wsgi_app: the WSGI callable (a Flask app).
         max_body_bytes: bodies longer than this are not read (the app refuses them).
         upload_threads: threads that run requests carrying a file upload.
+        large_bodies: requests with a large body (:data:`LARGE_BODY_BYTES`) read or answered at a time;
+            default ``upload_threads``. Others wait up to ``large_body_wait_seconds``, then get a 503.
+        large_body_bytes, large_body_wait_seconds: see :data:`LARGE_BODY_BYTES`, :data:`LARGE_BODY_WAIT_SECONDS`.
     """
 
-    def __init__(self, wsgi_app: WsgiApp, max_body_bytes: int, upload_threads: int) -> None:
+    def __init__(
+        self,
+        wsgi_app: WsgiApp,
+        max_body_bytes: int,
+        upload_threads: int,
+        large_bodies: int | None = None,
+        large_body_bytes: int = LARGE_BODY_BYTES,
+        large_body_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.max_body_bytes = max_body_bytes
         self.uploads = ThreadPoolExecutor(upload_threads, thread_name_prefix="posterrec-upload")
+        self.large_body_turns = asyncio.Semaphore(large_bodies or upload_threads)
+        self.large_body_bytes = large_body_bytes
+        self.large_body_wait_seconds = large_body_wait_seconds
 
     async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
         if scope.proto != "http":
             return
+        if not self.has_large_body(scope):
+            await self.answer(scope, protocol)
+            return
+        try:
+            async with asyncio.timeout(self.large_body_wait_seconds):
+                await self.large_body_turns.acquire()
+        except TimeoutError:
+            protocol.response_bytes(503, [("content-type", "application/json")], BUSY)
+            return
+        try:
+            await self.answer(scope, protocol)
+        finally:
+            self.large_body_turns.release()
+
+    def has_large_body(self, scope: Scope) -> bool:
+        """Whether the request will hold a large body in memory: one of unknown length, or one declared over
+        ``large_body_bytes`` and within ``max_body_bytes`` (a longer one is refused unread)."""
+        declared = scope.headers.get("content-length")
+        if declared is None:
+            return "transfer-encoding" in scope.headers
+        return declared.isdigit() and self.large_body_bytes < int(declared) <= self.max_body_bytes
+
+    async def answer(self, scope: Scope, protocol: HTTPProtocol) -> None:
+        """Read the request's body, run the app (uploads in the upload threads) and send its response."""
         try:
             body = await read_body(scope, protocol, self.max_body_bytes)
         except ProtocolClosed:  # the client left before sending its whole body

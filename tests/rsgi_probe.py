@@ -6,14 +6,17 @@ import threading
 
 from flask import Flask, jsonify, request
 
-from recsvc.rsgi import RsgiApp, rsgi_app_for
+from recsvc.rsgi import RsgiApp
 
 PROBE_MAX_BODY = 1024
+PROBE_LARGE_BODY = 100
+"""Bodies over this many bytes take the probe's one large-body turn."""
+PROBE_LARGE_BODY_WAIT_SECONDS = 1.0
 
 
 def probe_app() -> RsgiApp:
     """``POST``/``GET /probe``: the thread that ran the request, its ``SERVER_PROTOCOL``, ``HTTP_*`` keys and
-    body length."""
+    body length; one large body (over :data:`PROBE_LARGE_BODY` bytes) at a time."""
     app = Flask("probe")
     app.config["MAX_CONTENT_LENGTH"] = PROBE_MAX_BODY
 
@@ -27,4 +30,11 @@ def probe_app() -> RsgiApp:
             body=len(request.get_data()),
         )
 
-    return rsgi_app_for(app)
+    return RsgiApp(
+        app,
+        PROBE_MAX_BODY,
+        upload_threads=2,
+        large_bodies=1,
+        large_body_bytes=PROBE_LARGE_BODY,
+        large_body_wait_seconds=PROBE_LARGE_BODY_WAIT_SECONDS,
+    )

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from PIL import Image
-from rsgi_probe import PROBE_MAX_BODY
+from rsgi_probe import PROBE_LARGE_BODY, PROBE_LARGE_BODY_WAIT_SECONDS, PROBE_MAX_BODY
 from test_hardening_support import get, raw_exchange
 from test_recsvc_search import publish_with_model, tiny_model  # noqa: F401  (the fixture)
 
@@ -183,3 +183,21 @@ def test_a_body_past_the_probe_limit_is_refused_413(probe) -> None:
         f"POST /probe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
     )
     assert exchange(probe, request)[0] == 413
+
+
+def test_large_bodies_take_turns_and_small_requests_are_answered_meanwhile(probe) -> None:
+    size = PROBE_LARGE_BODY * 5
+
+    def large_post(body: str) -> str:
+        return f"POST /probe HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n{body}"
+
+    with socket.create_connection(("127.0.0.1", probe), timeout=10) as holder:
+        holder.sendall(large_post("x" * 10).encode())  # holds the one turn while its body trickles
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, _, body = exchange(probe, large_post("x" * size))
+        assert status == 503 and json.loads(body)["error"] == "busy"
+        assert time.monotonic() - started >= PROBE_LARGE_BODY_WAIT_SECONDS * 0.9
+        assert probed(probe, "GET /probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")["body"] == 0
+    time.sleep(0.3)  # the holder left: its turn is free again
+    assert probed(probe, large_post("x" * size))["body"] == size
