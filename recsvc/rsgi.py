@@ -80,25 +80,30 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     return environ
 
 
-async def read_body(scope: Scope, protocol: HTTPProtocol, max_bytes: int) -> bytes:
-    """The request's body, or as much of it as shows it is too large for the app to accept.
+def body_length(scope: Scope) -> int | None:
+    """The length the request declares for its body: 0 when it has neither ``Content-Length`` nor
+    ``Transfer-Encoding`` (no body, RFC 9112 §6.3), None when the length is unknown (chunked). granian answers
+    400 itself to a ``Content-Length`` that is not a number."""
+    declared = scope.headers.get("content-length")
+    if declared is None:
+        return None if "transfer-encoding" in scope.headers else 0
+    return int(declared) if declared.isdigit() else None
 
-    A request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body (RFC 9112 §6.3): ``b""``
-    at once, without a round trip to granian. A declared ``Content-Length`` over ``max_bytes`` is not read at
-    all: ``b""``, and the app answers 413 from the header. A body of unknown length is read to one byte past
-    ``max_bytes``; one that the client cuts short comes back as far as it was sent (granian ends the stream
-    without an error), and the app judges it as any malformed body.
+
+async def read_body(protocol: HTTPProtocol, length: int | None, max_bytes: int) -> bytes:
+    """The request's body of :func:`body_length` ``length``, or as much of it as shows it is too large for
+    the app to accept.
+
+    No body: ``b""`` at once, without a round trip to granian. A declared length over ``max_bytes`` is not
+    read at all: ``b""``, and the app answers 413 from the header. A body of unknown length is read to one
+    byte past ``max_bytes``; one that the client cuts short comes back as far as it was sent (granian ends the
+    stream without an error), and the app judges it as any malformed body.
 
     Raises:
         ProtocolClosed: the client left before sending a declared ``Content-Length``.
     """
-    declared = scope.headers.get("content-length")
-    if declared is None and "transfer-encoding" not in scope.headers:
-        return b""
-    if declared is not None:
-        if declared.isdigit() and int(declared) > max_bytes:
-            return b""
-        return await protocol()
+    if length is not None:
+        return b"" if length == 0 or length > max_bytes else await protocol()
     body = bytearray()
     async for chunk in protocol:
         body += chunk
@@ -164,8 +169,9 @@ class RsgiApp:
     async def __rsgi__(self, scope: Scope, protocol: HTTPProtocol) -> None:
         if scope.proto != "http":
             return
-        if not self.has_large_body(scope):
-            await self.answer(scope, protocol)
+        length = body_length(scope)
+        if not self.holds_large_body(length):
+            await self.answer(scope, protocol, length)
             return
         try:
             async with asyncio.timeout(self.large_body_wait_seconds):
@@ -174,22 +180,21 @@ class RsgiApp:
             protocol.response_bytes(503, [("content-type", "application/json")], BUSY)
             return
         try:
-            await self.answer(scope, protocol)
+            await self.answer(scope, protocol, length)
         finally:
             self.large_body_turns.release()
 
-    def has_large_body(self, scope: Scope) -> bool:
-        """Whether the request will hold a large body in memory: one of unknown length, or one declared over
-        ``large_body_bytes`` and within ``max_body_bytes`` (a longer one is refused unread)."""
-        declared = scope.headers.get("content-length")
-        if declared is None:
-            return "transfer-encoding" in scope.headers
-        return declared.isdigit() and self.large_body_bytes < int(declared) <= self.max_body_bytes
+    def holds_large_body(self, length: int | None) -> bool:
+        """Whether a request whose body has :func:`body_length` ``length`` will hold a large body in memory:
+        one of unknown length, or one declared over ``large_body_bytes`` and within ``max_body_bytes`` (a
+        longer one is refused unread)."""
+        return length is None or self.large_body_bytes < length <= self.max_body_bytes
 
-    async def answer(self, scope: Scope, protocol: HTTPProtocol) -> None:
-        """Read the request's body, run the app (uploads in the upload threads) and send its response."""
+    async def answer(self, scope: Scope, protocol: HTTPProtocol, length: int | None) -> None:
+        """Read the request's body (of :func:`body_length` ``length``), run the app (uploads in the upload
+        threads) and send its response."""
         try:
-            body = await read_body(scope, protocol, self.max_body_bytes)
+            body = await read_body(protocol, length, self.max_body_bytes)
         except ProtocolClosed:  # the client left before sending its whole body
             return
         environ = wsgi_environ(scope, body)

@@ -110,13 +110,9 @@ def test_a_post_without_a_body_is_answered_400_and_the_request_after_it_is_answe
     port, _ = server
     bodiless = b"POST /v1/recommendations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n"
     follow_up = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(bodiless + follow_up)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    statuses = re.findall(rb"^HTTP/1\.1 (\d{3}) ", answer, re.MULTILINE)
-    assert statuses == [b"400", b"200"], answer[:300]
+    status, _, rest = exchange(port, bodiless + follow_up)  # rest: the 400's body, then the next response
+    later_statuses = re.findall(rb"^HTTP/1\.1 (\d{3}) ", rest, re.MULTILINE)
+    assert status == 400 and later_statuses == [b"200"], rest[:300]
 
 
 def test_a_search_by_image_upload_is_answered_from_the_upload_threads(server) -> None:
