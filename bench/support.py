@@ -197,6 +197,28 @@ def posterrec_server(index_root: Path, workers: int, server: str = "granian", **
         yield running
 
 
+FIXED_ANSWER = b'{"status":"ok"}\n'
+
+
+async def _fixed_answer(scope, protocol) -> None:
+    protocol.response_bytes(200, [("content-type", "application/json")], FIXED_ANSWER)
+
+
+def fixed_answer_app() -> Callable:
+    """granian's factory for an RSGI app that answers every request at once with :data:`FIXED_ANSWER`: what the
+    shipped HTTP server costs with no Flask and no work behind it."""
+    return _fixed_answer
+
+
+@contextlib.contextmanager
+def fixed_answer_server(workers: int) -> Iterator[Server]:
+    """:func:`fixed_answer_app` under granian as ``python -m recsvc`` runs it, with ``workers`` workers."""
+    port = free_port()
+    command = granian_cli_command("rsgi", "bench.support:fixed_answer_app", port, workers)
+    with running_server(command, port, ready_path="/", ready_answers=4 * workers) as running:
+        yield running
+
+
 # --- load from wrk -----------------------------------------------------------------------------------
 
 
