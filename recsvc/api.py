@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -32,10 +33,9 @@ from .served import (
 bp = Blueprint("v1", __name__, url_prefix=API_PREFIX)
 
 
-def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, **extra) -> dict:
-    """The response body for ``ranked``: each result's id, title, score (rounded to 6 decimals) and image URL,
-    and its variant for ``region``."""
-    script_root = request.script_root
+def _results(index: PublishedIndex, ranked: ranking.Ranked, region: str | None, script_root: str, **extra) -> dict:
+    """The response body for ``ranked``: each result's id, title, score (rounded to 6 decimals) and image URL
+    (under ``script_root``), and its variant for ``region``."""
     results = []
     for title, score in zip(ranked.titles, ranked.scores):
         title_id, name = index.title_ids[title], index.title_names[title]
@@ -102,12 +102,27 @@ def openapi():
     return jsonify(openapi_document(app_settings()))
 
 
-@bp.get("/posters/<title_id>/similar")
+SIMILAR_RULE = "/posters/<title_id>/similar"
+
+
+def similar_results(
+    index: PublishedIndex, title_id: str, args: Mapping[str, str], max_k: int, script_root: str
+) -> dict:
+    """The body of ``GET /v1/posters/<title_id>/similar`` with the query ``args``, answered from ``index``.
+
+    Raises:
+        ApiError: 404 for an id not in ``index``, 400 for a bad ``k`` or ``region``.
+    """
+    k = params.parse_k(args.get("k"), max_k)
+    region = params.parse_region(args.get("region"))
+    ranked = ranking.similar_titles(index, poster_row(index, title_id), k)
+    return _results(index, ranked, region, script_root, id=title_id)
+
+
+@bp.get(SIMILAR_RULE)
 def similar(title_id: str):
-    index = served_index()
-    k = params.parse_k(request.args.get("k"), app_settings().max_k)
-    region = params.parse_region(request.args.get("region"))
-    return jsonify(_results(index, ranking.similar_titles(index, poster_row(index, title_id), k), region, id=title_id))
+    """Also answered without Flask by :mod:`recsvc.shortcut` under ``python -m recsvc``."""
+    return jsonify(similar_results(served_index(), title_id, request.args, app_settings().max_k, request.script_root))
 
 
 @bp.post("/recommendations")
@@ -127,7 +142,7 @@ def recommendations():
         signals.preferences_of(index, req),
         app_settings().hybrid_poster_weight,
     )
-    return jsonify(_results(index, ranked, req.region, aggregation=aggregation, signal=signal))
+    return jsonify(_results(index, ranked, req.region, request.script_root, aggregation=aggregation, signal=signal))
 
 
 UPLOAD_WAIT_SECONDS = 10.0
@@ -209,7 +224,7 @@ def search():
         k = params.parse_k(body.get("k"), app_settings().max_k, text=False)
         region = params.parse_region(body.get("region"))
         vector = params.parse_embedding(body.get("embedding"), index.dim)
-    return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region))
+    return jsonify(_results(index, ranking.nearest_titles(index, vector, k), region, request.script_root))
 
 
 @bp.get("/posters/<title_id>")

@@ -49,6 +49,9 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any):
         """Like Flask's: indented in debug mode (or when ``compact`` is False), compact otherwise."""
         obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self.response_body(obj), mimetype=self.mimetype)
+
+    def response_body(self, obj: Any) -> bytes:
+        """The body :meth:`response` sends for ``obj``."""
         pretty = self.compact is False or (self.compact is None and self._app.debug)
-        option = orjson.OPT_APPEND_NEWLINE | (orjson.OPT_INDENT_2 if pretty else 0)
-        return self._app.response_class(self._encode(obj, option), mimetype=self.mimetype)
+        return self._encode(obj, orjson.OPT_APPEND_NEWLINE | (orjson.OPT_INDENT_2 if pretty else 0))

@@ -28,6 +28,10 @@ from flask import Flask
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+Answer = tuple[int, list[tuple[str, str]], bytes]
+"""A response: status code, headers and whole body."""
+Shortcut = Callable[[str, str, str], Answer | None]
+"""(method, percent-decoded path, query string) -> the answer, or None for the app to answer."""
 
 UPLOAD_THREADS = 8
 """Threads a worker runs file uploads in when ``POSTERREC_THREADS`` is unset."""
@@ -112,7 +116,7 @@ async def read_body(protocol: HTTPProtocol, length: int | None, max_bytes: int) 
     return bytes(body)
 
 
-def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+def call_wsgi(app: WsgiApp, environ: dict[str, Any]) -> Answer:
     """Run ``app`` on ``environ`` to the end: its status code, headers and whole body."""
     started: list = []
 
@@ -148,6 +152,8 @@ class RsgiApp:
         large_bodies: requests with a large body (:data:`LARGE_BODY_BYTES`) read or answered at a time;
             default ``upload_threads``. Others wait up to ``large_body_wait_seconds``, then get a 503.
         large_body_bytes, large_body_wait_seconds: see :data:`LARGE_BODY_BYTES`, :data:`LARGE_BODY_WAIT_SECONDS`.
+        shortcut: offered each request without a body first, with its method, path and query string; what it
+            answers is sent, and the app answers what it declines (:class:`recsvc.shortcut.SimilarShortcut`).
     """
 
     def __init__(
@@ -158,8 +164,10 @@ class RsgiApp:
         large_bodies: int | None = None,
         large_body_bytes: int = LARGE_BODY_BYTES,
         large_body_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
+        shortcut: Shortcut | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
+        self.shortcut = shortcut
         self.max_body_bytes = max_body_bytes
         self.uploads = ThreadPoolExecutor(upload_threads, thread_name_prefix="posterrec-upload")
         self.large_body_turns = asyncio.Semaphore(large_bodies or upload_threads)
@@ -193,6 +201,9 @@ class RsgiApp:
     async def answer(self, scope: Scope, protocol: HTTPProtocol, length: int | None) -> None:
         """Read the request's body (of :func:`body_length` ``length``), run the app (uploads in the upload
         threads) and send its response."""
+        if length == 0 and self.shortcut and (answer := self.shortcut(scope.method, scope.path, scope.query_string)):
+            protocol.response_bytes(*answer)
+            return
         try:
             body = await read_body(protocol, length, self.max_body_bytes)
         except ProtocolClosed:  # the client left before sending its whole body
@@ -214,15 +225,18 @@ def is_upload(environ: dict[str, Any]) -> bool:
     return environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() == UPLOAD_CONTENT_TYPE
 
 
-def rsgi_app_for(flask_app: Flask) -> RsgiApp:
+def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
     """``flask_app`` as an RSGI app: its ``MAX_CONTENT_LENGTH`` as the body limit, the environment's upload
-    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`)."""
+    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`), ``shortcut`` offered bodiless requests first."""
     threads = load_server_settings().threads or UPLOAD_THREADS
-    return RsgiApp(flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads)
+    return RsgiApp(flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads, shortcut=shortcut)
 
 
 def create_rsgi_app() -> RsgiApp:
-    """The service (:func:`recsvc.create_app`) as an RSGI app (:func:`rsgi_app_for`)."""
+    """The service (:func:`recsvc.create_app`) as an RSGI app (:func:`rsgi_app_for`), its similar-poster
+    requests answered by :class:`recsvc.shortcut.SimilarShortcut`."""
     from . import create_app
+    from .shortcut import SimilarShortcut
 
-    return rsgi_app_for(create_app())
+    app = create_app()
+    return rsgi_app_for(app, SimilarShortcut(app))

@@ -67,6 +67,17 @@ def test_a_percent_encoded_path_and_query_reach_the_app_decoded(server) -> None:
     assert status == 404 and "'café'" in json.loads(body)["detail"]
 
 
+def test_similar_posters_answered_without_flask_carry_the_apps_headers_and_are_counted(server) -> None:
+    port, items = server
+    status, headers, body = get(port, f"/v1/posters/{items[0].title_id}/similar?k=1")
+    assert status == 200 and json.loads(body)["id"] == items[0].title_id
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert int(headers["content-length"]) == len(body)
+    _, _, metrics = get(port, "/metrics")
+    counted = 'posterrec_requests_total{endpoint="/v1/posters/<title_id>/similar",method="GET",status="200"}'
+    assert any(line.startswith(counted) and float(line.split()[-1]) >= 1 for line in metrics.decode().splitlines())
+
+
 def test_a_header_sent_twice_reaches_the_app_as_one_list(server) -> None:
     port, items = server
     image = f"/v1/posters/{items[0].title_id}/image"

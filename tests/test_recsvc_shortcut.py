@@ -1,0 +1,89 @@
+"""The similar-poster shortcut answers exactly as the Flask view does, and declines everything else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_recsvc_support import DE_TITLES, settings_for
+
+from recsvc import create_app
+from recsvc.metrics import REQUESTS
+from recsvc.shortcut import SimilarShortcut
+
+ANSWERED = [
+    "/v1/posters/{id}/similar",
+    "/v1/posters/{id}/similar?k=3",
+    "/v1/posters/{id}/similar?k=3&k=7",  # the first value counts, as in request.args.get
+    "/v1/posters/{id}/similar?k=+05&region=de",
+    "/v1/posters/{id}/similar?region=DE&k=%32",
+    "/v1/posters/{id}/similar?region=&unknown=1",
+    "/v1/posters/{id}/similar?region=JP",  # a known region without variants: the originals
+]
+ERRORS = [
+    "/v1/posters/no-such-title/similar",  # 404
+    "/v1/posters/{id}/similar?k=0",  # 400
+    "/v1/posters/{id}/similar?k=abc",
+    "/v1/posters/{id}/similar?k=",
+    "/v1/posters/{id}/similar?region=ZZZ",
+    "/v1/posters/{id}/similar/",  # not the route: 404
+    "/v1/posters//similar",
+    "/v1/posters/{id}/x/similar",
+    "/v1/posters/similar",
+]
+OTHER_ROUTES = ["/v1/posters/{id}", "/healthz", "/v1/posters/{id}/image"]
+
+
+@pytest.fixture(scope="module")
+def app(index_root: Path):
+    return create_app(settings_for(index_root), watch=False)
+
+
+@pytest.fixture(scope="module")
+def shortcut(app) -> SimilarShortcut:
+    return SimilarShortcut(app)
+
+
+def shortcut_answer(shortcut: SimilarShortcut, url: str, method: str = "GET"):
+    path, _, query = url.partition("?")
+    return shortcut(method, path, query)
+
+
+@pytest.mark.parametrize("url", ANSWERED)
+def test_a_request_the_view_answers_200_gets_the_views_status_headers_and_bytes(app, shortcut, url) -> None:
+    url = url.format(id=DE_TITLES[0])
+    expected = app.test_client().get(url)
+    assert expected.status_code == 200
+    status, headers, body = shortcut_answer(shortcut, url)
+    assert status == 200 and body == expected.data
+    assert dict(headers) == {name: value for name, value in expected.headers if name != "Content-Length"}
+
+
+@pytest.mark.parametrize("url", ERRORS)
+def test_a_request_the_view_refuses_is_declined_for_the_app_to_answer(app, shortcut, url) -> None:
+    url = url.format(id=DE_TITLES[0])
+    assert 400 <= app.test_client().get(url).status_code < 500
+    assert shortcut_answer(shortcut, url) is None
+
+
+@pytest.mark.parametrize("url", OTHER_ROUTES)
+def test_other_routes_are_declined(shortcut, url) -> None:
+    assert shortcut_answer(shortcut, url.format(id=DE_TITLES[0])) is None
+
+
+def test_other_methods_are_declined(shortcut) -> None:
+    for method in ("HEAD", "POST", "DELETE"):
+        assert shortcut_answer(shortcut, f"/v1/posters/{DE_TITLES[0]}/similar", method) is None
+
+
+def test_an_answer_is_counted_under_the_views_rule(shortcut) -> None:
+    series = REQUESTS.labels("/v1/posters/<title_id>/similar", "GET", "200")
+    before = series._value.get()
+    assert shortcut_answer(shortcut, f"/v1/posters/{DE_TITLES[1]}/similar?k=2") is not None
+    assert series._value.get() == before + 1
+
+
+def test_without_an_index_every_request_is_declined(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path / "empty"), watch=False)
+    assert shortcut_answer(SimilarShortcut(app), f"/v1/posters/{DE_TITLES[0]}/similar") is None
+    assert app.test_client().get(f"/v1/posters/{DE_TITLES[0]}/similar").status_code == 503
