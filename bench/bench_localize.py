@@ -506,15 +506,15 @@ def real_table(count: int, methods: tuple[str, ...] = tuple(METHODS), seed: int 
             count_ = stats[config.name]
             detection = by_text if config.by_text else by_prominence
             count_["posters"] += 1
-            if not detection.found:
-                continue
-            count_["chosen"] += 1
             found = _found(detection, row["title"])
-            count_["found"] += found
             if not found and config.by_text:
                 missed[row["id"]] = (
                     f"| {row['id']} | {row['title']} | {detection.text} | {detection.how or 'refused'} |"
                 )
+            if not detection.found:
+                continue
+            count_["chosen"] += 1
+            count_["found"] += found
             mask = title_mask(detection, original if config.glyphs else None)
             started = time.perf_counter()
             erased = inpaint(original, mask, config.method, exclude=other_text_mask(detection))
