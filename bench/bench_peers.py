@@ -67,6 +67,7 @@ from bench.support import (  # noqa: E402
     Server,
     clustered_vectors,
     fixed_answer_server,
+    flask_only_server,
     free_port,
     percentile_ms,
     posterrec_server,
@@ -966,6 +967,8 @@ HTTP_WARMUP = 1
 HTTP_REQUESTS = 1000
 HEALTH = "/healthz"
 FLOOR = "granian RSGI, fixed answer, no app (the server's floor)"
+SIMILAR = "PosterRec GET /v1/posters/<id>/similar"
+FLASK_ONLY = f"{SIMILAR}, every request through Flask (no shortcut)"
 CHROMA_QUERY = "/api/v2/tenants/default_tenant/databases/default_database/collections/{id}/query"
 
 
@@ -1006,7 +1009,8 @@ def request_files(directory: Path, work: Workload, collection_id: str) -> dict[s
     queries = [q.round(6).tolist() for q in work.queries[:HTTP_REQUESTS]]
     chroma = CHROMA_QUERY.format(id=collection_id)
     lines = {
-        "PosterRec GET /v1/posters/<id>/similar": [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
+        SIMILAR: [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
+        FLASK_ONLY: [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
         "PosterRec POST /v1/search (embedding)": [
             f"POST\t/v1/search\t{json.dumps({'embedding': q, 'k': K})}" for q in queries
         ],
@@ -1069,8 +1073,12 @@ def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -
         load_seconds = time.perf_counter() - started
         chroma_found = chroma_recall(collection, work)
         files = request_files(directory, work, str(collection.id))
-        with posterrec_server(directory / "index", workers) as posterrec, fixed_answer_server(workers) as floor:
-            servers = {name: posterrec for name in files} | {FLOOR: floor}
+        with (
+            posterrec_server(directory / "index", workers) as posterrec,
+            flask_only_server(directory / "index", workers) as flask_only,
+            fixed_answer_server(workers) as floor,
+        ):
+            servers = {name: posterrec for name in files} | {FLASK_ONLY: flask_only, FLOOR: floor}
             servers |= {name: chroma for name in files if name.startswith("Chroma")}
             cells: dict[tuple[str, int], list[dict]] = {}
             for round_no in range(rounds):
@@ -1086,7 +1094,8 @@ def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -
         f"{HTTP_WARMUP} s, {rounds} rounds, median (range); requests: {HTTP_REQUESTS} stored ids or held-out query vectors, "
         f"k={K}. CPU per request: the server's process tree and wrk's, over the measured seconds (both share the "
         f"{workers} cores). `{HEALTH}` does no work: what the HTTP server and Flask cost; the floor row is granian "
-        f"alone, {workers} workers answering every request with a fixed body, the ceiling of any Python app it serves.",
+        f"alone, {workers} workers answering every request with a fixed body, the ceiling of any Python app it serves; "
+        "the no-shortcut row serves the same index with every request through Flask.",
         "",
         "| endpoint | clients | requests/s | p50 ms | p99 ms | errors | server CPU µs/request | wrk CPU µs/request |",
         "|---|---|---|---|---|---|---|---|",

@@ -219,6 +219,25 @@ def fixed_answer_server(workers: int) -> Iterator[Server]:
         yield running
 
 
+def flask_only_rsgi_app() -> Callable:
+    """granian's factory for the service as ``python -m recsvc`` serves it but without
+    :class:`recsvc.shortcut.SimilarShortcut`: every request through Flask, what the shortcut saves measured."""
+    from recsvc import create_app
+    from recsvc.rsgi import rsgi_app_for
+
+    return rsgi_app_for(create_app())
+
+
+@contextlib.contextmanager
+def flask_only_server(index_root: Path, workers: int) -> Iterator[Server]:
+    """:func:`flask_only_rsgi_app` serving ``index_root`` with ``workers`` workers, ready once each answers."""
+    port = free_port()
+    command = granian_cli_command("rsgi", "bench.support:flask_only_rsgi_app", port, workers)
+    env = service_env(port, workers, POSTERREC_INDEX_ROOT=str(index_root))
+    with running_server(command, port, env, ready_answers=4 * workers) as running:
+        yield running
+
+
 # --- load from wrk -----------------------------------------------------------------------------------
 
 
