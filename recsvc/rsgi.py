@@ -51,7 +51,8 @@ the upload threads."""
 def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of the request ``scope`` whose whole body is ``body``.
 
-    granian hands the path percent-decoded as text; WSGI wants its UTF-8 bytes spelled as Latin-1. A header
+    granian hands the path percent-decoded, and the query string as sent, as text; WSGI wants their UTF-8 bytes
+    spelled as Latin-1. A header
     sent more than once is joined with ", ", as HTTP allows; a header name with an underscore is dropped, so
     that ``X_Forwarded_For`` cannot pose as ``X-Forwarded-For`` (as gunicorn does). ``REMOTE_PORT`` and
     ``wsgi.file_wrapper`` are left out.
@@ -61,7 +62,7 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "REQUEST_METHOD": scope.method,
         "SCRIPT_NAME": "",
         "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope.query_string,
+        "QUERY_STRING": scope.query_string.encode("utf-8").decode("latin-1"),
         "SERVER_NAME": host,
         "SERVER_PORT": port,
         "SERVER_PROTOCOL": "HTTP/1.0" if scope.http_version == "1" else f"HTTP/{scope.http_version}",

@@ -11,15 +11,20 @@ it as it answers every request.
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import parse_qsl
 
 from flask import Flask
 
+from . import SECURITY_HEADERS, security_headers
 from .api import SIMILAR_RULE, similar_results
+from .errors import ApiError
 from .metrics import record_request
 from .rsgi import Answer
 from .served import API_PREFIX
+
+log = logging.getLogger(__name__)
 
 
 class SimilarShortcut:
@@ -27,11 +32,17 @@ class SimilarShortcut:
 
     Call it with a request's method, percent-decoded path and raw query string: the :data:`Answer`, or None
     for the app to answer.
+
+    Raises:
+        RuntimeError: ``app`` has request hooks besides its security headers, which the shortcut would skip.
     """
 
     def __init__(self, app: Flask) -> None:
-        from . import SECURITY_HEADERS
-
+        hooks = [*app.before_request_funcs.values(), *app.teardown_request_funcs.values()]
+        if any(hooks) or app.after_request_funcs != {None: [security_headers]}:
+            raise RuntimeError(
+                "SimilarShortcut skips Flask's request hooks, but the app has more than its security headers"
+            )
         self.rule = f"{API_PREFIX}{SIMILAR_RULE}"  # the metrics' label, as Flask's matched rule spells it
         self.prefix, self.suffix = self.rule.split("<title_id>")
         self.live = app.extensions["posterrec"]
@@ -46,11 +57,14 @@ class SimilarShortcut:
             return None
         started = time.perf_counter()
         try:
-            body = similar_results(index, title_id, first_values(query), self.max_k, script_root="")
-        except Exception:  # a 4xx, or a failure that the app logs and answers 500 when it runs the request
+            body = self.encode(similar_results(index, title_id, first_values(query), self.max_k, script_root=""))
+        except ApiError:  # a 4xx: the app answers it
+            return None
+        except Exception:  # the app runs the request again, and answers 500 if it fails there too
+            log.exception("the similar-poster shortcut failed on %s?%s", path, query)
             return None
         record_request(self.rule, method, 200, time.perf_counter() - started)
-        return 200, self.headers, self.encode(body)
+        return 200, self.headers, body
 
     def title_id(self, path: str) -> str:
         """The ``<title_id>`` of ``path`` when it is this route's (one non-empty path segment), else ``""``."""
@@ -61,7 +75,8 @@ class SimilarShortcut:
 
 
 def first_values(query: str) -> dict[str, str]:
-    """Each name's first value in the query string, as Flask's ``request.args.get`` reads it."""
+    """Each name's first value in the query string, as Flask's ``request.args.get`` reads it (an invalid
+    percent escape aside, which no parameter of this route accepts either way)."""
     values: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         values.setdefault(name, value)

@@ -67,6 +67,19 @@ def test_a_percent_encoded_path_and_query_reach_the_app_decoded(server) -> None:
     assert status == 404 and "'café'" in json.loads(body)["detail"]
 
 
+def test_a_query_string_sent_as_raw_utf8_reaches_the_app_decoded(server) -> None:
+    port, items = server
+    similar = f"/v1/posters/{items[0].title_id}/similar"
+    status, _, body = exchange(
+        port, f"GET {similar}?region=é HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert status == 400 and "'é'" in json.loads(body)["detail"]
+    status, _, body = exchange(
+        port, f"GET {similar}?x=日本&k=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert status == 200 and len(json.loads(body)["results"]) == 1
+
+
 def test_similar_posters_answered_without_flask_carry_the_apps_headers_and_are_counted(server) -> None:
     port, items = server
     status, headers, body = get(port, f"/v1/posters/{items[0].title_id}/similar?k=1")

@@ -87,3 +87,10 @@ def test_without_an_index_every_request_is_declined(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path / "empty"), watch=False)
     assert shortcut_answer(SimilarShortcut(app), f"/v1/posters/{DE_TITLES[0]}/similar") is None
     assert app.test_client().get(f"/v1/posters/{DE_TITLES[0]}/similar").status_code == 503
+
+
+def test_an_app_with_request_hooks_the_shortcut_would_skip_is_refused(index_root: Path) -> None:
+    app = create_app(settings_for(index_root), watch=False)
+    app.before_request(lambda: None)
+    with pytest.raises(RuntimeError, match="request hooks"):
+        SimilarShortcut(app)
