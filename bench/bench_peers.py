@@ -66,9 +66,8 @@ from posterrec_settings import load_settings  # noqa: E402
 from bench.support import (  # noqa: E402
     Server,
     clustered_vectors,
-    fixed_answer_server,
-    flask_only_server,
     free_port,
+    granian_cli_server,
     percentile_ms,
     posterrec_server,
     run_wrk,
@@ -1008,9 +1007,10 @@ def request_files(directory: Path, work: Workload, collection_id: str) -> dict[s
     rows = np.random.default_rng(1).integers(0, len(work.corpus), HTTP_REQUESTS)
     queries = [q.round(6).tolist() for q in work.queries[:HTTP_REQUESTS]]
     chroma = CHROMA_QUERY.format(id=collection_id)
+    similar = [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows]
     lines = {
-        SIMILAR: [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
-        FLASK_ONLY: [f"GET\t/v1/posters/t{row}/similar?k={K}" for row in rows],
+        SIMILAR: similar,
+        FLASK_ONLY: similar,
         "PosterRec POST /v1/search (embedding)": [
             f"POST\t/v1/search\t{json.dumps({'embedding': q, 'k': K})}" for q in queries
         ],
@@ -1075,8 +1075,10 @@ def measure_http(work: Workload, directory: Path, chroma_ef: int, rounds: int) -
         files = request_files(directory, work, str(collection.id))
         with (
             posterrec_server(directory / "index", workers) as posterrec,
-            flask_only_server(directory / "index", workers) as flask_only,
-            fixed_answer_server(workers) as floor,
+            granian_cli_server(
+                "rsgi", "bench.support:flask_only_rsgi_app", workers, POSTERREC_INDEX_ROOT=str(directory / "index")
+            ) as flask_only,
+            granian_cli_server("rsgi", "bench.support:fixed_answer_app", workers, ready_path="/") as floor,
         ):
             servers = {name: posterrec for name in files} | {FLASK_ONLY: flask_only, FLOOR: floor}
             servers |= {name: chroma for name in files if name.startswith("Chroma")}

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_service import build_index, run_load  # noqa: E402
 
-from bench.support import free_port, granian_cli_command, posterrec_server, running_server, service_env  # noqa: E402
+from bench.support import free_port, granian_cli_server, posterrec_server, running_server  # noqa: E402
 
 NORMAL_TIMEOUT_S = 5.0
 NGINX_CONF = """
@@ -109,12 +109,11 @@ def granian_wsgi(threads: int | None) -> Callable:
 
     @contextlib.contextmanager
     def run(root: Path, workers: int) -> Iterator[int]:
-        port = free_port()
         options = [] if threads is None else ["--blocking-threads", str(threads)]
-        command = granian_cli_command("wsgi", "recsvc:create_app", port, workers, *options)
-        env = service_env(port, workers, POSTERREC_INDEX_ROOT=str(root))
-        with running_server(command, port, env, ready_answers=4 * workers):
-            yield port
+        with granian_cli_server(
+            "wsgi", "recsvc:create_app", workers, *options, POSTERREC_INDEX_ROOT=str(root)
+        ) as server:
+            yield server.port
 
     return run
 

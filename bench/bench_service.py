@@ -43,12 +43,9 @@ import posterrec_settings  # noqa: E402  (sets TF_USE_LEGACY_KERAS before Tensor
 
 from bench.support import (  # noqa: E402
     clustered_vectors,
-    free_port,
-    granian_cli_command,
+    granian_cli_server,
     posterrec_server,
     run_wrk,
-    running_server,
-    service_env,
 )
 
 BASELINE = "bare Flask constant (baseline)"
@@ -123,10 +120,10 @@ def build_index(root: Path, n: int, dim: int, seed: int = 0) -> None:
 @contextlib.contextmanager
 def bare_server(workers: int) -> Iterator[int]:
     """The bare app under granian's RSGI interface, as the service is served, on a free port, until the block ends."""
-    port = free_port()
-    command = granian_cli_command("rsgi", "bench_service:bare_rsgi_app", port, workers, "--working-dir", "bench")
-    with running_server(command, port, service_env(port, workers), "/constant", ready_answers=4 * workers):
-        yield port
+    with granian_cli_server(
+        "rsgi", "bench_service:bare_rsgi_app", workers, "--working-dir", "bench", ready_path="/constant"
+    ) as server:
+        yield server.port
 
 
 def run_load(port: int, request_kind: str, titles: int, clients: int, seconds: int, warmup: int) -> dict:

@@ -197,6 +197,19 @@ def posterrec_server(index_root: Path, workers: int, server: str = "granian", **
         yield running
 
 
+@contextlib.contextmanager
+def granian_cli_server(
+    interface: str, target: str, workers: int, *options: str, ready_path: str = "/readyz", **settings: str
+) -> Iterator[Server]:
+    """:func:`granian_cli_command` serving ``target`` with ``workers`` workers and ``options`` on a free port, with
+    the ``POSTERREC_*`` ``settings``; ready once every worker answers ``ready_path``."""
+    port = free_port()
+    command = granian_cli_command(interface, target, port, workers, *options)
+    env = service_env(port, workers, **settings)
+    with running_server(command, port, env, ready_path, ready_answers=4 * workers) as running:
+        yield running
+
+
 FIXED_ANSWER = b'{"status":"ok"}\n'
 
 
@@ -210,15 +223,6 @@ def fixed_answer_app() -> Callable:
     return _fixed_answer
 
 
-@contextlib.contextmanager
-def fixed_answer_server(workers: int) -> Iterator[Server]:
-    """:func:`fixed_answer_app` under granian as ``python -m recsvc`` runs it, with ``workers`` workers."""
-    port = free_port()
-    command = granian_cli_command("rsgi", "bench.support:fixed_answer_app", port, workers)
-    with running_server(command, port, ready_path="/", ready_answers=4 * workers) as running:
-        yield running
-
-
 def flask_only_rsgi_app() -> Callable:
     """granian's factory for the service as ``python -m recsvc`` serves it but without
     :class:`recsvc.shortcut.SimilarShortcut`: every request through Flask, what the shortcut saves measured."""
@@ -226,16 +230,6 @@ def flask_only_rsgi_app() -> Callable:
     from recsvc.rsgi import rsgi_app_for
 
     return rsgi_app_for(create_app())
-
-
-@contextlib.contextmanager
-def flask_only_server(index_root: Path, workers: int) -> Iterator[Server]:
-    """:func:`flask_only_rsgi_app` serving ``index_root`` with ``workers`` workers, ready once each answers."""
-    port = free_port()
-    command = granian_cli_command("rsgi", "bench.support:flask_only_rsgi_app", port, workers)
-    env = service_env(port, workers, POSTERREC_INDEX_ROOT=str(index_root))
-    with running_server(command, port, env, ready_answers=4 * workers) as running:
-        yield running
 
 
 # --- load from wrk -----------------------------------------------------------------------------------

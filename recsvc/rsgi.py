@@ -52,10 +52,9 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     """The PEP 3333 environ of the request ``scope`` whose whole body is ``body``.
 
     granian hands the path percent-decoded, and the query string as sent, as text; WSGI wants their UTF-8 bytes
-    spelled as Latin-1. A header
-    sent more than once is joined with ", ", as HTTP allows; a header name with an underscore is dropped, so
-    that ``X_Forwarded_For`` cannot pose as ``X-Forwarded-For`` (as gunicorn does). ``REMOTE_PORT`` and
-    ``wsgi.file_wrapper`` are left out.
+    spelled as Latin-1. A header sent more than once is joined with ", ", as HTTP allows; a header name with an
+    underscore is dropped, so that ``X_Forwarded_For`` cannot pose as ``X-Forwarded-For`` (as gunicorn does).
+    ``REMOTE_PORT`` and ``wsgi.file_wrapper`` are left out.
     """
     host, _, port = scope.server.rpartition(":")
     environ = {
