@@ -8,9 +8,11 @@ import hashlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from posterrec_settings import Settings, load_settings
@@ -21,7 +23,7 @@ from PIL import Image, ImageOps
 
 from indexer.__main__ import main as indexer_main
 from indexer.build import Source, build_index, embed_sources
-from indexer.embedding_cache import EmbeddingCache
+from indexer.embedding_cache import CACHE_FILE, EmbeddingCache
 from indexer.ingest import ingest_catalog
 from indexer.published import IndexItem, IndexVersionError, current_version, list_versions, open_version
 from indexer.store import open_store
@@ -220,9 +222,29 @@ def wait_for_reader(fifo: Path, process: subprocess.Popen, timeout: float = 180.
     raise AssertionError(f"the build never opened {fifo}")
 
 
+def wait_until_cached(cache: Path, image_sha256s: list[str], process: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Return once the build's embedding cache holds every one of ``image_sha256s``.
+
+    The embedder reads the next batch while it embeds the current one, so the build can open the
+    FIFO before the batch ahead of it is cached.
+    """
+    deadline = time.monotonic() + timeout
+    marks = ",".join("?" * len(image_sha256s))
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-2000:] if process.stderr else "build exited"
+        with closing(sqlite3.connect(cache)) as db:
+            (cached,) = db.execute(
+                f"SELECT count(*) FROM embeddings WHERE image_sha256 IN ({marks})", image_sha256s
+            ).fetchone()
+        if cached == len(image_sha256s):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the build never cached {len(image_sha256s)} posters in {cache}")
+
+
 def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finished_batches(workspace: dict) -> None:
     """SIGKILL a real ``python -m indexer build`` at a known point: it blocks reading the 5th of 5 changed
-    posters (a FIFO with no data), after the first two batches of 2 were embedded and cached."""
+    posters (a FIFO with no data), once the first two batches of 2 are embedded and cached."""
     settings: Settings = workspace["settings"]
     served = build(workspace).publication.version
     catalog: Path = workspace["catalog"]
@@ -231,6 +253,7 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
     for poster in posters:
         ImageOps.invert(Image.open(poster).convert("RGB")).save(poster)
     assert ingest_catalog(catalog, workspace["store"]).summary.updated == 5
+    finished = [hashlib.sha256(poster.read_bytes()).hexdigest() for poster in posters[:-1]]
     last = posters[-1].read_bytes()
     posters[-1].unlink()
     os.mkfifo(posters[-1])
@@ -241,6 +264,7 @@ def test_a_build_killed_while_embedding_keeps_the_served_version_and_its_finishe
     writer = -1
     try:
         writer = wait_for_reader(posters[-1], process)
+        wait_until_cached(settings.index_root / CACHE_FILE, finished, process)
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:
