@@ -37,6 +37,9 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
+        # Commits survive the process being killed, not the machine losing power: enough for a cache, and a
+        # commit per batch costs 1 ms instead of 4 (fsync of the WAL).
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(
             """CREATE TABLE IF NOT EXISTS embeddings (
                    model_sha256 TEXT NOT NULL,
