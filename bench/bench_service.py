@@ -6,7 +6,7 @@ connection per client, for a fixed time; requests from ``wrk_requests.lua``)
 measures requests/s and p50/p99 latency of ``/v1/posters/<id>/similar`` and
 ``/v1/recommendations`` at 1, 8 and 32 concurrent clients. In the same run, under the same server, a
 bare Flask app that returns a constant gives the ceiling of any request through Flask, so
-the service's throughput is reported as a fraction of it (``/similar``, answered without Flask by
+the service's throughput is reported as a fraction of it (both endpoints, answered without Flask by
 :mod:`recsvc.shortcut`, can pass it). Each endpoint is
 measured between two bare cells, with both servers up, and its share (against
 their mean) is the median of the rounds' shares (the machine's speed drifts). The

@@ -225,7 +225,7 @@ def fixed_answer_app() -> Callable:
 
 def flask_only_rsgi_app() -> Callable:
     """granian's factory for the service as ``python -m recsvc`` serves it but without
-    :class:`recsvc.shortcut.SimilarShortcut`: every request through Flask, what the shortcut saves measured."""
+    :class:`recsvc.shortcut.ApiShortcut`: every request through Flask, what the shortcut saves measured."""
     from recsvc import create_app
     from recsvc.rsgi import rsgi_app_for
 

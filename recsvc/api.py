@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from posterrec_settings import Settings
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -79,22 +82,29 @@ def request_body() -> bytes:
     return data
 
 
+NOT_JSON = "body must be well-formed JSON sent as Content-Type: application/json"
+
+
 def json_object() -> dict:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    body = _parsed_json(request_body()) if request.is_json else None
-    if body is None:
-        raise bad_request("body must be well-formed JSON sent as Content-Type: application/json")
+    if not request.is_json:
+        raise bad_request(NOT_JSON)
+    return parse_json_object(request_body(), current_app.json.loads)
+
+
+def parse_json_object(data: bytes, loads: Callable[[bytes], Any]) -> dict:
+    """``data`` parsed by ``loads`` (the app's JSON provider's) as a JSON object.
+
+    Raises:
+        ApiError: 400 when ``data`` is not JSON or not an object.
+    """
+    try:
+        body = loads(data)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError and the provider's "nested too deeply" are ValueErrors
+        raise bad_request(NOT_JSON) from None
     if not isinstance(body, dict):
         raise bad_request(f"body must be a JSON object, got {type(body).__name__}")
     return body
-
-
-def _parsed_json(data: bytes):
-    """``data`` parsed by the app's JSON provider, None when it is not JSON (as ``get_json(silent=True)``)."""
-    try:
-        return current_app.json.loads(data)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError and the provider's "nested too deeply" are ValueErrors
-        return None
 
 
 @bp.get("/openapi.json")
@@ -125,13 +135,21 @@ def similar(title_id: str):
     return jsonify(similar_results(served_index(), title_id, request.args, app_settings().max_k, request.script_root))
 
 
-@bp.post("/recommendations")
-def recommendations():
-    index = served_index()
-    req = params.parse_recommendation_request(json_object(), app_settings().max_k, ranking.AGGREGATIONS)
+RECOMMENDATIONS_RULE = "/recommendations"
+
+
+def recommendation_results(
+    index: PublishedIndex, body: dict, settings: Settings, default_aggregation: str, script_root: str
+) -> dict:
+    """The body of ``POST /v1/recommendations`` for the JSON object ``body``, answered from ``index``.
+
+    Raises:
+        ApiError: 400 for a bad field or a signal the index lacks, 404 naming history ids not in ``index``.
+    """
+    req = params.parse_recommendation_request(body, settings.max_k, ranking.AGGREGATIONS)
     signal = signals.check_signal(index, req.signal)
     rows = signals.poster_rows(index, req.history, "history")
-    aggregation = req.aggregation or current_app.config["POSTERREC_AGGREGATION"]
+    aggregation = req.aggregation or default_aggregation
     ranked, signal = signals.recommend(
         index,
         rows,
@@ -140,9 +158,17 @@ def recommendations():
         req.exclude_history,
         signal,
         signals.preferences_of(index, req),
-        app_settings().hybrid_poster_weight,
+        settings.hybrid_poster_weight,
     )
-    return jsonify(_results(index, ranked, req.region, request.script_root, aggregation=aggregation, signal=signal))
+    return _results(index, ranked, req.region, script_root, aggregation=aggregation, signal=signal)
+
+
+@bp.post(RECOMMENDATIONS_RULE)
+def recommendations():
+    """Also answered without Flask by :mod:`recsvc.shortcut` under ``python -m recsvc``."""
+    index = served_index()
+    aggregation = current_app.config["POSTERREC_AGGREGATION"]
+    return jsonify(recommendation_results(index, json_object(), app_settings(), aggregation, request.script_root))
 
 
 UPLOAD_WAIT_SECONDS = 10.0

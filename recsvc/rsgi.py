@@ -30,8 +30,9 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
 """A response: status code, headers and whole body."""
-Shortcut = Callable[[str, str, str], Answer | None]
-"""(method, percent-decoded path, query string) -> the answer, or None for the app to answer."""
+Shortcut = Callable[[str, str, str, str, bytes], Answer | None]
+"""(method, percent-decoded path, query string, Content-Type, whole body) -> the answer, or None for the app
+to answer."""
 
 UPLOAD_THREADS = 8
 """Threads a worker runs file uploads in when ``POSTERREC_THREADS`` is unset."""
@@ -152,8 +153,8 @@ class RsgiApp:
         large_bodies: requests with a large body (:data:`LARGE_BODY_BYTES`) read or answered at a time;
             default ``upload_threads``. Others wait up to ``large_body_wait_seconds``, then get a 503.
         large_body_bytes, large_body_wait_seconds: see :data:`LARGE_BODY_BYTES`, :data:`LARGE_BODY_WAIT_SECONDS`.
-        shortcut: offered each request without a body first, with its method, path and query string; what it
-            answers is sent, and the app answers what it declines (:class:`recsvc.shortcut.SimilarShortcut`).
+        shortcut: offered each request whose whole body was read first (:data:`Shortcut`); what it answers is
+            sent, and the app answers what it declines (:class:`recsvc.shortcut.ApiShortcut`).
     """
 
     def __init__(
@@ -201,12 +202,12 @@ class RsgiApp:
     async def answer(self, scope: Scope, protocol: HTTPProtocol, length: int | None) -> None:
         """Read the request's body (of :func:`body_length` ``length``), run the app (uploads in the upload
         threads) and send its response."""
-        if length == 0 and self.shortcut and (answer := self.shortcut(scope.method, scope.path, scope.query_string)):
-            protocol.response_bytes(*answer)
-            return
         try:
             body = await read_body(protocol, length, self.max_body_bytes)
         except ProtocolClosed:  # the client left before sending its whole body
+            return
+        if self.shortcut and length == len(body) and (answer := self.offer_shortcut(scope, body)):
+            protocol.response_bytes(*answer)
             return
         environ = wsgi_environ(scope, body)
         if is_upload(environ):
@@ -216,13 +217,24 @@ class RsgiApp:
             status, headers, payload = call_wsgi(self.wsgi_app, environ)
         protocol.response_bytes(status, headers, payload)
 
+    def offer_shortcut(self, scope: Scope, body: bytes) -> Answer | None:
+        """The shortcut's answer to the request ``scope`` with the whole body ``body``, or None. A header sent
+        twice reaches it joined, as it reaches the app (:func:`wsgi_environ`)."""
+        content_type = ", ".join(value for name, value in scope.headers.items() if name == "content-type")
+        return self.shortcut(scope.method, scope.path, scope.query_string, content_type, body)
+
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.uploads.shutdown(wait=False, cancel_futures=True)  # the loop has stopped: no answer can be sent
 
 
 def is_upload(environ: dict[str, Any]) -> bool:
     """Whether the request carries a file upload (its media type is ``multipart/form-data``, in any case)."""
-    return environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() == UPLOAD_CONTENT_TYPE
+    return media_type(environ.get("CONTENT_TYPE", "")) == UPLOAD_CONTENT_TYPE
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, lower-cased, its parameters dropped (as werkzeug reads it)."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
@@ -233,10 +245,10 @@ def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
 
 
 def create_rsgi_app() -> RsgiApp:
-    """The service (:func:`recsvc.create_app`) as an RSGI app (:func:`rsgi_app_for`), its similar-poster
-    requests answered by :class:`recsvc.shortcut.SimilarShortcut`."""
+    """The service (:func:`recsvc.create_app`) as an RSGI app (:func:`rsgi_app_for`), its similar-poster and
+    recommendation requests answered by :class:`recsvc.shortcut.ApiShortcut`."""
     from . import create_app
-    from .shortcut import SimilarShortcut
+    from .shortcut import ApiShortcut
 
     app = create_app()
-    return rsgi_app_for(app, SimilarShortcut(app))
+    return rsgi_app_for(app, ApiShortcut(app))

@@ -91,6 +91,30 @@ def test_similar_posters_answered_without_flask_carry_the_apps_headers_and_are_c
     assert any(line.startswith(counted) and float(line.split()[-1]) >= 1 for line in metrics.decode().splitlines())
 
 
+def recommendation_request(history: list[str], *content_types: str) -> bytes:
+    body = json.dumps({"history": history, "k": 2}).encode()
+    headers = "".join(f"Content-Type: {content_type}\r\n" for content_type in content_types)
+    head = f"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {len(body)}\r\n"
+    return f"{head}Connection: close\r\n\r\n".encode() + body
+
+
+def test_recommendations_answered_without_flask_carry_the_apps_headers_and_are_counted(server) -> None:
+    port, items = server
+    status, headers, body = exchange(port, recommendation_request([items[0].title_id], "application/json"))
+    assert status == 200 and len(json.loads(body)["results"]) == 2
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    _, _, metrics = get(port, "/metrics")
+    counted = 'posterrec_requests_total{endpoint="/v1/recommendations",method="POST",status="200"}'
+    assert any(line.startswith(counted) and float(line.split()[-1]) >= 1 for line in metrics.decode().splitlines())
+
+
+def test_a_content_type_sent_twice_reaches_the_recommendations_as_one_list(server) -> None:
+    port, items = server
+    request = recommendation_request([items[0].title_id], "application/json", "text/plain")
+    status, _, body = exchange(port, request)
+    assert status == 400 and "Content-Type: application/json" in json.loads(body)["detail"]
+
+
 def test_a_header_sent_twice_reaches_the_app_as_one_list(server) -> None:
     port, items = server
     image = f"/v1/posters/{items[0].title_id}/image"

@@ -1,7 +1,9 @@
-"""The similar-poster shortcut answers exactly as the Flask view does, and declines everything else."""
+"""The API shortcut answers similar posters and recommendations exactly as the Flask views do, and declines
+everything else."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from test_recsvc_support import DE_TITLES, settings_for
 
 from recsvc import create_app
 from recsvc.metrics import REQUESTS
-from recsvc.shortcut import SimilarShortcut
+from recsvc.shortcut import ApiShortcut
 
 ANSWERED = [
     "/v1/posters/{id}/similar",
@@ -33,6 +35,26 @@ ERRORS = [
 ]
 OTHER_ROUTES = ["/v1/posters/{id}", "/healthz", "/v1/posters/{id}/image"]
 
+RECOMMENDATIONS = "/v1/recommendations"
+ANSWERED_BODIES = [
+    {"history": ["t001"]},
+    {"history": ["t001", "t004", "t020"], "k": 3, "region": "de"},
+    {"history": ["t001", "t002"], "exclude_history": False, "aggregation": "fusion"},
+    {"history": ["t001", "t002"], "weights": [1, 3], "negative": ["t030"], "exclude": ["t005"]},
+    {"history": ["t001"], "region": "JP", "k": 1},
+]
+BAD_BODIES = [
+    ("{not json", "application/json"),
+    ('["t001"]', "application/json"),
+    ("", "application/json"),
+    ('{"history": ["t001", "missing"]}', "application/json"),  # 404
+    ('{"history": ["t001"], "k": 0}', "application/json"),
+    ('{"history": ["t001"], "histroy": ["t002"]}', "application/json"),
+    ('{"history": ["t001"], "signal": "behaviour"}', "application/json"),  # no behaviour model in this index
+    ('{"history": ["t001"]}', "text/plain"),
+    ('{"history": ["t001"]}', ""),
+]
+
 
 @pytest.fixture(scope="module")
 def app(index_root: Path):
@@ -40,23 +62,27 @@ def app(index_root: Path):
 
 
 @pytest.fixture(scope="module")
-def shortcut(app) -> SimilarShortcut:
-    return SimilarShortcut(app)
+def shortcut(app) -> ApiShortcut:
+    return ApiShortcut(app)
 
 
-def shortcut_answer(shortcut: SimilarShortcut, url: str, method: str = "GET"):
+def shortcut_answer(shortcut: ApiShortcut, url: str, method: str = "GET", content_type: str = "", body: bytes = b""):
     path, _, query = url.partition("?")
-    return shortcut(method, path, query)
+    return shortcut(method, path, query, content_type, body)
+
+
+def assert_same_response(expected, answer) -> None:
+    """``answer`` (the shortcut's) has the status, headers and bytes of the Flask response ``expected``."""
+    assert expected.status_code == 200, expected.data
+    status, headers, body = answer
+    assert status == 200 and body == expected.data
+    assert dict(headers) == {name: value for name, value in expected.headers if name != "Content-Length"}
 
 
 @pytest.mark.parametrize("url", ANSWERED)
 def test_a_request_the_view_answers_200_gets_the_views_status_headers_and_bytes(app, shortcut, url) -> None:
     url = url.format(id=DE_TITLES[0])
-    expected = app.test_client().get(url)
-    assert expected.status_code == 200
-    status, headers, body = shortcut_answer(shortcut, url)
-    assert status == 200 and body == expected.data
-    assert dict(headers) == {name: value for name, value in expected.headers if name != "Content-Length"}
+    assert_same_response(app.test_client().get(url), shortcut_answer(shortcut, url))
 
 
 @pytest.mark.parametrize("url", ERRORS)
@@ -74,6 +100,34 @@ def test_other_routes_are_declined(shortcut, url) -> None:
 def test_other_methods_are_declined(shortcut) -> None:
     for method in ("HEAD", "POST", "DELETE"):
         assert shortcut_answer(shortcut, f"/v1/posters/{DE_TITLES[0]}/similar", method) is None
+    body = json.dumps(ANSWERED_BODIES[0]).encode()
+    for method in ("GET", "PUT"):
+        assert shortcut_answer(shortcut, RECOMMENDATIONS, method, "application/json", body) is None
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=utf-8"])
+@pytest.mark.parametrize("request_body", ANSWERED_BODIES)
+def test_a_recommendation_the_view_answers_200_gets_the_views_status_headers_and_bytes(
+    app, shortcut, request_body: dict, content_type: str
+) -> None:
+    data = json.dumps(request_body).encode()
+    expected = app.test_client().post(RECOMMENDATIONS, data=data, content_type=content_type)
+    assert_same_response(expected, shortcut_answer(shortcut, RECOMMENDATIONS, "POST", content_type, data))
+
+
+@pytest.mark.parametrize("data, content_type", BAD_BODIES)
+def test_a_recommendation_the_view_refuses_is_declined_for_the_app_to_answer(app, shortcut, data, content_type) -> None:
+    assert 400 <= app.test_client().post(RECOMMENDATIONS, data=data, content_type=content_type).status_code < 500
+    assert shortcut_answer(shortcut, RECOMMENDATIONS, "POST", content_type, data.encode()) is None
+
+
+def test_a_json_media_type_other_than_application_json_is_left_to_the_app(app, shortcut) -> None:
+    data = json.dumps(ANSWERED_BODIES[0]).encode()
+    assert (
+        app.test_client().post(RECOMMENDATIONS, data=data, content_type="application/x.posterrec+json").status_code
+        == 200
+    )
+    assert shortcut_answer(shortcut, RECOMMENDATIONS, "POST", "application/x.posterrec+json", data) is None
 
 
 def test_an_answer_is_counted_under_the_views_rule(shortcut) -> None:
@@ -81,11 +135,16 @@ def test_an_answer_is_counted_under_the_views_rule(shortcut) -> None:
     before = series._value.get()
     assert shortcut_answer(shortcut, f"/v1/posters/{DE_TITLES[1]}/similar?k=2") is not None
     assert series._value.get() == before + 1
+    series = REQUESTS.labels(RECOMMENDATIONS, "POST", "200")
+    before = series._value.get()
+    data = json.dumps(ANSWERED_BODIES[0]).encode()
+    assert shortcut_answer(shortcut, RECOMMENDATIONS, "POST", "application/json", data) is not None
+    assert series._value.get() == before + 1
 
 
 def test_without_an_index_every_request_is_declined(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path / "empty"), watch=False)
-    assert shortcut_answer(SimilarShortcut(app), f"/v1/posters/{DE_TITLES[0]}/similar") is None
+    assert shortcut_answer(ApiShortcut(app), f"/v1/posters/{DE_TITLES[0]}/similar") is None
     assert app.test_client().get(f"/v1/posters/{DE_TITLES[0]}/similar").status_code == 503
 
 
@@ -93,4 +152,4 @@ def test_an_app_with_request_hooks_the_shortcut_would_skip_is_refused(index_root
     app = create_app(settings_for(index_root), watch=False)
     app.before_request(lambda: None)
     with pytest.raises(RuntimeError, match="request hooks"):
-        SimilarShortcut(app)
+        ApiShortcut(app)
