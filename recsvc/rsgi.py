@@ -233,13 +233,14 @@ def is_upload(environ: dict[str, Any]) -> bool:
 
 
 def media_type(content_type: str) -> str:
-    """The media type of a ``Content-Type`` value, lower-cased, its parameters dropped (as werkzeug reads it)."""
-    return content_type.split(";", 1)[0].strip().lower()
+    """The media type of a ``Content-Type`` value, lower-cased, its parameters and the spaces and tabs around it
+    dropped (as werkzeug reads it)."""
+    return content_type.split(";", 1)[0].strip(" \t").lower()
 
 
 def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
     """``flask_app`` as an RSGI app: its ``MAX_CONTENT_LENGTH`` as the body limit, the environment's upload
-    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`), ``shortcut`` offered bodiless requests first."""
+    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`), ``shortcut`` offered each request first."""
     threads = load_server_settings().threads or UPLOAD_THREADS
     return RsgiApp(flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads, shortcut=shortcut)
 

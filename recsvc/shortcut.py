@@ -57,13 +57,11 @@ class ApiShortcut:
         self.recommendations_rule = f"{API_PREFIX}{RECOMMENDATIONS_RULE}"
         self.similar_prefix, self.similar_suffix = self.similar_rule.split("<title_id>")
         self.live = app.extensions["posterrec"]
-        self.settings = app.config["POSTERREC_SETTINGS"]
-        self.default_aggregation = app.config["POSTERREC_AGGREGATION"]
-        self.loads = app.json.loads
-        self.encode = app.json.response_body
+        self.config = app.config  # read on each request, as the views read it
+        self.json = app.json
         self.headers = [("Content-Type", app.json.mimetype), *SECURITY_HEADERS.items()]
 
-    def __call__(self, method: str, path: str, query: str, content_type: str = "", body: bytes = b"") -> Answer | None:
+    def __call__(self, method: str, path: str, query: str, content_type: str, body: bytes) -> Answer | None:
         index = self.live.index
         if index is None:
             return None
@@ -73,20 +71,24 @@ class ApiShortcut:
             rule, results = self.recommendations_rule, partial(self.recommendations, index, body)
         else:
             return None
-        return self.answer(rule, method, results, path)
+        return self.answer(method, path, rule, results)
 
     def similar(self, index: PublishedIndex, title_id: str, query: str) -> dict:
-        return similar_results(index, title_id, first_values(query), self.settings.max_k, script_root="")
+        """The similar-poster view's body for ``title_id`` and the raw ``query``; raises its ApiErrors."""
+        settings = self.config["POSTERREC_SETTINGS"]
+        return similar_results(index, title_id, first_values(query), settings.max_k, script_root="")
 
     def recommendations(self, index: PublishedIndex, body: bytes) -> dict:
-        request = parse_json_object(body, self.loads)
-        return recommendation_results(index, request, self.settings, self.default_aggregation, script_root="")
+        """The recommendation view's body for the raw JSON ``body``; raises its ApiErrors."""
+        fields = parse_json_object(body, self.json.loads)
+        settings, aggregation = self.config["POSTERREC_SETTINGS"], self.config["POSTERREC_AGGREGATION"]
+        return recommendation_results(index, fields, settings, aggregation, script_root="")
 
-    def answer(self, rule: str, method: str, results: Callable[[], dict], path: str) -> Answer | None:
-        """The 200 answer with the body ``results()``, counted under ``rule``; None when it raises."""
+    def answer(self, method: str, path: str, rule: str, results: Callable[[], dict]) -> Answer | None:
+        """The 200 answer whose body is ``results()``, counted under ``rule``; None when ``results`` raises."""
         started = time.perf_counter()
         try:
-            body = self.encode(results())
+            body = self.json.response_body(results())
         except ApiError:  # a 4xx: the app answers it
             return None
         except Exception:  # the app runs the request again, and answers 500 if it fails there too

@@ -53,6 +53,7 @@ BAD_BODIES = [
     ('{"history": ["t001"], "signal": "behaviour"}', "application/json"),  # no behaviour model in this index
     ('{"history": ["t001"]}', "text/plain"),
     ('{"history": ["t001"]}', ""),
+    ('{"history": ["t001"]}', "application/json\xa0"),  # werkzeug strips spaces and tabs only
 ]
 
 
@@ -146,6 +147,17 @@ def test_without_an_index_every_request_is_declined(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path / "empty"), watch=False)
     assert shortcut_answer(ApiShortcut(app), f"/v1/posters/{DE_TITLES[0]}/similar") is None
     assert app.test_client().get(f"/v1/posters/{DE_TITLES[0]}/similar").status_code == 503
+
+
+def test_the_apps_configuration_is_read_on_each_request(index_root: Path) -> None:
+    app = create_app(settings_for(index_root), watch=False)
+    shortcut = ApiShortcut(app)
+    app.config["POSTERREC_AGGREGATION"] = "mean"
+    data = json.dumps(ANSWERED_BODIES[0]).encode()
+    assert (
+        json.loads(shortcut_answer(shortcut, RECOMMENDATIONS, "POST", "application/json", data)[2])["aggregation"]
+        == "mean"
+    )
 
 
 def test_an_app_with_request_hooks_the_shortcut_would_skip_is_refused(index_root: Path) -> None:
