@@ -3,11 +3,12 @@
 On one batch of 32 real posters prepared by the Embedder, in the same process and in interleaved
 rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
 (``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
-to TFLite and run with XNNPACK, these two on 2 threads; then ``Embedder.embed_images`` on poster files
-(decode, resize, forward, the next batch prepared during the forward pass) and the index build's
-embedding step, beside the same in series and in series with TensorFlow's resize dispatched op by op.
-Each row gives images/s (median and range over the rounds), the speed-up over the plain TensorFlow
-pass of the same round (median and range), the
+to LiteRT (TFLite) and run with XNNPACK as the embedder runs an export, these two on 2 threads. A second
+table puts ``Embedder.embed_images`` on poster files (decode, resize, forward, the next batch prepared
+during the forward pass) and the index build's embedding step, beside the same in series and in series
+with TensorFlow's resize dispatched op by op, against the embedder's own forward pass on the prepared
+batch. Each row gives images/s (median and range over the rounds), the speed-up over its table's
+baseline in the same round (median and range), the
 largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
 CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
 cores x clock x fp32 FLOPs per cycle of the core's FMA units. A runtime is adoptable when it matches
@@ -31,7 +32,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from indexer.embedding_cache import EmbeddingCache  # noqa: E402
 from indexer.published import IndexItem  # noqa: E402
 from models.backbones import build_backbone  # noqa: E402
 from models.catalog import read_catalog  # noqa: E402
-from models.embedder import Embedder, export_embedder, load_embedder  # noqa: E402
+from models.embedder import Embedder, LiteRtForward, export_embedder, litert_model, load_embedder  # noqa: E402
 from models.network import build_network  # noqa: E402
 from models.preprocessing import load_rgb, resize_to_square  # noqa: E402
 
@@ -106,7 +106,8 @@ def cpu_peak_gflops() -> tuple[float, str]:
     if "avx512f" in flags and not amd_before_zen5:
         per_cycle, units = 64, "2 FMA units x 16 fp32 lanes (AVX-512) x 2"
     elif "fma" in flags:
-        per_cycle, units = 32, "2 FMA units x 8 fp32 lanes (256-bit; Zen 4 splits AVX-512 in two) x 2"
+        width = "256-bit; Zen 4 splits AVX-512 in two" if "avx512f" in flags else "AVX2"
+        per_cycle, units = 32, f"2 FMA units x 8 fp32 lanes ({width}) x 2"
     else:
         per_cycle, units = 8, "no FMA: 1 add + 1 mul of 4 lanes"
     peak = cores * ghz * per_cycle
@@ -114,6 +115,7 @@ def cpu_peak_gflops() -> tuple[float, str]:
 
 
 def tensorflow_forward(embedder: Embedder, jit: bool) -> Forward:
+    """TensorFlow (XLA when ``jit``) on a uint8 batch, cast to float as the model's input."""
     function = tf.function(
         lambda images: embedder.model(images, training=False), input_signature=[input_spec(embedder)], jit_compile=jit
     )
@@ -130,26 +132,7 @@ def onnx_forward(embedder: Embedder) -> Forward:
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]
-
-
-def tflite_forward(embedder: Embedder) -> Forward:
-    """The TFLite interpreter (XNNPACK) on the model converted for a fixed batch of ``BATCH``."""
-    function = tf.function(lambda images: embedder.model(images, training=False))
-    concrete = function.get_concrete_function(input_spec(embedder, BATCH))
-    content = tf.lite.TFLiteConverter.from_concrete_functions([concrete], embedder.model).convert()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice that it moves to ai-edge-litert
-        interpreter = tf.lite.Interpreter(model_content=content, num_threads=THREADS)
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(source, batch)
-        interpreter.invoke()
-        return interpreter.get_tensor(target).copy()
-
-    return forward
+    return lambda batch: session.run(None, {name: batch.astype(np.float32)})[0]
 
 
 def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:
@@ -208,14 +191,16 @@ def rate(call: Callable, inputs: object, images: int, repeats: int) -> float:
 
 def table(
     results: dict[str, list[float]],
+    baseline: str,
     differences: dict[str, float],
     gflop: float,
     peak: float,
     args: argparse.Namespace,
 ) -> list[str]:
-    base = results[BASELINE]
+    """One row per ``results`` entry: images/s, its speed-up over ``baseline`` round by round, agreement and FLOP rate."""
+    base = results[baseline]
     lines = [
-        "| runtime (batch 32) | images/s median (range) | × TensorFlow, per round | max abs diff | GFLOP/s | % of peak "
+        f"| batch 32 | images/s median (range) | × {baseline}, per round | max abs diff | GFLOP/s | % of peak "
         "| adoptable |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -225,7 +210,7 @@ def table(
         speedup = float(np.median(ratios))
         diff = differences.get(name)
         verdict = diff is not None and diff <= args.tolerance and speedup >= args.adopt_speedup
-        adoptable = "—" if diff is None or name == BASELINE else "yes" if verdict else "no"
+        adoptable = "—" if diff is None or name == baseline else "yes" if verdict else "no"
         lines.append(
             f"| {name} | {median:.1f} ({min(rates):.1f}–{max(rates):.1f}) "
             f"| {speedup:.2f} ({min(ratios):.2f}–{max(ratios):.2f}) "
@@ -252,7 +237,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model if args.model.is_dir() else untrained_export(Path(tmp) / "model")
         embedder = load_embedder(model_dir, batch_size=BATCH)
-    batch = np.stack([embedder.prepare(path) for path in paths[:BATCH]]).astype(np.float32)
+    batch = np.stack([embedder.prepare(path) for path in paths[:BATCH]])
     files = paths[BATCH:]
     plain = tensorflow_forward(embedder, jit=False)
     reference = plain(batch)
@@ -260,7 +245,10 @@ def main() -> int:
     runtimes: dict[str, tuple[Forward, int]] = {  # name: (forward, batches per round)
         BASELINE: (plain, 2),
         "XLA (tf.function jit_compile=True)": (tensorflow_forward(embedder, jit=True), 1),
-        f"TFLite XNNPACK {THREADS} threads": (tflite_forward(embedder), 2),
+        f"LiteRT XNNPACK {THREADS} threads": (
+            LiteRtForward(litert_model(embedder.model, embedder.input_size), THREADS),
+            2,
+        ),
     }
     onnx_name = f"ONNX Runtime {THREADS} threads (tf2onnx, opset {OPSET})"
     try:
@@ -271,27 +259,30 @@ def main() -> int:
     size, letterbox = embedder.input_size, embedder.letterbox
     in_series = {
         "the same, each batch prepared before its forward pass": embedder.prepare,
-        "the same, resized by TensorFlow op by op (the training resize)": lambda path: resize_to_square(
-            load_rgb(path), size, letterbox
-        ).numpy(),
+        "the same, resized by TensorFlow op by op (the training resize)": lambda path: np.round(
+            resize_to_square(load_rgb(path), size, letterbox).numpy()
+        ).astype(np.uint8),
     }
-    pillow, tensorflow = (embed_in_series(plain, files, prepare) for prepare in in_series.values())
+    pillow, tensorflow = (embed_in_series(embedder.forward, files, prepare) for prepare in in_series.values())
     notes.append(resize_agreement(pillow, tensorflow, [set(row.genres) for row in rows[BATCH:]]))
     embedder.embed_images(files[:BATCH])  # trace the model outside the timing
     sources = build_sources(files)
-    results: dict[str, list[float]] = {}
+    raw = f"the embedder's forward pass ({'LiteRT' if isinstance(embedder.forward, LiteRtForward) else 'TensorFlow'})"
+    runtime_rates: dict[str, list[float]] = {}
+    file_rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         for name, (forward, repeats) in runtimes.items():
-            results.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
+            runtime_rates.setdefault(name, []).append(rate(forward, batch, BATCH, repeats))
+        file_rates.setdefault(raw, []).append(rate(embedder.forward, batch, BATCH, 2))
         name = f"Embedder.embed_images ({len(files)} poster files: decode, resize, forward)"
-        results.setdefault(name, []).append(rate(embedder.embed_images, files, len(files), 1))
+        file_rates.setdefault(name, []).append(rate(embedder.embed_images, files, len(files), 1))
         name = "the index build's embedding step (also reads, hashes and caches)"
-        results.setdefault(name, []).append(
+        file_rates.setdefault(name, []).append(
             rate(functools.partial(rebuild_embedding, embedder), sources, len(sources), 1)
         )
         for name, prepare in in_series.items():
-            results.setdefault(name, []).append(
-                rate(functools.partial(embed_in_series, plain, prepare=prepare), files, len(files), 1)
+            file_rates.setdefault(name, []).append(
+                rate(functools.partial(embed_in_series, embedder.forward, prepare=prepare), files, len(files), 1)
             )
     gflop = flops_per_image(embedder) / 1e9
     peak, peak_text = cpu_peak_gflops()
@@ -301,7 +292,9 @@ def main() -> int:
                 f"{embedder.manifest['backbone']} exported model, {gflop:.3f} GFLOP per image (TensorFlow profiler), "
                 f"{args.rounds} interleaved rounds; CPU peak: {peak_text}.",
                 "",
-                *table(results, differences, gflop, peak, args),
+                *table(runtime_rates, BASELINE, differences, gflop, peak, args),
+                "",
+                *table(file_rates, raw, {}, gflop, peak, args),
                 *notes,
             ]
         )

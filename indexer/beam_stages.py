@@ -161,13 +161,14 @@ def absolute_path(path: str) -> str:
 def local_model_dir(model_dir: str) -> tuple[Path, Path | None]:
     """``model_dir`` as a local folder: itself when local, else a temporary copy of its model files
     (returned second, for the caller to delete) fetched through ``FileSystems`` (``gs://`` and the like)."""
-    from models.embedder import MANIFEST_FILE, MODEL_FILE
+    from models.embedder import LITERT_FILE, MANIFEST_FILE, MODEL_FILE
 
     if FileSystems.get_scheme(model_dir) in (None, "file"):
         return Path(model_dir.removeprefix("file://")), None
     copy = Path(tempfile.mkdtemp(prefix="posterrec-model-"))
+    litert = [LITERT_FILE] if FileSystems.exists(FileSystems.join(model_dir, LITERT_FILE)) else []
     try:
-        for name in (MODEL_FILE, MANIFEST_FILE):
+        for name in (MODEL_FILE, MANIFEST_FILE, *litert):
             with FileSystems.open(FileSystems.join(model_dir, name)) as source, (copy / name).open("wb") as target:
                 shutil.copyfileobj(source, target)
     except OSError as err:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import posterrec_settings  # noqa: F401
@@ -15,7 +18,9 @@ from PIL import Image
 
 from models.backbones import backbone_spec, build_backbone, unfreeze_top_blocks
 from models.embedder import (
+    LITERT_FILE,
     MANIFEST_FILE,
+    LiteRtForward,
     ModelMismatchError,
     NotAnExportedModelError,
     export_embedder,
@@ -78,6 +83,44 @@ def test_embeds_in_batches_the_same_as_one_by_one(exported: Path) -> None:
     together = embedder.embed_images(images)
     alone = np.concatenate([embedder.embed_images([image]) for image in images])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def pixels(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 64, 64, 3), dtype=np.uint8)
+
+
+def test_an_export_embeds_with_litert_as_tensorflow_does(exported: Path) -> None:
+    embedder = load_embedder(exported, batch_size=3)
+    assert (exported / LITERT_FILE).is_file() and isinstance(embedder.forward, LiteRtForward)
+    batch = pixels(5)
+    expected = embedder.model(batch.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(embedder.forward(batch), expected, atol=1e-4)
+    np.testing.assert_allclose(embedder.forward(batch[:1]), expected[:1], atol=1e-4)  # another batch size
+
+
+def test_an_export_without_its_litert_model_embeds_with_tensorflow(exported: Path, tmp_path: Path) -> None:
+    older = shutil.copytree(exported, tmp_path / "model")
+    (older / LITERT_FILE).unlink()
+    with_litert, without = load_embedder(exported), load_embedder(older)
+    assert not isinstance(without.forward, LiteRtForward)
+    images = [Image.new("RGB", (40, 60), (i * 30, 255 - i * 20, 90)) for i in range(4)]
+    np.testing.assert_allclose(without.embed_images(images), with_litert.embed_images(images), atol=1e-4)
+
+
+def test_threads_embed_at_once_each_with_its_own_interpreter(exported: Path) -> None:
+    forward = load_embedder(exported).forward
+    batches = [pixels(size, seed) for seed, size in enumerate([1, 4, 2, 4, 1, 3] * 4)]
+    expected = [forward(batch) for batch in batches]
+    started = threading.Barrier(4)
+
+    def interpreter_of_a_thread(_: int) -> int:
+        started.wait()  # all four threads alive at once, so none reuses another's
+        return id(forward.interpreter_for((1, 64, 64, 3))[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert len(set(pool.map(interpreter_of_a_thread, range(4)))) == 4
+        for got, want in zip(pool.map(forward, batches), expected):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_failed_export_keeps_the_previous_model(exported: Path) -> None:
