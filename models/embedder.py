@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from models.preprocessing import ImageInput, load_rgb, resize_array_to_square
+from models.preprocessing import ImageInput, load_image, resize_image_to_square
 from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class Embedder:
 
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
         """One input -> the square uint8 image the model takes; raises ``UnreadableImage`` naming a bad input."""
-        return resize_array_to_square(load_rgb(item, index), self.input_size, self.letterbox)
+        return resize_image_to_square(load_image(item, index), self.input_size, self.letterbox)
 
     def prepare_batch(self, images: Sequence[ImageInput], first_index: int = 0) -> np.ndarray:
         """``(N, size, size, 3)`` uint8 model inputs; ``first_index`` numbers the inputs in errors."""

@@ -8,7 +8,7 @@ the manifest records the choice so that embedding uses what training used.
 Training resizes inside its ``tf.data`` pipeline (:func:`resize_to_square`, TensorFlow's
 bilinear filter with antialiasing); embedding resizes 8-bit pixels with Pillow's bilinear filter,
 the same triangle filter, to within one grey level of TensorFlow's pixels and several times faster
-(:func:`resize_array_to_square`, ``bench/bench_embed.py``). The backbone's pixel
+(:func:`resize_image_to_square`, ``bench/bench_embed.py``). The backbone's pixel
 scaling (:class:`PixelScaling`) is a layer of the exported model itself, so callers hand it
 plain 0-255 pixels.
 """
@@ -69,16 +69,15 @@ def letterbox_geometry(height: int, width: int, size: int) -> tuple[tuple[int, i
     return (int(np.floor(exact_height)), int(np.floor(exact_width))), (top, left)
 
 
-def resize_array_to_square(image: np.ndarray, size: int, letterbox: bool) -> np.ndarray:
-    """:func:`resize_to_square` for an ``HxWx3`` uint8 array, with Pillow: ``size x size x 3`` uint8,
-    within one grey level of TensorFlow's float pixels (Pillow rounds after each of its two passes)."""
-    height, width = image.shape[:2]
+def resize_image_to_square(image: Image.Image, size: int, letterbox: bool) -> np.ndarray:
+    """:func:`resize_to_square` for an RGB image, with Pillow: ``size x size x 3`` uint8, within one grey
+    level of TensorFlow's float pixels (Pillow rounds after each of its two passes)."""
     (resized_height, resized_width), (top, left) = (
-        letterbox_geometry(height, width, size) if letterbox else ((size, size), (0, 0))
+        letterbox_geometry(image.height, image.width, size) if letterbox else ((size, size), (0, 0))
     )
-    resized = Image.fromarray(image).resize((resized_width, resized_height), Image.Resampling.BILINEAR)
-    bottom, right = size - resized_height - top, size - resized_width - left
-    return np.pad(np.asarray(resized), ((top, bottom), (left, right), (0, 0)))
+    square = Image.new("RGB", (size, size))  # black, as resize_with_pad pads
+    square.paste(image.resize((resized_width, resized_height), Image.Resampling.BILINEAR), (left, top))
+    return np.asarray(square)
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
@@ -102,14 +101,14 @@ def _describe(item: ImageInput, index: int) -> str:
     return f"image #{index} ({type(item).__name__})"
 
 
-def load_rgb(item: ImageInput, index: int = 0) -> np.ndarray:
-    """Decode bytes, a path or a PIL image into an ``HxWx3`` uint8 array.
+def load_image(item: ImageInput, index: int = 0) -> Image.Image:
+    """Decode bytes, a path or a PIL image into an RGB PIL image.
 
     Raises :class:`UnreadableImage` (a ``ValueError``) naming the input when it cannot be read or decoded,
     so a caller embedding a thousand files knows which one is bad.
     """
     if isinstance(item, Image.Image):
-        return np.asarray(item.convert("RGB"))
+        return item.convert("RGB")
     if not isinstance(item, (bytes, str, Path)):
         raise UnreadableImage(f"{_describe(item, index)}: expected bytes, a path or a PIL image", index)
     try:
@@ -118,8 +117,13 @@ def load_rgb(item: ImageInput, index: int = 0) -> np.ndarray:
         raise UnreadableImage(f"{_describe(item, index)} cannot be read: {err.strerror or err}", index) from None
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return image.convert("RGB")
     except UnidentifiedImageError:
         raise UnreadableImage(f"{_describe(item, index)} is not an image Pillow can decode", index) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UnreadableImage(f"{_describe(item, index)} is truncated or corrupt: {err}", index) from None
+
+
+def load_rgb(item: ImageInput, index: int = 0) -> np.ndarray:
+    """:func:`load_image` as an ``HxWx3`` uint8 array; raises its :class:`UnreadableImage`."""
+    return np.asarray(load_image(item, index))

@@ -27,7 +27,7 @@ from models.embedder import (
     load_embedder,
 )
 from models.network import build_network
-from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_array_to_square, resize_to_square
+from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_image_to_square, resize_to_square
 
 MANIFEST = {"backbone": "tiny", "input_size": 64, "embedding_dim": 128, "letterbox": True, "label_scheme": "sampled"}
 
@@ -158,7 +158,7 @@ def test_the_embedding_time_resize_gives_the_pixels_of_the_training_resize(lette
     for height, width in [(268, 182), (182, 268), (600, 400), (224, 224), (1000, 37), (99, 301), (7, 5)]:
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         expected = resize_to_square(image, 224, letterbox).numpy()
-        resized = resize_array_to_square(image, 224, letterbox)
+        resized = resize_image_to_square(Image.fromarray(image), 224, letterbox)
         assert resized.dtype == np.uint8
         np.testing.assert_allclose(resized, expected, rtol=0, atol=1.001, err_msg=f"{height}x{width}")
 
