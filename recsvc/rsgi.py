@@ -26,6 +26,7 @@ from posterrec_settings import load_server_settings
 
 from flask import Flask
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
+from werkzeug.http import parse_options_header
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -233,9 +234,9 @@ def is_upload(environ: dict[str, Any]) -> bool:
 
 
 def media_type(content_type: str) -> str:
-    """The media type of a ``Content-Type`` value, lower-cased, its parameters and the spaces and tabs around it
-    dropped (as werkzeug reads it)."""
-    return content_type.split(";", 1)[0].strip(" \t").lower()
+    """The media type of a ``Content-Type`` value, lower-cased and without its parameters, parsed by werkzeug
+    as Flask's ``request.mimetype`` is."""
+    return parse_options_header(content_type)[0].lower()
 
 
 def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
