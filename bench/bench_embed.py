@@ -130,9 +130,9 @@ def onnx_forward(embedder: Embedder) -> Forward:
     proto, _ = tf2onnx.convert.from_keras(embedder.model, input_signature=[input_spec(embedder)], opset=OPSET)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch.astype(np.float32)})[0]
+    inference = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    name = inference.get_inputs()[0].name
+    return lambda batch: inference.run(None, {name: batch.astype(np.float32)})[0]
 
 
 def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:
