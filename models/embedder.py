@@ -226,10 +226,27 @@ def load_embedder(
     model_dir = Path(model_dir)
     manifest, digest = read_manifest(model_dir)
     check_expectations(manifest, expect or {}, model_dir)
+    litert = read_litert_model(model_dir / LITERT_FILE)
     model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
-    litert_path = model_dir / LITERT_FILE
-    litert = litert_path.read_bytes() if litert_path.is_file() else None
     batch_size = batch_size or posterrec_settings.load_settings().batch_size
     runtime = "LiteRT" if litert else "TensorFlow"
     log.info("loaded embedder %s (%s, manifest %s, %s)", model_dir, manifest.get("backbone"), digest[:12], runtime)
     return Embedder(model, manifest, digest, batch_size, litert)
+
+
+def read_litert_model(path: Path) -> bytes | None:
+    """The LiteRT model at ``path``, None when the export has none.
+
+    Raises:
+        NotAnExportedModelError: the file is not a LiteRT model (checked now, not on the first batch).
+    """
+    if not path.is_file():
+        return None
+    content = path.read_bytes()
+    try:
+        Interpreter(model_content=content)  # parses the flatbuffer (a millisecond), allocates nothing
+    except ValueError as err:
+        raise NotAnExportedModelError(
+            f"{path} is not a LiteRT model ({err}): export the model again, or delete the file to embed with TensorFlow"
+        ) from None
+    return content

@@ -107,6 +107,13 @@ def test_an_export_without_its_litert_model_embeds_with_tensorflow(exported: Pat
     np.testing.assert_allclose(without.embed_images(images), with_litert.embed_images(images), atol=1e-4)
 
 
+def test_a_litert_file_that_is_no_model_is_refused_naming_it(exported: Path, tmp_path: Path) -> None:
+    broken = shutil.copytree(exported, tmp_path / "model")
+    (broken / LITERT_FILE).write_bytes((exported / LITERT_FILE).read_bytes()[:1000])
+    with pytest.raises(NotAnExportedModelError, match=f"{LITERT_FILE} is not a LiteRT model"):
+        load_embedder(broken)
+
+
 def test_threads_embed_at_once_each_with_its_own_interpreter(exported: Path) -> None:
     forward = load_embedder(exported).forward
     batches = [pixels(size, seed) for seed, size in enumerate([1, 4, 2, 4, 1, 3] * 4)]
