@@ -92,10 +92,10 @@ def granian_command() -> list[str]:
 def granian_cli_command(interface: str, target: str, port: int, workers: int, *options: str) -> list[str]:
     """granian's own command line serving the factory ``target`` over ``interface`` (``wsgi`` or ``rsgi``) on
     ``port``, with the HTTP version, loop and header timeout that ``python -m recsvc`` gives it, plus ``options``."""
-    from recsvc.__main__ import HEADER_READ_TIMEOUT_MS
+    from recsvc.__main__ import EVENT_LOOP, HEADER_READ_TIMEOUT_MS
 
     command = [sys.executable, "-m", "granian", "--interface", interface, "--factory", "--workers", str(workers)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws", "--loop", "asyncio"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws", "--loop", EVENT_LOOP]
     command += ["--http1-header-read-timeout", str(HEADER_READ_TIMEOUT_MS)]
     return [*command, *options, target]
 

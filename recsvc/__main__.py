@@ -29,6 +29,9 @@ HEADER_READ_TIMEOUT_MS = 10_000
 """How long a client may take to send a request's headers before its connection is closed."""
 WORKER_KILL_TIMEOUT_S = 20
 """How long a worker may take to finish its requests on shutdown, as gunicorn's ``graceful_timeout``."""
+EVENT_LOOP = "uvloop"
+"""The workers' event loop (granian's ``--loop``): uvloop served more requests at 1 and 32 clients than
+asyncio's own loop, with a lower p99 (docs/benchmarks.md, "Serving")."""
 
 
 def fresh_metrics_dir() -> Path:
@@ -87,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
         log_access=bool(server.access_log),
-        loop=Loops.asyncio,  # the same loop whatever else is installed (uvloop comes with some packages)
+        loop=Loops(EVENT_LOOP),
     ).serve()
     return 0
 
