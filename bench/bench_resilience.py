@@ -8,6 +8,7 @@ synthetic clustered vectors, built once under ``var/bench``):
 * gunicorn's sync workers behind nginx (Debian's package), which buffers requests and answers;
 * granian, as ``python -m recsvc`` (``make serve``) runs it: the shipped configuration, the app over
   granian's RSGI interface (each worker's one Python thread awaits whole bodies, then runs the app);
+* the same RSGI app on asyncio's own event loop instead of the shipped uvloop;
 * granian's WSGI interface, its pool of request threads a worker (granian's default);
 * granian's WSGI interface with one request thread a worker.
 
@@ -104,6 +105,15 @@ def shipped_server(root: Path, workers: int) -> Iterator[int]:
         yield server.port
 
 
+@contextlib.contextmanager
+def asyncio_loop_server(root: Path, workers: int) -> Iterator[int]:
+    """The shipped RSGI app under granian on asyncio's own event loop."""
+    with granian_cli_server(
+        "rsgi", "recsvc.rsgi:create_rsgi_app", workers, "--loop", "asyncio", POSTERREC_INDEX_ROOT=str(root)
+    ) as server:
+        yield server.port
+
+
 def granian_wsgi(threads: int | None) -> Callable:
     """The app under granian's WSGI interface, ``threads`` request threads a worker (None: granian's pool)."""
 
@@ -123,6 +133,7 @@ CONFIGS = {
     "gunicorn-gthread": ("gunicorn gthread x4", gunicorn_server(4)),
     "nginx-gunicorn": ("nginx -> gunicorn sync", nginx_gunicorn),
     "granian": ("granian RSGI, python -m recsvc (shipped)", shipped_server),
+    "granian-asyncio": ("granian RSGI on asyncio's loop", asyncio_loop_server),
     "granian-wsgi": ("granian WSGI, its thread pool", granian_wsgi(None)),
     "granian-wsgi-1-thread": ("granian WSGI, 1 request thread a worker", granian_wsgi(1)),
 }
