@@ -49,7 +49,14 @@ from indexer.embedding_cache import EmbeddingCache  # noqa: E402
 from indexer.published import IndexItem  # noqa: E402
 from models.backbones import build_backbone  # noqa: E402
 from models.catalog import read_catalog  # noqa: E402
-from models.embedder import Embedder, LiteRtForward, export_embedder, litert_model, load_embedder  # noqa: E402
+from models.embedder import (  # noqa: E402
+    Embedder,
+    LiteRtForward,
+    export_embedder,
+    litert_model,
+    load_embedder,
+    pixel_forward,
+)
 from models.network import build_network  # noqa: E402
 from models.preprocessing import load_rgb, resize_to_square  # noqa: E402
 
@@ -115,11 +122,9 @@ def cpu_peak_gflops() -> tuple[float, str]:
 
 
 def tensorflow_forward(embedder: Embedder, jit: bool) -> Forward:
-    """TensorFlow (XLA when ``jit``) on a uint8 batch, cast to float as the model's input."""
-    function = tf.function(
-        lambda images: embedder.model(images, training=False), input_signature=[input_spec(embedder)], jit_compile=jit
-    )
-    return lambda batch: function(tf.cast(batch, tf.float32)).numpy()
+    """TensorFlow (XLA when ``jit``) on a uint8 batch: the embedder's own :func:`pixel_forward`."""
+    function = pixel_forward(embedder.model, embedder.input_size, jit_compile=jit)
+    return lambda batch: function(batch).numpy()
 
 
 def onnx_forward(embedder: Embedder) -> Forward:

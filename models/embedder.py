@@ -71,10 +71,17 @@ def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir:
     return out_dir
 
 
-def pixel_forward(model: tf.keras.Model, input_size: int) -> tf.types.experimental.GenericFunction:
-    """``model`` on a batch of ``input_size`` square uint8 images, cast to float inside the graph."""
+def pixel_forward(
+    model: tf.keras.Model, input_size: int, jit_compile: bool = False
+) -> tf.types.experimental.GenericFunction:
+    """``model`` on a batch of ``input_size`` square uint8 images, cast to float inside the graph (compiled
+    by XLA when ``jit_compile``)."""
     signature = tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)
-    return tf.function(lambda images: model(tf.cast(images, tf.float32), training=False), input_signature=[signature])
+    return tf.function(
+        lambda images: model(tf.cast(images, tf.float32), training=False),
+        input_signature=[signature],
+        jit_compile=jit_compile,
+    )
 
 
 def litert_model(model: tf.keras.Model, input_size: int) -> bytes:
