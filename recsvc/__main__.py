@@ -30,8 +30,8 @@ HEADER_READ_TIMEOUT_MS = 10_000
 WORKER_KILL_TIMEOUT_S = 20
 """How long a worker may take to finish its requests on shutdown, as gunicorn's ``graceful_timeout``."""
 EVENT_LOOP = "uvloop"
-"""The workers' event loop (granian's ``--loop``): uvloop served more requests at 1 and 32 clients than
-asyncio's own loop, with a lower p99 (docs/benchmarks.md, "Serving")."""
+"""The workers' event loop (granian's ``--loop``): uvloop served 1.3-1.5x the requests of asyncio's own loop
+at one connection, with a lower p99, and about as many at more (docs/benchmarks.md, "Which event loop")."""
 
 
 def fresh_metrics_dir() -> Path:
