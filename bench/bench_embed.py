@@ -272,7 +272,7 @@ def main() -> int:
     notes.append(resize_agreement(pillow, tensorflow, [set(row.genres) for row in rows[BATCH:]]))
     embedder.embed_images(files[:BATCH])  # trace the model outside the timing
     sources = build_sources(files)
-    raw = f"the embedder's forward pass ({'LiteRT' if isinstance(embedder.forward, LiteRtForward) else 'TensorFlow'})"
+    raw = f"the embedder's forward pass ({embedder.runtime})"
     runtime_rates: dict[str, list[float]] = {}
     file_rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):

@@ -150,6 +150,11 @@ class Embedder:
         else:
             self.forward = LiteRtForward(litert)
 
+    @property
+    def runtime(self) -> str:
+        """What runs the model: ``"LiteRT"`` or ``"TensorFlow"``."""
+        return "LiteRT" if isinstance(self.forward, LiteRtForward) else "TensorFlow"
+
     def prepare(self, item: ImageInput, index: int = 0) -> np.ndarray:
         """One input -> the square uint8 image the model takes; raises ``UnreadableImage`` naming a bad input."""
         return resize_image_to_square(load_image(item, index), self.input_size, self.letterbox)
@@ -236,9 +241,11 @@ def load_embedder(
     litert = read_litert_model(model_dir / LITERT_FILE)
     model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
     batch_size = batch_size or posterrec_settings.load_settings().batch_size
-    runtime = "LiteRT" if litert else "TensorFlow"
-    log.info("loaded embedder %s (%s, manifest %s, %s)", model_dir, manifest.get("backbone"), digest[:12], runtime)
-    return Embedder(model, manifest, digest, batch_size, litert)
+    embedder = Embedder(model, manifest, digest, batch_size, litert)
+    log.info(
+        "loaded embedder %s (%s, manifest %s, %s)", model_dir, manifest.get("backbone"), digest[:12], embedder.runtime
+    )
+    return embedder
 
 
 def read_litert_model(path: Path) -> bytes | None:
