@@ -17,7 +17,7 @@ from werkzeug.wsgi import LimitedStream
 from indexer.published import PublishedIndex
 
 from . import params, ranking, signals
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, busy
 from .openapi import openapi_document
 from .served import (
     API_PREFIX,
@@ -217,7 +217,7 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
                 raise ApiError(503, "model_unavailable", f"the model that built index {index.version} cannot be loaded")
             slots = current_app.extensions["posterrec.upload_slots"]
             if not slots.acquire(timeout=UPLOAD_WAIT_SECONDS):
-                raise ApiError(503, "busy", "this server is decoding as many uploads as it may; try again shortly")
+                raise busy("this server is decoding as many uploads as it may; try again shortly")
             try:
                 return embedder.embed_images([reduced_rgb(image, 2 * embedder.input_size, max_pixels)])[0]
             finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -11,14 +11,22 @@ from werkzeug.exceptions import BadRequest, HTTPException
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An error a client can act on: an HTTP status, a stable code and a human-readable detail."""
+RETRY_AFTER_SECONDS = 1
+"""How long a ``busy`` 503 asks the client to wait before it tries again (its ``Retry-After``): the server
+has already held the request for its wait before refusing it."""
+BUSY_HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+
+class ApiError(Exception):
+    """An error a client can act on: an HTTP status, a stable code, a human-readable detail and any headers
+    the response must carry."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = dict(headers or {})
 
 
 def bad_request(detail: str) -> ApiError:
@@ -27,6 +35,11 @@ def bad_request(detail: str) -> ApiError:
 
 def not_found(detail: str) -> ApiError:
     return ApiError(404, "not_found", detail)
+
+
+def busy(detail: str) -> ApiError:
+    """A 503 for a request the server has no room for now, with :data:`BUSY_HEADERS`."""
+    return ApiError(503, "busy", detail, BUSY_HEADERS)
 
 
 class MalformedBody(BadRequest):
@@ -91,7 +104,9 @@ def register_error_handlers(app: Flask) -> None:
     def api_error(err: ApiError):
         if err.status >= 500 and (cause := err.__cause__ or err.__context__) is not None:
             log.warning("%s: %s", err.detail, cause)  # the cause names server paths: the log has it, the body not
-        return _payload(err.status, err.error, err.detail)
+        response = _payload(err.status, err.error, err.detail)
+        response.headers.update(err.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

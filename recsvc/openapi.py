@@ -12,8 +12,21 @@ from .ranking import AGGREGATIONS
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again; sent with the `busy` error (the server has no room for "
+    "the request now)",
+    "schema": {"type": "integer"},
+}
+
+
 def _errors(*codes: int) -> dict:
-    return {str(code): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for code in codes}
+    """The error responses ``codes``: the Error schema, and on a 503 the ``Retry-After`` a busy server sends."""
+    responses = {}
+    for code in codes:
+        responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+        if code == 503:
+            responses[str(code)]["headers"] = {"Retry-After": RETRY_AFTER}
+    return responses
 
 
 def _ok(schema_ref: str) -> dict:

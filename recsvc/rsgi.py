@@ -28,6 +28,9 @@ from flask import Flask
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 from werkzeug.http import parse_options_header
 
+from . import SECURITY_HEADERS
+from .errors import BUSY_HEADERS
+
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
 """A response: status code, headers and whole body."""
@@ -45,6 +48,8 @@ LARGE_BODY_WAIT_SECONDS = 10.0
 BUSY = json.dumps(
     {"error": "busy", "detail": "this server is receiving as many large request bodies as it may; try again shortly"}
 ).encode()
+"""The body of the 503 a large body gets when it waited for its turn in vain; sent with :data:`BUSY_ANSWER_HEADERS`."""
+BUSY_ANSWER_HEADERS = [("Content-Type", "application/json"), *SECURITY_HEADERS.items(), *BUSY_HEADERS.items()]
 UPLOAD_CONTENT_TYPE = "multipart/form-data"
 """The media type (compared as werkzeug does: case-insensitive, parameters dropped) of requests that run in
 the upload threads."""
@@ -187,7 +192,7 @@ class RsgiApp:
             async with asyncio.timeout(self.large_body_wait_seconds):
                 await self.large_body_turns.acquire()
         except TimeoutError:
-            protocol.response_bytes(503, [("content-type", "application/json")], BUSY)
+            protocol.response_bytes(503, BUSY_ANSWER_HEADERS, BUSY)
             return
         try:
             await self.answer(scope, protocol, length)

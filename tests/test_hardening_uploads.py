@@ -111,6 +111,9 @@ def test_an_upload_waits_for_a_free_slot_and_is_503_when_none_frees(model_index:
     try:
         response = upload(client, small, "b.jpg")
         assert response.status_code == 503 and response.json["error"] == "busy"
+        assert response.headers["Retry-After"] == "1"
+        documented = client.get("/v1/openapi.json").json["paths"]["/v1/search"]["post"]["responses"]["503"]
+        assert "Retry-After" in documented["headers"]
     finally:
         for _ in held:
             slots.release()
