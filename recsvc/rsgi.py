@@ -45,11 +45,27 @@ LARGE_BODY_BYTES = 64 * 1024
 requests a worker at a time, so that clients cannot fill memory with bodies they send slowly."""
 LARGE_BODY_WAIT_SECONDS = 10.0
 """How long a request with a large body waits for its turn before a 503."""
-BUSY = json.dumps(
-    {"error": "busy", "detail": "this server is receiving as many large request bodies as it may; try again shortly"}
-).encode()
-"""The body of the 503 a large body gets when it waited for its turn in vain; sent with :data:`BUSY_ANSWER_HEADERS`."""
-BUSY_ANSWER_HEADERS = [("Content-Type", "application/json"), *SECURITY_HEADERS.items(), *BUSY_HEADERS.items()]
+
+
+def error_answer(status: int, error: str, detail: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
+    """An answer the server sends itself, outside the app: the API's JSON error shape, the security headers
+    every response carries, and ``headers``."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    return status, [("Content-Type", "application/json"), *SECURITY_HEADERS.items(), *headers], body
+
+
+BUSY = error_answer(
+    503,
+    "busy",
+    "this server is receiving as many large request bodies as it may; try again shortly",
+    BUSY_HEADERS.items(),
+)
+"""The answer to a request whose large body waited for its turn in vain."""
+CUT_SHORT = error_answer(
+    400, "bad_request", "the request body ended before the length its Content-Length header declares"
+)
+"""The answer to a request whose client stopped sending before the end of its declared body."""
+
 UPLOAD_CONTENT_TYPE = "multipart/form-data"
 """The media type (compared as werkzeug does: case-insensitive, parameters dropped) of requests that run in
 the upload threads."""
@@ -192,7 +208,7 @@ class RsgiApp:
             async with asyncio.timeout(self.large_body_wait_seconds):
                 await self.large_body_turns.acquire()
         except TimeoutError:
-            protocol.response_bytes(503, BUSY_ANSWER_HEADERS, BUSY)
+            protocol.response_bytes(*BUSY)
             return
         try:
             await self.answer(scope, protocol, length)
@@ -210,7 +226,8 @@ class RsgiApp:
         threads) and send its response."""
         try:
             body = await read_body(protocol, length, self.max_body_bytes)
-        except ProtocolClosed:  # the client left before sending its whole body
+        except ProtocolClosed:  # the client stopped sending before its whole body; it may still read an answer
+            protocol.response_bytes(*CUT_SHORT)
             return
         if self.shortcut and length == len(body) and (answer := self.offer_shortcut(scope, body)):
             protocol.response_bytes(*answer)

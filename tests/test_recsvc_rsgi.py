@@ -229,6 +229,16 @@ def test_a_body_past_the_probe_limit_is_refused_413(probe) -> None:
     assert exchange(probe, request)[0] == 413
 
 
+def test_a_body_cut_short_of_its_content_length_is_answered_400_in_the_apis_error_shape(probe) -> None:
+    request = b"POST /probe HTTP/1.1\r\nHost: localhost\r\nContent-Length: 50\r\nConnection: close\r\n\r\nabc"
+    status, headers, body = raw_exchange(probe, request)  # the client stops sending after 3 of 50 bytes
+    assert (
+        status == 400 and json.loads(body)["error"] == "bad_request" and "Content-Length" in json.loads(body)["detail"]
+    )
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert probed(probe, "GET /probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")["body"] == 0
+
+
 def test_large_bodies_take_turns_and_small_requests_are_answered_meanwhile(probe) -> None:
     size = PROBE_LARGE_BODY * 5
 
