@@ -14,7 +14,7 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 RETRY_AFTER = {
     "description": "Seconds to wait before trying again; sent with the `busy` error (the server has no room for "
-    "the request now)",
+    "the request now) and with `index_not_ready` while the service watches for a first index version",
     "schema": {"type": "integer"},
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from urllib.parse import quote, urlencode
 
@@ -36,10 +37,18 @@ def app_settings() -> Settings:
 
 def served_index() -> PublishedIndex:
     """The index snapshot this request answers from (kept for the whole request)."""
-    index = live_index().index
+    live = live_index()
+    index = live.index
     if index is None:
-        raise ApiError(503, "index_not_ready", "no index version is loaded yet; run `python -m indexer build`")
+        raise index_not_ready(live.poll_seconds)
     return index
+
+
+def index_not_ready(poll_seconds: float) -> ApiError:
+    """The 503 of a service with no version loaded. When it watches the index root, a version published now is
+    served within ``poll_seconds``: its ``Retry-After``; without a watcher only a restart loads one, so none."""
+    headers = {"Retry-After": str(math.ceil(poll_seconds))} if poll_seconds > 0 else {}
+    return ApiError(503, "index_not_ready", "no index version is loaded yet; run `python -m indexer build`", headers)
 
 
 def known_regions(index: PublishedIndex) -> frozenset[str]:

@@ -549,10 +549,22 @@ def test_readyz_is_503_before_any_index_and_ready_after_publishing(tmp_path: Pat
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json["status"] == "not_ready"
-    assert_json_error(client.get("/v1/posters/t001/similar"), 503)
+    not_ready = client.get("/v1/posters/t001/similar")
+    assert_json_error(not_ready, 503)
+    assert "Retry-After" not in not_ready.headers  # no watcher: only a restart would load a version
     version = publish(tmp_path / "index", corpus)
     assert app.extensions["posterrec"].refresh()
     assert client.get("/readyz").json["version"] == version
+
+
+def test_a_watching_service_without_an_index_asks_clients_to_retry_after_one_poll(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path / "index", poll_seconds=2.5), watch=True)
+    try:
+        response = app.test_client().get("/v1/posters/t001/similar")
+        assert response.status_code == 503 and response.json["error"] == "index_not_ready"
+        assert response.headers["Retry-After"] == "3"
+    finally:
+        app.extensions["posterrec"].stop()
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
