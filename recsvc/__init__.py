@@ -23,7 +23,8 @@ from .live_index import LiveIndex
 from .metrics import instrument
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
-"""On every response: a browser takes each body as the type it is sent as, never one it guesses."""
+"""On every response the service sends (granian's own answer to a request it cannot parse has no body): a
+browser takes each body as the type it is sent as, never one it guesses."""
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'",
