@@ -230,7 +230,10 @@ def test_back_and_forward_move_through_pages_and_details(page, corpus):
     page.go_forward()
     page.wait_for_url(re.compile(r"page=2$"))
     page.go_forward()
-    page.wait_for_function("() => document.querySelector('#details').open")
+    page.wait_for_function(  # the dialog opens first; its title is filled in once the poster's details load
+        "t => document.querySelector('#details').open && document.querySelector('#details-title').innerText === t",
+        arg=title_of(corpus, title_id),
+    )
     assert dialog.get_by_role("heading", level=2).inner_text() == title_of(corpus, title_id)
 
     page.get_by_role("button", name="Close details").click()  # closing returns to the listing's entry; Forward reopens
