@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any
 
 from posterrec_settings import load_server_settings
 
+import orjson
 from flask import Flask
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 from werkzeug.http import parse_options_header
@@ -49,8 +49,8 @@ LARGE_BODY_WAIT_SECONDS = 10.0
 
 def error_answer(status: int, error: str, detail: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
     """An answer the server sends itself, outside the app: the API's JSON error shape, the security headers
-    every response carries, and ``headers``."""
-    body = json.dumps({"error": error, "detail": detail}).encode()
+    every response carries, and ``headers``; the body written as the app writes its own (compact, one line)."""
+    body = orjson.dumps({"error": error, "detail": detail}, option=orjson.OPT_APPEND_NEWLINE)
     return status, [("Content-Type", "application/json"), *SECURITY_HEADERS.items(), *headers], body
 
 
