@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 from flask import Flask, jsonify
@@ -11,10 +12,16 @@ from werkzeug.exceptions import BadRequest, HTTPException
 log = logging.getLogger(__name__)
 
 
+def retry_after(seconds: float) -> dict[str, str]:
+    """The ``Retry-After`` header asking a client to wait ``seconds``, rounded up to the whole seconds HTTP
+    counts in."""
+    return {"Retry-After": str(math.ceil(seconds))}
+
+
 RETRY_AFTER_SECONDS = 1
 """How long a ``busy`` 503 asks the client to wait before it tries again (its ``Retry-After``): the server
 has already held the request for its wait before refusing it."""
-BUSY_HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+BUSY_HEADERS = retry_after(RETRY_AFTER_SECONDS)
 
 
 class ApiError(Exception):

@@ -20,7 +20,7 @@ RETRY_AFTER = {
 
 
 def _errors(*codes: int) -> dict:
-    """The error responses ``codes``: the Error schema, and on a 503 the ``Retry-After`` a busy server sends."""
+    """The error responses ``codes``: the Error schema, and on a 503 the ``Retry-After`` it may carry."""
     responses = {}
     for code in codes:
         responses[str(code)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from urllib.parse import quote, urlencode
 
@@ -19,7 +18,7 @@ from PIL import Image
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .errors import ApiError, not_found
+from .errors import ApiError, not_found, retry_after
 from .live_index import LiveIndex
 
 API_PREFIX = "/v1"
@@ -47,7 +46,7 @@ def served_index() -> PublishedIndex:
 def index_not_ready(poll_seconds: float) -> ApiError:
     """The 503 of a service with no version loaded. When it watches the index root, a version published now is
     served within ``poll_seconds``: its ``Retry-After``; without a watcher only a restart loads one, so none."""
-    headers = {"Retry-After": str(math.ceil(poll_seconds))} if poll_seconds > 0 else {}
+    headers = retry_after(poll_seconds) if poll_seconds > 0 else {}
     return ApiError(503, "index_not_ready", "no index version is loaded yet; run `python -m indexer build`", headers)
 
 
