@@ -97,8 +97,14 @@ class CheckedChunkedBodies:
         return self.wsgi_app(environ, start_response)
 
 
+def error_body(error: str, detail: str) -> dict[str, str]:
+    """The body of every error the API answers, by the app or by the server outside it: a stable code and
+    a human-readable detail."""
+    return {"error": error, "detail": detail}
+
+
 def _payload(status: int, error: str, detail: str):
-    response = jsonify(error=error, detail=detail)
+    response = jsonify(error_body(error, detail))
     response.status_code = status
     return response
 

@@ -29,7 +29,7 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 from werkzeug.http import parse_options_header
 
 from . import SECURITY_HEADERS
-from .errors import BUSY_HEADERS
+from .errors import BUSY_HEADERS, error_body
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -50,7 +50,7 @@ LARGE_BODY_WAIT_SECONDS = 10.0
 def error_answer(status: int, error: str, detail: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
     """An answer the server sends itself, outside the app: the API's JSON error shape, the security headers
     every response carries, and ``headers``; the body written as the app writes its own (compact, one line)."""
-    body = orjson.dumps({"error": error, "detail": detail}, option=orjson.OPT_APPEND_NEWLINE)
+    body = orjson.dumps(error_body(error, detail), option=orjson.OPT_APPEND_NEWLINE)
     return status, [("Content-Type", "application/json"), *SECURITY_HEADERS.items(), *headers], body
 
 
