@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import unicodedata
 from pathlib import Path
 
 import fontpkg
+from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
 
@@ -69,6 +71,26 @@ def face_for(language: str, serif: bool = False) -> FontFace:
     if language in _FAMILY_BY_LANGUAGE:
         return _fontpkg_face(_FAMILY_BY_LANGUAGE[language])
     return _fontpkg_face(LATIN_SERIF if serif else LATIN_SANS)
+
+
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+"""Unicode categories that need no glyph of their own: spaces, controls and format characters (joiners,
+direction marks)."""
+
+
+@functools.cache
+def _characters(face: FontFace) -> frozenset[int]:
+    """The code points ``face`` maps to glyphs (its best cmap)."""
+    with TTFont(face.path, fontNumber=face.index, lazy=True) as font:
+        return frozenset(font.getBestCmap())
+
+
+def missing_characters(face: FontFace, text: str) -> str:
+    """The distinct characters of ``text`` that ``face`` has no glyph for, in order of appearance
+    (spaces and invisible format characters aside); ``""`` when it can set all of them."""
+    covered = _characters(face)
+    missing = (ch for ch in text if ord(ch) not in covered and unicodedata.category(ch) not in INVISIBLE_CATEGORIES)
+    return "".join(dict.fromkeys(missing))
 
 
 @functools.lru_cache(maxsize=512)

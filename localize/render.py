@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .fonts import face_for
+from .fonts import face_for, missing_characters
 from .typeset import RGB, Box, Layout, TextStyle, draw_layout, fit_text
 
 OUTLINE_BELOW = 3.0
@@ -36,6 +36,10 @@ use the poster's width rather than shrink the text to a thumbnail."""
 
 class CannotFit(ValueError):
     """The localized title does not fit the original title box at a readable size."""
+
+
+class MissingGlyphs(ValueError):
+    """The font for the title's language cannot draw some of its characters (drawn, they would be empty boxes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,19 +134,30 @@ def render_title(
     rows: int = 1,
     serif: bool = False,
 ) -> Rendered:
-    """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``; raises CannotFit.
+    """Draw ``title`` into the fit region of ``box`` on the inpainted ``background``.
 
     ``line_height`` (the original title's line height) sets the start size, so a
     translation comes out as large as the original where it fits; ``weight``,
     ``upper`` (all capitals), ``align``, ``rows`` (lines of text) and ``serif``
     (Noto Serif where the script has it) copy the original's setting.
+
+    Raises:
+        CannotFit: the title does not fit the region at a readable size.
+        MissingGlyphs: the font for ``language`` has no glyphs for some of the title's characters (a title
+            in another script than its language code says, an emoji).
     """
     if upper:
         title = title.upper()
+    face = face_for(language, serif)
+    missing = missing_characters(face, title)
+    if missing:
+        raise MissingGlyphs(
+            f"the font for language {language!r} ({face.path.name}) has no glyphs for {missing!r}: is {language!r} "
+            "the language's BCP-47 code (ja, zh, ko, ar, he, hi, th, or a Latin, Greek or Cyrillic language)?"
+        )
     region = fit_region(box, background.shape[1], align)
     x0, y0, x1, y1 = region
     style = legible_style(fill, ground_colors(background, region), weight)
-    face = face_for(language, serif)
     minimum = max(1, round(max(line_height * MIN_SIZE_FRACTION, background.shape[0] * MIN_SIZE_OF_POSTER)))
     start = max(minimum, round(line_height))
     layout = fit_text(title, face, x1 - x0, y1 - y0, style, language, start, min_size=minimum, rows=rows)
