@@ -9,7 +9,6 @@ driver, which registers them in the store, the store having one writer.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 from collections.abc import Iterator, Sequence
@@ -19,18 +18,20 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from localize.batch import (
+    OutputDirError,
     PosterSkipped,
     Request,
     Skip,
     TitlesFileError,
     clean_poster_file,
-    is_up_to_date,
+    pending_requests,
+    prepare_out_dir,
     read_requests,
     render_variant,
     variant_path,
 )
 from localize.inpaint import DEFAULT_METHOD, METHODS
-from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
+from posterrec_atomic import save_image, write_csv
 
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
 from .beam_stages import Poster, counter, read_records, write_records
@@ -91,31 +92,25 @@ class LocalizePlan:
 
 
 def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
-    """The pending (title, region) pairs of the titles CSV, grouped by poster; raises TitlesFileError."""
+    """The pending (title, region) pairs of the titles CSV, grouped by poster.
+
+    Raises:
+        IndexVersionError: an unknown inpainting method, an unreadable titles CSV or an output folder that
+            cannot be written.
+    """
     if options.method not in METHODS:
         raise IndexVersionError(f"unknown inpainting method {options.method!r} (one of {', '.join(sorted(METHODS))})")
     wanted = {region.strip().upper() for region in options.regions} if options.regions else None
     try:
         requests, skipped = read_requests(options.titles_csv, wanted)
-    except TitlesFileError as err:
+        prepare_out_dir(options.out_dir)
+    except (TitlesFileError, OutputDirError) as err:
         raise IndexVersionError(str(err)) from None
-    if options.out_dir.is_dir():
-        remove_stale_temporaries(options.out_dir)
     with open_store(store_path) as store:
         parents = {title.id: title for title in store.titles()}
         existing = {(v.parent_id, v.region): v for v in store.variants()}
-    pending: dict[str, list[Request]] = collections.defaultdict(list)
-    up_to_date = 0
-    for request in requests:
-        parent = parents.get(request.id)
-        if parent is None:
-            skipped.append(
-                Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
-            )
-        elif is_up_to_date(existing.get((request.id, request.region)), parent, request):
-            up_to_date += 1
-        else:
-            pending[request.id].append(request)
+    pending, up_to_date, unknown = pending_requests(requests, parents, existing, options.out_dir)
+    skipped += unknown
     jobs = [
         LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, parents[pid].title, tuple(reqs))
         for pid, reqs in pending.items()

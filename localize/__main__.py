@@ -15,10 +15,13 @@ import posterrec_cli
 from indexer.store import open_store
 from posterrec_atomic import save_image
 
-from .batch import TitlesFileError, run_batch
+from .batch import OutputDirError, TitlesFileError, run_batch
 from .inpaint import DEFAULT_METHOD, METHODS
 from .pipeline import NoTitle, before_after, clean_poster, localize
-from .render import CannotFit
+from .render import CannotFit, MissingGlyphs
+
+INTERRUPTED = 130
+"""The exit code of a run stopped by Ctrl-C, as a shell reports a command killed by SIGINT."""
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
@@ -38,7 +41,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--review",
         action="store_true",
-        help="also write <out>/review/<id>.png per poster made: original, erase mask and its variants side by side",
+        help="also write <out>/review/<id>.png per poster made or lacking one: original, erase mask and each of its "
+        "variants in <out>, side by side and captioned",
     )
     beam = parser.add_argument_group("Apache Beam pipeline")
     beam.add_argument(
@@ -59,9 +63,10 @@ def _run(args: argparse.Namespace) -> int:
         args.parser.error("--work-dir and Beam options need --runner")
     started = time.perf_counter()
     try:
-        with open_store(args.store or load_settings().store) as store:
+        store_path = existing_store(args.store or load_settings().store)
+        with open_store(store_path) as store:
             summary = run_batch(store, args.titles, args.out, regions, args.inpaint, review=args.review)
-    except (ConfigError, TitlesFileError) as err:
+    except (ConfigError, TitlesFileError, OutputDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started
@@ -72,7 +77,16 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
     )
-    return 0
+    return INTERRUPTED if summary.interrupted else 0
+
+
+def existing_store(path: Path) -> Path:
+    """``path`` when a store is there; raises ConfigError, so that a mistyped path is not made a new, empty store."""
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"no store at {path}: load the catalogue first (python -m indexer ingest CATALOG.csv), or pass --store"
+        )
+    return Path(path)
 
 
 def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
@@ -85,7 +99,7 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
     started = time.perf_counter()
     options = LocalizeOptions(args.titles, args.out, regions, args.inpaint)
     try:
-        store = args.store or load_settings().store
+        store = existing_store(args.store or load_settings().store)
         made, up_to_date, skipped = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
     except (ConfigError, IndexVersionError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -112,16 +126,23 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() not in Image.registered_extensions() or args.out.is_dir():
+        print(f"error: --out {args.out}: name an image file to write, such as before_after.png", file=sys.stderr)
+        return 1
     try:
         with Image.open(args.image) as image:
             clean = clean_poster(image, args.inpaint, args.original_title)
         if args.debug:
             print(clean.detection.describe())
         rendered = localize(clean, args.title, args.language)
-    except (OSError, NoTitle, CannotFit) as err:
+    except (OSError, NoTitle, CannotFit, MissingGlyphs) as err:
         print(f"error: {args.image}: {err}", file=sys.stderr)
         return 1
-    save_image(before_after(clean, rendered), args.out)
+    try:
+        save_image(before_after(clean, rendered), args.out)
+    except OSError as err:
+        print(f"error: --out {args.out} cannot be written: {err.strerror or err}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} (title box {clean.box}, {rendered.layout.size} px, {len(rendered.layout.lines)} line(s))")
     return 0
 

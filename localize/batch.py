@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import hashlib
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
 from .inpaint import DEFAULT_METHOD
 from .pipeline import CleanPoster, NotAPoster, NoTitle, clean_poster, localize, review_sheet
-from .render import CannotFit, Rendered
+from .render import CannotFit, MissingGlyphs, Rendered
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ TITLES_COLUMNS = ("id", "region", "language", "title")
 
 class TitlesFileError(ValueError):
     """The localized-titles CSV as a whole cannot be read."""
+
+
+class OutputDirError(ValueError):
+    """The folder the variants go to cannot be made or written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,53 +82,70 @@ class BatchSummary:
     up_to_date: int = 0
     skipped: list[Skip] = dataclasses.field(default_factory=list)
     posters: int = 0
+    regions_without_rows: list[str] = dataclasses.field(default_factory=list)
+    """Regions asked for (``regions``) that no row of the titles CSV names."""
+    interrupted: bool = False
+    """The run was interrupted; the variants made before it are registered, the rest are not counted."""
 
     def __str__(self) -> str:
         reasons = collections.Counter(skip.reason.split(":")[0] for skip in self.skipped)
         lines = [f"{self.made} variant(s) made, {self.up_to_date} up to date, {len(self.skipped)} skipped"]
         lines += [f"  skipped {count}x: {reason}" for reason, count in reasons.most_common()]
+        if self.regions_without_rows:
+            lines.append(f"  no row of the titles file is for region(s) {', '.join(self.regions_without_rows)}")
+        if self.interrupted:
+            lines.append("  interrupted: the variants made so far are registered; run the same command to finish")
         return "\n".join(lines)
 
 
 def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], list[Skip]]:
-    """Rows of the titles CSV for ``regions`` (all when None); bad rows come back as skips."""
+    """Rows of the titles CSV (UTF-8, with or without a byte-order mark) for ``regions`` (all when None);
+    bad rows, and rows repeating an earlier row's id and region, come back as skips.
+
+    Raises:
+        TitlesFileError: the file cannot be opened, is not UTF-8, or its header lacks a column.
+    """
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
         raise TitlesFileError(f"titles file {path} cannot be opened: {err.strerror or err}") from None
     requests, skips = [], []
+    first_line: dict[tuple[str, str], int] = {}
     with handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in TITLES_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise TitlesFileError(
-                f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})"
-            )
         try:
+            reader = csv.DictReader(handle)
+            missing = [column for column in TITLES_COLUMNS if column not in (reader.fieldnames or [])]
+            if missing:
+                raise TitlesFileError(
+                    f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})"
+                )
             for record in reader:
                 values = {key: (record.get(key) or "").strip() for key in TITLES_COLUMNS}
                 region = values["region"].upper()
                 if regions is not None and region not in regions:
                     continue
-                empty = [key for key, value in values.items() if not value]
-                if empty:
-                    skips.append(
-                        Skip(values["id"], region, f"bad row: line {reader.line_num} has empty {', '.join(empty)}")
-                    )
+                problem = _row_problem(values, region, reader.line_num, first_line)
+                if problem:
+                    skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} {problem}"))
                     continue
-                if not is_region_code(region):
-                    skips.append(
-                        Skip(
-                            values["id"],
-                            region,
-                            f"bad row: line {reader.line_num} has region {region!r}, not a two-letter region code",
-                        )
-                    )
-                    continue
+                first_line[values["id"], region] = reader.line_num
                 requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
         except UnicodeDecodeError as err:
             raise TitlesFileError(f"titles file {path} is not UTF-8: {err}") from None
     return requests, skips
+
+
+def _row_problem(values: dict[str, str], region: str, line: int, first_line: dict[tuple[str, str], int]) -> str:
+    """What is wrong with a titles row (``""`` when nothing): an empty field, a region that is not a
+    two-letter code, or an id and region an earlier row (its line in ``first_line``) already asked for."""
+    empty = [key for key, value in values.items() if not value]
+    if empty:
+        return f"has empty {', '.join(empty)}"
+    if not is_region_code(region):
+        return f"has region {region!r}, not a two-letter region code"
+    if (values["id"], region) in first_line:
+        return f"repeats the id and region of line {first_line[values['id'], region]}"
+    return ""
 
 
 def _sha256(path: Path) -> str | None:
@@ -133,9 +155,12 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def is_up_to_date(variant: Variant | None, parent: Title, request: Request) -> bool:
+def is_up_to_date(variant: Variant | None, parent: Title, request: Request, path: Path) -> bool:
+    """Whether ``variant`` (the stored one, if any) is what ``request`` asks for, made from ``parent``'s
+    current image and saved at ``path`` with its stored hash."""
     return (
         variant is not None
+        and Path(variant.image_path) == path.resolve()
         and variant.title == request.title
         and variant.language == request.language
         and variant.source_sha256 == parent.image_sha256
@@ -174,6 +199,8 @@ def render_variant(clean: CleanPoster, title: str, language: str) -> Rendered:
         return localize(clean, title, language)
     except CannotFit as err:
         raise PosterSkipped(f"title cannot fit: {err}") from err
+    except MissingGlyphs as err:
+        raise PosterSkipped(f"title cannot be drawn: {err}") from err
     except Exception as err:
         log.exception("rendering %r (%s) failed", title, language)
         raise PosterSkipped(f"localization failed: {type(err).__name__}: {err}") from err
@@ -181,6 +208,10 @@ def render_variant(clean: CleanPoster, title: str, language: str) -> Rendered:
 
 def variant_path(out_dir: Path, region: str, parent_id: str) -> Path:
     return out_dir / region / f"{parent_id}.png"
+
+
+def review_path(out_dir: Path, parent_id: str) -> Path:
+    return out_dir / "review" / f"{parent_id}.png"
 
 
 def _make_variants(
@@ -193,29 +224,77 @@ def _make_variants(
     review: bool = False,
 ) -> None:
     """Clean the poster once (its title found by the catalogue's title text) and render every
-    pending region onto it; with ``review``, also save ``<out>/review/<id>.png`` (original,
-    mask, variants)."""
+    pending region onto it; with ``review``, also save its :func:`save_review_sheet`."""
     try:
         clean = clean_poster_file(parent.image_path, method, parent.title)
     except PosterSkipped as skip:
         summary.skipped += [Skip(parent.id, r.region, skip.reason) for r in requests]
         return
-    made = []
     for request in requests:
         try:
             rendered = render_variant(clean, request.title, request.language)
         except PosterSkipped as skip:
             summary.skipped.append(Skip(parent.id, request.region, skip.reason))
             continue
-        made.append(rendered.image)
         path = save_image(rendered.image, variant_path(out_dir, request.region, parent.id))
         store.upsert_variant(
             parent.id, request.region, request.language, request.title, path, source_sha256=parent.image_sha256
         )
         log.debug("made %s (%d px, %d line(s))", path, rendered.layout.size, len(rendered.layout.lines))
         summary.made += 1
-    if review and made:
-        save_image(review_sheet(clean, made), out_dir / "review" / f"{parent.id}.png")
+    if review:
+        save_review_sheet(store, parent, clean, out_dir)
+
+
+def save_review_sheet(store: Store, parent: Title, clean: CleanPoster, out_dir: Path) -> Path:
+    """``<out>/review/<id>.png``: the original, its erase mask and every variant of it registered in
+    ``out_dir``, each captioned with its region and language."""
+    variants = []
+    for variant in store.variants(parent.id):
+        if Path(variant.image_path) == variant_path(out_dir, variant.region, parent.id).resolve():
+            with Image.open(variant.image_path) as image:
+                variants.append((f"{variant.region} {variant.language}", image.convert("RGB")))
+    return save_image(review_sheet(clean, variants), review_path(out_dir, parent.id))
+
+
+def pending_requests(
+    requests: list[Request], parents: dict[str, Title], existing: dict[tuple[str, str], Variant], out_dir: Path
+) -> tuple[dict[str, list[Request]], int, list[Skip]]:
+    """The requests still to make, grouped by poster id; how many are up to date (:func:`is_up_to_date`
+    at their path under ``out_dir``); and skips for ids not among the store's ``parents``."""
+    pending: dict[str, list[Request]] = collections.defaultdict(list)
+    up_to_date, skips = 0, []
+    for request in requests:
+        parent = parents.get(request.id)
+        if parent is None:
+            skips.append(
+                Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
+            )
+        elif is_up_to_date(
+            existing.get((request.id, request.region)),
+            parent,
+            request,
+            variant_path(out_dir, request.region, request.id),
+        ):
+            up_to_date += 1
+        else:
+            pending[request.id].append(request)
+    return pending, up_to_date, skips
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Make ``out_dir`` if needed and remove the temporary files a killed run left in it.
+
+    Raises:
+        OutputDirError: it cannot be made or written (a file of that name, no permission, a read-only disk).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"output folder {out_dir} cannot be made: {err.strerror or err}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputDirError(f"output folder {out_dir} cannot be written to (permissions or a read-only disk)")
+    remove_stale_temporaries(out_dir)
 
 
 def run_batch(
@@ -228,29 +307,35 @@ def run_batch(
     review: bool = False,
 ) -> BatchSummary:
     """Make every missing or outdated variant the titles CSV asks for; see the module doc.
-    ``review`` also writes a contact sheet per poster made under ``<out>/review/``."""
+    ``review`` also writes a contact sheet under ``<out>/review/`` per poster made or without one. An interrupt (Ctrl-C)
+    stops after the variants made so far, which stay registered, and the summary says so.
+
+    Raises:
+        TitlesFileError: the titles CSV cannot be read.
+        OutputDirError: ``out_dir`` cannot be made or written.
+    """
+    out_dir = Path(out_dir)
     wanted = {region.strip().upper() for region in regions} if regions else None
     requests, skips = read_requests(Path(titles_csv), wanted)
-    if Path(out_dir).is_dir():
-        remove_stale_temporaries(out_dir)
-    summary = BatchSummary(skipped=skips)
+    prepare_out_dir(out_dir)
     parents = {title.id: title for title in store.titles()}
     existing = {(v.parent_id, v.region): v for v in store.variants()}
-    pending: dict[str, list[Request]] = collections.defaultdict(list)
-    for request in requests:
-        parent = parents.get(request.id)
-        if parent is None:
-            summary.skipped.append(
-                Skip(request.id, request.region, f"not in the store: line {request.line} names an id the store lacks")
-            )
-        elif is_up_to_date(existing.get((request.id, request.region)), parent, request):
-            summary.up_to_date += 1
-        else:
-            pending[request.id].append(request)
-    for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):
-        _make_variants(store, parents[parent_id], parent_requests, Path(out_dir), method, summary, review)
-        summary.posters += 1
+    pending, up_to_date, unknown = pending_requests(requests, parents, existing, out_dir)
+    if review:  # a poster whose variants are up to date but whose sheet is missing is cleaned again for it
+        for request in requests:
+            if request.id in parents and not review_path(out_dir, request.id).is_file():
+                pending.setdefault(request.id, [])
+    named = {request.region for request in requests} | {skip.region for skip in skips}
+    summary = BatchSummary(
+        up_to_date=up_to_date, skipped=skips + unknown, regions_without_rows=sorted((wanted or set()) - named)
+    )
+    try:
+        for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):
+            _make_variants(store, parents[parent_id], parent_requests, out_dir, method, summary, review)
+            summary.posters += 1
+    except KeyboardInterrupt:
+        summary.interrupted = True
     write_csv(
-        Path(out_dir) / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped]
+        out_dir / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped]
     )
     return summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .detect import Detection, detect_title
 from .inpaint import DEFAULT_METHOD, inpaint
@@ -118,18 +118,27 @@ def before_after(clean: CleanPoster, rendered: Rendered, show_boxes: bool = True
     return sheet
 
 
-def review_sheet(clean: CleanPoster, variants: list[Image.Image]) -> Image.Image:
-    """Original (title lines boxed), the erase mask over the dimmed original, then each variant,
-    side by side: what a content team checks before publishing."""
+CAPTION_FRACTION = 0.06
+"""The height of a review sheet's caption band, as a fraction of the poster's height."""
+
+
+def review_sheet(clean: CleanPoster, variants: list[tuple[str, Image.Image]]) -> Image.Image:
+    """Original (title lines boxed), the erase mask over the dimmed original, then each variant, side by
+    side, each captioned (a variant by its label, e.g. ``"DE de"``): what a content team checks before
+    publishing."""
     before = Image.fromarray(clean.original)
     draw = ImageDraw.Draw(before)
     for line in clean.detection.title_lines:
         draw.polygon([tuple(p) for p in line.quad], outline=(0, 230, 0), width=2)
     mask = (clean.original * 0.45).astype(np.uint8)
     mask[clean.mask > 0] = (255, 0, 200)
-    tiles = [before, Image.fromarray(mask), *variants]
+    tiles = [("original", before), ("erase mask", Image.fromarray(mask)), *variants]
     width, height = before.size
-    sheet = Image.new("RGB", (len(tiles) * (width + 8) - 8, height), (255, 255, 255))
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, (i * (width + 8), 0))
+    caption = max(12, round(height * CAPTION_FRACTION))
+    sheet = Image.new("RGB", (len(tiles) * (width + 8) - 8, height + caption), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=round(caption * 0.7))
+    for i, (label, tile) in enumerate(tiles):
+        sheet.paste(tile.convert("RGB"), (i * (width + 8), 0))
+        draw.text((i * (width + 8) + 2, height + caption // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
     return sheet

@@ -116,33 +116,38 @@ def test_rerun_is_idempotent_and_a_changed_title_is_remade(setup) -> None:
         assert store.variants(parent_id="demo00000", region="JP")[0].title.endswith("２")
 
 
+def _run_review(titles: Path, store_path: Path, out: Path, regions: str) -> int:
+    arguments = ["run", "--titles", str(titles), "--regions", regions, "--out", str(out), "--store", str(store_path)]
+    return main([*arguments, "--inpaint", "ns", "--review"])
+
+
+def _sheet_tiles(path: Path, tile_width: int = 408) -> int:
+    with Image.open(path) as image:
+        return (image.width + 8) // tile_width
+
+
 def test_review_sheets_show_original_mask_and_each_variant(setup) -> None:
     titles, store_path, out = setup
-    assert (
-        main(
-            [
-                "run",
-                "--titles",
-                str(titles),
-                "--regions",
-                "de,jp",
-                "--out",
-                str(out),
-                "--store",
-                str(store_path),
-                "--inpaint",
-                "ns",
-                "--review",
-            ]
-        )
-        == 0
-    )
+    assert _run_review(titles, store_path, out, "de,jp") == 0
     sheets = sorted(path.name for path in (out / "review").iterdir())
     assert sheets == ["demo00000.png", "demo00001.png", "demo00002.png"]
     with Image.open(out / "review" / "demo00001.png") as image:
-        assert image.size == (4 * 408 - 8, 600)
-        mask_tile = np.asarray(image.convert("RGB"))[:, 408:808]
+        assert image.width == 4 * 408 - 8 and image.height > 600  # original, mask, DE, JP; captions below
+        pixels = np.asarray(image.convert("RGB"))
+    mask_tile = pixels[:600, 408:808]
     assert ((mask_tile == (255, 0, 200)).all(axis=2)).sum() > 500  # the erased glyphs are shown
+    assert (pixels[600:, :400] < 128).any()  # a caption is written under the original
+
+
+def test_review_sheets_show_every_variant_in_the_folder_and_a_deleted_one_is_made_again(setup) -> None:
+    titles, store_path, out = setup
+    assert _run_review(titles, store_path, out, "de") == 0
+    assert _sheet_tiles(out / "review" / "demo00001.png") == 3
+    assert _run_review(titles, store_path, out, "jp") == 0  # only JP made now; the sheet keeps DE beside it
+    assert _sheet_tiles(out / "review" / "demo00001.png") == 4
+    (out / "review" / "demo00001.png").unlink()
+    assert _run_review(titles, store_path, out, "de,jp") == 0  # every variant up to date, the sheet missing
+    assert _sheet_tiles(out / "review" / "demo00001.png") == 4
 
 
 def test_missing_variant_image_is_remade(setup) -> None:
@@ -178,6 +183,65 @@ def test_unreadable_titles_file_is_a_clear_error(tmp_path: Path) -> None:
             run_batch(store, bad, tmp_path / "out", progress=False)
         with pytest.raises(TitlesFileError, match="cannot be opened"):
             run_batch(store, tmp_path / "absent.csv", tmp_path / "out", progress=False)
+        latin1 = tmp_path / "latin1.csv"  # what a spreadsheet saves in Western Europe: short, so read in one go
+        latin1.write_bytes("id,region,language,title\nx,FR,fr,Été\n".encode("cp1252"))
+        with pytest.raises(TitlesFileError, match=r"latin1\.csv is not UTF-8"):
+            run_batch(store, latin1, tmp_path / "out", progress=False)
+
+
+def test_titles_with_a_byte_order_mark_are_read_and_a_repeated_row_is_skipped(setup) -> None:
+    titles, store_path, out = setup
+    marked = titles.with_name("marked.csv")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
+    rows = "id,region,language,title\ndemo00000,DE,de,Eins\ndemo00000,DE,de,Zwei\n"
+    marked.write_text(rows, encoding="utf-8-sig")
+    with open_store(store_path) as store:
+        summary = run_batch(store, marked, out, method="ns", progress=False)
+        assert summary.made == 1 and store.variants()[0].title == "Eins"
+    assert [str(skip) for skip in summary.skipped] == [
+        "demo00000 DE: bad row: line 3 repeats the id and region of line 2"
+    ]
+
+
+def test_a_title_the_language_font_cannot_draw_is_skipped_not_drawn_as_boxes(setup) -> None:
+    titles, store_path, out = setup
+    mistyped = titles.with_name("mistyped.csv")  # JP is the country; Japanese is ja
+    mistyped.write_text("id,region,language,title\ndemo00000,JP,jp,鉄と夜\ndemo00000,DE,de,Blutmond 🩸\n")
+    with open_store(store_path) as store:
+        summary = run_batch(store, mistyped, out, method="ns", progress=False)
+        assert summary.made == 0 and store.variants() == []
+    reasons = {skip.region: skip.reason for skip in summary.skipped}
+    assert (
+        reasons["JP"].startswith("title cannot be drawn") and "'鉄と夜'" in reasons["JP"] and "BCP-47" in reasons["JP"]
+    )
+    assert reasons["DE"].endswith(
+        "has no glyphs for '🩸': is 'de' the language's BCP-47 code (ja, zh, ko, ar, he, hi, th, or a Latin, Greek or Cyrillic language)?"
+    )
+
+
+def test_variants_are_made_again_for_another_out_folder(setup) -> None:
+    titles, store_path, out = setup
+    with open_store(store_path) as store:
+        first = run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+        again = run_batch(store, titles, out.with_name("elsewhere"), regions=["DE"], method="ns", progress=False)
+        assert again.made == first.made > 0 and again.up_to_date == 0
+        assert all(Path(v.image_path).parent == out.with_name("elsewhere").resolve() / "DE" for v in store.variants())
+
+
+def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows(
+    setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    titles, store_path, out = setup
+    not_a_folder = out.with_name("a_file")
+    not_a_folder.write_text("x")
+    base = ["run", "--titles", str(titles), "--inpaint", "ns"]
+    assert main([*base, "--out", str(not_a_folder), "--store", str(store_path)]) == 2
+    assert f"error: output folder {not_a_folder} cannot be made" in capsys.readouterr().err
+    mistyped_store = store_path.with_name("typo") / "store.sqlite3"
+    assert main([*base, "--out", str(out), "--store", str(mistyped_store)]) == 2
+    assert f"error: no store at {mistyped_store}" in capsys.readouterr().err
+    assert not mistyped_store.parent.exists()
+    assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "XX"]) == 0
+    assert "no row of the titles file is for region(s) XX" in capsys.readouterr().out
 
 
 def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -237,6 +301,31 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
         == 1
     )
     assert "no title found" in capsys.readouterr().err
+    compare = ["compare", str(poster), "--inpaint", "ns", "--title"]
+    assert main([*compare, "x", "--language", "de", "--out", str(out / "before_after")]) == 1  # no image extension
+    assert "error: --out" in capsys.readouterr().err and not (out / "before_after").exists()
+    assert main([*compare, "鉄と夜", "--language", "jp", "--out", str(sheet)]) == 1  # the country, not the language
+    assert "has no glyphs for '鉄と夜'" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_so_keeps_what_it_made_and_lists_its_skips(tmp_path: Path) -> None:
+    catalog, store_path = _corpus_with_blank_poster(tmp_path, count=4)
+    titles, out = _titles(catalog, []), tmp_path / "variants"
+    command = [sys.executable, "-m", "localize", "run", "--titles", str(titles), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--store", str(store_path), "--inpaint", "ns"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    with open_store(store_path) as store:
+        while not store.variants() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    printed, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted: the variants made so far are registered" in printed
+    assert (out / "skipped.csv").is_file()
+    with open_store(store_path) as store:
+        assert f"{len(store.variants())} variant(s) made" in printed
 
 
 @pytest.mark.slow
