@@ -59,8 +59,10 @@ def _run(args: argparse.Namespace) -> int:
     regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
     if args.runner is not None:
         return _run_with_beam(args, regions)
-    if args.beam_options or args.work_dir:
-        args.parser.error("--work-dir and Beam options need --runner")
+    if args.beam_options:
+        args.parser.error(f"unexpected argument(s) {' '.join(args.beam_options)} (Beam options need --runner)")
+    if args.work_dir:
+        args.parser.error("--work-dir needs --runner")
     started = time.perf_counter()
     try:
         store_path = existing_store(args.store or load_settings().store)

@@ -242,6 +242,9 @@ def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows
     assert not mistyped_store.parent.exists()
     assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "XX"]) == 0
     assert "no row of the titles file is for region(s) XX" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # regions given without --regions: named, not taken for Beam options
+        main([*base, "--out", str(out), "--store", str(store_path), "DE,JP"])
+    assert "unexpected argument(s) DE,JP" in capsys.readouterr().err
 
 
 def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: pytest.CaptureFixture[str]) -> None:
