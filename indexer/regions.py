@@ -3,15 +3,23 @@
 One rule for every stage that names regions: the store registers variants
 under them, the localizer's titles file asks for them, and the service's
 ``?region=`` takes them, so a variant the store accepts is one the API can
-serve.
+serve. Where people type new ones (the titles file), a code must also be
+assigned by ISO 3166-1 (``GB``, not ``UK``).
 """
 
 from __future__ import annotations
 
 import re
 
+import pycountry
+
 REGION_CODE = re.compile(r"[A-Za-z]{2}")
 
 
 def is_region_code(text: str) -> bool:
     return REGION_CODE.fullmatch(text) is not None
+
+
+def is_assigned_region(text: str) -> bool:
+    """Whether ``text`` is a region code (:func:`is_region_code`) that ISO 3166-1 assigns to a country."""
+    return is_region_code(text) and pycountry.countries.get(alpha_2=text.upper()) is not None

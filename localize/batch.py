@@ -28,10 +28,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from indexer.regions import is_region_code
+from indexer.regions import is_assigned_region
 from indexer.store import Store, Title, Variant
 from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
 
+from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD
 from .pipeline import CleanPoster, NotAPoster, NoTitle, clean_poster, localize, review_sheet
 from .render import CannotFit, MissingGlyphs, Rendered
@@ -136,13 +137,16 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
 
 
 def _row_problem(values: dict[str, str], region: str, line: int, first_line: dict[tuple[str, str], int]) -> str:
-    """What is wrong with a titles row (``""`` when nothing): an empty field, a region that is not a
-    two-letter code, or an id and region an earlier row (its line in ``first_line``) already asked for."""
+    """What is wrong with a titles row (``""`` when nothing): an empty field, a region ISO 3166-1 does not
+    assign, a language that is not a language code, or an id and region an earlier row (its line in
+    ``first_line``) already asked for."""
     empty = [key for key, value in values.items() if not value]
     if empty:
         return f"has empty {', '.join(empty)}"
-    if not is_region_code(region):
-        return f"has region {region!r}, not a two-letter region code"
+    if not is_assigned_region(region):
+        return f"has region {region!r}, not an ISO 3166-1 country code (such as DE, JP, GB)"
+    if not is_language_code(values["language"]):
+        return f"has language {values['language']!r}, not a BCP-47 language code (such as de, ja, zh-Hant)"
     if (values["id"], region) in first_line:
         return f"repeats the id and region of line {first_line[values['id'], region]}"
     return ""

@@ -15,6 +15,7 @@ import unicodedata
 from pathlib import Path
 
 import fontpkg
+import pycountry
 from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
@@ -60,6 +61,14 @@ LATIN_SERIF = "noto-serif"
 def base_language(language: str) -> str:
     """``zh-Hans`` -> ``zh``: the font only depends on the primary subtag."""
     return language.split("-")[0].split("_")[0].lower()
+
+
+def is_language_code(language: str) -> bool:
+    """Whether ``language``'s primary subtag is an ISO 639 language code (``ja``, ``jpn``; not ``jp``), as
+    a BCP-47 tag's must be."""
+    primary = base_language(language)
+    field = {2: "alpha_2", 3: "alpha_3"}.get(len(primary))
+    return field is not None and pycountry.languages.get(**{field: primary}) is not None
 
 
 @functools.cache

@@ -81,7 +81,7 @@ def test_variants_are_registered_and_every_skip_has_its_reason(setup) -> None:
     assert reasons[("demo00001", "FR")].startswith("bad row") and "empty title" in reasons[("demo00001", "FR")]
     assert (
         reasons[("demo00002", "ZH-HANT")].startswith("bad row")
-        and "not a two-letter region code" in reasons[("demo00002", "ZH-HANT")]
+        and "not an ISO 3166-1 country code" in reasons[("demo00002", "ZH-HANT")]
     )
     assert len(reasons) == 5
     with (out / "skipped.csv").open(encoding="utf-8") as handle:
@@ -202,17 +202,28 @@ def test_titles_with_a_byte_order_mark_are_read_and_a_repeated_row_is_skipped(se
     ]
 
 
+def test_regions_and_languages_are_checked_against_iso_codes(setup) -> None:
+    titles, store_path, out = setup
+    mistyped = titles.with_name("codes.csv")
+    mistyped.write_text("id,region,language,title\ndemo00000,UK,en,One\ndemo00000,JP,jp,Two\ndemo00000,BR,pt-BR,Um\n")
+    with open_store(store_path) as store:
+        summary = run_batch(store, mistyped, out, method="ns", progress=False)
+        assert [(v.region, v.language) for v in store.variants()] == [("BR", "pt-BR")]
+    assert [str(skip) for skip in summary.skipped] == [
+        "demo00000 UK: bad row: line 2 has region 'UK', not an ISO 3166-1 country code (such as DE, JP, GB)",
+        "demo00000 JP: bad row: line 3 has language 'jp', not a BCP-47 language code (such as de, ja, zh-Hant)",
+    ]
+
+
 def test_a_title_the_language_font_cannot_draw_is_skipped_not_drawn_as_boxes(setup) -> None:
     titles, store_path, out = setup
-    mistyped = titles.with_name("mistyped.csv")  # JP is the country; Japanese is ja
-    mistyped.write_text("id,region,language,title\ndemo00000,JP,jp,鉄と夜\ndemo00000,DE,de,Blutmond 🩸\n")
+    mistyped = titles.with_name("mistyped.csv")  # sa is Sanskrit (SA the country), whose font is the Latin fallback
+    mistyped.write_text("id,region,language,title\ndemo00000,SA,sa,ضائعون\ndemo00000,DE,de,Blutmond 🩸\n")
     with open_store(store_path) as store:
         summary = run_batch(store, mistyped, out, method="ns", progress=False)
         assert summary.made == 0 and store.variants() == []
     reasons = {skip.region: skip.reason for skip in summary.skipped}
-    assert (
-        reasons["JP"].startswith("title cannot be drawn") and "'鉄と夜'" in reasons["JP"] and "BCP-47" in reasons["JP"]
-    )
+    assert reasons["SA"].startswith("title cannot be drawn") and "no glyphs for 'ضائعون'" in reasons["SA"]
     assert reasons["DE"].endswith(
         "has no glyphs for '🩸': is 'de' the language's BCP-47 code (ja, zh, ko, ar, he, hi, th, or a Latin, Greek or Cyrillic language)?"
     )
