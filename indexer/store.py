@@ -348,6 +348,22 @@ class Store:
             raise
         return variant
 
+    def remove_variant(self, parent_id: str, region: str) -> Variant | None:
+        """Withdraw the ``region`` variant of ``parent_id``, so that the next build does not index it; its
+        image file stays where it is. Returns the variant removed, or None when there was none."""
+        found = self.variants(parent_id, region)
+        if not found:
+            return None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM variants WHERE parent_id = ? AND region = ?", (parent_id, region.upper()))
+            self._delete_orphan_images()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return found[0]
+
     def variants(self, parent_id: str | None = None, region: str | None = None) -> list[Variant]:
         """Variants, optionally of one title and/or one region, ordered by parent then region."""
         query, params = "SELECT * FROM variants WHERE 1 = 1", []

@@ -1,4 +1,4 @@
-"""``python -m localize``: regional poster variants (``run``) and a before/after view (``compare``)."""
+"""``python -m localize``: regional poster variants (``run``, ``remove``) and a before/after view (``compare``)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,32 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
     return 0
 
 
+def _add_remove(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "remove", help="withdraw registered variants, so that the next index build leaves them out"
+    )
+    parser.add_argument("id", help="the poster's id")
+    parser.add_argument("regions", help="comma-separated regions of its variants to withdraw")
+    parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
+    parser.set_defaults(run=_remove)
+
+
+def _remove(args: argparse.Namespace) -> int:
+    """Withdraw each named variant; 1 when one of them is not registered (the others are still withdrawn)."""
+    missing = 0
+    with open_store(existing_store(args.store or load_settings().store)) as store:
+        for region in [r.strip() for r in args.regions.split(",") if r.strip()]:
+            removed = store.remove_variant(args.id, region)
+            if removed is None:
+                print(f"error: no {region.upper()} variant of {args.id!r} is registered", file=sys.stderr)
+                missing += 1
+            else:
+                print(
+                    f"withdrew {args.id} {removed.region} ({removed.title!r}); its image stays at {removed.image_path}"
+                )
+    return 1 if missing else 0
+
+
 def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("compare", help="write a side-by-side before/after PNG of one poster")
     parser.add_argument("image", type=Path, help="poster image")
@@ -152,6 +178,7 @@ def _compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser, commands = posterrec_cli.command_parser("python -m localize", __doc__)
     _add_run(commands)
+    _add_remove(commands)
     _add_compare(commands)
     return parser
 

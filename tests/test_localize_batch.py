@@ -229,6 +229,21 @@ def test_a_title_the_language_font_cannot_draw_is_skipped_not_drawn_as_boxes(set
     )
 
 
+def test_remove_withdraws_a_variant_and_names_one_that_is_not_registered(
+    setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    titles, store_path, out = setup
+    with open_store(store_path) as store:
+        run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+    assert main(["remove", "demo00000", "de,FR", "--store", str(store_path)]) == 1
+    printed = capsys.readouterr()
+    assert "withdrew demo00000 DE" in printed.out and "no FR variant of 'demo00000' is registered" in printed.err
+    with open_store(store_path) as store:
+        assert [v.parent_id for v in store.variants(region="DE")] == ["demo00001", "demo00002"]
+        assert (out / "DE" / "demo00000.png").is_file()  # the image is left to its owner
+        assert run_batch(store, titles, out, regions=["DE"], method="ns", progress=False).made == 1
+
+
 def test_variants_are_made_again_for_another_out_folder(setup) -> None:
     titles, store_path, out = setup
     with open_store(store_path) as store:
