@@ -3,15 +3,16 @@
 Guarantees, because it runs over thousands of posters and gets interrupted:
 
 - idempotent: a variant whose stored title, language and source image hash
-  match, and whose image file still has the stored hash, is "up to date" and
-  not redone;
+  match, and whose image file in the output folder still has the stored hash,
+  is "up to date" and not redone;
 - resumable: each variant is written to a temporary name, renamed, then
   registered in the store in its own transaction, so after a kill the next
   run redoes only what was missing and deletes the temporary files the
   killed run left;
 - never silent: every row that is not made is listed with its reason (not in
-  the store, no title found, title cannot fit, unreadable image, localization
-  failed, bad CSV row), in the summary and in ``<out>/skipped.csv``.
+  the store, no title found, title cannot fit, title cannot be drawn in its
+  language's font, unreadable image, localization failed, bad CSV row), in the
+  summary and in ``<out>/skipped.csv``.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
                 region = values["region"].upper()
                 if regions is not None and region not in regions:
                     continue
-                problem = _row_problem(values, region, reader.line_num, first_line)
+                problem = _row_problem(values, region, first_line)
                 if problem:
                     skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} {problem}"))
                     continue
@@ -136,7 +137,7 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
     return requests, skips
 
 
-def _row_problem(values: dict[str, str], region: str, line: int, first_line: dict[tuple[str, str], int]) -> str:
+def _row_problem(values: dict[str, str], region: str, first_line: dict[tuple[str, str], int]) -> str:
     """What is wrong with a titles row (``""`` when nothing): an empty field, a region ISO 3166-1 does not
     assign, a language that is not a language code, or an id and region an earlier row (its line in
     ``first_line``) already asked for."""
