@@ -29,9 +29,11 @@ from localize.batch import (
     read_requests,
     render_variant,
     variant_path,
+    wanted_regions,
+    write_skip_list,
 )
 from localize.inpaint import DEFAULT_METHOD, METHODS
-from posterrec_atomic import save_image, write_csv
+from posterrec_atomic import save_image
 
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
 from .beam_stages import Poster, counter, read_records, write_records
@@ -100,7 +102,7 @@ def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
     """
     if options.method not in METHODS:
         raise IndexVersionError(f"unknown inpainting method {options.method!r} (one of {', '.join(sorted(METHODS))})")
-    wanted = {region.strip().upper() for region in options.regions} if options.regions else None
+    wanted = wanted_regions(options.regions)
     try:
         requests, skipped = read_requests(options.titles_csv, wanted)
         prepare_out_dir(options.out_dir)
@@ -193,9 +195,7 @@ def register_results(
                 source_sha256=variant.source_sha256,
             )
     skipped = planned.skipped + [Skip(**record) for record in read_records(skipped_path)]
-    write_csv(
-        options.out_dir / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in skipped]
-    )
+    write_skip_list(options.out_dir, skipped, wanted_regions(options.regions))
     return [str(skip) for skip in skipped]
 
 

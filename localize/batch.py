@@ -302,6 +302,11 @@ def prepare_out_dir(out_dir: Path) -> None:
     remove_stale_temporaries(out_dir)
 
 
+def wanted_regions(regions: Iterable[str] | None) -> set[str] | None:
+    """The regions a run is limited to, upper-case; None (every region) when none are given."""
+    return {region.strip().upper() for region in regions} if regions else None
+
+
 def run_batch(
     store: Store,
     titles_csv: Path,
@@ -320,7 +325,7 @@ def run_batch(
         OutputDirError: ``out_dir`` cannot be made or written.
     """
     out_dir = Path(out_dir)
-    wanted = {region.strip().upper() for region in regions} if regions else None
+    wanted = wanted_regions(regions)
     requests, skips = read_requests(Path(titles_csv), wanted)
     prepare_out_dir(out_dir)
     parents = {title.id: title for title in store.titles()}
@@ -340,7 +345,23 @@ def run_batch(
             summary.posters += 1
     except KeyboardInterrupt:
         summary.interrupted = True
-    write_csv(
-        out_dir / "skipped.csv", ("id", "region", "reason"), [(s.id, s.region, s.reason) for s in summary.skipped]
-    )
+    write_skip_list(out_dir, summary.skipped, wanted)
     return summary
+
+
+SKIP_LIST_COLUMNS = ("id", "region", "reason")
+
+
+def write_skip_list(out_dir: Path, skips: list[Skip], regions: set[str] | None) -> Path:
+    """``<out>/skipped.csv``: ``skips``, after what the file listed for regions a run limited to ``regions``
+    (upper-case; None: every region) left alone, so that it holds each region's last run."""
+    path = out_dir / "skipped.csv"
+    kept: list[tuple[str, str, str]] = []
+    if regions is not None and path.is_file():
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                kept = [tuple(row[c] for c in SKIP_LIST_COLUMNS) for row in csv.DictReader(handle)]
+        except (OSError, UnicodeDecodeError, KeyError, csv.Error) as err:
+            log.warning("the earlier skip list %s is not read (%s); it is replaced", path, err)
+        kept = [row for row in kept if row[1] not in regions]
+    return write_csv(path, SKIP_LIST_COLUMNS, kept + [(s.id, s.region, s.reason) for s in skips])

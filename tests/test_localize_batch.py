@@ -244,6 +244,22 @@ def test_remove_withdraws_a_variant_and_names_one_that_is_not_registered(
         assert run_batch(store, titles, out, regions=["DE"], method="ns", progress=False).made == 1
 
 
+def _skip_list(out: Path) -> list[tuple[str, str]]:
+    with (out / "skipped.csv").open(encoding="utf-8") as handle:
+        return sorted((row["id"], row["region"]) for row in csv.DictReader(handle))
+
+
+def test_a_run_for_some_regions_keeps_the_skip_list_of_the_others(setup) -> None:
+    titles, store_path, out = setup
+    with open_store(store_path) as store:
+        run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+        assert _skip_list(out) == [("blank", "DE"), ("ghost", "DE")]
+        run_batch(store, titles, out, regions=["JP", "AT"], method="ns", progress=False)
+        assert _skip_list(out) == [("blank", "DE"), ("demo00000", "AT"), ("ghost", "DE")]
+        run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)  # DE's list is its last run's
+        assert _skip_list(out) == [("blank", "DE"), ("demo00000", "AT"), ("ghost", "DE")]
+
+
 def test_variants_are_made_again_for_another_out_folder(setup) -> None:
     titles, store_path, out = setup
     with open_store(store_path) as store:
