@@ -147,7 +147,7 @@ def beam_two_commands(beam_args: list[str]) -> Callable[[Workspace, str], Timing
         store, variants, settings = ws.fresh()
         options = LocalizeOptions(ws.titles, variants)
         started = time.perf_counter()
-        made, _, _ = localize_with_beam(store, options, LOCAL_RUNNER, beam_args)
+        made = localize_with_beam(store, options, LOCAL_RUNNER, beam_args).made
         localized_at = time.perf_counter()
         built = build_with_beam(ws.model, settings, store, settings.index_root, beam_args=beam_args)
         finished = time.perf_counter()

@@ -18,6 +18,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from localize.batch import (
+    BatchSummary,
     OutputDirError,
     PosterSkipped,
     Request,
@@ -27,6 +28,7 @@ from localize.batch import (
     pending_requests,
     prepare_out_dir,
     read_requests,
+    regions_without_rows,
     render_variant,
     variant_path,
     wanted_regions,
@@ -87,6 +89,7 @@ class LocalizePlan:
     jobs: list[LocalizeJob]
     skipped: list[Skip]
     up_to_date: int
+    regions_without_rows: list[str] = dataclasses.field(default_factory=list)
 
     def replaced_keys(self) -> set[str]:
         """Index keys of the variants the jobs remake (their stored images are not embedded)."""
@@ -117,7 +120,7 @@ def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
         LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, parents[pid].title, tuple(reqs))
         for pid, reqs in pending.items()
     ]
-    return LocalizePlan(jobs, skipped, up_to_date)
+    return LocalizePlan(jobs, skipped, up_to_date, regions_without_rows(wanted, requests, skipped))
 
 
 class LocalizePoster(beam.DoFn):
@@ -182,7 +185,7 @@ def localize_stage(
 def register_results(
     store_path: Path, options: LocalizeOptions, planned: LocalizePlan, made_path: str, skipped_path: str
 ) -> list[str]:
-    """Register the made variants in the store and write ``<out>/skipped.csv``; the skips, as lines."""
+    """Register the made variants in the store and write ``<out>/skipped.csv``; returns the skips."""
     with open_store(store_path) as store:
         for record in read_records(made_path):
             variant = MadeVariant(**record)
@@ -196,7 +199,7 @@ def register_results(
             )
     skipped = planned.skipped + [Skip(**record) for record in read_records(skipped_path)]
     write_skip_list(options.out_dir, skipped, wanted_regions(options.regions))
-    return [str(skip) for skip in skipped]
+    return skipped
 
 
 def localize_with_beam(
@@ -205,11 +208,12 @@ def localize_with_beam(
     runner: str = LOCAL_RUNNER,
     beam_args: Sequence[str] = (),
     work_root: str | None = None,
-) -> tuple[int, int, list[str]]:
+) -> BatchSummary:
     """``localize run`` as a Beam pipeline on ``runner``: make and register the pending variants.
 
-    Returns (made, up to date, skips as lines); raises ``IndexVersionError`` when the titles CSV is unusable or a stage fails
-    (variants written before the failure are on disk, and the next run registers or remakes them).
+    Returns the run's summary, as :func:`localize.batch.run_batch` gives it; raises ``IndexVersionError`` when the
+    titles CSV is unusable or a stage fails (variants written before the failure are on disk, and the next run
+    registers or remakes them).
     """
     planned = plan_localize(store_path, options)
     work = new_work_folder(work_root or str(options.out_dir / ".beam"))
@@ -221,4 +225,10 @@ def localize_with_beam(
         skipped = register_results(store_path, options, planned, made_path, skipped_path)
     finally:
         delete_work_folder(work)
-    return counters.get("variants_made", 0), planned.up_to_date, skipped
+    return BatchSummary(
+        made=counters.get("variants_made", 0),
+        up_to_date=planned.up_to_date,
+        skipped=skipped,
+        posters=len(planned.jobs),
+        regions_without_rows=planned.regions_without_rows,
+    )

@@ -287,7 +287,8 @@ def build_with_beam(
         if plan is not None:
             from .beam_localize import register_results
 
-            skipped = register_results(store_path, localize, plan, run.output("variants"), run.output("skipped"))
+            skips = register_results(store_path, localize, plan, run.output("variants"), run.output("skipped"))
+            skipped = [str(skip) for skip in skips]
             sources = read_sources(store_path)
         kept, embeddings, bad = _indexable(sources, run)
         if not kept:

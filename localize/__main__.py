@@ -102,13 +102,13 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
     options = LocalizeOptions(args.titles, args.out, regions, args.inpaint)
     try:
         store = existing_store(args.store or load_settings().store)
-        made, up_to_date, skipped = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
+        summary = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
     except (ConfigError, IndexVersionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for skip in skipped:
+    for skip in summary.skipped:
         print(f"skipped {skip}")
-    print(f"{made} variant(s) made, {up_to_date} up to date, {len(skipped)} skipped")
+    print(summary)
     print(f"in {time.perf_counter() - started:.1f} s on {args.runner}; skip list: {args.out / 'skipped.csv'}")
     return 0
 

@@ -307,6 +307,12 @@ def wanted_regions(regions: Iterable[str] | None) -> set[str] | None:
     return {region.strip().upper() for region in regions} if regions else None
 
 
+def regions_without_rows(wanted: set[str] | None, requests: list[Request], skips: list[Skip]) -> list[str]:
+    """The regions of ``wanted`` that no row of the titles CSV (made into ``requests`` or ``skips``) names."""
+    named = {request.region for request in requests} | {skip.region for skip in skips}
+    return sorted((wanted or set()) - named)
+
+
 def run_batch(
     store: Store,
     titles_csv: Path,
@@ -335,9 +341,10 @@ def run_batch(
         for request in requests:
             if request.id in parents and not review_path(out_dir, request.id).is_file():
                 pending.setdefault(request.id, [])
-    named = {request.region for request in requests} | {skip.region for skip in skips}
     summary = BatchSummary(
-        up_to_date=up_to_date, skipped=skips + unknown, regions_without_rows=sorted((wanted or set()) - named)
+        up_to_date=up_to_date,
+        skipped=skips + unknown,
+        regions_without_rows=regions_without_rows(wanted, requests, skips),
     )
     try:
         for parent_id, parent_requests in tqdm(pending.items(), desc="localizing", unit="poster", disable=not progress):

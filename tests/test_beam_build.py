@@ -165,18 +165,21 @@ def test_localize_alone_as_a_pipeline_makes_registers_and_then_finds_up_to_date(
     titles = workspace["catalog"].parent / "localized_titles.csv"
     wanted = [line for line in titles.read_text(encoding="utf-8").splitlines()[1:] if line.split(",")[1] == "FR"][:3]
     titles.write_text("id,region,language,title\n" + "\n".join(wanted) + "\n", encoding="utf-8")
-    options = LocalizeOptions(titles, tmp_path / "variants", ["FR"], "ns")
+    options = LocalizeOptions(titles, tmp_path / "variants", ["FR", "IT"], "ns")
     sliver_id = wanted[0].split(",")[0]
     image = next(row["image"] for row in rows_of(workspace["catalog"]) if row["id"] == sliver_id)
     Image.new("RGB", (2, 900)).save(workspace["catalog"].parent / image, format="PNG")
 
-    made, up_to_date, skipped = localize_with_beam(workspace["store"], options)
+    summary = localize_with_beam(workspace["store"], options)
+    made, up_to_date, skipped = summary.made, summary.up_to_date, [str(skip) for skip in summary.skipped]
 
     assert made + len(skipped) == 3 and up_to_date == 0 and made >= 1, skipped
+    assert summary.regions_without_rows == ["IT"]
     assert any(line.startswith(f"{sliver_id} FR: not a poster: 2x900 px") for line in skipped), skipped
     with open_store(workspace["store"]) as store:
         assert len(store.variants(region="FR")) == made
-    assert localize_with_beam(workspace["store"], options) == (0, made, skipped)
+    again = localize_with_beam(workspace["store"], options)
+    assert (again.made, again.up_to_date, [str(skip) for skip in again.skipped]) == (0, made, skipped)
     assert not (tmp_path / "variants" / ".beam").exists() or not any((tmp_path / "variants" / ".beam").iterdir())
 
 
