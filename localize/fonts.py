@@ -52,7 +52,14 @@ def _cjk_face(index: int) -> FontFace:
 
 # Face index inside NotoSansCJK-Regular.ttc: JP, KR, SC (Han glyph shapes differ per locale).
 _CJK_INDEX = {"ja": 0, "ko": 1, "zh": 2}
-_FAMILY_BY_LANGUAGE = {"ar": "noto-sans-arabic", "he": "heebo", "hi": "noto-sans-devanagari", "th": "noto-sans-thai"}
+_ARABIC_SCRIPT = ("ar", "fa", "ur", "ps", "ug", "sd")
+_DEVANAGARI_SCRIPT = ("hi", "mr", "ne", "sa")
+_FAMILY_BY_LANGUAGE = {
+    **dict.fromkeys(_ARABIC_SCRIPT, "noto-sans-arabic"),
+    **dict.fromkeys(_DEVANAGARI_SCRIPT, "noto-sans-devanagari"),
+    "he": "heebo",
+    "th": "noto-sans-thai",
+}
 LATIN_SANS = "noto-sans"
 LATIN_SERIF = "noto-serif"
 """Latin, Greek and Cyrillic: Noto Sans and Noto Serif cover all three."""

@@ -12,6 +12,7 @@ legible on each): below ``OUTLINE_BELOW`` the title gets an outline, below
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 import cv2
 import numpy as np
@@ -40,6 +41,17 @@ class CannotFit(ValueError):
 
 class MissingGlyphs(ValueError):
     """The font for the title's language cannot draw some of its characters (drawn, they would be empty boxes)."""
+
+
+def _likely_cause(missing: str, language: str) -> str:
+    """Why a title has characters its language's font lacks: letters of another script (a mistyped language
+    code), or symbols no title font has (emoji)."""
+    if any(unicodedata.category(ch)[0] in "LM" for ch in missing):
+        return (
+            f"is the title written in {language!r}, and is that its BCP-47 code (Latin, Greek and Cyrillic languages, "
+            "ar, fa, ur, he, hi, mr, ne, th, ja, ko, zh)?"
+        )
+    return "symbols such as emoji cannot be set in a title; leave them out"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +164,7 @@ def render_title(
     missing = missing_characters(face, title)
     if missing:
         raise MissingGlyphs(
-            f"the font for language {language!r} ({face.path.name}) has no glyphs for {missing!r}: is {language!r} "
-            "the language's BCP-47 code (ja, zh, ko, ar, he, hi, th, or a Latin, Greek or Cyrillic language)?"
+            f"the font for language {language!r} ({face.path.name}) has no glyphs for {missing!r}: {_likely_cause(missing, language)}"
         )
     region = fit_region(box, background.shape[1], align)
     x0, y0, x1, y1 = region

@@ -225,8 +225,9 @@ def test_a_title_the_language_font_cannot_draw_is_skipped_not_drawn_as_boxes(set
     reasons = {skip.region: skip.reason for skip in summary.skipped}
     assert reasons["SA"].startswith("title cannot be drawn") and "no glyphs for 'ضائعون'" in reasons["SA"]
     assert reasons["DE"].endswith(
-        "has no glyphs for '🩸': is 'de' the language's BCP-47 code (ja, zh, ko, ar, he, hi, th, or a Latin, Greek or Cyrillic language)?"
+        "has no glyphs for '🩸': symbols such as emoji cannot be set in a title; leave them out"
     )
+    assert "is the title written in 'sa', and is that its BCP-47 code" in reasons["SA"]
 
 
 def test_remove_withdraws_a_variant_and_names_one_that_is_not_registered(

@@ -27,11 +27,14 @@ BOX = (30, 200, 370, 290)
 TITLES = {
     "de": "Die verlorene Stadt",
     "ar": "المدينة المفقودة",
+    "fa": "شهر گمشده",
+    "ur": "کھویا ہوا شہر",
     "he": "העיר האבודה",
     "ja": "失われた都市",
     "ko": "잃어버린 도시",
     "zh": "失落之城",
     "hi": "खोया हुआ शहर",
+    "mr": "हरवलेले शहर",
     "th": "เมืองที่สาบสูญ",
     "ru": "Потерянный город",
 }
@@ -119,7 +122,9 @@ def _word_x(language: str, words: tuple[str, str]) -> tuple[int, int]:
     return positions[0], positions[1]
 
 
-@pytest.mark.parametrize("language, words", [("ar", ("المدينة", "المفقودة")), ("he", ("העיר", "האבודה"))])
+@pytest.mark.parametrize(
+    "language, words", [("ar", ("المدينة", "المفقودة")), ("fa", ("شهر", "گمشده")), ("he", ("העיר", "האבודה"))]
+)
 def test_right_to_left_titles_start_on_the_right(language: str, words: tuple[str, str]) -> None:
     first, second = _word_x(language, words)
     assert first > second
