@@ -12,10 +12,12 @@ from posterrec_settings import ConfigError, load_settings
 from PIL import Image
 
 import posterrec_cli
+from indexer.regions import is_assigned_region
 from indexer.store import open_store
 from posterrec_atomic import save_image
 
-from .batch import OutputDirError, TitlesFileError, run_batch
+from .batch import OutputDirError, TitlesFileError, review_path, run_batch
+from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD, METHODS
 from .pipeline import NoTitle, before_after, clean_poster, localize
 from .render import CannotFit, MissingGlyphs
@@ -56,7 +58,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
+    regions = region_list(args.parser, args.regions) if args.regions else None
     if args.runner is not None:
         return _run_with_beam(args, regions)
     if args.beam_options:
@@ -120,23 +122,37 @@ def _add_remove(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("id", help="the poster's id")
     parser.add_argument("regions", help="comma-separated regions of its variants to withdraw")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
-    parser.set_defaults(run=_remove)
+    parser.set_defaults(run=_remove, parser=parser)
 
 
 def _remove(args: argparse.Namespace) -> int:
-    """Withdraw each named variant; 1 when one of them is not registered (the others are still withdrawn)."""
+    """Withdraw each named variant and drop the review sheet that shows it; 1 when one of them is not
+    registered (the others are still withdrawn)."""
+    regions = region_list(args.parser, args.regions)
     missing = 0
     with open_store(existing_store(args.store or load_settings().store)) as store:
-        for region in [r.strip() for r in args.regions.split(",") if r.strip()]:
+        for region in regions:
             removed = store.remove_variant(args.id, region)
             if removed is None:
-                print(f"error: no {region.upper()} variant of {args.id!r} is registered", file=sys.stderr)
+                print(f"error: no {region} variant of {args.id!r} is registered", file=sys.stderr)
                 missing += 1
-            else:
-                print(
-                    f"withdrew {args.id} {removed.region} ({removed.title!r}); its image stays at {removed.image_path}"
-                )
+                continue
+            print(f"withdrew {args.id} {removed.region} ({removed.title!r}); its image stays at {removed.image_path}")
+            sheet = review_path(Path(removed.image_path).parent.parent, args.id)
+            if sheet.is_file():
+                sheet.unlink()
+                print(f"removed the review sheet {sheet}, which showed it (--review makes it again)")
     return 1 if missing else 0
+
+
+def region_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The comma-separated ISO 3166-1 codes of ``text``, upper-case; exits through ``parser`` on an empty
+    list or a code ISO 3166-1 does not assign."""
+    regions = [region.strip().upper() for region in text.split(",") if region.strip()]
+    unknown = [region for region in regions if not is_assigned_region(region)]
+    if not regions or unknown:
+        parser.error(f"regions must be ISO 3166-1 country codes such as DE,JP (got {text!r})")
+    return regions
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -156,6 +172,9 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in Image.registered_extensions() or args.out.is_dir():
         print(f"error: --out {args.out}: name an image file to write, such as before_after.png", file=sys.stderr)
+        return 1
+    if not is_language_code(args.language):
+        print(f"error: --language {args.language!r} is not a BCP-47 language code (such as de, ja)", file=sys.stderr)
         return 1
     try:
         with Image.open(args.image) as image:

@@ -118,8 +118,10 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
             reader = csv.DictReader(handle)
             missing = [column for column in TITLES_COLUMNS if column not in (reader.fieldnames or [])]
             if missing:
+                found = ", ".join(reader.fieldnames) if reader.fieldnames else "an empty file"
                 raise TitlesFileError(
-                    f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})"
+                    f"titles file {path}: header lacks column(s) {', '.join(missing)} (found {found}; the header is "
+                    f"{','.join(TITLES_COLUMNS)})"
                 )
             for record in reader:
                 values = {key: (record.get(key) or "").strip() for key in TITLES_COLUMNS}

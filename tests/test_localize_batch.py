@@ -236,9 +236,13 @@ def test_remove_withdraws_a_variant_and_names_one_that_is_not_registered(
     titles, store_path, out = setup
     with open_store(store_path) as store:
         run_batch(store, titles, out, regions=["DE"], method="ns", progress=False)
+    assert main(["run", "--titles", str(titles), "--out", str(out), "--store", str(store_path), "--review"]) == 0
     assert main(["remove", "demo00000", "de,FR", "--store", str(store_path)]) == 1
     printed = capsys.readouterr()
     assert "withdrew demo00000 DE" in printed.out and "no FR variant of 'demo00000' is registered" in printed.err
+    assert not (out / "review" / "demo00000.png").exists()  # it showed the withdrawn variant
+    with pytest.raises(SystemExit):
+        main(["remove", "demo00000", "", "--store", str(store_path)])
     with open_store(store_path) as store:
         assert [v.parent_id for v in store.variants(region="DE")] == ["demo00001", "demo00002"]
         assert (out / "DE" / "demo00000.png").is_file()  # the image is left to its owner
@@ -283,8 +287,11 @@ def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows
     assert main([*base, "--out", str(out), "--store", str(mistyped_store)]) == 2
     assert f"error: no store at {mistyped_store}" in capsys.readouterr().err
     assert not mistyped_store.parent.exists()
-    assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "XX"]) == 0
-    assert "no row of the titles file is for region(s) XX" in capsys.readouterr().out
+    assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "IT"]) == 0
+    assert "no row of the titles file is for region(s) IT" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*base, "--out", str(out), "--store", str(store_path), "--regions", "Germany"])
+    assert "regions must be ISO 3166-1 country codes such as DE,JP (got 'Germany')" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # regions given without --regions: named, not taken for Beam options
         main([*base, "--out", str(out), "--store", str(store_path), "DE,JP"])
     assert "unexpected argument(s) DE,JP" in capsys.readouterr().err
@@ -298,7 +305,7 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
             "--titles",
             str(titles),
             "--regions",
-            "de,ja",
+            "de,in",
             "--out",
             str(out),
             "--store",
@@ -309,7 +316,7 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "skipped blank DE: no title found" in printed and "3 variant(s) made" in printed
+    assert "skipped blank DE: no title found" in printed and "6 variant(s) made" in printed
     poster = titles.parent / "posters" / "demo00000.png"
     sheet = out / "compare.png"
     assert (
@@ -351,6 +358,8 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
     assert main([*compare, "x", "--language", "de", "--out", str(out / "before_after")]) == 1  # no image extension
     assert "error: --out" in capsys.readouterr().err and not (out / "before_after").exists()
     assert main([*compare, "鉄と夜", "--language", "jp", "--out", str(sheet)]) == 1  # the country, not the language
+    assert "error: --language 'jp' is not a BCP-47 language code" in capsys.readouterr().err
+    assert main([*compare, "鉄と夜", "--language", "de", "--out", str(sheet)]) == 1
     assert "has no glyphs for '鉄と夜'" in capsys.readouterr().err
 
 
