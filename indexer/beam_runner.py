@@ -42,8 +42,17 @@ def run_pipeline(pipeline: beam.Pipeline, consequence: str) -> dict[str, int]:
 
 
 def new_work_folder(work_root: str) -> str:
-    """A fresh folder under ``work_root`` for one run's hand-back files."""
-    return FileSystems.join(work_root, uuid.uuid4().hex)
+    """A fresh folder under ``work_root`` for one run's hand-back files, made before the pipeline runs.
+
+    Raises:
+        IndexVersionError: it cannot be made (``work_root`` is a file, or not writable).
+    """
+    folder = FileSystems.join(work_root, uuid.uuid4().hex)
+    try:
+        FileSystems.mkdirs(folder)
+    except OSError as err:
+        raise IndexVersionError(f"work folder {work_root} cannot be made: {err}") from None
+    return folder
 
 
 def delete_work_folder(folder: str) -> None:

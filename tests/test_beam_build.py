@@ -235,3 +235,17 @@ def test_localize_run_on_beam_makes_the_variants_of_the_single_process_run(
         made[way + " skips"] = sorted(skipped.splitlines())
     assert made["beam"] == made["single"] and len(made["single"]) >= 2, made
     assert made["beam skips"] == made["single skips"]
+
+
+def test_a_work_folder_that_cannot_be_made_is_refused_before_the_pipeline(tmp_path: Path) -> None:
+    from indexer.beam_runner import delete_work_folder, new_work_folder
+    from indexer.published import IndexVersionError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    with pytest.raises(IndexVersionError, match=r"work folder .*a_file cannot be made"):
+        new_work_folder(str(a_file))
+    folder = new_work_folder(str(tmp_path / "work"))
+    assert Path(folder).is_dir()
+    delete_work_folder(folder)
+    assert not Path(folder).exists()
