@@ -25,6 +25,7 @@ from localize.batch import (
     Skip,
     TitlesFileError,
     clean_poster_file,
+    noting_earlier_variants,
     pending_requests,
     prepare_out_dir,
     read_requests,
@@ -90,6 +91,8 @@ class LocalizePlan:
     skipped: list[Skip]
     up_to_date: int
     regions_without_rows: list[str] = dataclasses.field(default_factory=list)
+    registered: frozenset[tuple[str, str]] = frozenset()
+    """The (id, region) pairs that have a variant before the run."""
 
     def replaced_keys(self) -> set[str]:
         """Index keys of the variants the jobs remake (their stored images are not embedded)."""
@@ -120,7 +123,7 @@ def plan_localize(store_path: Path, options: LocalizeOptions) -> LocalizePlan:
         LocalizeJob(pid, str(parents[pid].image_path), parents[pid].image_sha256, parents[pid].title, tuple(reqs))
         for pid, reqs in pending.items()
     ]
-    return LocalizePlan(jobs, skipped, up_to_date, regions_without_rows(wanted, requests, skipped))
+    return LocalizePlan(jobs, skipped, up_to_date, regions_without_rows(wanted, requests, skipped), frozenset(existing))
 
 
 class LocalizePoster(beam.DoFn):
@@ -198,6 +201,7 @@ def register_results(
                 source_sha256=variant.source_sha256,
             )
     skipped = planned.skipped + [Skip(**record) for record in read_records(skipped_path)]
+    skipped = noting_earlier_variants(skipped, planned.registered)
     write_skip_list(options.out_dir, skipped, wanted_regions(options.regions))
     return skipped
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from .pipeline import NoTitle, before_after, clean_poster, localize
 from .render import CannotFit, MissingGlyphs
 
 INTERRUPTED = 130
-"""The exit code of a run stopped by Ctrl-C, as a shell reports a command killed by SIGINT."""
+"""The exit code of a run stopped by Ctrl-C or SIGTERM, as a shell reports a command killed by SIGINT."""
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.work_dir:
         args.parser.error("--work-dir needs --runner")
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _stop_as_interrupted)
     try:
         store_path = existing_store(args.store or load_settings().store)
         with open_store(store_path) as store:
@@ -73,6 +75,9 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, TitlesFileError, OutputDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before or after the variants are made (run_batch reports one during)
+        print("interrupted: the variants made so far are registered; run the same command to finish", file=sys.stderr)
+        return INTERRUPTED
     seconds = time.perf_counter() - started
     for skip in summary.skipped:
         print(f"skipped {skip}")
@@ -82,6 +87,11 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
     )
     return INTERRUPTED if summary.interrupted else 0
+
+
+def _stop_as_interrupted(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler stopping the job) ends a run as Ctrl-C does: summary, skip list, exit 130."""
+    raise KeyboardInterrupt
 
 
 def existing_store(path: Path) -> Path:

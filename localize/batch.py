@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -309,6 +309,17 @@ def wanted_regions(regions: Iterable[str] | None) -> set[str] | None:
     return {region.strip().upper() for region in regions} if regions else None
 
 
+def noting_earlier_variants(skips: list[Skip], registered: Collection[tuple[str, str]]) -> list[Skip]:
+    """``skips``, where the (id, region) already has a variant in ``registered``, saying that it stays
+    registered (and served) until a run replaces it."""
+    return [
+        dataclasses.replace(skip, reason=f"{skip.reason}; the variant registered before stays")
+        if (skip.id, skip.region) in registered
+        else skip
+        for skip in skips
+    ]
+
+
 def regions_without_rows(wanted: set[str] | None, requests: list[Request], skips: list[Skip]) -> list[str]:
     """The regions of ``wanted`` that no row of the titles CSV (made into ``requests`` or ``skips``) names."""
     named = {request.region for request in requests} | {skip.region for skip in skips}
@@ -354,6 +365,7 @@ def run_batch(
             summary.posters += 1
     except KeyboardInterrupt:
         summary.interrupted = True
+    summary.skipped = noting_earlier_variants(summary.skipped, existing)
     write_skip_list(out_dir, summary.skipped, wanted)
     return summary
 
