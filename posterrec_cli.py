@@ -17,13 +17,26 @@ from collections.abc import Callable, Sequence
 from posterrec_settings import ConfigError, load_settings
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+QUIET_UNLESS_VERBOSE = ("apache_beam",)
+"""Libraries whose INFO messages describe their own workings: shown only with ``-v``."""
+VERBOSE_HELP = "log debug messages, and the INFO messages of Apache Beam"
+
+
+class _SubCommandParser(argparse.ArgumentParser):
+    """A sub-command's parser, which also takes ``-v/--verbose`` after the sub-command's name."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # SUPPRESS: left out after the sub-command, the flag keeps the value given before it.
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
 
 
 def command_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    """A parser with ``-v/--verbose`` and a required sub-command, and the object sub-commands are added to."""
+    """A parser with ``-v/--verbose`` (before or after the sub-command) and a required sub-command, and the
+    object sub-commands are added to."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    return parser, parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    return parser, parser.add_subparsers(dest="command", required=True, parser_class=_SubCommandParser)
 
 
 def main(
@@ -41,13 +54,17 @@ def run(
     command: Callable[[argparse.Namespace], int],
     expected_errors: tuple[type[BaseException], ...] = (),
 ) -> int:
-    """Set up logging (``args.verbose``), check the settings and run ``command(args)``.
+    """Set up logging (``args.verbose``: debug messages, and Beam's INFO ones), check the settings and run
+    ``command(args)``.
 
     Returns:
         The command's exit code, or 1 after printing one ``error:`` line for a bad setting or one of
         ``expected_errors``.
     """
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, format=LOG_FORMAT)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
+    for library in QUIET_UNLESS_VERBOSE:
+        logging.getLogger(library).setLevel(logging.NOTSET if verbose else logging.WARNING)
     try:
         load_settings()
         return command(args)

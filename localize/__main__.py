@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -94,6 +95,25 @@ def _stop_as_interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+BEAM_INTERRUPTED = (
+    "interrupted: a Beam run registers its variants when its pipeline ends, so none of this run's is registered;"
+    " run the same command to make them"
+)
+
+
+class _BeamStop:
+    """The SIGINT and SIGTERM handler of a Beam run: stops it as Ctrl-C does, notes that it was asked to, and
+    silences Beam's report of the stage it stopped, which would otherwise print as a failure's traceback."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+
 def existing_store(path: Path) -> Path:
     """``path`` when a store is there; raises ConfigError, so that a mistyped path is not made a new, empty store."""
     if not Path(path).is_file():
@@ -112,10 +132,16 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
         args.parser.error("--review is made by the single-process run only (leave out --runner)")
     started = time.perf_counter()
     options = LocalizeOptions(args.titles, args.out, regions, args.inpaint)
+    stop = _BeamStop()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         store = existing_store(args.store or load_settings().store)
         summary = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
-    except (ConfigError, IndexVersionError) as err:
+    except (ConfigError, IndexVersionError, KeyboardInterrupt) as err:
+        if stop.requested:  # Beam reports a KeyboardInterrupt in a stage as the stage failing
+            print(BEAM_INTERRUPTED, file=sys.stderr)
+            return INTERRUPTED
         print(f"error: {err}", file=sys.stderr)
         return 2
     for skip in summary.skipped:

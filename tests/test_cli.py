@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import posterrec_cli
@@ -41,3 +43,24 @@ def test_a_sub_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         posterrec_cli.main(_parser(None), [], (BadCatalogue,))
     assert exited.value.code == 2 and "command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["-v", "go"], ["go", "-v"], ["go", "--verbose"]])
+def test_verbose_is_taken_before_or_after_the_sub_command(argv: list[str]) -> None:
+    assert _parser(None).parse_args(argv).verbose is True
+
+
+def test_without_verbose_neither_place_sets_it() -> None:
+    assert _parser(None).parse_args(["go"]).verbose is False
+
+
+@pytest.mark.parametrize(("argv", "beam_level"), [(["go"], logging.WARNING), (["go", "-v"], logging.NOTSET)])
+def test_beams_info_messages_are_held_back_unless_verbose(argv: list[str], beam_level: int) -> None:
+    """NOTSET: Beam's loggers then pass on what the root logger passes (INFO, or DEBUG with -v)."""
+    beam = logging.getLogger("apache_beam")
+    beam.setLevel(logging.ERROR)
+    try:
+        assert posterrec_cli.main(_parser(None), argv, ()) == 7
+        assert beam.level == beam_level
+    finally:
+        beam.setLevel(logging.NOTSET)

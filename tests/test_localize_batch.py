@@ -400,6 +400,30 @@ def test_an_interrupted_run_says_so_keeps_what_it_made_and_lists_its_skips(tmp_p
     assert f"{made} variant(s) made" in printed and made < 30 * len(REGIONS)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_beam_run_says_so_in_one_line_and_registers_nothing(tmp_path: Path, stop: int) -> None:
+    catalog, store_path = _corpus_with_blank_poster(tmp_path, count=30)
+    titles, out = _titles(catalog, []), tmp_path / "variants"
+    command = [sys.executable, "-m", "localize", "run", "--titles", str(titles), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--store", str(store_path), "--inpaint", "ns", "--runner", "FnApiRunner"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/*.png")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(stop)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors[-3000:]
+    assert "interrupted: a Beam run registers its variants when its pipeline ends" in errors
+    assert "Traceback" not in errors
+    with open_store(store_path) as store:
+        assert store.variants() == []
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_without_redoing_or_breaking_anything(tmp_path: Path) -> None:
     catalog, store_path = _corpus_with_blank_poster(tmp_path, count=6)
