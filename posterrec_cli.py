@@ -4,13 +4,16 @@ A command's module builds its parser with :func:`command_parser`, registers each
 ``run(args) -> int`` function through ``set_defaults(run=...)``, and ends with :func:`main`; a command
 line without sub-commands (``python -m recsvc``) calls :func:`run` itself. The settings
 are checked before any command runs. Errors the user can fix (a bad catalogue, setting or index) are
-printed as one ``error: ...`` line with exit code 1; anything else is a bug and keeps its traceback.
+printed as one ``error: ...`` line with exit code 1; anything else is a bug and keeps its traceback. Ctrl-C
+and SIGTERM (a scheduler stopping the job) stop a command alike: one ``interrupted`` line, followed by the
+sub-command's ``set_defaults(interrupted=...)`` note on what it leaves, and exit code 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,6 +23,27 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 QUIET_UNLESS_VERBOSE = ("apache_beam",)
 """Libraries whose INFO messages describe their own workings: shown only with ``-v``."""
 VERBOSE_HELP = "log debug messages, and the INFO messages of Apache Beam"
+INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C or SIGTERM, as a shell reports a command killed by SIGINT."""
+
+
+class StopRequest:
+    """The SIGINT and SIGTERM handler :func:`run` installs: raises KeyboardInterrupt, notes that a stop was asked
+    for (Beam reports a KeyboardInterrupt inside a stage as the stage failing), and silences Beam's report of the
+    stage it stopped, which would otherwise print as a failure's traceback."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        for library in QUIET_UNLESS_VERBOSE:
+            logging.getLogger(library).setLevel(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+
+STOP = StopRequest()
+"""Whether the running command was asked to stop."""
 
 
 class _SubCommandParser(argparse.ArgumentParser):
@@ -58,16 +82,28 @@ def run(
     ``command(args)``.
 
     Returns:
-        The command's exit code, or 1 after printing one ``error:`` line for a bad setting or one of
-        ``expected_errors``.
+        The command's exit code; 1 after printing one ``error:`` line for a bad setting or one of
+        ``expected_errors``; 130 (:data:`INTERRUPTED`) after one ``interrupted`` line when Ctrl-C or SIGTERM
+        stopped it.
     """
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
     for library in QUIET_UNLESS_VERBOSE:
         logging.getLogger(library).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    STOP.requested = False
+    handlers = {stop: signal.signal(stop, STOP) for stop in (signal.SIGINT, signal.SIGTERM)}
     try:
         load_settings()
         return command(args)
-    except (ConfigError, *expected_errors) as err:
+    except (ConfigError, *expected_errors, KeyboardInterrupt) as err:
+        if STOP.requested:
+            note = getattr(args, "interrupted", None)
+            print(f"interrupted: {note}" if note else "interrupted", file=sys.stderr)
+            return INTERRUPTED
+        if isinstance(err, KeyboardInterrupt):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -17,15 +15,13 @@ import posterrec_cli
 from indexer.regions import is_assigned_region
 from indexer.store import open_store
 from posterrec_atomic import save_image
+from posterrec_cli import INTERRUPTED
 
 from .batch import OutputDirError, TitlesFileError, review_path, run_batch
 from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD, METHODS
 from .pipeline import NoTitle, before_after, clean_poster, localize
 from .render import CannotFit, MissingGlyphs
-
-INTERRUPTED = 130
-"""The exit code of a run stopped by Ctrl-C or SIGTERM, as a shell reports a command killed by SIGINT."""
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
@@ -68,7 +64,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.work_dir:
         args.parser.error("--work-dir needs --runner")
     started = time.perf_counter()
-    signal.signal(signal.SIGTERM, _stop_as_interrupted)
     try:
         store_path = existing_store(args.store or load_settings().store)
         with open_store(store_path) as store:
@@ -90,28 +85,10 @@ def _run(args: argparse.Namespace) -> int:
     return INTERRUPTED if summary.interrupted else 0
 
 
-def _stop_as_interrupted(signum: int, frame: object) -> None:
-    """SIGTERM (a scheduler stopping the job) ends a run as Ctrl-C does: summary, skip list, exit 130."""
-    raise KeyboardInterrupt
-
-
 BEAM_INTERRUPTED = (
     "interrupted: a Beam run registers its variants when its pipeline ends, so none of this run's is registered;"
     " run the same command to make them"
 )
-
-
-class _BeamStop:
-    """The SIGINT and SIGTERM handler of a Beam run: stops it as Ctrl-C does, notes that it was asked to, and
-    silences Beam's report of the stage it stopped, which would otherwise print as a failure's traceback."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.requested = True
-        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-        raise KeyboardInterrupt
 
 
 def existing_store(path: Path) -> Path:
@@ -132,14 +109,11 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
         args.parser.error("--review is made by the single-process run only (leave out --runner)")
     started = time.perf_counter()
     options = LocalizeOptions(args.titles, args.out, regions, args.inpaint)
-    stop = _BeamStop()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     try:
         store = existing_store(args.store or load_settings().store)
         summary = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
     except (ConfigError, IndexVersionError, KeyboardInterrupt) as err:
-        if stop.requested:  # Beam reports a KeyboardInterrupt in a stage as the stage failing
+        if posterrec_cli.STOP.requested:  # Beam reports a KeyboardInterrupt in a stage as the stage failing
             print(BEAM_INTERRUPTED, file=sys.stderr)
             return INTERRUPTED
         print(f"error: {err}", file=sys.stderr)

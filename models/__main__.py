@@ -20,6 +20,9 @@ from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
 
+RESUME_NOTE = "the finished epochs are kept: run the same command with --resume to continue"
+"""What an interrupted training run leaves."""
+
 
 def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
     """Good rows of the catalogue; bad rows stop the run unless the caller chose to skip them."""
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones"
     )
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, interrupted=RESUME_NOTE)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
     evaluate.add_argument("--model", type=Path, required=True)
@@ -153,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     behaviour.add_argument("--id-dropout", type=float, help="share of ids hidden in training so posters learn alone")
     behaviour.add_argument("--seed", type=int)
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    behaviour.set_defaults(run=_train_behaviour)
+    behaviour.set_defaults(run=_train_behaviour, interrupted=RESUME_NOTE)
     return parser
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 
 import pytest
 
@@ -64,3 +67,42 @@ def test_beams_info_messages_are_held_back_unless_verbose(argv: list[str], beam_
         assert beam.level == beam_level
     finally:
         beam.setLevel(logging.NOTSET)
+
+
+def _stopped_by(stop: int, then: type[BaseException] | None = None):
+    """A command that sends itself ``stop`` and, like Beam does with a stage it was running, reports the
+    interruption as ``then``."""
+
+    def run(args) -> int:
+        try:
+            os.kill(os.getpid(), stop)
+            time.sleep(5)  # the handler raises before this ends
+        except KeyboardInterrupt:
+            if then is None:
+                raise
+            raise then("stage failed: KeyboardInterrupt") from None
+        return 0
+
+    return run
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("reported_as", [None, BadCatalogue], ids=["as-is", "wrapped"])
+def test_a_stopped_command_prints_one_line_with_its_note_and_exits_130(
+    capsys: pytest.CaptureFixture[str], stop: int, reported_as: type[BaseException] | None
+) -> None:
+    parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
+    commands.add_parser("go").set_defaults(run=_stopped_by(stop, reported_as), interrupted="nothing was published")
+    before = signal.getsignal(stop)
+    assert posterrec_cli.main(parser, ["go"], (BadCatalogue,)) == posterrec_cli.INTERRUPTED
+    assert capsys.readouterr().err == "interrupted: nothing was published\n"
+    assert signal.getsignal(stop) is before, "the command's handler should be removed after it"
+
+
+def test_an_error_without_a_stop_is_still_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """After a stopped command, the next one in the same process starts with no stop requested."""
+    parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
+    commands.add_parser("go").set_defaults(run=_stopped_by(signal.SIGTERM))
+    assert posterrec_cli.main(parser, ["go"], ()) == posterrec_cli.INTERRUPTED
+    assert posterrec_cli.main(_parser(BadCatalogue("bad row")), ["go"], (BadCatalogue,)) == 1
+    assert capsys.readouterr().err == "interrupted\nerror: bad row\n"
