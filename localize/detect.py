@@ -32,8 +32,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from PIL import Image
+from rapidfuzz.distance import Levenshtein
 
-from .match import match_title, normalized, part_weight, similarity, title_forms
+from .match import match_title, normalized, part_weight, similarity, title_article, title_forms
 from .recognize import VERTICAL, Crop, Reading, is_vertical, read_crops, read_lines, upright_crop
 
 Box = tuple[int, int, int, int]
@@ -114,6 +115,9 @@ lines around them that complete it (:func:`_completed`)."""
 NEIGHBOURHOOD = 1.0
 """A line completes the title only when most of its box lies within this many heights of the
 tallest title line around the title's box (a subtitle under it, a small word between its lines)."""
+ARTICLE_MIN_LETTERS = 3
+"""A title's article ("the", "les", "der") is looked for beside its lines (:func:`_with_article`) when it has
+at least this many letters."""
 BY_TEXT, BY_PROMINENCE = "catalogue title", "prominence"
 
 
@@ -416,7 +420,7 @@ def detect_title(image: Image.Image | np.ndarray, catalogue_title: str | None = 
             split_lines = _read_as_title(pixels, _rank(pixels, split), catalogue_title)
             by_text = _better(by_text, choose_by_text(split_lines, size, catalogue_title))
     if by_text:
-        return _completed(by_text, catalogue_title)
+        return _with_article(_completed(by_text, catalogue_title), catalogue_title)
     by_prominence = choose_title(lines, size)
     if catalogue_title and catalogue_title.strip() and by_prominence.found:
         return _unless_other_text(by_prominence, catalogue_title)
@@ -532,6 +536,32 @@ def _completed(detection: Detection, catalogue_title: str) -> Detection:
         candidates.remove(chosen)
     if title == detection.title:
         return detection
+    return dataclasses.replace(detection, title=title, match=_likeness(_joined(lines, title), catalogue_title))
+
+
+def _with_article(detection: Detection, catalogue_title: str) -> Detection:
+    """``detection`` (title lines chosen by their text) with the line before its title that reads as the
+    title's article, one letter misread at most (a small "THE" above the big words read as "THL"), when its
+    lines read as the title without the article. Only articles of ``ARTICLE_MIN_LETTERS`` letters or more are
+    looked for: a shorter one would match stray letters."""
+    article = title_article(catalogue_title)
+    lines, title = detection.lines, detection.title
+    if not article or len(article) < ARTICLE_MIN_LETTERS or normalized(_joined(lines, title)).startswith(article):
+        return detection
+    near = _expanded(detection.title_box, NEIGHBOURHOOD * max(line.height for line in detection.title_lines))
+    first = lines[title[0]].center
+    candidates = [
+        i
+        for i, line in enumerate(lines)
+        if i not in title
+        and Levenshtein.distance(normalized(line.text), article) <= 1
+        and _covered(line.box, [near]) >= 0.5
+        and reading_order(lines, (*title, i))[0] == i
+    ]
+    if not candidates:
+        return detection
+    closest = min(candidates, key=lambda i: float(np.hypot(*np.subtract(lines[i].center, first))))
+    title = reading_order(lines, (*title, closest))
     return dataclasses.replace(detection, title=title, match=_likeness(_joined(lines, title), catalogue_title))
 
 

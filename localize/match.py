@@ -44,6 +44,17 @@ def _article_first(title: str) -> str:
     return f"{article}{'' if article.endswith(chr(39)) else ' '}{match['rest']}"
 
 
+def title_article(catalogue_title: str) -> str | None:
+    """The article the displayed ``catalogue_title`` starts with, normalized: ``"Quiet Earth, The"`` and
+    ``"The Quiet Earth"`` -> ``"the"``; None without one."""
+    name = _PARENTHESIS.sub("", catalogue_title).strip()
+    trailing = _TRAILING_ARTICLE.match(name)
+    if trailing:
+        return normalized(trailing["article"])
+    leading = _LEADING_ARTICLE.match(name)
+    return normalized(leading[1]) if leading else None
+
+
 def title_forms(catalogue_title: str, subtitle_optional: bool = True) -> list[str]:
     """The ways a catalogue title can appear on its poster, as displayed text.
 

@@ -39,6 +39,9 @@ MIN_STROKE_FOR_CLASS = 3.0
 """Median stroke width (px) below which the family class cannot be told and sans is kept."""
 EDGE_TOLERANCE = 0.15
 """Line edges within this fraction of the line height count as aligned."""
+MAIN_ROW_HEIGHT = 0.5
+"""A row of the title counts in its line structure when its tallest line is at least this fraction of the
+title's tallest: a small "THE" above the big words does not set the new title on one more line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +100,12 @@ def _alignment(detection: Detection) -> str:
 
 
 def _rows(detection: Detection) -> int:
-    """The number of text rows among the title lines (:func:`localize.detect.text_rows`)."""
-    return max(1, len(text_rows(detection.title_lines)))
+    """The number of text rows among the title lines (:func:`localize.detect.text_rows`) set in the title's
+    main size (``MAIN_ROW_HEIGHT``)."""
+    lines = detection.title_lines
+    tallest = max(line.height for line in lines)
+    main_rows = [row for row in text_rows(lines) if max(lines[i].height for i in row) >= MAIN_ROW_HEIGHT * tallest]
+    return max(1, len(main_rows))
 
 
 def read_look(original: np.ndarray, background: np.ndarray, mask: np.ndarray, detection: Detection) -> TitleLook:

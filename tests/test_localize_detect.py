@@ -20,6 +20,7 @@ from localize.detect import (
     _read_as_title,
     _split_in_regions,
     _stacked_rows,
+    _with_article,
     choose_by_text,
     detect_lines,
     detect_title,
@@ -304,6 +305,23 @@ def test_a_subtitle_read_poorly_completes_the_title_and_the_lines_beyond_it_do_n
     completed = _completed(matched, title)
     assert completed.title == (0, 1, 2)
     assert completed.text == "NEONGENESIS EVANGELION HE aNO OF EVANGELION"
+
+
+def test_a_small_article_above_the_title_read_with_one_letter_wrong_joins_it() -> None:
+    title = "Quiet Earth, The"
+    lines = [
+        _line((33, 195, 49, 203), "THL"),  # the small "THE" above, misread
+        _line((26, 201, 91, 221), "QUIET"),
+        _line((23, 218, 93, 239), "EARTH"),
+        _line((60, 245, 76, 252), "THC"),  # after the title: not its article
+        _line((100, 20, 116, 28), "TH3"),  # far above it
+    ]
+    matched = choose_by_text(lines, (182, 268), title)
+    assert matched is not None and matched.title == (1, 2)  # "Quiet Earth" reads as a whole form
+    assert _with_article(matched, title).title == (0, 1, 2)
+    assert _with_article(matched, "Quiet Earth").title == (1, 2)  # no article in the title: nothing added
+    misread_twice = [_line((33, 195, 49, 203), "TIL"), *lines[1:3]]
+    assert _with_article(choose_by_text(misread_twice, (182, 268), title), title).title == (1, 2)
 
 
 def test_words_the_poster_scale_takes_for_one_line_are_found_apart_in_their_region() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from localize.match import match_title, normalized, part_weight, similarity, title_forms
+import pytest
+
+from localize.match import match_title, normalized, part_weight, similarity, title_article, title_forms
 
 
 def test_catalogue_titles_become_their_displayed_forms() -> None:
@@ -11,6 +13,22 @@ def test_catalogue_titles_become_their_displayed_forms() -> None:
     assert title_forms("Avengers: Age of Ultron") == ["Avengers: Age of Ultron", "Avengers"]
     assert title_forms("Avengers: Age of Ultron", subtitle_optional=False) == ["Avengers: Age of Ultron"]
     assert title_forms("Amelie (a.k.a. Le Fabuleux Destin)") == ["Amelie", "Le Fabuleux Destin"]
+
+
+@pytest.mark.parametrize(
+    ("title", "article"),
+    [
+        ("Quiet Earth, The", "the"),
+        ("The Quiet Earth", "the"),
+        ("Boot, Das", "das"),
+        ("Troll Hunter, The (Trolljegeren)", "the"),
+        ("A Beautiful Mind", "a"),
+        ("Die Hard", None),  # "die" leads as a word here, not as an article
+        ("Alien", None),
+    ],
+)
+def test_the_article_a_title_is_displayed_with(title: str, article: str | None) -> None:
+    assert title_article(title) == article
 
 
 def test_texts_compare_without_case_spaces_or_punctuation() -> None:

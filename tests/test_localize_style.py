@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from localize import demo
-from localize.detect import detect_title
+from localize.detect import BY_TEXT, Detection, TextLine, detect_title
 from localize.fonts import face_for
 from localize.pipeline import clean_poster, localize
 from localize.render import fit_region, render_title
+from localize.style import _rows
 from localize.typeset import TextStyle, draw_layout, fit_text
 
 GROUND = (25, 35, 60)
@@ -90,6 +91,21 @@ def test_a_title_set_on_two_lines_is_localized_on_two_and_a_one_line_title_on_on
     single = clean_poster(_poster("NIGHT TRAIN", 800), "ns", "Night Train")
     assert single.look.rows == 1
     assert len(localize(single, "Der lange Nachtzug", "de").layout.lines) == 1
+
+
+def _title_of(*boxes: tuple[int, int, int, int]) -> Detection:
+    lines = tuple(
+        TextLine(((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9, y1 - y0, 0.5, 0.1, "WORD", 0.99)
+        for x0, y0, x1, y1 in boxes
+    )
+    return Detection(lines, tuple(range(len(lines))), (182, 268), BY_TEXT, 1.0)
+
+
+def test_only_rows_in_the_titles_main_size_make_its_line_structure() -> None:
+    small_the, quiet, earth = (33, 195, 49, 203), (26, 201, 91, 221), (23, 218, 93, 239)
+    assert _rows(_title_of(small_the, quiet, earth)) == 2  # "THE" above "QUIET" / "EARTH"
+    assert _rows(_title_of(quiet, earth)) == 2
+    assert _rows(_title_of((26, 180, 91, 192), quiet, earth)) == 3  # a third row of 12 px beside 20 px ones
 
 
 @pytest.mark.parametrize("serif", [False, True])
