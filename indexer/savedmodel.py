@@ -27,7 +27,7 @@ import numpy as np
 
 from posterrec_atomic import replace_directory, staging_directory
 
-from .published import PublishedIndex, open_version
+from .published import IndexVersionError, PublishedIndex, open_version
 from .scann_index import IndexParams
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,20 @@ def scann_layer(index: PublishedIndex, k: int = 10):
 def export_savedmodel(
     index_root: str | os.PathLike, out: str | os.PathLike, version: str | None = None, k: int = 10
 ) -> Path:
-    """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete."""
+    """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete.
+
+    Raises:
+        IndexVersionError: ``out`` exists and is not an earlier export (it would be replaced), or the version
+            cannot be opened.
+    """
     import tensorflow as tf
 
+    out = Path(out)
+    if out.exists() and not (out / INFO_FILE).is_file():
+        raise IndexVersionError(
+            f"{out} exists and is not a SavedModel this command exported, which is all it replaces: "
+            "name a new folder, or remove this one first"
+        )
     index = open_version(Path(index_root), version)
     k = max(1, min(k, len(index)))
     layer = scann_layer(index, k)
@@ -76,7 +87,6 @@ def export_savedmodel(
         scores, ids = layer(embedding)
         return {"ids": ids, "scores": scores}
 
-    out = Path(out)
     with staging_directory(out.parent, prefix=f".{out.name}.") as staging:
         tf.saved_model.save(
             layer,
@@ -112,7 +122,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)"
     )
     parser.add_argument(
-        "--dest", type=Path, required=True, help="SavedModel directory to write (replaced when complete)"
+        "--dest",
+        type=Path,
+        required=True,
+        help="SavedModel directory to write: a new one, or an earlier export (replaced when complete)",
     )
     parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")

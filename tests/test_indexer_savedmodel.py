@@ -83,3 +83,22 @@ def test_export_of_a_missing_index_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert indexer_main(["export-savedmodel", "--dest", str(tmp_path / "out"), "--out", str(tmp_path / "none")]) == 1
     assert "no published version yet" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_an_existing_destination_that_is_not_an_export_is_refused_and_kept(tmp_path: Path, capsys, kind: str) -> None:
+    """Only an earlier export is replaced: a mistyped --dest must not delete the user's files."""
+    items, vectors = corpus(50, seed=0)
+    publish_index(
+        tmp_path / "index", items, vectors, {}, exact_search_max_items=10_000, recall_floor=0.0, keep_versions=2
+    )
+    dest = tmp_path / "precious"
+    if kind == "folder":
+        dest.mkdir()
+        (dest / "notes.txt").write_text("important")
+    else:
+        dest.write_text("important")
+    assert indexer_main(["export-savedmodel", "--dest", str(dest), "--out", str(tmp_path / "index")]) == 1
+    assert "is not a SavedModel this command exported" in capsys.readouterr().err
+    kept = dest / "notes.txt" if kind == "folder" else dest
+    assert kept.read_text() == "important"
