@@ -182,7 +182,7 @@ def publish_index(
 
         path = published.stage_version(root, version, write)
         published.set_current(root, version)
-        pruned = published.prune_versions(root, keep_versions)
+        pruned = published.prune_versions(root, keep_versions, protect=[previous] if previous else [])
         log.info(
             "published index version %s: %d items in %d shard(s), recall@%d %.3f",
             version,

@@ -188,8 +188,10 @@ def set_current(root: Path, version: str) -> None:
 
 
 def prune_versions(root: Path, keep: int, protect: Iterable[str] = ()) -> list[str]:
-    """Delete all but the newest ``keep`` served versions (never the current one) and every version never served
-    (what a build killed before ``CURRENT`` left); returns what was deleted. Run it under :func:`publisher_lock`."""
+    """Delete all but the newest ``keep`` served versions (never the current one nor those in ``protect``: the
+    publisher protects the version served before its own, which may be an older one an operator rolled back to)
+    and every version never served (what a build killed before ``CURRENT`` left); returns what was deleted. Run
+    it under :func:`publisher_lock`."""
     keep = max(1, keep)
     protected = set(protect) | {current_version(root)}
     served = served_versions(root)

@@ -18,12 +18,7 @@ def describe_versions(root: Path) -> list[dict]:
     served = published.served_versions(root)
     rows = []
     for version in published.list_versions(root):
-        try:
-            manifest = json.loads(
-                (root / published.VERSIONS / version / published.MANIFEST).read_text(encoding="utf-8")
-            )
-        except (OSError, ValueError):
-            manifest = {}
+        manifest = _manifest(root, version)
         rows.append(
             {
                 "version": version,
@@ -34,6 +29,7 @@ def describe_versions(root: Path) -> list[dict]:
                 "recall_at_10": manifest.get("recall_at_10"),
                 "history_recall_at_10": manifest.get("history_recall_at_10"),
                 "built_at": manifest.get("built_at"),
+                "readable": bool(manifest),
             }
         )
     return rows
@@ -51,17 +47,43 @@ def _shard_count(manifest: dict) -> int | None:
 
 
 def rollback(root: Path, version: str | None = None) -> str:
-    """Serve ``version``, by default the newest one served before the current one; returns its name."""
-    current = published.current_version(root)
-    if version is None:
-        older = [v for v in published.served_versions(root) if current is not None and v < current]
-        if not older:
-            raise published.IndexVersionError(
-                f"index root {root}: no version older than {current or 'none'} to roll back to"
-            )
-        version = older[-1]
-    published.set_current(root, version)
+    """Serve ``version``, by default the one served before the current one was published (its manifest's
+    ``previous_version``, when it is still there), else the newest served version older than the current one;
+    returns its name.
+
+    Raises:
+        IndexVersionError: no index root, no such version or none to go back to, or the version cannot be
+            loaded (it is loaded first, as the service will load it, and not served if that fails).
+    """
+    if not Path(root).is_dir():
+        raise published.IndexVersionError(f"index root {root} does not exist")
+    version = version or _version_before(root)
+    if version in published.list_versions(root):
+        published.open_version(root, version)
+    published.set_current(root, version)  # refuses a version the root does not have, naming those it has
     return version
+
+
+def _version_before(root: Path) -> str:
+    current = published.current_version(root)
+    served = published.served_versions(root)
+    previous = _manifest(root, current).get("previous_version") if current else None
+    if previous in served and previous != current:
+        return previous
+    older = [v for v in served if current is not None and v < current]
+    if not older:
+        raise published.IndexVersionError(
+            f"index root {root}: no version older than {current or 'none'} to roll back to"
+        )
+    return older[-1]
+
+
+def _manifest(root: Path, version: str) -> dict:
+    """``version``'s manifest, empty when it cannot be read."""
+    try:
+        return json.loads((Path(root) / published.VERSIONS / version / published.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -76,15 +98,24 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     root = args.out or load_settings().index_root
+    if not Path(root).is_dir():
+        raise published.IndexVersionError(f"index root {root} does not exist")
     rows = describe_versions(root)
     if not rows:
         print(f"{root}: no published versions")
     for row in rows:
         mark = "*" if row["current"] else " "
+        if not row["readable"]:
+            print(f"{mark} {row['version']}  broken: its manifest cannot be read (rollback refuses it)")
+            continue
         never = "  (never served: left by a build stopped before it switched CURRENT)" if row["never_served"] else ""
         print(
             f"{mark} {row['version']}  items={row['items']}  shards={row['shards']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
         )
+    current = published.current_version(root)
+    if current and current not in {row["version"] for row in rows}:
+        print(f"warning: CURRENT names {current!r}, which is not a version here; roll back to one of these")
+        return 1
     return 0
 
 

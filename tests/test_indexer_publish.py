@@ -15,6 +15,8 @@ import scann
 from indexer.__main__ import main as indexer_main
 from indexer.publish import RecallBelowFloor, _finish_staged, publish_index
 from indexer.published import (
+    CURRENT,
+    MANIFEST,
     SCANN_DIR,
     VERSIONS,
     IndexItem,
@@ -176,7 +178,10 @@ def test_pruning_keeps_the_newest_versions_and_never_the_served_one(tmp_path: Pa
 
     rollback(tmp_path, names[2])
     newest = publish(tmp_path, seed=9, keep=2)
-    assert list_versions(tmp_path) == [names[3], newest]
+    assert list_versions(tmp_path) == [names[2], names[3], newest], "the version rolled back to outlives keep=2"
+    assert rollback(tmp_path) == names[2], "a rollback returns to the version served before the build"
+    rollback(tmp_path, newest)
+    assert prune_versions(tmp_path, keep=2) == [names[2]]
 
     rollback(tmp_path, names[3])
     extra = [publish(tmp_path, seed=10 + i, keep=10) for i in range(2)]
@@ -201,6 +206,18 @@ def test_versions_lists_and_rollback_switches_back(tmp_path: Path, capsys) -> No
     assert current_version(tmp_path) == second
     assert indexer_main(["rollback", "nonesuch", "--out", str(tmp_path)]) == 1
     assert "has no version 'nonesuch'" in capsys.readouterr().err and current_version(tmp_path) == second
+
+    (tmp_path / VERSIONS / first / MANIFEST).unlink()
+    assert indexer_main(["versions", "--out", str(tmp_path)]) == 0
+    assert f"  {first}  broken: its manifest cannot be read" in capsys.readouterr().out
+    assert indexer_main(["rollback", first, "--out", str(tmp_path)]) == 1
+    assert "cannot be loaded" in capsys.readouterr().err and current_version(tmp_path) == second
+    (tmp_path / CURRENT).write_text("garbage\n")
+    assert indexer_main(["versions", "--out", str(tmp_path)]) == 1
+    assert "CURRENT names 'garbage', which is not a version here" in capsys.readouterr().out
+    for command in ("versions", "rollback"):
+        assert indexer_main([command, "--out", str(tmp_path / "nowhere")]) == 1
+        assert "nowhere does not exist" in capsys.readouterr().err
 
 
 def test_versions_lists_the_shard_count_of_each_version(tmp_path: Path, capsys) -> None:
