@@ -80,14 +80,17 @@ def parse_weight(raw: str | None) -> float:
 
 def _open_csv(path: Path, required: tuple[str, ...], what: str):
     try:
-        handle = path.open(encoding="utf-8", errors="surrogateescape", newline="")
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")  # -sig: Excel's BOM
     except OSError as err:
         raise EventsError(f"{what} {path} cannot be opened: {err.strerror or err}") from None
     reader = csv.DictReader(handle)
-    missing = [column for column in required if column not in (reader.fieldnames or [])]
+    found = reader.fieldnames
+    missing = [column for column in required if column not in (found or [])]
     if missing:
         handle.close()
-        raise EventsError(f"{what} {path}: header lacks column(s) {', '.join(missing)} (found {reader.fieldnames})")
+        if found is None:
+            raise EventsError(f"{what} {path} is empty: it needs a header line with {', '.join(required)}")
+        raise EventsError(f"{what} {path}: header lacks column(s) {', '.join(missing)} (found {found})")
     return reader, handle
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from posterrec_settings import load_settings
 
-from models.catalog import CatalogReport, RowError, format_errors, read_catalog
+from models.catalog import CatalogError, CatalogReport, RowError, format_errors, read_catalog
 
 from .store import SyncSummary, open_store
 
@@ -34,10 +35,16 @@ class IngestResult:
 def ingest_catalog(
     catalog: str | Path, store_path: str | Path, skip_invalid: bool = False, allow_outside: bool = False
 ) -> IngestResult:
-    """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync it into the store; ``allow_outside``
-    lets image paths lead outside the catalogue's folder."""
+    """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync the store to it (titles it lacks are
+    removed); ``allow_outside`` lets image paths lead outside the catalogue's folder.
+
+    Raises:
+        CatalogError: the catalogue cannot be read, or has no rows (which would empty the store).
+    """
     started = time.perf_counter()
     report = read_catalog(catalog, allow_outside=allow_outside)
+    if not report.rows and not report.errors:
+        raise CatalogError(f"{catalog} has a header but no rows: syncing it would remove every title from the store")
     summary = None
     if report.ok or skip_invalid:
         with open_store(store_path) as store:
@@ -46,7 +53,9 @@ def ingest_catalog(
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("ingest", help="validate a catalogue CSV and sync it into the store")
+    parser = commands.add_parser(
+        "ingest", help="validate a catalogue CSV and sync the store to it (titles not in it are removed)"
+    )
     parser.add_argument("catalog", type=Path, help="CSV with columns id,title,year,genres,image")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument("--skip-invalid", action="store_true", help="ingest the good rows and list the bad ones")
@@ -62,9 +71,12 @@ def print_invalid_rows(source: Path, errors: Sequence[RowError], ingested: bool)
     """Print a CSV's invalid rows, if any, and when nothing was ``ingested`` how to go on; returns ``ingested``."""
     if errors:
         verb = "skipped" if ingested else "found"
-        print(f"{source}: {verb} {len({error.line for error in errors})} invalid row(s):\n{format_errors(errors)}")
+        print(
+            f"{source}: {verb} {len({error.line for error in errors})} invalid row(s):\n{format_errors(errors)}",
+            file=sys.stderr,
+        )
     if not ingested:
-        print(f"{source}: nothing ingested; fix the rows above or pass --skip-invalid")
+        print(f"{source}: nothing ingested; fix the rows above or pass --skip-invalid", file=sys.stderr)
     return ingested
 
 

@@ -91,7 +91,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
     listing.set_defaults(run=_list)
     back = commands.add_parser("rollback", help="serve an earlier index version")
-    back.add_argument("version", nargs="?", help="version to serve (default: the one before the current)")
+    back.add_argument(
+        "version", nargs="?", help="version to serve (default: the one served before the current one was published)"
+    )
     back.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
     back.set_defaults(run=_rollback)
 

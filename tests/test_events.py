@@ -87,7 +87,7 @@ EXPECTED = {
 def test_every_bad_row_is_reported_by_line_and_nothing_is_written(store_path, tmp_path, capsys):
     events_csv = write_lines(tmp_path / "bad.csv", BAD, raw_tail=b"caf\xe9,0114709,964982999,1,tv\r\n")
     assert indexer_main(["ingest-events", str(events_csv), "--store", str(store_path)]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     for line, reason in EXPECTED.items():
         assert any(text.startswith(f"line {line}") and reason in text for text in out.splitlines()), (line, out)
     assert "found 7 invalid row(s)" in out and "nothing ingested" in out
@@ -97,7 +97,7 @@ def test_every_bad_row_is_reported_by_line_and_nothing_is_written(store_path, tm
 def test_skip_invalid_writes_the_good_rows_only(store_path, tmp_path, capsys):
     events_csv = write_lines(tmp_path / "bad.csv", BAD)
     assert indexer_main(["ingest-events", str(events_csv), "--store", str(store_path), "--skip-invalid"]) == 0
-    assert "skipped 6 invalid row(s)" in capsys.readouterr().out
+    assert "skipped 6 invalid row(s)" in capsys.readouterr().err
     assert {(e.user_id, e.title_id, e.weight) for e in stored_events(store_path)} == {
         ("u1", "0114709", 4.0),
         ("u1", "0113497", 1.0),
@@ -156,3 +156,17 @@ def test_movielens_ratings_become_events_of_catalogue_titles(store_path, tmp_pat
     assert rows == movielens_events(ratings, links, catalog)[0]
     assert indexer_main(["ingest-events", str(out), "--store", str(store_path)]) == 0
     assert len(stored_events(store_path)) == 3
+
+
+def test_an_events_file_saved_with_a_byte_order_mark_is_read(store_path, tmp_path):
+    events_csv = tmp_path / "excel.csv"
+    events_csv.write_text("\ufeff" + "\r\n".join(GOOD) + "\r\n", encoding="utf-8")
+    assert indexer_main(["ingest-events", str(events_csv), "--store", str(store_path)]) == 0
+    assert len(stored_events(store_path)) == len(GOOD) - 1
+
+
+def test_an_empty_events_file_is_one_error_naming_the_header_it_needs(store_path, tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert indexer_main(["ingest-events", str(empty), "--store", str(store_path)]) == 1
+    assert "is empty: it needs a header line with user_id, title_id, timestamp" in capsys.readouterr().err

@@ -76,7 +76,7 @@ def test_every_bad_row_is_reported_with_its_line_and_the_store_is_unchanged(make
     before = store_state(store)
 
     assert indexer_main(["ingest", str(bad_catalog(make_catalog, tmp_path)), "--store", str(store)]) == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     reported = {int(line.split()[1].rstrip(":")): line for line in out.splitlines() if line.startswith("line ")}
     assert sorted(reported) == sorted(EXPECTED)
     for line, reason in EXPECTED.items():
@@ -90,7 +90,7 @@ def test_skip_invalid_ingests_good_rows_and_lists_the_skipped(make_catalog, tmp_
     assert (
         indexer_main(["ingest", str(bad_catalog(make_catalog, tmp_path)), "--store", str(store), "--skip-invalid"]) == 0
     )
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert f"skipped {len(EXPECTED)} invalid row(s)" in out
     titles, counts = store_state(store)
     assert [t[0] for t in titles] == ["t1", "t2"]
@@ -139,3 +139,12 @@ def test_ingests_the_real_catalogue_from_the_command_line(shared_data, tmp_path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6604 valid rows" in result.stdout and "6604 added" in result.stdout
+
+
+def test_a_catalogue_with_a_header_and_no_rows_is_refused_and_the_store_kept(make_catalog, tmp_path, capsys):
+    store = tmp_path / "store.sqlite3"
+    assert indexer_main(["ingest", str(make_catalog(GOOD, name="good.csv")), "--store", str(store)]) == 0
+    before = store_state(store)
+    assert indexer_main(["ingest", str(make_catalog([], name="header_only.csv")), "--store", str(store)]) == 1
+    assert "has a header but no rows: syncing it would remove every title" in capsys.readouterr().err
+    assert store_state(store) == before
