@@ -4,7 +4,8 @@ A command's module builds its parser with :func:`command_parser`, registers each
 ``run(args) -> int`` function through ``set_defaults(run=...)``, and ends with :func:`main`; a command
 line without sub-commands (``python -m recsvc``) calls :func:`run` itself. The settings
 are checked before any command runs. Errors the user can fix (a bad catalogue, setting or index) are
-printed as one ``error: ...`` line with exit code 1; anything else is a bug and keeps its traceback. Ctrl-C
+printed as one ``error: ...`` line with exit code 1, and so are file system errors (a path that cannot be
+read or written); anything else is a bug and keeps its traceback. Ctrl-C
 and SIGTERM (a scheduler stopping the job) stop a command alike: one ``interrupted`` line, followed by the
 sub-command's ``set_defaults(interrupted=...)`` note on what it leaves, and exit code 130.
 """
@@ -46,6 +47,15 @@ STOP = StopRequest()
 """Whether the running command was asked to stop."""
 
 
+def describe(err: BaseException) -> str:
+    """An error as one line: a file system error as ``<path>: <reason>`` (a path that cannot be written, a folder
+    where a file was expected; for a failed rename, the path renamed to, which is the one the user named), any
+    other as its message."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename2 or err.filename}: {err.strerror}"
+    return str(err)
+
+
 class _SubCommandParser(argparse.ArgumentParser):
     """A sub-command's parser, which also takes ``-v/--verbose`` after the sub-command's name."""
 
@@ -82,8 +92,8 @@ def run(
     ``command(args)``.
 
     Returns:
-        The command's exit code; 1 after printing one ``error:`` line for a bad setting or one of
-        ``expected_errors``; 130 (:data:`INTERRUPTED`) after one ``interrupted`` line when Ctrl-C or SIGTERM
+        The command's exit code; 1 after printing one ``error:`` line for a bad setting, a file system error
+        or one of ``expected_errors``; 130 (:data:`INTERRUPTED`) after one ``interrupted`` line when Ctrl-C or SIGTERM
         stopped it.
     """
     verbose = getattr(args, "verbose", False)
@@ -95,14 +105,14 @@ def run(
     try:
         load_settings()
         return command(args)
-    except (ConfigError, *expected_errors, KeyboardInterrupt) as err:
+    except (ConfigError, OSError, *expected_errors, KeyboardInterrupt) as err:
         if STOP.requested:
             note = getattr(args, "interrupted", None)
             print(f"interrupted: {note}" if note else "interrupted", file=sys.stderr)
             return INTERRUPTED
         if isinstance(err, KeyboardInterrupt):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {describe(err)}", file=sys.stderr)
         return 1
     finally:
         for stop, handler in handlers.items():

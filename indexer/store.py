@@ -163,15 +163,24 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
 
 
 def open_store(path: str | os.PathLike) -> Store:
-    """Open (creating and migrating as needed) the store at ``path``."""
+    """Open (creating and migrating as needed) the store at ``path``.
+
+    Raises:
+        StoreError: ``path`` is a folder, not an SQLite database, or cannot be opened for writing (with the
+            reason), or holds a newer schema.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA foreign_keys = ON")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA busy_timeout = 10000")
-    _migrate(connection, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA busy_timeout = 10000")
+        _migrate(connection, path)
+    except (OSError, sqlite3.Error) as err:
+        what = "a folder, not a store" if path.is_dir() else getattr(err, "strerror", None) or err
+        raise StoreError(f"store {path} cannot be opened: {what}") from err
     return Store(connection, path)
 
 

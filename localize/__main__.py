@@ -13,7 +13,7 @@ from PIL import Image
 
 import posterrec_cli
 from indexer.regions import is_assigned_region
-from indexer.store import open_store
+from indexer.store import StoreError, open_store
 from posterrec_atomic import save_image
 from posterrec_cli import INTERRUPTED
 
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return posterrec_cli.main(build_parser(), argv, ())
+    return posterrec_cli.main(build_parser(), argv, (StoreError,))
 
 
 if __name__ == "__main__":

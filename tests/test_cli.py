@@ -106,3 +106,16 @@ def test_an_error_without_a_stop_is_still_an_error(capsys: pytest.CaptureFixture
     assert posterrec_cli.main(parser, ["go"], ()) == posterrec_cli.INTERRUPTED
     assert posterrec_cli.main(_parser(BadCatalogue("bad row")), ["go"], (BadCatalogue,)) == 1
     assert capsys.readouterr().err == "interrupted\nerror: bad row\n"
+
+
+def test_a_file_system_error_is_one_line_naming_the_path(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    def write_into_a_folder(args) -> int:
+        tmp_path.joinpath("out.csv").mkdir()
+        tmp_path.joinpath("out.csv.tmp").write_text("rows")
+        tmp_path.joinpath("out.csv.tmp").replace(tmp_path / "out.csv")  # a rename onto a folder: the user's path
+        return 0
+
+    parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
+    commands.add_parser("go").set_defaults(run=write_into_a_folder)
+    assert posterrec_cli.main(parser, ["go"], ()) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out.csv'}: Is a directory\n"

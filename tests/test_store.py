@@ -74,3 +74,14 @@ def test_a_new_store_is_migrated_to_the_current_schema(tmp_path):
     with open_store(tmp_path / "new.sqlite3") as store:
         assert store.counts() == {"titles": 0, "title_genres": 0, "images": 0, "variants": 0, "index_versions": 0}
     assert sqlite3.connect(tmp_path / "new.sqlite3").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_path_that_is_no_store_is_one_clear_error(tmp_path) -> None:
+    not_a_database = tmp_path / "catalog.csv"
+    not_a_database.write_text("id,title\nt1,Alpha\n" * 100)
+    with pytest.raises(StoreError, match=r"catalog.csv cannot be opened: file is not a database"):
+        open_store(not_a_database)
+    assert not_a_database.read_text().startswith("id,title"), "left as it was"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(StoreError, match=r"folder cannot be opened: a folder, not a store"):
+        open_store(tmp_path / "folder")
