@@ -41,7 +41,11 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from . import beam_stages as stages
 from .beam_runner import LOCAL_RUNNER, delete_work_folder, make_pipeline, new_work_folder, run_pipeline
 from .build import Source, index_manifest, publish_sources, read_sources
-from .embedding_cache import (
+from .publish import Publication
+from .published import IndexVersionError, current_version
+from .scann_index import IndexParams
+from .shards import BuiltShard, Shard, ShardError, partition_rows
+from .vector_files import (
     VECTOR_CACHE_DIR,
     model_folder,
     prune_vector_files,
@@ -49,10 +53,6 @@ from .embedding_cache import (
     read_vector_files,
     vector_file_pattern,
 )
-from .publish import Publication
-from .published import IndexVersionError, current_version
-from .scann_index import IndexParams
-from .shards import BuiltShard, Shard, ShardError, partition_rows
 
 if TYPE_CHECKING:
     from .beam_localize import LocalizeOptions, LocalizePlan

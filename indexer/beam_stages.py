@@ -28,9 +28,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
 from .build import check_image_bytes
-from .embedding_cache import write_vector_file
 from .published import IndexVersionError
 from .shards import build_shard
+from .vector_files import write_vector_file
 
 log = logging.getLogger(__name__)
 

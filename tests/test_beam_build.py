@@ -17,12 +17,12 @@ from test_indexer_build import TITLES, VARIANT_REGIONS, build, build_argv, make_
 from indexer.__main__ import main as indexer_main
 from indexer.beam_pipeline import build_with_beam
 from indexer.build import build_index
-from indexer.embedding_cache import VECTOR_CACHE_DIR, vector_file_pattern, vector_files
 from indexer.ingest import ingest_catalog
 from indexer.published import current_version, list_versions, open_version
 from indexer.scann_index import exact_top_k
 from indexer.shards import ROWS_FILE, SHARDS_DIR
 from indexer.store import open_store
+from indexer.vector_files import VECTOR_CACHE_DIR, vector_file_pattern, vector_files
 
 pytestmark = pytest.mark.slow
 
