@@ -7,7 +7,7 @@ are checked before any command runs. Errors the user can fix (a bad catalogue, s
 printed as one ``error: ...`` line with exit code 1, and so are file system errors (a path that cannot be
 read or written); anything else is a bug and keeps its traceback. Ctrl-C
 and SIGTERM (a scheduler stopping the job) stop a command alike: one ``interrupted`` line, followed by the
-sub-command's ``set_defaults(interrupted=...)`` note on what it leaves, and exit code 130.
+sub-command's ``set_defaults(interrupted=...)`` note on what it leaves, and exit code 130 or 143 (128 + the signal).
 """
 
 from __future__ import annotations
@@ -24,20 +24,28 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 QUIET_UNLESS_VERBOSE = ("apache_beam",)
 """Libraries whose INFO messages describe their own workings: shown only with ``-v``."""
 VERBOSE_HELP = "log debug messages, and the INFO messages of Apache Beam"
-INTERRUPTED = 130
-"""The exit code of a command stopped by Ctrl-C or SIGTERM, as a shell reports a command killed by SIGINT."""
 
 
 class StopRequest:
-    """The SIGINT and SIGTERM handler :func:`run` installs: raises KeyboardInterrupt, notes that a stop was asked
-    for (Beam reports a KeyboardInterrupt inside a stage as the stage failing), and silences Beam's report of the
-    stage it stopped, which would otherwise print as a failure's traceback."""
+    """The SIGINT and SIGTERM handler :func:`run` installs: raises KeyboardInterrupt, notes which signal asked
+    to stop (Beam reports a KeyboardInterrupt inside a stage as the stage failing), and silences Beam's report
+    of the stage it stopped, which would otherwise print as a failure's traceback."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signal: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a command that signal killed: 130 for Ctrl-C, 143 for
+        SIGTERM."""
+        return 128 + (self.signal or signal.SIGINT)
 
     def __call__(self, signum: int, frame: object) -> None:
-        self.requested = True
+        self.signal = signum
         for library in QUIET_UNLESS_VERBOSE:
             logging.getLogger(library).setLevel(logging.CRITICAL)
         raise KeyboardInterrupt
@@ -93,14 +101,14 @@ def run(
 
     Returns:
         The command's exit code; 1 after printing one ``error:`` line for a bad setting, a file system error
-        or one of ``expected_errors``; 130 (:data:`INTERRUPTED`) after one ``interrupted`` line when Ctrl-C or SIGTERM
-        stopped it.
+        or one of ``expected_errors``; 130 or 143 (:attr:`StopRequest.exit_code`) after one ``interrupted``
+        line when Ctrl-C or SIGTERM stopped it.
     """
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
     for library in QUIET_UNLESS_VERBOSE:
         logging.getLogger(library).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    STOP.requested = False
+    STOP.signal = None
     handlers = {stop: signal.signal(stop, STOP) for stop in (signal.SIGINT, signal.SIGTERM)}
     try:
         load_settings()
@@ -109,7 +117,7 @@ def run(
         if STOP.requested:
             note = getattr(args, "interrupted", None)
             print(f"interrupted: {note}" if note else "interrupted", file=sys.stderr)
-            return INTERRUPTED
+            return STOP.exit_code
         if isinstance(err, KeyboardInterrupt):
             raise
         print(f"error: {describe(err)}", file=sys.stderr)

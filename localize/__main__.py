@@ -15,7 +15,7 @@ import posterrec_cli
 from indexer.regions import is_assigned_region
 from indexer.store import StoreError, open_store
 from posterrec_atomic import save_image
-from posterrec_cli import INTERRUPTED
+from posterrec_cli import STOP
 
 from .batch import OutputDirError, TitlesFileError, review_path, run_batch
 from .fonts import is_language_code
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:  # before or after the variants are made (run_batch reports one during)
         print("interrupted: the variants made so far are registered; run the same command to finish", file=sys.stderr)
-        return INTERRUPTED
+        return STOP.exit_code
     seconds = time.perf_counter() - started
     for skip in summary.skipped:
         print(f"skipped {skip}")
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
     )
-    return INTERRUPTED if summary.interrupted else 0
+    return STOP.exit_code if summary.interrupted else 0
 
 
 BEAM_INTERRUPTED = (
@@ -113,9 +113,9 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
         store = existing_store(args.store or load_settings().store)
         summary = localize_with_beam(store, options, args.runner, args.beam_options, args.work_dir)
     except (ConfigError, IndexVersionError, KeyboardInterrupt) as err:
-        if posterrec_cli.STOP.requested:  # Beam reports a KeyboardInterrupt in a stage as the stage failing
+        if STOP.requested:  # Beam reports a KeyboardInterrupt in a stage as the stage failing
             print(BEAM_INTERRUPTED, file=sys.stderr)
-            return INTERRUPTED
+            return STOP.exit_code
         print(f"error: {err}", file=sys.stderr)
         return 2
     for skip in summary.skipped:

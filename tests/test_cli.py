@@ -88,13 +88,13 @@ def _stopped_by(stop: int, then: type[BaseException] | None = None):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("reported_as", [None, BadCatalogue], ids=["as-is", "wrapped"])
-def test_a_stopped_command_prints_one_line_with_its_note_and_exits_130(
+def test_a_stopped_command_prints_one_line_with_its_note_and_exits_as_the_signal_says(
     capsys: pytest.CaptureFixture[str], stop: int, reported_as: type[BaseException] | None
 ) -> None:
     parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
     commands.add_parser("go").set_defaults(run=_stopped_by(stop, reported_as), interrupted="nothing was published")
     before = signal.getsignal(stop)
-    assert posterrec_cli.main(parser, ["go"], (BadCatalogue,)) == posterrec_cli.INTERRUPTED
+    assert posterrec_cli.main(parser, ["go"], (BadCatalogue,)) == 128 + stop  # as a shell reports it
     assert capsys.readouterr().err == "interrupted: nothing was published\n"
     assert signal.getsignal(stop) is before, "the command's handler should be removed after it"
 
@@ -103,7 +103,7 @@ def test_an_error_without_a_stop_is_still_an_error(capsys: pytest.CaptureFixture
     """After a stopped command, the next one in the same process starts with no stop requested."""
     parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
     commands.add_parser("go").set_defaults(run=_stopped_by(signal.SIGTERM))
-    assert posterrec_cli.main(parser, ["go"], ()) == posterrec_cli.INTERRUPTED
+    assert posterrec_cli.main(parser, ["go"], ()) == 128 + signal.SIGTERM
     assert posterrec_cli.main(_parser(BadCatalogue("bad row")), ["go"], (BadCatalogue,)) == 1
     assert capsys.readouterr().err == "interrupted\nerror: bad row\n"
 

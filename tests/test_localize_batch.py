@@ -392,7 +392,7 @@ def test_an_interrupted_run_says_so_keeps_what_it_made_and_lists_its_skips(tmp_p
             time.sleep(0.1)
     process.send_signal(stop)
     printed, errors = process.communicate(timeout=60)
-    assert process.returncode == 130, errors[-3000:]
+    assert process.returncode == 128 + stop, errors[-3000:]
     assert "interrupted: the variants made so far are registered" in printed
     assert (out / "skipped.csv").is_file()
     with open_store(store_path) as store:
@@ -417,7 +417,7 @@ def test_an_interrupted_beam_run_says_so_in_one_line_and_registers_nothing(tmp_p
         time.sleep(0.1)
     process.send_signal(stop)
     _, errors = process.communicate(timeout=60)
-    assert process.returncode == 130, errors[-3000:]
+    assert process.returncode == 128 + stop, errors[-3000:]
     assert "interrupted: a Beam run registers its variants when its pipeline ends" in errors
     assert "Traceback" not in errors
     with open_store(store_path) as store:
