@@ -79,7 +79,7 @@ def measure_size(n: int) -> dict:
         index_bytes = directory_bytes(Path(tmp))
     options = params.search_options()
 
-    recall = RecallProbe(queries, exact_top_k(embeddings, queries, 10)).recall(searcher, **options)
+    recall = RecallProbe.of(embeddings, queries, 10).recall(searcher, **options)
     # the indexer's own history probe, on another seed than tuning used: a check, not a replay
     histories = RecallProbe.histories(embeddings, 10, QUERIES, seed=n)
     history_options = params.search_options("history")

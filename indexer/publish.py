@@ -156,7 +156,8 @@ def publish_index(
             if reached < recall_floor:
                 raise RecallBelowFloor(
                     f"{what} has recall@{k} {reached:.3f} below the floor {recall_floor:.3f}; not published, "
-                    f"{previous or 'no version'} stays served (raise num_leaves_to_search or reorder_k)"
+                    f"{previous or 'no version'} stays served (lower the floor with --recall-floor, or search "
+                    "more titles exactly: setting exact_search_max_items)"
                 )
         version = published.new_version_name()
         full_manifest = {

@@ -168,12 +168,23 @@ def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int) -> np.ndarr
     return out
 
 
+TIE_TOLERANCE = 1e-5
+"""A found row whose exact score is within this of a query's k-th best counts as a true neighbour."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RecallProbe:
     """Sample queries and their exact top-k, computed once and reused for every setting tried."""
 
+    embeddings: np.ndarray
     queries: np.ndarray
     truth: np.ndarray
+    """Each query's exact top-k rows, best first."""
+
+    @classmethod
+    def of(cls, embeddings: np.ndarray, queries: np.ndarray, k: int) -> RecallProbe:
+        """``queries`` against ``embeddings``, with their exact top-``k`` (capped at the corpus size)."""
+        return cls(embeddings, queries, exact_top_k(embeddings, queries, min(k, embeddings.shape[0])))
 
     @classmethod
     def sample(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> RecallProbe:
@@ -183,7 +194,7 @@ class RecallProbe:
         rows = rng.choice(n, size=min(sample, n), replace=False)
         queries = embeddings[rows] + rng.normal(scale=0.05, size=(len(rows), embeddings.shape[1])).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        return cls(queries.astype(np.float32), exact_top_k(embeddings, queries, min(k, n)))
+        return cls.of(embeddings, queries.astype(np.float32), k)
 
     @classmethod
     def histories(cls, embeddings: np.ndarray, k: int = 10, sample: int = 500, seed: int = 0) -> RecallProbe:
@@ -196,12 +207,18 @@ class RecallProbe:
         n = embeddings.shape[0]
         means = embeddings[rng.integers(0, n, size=(min(sample, n), HISTORY_QUERY_TITLES))].mean(axis=1)
         queries = (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        return cls(queries, exact_top_k(embeddings, queries, min(k, n)))
+        return cls.of(embeddings, queries, k)
 
     def recall(self, searcher, **search_options: Any) -> float:
+        """The share of the exact top-k that ``searcher`` finds. A found row that scores as well as a query's
+        k-th best (``TIE_TOLERANCE``) counts, so that duplicated vectors, which tie for a place, do not lower it."""
         k = self.truth.shape[1]
         found, _ = searcher.search_batched(self.queries, final_num_neighbors=k, **search_options)
-        hits = sum(len(set(map(int, f)) & set(map(int, t))) for f, t in zip(found, self.truth))
+        kth_scores = np.einsum("qd,qd->q", self.embeddings[self.truth[:, -1]], self.queries)
+        hits = 0
+        for query, rows, kth in zip(self.queries, found, kth_scores):
+            rows = np.unique(np.asarray(rows, np.int64))
+            hits += int(np.count_nonzero(self.embeddings[rows] @ query >= kth - TIE_TOLERANCE))
         return hits / self.truth.size
 
 

@@ -380,3 +380,21 @@ def test_a_staged_version_that_answers_unlike_the_searcher_built_is_refused(tmp_
     other = build_searcher(index.embeddings[::-1].copy(), params)
     with pytest.raises(IndexVersionError, match="answers differently after reloading"):
         _finish_staged(directory, ShardSet([Shard(other, params, n)]), index.embeddings, 10, 20)
+
+
+def test_duplicated_vectors_tie_and_an_exact_search_keeps_recall_1(tmp_path: Path) -> None:
+    """A catalogue that repeats its artwork (30 titles share each poster) ties for every place in the top 10:
+    exact search finds tied rows other than those the reference picked, and must still pass the floor."""
+    vectors = np.repeat(clustered(40, seed=3), 30, axis=0)
+    searcher = build_searcher(vectors, IndexParams(num_leaves=0))
+    assert RecallProbe.sample(vectors).recall(searcher) == 1.0
+    version = publish_index(
+        tmp_path,
+        items_for(len(vectors)),
+        vectors,
+        {},
+        exact_search_max_items=10_000,
+        recall_floor=0.99,
+        keep_versions=2,
+    ).version
+    assert current_version(tmp_path) == version
