@@ -71,12 +71,13 @@ class _SubCommandParser(argparse.ArgumentParser):
         super().__init__(**kwargs)
         # SUPPRESS: left out after the sub-command, the flag keeps the value given before it.
         self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+        self.set_defaults(parser=self)  # so that an argument it does not know is reported with its usage
 
 
 def command_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """A parser with ``-v/--verbose`` (before or after the sub-command) and a required sub-command, and the
     object sub-commands are added to."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description and description.replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     return parser, parser.add_subparsers(dest="command", required=True, parser_class=_SubCommandParser)
 
@@ -86,8 +87,11 @@ def main(
     argv: Sequence[str] | None,
     expected_errors: tuple[type[BaseException], ...],
 ) -> int:
-    """Parse ``argv`` and :func:`run` the chosen sub-command."""
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and :func:`run` the chosen sub-command; an argument it does not take is reported with the
+    sub-command's usage (exit code 2)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return run(args, args.run, expected_errors)
 
 

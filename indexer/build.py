@@ -315,9 +315,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     beam.add_argument("--variants-out", type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)")
     beam.add_argument("--inpaint", help="inpainting method of the localizer (default: its default)")
     beam.add_argument("beam_options", nargs="*", metavar="-- BEAM_OPTION", help="standard Beam pipeline options")
-    parser.set_defaults(
-        run=_run, parser=parser, interrupted="no new index version was published; the one served is unchanged"
-    )
+    parser.set_defaults(run=_run, interrupted="no new index version was published; the one served is unchanged")
 
 
 def _run(args: argparse.Namespace) -> int:

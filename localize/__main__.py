@@ -52,7 +52,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     beam.add_argument("--work-dir", help="folder for the pipeline's hand-back files (default: <out>/.beam)")
     beam.add_argument("beam_options", nargs="*", metavar="-- BEAM_OPTION", help="standard Beam pipeline options")
-    parser.set_defaults(run=_run, parser=parser)
+    parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -132,7 +132,7 @@ def _add_remove(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("id", help="the poster's id")
     parser.add_argument("regions", help="comma-separated regions of its variants to withdraw")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
-    parser.set_defaults(run=_remove, parser=parser)
+    parser.set_defaults(run=_remove)
 
 
 def _remove(args: argparse.Namespace) -> int:

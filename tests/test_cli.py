@@ -119,3 +119,13 @@ def test_a_file_system_error_is_one_line_naming_the_path(capsys: pytest.CaptureF
     commands.add_parser("go").set_defaults(run=write_into_a_folder)
     assert posterrec_cli.main(parser, ["go"], ()) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'out.csv'}: Is a directory\n"
+
+
+def test_an_argument_a_sub_command_does_not_take_is_reported_with_its_usage(capsys) -> None:
+    parser, commands = posterrec_cli.command_parser("python -m demo", "``python -m demo``: a demo.")
+    commands.add_parser("go").add_argument("--model")
+    with pytest.raises(SystemExit) as exited:
+        posterrec_cli.main(parser, ["go", "--modle", "m"], ())
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "usage: python -m demo go" in err and "unrecognized arguments: --modle m" in err
+    assert "``" not in parser.format_help()
