@@ -132,7 +132,8 @@ def embed_sources(
 def read_sources(store_path: Path) -> list[Source]:
     """The store's sources (:func:`store_sources`), or an error when the store is missing or empty."""
     if not store_path.is_file():  # checked first: opening it would create an empty store
-        raise IndexVersionError(f"store {store_path} does not exist: run `python -m indexer ingest CATALOG.csv` first")
+        what = "is a folder, not a store" if store_path.is_dir() else "does not exist"
+        raise IndexVersionError(f"store {store_path} {what}: run `python -m indexer ingest CATALOG.csv` first")
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:

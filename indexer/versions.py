@@ -55,13 +55,18 @@ def rollback(root: Path, version: str | None = None) -> str:
         IndexVersionError: no index root, no such version or none to go back to, or the version cannot be
             loaded (it is loaded first, as the service will load it, and not served if that fails).
     """
-    if not Path(root).is_dir():
-        raise published.IndexVersionError(f"index root {root} does not exist")
+    _check_root(root)
     version = version or _version_before(root)
     if version in published.list_versions(root):
         published.open_version(root, version)
     published.set_current(root, version)  # refuses a version the root does not have, naming those it has
     return version
+
+
+def _check_root(root: Path) -> None:
+    """Raise IndexVersionError when ``root`` is no folder, so that a mistyped ``--out`` is not taken for an empty root."""
+    if not Path(root).is_dir():
+        raise published.IndexVersionError(f"index root {root} does not exist")
 
 
 def _version_before(root: Path) -> str:
@@ -100,8 +105,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     root = args.out or load_settings().index_root
-    if not Path(root).is_dir():
-        raise published.IndexVersionError(f"index root {root} does not exist")
+    _check_root(root)
     rows = describe_versions(root)
     if not rows:
         print(f"{root}: no published versions")
