@@ -56,23 +56,31 @@ class EventsIngest:
 
 
 def parse_timestamp(raw: str) -> int:
-    """Unix seconds or an ISO 8601 date-time (UTC unless it names a zone) -> Unix seconds."""
+    """Unix seconds or an ISO 8601 date-time (UTC unless it names a zone) -> Unix seconds; a moment before 1970
+    or more than a day from now is refused (a watch event cannot be in the future)."""
     text = raw.strip()
     if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("neither Unix seconds nor an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp())
+        seconds = int(text)
+    else:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("neither Unix seconds nor an ISO 8601 date-time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        seconds = int(moment.timestamp())
+    if not 0 <= seconds <= time.time() + 86_400:
+        raise ValueError("before 1970 or in the future")
+    return seconds
 
 
 def parse_weight(raw: str | None) -> float:
     if raw is None or not raw.strip():
         return 1.0
-    weight = float(raw)
+    try:
+        weight = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
     if not math.isfinite(weight) or weight <= 0:
         raise ValueError("not a finite positive number")
     return weight

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from indexer.__main__ import main as indexer_main
-from indexer.events import movielens_events, parse_timestamp
+from indexer.events import movielens_events, parse_timestamp, parse_weight
 from indexer.ingest import ingest_catalog
 from indexer.store import SCHEMA_VERSION, Event, open_store
 
@@ -128,6 +128,11 @@ def test_timestamps():
     assert parse_timestamp("2000-07-30") == 964915200
     with pytest.raises(ValueError):
         parse_timestamp("30/07/2000")
+    for impossible in ("-5", "99999999999999", "2999-01-01"):
+        with pytest.raises(ValueError, match="before 1970 or in the future"):
+            parse_timestamp(impossible)
+    with pytest.raises(ValueError, match="not a number"):
+        parse_weight("abc")
 
 
 def test_movielens_ratings_become_events_of_catalogue_titles(store_path, tmp_path, make_catalog, capsys):
