@@ -225,7 +225,7 @@ def load_settings(
         if key not in fields:
             raise ConfigError(f"unknown setting {key!r}")
         if raw is not None:
-            values[key] = _coerce(fields[key], raw, "argument")
+            values[key] = _coerce(fields[key], raw, "the command line")
     return Settings(**values)
 
 
