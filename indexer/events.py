@@ -111,7 +111,9 @@ def _event_problems(record: dict[str, str | None], known_titles: set[str]) -> li
     if not record["user_id"].strip():
         problems.append("empty user_id")
     title_id = record["title_id"].strip()
-    if title_id not in known_titles:
+    if not title_id:
+        problems.append("empty title_id")
+    elif title_id not in known_titles:
         problems.append(f"unknown title {title_id!r} (not in the store's catalogue)")
     try:
         parse_timestamp(record["timestamp"])

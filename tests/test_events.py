@@ -72,6 +72,7 @@ BAD = GOOD + [
     "u3,0114709,964982703,-1,tv",  # line 8: bad weight
     ",0114709,964982703,1,tv",  # line 9: empty user
     "u3,0114709",  # line 10: short row
+    "u3,,964982703,1,tv",  # line 11: empty title
 ]
 EXPECTED = {
     5: "unknown title '9999999'",
@@ -80,7 +81,8 @@ EXPECTED = {
     8: "bad weight '-1'",
     9: "empty user_id",
     10: "wrong number of columns",
-    11: "column 'user_id' is not valid UTF-8",
+    11: "empty title_id",
+    12: "column 'user_id' is not valid UTF-8",
 }
 
 
@@ -90,14 +92,14 @@ def test_every_bad_row_is_reported_by_line_and_nothing_is_written(store_path, tm
     out = capsys.readouterr().err
     for line, reason in EXPECTED.items():
         assert any(text.startswith(f"line {line}") and reason in text for text in out.splitlines()), (line, out)
-    assert "found 7 invalid row(s)" in out and "nothing ingested" in out
+    assert "found 8 invalid row(s)" in out and "nothing ingested" in out
     assert stored_events(store_path) == []
 
 
 def test_skip_invalid_writes_the_good_rows_only(store_path, tmp_path, capsys):
     events_csv = write_lines(tmp_path / "bad.csv", BAD)
     assert indexer_main(["ingest-events", str(events_csv), "--store", str(store_path), "--skip-invalid"]) == 0
-    assert "skipped 6 invalid row(s)" in capsys.readouterr().err
+    assert "skipped 7 invalid row(s)" in capsys.readouterr().err
     assert {(e.user_id, e.title_id, e.weight) for e in stored_events(store_path)} == {
         ("u1", "0114709", 4.0),
         ("u1", "0113497", 1.0),
@@ -128,7 +130,7 @@ def test_timestamps():
     assert parse_timestamp("2000-07-30") == 964915200
     with pytest.raises(ValueError):
         parse_timestamp("30/07/2000")
-    for impossible in ("-5", "99999999999999", "2999-01-01"):
+    for impossible in ("-5", "99999999999999", "2999-01-01"):  # before 1970, year 3 million, the future
         with pytest.raises(ValueError, match="before 1970 or in the future"):
             parse_timestamp(impossible)
     with pytest.raises(ValueError, match="not a number"):
