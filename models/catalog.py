@@ -142,7 +142,9 @@ def non_utf8_columns(record: dict[str, str]) -> list[str]:
 def _parse_year(raw: str) -> int | None:
     if not raw.strip():
         return None
-    year = int(raw.strip())  # ValueError is reported by the caller
+    if not raw.strip().isdigit():
+        raise ValueError("not a year in digits")
+    year = int(raw.strip())
     if not EARLIEST_YEAR <= year <= _LATEST_YEAR:
         raise ValueError(f"outside {EARLIEST_YEAR}-{_LATEST_YEAR}")
     return year

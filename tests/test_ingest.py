@@ -60,7 +60,7 @@ EXPECTED = {
     8: "duplicate id 't1', first on line 2",
     9: "empty id",
     10: "empty genres",
-    11: "bad year 'nineteen'",
+    11: "bad year 'nineteen': not a year in digits",
     12: "bad year '3024'",
     13: "id 'tt/0042' contains '/', reserved",
     14: "id 'x@DE' contains '@', reserved",
