@@ -244,7 +244,8 @@ def read_catalog(path: str | os.PathLike, workers: int | None = None, allow_outs
             image = record["image"].strip()
             if image and not allow_outside and _outside(path.parent / image, path.parent):
                 problems.append(
-                    f"image {image!r} leads outside the catalogue's folder {path.parent} (allow it with --allow-outside-images)"
+                    f"image {image!r} leads outside the catalogue's folder {path.parent}, to "
+                    f"{(path.parent / image).resolve()} (allow it with --allow-outside-images)"
                 )
             seen.setdefault(row_id, line)
             if problems:

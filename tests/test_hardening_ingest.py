@@ -46,7 +46,7 @@ def test_an_image_outside_the_catalogues_folder_is_refused_unless_allowed(
     (tmp_path / "link.jpg").symlink_to(outside)
     image = {"absolute": str(outside), "dot-dot": f"../{outside.parent.name}/poster.jpg", "symlink": "link.jpg"}[where]
     catalog = make_catalog([GOOD, {"id": "out", "title": "Outside", "year": "", "genres": "Drama", "image": image}])
-    ingest_refuses(catalog, tmp_path, 3, "outside the catalogue's folder")
+    ingest_refuses(catalog, tmp_path, 3, f"outside the catalogue's folder {tmp_path}, to {outside}")
     allowed = ingest_catalog(catalog, tmp_path / "allowed.sqlite3", allow_outside=True)
     assert allowed.summary is not None and not allowed.report.errors
 
