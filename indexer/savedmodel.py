@@ -134,6 +134,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        args.parser.error(f"-k {args.k}: export at least 1 neighbour per query")
     root = args.out or load_settings().index_root
     out = export_savedmodel(root, args.dest, args.version, args.k)
     print(f"exported {root} ({args.version or 'current version'}) to {out}")

@@ -100,5 +100,10 @@ def test_an_existing_destination_that_is_not_an_export_is_refused_and_kept(tmp_p
         dest.write_text("important")
     assert indexer_main(["export-savedmodel", "--dest", str(dest), "--out", str(tmp_path / "index")]) == 1
     assert "is not a SavedModel this command exported" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        indexer_main(
+            ["export-savedmodel", "--dest", str(tmp_path / "new"), "--out", str(tmp_path / "index"), "-k", "0"]
+        )
+    assert "-k 0: export at least 1 neighbour" in capsys.readouterr().err
     kept = dest / "notes.txt" if kind == "folder" else dest
     assert kept.read_text() == "important"
