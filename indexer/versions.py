@@ -92,10 +92,19 @@ def _manifest(root: Path, version: str) -> dict:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    listing = commands.add_parser("versions", help="list published index versions")
+    listing = commands.add_parser(
+        "versions",
+        help="list published index versions",
+        description="List the published index versions, oldest first; * marks the one served (CURRENT).",
+    )
     listing.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
     listing.set_defaults(run=_list)
-    back = commands.add_parser("rollback", help="serve an earlier index version")
+    back = commands.add_parser(
+        "rollback",
+        help="serve an earlier index version",
+        description="Serve an earlier index version: running services swap to it within index_poll_seconds. "
+        "It is loaded first, and refused if it cannot be.",
+    )
     back.add_argument(
         "version", nargs="?", help="version to serve (default: the one served before the current one was published)"
     )
