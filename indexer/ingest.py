@@ -54,7 +54,12 @@ def ingest_catalog(
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "ingest", help="validate a catalogue CSV and sync the store to it (titles not in it are removed)"
+        "ingest",
+        help="validate a catalogue CSV and sync the store to it (titles not in it are removed)",
+        description="Validate a catalogue CSV (id,title,year,genres,image: genres separated by |, image paths "
+        "relative to the CSV) and sync the store to it: its titles are added or updated, and titles not in it "
+        "are removed. A catalogue with a bad row changes nothing unless --skip-invalid; one with no rows is "
+        "refused.",
     )
     parser.add_argument("catalog", type=Path, help="CSV with columns id,title,year,genres,image")
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")

@@ -28,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -91,8 +92,12 @@ class IndexItem:
         return cls(**data)
 
 
+VERSION_NAME = re.compile(r"\d{8}T\d{12}Z")
+"""What :func:`new_version_name` writes."""
+
+
 def new_version_name(now: datetime.datetime | None = None) -> str:
-    """A version name that sorts in publication order."""
+    """A version name that sorts in publication order (:data:`VERSION_NAME`)."""
     now = now or datetime.datetime.now(datetime.UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ")
 
@@ -142,11 +147,12 @@ def publisher_lock(root: Path):
 
 
 def list_versions(root: Path) -> list[str]:
-    """Complete versions, oldest first (staging directories are not versions)."""
+    """Complete versions, oldest first: the folders named as :func:`new_version_name` names them (staging
+    folders, and a backup or an export an operator put there, are not versions, and are never pruned)."""
     versions = Path(root) / VERSIONS
     if not versions.is_dir():
         return []
-    return sorted(p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in versions.iterdir() if p.is_dir() and VERSION_NAME.fullmatch(p.name))
 
 
 def served_versions(root: Path) -> list[str]:
@@ -345,6 +351,8 @@ def open_version(root: Path, version: str | None = None) -> PublishedIndex:
     """Load ``version`` (default: the current one) completely, or raise :class:`IndexVersionError` saying why."""
     root = Path(root)
     version = version or current_version(root)
+    if version is None and list_versions(root):
+        raise IndexVersionError(f"index root {root}: CURRENT names no version; name one (python -m indexer versions)")
     if version is None:
         raise IndexVersionError(f"index root {root} has no published version yet (run `python -m indexer build`)")
     return open_directory(root / VERSIONS / version)

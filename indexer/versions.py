@@ -56,7 +56,7 @@ def rollback(root: Path, version: str | None = None) -> str:
             loaded (it is loaded first, as the service will load it, and not served if that fails).
     """
     _check_root(root)
-    version = version or _version_before(root)
+    version = _version_before(root) if version is None else version
     if version in published.list_versions(root):
         published.open_version(root, version)
     published.set_current(root, version)  # refuses a version the root does not have, naming those it has
@@ -71,6 +71,10 @@ def _check_root(root: Path) -> None:
 
 def _version_before(root: Path) -> str:
     current = published.current_version(root)
+    if current is None and published.list_versions(root):
+        raise published.IndexVersionError(
+            f"index root {root}: CURRENT names no version, so there is none to go back from; name the version to serve"
+        )
     served = published.served_versions(root)
     previous = _manifest(root, current).get("previous_version") if current else None
     if previous in served and previous != current:
@@ -128,8 +132,9 @@ def _list(args: argparse.Namespace) -> int:
             f"{mark} {row['version']}  items={row['items']}  shards={row['shards']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
         )
     current = published.current_version(root)
-    if current and current not in {row["version"] for row in rows}:
-        print(f"warning: CURRENT names {current!r}, which is not a version here; roll back to one of these")
+    if rows and current not in {row["version"] for row in rows}:
+        named = f"names {current!r}, which is not a version here" if current else "names no version"
+        print(f"warning: CURRENT {named}; roll back to one of these")
         return 1
     return 0
 

@@ -398,3 +398,29 @@ def test_duplicated_vectors_tie_and_an_exact_search_keeps_recall_1(tmp_path: Pat
         keep_versions=2,
     ).version
     assert current_version(tmp_path) == version
+
+
+def test_folders_an_operator_puts_in_versions_are_no_versions_and_take_no_keep_slot(tmp_path: Path, capsys) -> None:
+    names = [publish(tmp_path, seed=i, keep=3) for i in range(2)]
+    for folder in ("zz-export", "my-backup"):  # sort after the version names: "newest" if taken for versions
+        (tmp_path / VERSIONS / folder).mkdir()
+        (tmp_path / VERSIONS / folder / "README").write_text("keep me")
+    names.append(publish(tmp_path, seed=2, keep=3))
+    assert list_versions(tmp_path) == names, "no version pruned for the operator's folders"
+    assert (tmp_path / VERSIONS / "zz-export" / "README").read_text() == "keep me"
+    assert indexer_main(["rollback", "zz-export", "--out", str(tmp_path)]) == 1
+    assert "has no version 'zz-export'" in capsys.readouterr().err
+
+
+def test_an_empty_version_argument_or_an_empty_current_is_refused_not_guessed(tmp_path: Path, capsys) -> None:
+    first, second = publish(tmp_path, seed=0), publish(tmp_path, seed=1)
+    assert indexer_main(["rollback", "", "--out", str(tmp_path)]) == 1  # a script's unset "$VERSION"
+    assert "has no version ''" in capsys.readouterr().err and current_version(tmp_path) == second
+    (tmp_path / CURRENT).write_text("")
+    assert indexer_main(["versions", "--out", str(tmp_path)]) == 1
+    assert "warning: CURRENT names no version; roll back to one of these" in capsys.readouterr().out
+    assert indexer_main(["rollback", "--out", str(tmp_path)]) == 1
+    assert "CURRENT names no version, so there is none to go back from" in capsys.readouterr().err
+    with pytest.raises(IndexVersionError, match="CURRENT names no version"):
+        open_version(tmp_path)
+    assert indexer_main(["rollback", first, "--out", str(tmp_path)]) == 0 and current_version(tmp_path) == first
