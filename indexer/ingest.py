@@ -35,8 +35,8 @@ class IngestResult:
 def ingest_catalog(
     catalog: str | Path, store_path: str | Path, skip_invalid: bool = False, allow_outside: bool = False
 ) -> IngestResult:
-    """Validate ``catalog`` and, when it is clean or ``skip_invalid``, sync the store to it (titles it lacks are
-    removed); ``allow_outside`` lets image paths lead outside the catalogue's folder.
+    """Validate ``catalog`` and, when it is clean or ``skip_invalid`` and one of its rows is valid, sync the store
+    to it (titles it lacks are removed); ``allow_outside`` lets image paths lead outside the catalogue's folder.
 
     Raises:
         CatalogError: the catalogue cannot be read, or has no rows (which would empty the store).
@@ -46,7 +46,7 @@ def ingest_catalog(
     if not report.rows and not report.errors:
         raise CatalogError(f"{catalog} has a header but no rows: syncing it would remove every title from the store")
     summary = None
-    if report.ok or skip_invalid:
+    if report.ok or (skip_invalid and report.rows):
         with open_store(store_path) as store:
             summary = store.sync_catalog(report.rows, keep_ids={error.id for error in report.errors if error.id})
     return IngestResult(report, summary, time.perf_counter() - started)
@@ -72,8 +72,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_run)
 
 
-def print_invalid_rows(source: Path, errors: Sequence[RowError], ingested: bool) -> bool:
-    """Print a CSV's invalid rows, if any, and when nothing was ``ingested`` how to go on; returns ``ingested``."""
+FIX_OR_SKIP = "fix the rows above or pass --skip-invalid"
+NO_VALID_ROW = "no row is valid (syncing would remove every title but theirs)"
+
+
+def print_invalid_rows(source: Path, errors: Sequence[RowError], ingested: bool, why_not: str = FIX_OR_SKIP) -> bool:
+    """Print a CSV's invalid rows, if any, and when nothing was ``ingested`` ``why_not``; returns ``ingested``."""
     if errors:
         verb = "skipped" if ingested else "found"
         print(
@@ -81,7 +85,7 @@ def print_invalid_rows(source: Path, errors: Sequence[RowError], ingested: bool)
             file=sys.stderr,
         )
     if not ingested:
-        print(f"{source}: nothing ingested; fix the rows above or pass --skip-invalid", file=sys.stderr)
+        print(f"{source}: nothing ingested; {why_not}", file=sys.stderr)
     return ingested
 
 
@@ -89,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     store_path = args.store or load_settings().store
     result = ingest_catalog(args.catalog, store_path, args.skip_invalid, args.allow_outside_images)
     report = result.report
-    if not print_invalid_rows(args.catalog, report.errors, ingested=result.summary is not None):
+    why_not = NO_VALID_ROW if args.skip_invalid else FIX_OR_SKIP
+    if not print_invalid_rows(args.catalog, report.errors, result.summary is not None, why_not):
         return 1
     print(
         f"{args.catalog}: {len(report.rows)} valid rows into {store_path}: {result.summary} in {result.seconds:.1f} s"

@@ -148,3 +148,13 @@ def test_a_catalogue_with_a_header_and_no_rows_is_refused_and_the_store_kept(mak
     assert indexer_main(["ingest", str(make_catalog([], name="header_only.csv")), "--store", str(store)]) == 1
     assert "has a header but no rows: syncing it would remove every title" in capsys.readouterr().err
     assert store_state(store) == before
+
+
+def test_skip_invalid_with_no_valid_row_changes_nothing(make_catalog, tmp_path, capsys):
+    store = tmp_path / "store.sqlite3"
+    assert indexer_main(["ingest", str(make_catalog(GOOD, name="good.csv")), "--store", str(store)]) == 0
+    before = store_state(store)
+    all_bad = make_catalog([{**GOOD[0], "id": "t9", "year": "nineteen"}], name="all_bad.csv")
+    assert indexer_main(["ingest", str(all_bad), "--store", str(store), "--skip-invalid"]) == 1
+    assert "nothing ingested; no row is valid" in capsys.readouterr().err
+    assert store_state(store) == before
