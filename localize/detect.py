@@ -498,18 +498,19 @@ def _stacked_rows(image: np.ndarray, quad: np.ndarray) -> list[np.ndarray]:
     return [np.float32([quad[0], quad[1], bottom, top]), np.float32([top, bottom, quad[2], quad[3]])]
 
 
-def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:
-    """Indices of the lines not in ``detection``'s title that read as part of ``catalogue_title``
-    (:func:`localize.match.part_weight`) with most of their box near the title's box
+def _lines_near_title(detection: Detection) -> list[int]:
+    """Indices of the lines not in ``detection``'s title with most of their box near the title's box
     (``NEIGHBOURHOOD``)."""
     near = _expanded(detection.title_box, NEIGHBOURHOOD * max(line.height for line in detection.title_lines))
     return [
-        i
-        for i, line in enumerate(detection.lines)
-        if i not in detection.title
-        and _covered(line.box, [near]) >= 0.5
-        and part_weight(line.text, catalogue_title) > 0
+        i for i, line in enumerate(detection.lines) if i not in detection.title and _covered(line.box, [near]) >= 0.5
     ]
+
+
+def _neighbours(detection: Detection, catalogue_title: str) -> list[int]:
+    """The lines near the title (:func:`_lines_near_title`) that read as part of ``catalogue_title``
+    (:func:`localize.match.part_weight`)."""
+    return [i for i in _lines_near_title(detection) if part_weight(detection.lines[i].text, catalogue_title) > 0]
 
 
 def _completed(detection: Detection, catalogue_title: str) -> Detection:
@@ -548,15 +549,11 @@ def _with_article(detection: Detection, catalogue_title: str) -> Detection:
     lines, title = detection.lines, detection.title
     if not article or len(article) < ARTICLE_MIN_LETTERS or normalized(_joined(lines, title)).startswith(article):
         return detection
-    near = _expanded(detection.title_box, NEIGHBOURHOOD * max(line.height for line in detection.title_lines))
     first = lines[title[0]].center
     candidates = [
         i
-        for i, line in enumerate(lines)
-        if i not in title
-        and Levenshtein.distance(normalized(line.text), article) <= 1
-        and _covered(line.box, [near]) >= 0.5
-        and reading_order(lines, (*title, i))[0] == i
+        for i in _lines_near_title(detection)
+        if Levenshtein.distance(normalized(lines[i].text), article) <= 1 and reading_order(lines, (*title, i))[0] == i
     ]
     if not candidates:
         return detection
