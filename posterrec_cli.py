@@ -26,8 +26,14 @@ QUIET_UNLESS_VERBOSE = ("apache_beam",)
 VERBOSE_HELP = "log debug messages, and the INFO messages of Apache Beam"
 
 
+class Stopped(KeyboardInterrupt):
+    """The KeyboardInterrupt a stop request raises. A subclass, because CPython ends the process with SIGINT, whatever
+    its exit code, once a plain KeyboardInterrupt has left code run by ``eval``/``exec`` of a string (as libraries do
+    while they import), even when a caller handled it; a subclass is not taken for one."""
+
+
 class StopRequest:
-    """The SIGINT and SIGTERM handler :func:`run` installs: raises KeyboardInterrupt, notes which signal asked
+    """The SIGINT and SIGTERM handler :func:`run` installs: raises :class:`Stopped`, notes which signal asked
     to stop (Beam reports a KeyboardInterrupt inside a stage as the stage failing), and silences Beam's report
     of the stage it stopped, which would otherwise print as a failure's traceback."""
 
@@ -48,7 +54,7 @@ class StopRequest:
         self.signal = signum
         for library in QUIET_UNLESS_VERBOSE:
             logging.getLogger(library).setLevel(logging.CRITICAL)
-        raise KeyboardInterrupt
+        raise Stopped
 
 
 STOP = StopRequest()

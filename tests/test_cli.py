@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import posterrec_cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class BadCatalogue(ValueError):
@@ -129,3 +134,26 @@ def test_an_argument_a_sub_command_does_not_take_is_reported_with_its_usage(caps
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "usage: python -m demo go" in err and "unrecognized arguments: --modle m" in err
     assert "``" not in parser.format_help()
+
+
+STOPPED_INSIDE_EXEC = """
+import argparse, sys
+import posterrec_cli
+
+def go(args):
+    exec("import os, signal, time\\nos.kill(os.getpid(), signal.{stop})\\ntime.sleep(30)")  # as libraries exec code
+    return 0
+
+sys.exit(posterrec_cli.run(argparse.Namespace(), go))
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_inside_exec_d_code_still_exits_with_the_stops_code(tmp_path: Path, stop: str) -> None:
+    """CPython kills a ``python -m`` process by SIGINT once a plain KeyboardInterrupt left exec'd code, even handled."""
+    (tmp_path / "stopped_demo.py").write_text(STOPPED_INSIDE_EXEC.format(stop=stop))
+    command = [sys.executable, "-m", "stopped_demo"]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])}
+    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + getattr(signal, stop), done.stderr
+    assert done.stderr == "interrupted\n"
