@@ -67,17 +67,14 @@ def export_savedmodel(
     """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete.
 
     Raises:
-        IndexVersionError: ``out`` exists and is not an earlier export (it would be replaced), or the version
-            cannot be opened.
+        IndexVersionError: ``out`` exists and is not an earlier export, or holds files the export did not write
+            (it would be replaced with them), or the version cannot be opened.
     """
     import tensorflow as tf
 
     out = Path(out)
-    if out.exists() and not (out / INFO_FILE).is_file():
-        raise IndexVersionError(
-            f"{out} exists and is not a SavedModel this command exported, which is all it replaces: "
-            "name a new folder, or remove this one first"
-        )
+    if out.exists():
+        _check_replaceable(out)
     index = open_version(Path(index_root), version)
     k = max(1, min(k, len(index)))
     layer = scann_layer(index, k)
@@ -95,10 +92,30 @@ def export_savedmodel(
             options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
         )
         info = {"index_version": index.version, "item_count": len(index), "k": k, "layer": layer_params(index, k)}
+        info["files"] = sorted([*os.listdir(staging), INFO_FILE])
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
         replace_directory(staging, out)
     log.info("exported index version %s (%d items) as a SavedModel to %s", index.version, len(index), out)
     return out
+
+
+def _check_replaceable(out: Path) -> None:
+    """Raise IndexVersionError unless ``out`` is an earlier export holding only what it wrote (its ``files``)."""
+    if not (out / INFO_FILE).is_file():
+        raise IndexVersionError(
+            f"{out} exists and is not a SavedModel this command exported, which is all it replaces: "
+            "name a new folder, or remove this one first"
+        )
+    try:
+        written = json.loads((out / INFO_FILE).read_text(encoding="utf-8")).get("files")
+    except (ValueError, AttributeError):
+        raise IndexVersionError(f"{out / INFO_FILE} cannot be read: remove {out}, or name a new folder") from None
+    added = sorted(set(os.listdir(out)) - set(written)) if written is not None else []
+    if added:
+        raise IndexVersionError(
+            f"{out} is an earlier export, but also holds {', '.join(added)}, which it did not write and a new "
+            "export would delete: move them out, or name a new folder"
+        )
 
 
 def load_serving_fn(path: str | os.PathLike):
@@ -125,7 +142,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--dest",
         type=Path,
         required=True,
-        help="SavedModel directory to write: a new one, or an earlier export (replaced when complete)",
+        help="SavedModel directory to write: a new one, or an earlier export holding only what it wrote (replaced when complete)",
     )
     parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")

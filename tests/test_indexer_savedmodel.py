@@ -107,3 +107,22 @@ def test_an_existing_destination_that_is_not_an_export_is_refused_and_kept(tmp_p
     assert "-k 0: export at least 1 neighbour" in capsys.readouterr().err
     kept = dest / "notes.txt" if kind == "folder" else dest
     assert kept.read_text() == "important"
+
+
+def test_an_earlier_export_is_replaced_unless_it_holds_files_the_export_did_not_write(tmp_path: Path, capsys) -> None:
+    items, vectors = corpus(50, seed=0)
+    publish_index(
+        tmp_path / "index", items, vectors, {}, exact_search_max_items=10_000, recall_floor=0.0, keep_versions=2
+    )
+    dest, export = tmp_path / "export", ["export-savedmodel", "--dest", str(tmp_path / "export")]
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 0
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "5"]) == 0, "an export is replaced"
+    assert json.loads((dest / INFO_FILE).read_text())["k"] == 5
+    (dest / "README.txt").write_text("how we deploy this")
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 1
+    assert "also holds README.txt, which it did not write" in capsys.readouterr().err
+    assert (dest / "README.txt").read_text() == "how we deploy this"
+    assert json.loads((dest / INFO_FILE).read_text())["k"] == 5, "the earlier export is kept"
+    (dest / INFO_FILE).write_text("[not an export's")
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 1
+    assert f"{INFO_FILE} cannot be read" in capsys.readouterr().err
