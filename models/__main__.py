@@ -36,7 +36,25 @@ def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
     return report.rows
 
 
+def _check_export_folder(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Stop with a usage error unless a model can be exported to ``out``: a new or empty folder, or an
+    earlier export (with its ``manifest.json``), which the export replaces whole."""
+    if not out.exists() or (out.is_dir() and (not any(out.iterdir()) or (out / "manifest.json").is_file())):
+        return
+    what = "a folder that holds no exported model" if out.is_dir() else "a file"
+    parser.error(f"--out {out} is {what}, and the export would replace it: name a new folder")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
+    _check_export_folder(args.parser, args.out)
     settings = posterrec_settings.load_settings()
     from models.training import TrainConfig, train
 
@@ -78,6 +96,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_behaviour(args: argparse.Namespace) -> int:
+    _check_export_folder(args.parser, args.out)
     settings = posterrec_settings.load_settings()
     from models.behaviour import BehaviourConfig, read_watch_data, train_behaviour
 
@@ -104,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train on a catalogue and export the embedding model")
     train.add_argument("--catalog", type=Path, required=True, help="catalogue CSV (id,title,year,genres,image)")
-    train.add_argument("--out", type=Path, required=True, help="directory to export the model to")
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to export the model to: a new or empty one, or an earlier export (replaced)",
+    )
     train.add_argument("--backbone", choices=["nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny"])
     train.add_argument("--weights", help="imagenet, none or a weights file path")
     train.add_argument(
@@ -113,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pad posters to square (default from settings) or squash them",
     )
-    train.add_argument("--batch-size", type=int)
+    train.add_argument("--batch-size", type=positive_int, help="posters a training step (default from settings)")
     train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs in all")
     train.add_argument("--head-epochs", type=int, help="of those, head-only epochs on cached backbone features")
     train.add_argument(
@@ -143,16 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     behaviour = commands.add_parser(
         "train-behaviour", help="train the behaviour model (tfrs) on the store's watch events and export it"
     )
-    behaviour.add_argument("--out", type=Path, required=True, help="directory to export the behaviour model to")
+    behaviour.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to export the behaviour model to: a new or empty one, or an earlier export (replaced)",
+    )
     behaviour.add_argument("--store", type=Path, help="SQLite store with events (default: settings.store)")
     behaviour.add_argument(
         "--index",
         type=Path,
         help="index root whose current version gives the poster vectors (default: settings.index_root)",
     )
-    behaviour.add_argument("--epochs", type=int)
-    behaviour.add_argument("--embedding-dim", type=int)
-    behaviour.add_argument("--context-length", type=int, help="latest titles of a history that form its query")
+    behaviour.add_argument("--epochs", type=positive_int, help="training epochs")
+    behaviour.add_argument("--embedding-dim", type=positive_int, help="size of the title id embedding")
+    behaviour.add_argument("--context-length", type=positive_int, help="latest titles of a history that form its query")
     behaviour.add_argument("--id-dropout", type=float, help="share of ids hidden in training so posters learn alone")
     behaviour.add_argument("--seed", type=int)
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")

@@ -395,16 +395,19 @@ def read_watch_data(store_path: Path, index_root: Path) -> tuple[WatchData, dict
     """Titles and poster vectors of the current published index, and the store's events as sequences;
     with what the manifest records about that poster space. Raises ValueError naming what is missing."""
     from indexer.published import IndexVersionError, open_version
-    from indexer.store import open_store
+    from indexer.store import StoreError, open_store
 
     if not Path(store_path).is_file():
         raise ValueError(f"store {store_path} does not exist: run `python -m indexer ingest` and `ingest-events` first")
     try:
         index = open_version(Path(index_root))
     except IndexVersionError as err:
-        raise ValueError(f"no poster vectors to train on: {err} (run `python -m indexer build` first)") from None
-    with open_store(store_path) as store:
-        events = store.events()
+        raise ValueError(f"no poster vectors to train on: {err}") from None
+    try:
+        with open_store(store_path) as store:
+            events = store.events()
+    except StoreError as err:
+        raise ValueError(str(err)) from None
     if not events:
         raise ValueError(f"store {store_path} has no watch events: run `python -m indexer ingest-events` first")
     sequences: dict[str, list[str]] = {}

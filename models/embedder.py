@@ -201,7 +201,8 @@ def read_manifest(model_dir: Path) -> tuple[dict, str]:
     """The manifest and the sha256 of its bytes, or a clear error."""
     path = model_dir / MANIFEST_FILE
     if not model_dir.is_dir():
-        raise NotAnExportedModelError(f"model directory {model_dir} does not exist")
+        problem = "is a file, not a model folder" if model_dir.exists() else "does not exist"
+        raise NotAnExportedModelError(f"model directory {model_dir} {problem}")
     if not path.is_file() or not (model_dir / MODEL_FILE).is_file():
         raise NotAnExportedModelError(
             f"{model_dir} is not an exported PosterRec model: it lacks {MANIFEST_FILE} or {MODEL_FILE} "
