@@ -17,7 +17,7 @@ from pathlib import Path
 
 from posterrec_settings import load_settings
 
-from models.catalog import CatalogError, CatalogReport, RowError, format_errors, read_catalog
+from models.catalog import ALLOW_OUTSIDE_HELP, CatalogError, CatalogReport, RowError, format_errors, read_catalog
 
 from .store import SyncSummary, open_store
 
@@ -67,7 +67,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-outside-images",
         action="store_true",
-        help="read image paths that lead outside the catalogue's folder (absolute, .., symbolic links)",
+        help=ALLOW_OUTSIDE_HELP,
     )
     parser.set_defaults(run=_run)
 

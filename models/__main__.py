@@ -16,7 +16,7 @@ import posterrec_settings
 from posterrec_settings import ConfigError
 
 import posterrec_cli
-from models.catalog import CatalogError, CatalogRow, format_errors, read_catalog
+from models.catalog import ALLOW_OUTSIDE_HELP, CatalogError, CatalogRow, format_errors, read_catalog
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
 
@@ -24,15 +24,17 @@ RESUME_NOTE = "the finished epochs are kept: run the same command with --resume 
 """What an interrupted training run leaves."""
 
 
-def _rows(catalog: Path, skip_bad_rows: bool) -> list[CatalogRow]:
-    """Good rows of the catalogue; bad rows stop the run unless the caller chose to skip them."""
-    report = read_catalog(catalog)
+def _rows(args: argparse.Namespace) -> list[CatalogRow]:
+    """Good rows of ``args.catalog``; bad rows stop the run unless ``args.skip_bad_rows``."""
+    catalog, skip_bad_rows = args.catalog, args.skip_bad_rows
+    report = read_catalog(catalog, allow_outside=args.allow_outside_images)
     if report.errors:
         print(format_errors(report.errors), file=sys.stderr)
         if not skip_bad_rows:
-            raise SystemExit(f"{catalog}: {len(report.errors)} bad row(s); fix them or pass --skip-bad-rows")
+            bad_rows = len({error.line for error in report.errors})
+            raise SystemExit(f"error: {catalog}: {bad_rows} bad row(s); fix them or pass --skip-bad-rows")
     if not report.rows:
-        raise SystemExit(f"{catalog}: no usable rows")
+        raise SystemExit(f"error: {catalog}: no usable rows")
     return report.rows
 
 
@@ -71,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
         label_scheme=args.label_scheme,
         seed=args.seed,
     )
-    rows = _rows(args.catalog, args.skip_bad_rows)
+    rows = _rows(args)
     cache_dir = args.cache_dir or settings.home / "cache" / "features"
     manifest = train(rows, args.out, config, cache_dir, resume=args.resume)
     print(json.dumps({"model": str(args.out), "weights": manifest["weights"], **manifest["metrics"]}, indent=2))
@@ -84,11 +86,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.evaluation import retrieval_metrics
 
     embedder = load_embedder(args.model)
-    rows = _rows(args.catalog, args.skip_bad_rows)
+    rows = _rows(args)
     if args.split == "test":
         rows = split_by_id(rows)[1]
     if len(rows) < 2:
-        raise SystemExit(f"{args.catalog}: fewer than 2 posters in the {args.split} split")
+        hint = "; evaluate on every row with --split all" if args.split == "test" else ""
+        raise SystemExit(f"error: {args.catalog}: fewer than 2 posters in the {args.split} split{hint}")
     embeddings = embedder.embed_images([row.image for row in rows])
     metrics = retrieval_metrics(embeddings, [row.genres for row in rows])
     print(json.dumps({"model": str(args.model), "split": args.split, "posters": len(rows), **metrics}, indent=2))
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones"
     )
+    train.add_argument("--allow-outside-images", action="store_true", help=ALLOW_OUTSIDE_HELP)
     train.set_defaults(run=_train, interrupted=RESUME_NOTE)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
@@ -161,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--split", choices=["test", "all"], default="test", help="the held-out split by id (default) or every row"
     )
-    evaluate.add_argument("--skip-bad-rows", action="store_true")
+    evaluate.add_argument(
+        "--skip-bad-rows", action="store_true", help="evaluate on the good rows of a catalogue with bad ones"
+    )
+    evaluate.add_argument("--allow-outside-images", action="store_true", help=ALLOW_OUTSIDE_HELP)
     evaluate.set_defaults(run=_evaluate)
 
     behaviour = commands.add_parser(

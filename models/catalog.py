@@ -223,6 +223,10 @@ def _outside(image: Path, folder: Path) -> bool:
     return not image.resolve().is_relative_to(folder)
 
 
+ALLOW_OUTSIDE_HELP = "read image paths that lead outside the catalogue's folder (absolute, .., symbolic links)"
+"""The ``--allow-outside-images`` flag's help, in every command that reads a catalogue."""
+
+
 def read_catalog(path: str | os.PathLike, workers: int | None = None, allow_outside: bool = False) -> CatalogReport:
     """Read and validate a catalogue; never raises for a bad row, only for a bad file.
 

@@ -68,3 +68,31 @@ def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path: Path, catalo
 def test_evaluate_names_a_model_path_that_is_a_file(tmp_path: Path, catalogue: Path, capsys) -> None:
     assert models_main(["evaluate", "--model", str(catalogue), "--catalog", str(catalogue)]) == 1
     assert f"model directory {catalogue} is a file, not a model folder" in capsys.readouterr().err
+
+
+def test_bad_rows_are_counted_once_each_and_reported_as_an_error(tmp_path: Path, capsys) -> None:
+    catalogue = tmp_path / "catalog.csv"
+    catalogue.write_text("id,title,year,genres,image\n1,A,19x9,,a.jpg\n2,B,2000,Drama,b.jpg\n")
+    with pytest.raises(SystemExit) as stopped:
+        models_main(["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")])
+    assert stopped.value.code == f"error: {catalogue}: 2 bad row(s); fix them or pass --skip-bad-rows"
+    assert capsys.readouterr().err.count("line 2") == 2, "the first row has two problems"
+
+
+def test_train_reads_images_outside_the_catalogues_folder_only_when_allowed(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    (tmp_path / "shared").mkdir()
+    Image.new("RGB", (8, 12)).save(tmp_path / "shared" / "a.png")
+    (tmp_path / "catalogue").mkdir()
+    (tmp_path / "catalogue" / "posters").symlink_to(tmp_path / "shared")
+    catalogue = tmp_path / "catalogue" / "catalog.csv"
+    catalogue.write_text("id,title,year,genres,image\n1,A,1999,,posters/a.png\n")
+    train = ["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")]
+    for extra, outside in (([], True), (["--allow-outside-images"], False)):
+        with pytest.raises(SystemExit):
+            models_main([*train, *extra])
+        reported = capsys.readouterr().err
+        assert "empty genres" in reported
+        assert ("leads outside the catalogue's folder" in reported) is outside
+        assert "(allow it with --allow-outside-images)" in reported or not outside
