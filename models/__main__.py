@@ -57,6 +57,8 @@ def positive_int(text: str) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _check_export_folder(args.parser, args.out)
+    if args.cache_dir and args.cache_dir.exists() and not args.cache_dir.is_dir():
+        args.parser.error(f"--cache-dir {args.cache_dir} is a file, not a folder")
     settings = posterrec_settings.load_settings()
     from models.training import TrainConfig, train
 
@@ -150,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches (default 0)")
     train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
     train.add_argument(
@@ -160,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train, interrupted=RESUME_NOTE)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
-    evaluate.add_argument("--model", type=Path, required=True)
-    evaluate.add_argument("--catalog", type=Path, required=True)
+    evaluate.add_argument("--model", type=Path, required=True, help="folder of a model exported by train")
+    evaluate.add_argument(
+        "--catalog", type=Path, required=True, help="catalogue CSV to measure on (id,title,year,genres,image)"
+    )
     evaluate.add_argument(
         "--split", choices=["test", "all"], default="test", help="the held-out split by id (default) or every row"
     )
@@ -190,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     behaviour.add_argument("--embedding-dim", type=positive_int, help="size of the title id embedding")
     behaviour.add_argument("--context-length", type=positive_int, help="latest titles of a history that form its query")
     behaviour.add_argument("--id-dropout", type=float, help="share of ids hidden in training so posters learn alone")
-    behaviour.add_argument("--seed", type=int)
+    behaviour.add_argument("--seed", type=int, help="random seed of initialisation and batches (default 0)")
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
     behaviour.set_defaults(run=_train_behaviour, interrupted=RESUME_NOTE)
     return parser

@@ -240,7 +240,10 @@ def load_embedder(
     manifest, digest = read_manifest(model_dir)
     check_expectations(manifest, expect or {}, model_dir)
     litert = read_litert_model(model_dir / LITERT_FILE)
-    model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
+    try:
+        model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
+    except (OSError, ValueError) as err:  # h5py and Keras's words for a file that is not a Keras model
+        raise NotAnExportedModelError(f"{model_dir / MODEL_FILE} cannot be loaded as a Keras model: {err}") from None
     batch_size = batch_size or posterrec_settings.load_settings().batch_size
     embedder = Embedder(model, manifest, digest, batch_size, litert)
     log.info(

@@ -115,6 +115,11 @@ class TrainConfig:
         counts = (self.warmup_epochs, self.head_only_epochs, self.triplet_epochs)
         if min(*counts, self.unfreeze_step, self.max_unfrozen_blocks) < 0:
             raise ValueError("epoch counts and unfreezing steps cannot be negative")
+        if self.head_only_epochs > self.warmup_epochs:
+            raise ValueError(
+                f"{self.head_only_epochs} head-only epochs: they are the first of the {self.warmup_epochs} warm-up "
+                "epochs, so at most that many"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

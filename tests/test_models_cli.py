@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,25 @@ def test_train_reads_images_outside_the_catalogues_folder_only_when_allowed(tmp_
         assert "empty genres" in reported
         assert ("leads outside the catalogue's folder" in reported) is outside
         assert "(allow it with --allow-outside-images)" in reported or not outside
+
+
+def test_more_head_only_epochs_than_warm_up_epochs_are_refused(tmp_path: Path, catalogue: Path, capsys) -> None:
+    train = ["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")]
+    assert models_main([*train, "--warmup-epochs", "1", "--head-epochs", "3"]) == 1
+    assert "3 head-only epochs: they are the first of the 1 warm-up epochs" in capsys.readouterr().err
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_any_work(tmp_path: Path, catalogue: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        models_main(["train", "--catalog", str(catalogue), "--out", str(tmp_path / "m"), "--cache-dir", str(catalogue)])
+    assert stopped.value.code == 2
+    assert f"--cache-dir {catalogue} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_model_file_keras_cannot_load(tmp_path: Path, catalogue: Path, capsys) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text(json.dumps({"format": "posterrec-embedder/1"}))
+    (model / "model.keras").write_text("not a model")
+    assert models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)]) == 1
+    assert f"error: {model / 'model.keras'} cannot be loaded as a Keras model" in capsys.readouterr().err
