@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import posterrec_settings
@@ -30,7 +30,7 @@ def _rows(args: argparse.Namespace) -> list[CatalogRow]:
     report = read_catalog(catalog, allow_outside=args.allow_outside_images)
     if report.errors:
         print(format_errors(report.errors), file=sys.stderr)
-        if not skip_bad_rows:
+        if not skip_bad_rows and report.rows:
             bad_rows = len({error.line for error in report.errors})
             raise SystemExit(f"error: {catalog}: {bad_rows} bad row(s); fix them or pass --skip-bad-rows")
     if not report.rows:
@@ -38,29 +38,62 @@ def _rows(args: argparse.Namespace) -> list[CatalogRow]:
     return report.rows
 
 
-def _check_export_folder(parser: argparse.ArgumentParser, out: Path) -> None:
-    """Stop with a usage error unless a model can be exported to ``out``: a new or empty folder, or an
-    earlier export (with its ``manifest.json``), which the export replaces whole."""
-    if not out.exists() or (out.is_dir() and (not any(out.iterdir()) or (out / "manifest.json").is_file())):
+def _check_export_folder(parser: argparse.ArgumentParser, out: Path, export_format: str, files: set[str]) -> None:
+    """Stop with a usage error unless a model of ``export_format`` can be exported to ``out``, which the export
+    replaces whole: a new or empty folder, or an earlier export of that format holding only its ``files``."""
+    _check_folder_path(parser, "--out", out)
+    if not out.exists() or not any(out.iterdir()):
         return
-    what = "a folder that holds no exported model" if out.is_dir() else "a file"
-    parser.error(f"--out {out} is {what}, and the export would replace it: name a new folder")
+    try:
+        found = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    added = sorted(path.name for path in out.iterdir() if path.name not in files)
+    if found != export_format:
+        what = f"a {found} model, not a {export_format} one" if found else "no exported model"
+    elif added:
+        what = f"an earlier export and also {', '.join(added)}"
+    else:
+        return
+    parser.error(f"--out {out} holds {what}, and the export would replace it all: name a new folder")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+def _check_folder_path(parser: argparse.ArgumentParser, option: str, folder: Path) -> None:
+    """Stop with a usage error when ``folder``, or the nearest of its parents that exists, is not a folder."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists() or path == path.parent)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"is inside {existing}, a file"
+        parser.error(f"{option} {folder} {where}, not a folder")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
+        return value
+
+    return parse
+
+
+def fraction_below_one(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
     return value
 
 
 def _train(args: argparse.Namespace) -> int:
-    _check_export_folder(args.parser, args.out)
-    if args.cache_dir and args.cache_dir.exists() and not args.cache_dir.is_dir():
-        args.parser.error(f"--cache-dir {args.cache_dir} is a file, not a folder")
-    settings = posterrec_settings.load_settings()
+    from models.embedder import EXPORT_FILES, FORMAT
     from models.training import TrainConfig, train
+
+    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES)
+    if args.cache_dir:
+        _check_folder_path(args.parser, "--cache-dir", args.cache_dir)
+    settings = posterrec_settings.load_settings()
 
     config = TrainConfig.from_settings(
         settings,
@@ -101,9 +134,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_behaviour(args: argparse.Namespace) -> int:
-    _check_export_folder(args.parser, args.out)
+    from models.behaviour import EXPORT_FILES, FORMAT, BehaviourConfig, read_watch_data, train_behaviour
+
+    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES)
     settings = posterrec_settings.load_settings()
-    from models.behaviour import BehaviourConfig, read_watch_data, train_behaviour
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
     chosen = {
@@ -134,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="folder to export the model to: a new or empty one, or an earlier export (replaced)",
     )
-    train.add_argument("--backbone", choices=["nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny"])
+    train.add_argument(
+        "--backbone",
+        choices=["nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny"],
+        help="ImageNet backbone (default from settings; tiny is for tests)",
+    )
     train.add_argument("--weights", help="imagenet, none or a weights file path")
     train.add_argument(
         "--letterbox",
@@ -142,15 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pad posters to square (default from settings) or squash them",
     )
-    train.add_argument("--batch-size", type=positive_int, help="posters a training step (default from settings)")
-    train.add_argument("--warmup-epochs", type=int, help="genre warm-up epochs in all")
-    train.add_argument("--head-epochs", type=int, help="of those, head-only epochs on cached backbone features")
+    train.add_argument("--batch-size", type=whole_number(1), help="posters a training step (default from settings)")
+    train.add_argument("--warmup-epochs", type=whole_number(0), help="genre warm-up epochs in all")
+    train.add_argument(
+        "--head-epochs", type=whole_number(0), help="of those, head-only epochs on cached backbone features"
+    )
     train.add_argument(
         "--unfreeze-blocks",
-        type=int,
+        type=whole_number(0),
         help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones",
     )
-    train.add_argument("--triplet-epochs", type=int, help="triplet semi-hard epochs")
+    train.add_argument("--triplet-epochs", type=whole_number(0), help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
     train.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches (default 0)")
     train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
@@ -190,10 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="index root whose current version gives the poster vectors (default: settings.index_root)",
     )
-    behaviour.add_argument("--epochs", type=positive_int, help="training epochs")
-    behaviour.add_argument("--embedding-dim", type=positive_int, help="size of the title id embedding")
-    behaviour.add_argument("--context-length", type=positive_int, help="latest titles of a history that form its query")
-    behaviour.add_argument("--id-dropout", type=float, help="share of ids hidden in training so posters learn alone")
+    behaviour.add_argument("--epochs", type=whole_number(1), help="training epochs")
+    behaviour.add_argument("--embedding-dim", type=whole_number(1), help="size of the title id embedding")
+    behaviour.add_argument(
+        "--context-length", type=whole_number(1), help="latest titles of a history that form its query"
+    )
+    behaviour.add_argument(
+        "--id-dropout", type=fraction_below_one, help="share of ids hidden in training so posters learn alone"
+    )
     behaviour.add_argument("--seed", type=int, help="random seed of initialisation and batches (default 0)")
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
     behaviour.set_defaults(run=_train_behaviour, interrupted=RESUME_NOTE)

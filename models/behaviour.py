@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "posterrec-behaviour/1"
 MODEL_FILE, VOCABULARY_FILE, MANIFEST_FILE = "model.keras", "vocabulary.json", "manifest.json"
+EXPORT_FILES = {MODEL_FILE, VOCABULARY_FILE, MANIFEST_FILE}
+"""What an export folder holds."""
 NO_ID = 0
 """Id-embedding row of titles without their own: unwatched, rarely watched, or dropped out in training."""
 PAD = -1
@@ -398,7 +400,8 @@ def read_watch_data(store_path: Path, index_root: Path) -> tuple[WatchData, dict
     from indexer.store import StoreError, open_store
 
     if not Path(store_path).is_file():
-        raise ValueError(f"store {store_path} does not exist: run `python -m indexer ingest` and `ingest-events` first")
+        problem = "is a folder, not a store" if Path(store_path).is_dir() else "does not exist"
+        raise ValueError(f"store {store_path} {problem}: run `python -m indexer ingest` and `ingest-events` first")
     try:
         index = open_version(Path(index_root))
     except IndexVersionError as err:

@@ -42,6 +42,8 @@ MODEL_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "posterrec-embedder/1"
+EXPORT_FILES = {MODEL_FILE, LITERT_FILE, MANIFEST_FILE}
+"""What an export folder holds."""
 _MISSING = object()
 
 

@@ -17,39 +17,91 @@ def catalogue(tmp_path: Path) -> Path:
     return path
 
 
+FORMATS = {"train": "posterrec-embedder/1", "train-behaviour": "posterrec-behaviour/1"}
+
+
+def _out_holding(out: Path, kind: str, command: str) -> Path:
+    """``out`` made as ``kind`` says; the user's file in it (or ``out`` itself), which must survive."""
+    if kind == "file":
+        out.write_text("important")
+        return out
+    out.mkdir()
+    other = FORMATS["train" if command == "train-behaviour" else "train-behaviour"]
+    if kind != "folder":
+        (out / "manifest.json").write_text(json.dumps({"format": FORMATS[command] if kind == "export" else other}))
+    (out / "notes.txt").write_text("important")
+    return out / "notes.txt"
+
+
 @pytest.mark.parametrize("command", ["train", "train-behaviour"])
-@pytest.mark.parametrize("kind", ["file", "folder"])
-def test_an_out_that_is_not_a_model_export_is_refused_and_kept(
-    tmp_path: Path, catalogue: Path, capsys, command: str, kind: str
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("file", "is a file, not a folder"),
+        ("folder", "holds no exported model, and the export would replace it all"),
+        ("export", "holds an earlier export and also notes.txt, and the export would replace it all"),
+        ("other model", "holds a posterrec-{other}/1 model, not a posterrec-{own}/1 one"),
+    ],
+)
+def test_an_out_the_export_would_lose_files_in_is_refused_and_kept(
+    tmp_path: Path, catalogue: Path, capsys, command: str, kind: str, said: str
 ) -> None:
     """The export replaces --out whole: a mistyped --out must not move or delete the user's files."""
     out = tmp_path / "notes"
-    if kind == "file":
-        out.write_text("important")
-    else:
-        out.mkdir()
-        (out / "notes.txt").write_text("important")
+    kept = _out_holding(out, kind, command)
     inputs = ["--catalog", str(catalogue)] if command == "train" else ["--store", str(tmp_path / "store.sqlite3")]
     with pytest.raises(SystemExit) as stopped:
         models_main([command, *inputs, "--out", str(out)])
     assert stopped.value.code == 2
-    what = "a file" if kind == "file" else "a folder that holds no exported model"
-    assert f"--out {out} is {what}, and the export would replace it" in capsys.readouterr().err
-    assert (out.read_text() if kind == "file" else (out / "notes.txt").read_text()) == "important"
+    own, other = ("embedder", "behaviour") if command == "train" else ("behaviour", "embedder")
+    assert f"--out {out} {said.format(own=own, other=other)}" in capsys.readouterr().err
+    assert kept.read_text() == "important"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["catalog.csv", "notes"]
 
 
+@pytest.mark.parametrize("option", ["--out", "--cache-dir"])
+def test_a_folder_inside_a_file_is_refused_before_any_work(tmp_path: Path, catalogue: Path, capsys, option) -> None:
+    paths = {"--out": str(tmp_path / "model"), "--cache-dir": str(tmp_path / "cache")} | {option: f"{catalogue}/sub"}
+    with pytest.raises(SystemExit) as stopped:
+        models_main(["train", "--catalog", str(catalogue), *(part for item in paths.items() for part in item)])
+    assert stopped.value.code == 2
+    assert f"{option} {catalogue}/sub is inside {catalogue}, a file, not a folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    ("command", "option"),
-    [("train", "--batch-size"), ("train-behaviour", "--epochs"), ("train-behaviour", "--embedding-dim")],
+    ("command", "option", "value", "said"),
+    [
+        ("train", "--batch-size", "0", "is below 1"),
+        ("train", "--batch-size", "-4", "is below 1"),
+        ("train", "--head-epochs", "-1", "is below 0"),
+        ("train", "--unfreeze-blocks", "-2", "is below 0"),
+        ("train-behaviour", "--epochs", "0", "is below 1"),
+        ("train-behaviour", "--embedding-dim", "0", "is below 1"),
+        ("train-behaviour", "--id-dropout", "2", "is not in [0, 1)"),
+    ],
 )
-@pytest.mark.parametrize("value", ["0", "-4"])
-def test_sizes_below_one_are_usage_errors(tmp_path: Path, catalogue: Path, capsys, command, option, value) -> None:
+def test_values_out_of_range_are_usage_errors_naming_the_option(
+    tmp_path: Path, catalogue: Path, capsys, command: str, option: str, value: str, said: str
+) -> None:
     inputs = ["--catalog", str(catalogue)] if command == "train" else []
     with pytest.raises(SystemExit) as stopped:
         models_main([command, *inputs, "--out", str(tmp_path / "model"), f"{option}={value}"])
     assert stopped.value.code == 2
-    assert f"argument {option}: {value} is not a positive whole number" in capsys.readouterr().err
+    assert f"argument {option}: {value} {said}" in capsys.readouterr().err
+
+
+def test_a_catalogue_without_a_good_row_is_not_told_to_skip_its_bad_ones(tmp_path: Path, capsys) -> None:
+    catalogue = tmp_path / "catalog.csv"
+    catalogue.write_text("id,title,year,genres,image\n1,A,1999,,a.jpg\n")
+    with pytest.raises(SystemExit) as stopped:
+        models_main(["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")])
+    assert stopped.value.code == f"error: {catalogue}: no usable rows"
+
+
+def test_a_store_that_is_a_folder_is_named_so(tmp_path: Path, capsys) -> None:
+    args = ["train-behaviour", "--out", str(tmp_path / "model"), "--store", str(tmp_path)]
+    assert models_main(args) == 1
+    assert f"store {tmp_path} is a folder, not a store" in capsys.readouterr().err
 
 
 def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path: Path, catalogue: Path, capsys) -> None:
@@ -73,7 +125,10 @@ def test_evaluate_names_a_model_path_that_is_a_file(tmp_path: Path, catalogue: P
 
 def test_bad_rows_are_counted_once_each_and_reported_as_an_error(tmp_path: Path, capsys) -> None:
     catalogue = tmp_path / "catalog.csv"
-    catalogue.write_text("id,title,year,genres,image\n1,A,19x9,,a.jpg\n2,B,2000,Drama,b.jpg\n")
+    from PIL import Image
+
+    Image.new("RGB", (8, 12)).save(tmp_path / "c.png")
+    catalogue.write_text("id,title,year,genres,image\n1,A,19x9,,a.jpg\n2,B,2000,Drama,b.jpg\n3,C,2001,Drama,c.png\n")
     with pytest.raises(SystemExit) as stopped:
         models_main(["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")])
     assert stopped.value.code == f"error: {catalogue}: 2 bad row(s); fix them or pass --skip-bad-rows"
