@@ -352,7 +352,10 @@ def open_version(root: Path, version: str | None = None) -> PublishedIndex:
     root = Path(root)
     version = version or current_version(root)
     if version is None and list_versions(root):
-        raise IndexVersionError(f"index root {root}: CURRENT names no version; name one (python -m indexer versions)")
+        raise IndexVersionError(
+            f"index root {root}: CURRENT names no version; serve one with `python -m indexer rollback VERSION` "
+            "(`python -m indexer versions` lists them)"
+        )
     if version is None:
         raise IndexVersionError(f"index root {root} has no published version yet (run `python -m indexer build`)")
     return open_directory(root / VERSIONS / version)
