@@ -120,8 +120,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.embedder import load_embedder
     from models.evaluation import retrieval_metrics
 
+    rows = _rows(args)  # before the (slow) model load, so that a bad catalogue is reported at once
     embedder = load_embedder(args.model)
-    rows = _rows(args)
     if args.split == "test":
         rows = split_by_id(rows)[1]
     if len(rows) < 2:

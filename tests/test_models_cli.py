@@ -33,6 +33,18 @@ def _out_holding(out: Path, kind: str, command: str) -> Path:
     return out / "notes.txt"
 
 
+@pytest.fixture
+def good_catalogue(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    (tmp_path / "posters").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 12)).save(tmp_path / "posters" / f"{name}.png")
+    path = tmp_path / "posters" / "catalog.csv"
+    path.write_text("id,title,year,genres,image\na,A,1999,Drama,a.png\nb,B,2001,Comedy,b.png\n")
+    return path
+
+
 @pytest.mark.parametrize("command", ["train", "train-behaviour"])
 @pytest.mark.parametrize(
     ("kind", "said"),
@@ -118,9 +130,9 @@ def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path: Path, catalo
     assert capsys.readouterr().err == f"error: store {catalogue} cannot be opened: file is not a database\n"
 
 
-def test_evaluate_names_a_model_path_that_is_a_file(tmp_path: Path, catalogue: Path, capsys) -> None:
-    assert models_main(["evaluate", "--model", str(catalogue), "--catalog", str(catalogue)]) == 1
-    assert f"model directory {catalogue} is a file, not a model folder" in capsys.readouterr().err
+def test_evaluate_names_a_model_path_that_is_a_file(good_catalogue: Path, capsys) -> None:
+    assert models_main(["evaluate", "--model", str(good_catalogue), "--catalog", str(good_catalogue)]) == 1
+    assert f"model directory {good_catalogue} is a file, not a model folder" in capsys.readouterr().err
 
 
 def test_bad_rows_are_counted_once_each_and_reported_as_an_error(tmp_path: Path, capsys) -> None:
@@ -167,10 +179,14 @@ def test_a_cache_dir_that_is_a_file_is_refused_before_any_work(tmp_path: Path, c
     assert f"--cache-dir {catalogue} is a file, not a folder" in capsys.readouterr().err
 
 
-def test_evaluate_names_a_model_file_keras_cannot_load(tmp_path: Path, catalogue: Path, capsys) -> None:
+def test_evaluate_names_a_model_file_keras_cannot_load_and_checks_the_catalogue_first(
+    tmp_path: Path, catalogue: Path, good_catalogue: Path, capsys
+) -> None:
     model = tmp_path / "model"
     model.mkdir()
     (model / "manifest.json").write_text(json.dumps({"format": "posterrec-embedder/1"}))
     (model / "model.keras").write_text("not a model")
-    assert models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)]) == 1
+    with pytest.raises(SystemExit, match="no usable rows"):
+        models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)])
+    assert models_main(["evaluate", "--model", str(model), "--catalog", str(good_catalogue)]) == 1
     assert f"error: {model / 'model.keras'} cannot be loaded as a Keras model" in capsys.readouterr().err
