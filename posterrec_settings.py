@@ -137,7 +137,13 @@ RANGES: dict[str, tuple[float, float]] = {
 request; an infinite poll interval stopped the index watcher's thread), so it is refused when loaded."""
 
 
-def _range_problem(name: str, value: Any) -> str | None:
+FOLDERS = frozenset({"home", "model_dir", "index_root", "demo_dir", "behaviour_model_dir"})
+"""The settings that name a folder: one naming a file is refused when loaded, not after the work that writes there."""
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    if name in FOLDERS and Path(value).is_file():
+        return "is a file, not a folder"
     if name not in RANGES:
         return None
     low, high = RANGES[name]
@@ -147,7 +153,7 @@ def _range_problem(name: str, value: Any) -> str | None:
 def _check_ranges(settings: Settings) -> None:
     for name in RANGES:
         value = getattr(settings, name)
-        problem = _range_problem(name, value)
+        problem = _value_problem(name, value)
         if problem:
             raise ConfigError(f"{name}={value!r} {problem}")
 
@@ -159,7 +165,7 @@ def _coerce(field: dataclasses.Field, raw: Any, source: str) -> Any:
         value = _converted(kind, raw)
     except ValueError as err:
         raise ConfigError(f"{source}: {field.name}={raw!r} is not a valid {kind}: {err}") from None
-    problem = _range_problem(field.name, value)
+    problem = _value_problem(field.name, value)
     if problem:
         raise ConfigError(f"{source}: {field.name}={raw!r} {problem}")
     return value

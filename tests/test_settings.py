@@ -47,6 +47,19 @@ def test_a_number_outside_what_can_work_is_refused_naming_its_source(name: str, 
         load_settings(env={f"POSTERREC_{name.upper()}": value})
 
 
+@pytest.mark.parametrize("name", ["home", "index_root"])
+def test_a_folder_setting_that_names_a_file_is_refused_naming_its_source(tmp_path, name: str) -> None:
+    """A file as ``home`` failed only after feature extraction, where the cache folder was to be made."""
+    file = tmp_path / "catalog.csv"
+    file.write_text("id\n")
+    with pytest.raises(ConfigError, match=rf"\$POSTERREC_{name.upper()}: {name}='{file}' is a file, not a folder"):
+        load_settings(env={f"POSTERREC_{name.upper()}": str(file)})
+    config = tmp_path / "posterrec.toml"
+    config.write_text(f'{name} = "{file}"\n')
+    with pytest.raises(ConfigError, match=rf"{config}: {name}='{file}' is a file, not a folder"):
+        load_settings(config, env={})
+
+
 def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises(ConfigError, match=r"max_k=0 is outside \[1, inf\]"):
         Settings(max_k=0)
