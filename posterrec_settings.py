@@ -137,6 +137,10 @@ RANGES: dict[str, tuple[float, float]] = {
 request; an infinite poll interval stopped the index watcher's thread), so it is refused when loaded."""
 
 
+BACKBONE_NAMES = ("nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny")
+"""The backbones :mod:`models.backbones` builds: the values ``backbone`` takes."""
+CHOICES = {"backbone": BACKBONE_NAMES}
+"""The settings that take one of a few names."""
 FOLDERS = frozenset({"home", "model_dir", "index_root", "demo_dir", "behaviour_model_dir"})
 """The settings that name a folder: one naming a file is refused when loaded, not after the work that writes there."""
 
@@ -144,6 +148,8 @@ FOLDERS = frozenset({"home", "model_dir", "index_root", "demo_dir", "behaviour_m
 def _value_problem(name: str, value: Any) -> str | None:
     if name in FOLDERS and Path(value).is_file():
         return "is a file, not a folder"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"is not one of {', '.join(CHOICES[name])}"
     if name not in RANGES:
         return None
     low, high = RANGES[name]

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--backbone",
-        choices=["nasnet_mobile", "nasnet_large", "efficientnet_lite0", "tiny"],
+        choices=posterrec_settings.BACKBONE_NAMES,
         help="ImageNet backbone (default from settings; tiny is for tests)",
     )
     train.add_argument("--weights", help="imagenet, none or a weights file path")

@@ -9,14 +9,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import posterrec_settings  # noqa: F401
+import posterrec_settings
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models.backbones import backbone_spec, build_backbone, unfreeze_top_blocks
+from models.backbones import BACKBONES, backbone_spec, build_backbone, unfreeze_top_blocks
 from models.embedder import (
     LITERT_FILE,
     MANIFEST_FILE,
@@ -211,3 +211,7 @@ def test_nasnet_mobile_imagenet_loads_or_falls_back_with_a_message(caplog: pytes
     assert not any(
         layer.trainable for layer in loaded.model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)
     )
+
+
+def test_the_backbone_setting_takes_exactly_the_backbones_built() -> None:
+    assert set(posterrec_settings.BACKBONE_NAMES) == set(BACKBONES)

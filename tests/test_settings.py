@@ -60,6 +60,11 @@ def test_a_folder_setting_that_names_a_file_is_refused_naming_its_source(tmp_pat
         load_settings(config, env={})
 
 
+def test_an_unknown_backbone_is_refused_naming_its_source() -> None:
+    with pytest.raises(ConfigError, match=r"\$POSTERREC_BACKBONE: backbone='resnet' is not one of nasnet_mobile, "):
+        load_settings(env={"POSTERREC_BACKBONE": "resnet"})
+
+
 def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises(ConfigError, match=r"max_k=0 is outside \[1, inf\]"):
         Settings(max_k=0)
