@@ -38,14 +38,17 @@ def _rows(args: argparse.Namespace) -> list[CatalogRow]:
     return report.rows
 
 
-def _check_export_folder(parser: argparse.ArgumentParser, out: Path, export_format: str, files: set[str]) -> None:
+def _check_export_folder(
+    parser: argparse.ArgumentParser, out: Path, export_format: str, files: set[str], manifest_file: str
+) -> None:
     """Stop with a usage error unless a model of ``export_format`` can be exported to ``out``, which the export
-    replaces whole: a new or empty folder, or an earlier export of that format holding only its ``files``."""
+    replaces whole: a new or empty folder, or an earlier export of that format (read from its ``manifest_file``)
+    holding only its ``files``."""
     _check_folder_path(parser, "--out", out)
     if not out.exists() or not any(out.iterdir()):
         return
     try:
-        found = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("format")
+        found = json.loads((out / manifest_file).read_text(encoding="utf-8")).get("format")
     except (OSError, ValueError, AttributeError):
         found = None
     added = sorted(path.name for path in out.iterdir() if path.name not in files)
@@ -87,10 +90,10 @@ def fraction_below_one(text: str) -> float:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from models.embedder import EXPORT_FILES, FORMAT
+    from models.embedder import EXPORT_FILES, FORMAT, MANIFEST_FILE
     from models.training import TrainConfig, train
 
-    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES)
+    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES, MANIFEST_FILE)
     if args.cache_dir:
         _check_folder_path(args.parser, "--cache-dir", args.cache_dir)
     settings = posterrec_settings.load_settings()
@@ -134,9 +137,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_behaviour(args: argparse.Namespace) -> int:
-    from models.behaviour import EXPORT_FILES, FORMAT, BehaviourConfig, read_watch_data, train_behaviour
+    from models.behaviour import (
+        EXPORT_FILES,
+        FORMAT,
+        MANIFEST_FILE,
+        BehaviourConfig,
+        read_watch_data,
+        train_behaviour,
+    )
 
-    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES)
+    _check_export_folder(args.parser, args.out, FORMAT, EXPORT_FILES, MANIFEST_FILE)
     settings = posterrec_settings.load_settings()
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
