@@ -26,7 +26,7 @@ from .publish import Publication, RecallBelowFloor, publish_index
 from .published import IndexItem, IndexVersionError, original_rows, title_ordinals
 from .scann_index import build_tuned, measure_recall
 from .shards import BuiltShard
-from .store import Store, open_store
+from .store import Store, absent_store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,8 @@ def embed_sources(
 
 def read_sources(store_path: Path) -> list[Source]:
     """The store's sources (:func:`store_sources`), or an error when the store is missing or empty."""
-    if not store_path.is_file():  # checked first: opening it would create an empty store
-        what = "is a folder, not a store" if store_path.is_dir() else "does not exist"
-        raise IndexVersionError(f"store {store_path} {what}: run `python -m indexer ingest CATALOG.csv` first")
+    if problem := absent_store(store_path):
+        raise IndexVersionError(f"store {store_path} {problem}: run `python -m indexer ingest CATALOG.csv` first")
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:

@@ -162,6 +162,15 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
         connection.executescript(f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;")
 
 
+def absent_store(path: str | os.PathLike) -> str | None:
+    """Why there is no store at ``path`` to read (``"does not exist"``, ``"is a folder, not a store"``), or None
+    when a file is there. Commands that only read a store check this first: opening it would create one."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    return "is a folder, not a store" if path.is_dir() else "does not exist"
+
+
 def open_store(path: str | os.PathLike) -> Store:
     """Open (creating and migrating as needed) the store at ``path``.
 
