@@ -41,8 +41,7 @@ import tensorflow_recommenders as tfrs
 from tqdm import tqdm
 
 from models.embedder import NotAnExportedModelError, check_expectations
-from models.epoch_checkpoints import restore_epoch, save_epoch
-from models.feature_cache import fingerprint
+from models.epoch_checkpoints import DATA, restore_epoch, save_epoch
 from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
@@ -226,8 +225,9 @@ class BehaviourTrainer:
         self._step = tf.function(self._train_step)
 
     @property
-    def config_fingerprint(self) -> str:
-        return fingerprint({**dataclasses.asdict(self.config), "data": self.data.sha256()})
+    def run_settings(self) -> dict:
+        """What decides the weights: the configuration and the watch data's digest."""
+        return {**dataclasses.asdict(self.config), DATA: self.data.sha256()}
 
     def _train_step(self, context: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -252,12 +252,10 @@ class BehaviourTrainer:
         return record
 
     def _save_state(self, completed: int) -> None:
-        save_epoch(
-            self.checkpoint, self.work_dir, completed, {"config": self.config_fingerprint, "history": self.history}
-        )
+        save_epoch(self.checkpoint, self.work_dir, completed, {"settings": self.run_settings, "history": self.history})
 
     def _restore(self) -> int:
-        state = restore_epoch(self.checkpoint, self.work_dir, self.config_fingerprint)
+        state = restore_epoch(self.checkpoint, self.work_dir, self.run_settings)
         if state is None:
             return 0
         self.history = state["history"]

@@ -15,8 +15,14 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 
 
+DATA = "data"
+"""The key of a run's settings that holds its training data's digest."""
+
+
 def save_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, completed: int, state: dict) -> None:
-    """Write the weights after epoch ``completed`` and ``state`` beside them, then drop the epoch before."""
+    """Write the weights after epoch ``completed`` and ``state`` beside them, then drop the epoch before.
+    ``state["settings"]`` holds what decides the weights (JSON values, the data's digest under :data:`DATA`),
+    for :func:`restore_epoch` to compare."""
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.write(str(work_dir / f"epoch-{completed}"))
     write_text(work_dir / STATE_FILE, json.dumps({**state, "completed_epochs": completed}, indent=2))
@@ -24,21 +30,34 @@ def save_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, completed: int, 
         old.unlink()
 
 
-def restore_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, config_fingerprint: str) -> dict | None:
+def restore_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, settings: dict) -> dict | None:
     """The state an interrupted run saved, with its weights read into ``checkpoint``; None when there is none.
 
     Raises:
-        ValueError: the run was trained with another configuration or data.
+        ValueError: the run was trained with other ``settings`` (:func:`save_epoch`); the message names them.
     """
     state_file = work_dir / STATE_FILE
     if not state_file.is_file():
         log.info("no interrupted run in %s; starting from the first epoch", work_dir)
         return None
     state = json.loads(state_file.read_text())
-    if state["config"] != config_fingerprint:
+    changed = changed_settings(state.get("settings"), settings)
+    if changed:
         raise ValueError(
-            f"cannot resume from {work_dir}: it was trained with other settings or data; "
-            "rerun without --resume to start over"
+            f"cannot resume from {work_dir}: it was trained with other settings or data ({'; '.join(changed)}); "
+            "rerun with the same ones, or without --resume to start over"
         )
     checkpoint.read(str(work_dir / f"epoch-{int(state['completed_epochs'])}")).assert_existing_objects_matched()
     return state
+
+
+def changed_settings(saved: object, settings: dict) -> list[str]:
+    """What differs between the ``saved`` settings of a run and ``settings``, one phrase each (none when equal)."""
+    if not isinstance(saved, dict):
+        return [f"{STATE_FILE} does not list them"]
+    now = json.loads(json.dumps(settings))  # as saved: tuples become lists
+    names = sorted(name for name in saved.keys() | now.keys() if saved.get(name) != now.get(name))
+    return [
+        "the training data" if name == DATA else f"{name} was {saved.get(name)!r}, now {now.get(name)!r}"
+        for name in names
+    ]

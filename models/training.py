@@ -46,7 +46,7 @@ from models.backbones import build_backbone, unfreeze_top_blocks
 from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
 from models.embedder import export_embedder
-from models.epoch_checkpoints import restore_epoch, save_epoch
+from models.epoch_checkpoints import DATA, restore_epoch, save_epoch
 from models.evaluation import check_not_collapsed, check_not_crowded, retrieval_metrics
 from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
@@ -214,16 +214,17 @@ class Trainer:
     # --- state on disk -------------------------------------------------------------------------
 
     @property
-    def config_fingerprint(self) -> str:
-        return fingerprint({**dataclasses.asdict(self.config), "data": training_data_sha256(self.train_rows)})
+    def run_settings(self) -> dict:
+        """What decides the weights: the configuration and the training data's digest."""
+        return {**dataclasses.asdict(self.config), DATA: training_data_sha256(self.train_rows)}
 
     def _save_state(self, completed: int) -> None:
-        state = {"config": self.config_fingerprint, "history": self.history, "backbone_touched": self.backbone_touched}
+        state = {"settings": self.run_settings, "history": self.history, "backbone_touched": self.backbone_touched}
         save_epoch(self.checkpoint, self.work_dir, completed, state)
 
     def _restore(self) -> int:
         """The number of epochs already done by an interrupted run of this configuration."""
-        state = restore_epoch(self.checkpoint, self.work_dir, self.config_fingerprint)
+        state = restore_epoch(self.checkpoint, self.work_dir, self.run_settings)
         if state is None:
             return 0
         self.history = state["history"]

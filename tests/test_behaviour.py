@@ -117,7 +117,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_behaviour(data, config, tmp_path / "resumed", on_epoch_end=stop_after_first)
     assert (tmp_path / "resumed.train" / "state.json").is_file() and not (tmp_path / "resumed").exists()
-    with pytest.raises(ValueError, match="other settings or data"):
+    with pytest.raises(ValueError, match=r"other settings or data \(seed was 2, now 5\)"):
         train_behaviour(data, BehaviourConfig(**{**config.__dict__, "seed": 5}), tmp_path / "resumed", resume=True)
     resumed = train_behaviour(data, config, tmp_path / "resumed", resume=True)
     assert [h["epoch"] for h in resumed["training"]["history"]] == [1, 2, 3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -132,8 +133,14 @@ def test_interrupted_run_resumes_after_last_finished_epoch(demo_rows: list, tmp_
     state = json.loads((tmp_path / "model.train" / "state.json").read_text())
     assert state["completed_epochs"] == 1
 
-    with pytest.raises(ValueError, match="other settings"):
-        train(demo_rows, out, TrainConfig(**{**TINY, "triplet_epochs": 2}), tmp_path / "cache", resume=True)
+    other_epochs = TrainConfig(**{**TINY, "triplet_epochs": config.triplet_epochs + 1})
+    with pytest.raises(
+        ValueError, match=f"triplet_epochs was {config.triplet_epochs}, now {config.triplet_epochs + 1}"
+    ):
+        train(demo_rows, out, other_epochs, tmp_path / "cache", resume=True)
+    with pytest.raises(ValueError, match=r"other settings or data \(the training data\)"):
+        relabelled = [dataclasses.replace(row, genres=(*row.genres, "Relabelled")) for row in demo_rows]
+        train(relabelled, out, config, tmp_path / "cache", resume=True)
 
     seen = []
 
