@@ -90,6 +90,7 @@ def fraction_below_one(text: str) -> float:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from models.backbones import weights_problem
     from models.embedder import EXPORT_FILES, FORMAT, MANIFEST_FILE
     from models.training import TrainConfig, train
 
@@ -111,6 +112,9 @@ def _train(args: argparse.Namespace) -> int:
         label_scheme=args.label_scheme,
         seed=args.seed,
     )
+    problem = weights_problem(config.weights)
+    if problem:
+        args.parser.error(f"{'--weights' if args.weights else 'the weights setting'}: {problem}")
     rows = _rows(args)
     cache_dir = args.cache_dir or settings.home / "cache" / "features"
     manifest = train(rows, args.out, config, cache_dir, resume=args.resume)

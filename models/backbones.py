@@ -129,6 +129,18 @@ class LoadedBackbone:
     """What the weights really are: ``imagenet``, ``none`` or ``file:<sha256>``."""
 
 
+WEIGHTS_NAMES = ("imagenet", "none")
+"""The ``weights`` that name no file."""
+
+
+def weights_problem(weights: str) -> str | None:
+    """Why ``weights`` cannot be loaded by :func:`build_backbone` (it is not one of :data:`WEIGHTS_NAMES` and
+    no file is there), or None when it can be tried."""
+    if weights in WEIGHTS_NAMES or Path(weights).is_file():
+        return None
+    return f"weights file {weights} does not exist (expected {' or '.join(map(repr, WEIGHTS_NAMES))} or a file path)"
+
+
 def build_backbone(name: str, weights: str, seed: int = 0) -> LoadedBackbone:
     """Build a backbone with ``weights`` = ``imagenet``, ``none`` or a weights file path.
 
@@ -142,9 +154,10 @@ def build_backbone(name: str, weights: str, seed: int = 0) -> LoadedBackbone:
         return LoadedBackbone(spec.build(spec.input_size, None), spec, "none")
     if weights == "imagenet":
         return _build_imagenet(spec, seed)
+    problem = weights_problem(weights)
+    if problem:
+        raise FileNotFoundError(problem)
     path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist (expected 'imagenet', 'none' or a file path)")
     try:
         model = spec.build(spec.input_size, str(path))
     except (ValueError, OSError) as err:

@@ -190,3 +190,18 @@ def test_evaluate_names_a_model_file_keras_cannot_load_and_checks_the_catalogue_
         models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)])
     assert models_main(["evaluate", "--model", str(model), "--catalog", str(good_catalogue)]) == 1
     assert f"error: {model / 'model.keras'} cannot be loaded as a Keras model" in capsys.readouterr().err
+
+
+def test_weights_that_name_no_file_are_refused_before_the_catalogue_is_read(
+    tmp_path: Path, catalogue: Path, monkeypatch, capsys
+) -> None:
+    train = ["train", "--catalog", str(catalogue), "--out", str(tmp_path / "model")]
+    with pytest.raises(SystemExit) as stopped:
+        models_main([*train, "--weights", "imagent"])
+    assert stopped.value.code == 2
+    expected = "weights file imagent does not exist (expected 'imagenet' or 'none' or a file path)"
+    assert f"--weights: {expected}" in capsys.readouterr().err
+    monkeypatch.setenv("POSTERREC_WEIGHTS", str(tmp_path / "gone.h5"))
+    with pytest.raises(SystemExit):
+        models_main(train)
+    assert f"the weights setting: weights file {tmp_path / 'gone.h5'} does not exist" in capsys.readouterr().err
