@@ -33,6 +33,8 @@ RESERVED_ID_CHARACTERS = "/@"
 DOT_SEGMENTS = (".", "..")
 """Ids no URL can carry: clients resolve ``/v1/posters/../image`` to ``/v1/image`` before sending it."""
 GENRE_SEPARATOR = "|"
+OTHER_SEPARATORS = (";", ",")
+"""Separators other formats use between genres; a genre holding one is refused rather than learnt as one label."""
 EARLIEST_YEAR = 1870
 MAX_IMAGE_BYTES = 200 * 1024 * 1024
 """Largest image file read (a poster is a few MB): a path like ``/dev/zero`` or a huge file is refused unread."""
@@ -176,6 +178,12 @@ def _row_problems(record: dict[str, str], seen: dict[str, int]) -> list[str]:
         problems.append(f"id {row_id!r} is a dot segment, which URLs drop")
     if not [g for g in record["genres"].split(GENRE_SEPARATOR) if g.strip()]:
         problems.append("empty genres")
+    separators = [separator for separator in OTHER_SEPARATORS if separator in record["genres"]]
+    if separators:
+        problems.append(
+            f"genres {record['genres']!r} hold {' and '.join(map(repr, separators))}: "
+            f"separate genres with {GENRE_SEPARATOR!r}"
+        )
     try:
         _parse_year(record["year"])
     except ValueError as err:

@@ -44,9 +44,10 @@ def bad_catalog(make_catalog, tmp_path):
         {"id": "x@DE", "title": "At", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
         {"id": "..", "title": "Dots", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
         {"id": ".", "title": "Dot", "year": "2001", "genres": "Drama", "image": "posters/shared.jpg"},
+        {"id": "t13", "title": "Semicolons", "year": "2001", "genres": "Drama;Comedy", "image": "posters/shared.jpg"},
     ]
     path = make_catalog(rows)
-    # Line 17: a title that is not UTF-8 (Latin-1 bytes), written raw.
+    # Line 18: a title that is not UTF-8 (Latin-1 bytes), written raw.
     with path.open("ab") as handle:
         handle.write(b"t12,Caf\xe9,2001,Drama,posters/shared.jpg\r\n")
     return path
@@ -66,7 +67,8 @@ EXPECTED = {
     14: "id 'x@DE' contains '@', reserved",
     15: "id '..' is a dot segment, which URLs drop",
     16: "id '.' is a dot segment, which URLs drop",
-    17: "column 'title' is not valid UTF-8",
+    17: "genres 'Drama;Comedy' hold ';': separate genres with '|'",
+    18: "column 'title' is not valid UTF-8",
 }
 
 
