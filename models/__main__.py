@@ -127,13 +127,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.embedder import load_embedder
     from models.evaluation import retrieval_metrics
 
-    rows = _rows(args)  # before the (slow) model load, so that a bad catalogue is reported at once
-    embedder = load_embedder(args.model)
+    rows = _rows(args)  # the catalogue and its split before the (slow) model load, so that they are reported at once
     if args.split == "test":
         rows = split_by_id(rows)[1]
     if len(rows) < 2:
         hint = "; evaluate on every row with --split all" if args.split == "test" else ""
         raise SystemExit(f"error: {args.catalog}: fewer than 2 posters in the {args.split} split{hint}")
+    embedder = load_embedder(args.model)
     embeddings = embedder.embed_images([row.image for row in rows])
     metrics = retrieval_metrics(embeddings, [row.genres for row in rows])
     print(json.dumps({"model": str(args.model), "split": args.split, "posters": len(rows), **metrics}, indent=2))

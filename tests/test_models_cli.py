@@ -131,8 +131,16 @@ def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path: Path, catalo
 
 
 def test_evaluate_names_a_model_path_that_is_a_file(good_catalogue: Path, capsys) -> None:
-    assert models_main(["evaluate", "--model", str(good_catalogue), "--catalog", str(good_catalogue)]) == 1
+    evaluate = ["evaluate", "--model", str(good_catalogue), "--catalog", str(good_catalogue), "--split", "all"]
+    assert models_main(evaluate) == 1
     assert f"model directory {good_catalogue} is a file, not a model folder" in capsys.readouterr().err
+
+
+def test_evaluate_checks_the_size_of_the_split_before_loading_the_model(
+    tmp_path: Path, good_catalogue: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit, match="fewer than 2 posters in the test split; evaluate on every row"):
+        models_main(["evaluate", "--model", str(tmp_path / "no model"), "--catalog", str(good_catalogue)])
 
 
 def test_bad_rows_are_counted_once_each_and_reported_as_an_error(tmp_path: Path, capsys) -> None:
@@ -188,7 +196,7 @@ def test_evaluate_names_a_model_file_keras_cannot_load_and_checks_the_catalogue_
     (model / "model.keras").write_text("not a model")
     with pytest.raises(SystemExit, match="no usable rows"):
         models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)])
-    assert models_main(["evaluate", "--model", str(model), "--catalog", str(good_catalogue)]) == 1
+    assert models_main(["evaluate", "--model", str(model), "--catalog", str(good_catalogue), "--split", "all"]) == 1
     assert f"error: {model / 'model.keras'} cannot be loaded as a Keras model" in capsys.readouterr().err
 
 
