@@ -13,7 +13,7 @@ from PIL import Image
 
 import posterrec_cli
 from indexer.regions import is_assigned_region
-from indexer.store import StoreError, open_store
+from indexer.store import StoreError, absent_store, open_store
 from posterrec_atomic import save_image
 from posterrec_cli import STOP
 
@@ -93,9 +93,9 @@ BEAM_INTERRUPTED = (
 
 def existing_store(path: Path) -> Path:
     """``path`` when a store is there; raises ConfigError, so that a mistyped path is not made a new, empty store."""
-    if not Path(path).is_file():
+    if problem := absent_store(path):
         raise ConfigError(
-            f"no store at {path}: load the catalogue first (python -m indexer ingest CATALOG.csv), or pass --store"
+            f"store {path} {problem}: load the catalogue first (python -m indexer ingest CATALOG.csv), or pass --store"
         )
     return Path(path)
 

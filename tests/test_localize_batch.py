@@ -296,7 +296,9 @@ def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows
     assert f"error: output folder {not_a_folder} cannot be made" in capsys.readouterr().err
     mistyped_store = store_path.with_name("typo") / "store.sqlite3"
     assert main([*base, "--out", str(out), "--store", str(mistyped_store)]) == 2
-    assert f"error: no store at {mistyped_store}" in capsys.readouterr().err
+    assert f"error: store {mistyped_store} does not exist" in capsys.readouterr().err
+    assert main([*base, "--out", str(out), "--store", str(store_path.parent)]) == 2
+    assert f"error: store {store_path.parent} is a folder, not a store" in capsys.readouterr().err
     assert not mistyped_store.parent.exists()
     assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "IT"]) == 0
     assert "no row of the titles file is for region(s) IT" in capsys.readouterr().out
