@@ -61,6 +61,26 @@ STOP = StopRequest()
 """Whether the running command was asked to stop."""
 
 
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
+        return value
+
+    return parse
+
+
+def fraction_below_one(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
+    return value
+
+
 def describe(err: BaseException) -> str:
     """An error as one line: a file system error as ``<path>: <reason>`` (a path that cannot be written, a folder
     where a file was expected; for a failed rename, the path renamed to, which is the one the user named), any

@@ -25,6 +25,7 @@ from posterrec_settings import load_settings  # also sets TF_USE_LEGACY_KERAS be
 
 import numpy as np
 
+import posterrec_cli
 from posterrec_atomic import replace_directory, staging_directory
 
 from .published import IndexVersionError, PublishedIndex, open_version
@@ -146,13 +147,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")
-    parser.add_argument("-k", type=int, default=10, help="neighbours returned per query (default 10)")
+    parser.add_argument(
+        "-k", type=posterrec_cli.whole_number(1), default=10, help="neighbours returned per query (default 10)"
+    )
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        args.parser.error(f"-k {args.k}: export at least 1 neighbour per query")
     root = args.out or load_settings().index_root
     out = export_savedmodel(root, args.dest, args.version, args.k)
     print(f"exported {root} ({args.version or 'current version'}) to {out}")

@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+import posterrec_cli
 from posterrec_atomic import save_image, write_csv
 
 from . import vocab
@@ -632,12 +633,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m localize.demo", description="Render the synthetic demo poster corpus."
     )
     parser.add_argument("--out", type=Path, help="output folder, created if needed (default: settings.demo_dir)")
-    parser.add_argument("--count", type=int, default=240, help="number of posters (default 240)")
+    parser.add_argument(
+        "--count", type=posterrec_cli.whole_number(1), default=240, help="number of posters (default 240)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same corpus")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.count < 1:
-        parser.error(f"--count must be at least 1, got {args.count}")
     catalog = write_demo_corpus(args.out or load_settings().demo_dir, args.count, args.seed, progress=True)
     print(f"wrote {args.count} demo posters: {catalog}")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import posterrec_settings
@@ -67,26 +67,6 @@ def _check_folder_path(parser: argparse.ArgumentParser, option: str, folder: Pat
     if existing.exists() and not existing.is_dir():
         where = "is a file" if existing == folder else f"is inside {existing}, a file"
         parser.error(f"{option} {folder} {where}, not a folder")
-
-
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
-        return value
-
-    return parse
-
-
-def fraction_below_one(text: str) -> float:
-    """An argparse type: a number in [0, 1)."""
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
-    return value
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -194,17 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pad posters to square (default from settings) or squash them",
     )
-    train.add_argument("--batch-size", type=whole_number(1), help="posters a training step (default from settings)")
-    train.add_argument("--warmup-epochs", type=whole_number(0), help="genre warm-up epochs in all")
     train.add_argument(
-        "--head-epochs", type=whole_number(0), help="of those, head-only epochs on cached backbone features"
+        "--batch-size", type=posterrec_cli.whole_number(1), help="posters a training step (default from settings)"
+    )
+    train.add_argument("--warmup-epochs", type=posterrec_cli.whole_number(0), help="genre warm-up epochs in all")
+    train.add_argument(
+        "--head-epochs",
+        type=posterrec_cli.whole_number(0),
+        help="of those, head-only epochs on cached backbone features",
     )
     train.add_argument(
         "--unfreeze-blocks",
-        type=whole_number(0),
+        type=posterrec_cli.whole_number(0),
         help="most backbone top blocks unfrozen, one more per warm-up epoch after the head-only ones",
     )
-    train.add_argument("--triplet-epochs", type=whole_number(0), help="triplet semi-hard epochs")
+    train.add_argument("--triplet-epochs", type=posterrec_cli.whole_number(0), help="triplet semi-hard epochs")
     train.add_argument("--label-scheme", choices=LABEL_SCHEMES, help="weak triplet classes")
     train.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches (default 0)")
     train.add_argument("--cache-dir", type=Path, help="feature cache (default <home>/cache/features)")
@@ -244,13 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="index root whose current version gives the poster vectors (default: settings.index_root)",
     )
-    behaviour.add_argument("--epochs", type=whole_number(1), help="training epochs")
-    behaviour.add_argument("--embedding-dim", type=whole_number(1), help="size of the title id embedding")
+    behaviour.add_argument("--epochs", type=posterrec_cli.whole_number(1), help="training epochs")
+    behaviour.add_argument("--embedding-dim", type=posterrec_cli.whole_number(1), help="size of the title id embedding")
     behaviour.add_argument(
-        "--context-length", type=whole_number(1), help="latest titles of a history that form its query"
+        "--context-length", type=posterrec_cli.whole_number(1), help="latest titles of a history that form its query"
     )
     behaviour.add_argument(
-        "--id-dropout", type=fraction_below_one, help="share of ids hidden in training so posters learn alone"
+        "--id-dropout",
+        type=posterrec_cli.fraction_below_one,
+        help="share of ids hidden in training so posters learn alone",
     )
     behaviour.add_argument("--seed", type=int, help="random seed of initialisation and batches (default 0)")
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")

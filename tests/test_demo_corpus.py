@@ -111,7 +111,11 @@ def test_korean_and_follows_the_final_consonant() -> None:
     assert vocab._join_and("نار", "جليد", "ar") == "النار والجليد"
 
 
-def test_bad_count_is_refused(tmp_path: Path) -> None:
+def test_bad_count_is_refused(tmp_path: Path, capsys) -> None:
     with pytest.raises(ValueError, match="count"):
         demo.write_demo_corpus(tmp_path, count=0, seed=0)
     assert not (tmp_path / "catalog.csv").exists()
+    with pytest.raises(SystemExit) as stopped:
+        demo.main(["--out", str(tmp_path), "--count", "0"])
+    assert stopped.value.code == 2
+    assert "argument --count: 0 is below 1" in capsys.readouterr().err

@@ -104,7 +104,7 @@ def test_an_existing_destination_that_is_not_an_export_is_refused_and_kept(tmp_p
         indexer_main(
             ["export-savedmodel", "--dest", str(tmp_path / "new"), "--out", str(tmp_path / "index"), "-k", "0"]
         )
-    assert "-k 0: export at least 1 neighbour" in capsys.readouterr().err
+    assert "argument -k: 0 is below 1" in capsys.readouterr().err
     kept = dest / "notes.txt" if kind == "folder" else dest
     assert kept.read_text() == "important"
 
