@@ -65,7 +65,7 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``minimum``."""
 
     def parse(text: str) -> int:
-        value = int(text)
+        value = _number(int, text, "a whole number")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
         return value
@@ -75,10 +75,19 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
 def fraction_below_one(text: str) -> float:
     """An argparse type: a number in [0, 1)."""
-    value = float(text)
+    value = _number(float, text, "a number")
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
     return value
+
+
+def _number(kind: type, text: str, what: str):
+    """``text`` read as ``kind``; an argparse error saying it is not ``what`` otherwise (argparse itself would
+    name the type function)."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
 def describe(err: BaseException) -> str:

@@ -90,6 +90,8 @@ def test_a_folder_inside_a_file_is_refused_before_any_work(tmp_path: Path, catal
         ("train-behaviour", "--epochs", "0", "is below 1"),
         ("train-behaviour", "--embedding-dim", "0", "is below 1"),
         ("train-behaviour", "--id-dropout", "2", "is not in [0, 1)"),
+        ("train", "--batch-size", "abc", "is not a whole number"),
+        ("train-behaviour", "--id-dropout", "half", "is not a number"),
     ],
 )
 def test_values_out_of_range_are_usage_errors_naming_the_option(
@@ -99,7 +101,8 @@ def test_values_out_of_range_are_usage_errors_naming_the_option(
     with pytest.raises(SystemExit) as stopped:
         models_main([command, *inputs, "--out", str(tmp_path / "model"), f"{option}={value}"])
     assert stopped.value.code == 2
-    assert f"argument {option}: {value} {said}" in capsys.readouterr().err
+    shown = value if value.lstrip("-").isdigit() else repr(value)
+    assert f"argument {option}: {shown} {said}" in capsys.readouterr().err
 
 
 def test_a_catalogue_without_a_good_row_is_not_told_to_skip_its_bad_ones(tmp_path: Path, capsys) -> None:
