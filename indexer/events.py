@@ -30,7 +30,7 @@ from posterrec_settings import load_settings
 from models.catalog import CatalogError, RowError, non_utf8_columns
 
 from .ingest import print_invalid_rows
-from .store import Event, EventSummary, open_store
+from .store import Event, EventSummary, StoreError, absent_store, open_store
 
 REQUIRED_COLUMNS = ("user_id", "title_id", "timestamp")
 OUTPUT_COLUMNS = (*REQUIRED_COLUMNS, "weight")
@@ -103,7 +103,7 @@ def _open_csv(path: Path, required: tuple[str, ...], what: str):
 
 
 def _event_problems(record: dict[str, str | None], known_titles: set[str]) -> list[str]:
-    if any(record.get(column) is None for column in REQUIRED_COLUMNS):
+    if any(record.get(column) is None for column in REQUIRED_COLUMNS) or None in record:  # too few or too many
         return ["wrong number of columns"]
     problems = [f"column {key!r} is not valid UTF-8" for key in non_utf8_columns(record)]
     if problems:
@@ -166,6 +166,11 @@ def ingest_events(
     events_csv: str | os.PathLike, store_path: str | os.PathLike, skip_invalid: bool = False
 ) -> EventsIngest:
     """Validate ``events_csv`` against the store's titles and, when clean or ``skip_invalid``, write it."""
+    if problem := absent_store(store_path):  # opening it would make a new, empty store whose titles no row names
+        raise StoreError(
+            f"store {store_path} {problem}: load the catalogue first "
+            f"(python -m indexer ingest CATALOG.csv --store {store_path}), or pass the store's path with --store"
+        )
     started = time.perf_counter()
     with open_store(store_path) as store:
         report = read_events(events_csv, {title.id for title in store.titles()})
@@ -256,6 +261,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
+    for option, source in (("ratings", args.ratings), ("links", args.links), ("--catalog", args.catalog)):
+        if args.out.exists() and source.exists() and args.out.samefile(source):
+            args.parser.error(f"--out {args.out} is the {option} file it reads: name a new file")
     rows, unjoined = movielens_events(args.ratings, args.links, args.catalog)
     write_events_csv(rows, args.out)
     print(

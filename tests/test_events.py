@@ -73,6 +73,7 @@ BAD = GOOD + [
     ",0114709,964982703,1,tv",  # line 9: empty user
     "u3,0114709",  # line 10: short row
     "u3,,964982703,1,tv",  # line 11: empty title
+    "u4,0114709,964982703,1,tv,5",  # line 12: long row
 ]
 EXPECTED = {
     5: "unknown title '9999999'",
@@ -82,7 +83,8 @@ EXPECTED = {
     9: "empty user_id",
     10: "wrong number of columns",
     11: "empty title_id",
-    12: "column 'user_id' is not valid UTF-8",
+    12: "wrong number of columns",
+    13: "column 'user_id' is not valid UTF-8",
 }
 
 
@@ -92,14 +94,14 @@ def test_every_bad_row_is_reported_by_line_and_nothing_is_written(store_path, tm
     out = capsys.readouterr().err
     for line, reason in EXPECTED.items():
         assert any(text.startswith(f"line {line}") and reason in text for text in out.splitlines()), (line, out)
-    assert "found 8 invalid row(s)" in out and "nothing ingested" in out
+    assert "found 9 invalid row(s)" in out and "nothing ingested" in out
     assert stored_events(store_path) == []
 
 
 def test_skip_invalid_writes_the_good_rows_only(store_path, tmp_path, capsys):
     events_csv = write_lines(tmp_path / "bad.csv", BAD)
     assert indexer_main(["ingest-events", str(events_csv), "--store", str(store_path), "--skip-invalid"]) == 0
-    assert "skipped 7 invalid row(s)" in capsys.readouterr().err
+    assert "skipped 8 invalid row(s)" in capsys.readouterr().err
     assert {(e.user_id, e.title_id, e.weight) for e in stored_events(store_path)} == {
         ("u1", "0114709", 4.0),
         ("u1", "0113497", 1.0),
@@ -113,6 +115,15 @@ def test_missing_columns_and_missing_file_are_one_clear_error(store_path, tmp_pa
     assert "header lacks column(s) timestamp" in capsys.readouterr().err
     assert indexer_main(["ingest-events", str(tmp_path / "absent.csv"), "--store", str(store_path)]) == 1
     assert "cannot be opened" in capsys.readouterr().err
+
+
+def test_a_mistyped_store_is_named_and_not_made(store_path, tmp_path, capsys):
+    events_csv = write_lines(tmp_path / "events.csv", GOOD)
+    mistyped = tmp_path / "typo.sqlite3"
+    for extra in ([], ["--skip-invalid"]):
+        assert indexer_main(["ingest-events", str(events_csv), "--store", str(mistyped), *extra]) == 1
+        assert f"error: store {mistyped} does not exist: load the catalogue first" in capsys.readouterr().err
+    assert not mistyped.exists()
 
 
 def test_a_store_of_the_previous_schema_is_migrated_keeping_its_titles(store_path):
@@ -163,6 +174,14 @@ def test_movielens_ratings_become_events_of_catalogue_titles(store_path, tmp_pat
     assert rows == movielens_events(ratings, links, catalog)[0]
     assert indexer_main(["ingest-events", str(out), "--store", str(store_path)]) == 0
     assert len(stored_events(store_path)) == 3
+
+    kept = {path: path.read_bytes() for path in (ratings, links, catalog)}
+    for option, source in (("ratings", ratings), ("links", links), ("--catalog", catalog)):
+        with pytest.raises(SystemExit) as stopped:
+            indexer_main([*args[:-1], str(source)])
+        assert stopped.value.code == 2
+        assert f"--out {source} is the {option} file it reads: name a new file" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in kept} == kept
 
 
 def test_an_events_file_saved_with_a_byte_order_mark_is_read(store_path, tmp_path):
