@@ -131,6 +131,8 @@ def check_image(path: Path) -> _ImageCheck:
             width, height = image.size
     except UnidentifiedImageError:
         return _ImageCheck(problem=f"image {path} is not an image Pillow can decode")
+    except Image.DecompressionBombError as err:
+        return _ImageCheck(problem=f"image {path} is too large to decode: {err}")
     except (OSError, SyntaxError, ValueError) as err:
         return _ImageCheck(problem=f"image {path} is truncated or corrupt: {err}")
     return _ImageCheck(hashlib.sha256(data).hexdigest(), width, height)

@@ -160,3 +160,13 @@ def test_skip_invalid_with_no_valid_row_changes_nothing(make_catalog, tmp_path, 
     assert indexer_main(["ingest", str(all_bad), "--store", str(store), "--skip-invalid"]) == 1
     assert "nothing ingested; no row is valid" in capsys.readouterr().err
     assert store_state(store) == before
+
+
+def test_an_image_with_more_pixels_than_pillow_decodes_is_a_bad_row(make_catalog, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    catalog = make_catalog(GOOD)  # posters of 40 x 60 = 2,400 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses past twice this
+    assert indexer_main(["ingest", str(catalog), "--store", str(tmp_path / "store.sqlite3")]) == 1
+    reported = [line for line in capsys.readouterr().err.splitlines() if line.startswith("line ")]
+    assert len(reported) == 2 and all("is too large to decode: Image size (2400 pixels)" in line for line in reported)
