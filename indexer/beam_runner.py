@@ -10,12 +10,24 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.runner import create_runner
 
 from .beam_stages import METRICS_NAMESPACE
 from .published import IndexVersionError
 
 LOCAL_RUNNER = "FnApiRunner"
 """Beam's portable runner in this process: no cluster and no download (the DirectRunner fetches Prism first)."""
+
+
+def runner_problem(runner: str) -> str | None:
+    """Why Beam has no runner named ``runner`` (its own message, which lists the names it knows), or None."""
+    if runner == LOCAL_RUNNER:
+        return None
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError) as err:
+        return str(err)
+    return None
 
 
 def make_pipeline(runner: str, beam_args: Sequence[str]) -> beam.Pipeline:

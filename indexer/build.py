@@ -325,13 +325,22 @@ def _run(args: argparse.Namespace) -> int:
         recall_floor=args.recall_floor, behaviour_model_dir=args.behaviour_model, index_shards=args.shards
     )
     model = args.model or settings.model_dir
+    localize_options = {"--regions": args.regions, "--variants-out": args.variants_out, "--inpaint": args.inpaint}
     if args.runner is None:
-        if args.titles or args.beam_options or args.cache or args.work_dir:
-            args.parser.error("--titles, --cache, --work-dir and Beam options need --runner")
+        if args.titles or args.beam_options or args.cache or args.work_dir or any(localize_options.values()):
+            args.parser.error(
+                f"--titles, {', '.join(localize_options)}, --cache, --work-dir and Beam options need --runner"
+            )
         print(build_index(model, settings, args.store, args.out))
         return 0
     from .beam_pipeline import build_with_beam  # Beam loads only for pipeline builds
+    from .beam_runner import runner_problem
 
+    if problem := runner_problem(args.runner):
+        args.parser.error(f"--runner {args.runner}: {problem}")
+    if not args.titles and any(localize_options.values()):
+        given = ", ".join(name for name, value in localize_options.items() if value)
+        args.parser.error(f"{given}: only with --titles, which adds the localize stage")
     localize = None
     if args.titles:
         if not args.variants_out:

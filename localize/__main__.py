@@ -103,8 +103,11 @@ def existing_store(path: Path) -> Path:
 def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
     """``run`` as a Beam pipeline (:func:`indexer.beam_localize.localize_with_beam`): the same variants, skips and store."""
     from indexer.beam_localize import LocalizeOptions, localize_with_beam  # Beam loads only for pipeline runs
+    from indexer.beam_runner import runner_problem
     from indexer.published import IndexVersionError
 
+    if problem := runner_problem(args.runner):
+        args.parser.error(f"--runner {args.runner}: {problem}")
     if args.review:
         args.parser.error("--review is made by the single-process run only (leave out --runner)")
     started = time.perf_counter()

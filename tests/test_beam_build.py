@@ -249,3 +249,36 @@ def test_a_work_folder_that_cannot_be_made_is_refused_before_the_pipeline(tmp_pa
     assert Path(folder).is_dir()
     delete_work_folder(folder)
     assert not Path(folder).exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--runner", "Foo"], "--runner Foo: Unexpected pipeline runner: Foo. Valid values are"),
+        (["--regions", "DE"], "--inpaint, --cache, --work-dir and Beam options need --runner"),
+        (
+            ["--runner", "FnApiRunner", "--inpaint", "ns"],
+            "--inpaint: only with --titles, which adds the localize stage",
+        ),
+    ],
+)
+def test_build_refuses_a_runner_beam_lacks_and_options_that_would_be_ignored(
+    tmp_path: Path, capsys, options: list[str], said: str
+) -> None:
+    out = tmp_path / "index"
+    with pytest.raises(SystemExit) as stopped:
+        indexer_main(["build", "--store", str(tmp_path / "store.sqlite3"), "--out", str(out), *options])
+    assert stopped.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "store.sqlite3").exists()
+
+
+def test_localize_run_refuses_a_runner_beam_lacks(tmp_path: Path, capsys) -> None:
+    from localize.__main__ import main as localize_main
+
+    with pytest.raises(SystemExit) as stopped:
+        localize_main(
+            ["run", "--titles", str(tmp_path / "titles.csv"), "--out", str(tmp_path / "v"), "--runner", "Foo"]
+        )
+    assert stopped.value.code == 2
+    assert "--runner Foo: Unexpected pipeline runner: Foo" in capsys.readouterr().err
