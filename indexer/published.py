@@ -180,12 +180,17 @@ def current_version(root: Path) -> str | None:
     return name or None
 
 
+def unknown_version(root: Path, version: str) -> IndexVersionError:
+    """The error for a ``version`` that ``root`` does not hold, naming those it does."""
+    return IndexVersionError(
+        f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})"
+    )
+
+
 def set_current(root: Path, version: str) -> None:
     """Serve ``version`` from now on; an atomic rename, so readers see the old or the new name."""
     if version not in list_versions(root):
-        raise IndexVersionError(
-            f"index root {root} has no version {version!r} (have: {', '.join(list_versions(root)) or 'none'})"
-        )
+        raise unknown_version(root, version)
     outgoing = _current_or_none(root)
     if outgoing:  # served until now, whether or not a kill between CURRENT and the unlink below left its marker
         (Path(root) / VERSIONS / outgoing / NEVER_SERVED).unlink(missing_ok=True)
@@ -350,6 +355,8 @@ def _version_problem(manifest: object, items: list[IndexItem], embeddings: np.nd
 def open_version(root: Path, version: str | None = None) -> PublishedIndex:
     """Load ``version`` (default: the current one) completely, or raise :class:`IndexVersionError` saying why."""
     root = Path(root)
+    if version and version not in list_versions(root):
+        raise unknown_version(root, version)
     version = version or current_version(root)
     if version is None and list_versions(root):
         raise IndexVersionError(

@@ -57,9 +57,8 @@ def rollback(root: Path, version: str | None = None) -> str:
     """
     _check_root(root)
     version = _version_before(root) if version is None else version
-    if version in published.list_versions(root):
-        published.open_version(root, version)
-    published.set_current(root, version)  # refuses a version the root does not have, naming those it has
+    published.open_version(root, version)  # refuses a version the root does not have, naming those it has
+    published.set_current(root, version)
     return version
 
 

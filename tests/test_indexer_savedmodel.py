@@ -83,6 +83,12 @@ def test_export_of_a_missing_index_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert indexer_main(["export-savedmodel", "--dest", str(tmp_path / "out"), "--out", str(tmp_path / "none")]) == 1
     assert "no published version yet" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    (tmp_path / "none" / "versions" / "20260101T000000000000Z").mkdir(parents=True)
+    argv = ["export-savedmodel", "--dest", str(tmp_path / "out"), "--out", str(tmp_path / "none"), "--version", "v2"]
+    assert indexer_main(argv) == 1
+    assert (
+        f"index root {tmp_path / 'none'} has no version 'v2' (have: 20260101T000000000000Z)" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])
