@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from posterrec_settings import ConfigError, load_settings
 
@@ -115,6 +116,15 @@ def command_parser(prog: str, description: str | None) -> tuple[argparse.Argumen
     parser = argparse.ArgumentParser(prog=prog, description=description and description.replace("``", ""))
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     return parser, parser.add_subparsers(dest="command", required=True, parser_class=_SubCommandParser)
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the process with ``code``, a finished command's exit code, ignoring Ctrl-C and SIGTERM from now on: the
+    interpreter can take seconds to shut down after TensorFlow or Beam ran, and a stop then would turn the code
+    of a command that did its work into 130 or 143."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def main(

@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -116,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    posterrec_cli.exit_with(main())

@@ -157,3 +157,36 @@ def test_a_stop_inside_exec_d_code_still_exits_with_the_stops_code(tmp_path: Pat
     done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
     assert done.returncode == 128 + getattr(signal, stop), done.stderr
     assert done.stderr == "interrupted\n"
+
+
+STOPPED_WHILE_SHUTTING_DOWN = """
+import argparse, os, signal, threading, time
+import posterrec_cli
+
+def finish_slowly():  # as a library's worker thread, which the interpreter waits for before it exits
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+
+def go(args):
+    threading.Thread(target=finish_slowly).start()
+    return 0
+
+posterrec_cli.exit_with(posterrec_cli.run(argparse.Namespace(), go))
+"""
+
+
+def test_a_stop_after_the_command_finished_keeps_its_exit_code(tmp_path: Path) -> None:
+    """SIGTERM while the interpreter waits for a thread; SIGINT matters late in the interpreter's shutdown, where
+    CPython puts back the signal's default action unless it is ignored, a moment a test cannot aim at."""
+    (tmp_path / "finished_demo.py").write_text(STOPPED_WHILE_SHUTTING_DOWN)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "finished_demo"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
