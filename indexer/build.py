@@ -26,7 +26,7 @@ from .publish import Publication, RecallBelowFloor, publish_index
 from .published import IndexItem, IndexVersionError, original_rows, title_ordinals
 from .scann_index import build_tuned, measure_recall
 from .shards import BuiltShard
-from .store import Store, absent_store, open_store
+from .store import Store, load_catalogue_first, missing_store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,12 @@ def embed_sources(
 
 def read_sources(store_path: Path) -> list[Source]:
     """The store's sources (:func:`store_sources`), or an error when the store is missing or empty."""
-    if problem := absent_store(store_path):
-        raise IndexVersionError(f"store {store_path} {problem}: run `python -m indexer ingest CATALOG.csv` first")
+    if problem := missing_store(store_path):
+        raise IndexVersionError(problem)
     with open_store(store_path) as store:
         sources = store_sources(store)
     if not sources:
-        raise IndexVersionError(f"store {store_path} has no titles: run `python -m indexer ingest CATALOG.csv` first")
+        raise IndexVersionError(f"store {store_path} has no titles: {load_catalogue_first(store_path)}")
     return sources
 
 

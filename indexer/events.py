@@ -30,7 +30,7 @@ from posterrec_settings import load_settings
 from models.catalog import CatalogError, RowError, non_utf8_columns
 
 from .ingest import print_invalid_rows
-from .store import Event, EventSummary, StoreError, absent_store, open_store
+from .store import Event, EventSummary, StoreError, missing_store, open_store
 
 REQUIRED_COLUMNS = ("user_id", "title_id", "timestamp")
 OUTPUT_COLUMNS = (*REQUIRED_COLUMNS, "weight")
@@ -166,11 +166,8 @@ def ingest_events(
     events_csv: str | os.PathLike, store_path: str | os.PathLike, skip_invalid: bool = False
 ) -> EventsIngest:
     """Validate ``events_csv`` against the store's titles and, when clean or ``skip_invalid``, write it."""
-    if problem := absent_store(store_path):  # opening it would make a new, empty store whose titles no row names
-        raise StoreError(
-            f"store {store_path} {problem}: load the catalogue first "
-            f"(python -m indexer ingest CATALOG.csv --store {store_path}), or pass the store's path with --store"
-        )
+    if problem := missing_store(store_path):  # opening it would make a new, empty store whose titles no row names
+        raise StoreError(problem)
     started = time.perf_counter()
     with open_store(store_path) as store:
         report = read_events(events_csv, {title.id for title in store.titles()})

@@ -162,13 +162,20 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
         connection.executescript(f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;")
 
 
-def absent_store(path: str | os.PathLike) -> str | None:
-    """Why there is no store at ``path`` to read (``"does not exist"``, ``"is a folder, not a store"``), or None
-    when a file is there. Commands that only read a store check this first: opening it would create one."""
+def missing_store(path: str | os.PathLike) -> str | None:
+    """Why there is no store at ``path`` to read and what to do, as one sentence naming it, or None when a file
+    is there. Commands that only read a store check this first: opening it would create one."""
     path = Path(path)
     if path.is_file():
         return None
-    return "is a folder, not a store" if path.is_dir() else "does not exist"
+    if path.is_dir():
+        return f"store {path} is a folder, not a store: pass the store's file with --store"
+    return f"store {path} does not exist: {load_catalogue_first(path)}"
+
+
+def load_catalogue_first(path: str | os.PathLike) -> str:
+    """The advice for a store at ``path`` that has no titles yet: the command that loads them into it."""
+    return f"load the catalogue into it first (python -m indexer ingest CATALOG.csv --store {path})"
 
 
 def open_store(path: str | os.PathLike) -> Store:

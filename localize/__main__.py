@@ -13,7 +13,7 @@ from PIL import Image
 
 import posterrec_cli
 from indexer.regions import is_assigned_region
-from indexer.store import StoreError, absent_store, open_store
+from indexer.store import StoreError, missing_store, open_store
 from posterrec_atomic import save_image
 from posterrec_cli import STOP
 
@@ -93,10 +93,8 @@ BEAM_INTERRUPTED = (
 
 def existing_store(path: Path) -> Path:
     """``path`` when a store is there; raises ConfigError, so that a mistyped path is not made a new, empty store."""
-    if problem := absent_store(path):
-        raise ConfigError(
-            f"store {path} {problem}: load the catalogue first (python -m indexer ingest CATALOG.csv), or pass --store"
-        )
+    if problem := missing_store(path):
+        raise ConfigError(problem)
     return Path(path)
 
 

@@ -395,10 +395,10 @@ def read_watch_data(store_path: Path, index_root: Path) -> tuple[WatchData, dict
     """Titles and poster vectors of the current published index, and the store's events as sequences;
     with what the manifest records about that poster space. Raises ValueError naming what is missing."""
     from indexer.published import IndexVersionError, open_version
-    from indexer.store import StoreError, absent_store, open_store
+    from indexer.store import StoreError, missing_store, open_store
 
-    if problem := absent_store(store_path):
-        raise ValueError(f"store {store_path} {problem}: run `python -m indexer ingest` and `ingest-events` first")
+    if problem := missing_store(store_path):
+        raise ValueError(problem)
     try:
         index = open_version(Path(index_root))
     except IndexVersionError as err:

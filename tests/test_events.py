@@ -122,7 +122,7 @@ def test_a_mistyped_store_is_named_and_not_made(store_path, tmp_path, capsys):
     mistyped = tmp_path / "typo.sqlite3"
     for extra in ([], ["--skip-invalid"]):
         assert indexer_main(["ingest-events", str(events_csv), "--store", str(mistyped), *extra]) == 1
-        assert f"error: store {mistyped} does not exist: load the catalogue first" in capsys.readouterr().err
+        assert f"error: store {mistyped} does not exist: load the catalogue into it first" in capsys.readouterr().err
     assert not mistyped.exists()
 
 

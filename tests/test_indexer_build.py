@@ -295,4 +295,9 @@ def test_build_over_an_empty_store_is_a_one_line_error(workspace: dict, tmp_path
     assert indexer_main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: store {empty} has no titles"), err
-    assert current_version(settings.index_root) is None
+    assert f"(python -m indexer ingest CATALOG.csv --store {empty})" in err[0]
+    missing = tmp_path / "typo.sqlite3"
+    assert indexer_main([*argv[:3], "--store", str(missing), *argv[5:]]) == 1
+    advice = f"load the catalogue into it first (python -m indexer ingest CATALOG.csv --store {missing})"
+    assert f"error: store {missing} does not exist: {advice}" in capsys.readouterr().err
+    assert not missing.exists() and current_version(settings.index_root) is None
