@@ -153,6 +153,9 @@ def _embed_stages(posters: beam.PCollection, run: _Run, model_dir: str, batch_si
         | "SplitHits" >> beam.FlatMap(stages.split_cache_hits).with_outputs(stages.HIT, main="missing")
     )
     read = split.missing | "ReadPoster" >> beam.ParDo(stages.ReadPoster()).with_outputs(stages.BAD, main="pixels")
+    hits = split[stages.HIT] | "CheckCached" >> beam.ParDo(stages.CheckCachedPoster()).with_outputs(
+        stages.BAD, main="vectors"
+    )
     handler = KeyedModelHandler(stages.PosterEmbedding(model_dir, run.model_sha256, batch_size))
     fresh = (
         read.pixels
@@ -161,12 +164,13 @@ def _embed_stages(posters: beam.PCollection, run: _Run, model_dir: str, batch_si
         | "CacheFresh" >> beam.ParDo(stages.CacheFreshVectors(run.cache_folder, FRESH_PREFIX))
     )
     _ = (
-        (split[stages.HIT], fresh)
+        (hits.vectors, fresh)
         | "AllVectors" >> beam.Flatten()
         | "VectorBatches" >> beam.BatchElements(min_batch_size=VECTOR_FILE_SIZE, max_batch_size=VECTOR_FILE_SIZE)
         | "WriteVectors" >> beam.ParDo(stages.WriteVectorFiles(run.cache_folder, run.prefix))
     )
-    stages.write_records(read[stages.BAD], run.output("bad"), "Bad")
+    bad = (read[stages.BAD], hits[stages.BAD]) | "AllBad" >> beam.Flatten()
+    stages.write_records(bad, run.output("bad"), "Bad")
 
 
 def _indexable(sources: list[Source], run: _Run) -> tuple[list[Source], np.ndarray, list[tuple[str, str]]]:

@@ -66,6 +66,20 @@ def read_records(path: str) -> list:
     return records
 
 
+def read_unchanged(sha256: str, poster: Poster) -> bytes:
+    """The poster's bytes, when they are still the image the store ingested (``sha256``).
+
+    Raises:
+        IndexVersionError: the poster cannot be read, or changed since it was ingested (the message names it).
+    """
+    try:
+        with FileSystems.open(poster.path) as handle:
+            data = handle.read()
+    except OSError as err:
+        raise IndexVersionError(f"{poster.key}: poster {poster.path} cannot be read: {err}") from None
+    return check_image_bytes(poster.key, poster.path, sha256, data)
+
+
 class ReadPoster(beam.DoFn):
     """``(sha256, Poster)`` -> ``(sha256, HxWx3 uint8 pixels)``; unreadable, changed or undecodable
     posters go to the ``bad`` output as ``(key, reason)``."""
@@ -78,27 +92,43 @@ class ReadPoster(beam.DoFn):
 
         sha256, poster = element
         try:
-            with FileSystems.open(poster.path) as handle:
-                data = handle.read()
-            pixels = load_rgb(check_image_bytes(poster.key, poster.path, sha256, data))
-        except OSError as err:
-            yield self._reject(poster, f"{poster.key}: poster {poster.path} cannot be read: {err}")
+            pixels = load_rgb(read_unchanged(sha256, poster))
         except IndexVersionError as err:
-            yield self._reject(poster, str(err))
+            yield reject(self._bad, poster, str(err))
         except ValueError as err:  # load_rgb names what it could not decode
-            yield self._reject(poster, f"{poster.key}: poster {poster.path} cannot be decoded: {err}")
+            yield reject(self._bad, poster, f"{poster.key}: poster {poster.path} cannot be decoded: {err}")
         else:
             self._decoded.inc()
             yield sha256, pixels
 
-    def _reject(self, poster: Poster, reason: str) -> beam.pvalue.TaggedOutput:
-        self._bad.inc()
-        return beam.pvalue.TaggedOutput(BAD, (poster.key, reason))
+
+class CheckCachedPoster(beam.DoFn):
+    """``(sha256, (cached vector, Poster))`` -> ``(sha256, cached vector)`` while the poster is still the image
+    the store ingested; one removed or replaced since goes to the ``bad`` output as ``(key, reason)``."""
+
+    def setup(self) -> None:
+        self._bad = counter("posters_bad")
+
+    def process(self, element: tuple[str, tuple[np.ndarray, Poster]]) -> Iterator:
+        sha256, (vector, poster) = element
+        try:
+            read_unchanged(sha256, poster)
+        except IndexVersionError as err:
+            yield reject(self._bad, poster, str(err))
+        else:
+            yield sha256, vector
+
+
+def reject(bad: Metrics.DelegatingCounter, poster: Poster, reason: str) -> beam.pvalue.TaggedOutput:
+    """``poster`` to the ``bad`` output with ``reason``, counted."""
+    bad.inc()
+    return beam.pvalue.TaggedOutput(BAD, (poster.key, reason))
 
 
 def split_cache_hits(element: tuple[str, dict[str, Iterable]]) -> Iterator:
-    """After ``CoGroupByKey`` of ``wanted`` posters and ``cached`` vectors by sha256: a cached vector
-    goes to the ``hit`` output, an image without one is emitted once (the first poster that shows it)."""
+    """After ``CoGroupByKey`` of ``wanted`` posters and ``cached`` vectors by sha256: a cached vector goes to
+    the ``hit`` output with the first poster that shows its image, an image without one is emitted once (with
+    that poster)."""
     sha256, groups = element
     posters = list(groups["wanted"])
     cached = next(iter(groups["cached"]), None)
@@ -106,7 +136,11 @@ def split_cache_hits(element: tuple[str, dict[str, Iterable]]) -> Iterator:
         counter("images").inc()
         counter("items_sharing_an_image").inc(len(posters) - 1)
         counter("cache_hits" if cached is not None else "cache_misses").inc()
-        yield beam.pvalue.TaggedOutput(HIT, (sha256, cached)) if cached is not None else (sha256, posters[0])
+        yield (
+            beam.pvalue.TaggedOutput(HIT, (sha256, (cached, posters[0])))
+            if cached is not None
+            else (sha256, posters[0])
+        )
 
 
 class CacheFreshVectors(beam.DoFn):

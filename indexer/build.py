@@ -107,12 +107,16 @@ def embed_sources(
     """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded).
 
     Each batch is cached as soon as it is embedded, so an interrupted build keeps what it finished; the
-    embedder reads and prepares the next batch meanwhile.
+    embedder reads and prepares the next batch meanwhile. A cached vector is reused only while its poster is
+    still the image the store ingested: a poster removed or replaced since is refused, as it is when embedded
+    (hashing the cached ones costs about a second per 100 MB of posters).
     """
     from models.preprocessing import UnreadableImage  # TensorFlow loads only for commands that embed
 
     model = embedder.manifest_sha256
     vectors = cache.get_many(model, (s.image_sha256 for s in sources))
+    for source in {s.image_sha256: s for s in sources if s.image_sha256 in vectors}.values():
+        read_verified_image(source)
     missing = list({s.image_sha256: s for s in sources if s.image_sha256 not in vectors}.values())
     batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
     images = ([read_verified_image(s) for s in batch] for batch in batches)

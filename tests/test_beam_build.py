@@ -105,6 +105,23 @@ def test_a_bad_poster_is_reported_and_left_out_without_failing_the_pipeline(work
     assert rows[7]["id"] not in index.row_of_key and len(index) == TITLES + len(VARIANT_REGIONS) - 1
 
 
+def test_a_cached_poster_replaced_or_removed_since_ingest_is_reported_and_left_out(workspace: dict) -> None:
+    beam_build(workspace)  # every poster embedded and cached
+    rows = rows_of(workspace["catalog"])
+    folder = workspace["catalog"].parent
+    (folder / rows[3]["image"]).write_bytes(b"another image")  # behind the store's back
+    (folder / rows[4]["image"]).unlink()
+
+    summary = beam_build(workspace)
+
+    reasons = dict(summary.bad_posters)
+    assert sorted(reasons) == [rows[3]["id"], rows[4]["id"]]
+    assert "changed since it was ingested" in reasons[rows[3]["id"]] and "cannot be read" in reasons[rows[4]["id"]]
+    index = open_version(workspace["settings"].index_root)
+    assert rows[3]["id"] not in index.row_of_key and rows[4]["id"] not in index.row_of_key
+    assert len(index) == TITLES + len(VARIANT_REGIONS) - 2
+
+
 def test_a_failing_stage_publishes_nothing_and_keeps_the_served_version(
     workspace: dict, tmp_path: Path, capsys
 ) -> None:

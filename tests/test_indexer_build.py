@@ -183,6 +183,24 @@ def test_a_poster_that_cannot_be_embedded_leaves_the_served_version(workspace: d
     assert len(open_version(settings.index_root)) == TITLES + len(VARIANT_REGIONS)
 
 
+def test_a_cached_poster_replaced_or_removed_since_ingest_is_refused(workspace: dict, capsys) -> None:
+    served = build(workspace).publication.version  # every poster embedded and cached
+    rows = rows_of(workspace["catalog"])
+    folder = workspace["catalog"].parent
+    replaced, removed = folder / rows[3]["image"], folder / rows[4]["image"]
+    Image.open(replaced).convert("RGB").rotate(90, expand=True).save(replaced)
+    assert indexer_main(build_argv(workspace)) == 1
+    message = capsys.readouterr().err
+    assert rows[3]["id"] in message and "changed since it was ingested" in message, message
+
+    assert ingest_catalog(workspace["catalog"], workspace["store"]).summary.updated == 1  # the new poster taken in
+    removed.unlink()
+    assert indexer_main(build_argv(workspace)) == 1
+    message = capsys.readouterr().err
+    assert rows[4]["id"] in message and "cannot be read" in message, message
+    assert current_version(workspace["settings"].index_root) == served
+
+
 def test_a_poster_that_cannot_be_decoded_is_named_by_its_key(workspace: dict, tmp_path: Path) -> None:
     """Posters are embedded several batches at a call; the error still names the one that failed."""
     from models.embedder import load_embedder
