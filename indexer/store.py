@@ -150,6 +150,19 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def _refuse_other_databases(connection: sqlite3.Connection, path: Path) -> None:
+    """Raise StoreError, before anything is written, when ``path`` holds tables but no store's schema version (a
+    store records it from its first migration on)."""
+    if connection.execute("PRAGMA user_version").fetchone()[0]:
+        return
+    tables = sorted(name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    if tables:
+        raise StoreError(
+            f"store {path} is an SQLite database of something else (tables {', '.join(tables[:5])}): "
+            "name a new file for the store"
+        )
+
+
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     current = connection.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
@@ -182,14 +195,15 @@ def open_store(path: str | os.PathLike) -> Store:
     """Open (creating and migrating as needed) the store at ``path``.
 
     Raises:
-        StoreError: ``path`` is a folder, not an SQLite database, or cannot be opened for writing (with the
-            reason), or holds a newer schema.
+        StoreError: ``path`` is a folder, not an SQLite database, another application's database, or cannot be
+            opened for writing (with the reason), or holds a newer schema.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         connection.row_factory = sqlite3.Row
+        _refuse_other_databases(connection, path)
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA busy_timeout = 10000")

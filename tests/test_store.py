@@ -85,3 +85,16 @@ def test_a_path_that_is_no_store_is_one_clear_error(tmp_path) -> None:
     (tmp_path / "folder").mkdir()
     with pytest.raises(StoreError, match=r"folder cannot be opened: a folder, not a store"):
         open_store(tmp_path / "folder")
+
+
+def test_an_sqlite_database_of_something_else_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "other.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE vectors (key TEXT PRIMARY KEY, vector BLOB)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(StoreError, match=r"other.sqlite3 is an SQLite database of something else \(tables vectors\)"):
+        open_store(path)
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("vectors",)]
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
