@@ -213,15 +213,19 @@ def stage_behaviour(
     if model_dir is None:
         return None
     from models.behaviour import load_behaviour  # TensorFlow loads only for builds with a behaviour model
+    from models.embedder import ModelMismatchError
 
     expect = {"poster_model_manifest_sha256": manifest["model_manifest_sha256"], "poster_dim": embeddings.shape[1]}
     try:
         model = load_behaviour(model_dir, expect=expect)
-    except (FileNotFoundError, ValueError) as err:  # not an exported behaviour model, or not for these posters
+    except ModelMismatchError as err:  # trained on the vectors of another poster model
         raise IndexVersionError(
-            f"cannot build with behaviour model {model_dir}: {err} (train it on this poster model's vectors with "
-            "`python -m models train-behaviour`, or move it away to build without)"
+            f"cannot build with behaviour model {model_dir}: {err}. It learnt from another poster model's "
+            "vectors: move it away (or point behaviour_model_dir elsewhere), build, train it again on the new "
+            "version (python -m models train-behaviour), then build again"
         ) from None
+    except (FileNotFoundError, ValueError) as err:  # not an exported behaviour model (the error says how to make one)
+        raise IndexVersionError(f"cannot build with behaviour model {model_dir}: {err}") from None
     items = [s.item for s in sources]
     title_ids, title_of_row = title_ordinals(items)
     rows = original_rows(items, len(title_ids), title_of_row)

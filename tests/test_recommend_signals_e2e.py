@@ -97,9 +97,14 @@ def test_a_behaviour_model_of_another_poster_model_is_refused_and_nothing_is_pub
     (other / "manifest.json").write_text(json.dumps({**manifest, "poster_model_manifest_sha256": "0" * 64}))
     settings = served["settings"]
     before = list_versions(settings.index_root)
-    with pytest.raises(IndexVersionError, match="cannot build with behaviour model"):
+    with pytest.raises(IndexVersionError, match="cannot build with behaviour model") as refused:
         build_index(served["model"], dataclasses.replace(settings, behaviour_model_dir=other))
+    assert "move it away (or point behaviour_model_dir elsewhere), build, train it again" in str(refused.value)
     assert list_versions(settings.index_root) == before
+    (other / "manifest.json").unlink()
+    with pytest.raises(IndexVersionError, match="cannot build with behaviour model") as refused:
+        build_index(served["model"], dataclasses.replace(settings, behaviour_model_dir=other))
+    assert str(refused.value).count("train-behaviour") == 1, "one piece of advice"
 
 
 def test_a_missing_behaviour_model_given_on_the_command_line_is_an_error(served, tmp_path, capsys):
