@@ -101,6 +101,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         description="List the published index versions, oldest first; * marks the one served (CURRENT).",
     )
     listing.add_argument("--out", type=Path, help="index root (default: settings.index_root)")
+    listing.add_argument(
+        "--check", action="store_true", help="load each version as the service would, and name those it would refuse"
+    )
     listing.set_defaults(run=_list)
     back = commands.add_parser(
         "rollback",
@@ -121,8 +124,11 @@ def _list(args: argparse.Namespace) -> int:
     rows = describe_versions(root)
     if not rows:
         print(f"{root}: no published versions")
+    current_broken = False
     for row in rows:
         mark = "*" if row["current"] else " "
+        problem = _load_problem(root, row["version"]) if args.check and row["readable"] else None
+        current_broken |= row["current"] and (problem is not None or not row["readable"])
         if not row["readable"]:
             print(f"{mark} {row['version']}  broken: its manifest cannot be read (rollback refuses it)")
             continue
@@ -130,12 +136,26 @@ def _list(args: argparse.Namespace) -> int:
         print(
             f"{mark} {row['version']}  items={row['items']}  shards={row['shards']}  recall@10={row['recall_at_10']}  history recall@10={row['history_recall_at_10']}  built={row['built_at']}{never}"
         )
+        if problem:
+            print(f"    broken: {problem}")
     current = published.current_version(root)
     if rows and current not in {row["version"] for row in rows}:
         named = f"names {current!r}, which is not a version here" if current else "names no version"
         print(f"warning: CURRENT {named}; roll back to one of these")
         return 1
+    if current_broken and args.check:
+        print("warning: the served version cannot be loaded; roll back to one that can")
+        return 1
     return 0
+
+
+def _load_problem(root: Path, version: str) -> str | None:
+    """Why the service would refuse ``version`` when it loads it, or None."""
+    try:
+        published.open_version(root, version)
+    except published.IndexVersionError as err:
+        return str(err)
+    return None
 
 
 def _rollback(args: argparse.Namespace) -> int:

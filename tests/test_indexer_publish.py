@@ -229,11 +229,18 @@ def test_versions_lists_the_shard_count_of_each_version(tmp_path: Path, capsys) 
     assert listing[1].startswith(f"* {sharded}") and "shards=3 " in listing[1]
 
 
-def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path) -> None:
-    version = publish(tmp_path)
+def test_a_version_with_missing_files_is_refused_with_the_reason(tmp_path: Path, capsys) -> None:
+    good, version = publish(tmp_path, seed=0), publish(tmp_path, seed=1)
     (tmp_path / VERSIONS / version / "embeddings.npy").unlink()
     with pytest.raises(IndexVersionError, match="cannot be loaded"):
         open_version(tmp_path)
+    assert indexer_main(["versions", "--out", str(tmp_path)]) == 0  # reads manifests only
+    assert "broken" not in capsys.readouterr().out
+    assert indexer_main(["versions", "--out", str(tmp_path), "--check"]) == 1
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].startswith(f"* {version}") and listing[2].startswith("    broken: index version")
+    assert "embeddings.npy" in listing[2] and "broken" not in listing[0] and good in listing[0]
+    assert listing[-1] == "warning: the served version cannot be loaded; roll back to one that can"
 
 
 TUNING_TARGET = 0.99
