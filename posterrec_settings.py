@@ -212,14 +212,14 @@ def load_settings(
 ) -> Settings:
     """Settings from defaults, then the TOML file, then the environment, then ``overrides``.
 
-    Unknown keys are an error rather than silently ignored, because a typo in a
-    deployment's config would otherwise run with a default nobody chose.
+    Unknown keys, and ``POSTERREC_*`` variables PosterRec does not read, are an error rather than silently
+    ignored, because a typo in a deployment's config would otherwise run with a default nobody chose.
     """
     env = os.environ if env is None else env
     fields = {field.name: field for field in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
 
-    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    path = config_file or env.get(ENV_PREFIX + "CONFIG") or None  # empty counts as unset, as for every variable
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
         path = DEFAULT_CONFIG_FILE
     if path is not None:
@@ -232,6 +232,9 @@ def load_settings(
         raw = env.get(ENV_PREFIX + name.upper())
         if raw not in (None, ""):
             values[name] = _coerce(field, raw, f"${ENV_PREFIX}{name.upper()}")
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in _environment_names())
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
 
     for key, raw in overrides.items():
         if key not in fields:
@@ -239,6 +242,12 @@ def load_settings(
         if raw is not None:
             values[key] = _coerce(fields[key], raw, "the command line")
     return Settings(**values)
+
+
+def _environment_names() -> set[str]:
+    """The environment variables PosterRec reads: every setting's, the server's and ``POSTERREC_CONFIG``."""
+    names = [field.name for field in (*dataclasses.fields(Settings), *dataclasses.fields(ServerSettings))]
+    return {ENV_PREFIX + name.upper() for name in [*names, "config"]}
 
 
 @dataclasses.dataclass(frozen=True)

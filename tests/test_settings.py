@@ -25,6 +25,8 @@ def test_bad_values_name_their_source(tmp_path):
     config.write_text("recal_floor = 0.9\n")
     with pytest.raises(ConfigError, match="unknown setting 'recal_floor'"):
         load_settings(config_file=config, env={})
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) in the environment: POSTERREC_KEP_VERSIONS$"):
+        load_settings(env={"POSTERREC_KEP_VERSIONS": "7", "POSTERREC_WORKERS": "2", "POSTERREC_CONFIG": ""})
 
 
 @pytest.mark.parametrize(
