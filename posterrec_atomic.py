@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 _TEMPORARY_NAME = re.compile(r"^\..+\.(\d+)\.tmp(\.[^.]+)?$")
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """``path``, or the nearest of its parents that exists, when that is a file rather than a folder: what stops
+    a folder being made at ``path`` ("File exists", "Not a directory"); None when nothing does."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
     """The temporary name this process writes ``path`` under: hidden, beside it, keeping its suffix
     (libraries pick a format from it)."""

@@ -17,9 +17,12 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from posterrec_settings import ConfigError, load_settings
+
+from posterrec_atomic import file_in_the_way
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 QUIET_UNLESS_VERBOSE = ("apache_beam",)
@@ -96,7 +99,11 @@ def describe(err: BaseException) -> str:
     where a file was expected; for a failed rename, the path renamed to, which is the one the user named), any
     other as its message."""
     if isinstance(err, OSError) and err.filename and err.strerror:
-        return f"{err.filename2 or err.filename}: {err.strerror}"
+        path = err.filename2 or err.filename
+        in_the_way = file_in_the_way(path) if isinstance(err, (FileExistsError, NotADirectoryError)) else None
+        if in_the_way:
+            return f"{path}: {'it' if in_the_way == Path(path) else in_the_way} is a file, not a folder"
+        return f"{path}: {err.strerror}"
     return str(err)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from models.catalog import CatalogRow, check_image
+from posterrec_atomic import file_in_the_way
 
 from .regions import is_region_code
 
@@ -209,7 +210,14 @@ def open_store(path: str | os.PathLike) -> Store:
         connection.execute("PRAGMA busy_timeout = 10000")
         _migrate(connection, path)
     except (OSError, sqlite3.Error) as err:
-        what = "a folder, not a store" if path.is_dir() else getattr(err, "strerror", None) or err
+        in_the_way = file_in_the_way(path.parent)
+        what = (
+            "a folder, not a store"
+            if path.is_dir()
+            else f"{in_the_way} is a file, not a folder"
+            if in_the_way
+            else getattr(err, "strerror", None) or err
+        )
         raise StoreError(f"store {path} cannot be opened: {what}") from err
     return Store(connection, path)
 

@@ -65,7 +65,8 @@ def rollback(root: Path, version: str | None = None) -> str:
 def _check_root(root: Path) -> None:
     """Raise IndexVersionError when ``root`` is no folder, so that a mistyped ``--out`` is not taken for an empty root."""
     if not Path(root).is_dir():
-        raise published.IndexVersionError(f"index root {root} does not exist")
+        problem = "is a file, not a folder" if Path(root).exists() else "does not exist"
+        raise published.IndexVersionError(f"index root {root} {problem}")
 
 
 def _version_before(root: Path) -> str:

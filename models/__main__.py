@@ -19,6 +19,7 @@ import posterrec_cli
 from models.catalog import ALLOW_OUTSIDE_HELP, CatalogError, CatalogRow, format_errors, read_catalog
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
+from posterrec_atomic import file_in_the_way
 
 RESUME_NOTE = "the finished epochs are kept: run the same command with --resume to continue"
 """What an interrupted training run leaves."""
@@ -63,9 +64,9 @@ def _check_export_folder(
 
 def _check_folder_path(parser: argparse.ArgumentParser, option: str, folder: Path) -> None:
     """Stop with a usage error when ``folder``, or the nearest of its parents that exists, is not a folder."""
-    existing = next(path for path in (folder, *folder.parents) if path.exists() or path == path.parent)
-    if existing.exists() and not existing.is_dir():
-        where = "is a file" if existing == folder else f"is inside {existing}, a file"
+    in_the_way = file_in_the_way(folder)
+    if in_the_way:
+        where = "is a file" if in_the_way == folder else f"is inside {in_the_way}, a file"
         parser.error(f"{option} {folder} {where}, not a folder")
 
 

@@ -126,6 +126,16 @@ def test_a_file_system_error_is_one_line_naming_the_path(capsys: pytest.CaptureF
     assert capsys.readouterr().err == f"error: {tmp_path / 'out.csv'}: Is a directory\n"
 
 
+@pytest.mark.parametrize("folder", ["notes.txt", "notes.txt/index"])
+def test_a_folder_that_a_file_stands_in_the_way_of_is_named_so(capsys, tmp_path, folder: str) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
+    commands.add_parser("go").set_defaults(run=lambda args: (tmp_path / folder).mkdir(parents=True, exist_ok=True))
+    assert posterrec_cli.main(parser, ["go"], ()) == 1
+    in_the_way = "it" if folder == "notes.txt" else tmp_path / "notes.txt"
+    assert capsys.readouterr().err == f"error: {tmp_path / folder}: {in_the_way} is a file, not a folder\n"
+
+
 def test_an_argument_a_sub_command_does_not_take_is_reported_with_its_usage(capsys) -> None:
     parser, commands = posterrec_cli.command_parser("python -m demo", "``python -m demo``: a demo.")
     commands.add_parser("go").add_argument("--model")

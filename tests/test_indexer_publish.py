@@ -218,6 +218,8 @@ def test_versions_lists_and_rollback_switches_back(tmp_path: Path, capsys) -> No
     for command in ("versions", "rollback"):
         assert indexer_main([command, "--out", str(tmp_path / "nowhere")]) == 1
         assert "nowhere does not exist" in capsys.readouterr().err
+        assert indexer_main([command, "--out", str(tmp_path / CURRENT)]) == 1
+        assert f"index root {tmp_path / CURRENT} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_versions_lists_the_shard_count_of_each_version(tmp_path: Path, capsys) -> None:

@@ -85,6 +85,8 @@ def test_a_path_that_is_no_store_is_one_clear_error(tmp_path) -> None:
     (tmp_path / "folder").mkdir()
     with pytest.raises(StoreError, match=r"folder cannot be opened: a folder, not a store"):
         open_store(tmp_path / "folder")
+    with pytest.raises(StoreError, match=r"x.sqlite3 cannot be opened: \S*catalog.csv is a file, not a folder"):
+        open_store(not_a_database / "x.sqlite3")
 
 
 def test_an_sqlite_database_of_something_else_is_refused_and_left_as_it_was(tmp_path):
