@@ -71,9 +71,11 @@ def _check_root(root: Path) -> None:
 
 def _version_before(root: Path) -> str:
     current = published.current_version(root)
-    if current is None and published.list_versions(root):
+    versions = published.list_versions(root)
+    if versions and current not in versions:
+        named = f"names {current!r}, which is not a version here" if current else "names no version"
         raise published.IndexVersionError(
-            f"index root {root}: CURRENT names no version, so there is none to go back from; name the version to serve"
+            f"index root {root}: CURRENT {named}, so there is none to go back from; name the version to serve"
         )
     served = published.served_versions(root)
     previous = _manifest(root, current).get("previous_version") if current else None

@@ -215,6 +215,11 @@ def test_versions_lists_and_rollback_switches_back(tmp_path: Path, capsys) -> No
     (tmp_path / CURRENT).write_text("garbage\n")
     assert indexer_main(["versions", "--out", str(tmp_path)]) == 1
     assert "CURRENT names 'garbage', which is not a version here" in capsys.readouterr().out
+    assert indexer_main(["rollback", "--out", str(tmp_path)]) == 1
+    assert "CURRENT names 'garbage', which is not a version here, so there is none to go back from" in (
+        capsys.readouterr().err
+    )
+    assert current_version(tmp_path) == "garbage"
     for command in ("versions", "rollback"):
         assert indexer_main([command, "--out", str(tmp_path / "nowhere")]) == 1
         assert "nowhere does not exist" in capsys.readouterr().err
