@@ -232,12 +232,23 @@ def write_events_csv(rows: list[dict[str, str]], out: Path) -> None:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    ingest = commands.add_parser("ingest-events", help="validate a watch-events CSV and add it to the store")
+    ingest = commands.add_parser(
+        "ingest-events",
+        help="validate a watch-events CSV and add it to the store",
+        description="Validate a watch-events CSV (user_id,title_id,timestamp[,weight]) against the store's titles "
+        "and add it: every bad row is listed by line, and nothing is written unless all are good or "
+        "--skip-invalid. Events already stored are kept; one with a new weight is updated.",
+    )
     ingest.add_argument("events", type=Path, help="CSV with columns user_id,title_id,timestamp[,weight]")
     ingest.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     ingest.add_argument("--skip-invalid", action="store_true", help="ingest the good rows and list the bad ones")
     ingest.set_defaults(run=_run_ingest)
-    convert = commands.add_parser("movielens-events", help="MovieLens ratings.csv + links.csv -> an events CSV")
+    convert = commands.add_parser(
+        "movielens-events",
+        help="MovieLens ratings.csv + links.csv -> an events CSV",
+        description="Turn MovieLens ratings into an events CSV for ingest-events: each rating of a film whose IMDb "
+        "id (links.csv) is a catalogue id becomes an event weighted by the rating; the others are counted and left out.",
+    )
     convert.add_argument("ratings", type=Path, help="MovieLens ratings.csv (userId,movieId,rating,timestamp)")
     convert.add_argument("links", type=Path, help="MovieLens links.csv (movieId,imdbId,...)")
     convert.add_argument("--catalog", type=Path, required=True, help="catalogue CSV whose ids are IMDb numbers")

@@ -77,6 +77,14 @@ def export_savedmodel(
     if out.exists():
         _check_replaceable(out)
     index = open_version(Path(index_root), version)
+    if k > len(index):
+        log.warning(
+            "k %d is more than the %d items of version %s: the export returns %d",
+            k,
+            len(index),
+            index.version,
+            len(index),
+        )
     k = max(1, min(k, len(index)))
     layer = scann_layer(index, k)
 
@@ -137,7 +145,11 @@ def query_savedmodel(serve, queries: np.ndarray) -> tuple[list[list[str]], np.nd
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "export-savedmodel", help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)"
+        "export-savedmodel",
+        help="export an index version as a TF Serving SavedModel (TFRS ScaNN layer)",
+        description="Export an index version as a TensorFlow Serving SavedModel: a TensorFlow Recommenders ScaNN "
+        "layer whose serving_default signature takes embeddings and returns the k nearest item keys and scores. "
+        "Loading it needs the scann package imported first (it registers ScaNN's ops).",
     )
     parser.add_argument(
         "--dest",

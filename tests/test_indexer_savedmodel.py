@@ -115,7 +115,9 @@ def test_an_existing_destination_that_is_not_an_export_is_refused_and_kept(tmp_p
     assert kept.read_text() == "important"
 
 
-def test_an_earlier_export_is_replaced_unless_it_holds_files_the_export_did_not_write(tmp_path: Path, capsys) -> None:
+def test_an_earlier_export_is_replaced_unless_it_holds_files_the_export_did_not_write(
+    tmp_path: Path, capsys, caplog
+) -> None:
     items, vectors = corpus(50, seed=0)
     publish_index(
         tmp_path / "index", items, vectors, {}, exact_search_max_items=10_000, recall_floor=0.0, keep_versions=2
@@ -124,6 +126,11 @@ def test_an_earlier_export_is_replaced_unless_it_holds_files_the_export_did_not_
     assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 0
     assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "5"]) == 0, "an export is replaced"
     assert json.loads((dest / INFO_FILE).read_text())["k"] == 5
+    items_count = len(open_version(tmp_path / "index"))
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "1000"]) == 0
+    assert json.loads((dest / INFO_FILE).read_text())["k"] == items_count
+    assert f"k 1000 is more than the {items_count} items of version" in caplog.text
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "5"]) == 0
     (dest / "README.txt").write_text("how we deploy this")
     assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 1
     assert "also holds README.txt, which it did not write" in capsys.readouterr().err
