@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -181,8 +182,20 @@ def imdb_number(identifier: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def movielens_events(ratings: Path, links: Path, catalog: Path) -> tuple[list[dict[str, str]], int]:
-    """Rows of an events file for the MovieLens ratings of catalogue titles, and how many ratings had none."""
+@dataclasses.dataclass(frozen=True)
+class MovieLensEvents:
+    rows: list[dict[str, str]]
+    """The events file's rows: the ratings of catalogue titles."""
+    unjoined: int
+    """Ratings of films the catalogue lacks, left out."""
+    errors: list[str]
+    """Bad rows of links.csv (a movieId mapped twice) and ratings.csv (an empty user, a bad timestamp or rating),
+    each as ``<file> line <n>: <reason>``."""
+
+
+def movielens_events(ratings: Path, links: Path, catalog: Path) -> MovieLensEvents:
+    """The events of the MovieLens ``ratings`` of catalogue titles, joined through ``links``, and the bad rows of
+    either file."""
     title_of_imdb: dict[int, str] = {}
     reader, handle = _open_csv(catalog, ("id",), "catalogue")
     with handle:
@@ -191,16 +204,29 @@ def movielens_events(ratings: Path, links: Path, catalog: Path) -> tuple[list[di
             if number is not None:
                 title_of_imdb.setdefault(number, record["id"].strip())
     title_of_movie: dict[str, str] = {}
+    line_of_movie: dict[str, int] = {}
+    errors: list[str] = []
     reader, handle = _open_csv(links, ("movieId", "imdbId"), "MovieLens links")
     with handle:
         for record in reader:
+            movie = record["movieId"]
+            if movie in line_of_movie:
+                errors.append(
+                    f"{links} line {reader.line_num}: movieId {movie!r} is also on line {line_of_movie[movie]}"
+                )
+                continue
+            line_of_movie[movie] = reader.line_num
             title = title_of_imdb.get(imdb_number(record["imdbId"] or "") or -1)
             if title:
-                title_of_movie[record["movieId"]] = title
+                title_of_movie[movie] = title
     rows, unjoined = [], 0
     reader, handle = _open_csv(ratings, ("userId", "movieId", "rating", "timestamp"), "MovieLens ratings")
     with handle:
         for record in reader:
+            problems = _rating_problems(record)
+            if problems:
+                errors += [f"{ratings} line {reader.line_num}: {problem}" for problem in problems]
+                continue
             title = title_of_movie.get(record["movieId"])
             if title is None:
                 unjoined += 1
@@ -213,7 +239,20 @@ def movielens_events(ratings: Path, links: Path, catalog: Path) -> tuple[list[di
                     "weight": record["rating"],
                 }
             )
-    return rows, unjoined
+    return MovieLensEvents(rows, unjoined, errors)
+
+
+def _rating_problems(record: dict[str, str | None]) -> list[str]:
+    """What makes a MovieLens ratings row no watch event."""
+    if any(value is None for value in record.values()) or None in record:
+        return ["wrong number of columns"]
+    problems = [] if record["userId"].strip() else ["empty userId"]
+    for column, parse in (("timestamp", parse_timestamp), ("rating", parse_weight)):
+        try:
+            parse(record[column] or "")
+        except ValueError as err:
+            problems.append(f"bad {column} {record[column]!r}: {err}")
+    return problems
 
 
 def write_events_csv(rows: list[dict[str, str]], out: Path) -> None:
@@ -272,10 +311,15 @@ def _run_convert(args: argparse.Namespace) -> int:
     for option, source in (("ratings", args.ratings), ("links", args.links), ("--catalog", args.catalog)):
         if args.out.exists() and source.exists() and args.out.samefile(source):
             args.parser.error(f"--out {args.out} is the {option} file it reads: name a new file")
-    rows, unjoined = movielens_events(args.ratings, args.links, args.catalog)
+    converted = movielens_events(args.ratings, args.links, args.catalog)
+    if converted.errors:
+        print("\n".join(converted.errors), file=sys.stderr)
+        print(f"{args.out}: not written; fix the rows above", file=sys.stderr)
+        return 1
+    rows = converted.rows
     write_events_csv(rows, args.out)
     print(
         f"{args.out}: {len(rows)} events of {len({row['title_id'] for row in rows})} catalogue titles; "
-        f"{unjoined} ratings of films not in the catalogue left out"
+        f"{converted.unjoined} ratings of films not in the catalogue left out"
     )
     return 0

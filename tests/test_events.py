@@ -171,7 +171,7 @@ def test_movielens_ratings_become_events_of_catalogue_titles(store_path, tmp_pat
     with out.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0] == {"user_id": "1", "title_id": "0114709", "timestamp": "964982703", "weight": "4.0"}
-    assert rows == movielens_events(ratings, links, catalog)[0]
+    assert rows == movielens_events(ratings, links, catalog).rows
     assert indexer_main(["ingest-events", str(out), "--store", str(store_path)]) == 0
     assert len(stored_events(store_path)) == 3
 
@@ -182,6 +182,34 @@ def test_movielens_ratings_become_events_of_catalogue_titles(store_path, tmp_pat
         assert stopped.value.code == 2
         assert f"--out {source} is the {option} file it reads: name a new file" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in kept} == kept
+
+
+def test_movielens_rows_that_make_no_event_are_listed_and_nothing_is_written(store_path, tmp_path, capsys):
+    ratings = write_lines(
+        tmp_path / "ratings.csv",
+        [
+            "userId,movieId,rating,timestamp",
+            "1,1,4.0,964982703",
+            "1,2,abc,964982800",  # line 3
+            ",3,5.0,964982900",  # line 4
+            "2,4,1.0,yesterday",  # line 5
+        ],
+    )
+    links = write_lines(
+        tmp_path / "links.csv", ["movieId,imdbId,tmdbId", "1,0114709,862", "2,113497,8844", "1,0133093,603"]
+    )
+    out = tmp_path / "events.csv"
+    argv = ["movielens-events", str(ratings), str(links), "--catalog", str(tmp_path / "catalog.csv"), "--out", str(out)]
+    assert indexer_main(argv) == 1
+    reported = capsys.readouterr().err.splitlines()
+    assert reported == [
+        f"{links} line 4: movieId '1' is also on line 2",
+        f"{ratings} line 3: bad rating 'abc': not a number",
+        f"{ratings} line 4: empty userId",
+        f"{ratings} line 5: bad timestamp 'yesterday': neither Unix seconds nor an ISO 8601 date-time",
+        f"{out}: not written; fix the rows above",
+    ]
+    assert not out.exists()
 
 
 def test_an_events_file_saved_with_a_byte_order_mark_is_read(store_path, tmp_path):
