@@ -17,7 +17,7 @@ from indexer.store import StoreError, missing_store, open_store
 from posterrec_atomic import save_image
 from posterrec_cli import STOP
 
-from .batch import OutputDirError, TitlesFileError, review_path, run_batch
+from .batch import BatchSummary, OutputDirError, TitlesFileError, review_path, run_batch
 from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD, METHODS
 from .pipeline import NoTitle, before_after, clean_poster, localize
@@ -29,7 +29,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--titles", required=True, type=Path, help="CSV with columns id,region,language,title")
     parser.add_argument("--regions", help="comma-separated regions to make (default: every region in the CSV)")
     parser.add_argument(
-        "--out", required=True, type=Path, help="folder for the variant images (<out>/<REGION>/<id>.png)"
+        "--out",
+        required=True,
+        type=Path,
+        help="folder for the variant images (<out>/<REGION>/<id>.png); the index and the service read them there, "
+        "so keep it",
     )
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument(
@@ -56,7 +60,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    regions = region_list(args.parser, args.regions) if args.regions else None
+    regions = region_list(args.parser, args.regions) if args.regions is not None else None
     if args.runner is not None:
         return _run_with_beam(args, regions)
     if args.beam_options:
@@ -82,7 +86,16 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{summary.posters} poster(s) processed in {seconds:.1f} s ({rate:.2f} posters/s); skip list: {args.out / 'skipped.csv'}"
     )
-    return STOP.exit_code if summary.interrupted else 0
+    return STOP.exit_code if summary.interrupted else _exit_code(summary)
+
+
+def _exit_code(summary: BatchSummary) -> int:
+    """0 when the run made a variant or found one up to date; 1, said on stderr, when it has none to show."""
+    if summary.made or summary.up_to_date:
+        return 0
+    why = "every row was skipped" if summary.skipped else "the titles file has no row for the regions asked"
+    print(f"error: no variant made or up to date: {why}", file=sys.stderr)
+    return 1
 
 
 BEAM_INTERRUPTED = (
@@ -123,7 +136,7 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
         print(f"skipped {skip}")
     print(summary)
     print(f"in {time.perf_counter() - started:.1f} s on {args.runner}; skip list: {args.out / 'skipped.csv'}")
-    return 0
+    return _exit_code(summary)
 
 
 def _add_remove(commands: argparse._SubParsersAction) -> None:
@@ -142,6 +155,9 @@ def _remove(args: argparse.Namespace) -> int:
     regions = region_list(args.parser, args.regions)
     missing = 0
     with open_store(existing_store(args.store or load_settings().store)) as store:
+        if store.title(args.id) is None:
+            print(f"error: no title {args.id!r} in the store {store.path}", file=sys.stderr)
+            return 1
         for region in regions:
             removed = store.remove_variant(args.id, region)
             if removed is None:
@@ -161,8 +177,10 @@ def region_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
     list or a code ISO 3166-1 does not assign."""
     regions = [region.strip().upper() for region in text.split(",") if region.strip()]
     unknown = [region for region in regions if not is_assigned_region(region)]
-    if not regions or unknown:
-        parser.error(f"regions must be ISO 3166-1 country codes such as DE,JP (got {text!r})")
+    if not regions:
+        parser.error(f"regions: name at least one ISO 3166-1 country code, such as DE,JP (got {text!r})")
+    if unknown:
+        parser.error(f"regions: {', '.join(unknown)} are not ISO 3166-1 country codes, such as DE,JP")
     return regions
 
 
@@ -171,7 +189,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("image", type=Path, help="poster image")
     parser.add_argument("--title", required=True, help="the localized title")
     parser.add_argument("--language", required=True, help="its language (BCP-47, e.g. de, ja, ar, hi)")
-    parser.add_argument("--out", required=True, type=Path, help="output PNG")
+    parser.add_argument("--out", required=True, type=Path, help="image to write (PNG, or another format by its suffix)")
     parser.add_argument("--inpaint", choices=sorted(METHODS), default=DEFAULT_METHOD)
     parser.add_argument(
         "--original-title", help="the poster's title as the catalogue spells it (found by its text, else by prominence)"
@@ -183,6 +201,12 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
 def _compare(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in Image.registered_extensions() or args.out.is_dir():
         print(f"error: --out {args.out}: name an image file to write, such as before_after.png", file=sys.stderr)
+        return 1
+    if args.out.exists() and args.image.exists() and args.out.samefile(args.image):
+        print(f"error: --out {args.out} is the poster it reads: name a new file", file=sys.stderr)
+        return 1
+    if not args.title.strip():
+        print("error: --title is empty: give the localized title", file=sys.stderr)
         return 1
     if not is_language_code(args.language):
         print(f"error: --language {args.language!r} is not a BCP-47 language code (such as de, ja)", file=sys.stderr)

@@ -243,6 +243,8 @@ def test_remove_withdraws_a_variant_and_names_one_that_is_not_registered(
     assert not (out / "review" / "demo00000.png").exists()  # it showed the withdrawn variant
     with pytest.raises(SystemExit):
         main(["remove", "demo00000", "", "--store", str(store_path)])
+    assert main(["remove", "nosuch", "DE", "--store", str(store_path)]) == 1
+    assert f"no title 'nosuch' in the store {store_path}" in capsys.readouterr().err
     with open_store(store_path) as store:
         assert [v.parent_id for v in store.variants(region="DE")] == ["demo00001", "demo00002"]
         assert (out / "DE" / "demo00000.png").is_file()  # the image is left to its owner
@@ -300,11 +302,16 @@ def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows
     assert main([*base, "--out", str(out), "--store", str(store_path.parent)]) == 2
     assert f"error: store {store_path.parent} is a folder, not a store" in capsys.readouterr().err
     assert not mistyped_store.parent.exists()
-    assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "IT"]) == 0
-    assert "no row of the titles file is for region(s) IT" in capsys.readouterr().out
+    assert main([*base, "--out", str(out), "--store", str(store_path), "--regions", "IT"]) == 1
+    printed = capsys.readouterr()
+    assert "no row of the titles file is for region(s) IT" in printed.out
+    assert "error: no variant made or up to date: the titles file has no row for the regions asked" in printed.err
     with pytest.raises(SystemExit):
-        main([*base, "--out", str(out), "--store", str(store_path), "--regions", "Germany"])
-    assert "regions must be ISO 3166-1 country codes such as DE,JP (got 'Germany')" in capsys.readouterr().err
+        main([*base, "--out", str(out), "--store", str(store_path), "--regions", "Germany,DE,UK"])
+    assert "regions: GERMANY, UK are not ISO 3166-1 country codes, such as DE,JP" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an empty shell variable: not every region
+        main([*base, "--out", str(out), "--store", str(store_path), "--regions", ""])
+    assert "regions: name at least one ISO 3166-1 country code, such as DE,JP (got '')" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # regions given without --regions: named, not taken for Beam options
         main([*base, "--out", str(out), "--store", str(store_path), "DE,JP"])
     assert "unexpected argument(s) DE,JP" in capsys.readouterr().err
@@ -374,6 +381,12 @@ def test_cli_run_prints_summary_and_compare_writes_before_after(setup, capsys: p
     assert "error: --language 'jp' is not a BCP-47 language code" in capsys.readouterr().err
     assert main([*compare, "鉄と夜", "--language", "de", "--out", str(sheet)]) == 1
     assert "has no glyphs for '鉄と夜'" in capsys.readouterr().err
+    assert main([*compare, " ", "--language", "de", "--out", str(sheet)]) == 1
+    assert "error: --title is empty" in capsys.readouterr().err
+    kept = poster.read_bytes()
+    assert main([*compare, "Feuer", "--language", "de", "--out", str(poster)]) == 1
+    assert f"error: --out {poster} is the poster it reads" in capsys.readouterr().err
+    assert poster.read_bytes() == kept
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
