@@ -93,12 +93,17 @@ def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: by
 
 def read_verified_image(source: Source) -> bytes:
     """The poster's bytes, refused when they cannot be read or are not the image the store ingested."""
-    path = Path(source.item.image_path)
+    path, item = Path(source.item.image_path), source.item
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise IndexVersionError(f"{source.item.key}: poster {path} cannot be read: {err.strerror or err}") from None
-    return check_image_bytes(source.item.key, path, source.image_sha256, data)
+        remedy = (
+            f"; make it again (python -m localize run) or withdraw it (python -m localize remove {item.title_id} {item.region})"
+            if item.is_variant
+            else ""
+        )
+        raise IndexVersionError(f"{item.key}: poster {path} cannot be read: {err.strerror or err}{remedy}") from None
+    return check_image_bytes(item.key, path, source.image_sha256, data)
 
 
 def embed_sources(
@@ -328,7 +333,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.behaviour_model is not None and not args.behaviour_model.is_dir():
-        args.parser.error(f"--behaviour-model {args.behaviour_model} is not a directory")
+        problem = "is a file, not a folder" if args.behaviour_model.exists() else "does not exist"
+        args.parser.error(f"--behaviour-model {args.behaviour_model} {problem}")
     settings = load_settings(
         recall_floor=args.recall_floor, behaviour_model_dir=args.behaviour_model, index_shards=args.shards
     )

@@ -319,3 +319,12 @@ def test_build_over_an_empty_store_is_a_one_line_error(workspace: dict, tmp_path
     advice = f"load the catalogue into it first (python -m indexer ingest CATALOG.csv --store {missing})"
     assert f"error: store {missing} does not exist: {advice}" in capsys.readouterr().err
     assert not missing.exists() and current_version(settings.index_root) is None
+
+
+def test_a_variant_whose_image_is_gone_is_named_with_the_commands_that_fix_it(workspace: dict, capsys) -> None:
+    with open_store(workspace["store"]) as store:
+        variant = store.variants()[0]
+    Path(variant.image_path).unlink()
+    assert indexer_main(build_argv(workspace)) == 1
+    remedy = f"make it again (python -m localize run) or withdraw it (python -m localize remove {variant.parent_id} {variant.region})"
+    assert remedy in capsys.readouterr().err

@@ -110,4 +110,8 @@ def test_a_behaviour_model_of_another_poster_model_is_refused_and_nothing_is_pub
 def test_a_missing_behaviour_model_given_on_the_command_line_is_an_error(served, tmp_path, capsys):
     with pytest.raises(SystemExit):
         indexer_main([*build_argv(served), "--behaviour-model", str(tmp_path / "none")])
-    assert "--behaviour-model" in capsys.readouterr().err
+    assert f"--behaviour-model {tmp_path / 'none'} does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("not a model")
+    with pytest.raises(SystemExit):
+        indexer_main([*build_argv(served), "--behaviour-model", str(tmp_path / "file")])
+    assert f"--behaviour-model {tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
