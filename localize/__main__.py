@@ -141,7 +141,10 @@ def _run_with_beam(args: argparse.Namespace, regions: list[str] | None) -> int:
 
 def _add_remove(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "remove", help="withdraw registered variants, so that the next index build leaves them out"
+        "remove",
+        help="withdraw registered variants, so that the next index build leaves them out",
+        description="Withdraw registered variants, so that the next index build leaves them out. A later run "
+        "whose titles file still has a row for one makes it again: take the row out of the file too.",
     )
     parser.add_argument("id", help="the poster's id")
     parser.add_argument("regions", help="comma-separated regions of its variants to withdraw")
@@ -168,7 +171,7 @@ def _remove(args: argparse.Namespace) -> int:
             sheet = review_path(Path(removed.image_path).parent.parent, args.id)
             if sheet.is_file():
                 sheet.unlink()
-                print(f"removed the review sheet {sheet}, which showed it (--review makes it again)")
+                print(f"removed the poster's review sheet {sheet}, which may show it (--review makes it again)")
     return 1 if missing else 0
 
 

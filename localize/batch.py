@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from indexer.regions import is_assigned_region
 from indexer.store import Store, Title, Variant
-from posterrec_atomic import remove_stale_temporaries, save_image, write_csv
+from posterrec_atomic import file_in_the_way, remove_stale_temporaries, save_image, write_csv
 
 from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD
@@ -135,7 +135,9 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
                 first_line[values["id"], region] = reader.line_num
                 requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
         except UnicodeDecodeError as err:
-            raise TitlesFileError(f"titles file {path} is not UTF-8: {err}") from None
+            raise TitlesFileError(
+                f"titles file {path} is not UTF-8 ({err}): save it as UTF-8 (in Excel, as CSV UTF-8)"
+            ) from None
     return requests, skips
 
 
@@ -298,7 +300,9 @@ def prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputDirError(f"output folder {out_dir} cannot be made: {err.strerror or err}") from None
+        in_the_way = file_in_the_way(out_dir)
+        reason = f"{'it' if in_the_way == out_dir else in_the_way} is a file" if in_the_way else err.strerror or err
+        raise OutputDirError(f"output folder {out_dir} cannot be made: {reason}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputDirError(f"output folder {out_dir} cannot be written to (permissions or a read-only disk)")
     remove_stale_temporaries(out_dir)

@@ -185,7 +185,7 @@ def test_unreadable_titles_file_is_a_clear_error(tmp_path: Path) -> None:
             run_batch(store, tmp_path / "absent.csv", tmp_path / "out", progress=False)
         latin1 = tmp_path / "latin1.csv"  # what a spreadsheet saves in Western Europe: short, so read in one go
         latin1.write_bytes("id,region,language,title\nx,FR,fr,Été\n".encode("cp1252"))
-        with pytest.raises(TitlesFileError, match=r"latin1\.csv is not UTF-8"):
+        with pytest.raises(TitlesFileError, match=r"latin1\.csv is not UTF-8 \(.*\): save it as UTF-8"):
             run_batch(store, latin1, tmp_path / "out", progress=False)
 
 
@@ -295,7 +295,9 @@ def test_cli_run_names_a_bad_out_folder_a_missing_store_and_regions_without_rows
     not_a_folder.write_text("x")
     base = ["run", "--titles", str(titles), "--inpaint", "ns"]
     assert main([*base, "--out", str(not_a_folder), "--store", str(store_path)]) == 2
-    assert f"error: output folder {not_a_folder} cannot be made" in capsys.readouterr().err
+    assert f"error: output folder {not_a_folder} cannot be made: it is a file" in capsys.readouterr().err
+    assert main([*base, "--out", str(not_a_folder / "inside"), "--store", str(store_path)]) == 2
+    assert f"cannot be made: {not_a_folder} is a file" in capsys.readouterr().err
     mistyped_store = store_path.with_name("typo") / "store.sqlite3"
     assert main([*base, "--out", str(out), "--store", str(mistyped_store)]) == 2
     assert f"error: store {mistyped_store} does not exist" in capsys.readouterr().err
