@@ -16,6 +16,7 @@ TensorFlow is first imported. Every package imports this module first.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -212,7 +213,7 @@ def load_settings(
 ) -> Settings:
     """Settings from defaults, then the TOML file, then the environment, then ``overrides``.
 
-    Unknown keys, and ``POSTERREC_*`` variables PosterRec does not read, are an error rather than silently
+    Unknown keys, and ``POSTERREC_*`` variables that nearly spell a setting's, are an error rather than silently
     ignored, because a typo in a deployment's config would otherwise run with a default nobody chose.
     """
     env = os.environ if env is None else env
@@ -232,9 +233,9 @@ def load_settings(
         raw = env.get(ENV_PREFIX + name.upper())
         if raw not in (None, ""):
             values[name] = _coerce(field, raw, f"${ENV_PREFIX}{name.upper()}")
-    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in _environment_names())
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+    misspelt = _misspelt_variables(env)
+    if misspelt:
+        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(misspelt)}")
 
     for key, raw in overrides.items():
         if key not in fields:
@@ -244,10 +245,18 @@ def load_settings(
     return Settings(**values)
 
 
-def _environment_names() -> set[str]:
-    """The environment variables PosterRec reads: every setting's, the server's and ``POSTERREC_CONFIG``."""
+def _misspelt_variables(env: Mapping[str, str]) -> list[str]:
+    """The ``POSTERREC_*`` variables of ``env`` that PosterRec does not read but that nearly spell one it does, each
+    as ``NAME (did you mean KNOWN?)``. Others are left alone: a platform may set its own under the same prefix
+    (Kubernetes does for a Service named ``posterrec``)."""
     names = [field.name for field in (*dataclasses.fields(Settings), *dataclasses.fields(ServerSettings))]
-    return {ENV_PREFIX + name.upper() for name in [*names, "config"]}
+    known = [ENV_PREFIX + name.upper() for name in [*names, "config"]]
+    misspelt = []
+    for key in sorted(env):
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
+            misspelt += [f"{key} (did you mean {close[0]}?)"] if close else []
+    return misspelt
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,13 @@ def test_bad_values_name_their_source(tmp_path):
     config.write_text("recal_floor = 0.9\n")
     with pytest.raises(ConfigError, match="unknown setting 'recal_floor'"):
         load_settings(config_file=config, env={})
-    with pytest.raises(ConfigError, match=r"unknown setting\(s\) in the environment: POSTERREC_KEP_VERSIONS$"):
+    misspelt = (
+        r"unknown setting\(s\) in the environment: POSTERREC_KEP_VERSIONS \(did you mean POSTERREC_KEEP_VERSIONS\?\)$"
+    )
+    with pytest.raises(ConfigError, match=misspelt):
         load_settings(env={"POSTERREC_KEP_VERSIONS": "7", "POSTERREC_WORKERS": "2", "POSTERREC_CONFIG": ""})
+    kubernetes = {"POSTERREC_SERVICE_HOST": "10.0.0.1", "POSTERREC_PORT": "tcp://10.0.0.1:8000"}  # a Service's
+    assert load_settings(env=kubernetes).keep_versions == 3
 
 
 @pytest.mark.parametrize(
