@@ -29,8 +29,11 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
     """``path``, or the nearest of its parents that exists, when that is a file rather than a folder: what stops
     a folder being made at ``path`` ("File exists", "Not a directory"); None when nothing does."""
     path = Path(path)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    return existing if existing is not None and not existing.is_dir() else None
+    try:
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        return existing if existing is not None and not existing.is_dir() else None
+    except OSError:  # a parent that cannot be searched: no file can be named
+        return None
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
