@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -126,11 +127,13 @@ def command_parser(prog: str, description: str | None) -> tuple[argparse.Argumen
 
 
 def exit_with(code: int) -> NoReturn:
-    """End the process with ``code``, a finished command's exit code, ignoring Ctrl-C and SIGTERM from now on: the
-    interpreter can take seconds to shut down after TensorFlow or Beam ran, and a stop then would turn the code
-    of a command that did its work into 130 or 143."""
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, signal.SIG_IGN)
+    """End the process with ``code``, a finished command's exit code, whatever stop arrives while the interpreter
+    shuts down (seconds after TensorFlow or Beam ran), which would turn the code of a command that did its work
+    into 130 or 143: SIGTERM ends the process at once with ``code``, Ctrl-C is ignored."""
+    sys.stdout.flush()  # what the command printed, before a SIGTERM's exit could drop it
+    sys.stderr.flush()
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(code))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
 
 
