@@ -152,14 +152,15 @@ def _now() -> str:
 
 
 def _refuse_other_databases(connection: sqlite3.Connection, path: Path) -> None:
-    """Raise StoreError, before anything is written, when ``path`` holds tables but no store's schema version (a
-    store records it from its first migration on)."""
-    if connection.execute("PRAGMA user_version").fetchone()[0]:
-        return
+    """Raise StoreError, before anything is written, when ``path`` holds another application's tables: tables
+    without a schema version (a store records one from its first migration on), or a version this PosterRec
+    knows without the store's ``titles`` table."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
     tables = sorted(name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-    if tables:
+    if (tables and not version) or (0 < version <= SCHEMA_VERSION and "titles" not in tables):
+        connection.close()
         raise StoreError(
-            f"store {path} is an SQLite database of something else (tables {', '.join(tables[:5])}): "
+            f"store {path} is an SQLite database of something else (tables {', '.join(tables[:5]) or 'none'}): "
             "name a new file for the store"
         )
 

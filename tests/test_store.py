@@ -100,3 +100,7 @@ def test_an_sqlite_database_of_something_else_is_refused_and_left_as_it_was(tmp_
     connection = sqlite3.connect(path)
     assert connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == [("vectors",)]
     assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    connection.execute("PRAGMA user_version = 1")  # another application's own schema version
+    connection.close()
+    with pytest.raises(StoreError, match=r"is an SQLite database of something else \(tables vectors\)"):
+        open_store(path)
