@@ -25,7 +25,7 @@ def runner_problem(runner: str) -> str | None:
         return None
     try:
         create_runner(runner)
-    except (ValueError, ImportError) as err:
+    except (ValueError, ImportError, AttributeError) as err:  # AttributeError: a module path without that class
         return str(err)
     return None
 

@@ -24,6 +24,7 @@ from . import behaviour_index
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, RecallBelowFloor, publish_index
 from .published import IndexItem, IndexVersionError, original_rows, title_ordinals
+from .regions import region_list
 from .scann_index import build_tuned, measure_recall
 from .shards import BuiltShard
 from .store import Store, load_catalogue_first, missing_store, open_store
@@ -85,9 +86,8 @@ def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: by
     under the old content hash, and every later build would reuse that wrong vector.
     """
     if hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise IndexVersionError(
-            f"{key}: poster {path} changed since it was ingested; run `python -m indexer ingest` again"
-        )
+        again = "python -m localize run" if "@" in key else "python -m indexer ingest"  # a variant's key: ID@REGION
+        raise IndexVersionError(f"{key}: poster {path} changed since it was ingested; run `{again}` again")
     return data
 
 
@@ -120,7 +120,7 @@ def embed_sources(
 
     model = embedder.manifest_sha256
     vectors = cache.get_many(model, (s.image_sha256 for s in sources))
-    for source in {s.image_sha256: s for s in sources if s.image_sha256 in vectors}.values():
+    for source in {s.item.image_path: s for s in sources if s.image_sha256 in vectors}.values():
         read_verified_image(source)
     missing = list({s.image_sha256: s for s in sources if s.image_sha256 not in vectors}.values())
     batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
@@ -339,12 +339,11 @@ def _run(args: argparse.Namespace) -> int:
         recall_floor=args.recall_floor, behaviour_model_dir=args.behaviour_model, index_shards=args.shards
     )
     model = args.model or settings.model_dir
-    localize_options = {"--regions": args.regions, "--variants-out": args.variants_out, "--inpaint": args.inpaint}
+    given = {"--regions": args.regions, "--variants-out": args.variants_out, "--inpaint": args.inpaint}
+    localize_options = {name: value for name, value in given.items() if value is not None}
     if args.runner is None:
-        if args.titles or args.beam_options or args.cache or args.work_dir or any(localize_options.values()):
-            args.parser.error(
-                f"--titles, {', '.join(localize_options)}, --cache, --work-dir and Beam options need --runner"
-            )
+        if args.titles or args.beam_options or args.cache or args.work_dir or localize_options:
+            args.parser.error(f"--titles, {', '.join(given)}, --cache, --work-dir and Beam options need --runner")
         print(build_index(model, settings, args.store, args.out))
         return 0
     from .beam_pipeline import build_with_beam  # Beam loads only for pipeline builds
@@ -352,16 +351,18 @@ def _run(args: argparse.Namespace) -> int:
 
     if problem := runner_problem(args.runner):
         args.parser.error(f"--runner {args.runner}: {problem}")
-    if not args.titles and any(localize_options.values()):
-        given = ", ".join(name for name, value in localize_options.items() if value)
-        args.parser.error(f"{given}: only with --titles, which adds the localize stage")
+    if not args.titles and localize_options:
+        args.parser.error(f"{', '.join(localize_options)}: only with --titles, which adds the localize stage")
     localize = None
     if args.titles:
         if not args.variants_out:
             args.parser.error("--titles needs --variants-out")
         from .beam_localize import LocalizeOptions
 
-        regions = [r for r in args.regions.split(",") if r.strip()] if args.regions else None
+        try:
+            regions = region_list(args.regions) if args.regions is not None else None
+        except ValueError as err:
+            args.parser.error(f"--regions: {err}")
         localize = LocalizeOptions(
             args.titles, args.variants_out, regions, **({"method": args.inpaint} if args.inpaint else {})
         )

@@ -12,7 +12,7 @@ from posterrec_settings import ConfigError, load_settings
 from PIL import Image
 
 import posterrec_cli
-from indexer.regions import is_assigned_region
+from indexer import regions as region_codes
 from indexer.store import StoreError, missing_store, open_store
 from posterrec_atomic import save_image
 from posterrec_cli import STOP
@@ -176,15 +176,11 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def region_list(parser: argparse.ArgumentParser, text: str) -> list[str]:
-    """The comma-separated ISO 3166-1 codes of ``text``, upper-case; exits through ``parser`` on an empty
-    list or a code ISO 3166-1 does not assign."""
-    regions = [region.strip().upper() for region in text.split(",") if region.strip()]
-    unknown = [region for region in regions if not is_assigned_region(region)]
-    if not regions:
-        parser.error(f"regions: name at least one ISO 3166-1 country code, such as DE,JP (got {text!r})")
-    if unknown:
-        parser.error(f"regions: {', '.join(unknown)} are not ISO 3166-1 country codes, such as DE,JP")
-    return regions
+    """The regions of ``text`` (:func:`indexer.regions.region_list`); exits through ``parser`` when they are bad."""
+    try:
+        return region_codes.region_list(text)
+    except ValueError as err:
+        parser.error(f"regions: {err}")
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:

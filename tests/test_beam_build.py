@@ -277,6 +277,12 @@ def test_a_work_folder_that_cannot_be_made_is_refused_before_the_pipeline(tmp_pa
             ["--runner", "FnApiRunner", "--inpaint", "ns"],
             "--inpaint: only with --titles, which adds the localize stage",
         ),
+        (["--runner", "apache_beam.runners.Nope"], "--runner apache_beam.runners.Nope: "),
+        (["--regions", ""], "--inpaint, --cache, --work-dir and Beam options need --runner"),
+        (
+            ["--runner", "FnApiRunner", "--titles", "t.csv", "--variants-out", "v", "--regions", "de, uk"],
+            "--regions: UK are not ISO 3166-1 country codes",
+        ),
     ],
 )
 def test_build_refuses_a_runner_beam_lacks_and_options_that_would_be_ignored(

@@ -27,6 +27,7 @@ from indexer.embedding_cache import CACHE_FILE, EmbeddingCache
 from indexer.ingest import ingest_catalog
 from indexer.published import IndexItem, IndexVersionError, current_version, list_versions, open_version
 from indexer.store import open_store
+from tests.conftest import write_poster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -199,6 +200,24 @@ def test_a_cached_poster_replaced_or_removed_since_ingest_is_refused(workspace: 
     message = capsys.readouterr().err
     assert rows[4]["id"] in message and "cannot be read" in message, message
     assert current_version(workspace["settings"].index_root) == served
+
+
+def test_each_path_of_a_cached_image_is_checked(workspace: dict, tmp_path: Path) -> None:
+    """Two posters with the same bytes share a cached vector; the file of either going missing is caught."""
+    from models.embedder import load_embedder
+
+    first = tmp_path / "first.jpg"
+    write_poster(first, (10, 20, 30))
+    second = tmp_path / "second.jpg"
+    second.write_bytes(first.read_bytes())
+    sha256 = hashlib.sha256(first.read_bytes()).hexdigest()
+    sources = [Source(IndexItem(key, key, key, str(path)), sha256) for key, path in (("a", first), ("b", second))]
+    embedder = load_embedder(workspace["model"])
+    with EmbeddingCache(tmp_path / "cache.sqlite") as cache:
+        embed_sources(embedder, sources, cache, batch_size=2)  # embeds the image once, for both
+        first.unlink()
+        with pytest.raises(IndexVersionError, match=r"^a: poster \S*first\.jpg cannot be read"):
+            embed_sources(embedder, sources, cache, batch_size=2)
 
 
 def test_a_poster_that_cannot_be_decoded_is_named_by_its_key(workspace: dict, tmp_path: Path) -> None:
