@@ -41,7 +41,12 @@ def restore_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, settings: dic
         log.info("no interrupted run in %s; starting from the first epoch", work_dir)
         return None
     state = json.loads(state_file.read_text())
-    changed = changed_settings(state.get("settings"), settings)
+    if not isinstance(state.get("settings"), dict):
+        raise ValueError(
+            f"cannot resume from {work_dir}: its {STATE_FILE} does not list the settings it was trained with "
+            "(an older PosterRec wrote it); rerun without --resume to start over"
+        )
+    changed = changed_settings(state["settings"], settings)
     if changed:
         raise ValueError(
             f"cannot resume from {work_dir}: it was trained with other settings or data ({'; '.join(changed)}); "
@@ -51,10 +56,8 @@ def restore_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, settings: dic
     return state
 
 
-def changed_settings(saved: object, settings: dict) -> list[str]:
+def changed_settings(saved: dict, settings: dict) -> list[str]:
     """What differs between the ``saved`` settings of a run and ``settings``, one phrase each (none when equal)."""
-    if not isinstance(saved, dict):
-        return [f"{STATE_FILE} does not list them"]
     now = json.loads(json.dumps(settings))  # as saved: tuples become lists
     names = sorted(name for name in saved.keys() | now.keys() if saved.get(name) != now.get(name))
     return [

@@ -212,3 +212,11 @@ def test_a_training_config_takes_the_settings_model_choices_and_the_flags_given(
         False,
     )
     assert config.triplet_epochs == 3 and config.warmup_epochs == TrainConfig().warmup_epochs
+
+
+def test_a_checkpoint_state_without_its_settings_is_not_resumed(tmp_path: Path) -> None:
+    from models.epoch_checkpoints import STATE_FILE, restore_epoch
+
+    (tmp_path / STATE_FILE).write_text(json.dumps({"config": "3f2a", "completed_epochs": 1}))
+    with pytest.raises(ValueError, match="does not list the settings it was trained with .*rerun without --resume"):
+        restore_epoch(None, tmp_path, {"seed": 0})
