@@ -27,7 +27,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from .build import check_image_bytes
+from .build import check_image_bytes, unreadable_poster
 from .published import IndexVersionError
 from .shards import build_shard
 from .vector_files import write_vector_file
@@ -76,7 +76,7 @@ def read_unchanged(sha256: str, poster: Poster) -> bytes:
         with FileSystems.open(poster.path) as handle:
             data = handle.read()
     except OSError as err:
-        raise IndexVersionError(f"{poster.key}: poster {poster.path} cannot be read: {err}") from None
+        raise unreadable_poster(poster.key, poster.path, err) from None
     return check_image_bytes(poster.key, poster.path, sha256, data)
 
 

@@ -86,24 +86,34 @@ def check_image_bytes(key: str, path: str | Path, expected_sha256: str, data: by
     under the old content hash, and every later build would reuse that wrong vector.
     """
     if hashlib.sha256(data).hexdigest() != expected_sha256:
-        again = "python -m localize run" if "@" in key else "python -m indexer ingest"  # a variant's key: ID@REGION
-        raise IndexVersionError(f"{key}: poster {path} changed since it was ingested; run `{again}` again")
+        raise IndexVersionError(f"{key}: poster {path} changed since it was ingested; {_remedy(key)}")
     return data
+
+
+def unreadable_poster(key: str, path: str | Path, err: OSError) -> IndexVersionError:
+    """The error for the poster of ``key`` that cannot be read at ``path``, with what fixes it."""
+    return IndexVersionError(f"{key}: poster {path} cannot be read: {err.strerror or err}; {_remedy(key, gone=True)}")
+
+
+def _remedy(key: str, gone: bool = False) -> str:
+    """What brings the poster of ``key`` back in line with the store: for an original, ingest the catalogue again
+    (after restoring a ``gone`` file, or without its row); for a variant (``ID@REGION``), make it again or
+    withdraw it."""
+    if "@" not in key:
+        restore = "restore the file, or leave its row out of the catalogue and " if gone else ""
+        return f"{restore}run `python -m indexer ingest` again"
+    title_id, region = key.rsplit("@", 1)
+    return f"make it again (python -m localize run) or withdraw it (python -m localize remove {title_id} {region})"
 
 
 def read_verified_image(source: Source) -> bytes:
     """The poster's bytes, refused when they cannot be read or are not the image the store ingested."""
-    path, item = Path(source.item.image_path), source.item
+    path, key = Path(source.item.image_path), source.item.key
     try:
         data = path.read_bytes()
     except OSError as err:
-        remedy = (
-            f"; make it again (python -m localize run) or withdraw it (python -m localize remove {item.title_id} {item.region})"
-            if item.is_variant
-            else ""
-        )
-        raise IndexVersionError(f"{item.key}: poster {path} cannot be read: {err.strerror or err}{remedy}") from None
-    return check_image_bytes(item.key, path, source.image_sha256, data)
+        raise unreadable_poster(key, path, err) from None
+    return check_image_bytes(key, path, source.image_sha256, data)
 
 
 def embed_sources(

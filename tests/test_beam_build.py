@@ -116,7 +116,11 @@ def test_a_cached_poster_replaced_or_removed_since_ingest_is_reported_and_left_o
 
     reasons = dict(summary.bad_posters)
     assert sorted(reasons) == [rows[3]["id"], rows[4]["id"]]
-    assert "changed since it was ingested" in reasons[rows[3]["id"]] and "cannot be read" in reasons[rows[4]["id"]]
+    assert "changed since it was ingested; run `python -m indexer ingest` again" in reasons[rows[3]["id"]]
+    assert (
+        "cannot be read" in reasons[rows[4]["id"]]
+        and "restore the file, or leave its row out" in reasons[rows[4]["id"]]
+    )
     index = open_version(workspace["settings"].index_root)
     assert rows[3]["id"] not in index.row_of_key and rows[4]["id"] not in index.row_of_key
     assert len(index) == TITLES + len(VARIANT_REGIONS) - 2

@@ -199,6 +199,7 @@ def test_a_cached_poster_replaced_or_removed_since_ingest_is_refused(workspace: 
     assert indexer_main(build_argv(workspace)) == 1
     message = capsys.readouterr().err
     assert rows[4]["id"] in message and "cannot be read" in message, message
+    assert "restore the file, or leave its row out of the catalogue and run `python -m indexer ingest` again" in message
     assert current_version(workspace["settings"].index_root) == served
 
 
