@@ -36,6 +36,15 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
         return None
 
 
+def not_a_folder(path: str | os.PathLike) -> str | None:
+    """Why no folder can be made at ``path``, said of it (``it is a file, not a folder``, ``<parent> is a file,
+    not a folder``), or None when no file stands in the way (:func:`file_in_the_way`)."""
+    in_the_way = file_in_the_way(path)
+    if in_the_way is None:
+        return None
+    return f"{'it' if in_the_way == Path(path) else in_the_way} is a file, not a folder"
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
     """The temporary name this process writes ``path`` under: hidden, beside it, keeping its suffix
     (libraries pick a format from it)."""

@@ -18,12 +18,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from posterrec_settings import ConfigError, load_settings
 
-from posterrec_atomic import file_in_the_way
+from posterrec_atomic import not_a_folder
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 QUIET_UNLESS_VERBOSE = ("apache_beam",)
@@ -101,10 +100,8 @@ def describe(err: BaseException) -> str:
     other as its message."""
     if isinstance(err, OSError) and err.filename and err.strerror:
         path = err.filename2 or err.filename
-        in_the_way = file_in_the_way(path) if isinstance(err, (FileExistsError, NotADirectoryError)) else None
-        if in_the_way:
-            return f"{path}: {'it' if in_the_way == Path(path) else in_the_way} is a file, not a folder"
-        return f"{path}: {err.strerror}"
+        blocked = not_a_folder(path) if isinstance(err, (FileExistsError, NotADirectoryError)) else None
+        return f"{path}: {blocked or err.strerror}"
     return str(err)
 
 

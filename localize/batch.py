@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from indexer.regions import is_assigned_region
 from indexer.store import Store, Title, Variant
-from posterrec_atomic import file_in_the_way, remove_stale_temporaries, save_image, write_csv
+from posterrec_atomic import not_a_folder, remove_stale_temporaries, save_image, write_csv
 
 from .fonts import is_language_code
 from .inpaint import DEFAULT_METHOD
@@ -300,8 +300,7 @@ def prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        in_the_way = file_in_the_way(out_dir)
-        reason = f"{'it' if in_the_way == out_dir else in_the_way} is a file" if in_the_way else err.strerror or err
+        reason = not_a_folder(out_dir) or err.strerror or err
         raise OutputDirError(f"output folder {out_dir} cannot be made: {reason}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputDirError(f"output folder {out_dir} cannot be written to (permissions or a read-only disk)")
