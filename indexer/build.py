@@ -20,7 +20,7 @@ from posterrec_settings import Settings, load_settings
 import numpy as np
 from tqdm import tqdm
 
-from . import behaviour_index
+from . import behaviour_index, variant_images
 from .embedding_cache import CACHE_FILE, EmbeddingCache
 from .publish import Publication, RecallBelowFloor, publish_index
 from .published import IndexItem, IndexVersionError, original_rows, title_ordinals
@@ -185,15 +185,22 @@ def publish_sources(
 
     The version holds ``settings.index_shards`` searchers, built here unless ``built`` brings them.
 
-    With a behaviour model (``settings.behaviour_model_dir``, when it exists) every title's behaviour vector
-    is published in the same version (:func:`stage_behaviour`).
+    The version holds its own copy of every variant image (:mod:`indexer.variant_images`). With a behaviour
+    model (``settings.behaviour_model_dir``, when it exists) every title's behaviour vector is published in the
+    same version (:func:`stage_behaviour`).
     """
     behaviour = stage_behaviour(sources, embeddings, manifest, settings)
     if behaviour is not None:
         manifest = {**manifest, behaviour_index.MANIFEST_KEY: behaviour.manifest}
+
+    def write_extra_files(directory: Path) -> None:
+        hold_variant_images(directory, sources)
+        if behaviour is not None:
+            behaviour.write(directory)
+
     publication = publish_index(
         index_root,
-        [s.item for s in sources],
+        [variant_images.held_item(s.item, s.image_sha256) for s in sources],
         embeddings,
         manifest,
         exact_search_max_items=settings.exact_search_max_items,
@@ -202,11 +209,27 @@ def publish_sources(
         similar_depth=settings.similar_list_depth,
         shards=settings.index_shards,
         built=built,
-        extra_files=behaviour and behaviour.write,
+        extra_files=write_extra_files,
     )
     with open_store(store_path) as store:
         store.record_index_version(publication.version, publication.path, len(sources), manifest)
     return publication
+
+
+def hold_variant_images(directory: Path, sources: Sequence[Source]) -> None:
+    """Put each variant's image in the version staged in ``directory`` (:func:`variant_images.hold`).
+
+    Raises IndexVersionError when an image cannot be read or is not the one embedded (made again while this
+    build ran: the next build takes it).
+    """
+    for source in sources:
+        if source.item.is_variant:
+            key, path = source.item.key, source.item.image_path
+            try:
+                held = variant_images.hold(directory, source.item, source.image_sha256)
+            except OSError as err:
+                raise unreadable_poster(key, path, err) from None
+            check_image_bytes(key, path, source.image_sha256, held.read_bytes())
 
 
 def behaviour_model_dir(settings: Settings) -> Path | None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from posterrec_atomic import fsync_directory, staging_directory, write_text
 
-from . import behaviour_index, similar_lists
+from . import behaviour_index, similar_lists, variant_images
 from .behaviour_index import BehaviourIndex
 from .scann_index import IndexParams, QueryKind, exact_top_k
 from .shards import SCANN_DIR as SCANN_DIR  # where a version of one shard keeps its searcher
@@ -372,7 +372,8 @@ def open_directory(path: Path, with_similar_lists: bool = True) -> PublishedInde
     """Load the version files in ``path``: a published version, or one still being staged by the publisher."""
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        items = [IndexItem.from_json(line) for line in (path / ITEMS).read_text(encoding="utf-8").splitlines() if line]
+        lines = (path / ITEMS).read_text(encoding="utf-8").splitlines()
+        items = [variant_images.resolved(IndexItem.from_json(line), path) for line in lines if line]
         embeddings = np.load(path / EMBEDDINGS)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         raise IndexVersionError(f"index version {path} cannot be loaded: {err}") from err

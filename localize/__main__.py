@@ -32,8 +32,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         "--out",
         required=True,
         type=Path,
-        help="folder for the variant images (<out>/<REGION>/<id>.png); the index and the service read them there, "
-        "so keep it",
+        help="folder for the variant images (<out>/<REGION>/<id>.png); builds read them there (and keep a copy in "
+        "each index version they publish), so keep it",
     )
     parser.add_argument("--store", type=Path, help="SQLite store (default: settings.store)")
     parser.add_argument(

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -348,3 +349,56 @@ def test_a_variant_whose_image_is_gone_is_named_with_the_commands_that_fix_it(wo
     assert indexer_main(build_argv(workspace)) == 1
     remedy = f"make it again (python -m localize run) or withdraw it (python -m localize remove {variant.parent_id} {variant.region})"
     assert remedy in capsys.readouterr().err
+
+
+def remake_variant(ws: dict, region: str) -> tuple[Path, str]:
+    """Make the first title's ``region`` variant again as ``localize run`` does (a new file renamed over the
+    old one, registered again); returns its path and the sha256 of the image it had before."""
+    with open_store(ws["store"]) as store:
+        variant = next(v for v in store.variants(ws["first"]) if v.region == region)
+        path = Path(variant.image_path)
+        staged = path.with_name(f".tmp-{path.name}")
+        ImageOps.invert(Image.open(path).convert("RGB")).save(staged, format="PNG")
+        os.replace(staged, path)
+        store.upsert_variant(variant.parent_id, region, variant.language, variant.title, path)
+    return path, variant.image_sha256
+
+
+def served_image_sha256(ws: dict, region: str) -> str:
+    index = open_version(ws["settings"].index_root)
+    item = index.items[index.row_of_key[f"{ws['first']}@{region}"]]
+    assert Path(item.image_path).is_relative_to(index.path), "the version holds its own copy"
+    return hashlib.sha256(Path(item.image_path).read_bytes()).hexdigest()
+
+
+def test_a_version_serves_the_variant_images_it_embedded_until_the_next_build_and_after_a_rollback(
+    workspace: dict,
+) -> None:
+    first = build(workspace).publication.version
+    path, before = remake_variant(workspace, "DE")
+    after = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert after != before and served_image_sha256(workspace, "DE") == before, "made again, not built yet"
+
+    build(workspace)
+    assert served_image_sha256(workspace, "DE") == after
+
+    assert indexer_main(["rollback", first, "--out", str(workspace["settings"].index_root)]) == 0
+    assert served_image_sha256(workspace, "DE") == before
+    assert Path(open_version(workspace["settings"].index_root).path).name == first
+
+
+@pytest.mark.skipif(
+    not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat(tempfile.gettempdir()).st_dev,
+    reason="needs /dev/shm on another file system than the temporary folder, where a hard link cannot reach",
+)
+def test_variant_images_on_another_file_system_are_copied_into_the_version(workspace: dict) -> None:
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        with open_store(workspace["store"]) as store:
+            for variant in store.variants(workspace["first"]):
+                moved = Path(elsewhere) / Path(variant.image_path).name
+                shutil.move(variant.image_path, moved)
+                store.upsert_variant(variant.parent_id, variant.region, variant.language, variant.title, moved)
+        build(workspace)
+        for region in VARIANT_REGIONS:
+            (moved,) = Path(elsewhere).glob(f"*_{region}.png")
+            assert served_image_sha256(workspace, region) == hashlib.sha256(moved.read_bytes()).hexdigest()
