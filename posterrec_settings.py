@@ -56,6 +56,9 @@ class Settings:
     behaviour_model_dir: Path | None = None
     """Exported behaviour model (``python -m models train-behaviour``) whose title vectors ``indexer build``
     publishes beside the posters; default ``<home>/behaviour``, used only when it exists."""
+    publish_behaviour: bool = True
+    """Whether ``indexer build`` publishes behaviour vectors when there is a behaviour model (False: posters
+    only, as ``build --no-behaviour-model``)."""
 
     backbone: str = "nasnet_mobile"
     """``nasnet_mobile`` (224 px, CPU default), ``nasnet_large`` (331 px), ``efficientnet_lite0`` (224 px,

@@ -233,7 +233,10 @@ def hold_variant_images(directory: Path, sources: Sequence[Source]) -> None:
 
 
 def behaviour_model_dir(settings: Settings) -> Path | None:
-    """The behaviour model a build publishes vectors of: ``settings.behaviour_model_dir`` when it exists."""
+    """The behaviour model a build publishes vectors of: ``settings.behaviour_model_dir`` when it exists, unless
+    ``settings.publish_behaviour`` is off."""
+    if not settings.publish_behaviour:
+        return None
     model_dir = settings.behaviour_model_dir
     return model_dir if model_dir is not None and model_dir.exists() else None
 
@@ -259,8 +262,8 @@ def stage_behaviour(
     except ModelMismatchError as err:  # trained on the vectors of another poster model
         raise IndexVersionError(
             f"cannot build with behaviour model {model_dir}: {err}. It learnt from another poster model's "
-            "vectors: move it away (or point behaviour_model_dir elsewhere), build, train it again on the new "
-            "version (python -m models train-behaviour), then build again"
+            "vectors: build without it (--no-behaviour-model), train it again on the new version "
+            "(python -m models train-behaviour), then build again"
         ) from None
     except (FileNotFoundError, ValueError) as err:  # not an exported behaviour model (the error says how to make one)
         raise IndexVersionError(f"cannot build with behaviour model {model_dir}: {err}") from None
@@ -341,11 +344,15 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shards", type=int, help="ScaNN shards over a hash partition of the titles (default: settings.index_shards)"
     )
-    parser.add_argument(
+    behaviour = parser.add_mutually_exclusive_group()
+    behaviour.add_argument(
         "--behaviour-model",
         type=Path,
         help="exported behaviour model whose title vectors the version publishes "
         "(default: settings.behaviour_model_dir, when it exists)",
+    )
+    behaviour.add_argument(
+        "--no-behaviour-model", action="store_true", help="publish poster vectors only, even beside a behaviour model"
     )
     beam = parser.add_argument_group("Apache Beam pipeline")
     beam.add_argument(
@@ -369,7 +376,10 @@ def _run(args: argparse.Namespace) -> int:
         problem = "is a file, not a folder" if args.behaviour_model.exists() else "does not exist"
         args.parser.error(f"--behaviour-model {args.behaviour_model} {problem}")
     settings = load_settings(
-        recall_floor=args.recall_floor, behaviour_model_dir=args.behaviour_model, index_shards=args.shards
+        recall_floor=args.recall_floor,
+        behaviour_model_dir=args.behaviour_model,
+        publish_behaviour=False if args.no_behaviour_model else None,
+        index_shards=args.shards,
     )
     model = args.model or settings.model_dir
     given = {"--regions": args.regions, "--variants-out": args.variants_out, "--inpaint": args.inpaint}

@@ -99,7 +99,7 @@ def test_a_behaviour_model_of_another_poster_model_is_refused_and_nothing_is_pub
     before = list_versions(settings.index_root)
     with pytest.raises(IndexVersionError, match="cannot build with behaviour model") as refused:
         build_index(served["model"], dataclasses.replace(settings, behaviour_model_dir=other))
-    assert "move it away (or point behaviour_model_dir elsewhere), build, train it again" in str(refused.value)
+    assert "build without it (--no-behaviour-model), train it again on the new version" in str(refused.value)
     assert list_versions(settings.index_root) == before
     (other / "manifest.json").unlink()
     with pytest.raises(IndexVersionError, match="cannot build with behaviour model") as refused:
@@ -115,3 +115,14 @@ def test_a_missing_behaviour_model_given_on_the_command_line_is_an_error(served,
     with pytest.raises(SystemExit):
         indexer_main([*build_argv(served), "--behaviour-model", str(tmp_path / "file")])
     assert f"--behaviour-model {tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_no_behaviour_model_publishes_posters_only_beside_a_behaviour_model(served, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("POSTERREC_HOME", str(served["settings"].home))  # whose behaviour model the builds took
+    argv = [*build_argv(served)[:-1], str(tmp_path / "index")]
+    assert indexer_main([*argv, "--no-behaviour-model"]) == 0
+    index = open_version(tmp_path / "index")
+    assert index.behaviour is None and "behaviour" not in index.manifest and len(index) == len(served["poster_only"])
+    with pytest.raises(SystemExit):
+        indexer_main([*argv, "--no-behaviour-model", "--behaviour-model", str(served["behaviour_dir"])])
+    assert "not allowed with argument --no-behaviour-model" in capsys.readouterr().err
