@@ -33,7 +33,7 @@ from indexer.regions import is_assigned_region
 from indexer.store import Store, Title, Variant
 from posterrec_atomic import not_a_folder, remove_stale_temporaries, save_image, write_csv
 
-from .fonts import is_language_code
+from .fonts import canonical_language, is_language_code
 from .inpaint import DEFAULT_METHOD
 from .pipeline import CleanPoster, NotAPoster, NoTitle, clean_poster, localize, review_sheet
 from .render import CannotFit, MissingGlyphs, Rendered
@@ -133,7 +133,8 @@ def read_requests(path: Path, regions: set[str] | None) -> tuple[list[Request], 
                     skips.append(Skip(values["id"], region, f"bad row: line {reader.line_num} {problem}"))
                     continue
                 first_line[values["id"], region] = reader.line_num
-                requests.append(Request(reader.line_num, values["id"], region, values["language"], values["title"]))
+                language = canonical_language(values["language"])
+                requests.append(Request(reader.line_num, values["id"], region, language, values["title"]))
         except UnicodeDecodeError as err:
             raise TitlesFileError(
                 f"titles file {path} is not UTF-8 ({err}): save it as UTF-8 (in Excel, as CSV UTF-8)"

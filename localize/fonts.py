@@ -70,6 +70,14 @@ def base_language(language: str) -> str:
     return language.split("-")[0].split("_")[0].lower()
 
 
+def canonical_language(language: str) -> str:
+    """``language`` written as BCP-47 writes tags: ``PT_br`` -> ``pt-BR``, ``zh-hant`` -> ``zh-Hant`` (the
+    language in lower case, a 4-letter script capitalised, a 2-letter region in upper case)."""
+    primary, *rest = language.replace("_", "-").split("-")
+    cased = {4: str.capitalize, 2: str.upper}
+    return "-".join([primary.lower(), *(cased.get(len(subtag), str.lower)(subtag) for subtag in rest)])
+
+
 def is_language_code(language: str) -> bool:
     """Whether ``language``'s primary subtag is an ISO 639 language code (``ja``, ``jpn``; not ``jp``), as
     a BCP-47 tag's must be."""

@@ -205,10 +205,12 @@ def test_titles_with_a_byte_order_mark_are_read_and_a_repeated_row_is_skipped(se
 def test_regions_and_languages_are_checked_against_iso_codes(setup) -> None:
     titles, store_path, out = setup
     mistyped = titles.with_name("codes.csv")
-    mistyped.write_text("id,region,language,title\ndemo00000,UK,en,One\ndemo00000,JP,jp,Two\ndemo00000,BR,pt-BR,Um\n")
+    rows = "demo00000,UK,en,One\ndemo00000,JP,jp,Two\ndemo00000,BR,PT-br,Um\ndemo00000,TW,zh_hant_tw,Yi\n"
+    mistyped.write_text(f"id,region,language,title\n{rows}")
     with open_store(store_path) as store:
         summary = run_batch(store, mistyped, out, method="ns", progress=False)
-        assert [(v.region, v.language) for v in store.variants()] == [("BR", "pt-BR")]
+        stored = [(v.region, v.language) for v in store.variants()]
+        assert stored == [("BR", "pt-BR"), ("TW", "zh-Hant-TW")], "stored with BCP-47's conventional case"
     assert [str(skip) for skip in summary.skipped] == [
         "demo00000 UK: bad row: line 2 has region 'UK', not an ISO 3166-1 country code (such as DE, JP, GB)",
         "demo00000 JP: bad row: line 3 has language 'jp', not a BCP-47 language code (such as de, ja, zh-Hant)",
