@@ -68,7 +68,8 @@ def export_savedmodel(
     """Export ``version`` (default: the current one) to ``out``, replacing it only once the new export is complete.
 
     Raises:
-        IndexVersionError: ``out`` exists and is not an earlier export, or holds files the export did not write
+        IndexVersionError: ``out`` exists and is neither empty nor an earlier export, or holds files the export
+            did not write
             (it would be replaced with them), or the version cannot be opened.
     """
     import tensorflow as tf
@@ -109,7 +110,10 @@ def export_savedmodel(
 
 
 def _check_replaceable(out: Path) -> None:
-    """Raise IndexVersionError unless ``out`` is an earlier export holding only what it wrote (its ``files``)."""
+    """Raise IndexVersionError unless ``out`` is an empty folder or an earlier export holding only what it wrote
+    (its ``files``)."""
+    if out.is_dir() and not any(out.iterdir()):  # made for the export (mkdir -p, a mounted volume)
+        return
     if not (out / INFO_FILE).is_file():
         raise IndexVersionError(
             f"{out} exists and is not a SavedModel this command exported, which is all it replaces: "
@@ -155,7 +159,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--dest",
         type=Path,
         required=True,
-        help="SavedModel directory to write: a new one, or an earlier export holding only what it wrote (replaced when complete)",
+        help="SavedModel directory to write: a new or empty one, or an earlier export holding only what it wrote "
+        "(replaced when complete)",
     )
     parser.add_argument("--out", type=Path, help="index root, as for build and versions (default: settings.index_root)")
     parser.add_argument("--version", help="index version (default: the current one)")

@@ -123,7 +123,8 @@ def test_an_earlier_export_is_replaced_unless_it_holds_files_the_export_did_not_
         tmp_path / "index", items, vectors, {}, exact_search_max_items=10_000, recall_floor=0.0, keep_versions=2
     )
     dest, export = tmp_path / "export", ["export-savedmodel", "--dest", str(tmp_path / "export")]
-    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 0
+    dest.mkdir()
+    assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "3"]) == 0, "an empty folder is filled"
     assert indexer_main([*export, "--out", str(tmp_path / "index"), "-k", "5"]) == 0, "an export is replaced"
     assert json.loads((dest / INFO_FILE).read_text())["k"] == 5
     items_count = len(open_version(tmp_path / "index"))
