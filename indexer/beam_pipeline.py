@@ -174,7 +174,8 @@ def _embed_stages(posters: beam.PCollection, run: _Run, model_dir: str, batch_si
 
 
 def _indexable(sources: list[Source], run: _Run) -> tuple[list[Source], np.ndarray, list[tuple[str, str]]]:
-    """The sources the run has vectors for, their vectors, and the bad posters (key, reason) left out."""
+    """The sources the run has vectors for and no bad report of, their vectors, and the bad posters (key, reason)
+    left out."""
     bad = [tuple(record) for record in stages.read_records(run.output("bad"))]
     vectors = read_vector_files(vector_file_pattern(run.cache_folder, run.prefix))
     reported = {key for key, _ in bad}
@@ -183,7 +184,7 @@ def _indexable(sources: list[Source], run: _Run) -> tuple[list[Source], np.ndarr
         for s in sources
         if s.image_sha256 not in vectors and s.item.key not in reported
     ]
-    kept = [s for s in sources if s.image_sha256 in vectors]
+    kept = [s for s in sources if s.image_sha256 in vectors and s.item.key not in reported]
     embeddings = np.stack([vectors[s.image_sha256] for s in kept]).astype(np.float32) if kept else np.zeros((0, 0))
     return kept, embeddings, sorted(bad)
 

@@ -103,19 +103,23 @@ class ReadPoster(beam.DoFn):
 
 
 class CheckCachedPoster(beam.DoFn):
-    """``(sha256, (cached vector, Poster))`` -> ``(sha256, cached vector)`` while the poster is still the image
-    the store ingested; one removed or replaced since goes to the ``bad`` output as ``(key, reason)``."""
+    """``(sha256, (cached vector, [Poster]))`` -> ``(sha256, cached vector)`` while one of the posters is still
+    the image the store ingested; each removed or replaced since goes to the ``bad`` output as ``(key, reason)``."""
 
     def setup(self) -> None:
         self._bad = counter("posters_bad")
 
-    def process(self, element: tuple[str, tuple[np.ndarray, Poster]]) -> Iterator:
-        sha256, (vector, poster) = element
-        try:
-            read_unchanged(sha256, poster)
-        except IndexVersionError as err:
-            yield reject(self._bad, poster, str(err))
-        else:
+    def process(self, element: tuple[str, tuple[np.ndarray, list[Poster]]]) -> Iterator:
+        sha256, (vector, posters) = element
+        unchanged = 0
+        for poster in posters:
+            try:
+                read_unchanged(sha256, poster)
+            except IndexVersionError as err:
+                yield reject(self._bad, poster, str(err))
+            else:
+                unchanged += 1
+        if unchanged:
             yield sha256, vector
 
 
@@ -127,8 +131,8 @@ def reject(bad: Metrics.DelegatingCounter, poster: Poster, reason: str) -> beam.
 
 def split_cache_hits(element: tuple[str, dict[str, Iterable]]) -> Iterator:
     """After ``CoGroupByKey`` of ``wanted`` posters and ``cached`` vectors by sha256: a cached vector goes to
-    the ``hit`` output with the first poster that shows its image, an image without one is emitted once (with
-    that poster)."""
+    the ``hit`` output with every poster that shows its image, an image without one is emitted once (with the
+    first such poster)."""
     sha256, groups = element
     posters = list(groups["wanted"])
     cached = next(iter(groups["cached"]), None)
@@ -137,9 +141,7 @@ def split_cache_hits(element: tuple[str, dict[str, Iterable]]) -> Iterator:
         counter("items_sharing_an_image").inc(len(posters) - 1)
         counter("cache_hits" if cached is not None else "cache_misses").inc()
         yield (
-            beam.pvalue.TaggedOutput(HIT, (sha256, (cached, posters[0])))
-            if cached is not None
-            else (sha256, posters[0])
+            beam.pvalue.TaggedOutput(HIT, (sha256, (cached, posters))) if cached is not None else (sha256, posters[0])
         )
 
 

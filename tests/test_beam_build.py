@@ -126,6 +126,29 @@ def test_a_cached_poster_replaced_or_removed_since_ingest_is_reported_and_left_o
     assert len(index) == TITLES + len(VARIANT_REGIONS) - 2
 
 
+def test_each_poster_sharing_a_cached_image_is_checked(workspace: dict) -> None:
+    """Three titles show the same bytes, so one cached vector; two of the files then change: those two are
+    reported and left out, whichever poster the pipeline meets first, and the third keeps the vector."""
+    rows = rows_of(workspace["catalog"])
+    folder = workspace["catalog"].parent
+    shared = [rows[5], rows[6], rows[7]]
+    for row in shared[1:]:
+        shutil.copyfile(folder / shared[0]["image"], folder / row["image"])
+    assert ingest_catalog(workspace["catalog"], workspace["store"]).summary is not None
+    beam_build(workspace)
+    for row in shared[:2]:
+        (folder / row["image"]).write_bytes(b"edited behind the store's back")
+
+    summary = beam_build(workspace)
+
+    reasons = dict(summary.bad_posters)
+    assert sorted(reasons) == sorted(row["id"] for row in shared[:2])
+    assert all("changed since it was ingested" in reason for reason in reasons.values())
+    index = open_version(workspace["settings"].index_root)
+    assert [row["id"] in index.row_of_key for row in shared] == [False, False, True]
+    assert len(index) == TITLES + len(VARIANT_REGIONS) - 2
+
+
 def test_a_failing_stage_publishes_nothing_and_keeps_the_served_version(
     workspace: dict, tmp_path: Path, capsys
 ) -> None:
