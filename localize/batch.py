@@ -172,7 +172,7 @@ def is_up_to_date(variant: Variant | None, parent: Title, request: Request, path
         variant is not None
         and Path(variant.image_path) == path.resolve()
         and variant.title == request.title
-        and variant.language == request.language
+        and canonical_language(variant.language) == request.language
         and variant.source_sha256 == parent.image_sha256
         and _sha256(Path(variant.image_path)) == variant.image_sha256
     )

@@ -211,6 +211,10 @@ def test_regions_and_languages_are_checked_against_iso_codes(setup) -> None:
         summary = run_batch(store, mistyped, out, method="ns", progress=False)
         stored = [(v.region, v.language) for v in store.variants()]
         assert stored == [("BR", "pt-BR"), ("TW", "zh-Hant-TW")], "stored with BCP-47's conventional case"
+        brazil = store.variants()[0]
+        store.upsert_variant(brazil.parent_id, "BR", "pt-br", brazil.title, brazil.image_path)  # as stored before
+        again = run_batch(store, mistyped, out, method="ns", progress=False)
+        assert (again.made, again.up_to_date) == (0, 2), "the same language in another case is up to date"
     assert [str(skip) for skip in summary.skipped] == [
         "demo00000 UK: bad row: line 2 has region 'UK', not an ISO 3166-1 country code (such as DE, JP, GB)",
         "demo00000 JP: bad row: line 3 has language 'jp', not a BCP-47 language code (such as de, ja, zh-Hant)",
