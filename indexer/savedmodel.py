@@ -112,7 +112,7 @@ def export_savedmodel(
 def _check_replaceable(out: Path) -> None:
     """Raise IndexVersionError unless ``out`` is an empty folder or an earlier export holding only what it wrote
     (its ``files``)."""
-    if out.is_dir() and not any(out.iterdir()):  # made for the export (mkdir -p, a mounted volume)
+    if out.is_dir() and not any(out.iterdir()):  # made for the export (mkdir -p)
         return
     if not (out / INFO_FILE).is_file():
         raise IndexVersionError(
