@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,8 +220,9 @@ def publish_sources(
 def hold_variant_images(directory: Path, sources: Sequence[Source]) -> None:
     """Put each variant's image in the version staged in ``directory`` (:func:`variant_images.hold`).
 
-    Raises IndexVersionError when an image cannot be read or is not the one embedded (made again while this
-    build ran: the next build takes it).
+    Raises:
+      IndexVersionError: an image cannot be read, or is not the one embedded (made again while this build ran).
+      OSError: the version cannot be written (a full disk, no permission), naming the file.
     """
     for source in sources:
         if source.item.is_variant:
@@ -228,8 +230,14 @@ def hold_variant_images(directory: Path, sources: Sequence[Source]) -> None:
             try:
                 held = variant_images.hold(directory, source.item, source.image_sha256)
             except OSError as err:
+                if os.access(path, os.R_OK):
+                    raise
                 raise unreadable_poster(key, path, err) from None
-            check_image_bytes(key, path, source.image_sha256, held.read_bytes())
+            if hashlib.sha256(held.read_bytes()).hexdigest() != source.image_sha256:
+                raise IndexVersionError(
+                    f"{key}: variant image {path} changed while this build ran (made again by localize run?); "
+                    "build again to index the new image"
+                )
 
 
 def behaviour_model_dir(settings: Settings) -> Path | None:
@@ -375,10 +383,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.behaviour_model is not None and not args.behaviour_model.is_dir():
         problem = "is a file, not a folder" if args.behaviour_model.exists() else "does not exist"
         args.parser.error(f"--behaviour-model {args.behaviour_model} {problem}")
+    # --behaviour-model DIR publishes its vectors whatever the settings say, --no-behaviour-model none
+    publish_behaviour = False if args.no_behaviour_model else (True if args.behaviour_model else None)
     settings = load_settings(
         recall_floor=args.recall_floor,
         behaviour_model_dir=args.behaviour_model,
-        publish_behaviour=False if args.no_behaviour_model else None,
+        publish_behaviour=publish_behaviour,
         index_shards=args.shards,
     )
     model = args.model or settings.model_dir

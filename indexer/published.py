@@ -11,6 +11,7 @@ An index root holds one directory per version under ``versions/`` and a
         embeddings.npy             # (N, dim) float32, L2-normalised
         scann/                     # the serialized ScaNN searcher (shards/<i>/ when sharded: indexer.shards)
         behaviour*.npy, behaviour_scann/   # with a behaviour model only (indexer.behaviour_index)
+        variant_images/            # the variants' images, linked or copied (indexer.variant_images)
 
 A version directory is complete before its name appears under ``versions/``
 (it is written under ``.tmp-*`` and renamed), and ``CURRENT`` changes by an

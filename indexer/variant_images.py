@@ -4,7 +4,8 @@
 from there would show the new image before a build had embedded it, and after a rollback it would show the
 newer image beside the older vector. Instead the publisher puts each variant image in the version it stages
 (:func:`hold`): hard-linked where the version lies on the same file system, which copies no bytes (localize
-replaces a file by renaming a new one over it, which leaves the linked file as it was), copied otherwise.
+replaces a file by renaming a new one over it, which leaves the linked file as it was; a file edited in place
+changes in the versions too), copied otherwise.
 The version's items name these files relative to the version (:func:`held_item`); :func:`resolved` makes
 the path absolute when the version is loaded. Pruning a version deletes its copies with it.
 """
@@ -39,7 +40,7 @@ def hold(directory: Path, item: IndexItem, image_sha256: str) -> Path:
     """Link (or copy) the image of the variant ``item`` into the version staged in ``directory``, at the path
     :func:`held_item` gives it; returns that path. The caller checks that the file is the image it embedded.
 
-    Raises OSError when the variant's image cannot be read.
+    Raises OSError when the variant's image cannot be read or the version cannot be written.
     """
     held = directory / held_item(item, image_sha256).image_path
     held.parent.mkdir(exist_ok=True)
@@ -50,12 +51,12 @@ def hold(directory: Path, item: IndexItem, image_sha256: str) -> Path:
     except OSError as err:
         if err.errno not in _NO_LINK:
             raise
-        shutil.copyfile(item.image_path, held)
+        shutil.copy2(item.image_path, held)  # with its modification time, which the service's Last-Modified gives
     return held
 
 
 def resolved(item: IndexItem, version: Path) -> IndexItem:
     """``item`` as loaded from the version in ``version``: a held image's path made absolute."""
-    if item.is_variant and not os.path.isabs(item.image_path):
+    if item.is_variant and item.image_path.startswith(f"{FOLDER}/"):
         return dataclasses.replace(item, image_path=str(version / item.image_path))
     return item

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from indexer import variant_images
 from indexer.__main__ import main as indexer_main
-from indexer.build import Source, build_index, embed_sources
+from indexer.build import Source, build_index, embed_sources, hold_variant_images
 from indexer.embedding_cache import CACHE_FILE, EmbeddingCache
 from indexer.ingest import ingest_catalog
 from indexer.published import IndexItem, IndexVersionError, current_version, list_versions, open_version
@@ -402,3 +403,25 @@ def test_variant_images_on_another_file_system_are_copied_into_the_version(works
         for region in VARIANT_REGIONS:
             (moved,) = Path(elsewhere).glob(f"*_{region}.png")
             assert served_image_sha256(workspace, region) == hashlib.sha256(moved.read_bytes()).hexdigest()
+
+
+def test_a_variant_image_that_changed_since_it_was_embedded_is_refused_with_build_again(tmp_path: Path) -> None:
+    image = tmp_path / "variant.png"
+    write_poster(image, (10, 20, 30))
+    embedded = hashlib.sha256(b"the image as it was embedded").hexdigest()
+    variant = Source(IndexItem("t1@DE", "t1", "Titel", str(image), region="DE", language="de"), embedded)
+    (tmp_path / "version").mkdir()
+    with pytest.raises(
+        IndexVersionError, match=r"^t1@DE: variant image \S+ changed while this build ran .* build again"
+    ):
+        hold_variant_images(tmp_path / "version", [variant])
+
+
+def test_only_the_held_image_paths_of_a_version_are_resolved_against_it(tmp_path: Path) -> None:
+    held = IndexItem("t1@DE", "t1", "Titel", f"{variant_images.FOLDER}/abc.png", region="DE")
+    assert variant_images.resolved(held, tmp_path).image_path == str(tmp_path / variant_images.FOLDER / "abc.png")
+    for other in (
+        IndexItem("t1@DE", "t1", "Titel", "posters/t1_de.png", region="DE"),
+        IndexItem("t1", "t1", "T", "x.png"),
+    ):
+        assert variant_images.resolved(other, tmp_path) == other

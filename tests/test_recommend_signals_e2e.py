@@ -126,3 +126,6 @@ def test_no_behaviour_model_publishes_posters_only_beside_a_behaviour_model(serv
     with pytest.raises(SystemExit):
         indexer_main([*argv, "--no-behaviour-model", "--behaviour-model", str(served["behaviour_dir"])])
     assert "not allowed with argument --no-behaviour-model" in capsys.readouterr().err
+    monkeypatch.setenv("POSTERREC_PUBLISH_BEHAVIOUR", "false")
+    assert indexer_main([*argv, "--behaviour-model", str(served["behaviour_dir"])]) == 0
+    assert open_version(tmp_path / "index").behaviour is not None, "a model named on the command line is published"
