@@ -133,4 +133,6 @@ def warm_up() -> None:
     read_only.flags.writeable = False
     for weights in (np.ones(2, np.float32), read_only, np.ones(2, np.float64)):  # given weights are float64
         unit_weighted_sum(embeddings, rows, weights)
-    recommend_listed(np.array([[1], [0]], np.int32), embeddings, rows, rows, rows, read_only, 5, 1, 1, True)
+    listed = np.array([[1], [0]], np.int32)
+    recommend_listed(listed, embeddings, rows, rows, rows, read_only, 5, 1, 1, True)
+    best_listed(listed, embeddings, rows, rows, embeddings[0], 5, 1, 1, True)  # a request with preferences

@@ -29,7 +29,8 @@ AGGREGATIONS = ("mean", "recent", "fusion", "recent_neighbours")
 per history item, recency-weighted, fused by best weighted score.
 ``recent_neighbours``: the ``recent`` query ranking only the titles listed first as similar to the latest
 :data:`NEIGHBOUR_SOURCES` history titles (the default: as good as ``recent`` at a fraction of its cost,
-because it reads lists instead of searching; docs/benchmarks.md, "Recommendations")."""
+because it reads lists instead of searching; docs/benchmarks.md, "Recommendations"); when fewer than ``k``
+of them can be returned, it searches like ``recent``."""
 
 RECENCY_DECAY = 0.85
 FUSION_MAX_QUERIES = 20
@@ -256,9 +257,10 @@ def recommend_preferring(
     """Poster recommendations with per-item weights, negative examples and filters.
 
     Each history item weighs its weight times its recency weight (``mean``: its weight alone); the query
-    moves away from the negatives' mean (:data:`NEGATIVE_WEIGHT`); only allowed titles are searched.
-    ``fusion`` fuses one such query per item; ``recent_neighbours`` searches the whole index like ``recent``
-    (its lists are not filtered).
+    moves away from the negatives' mean (:data:`NEGATIVE_WEIGHT`); only allowed titles are returned.
+    ``fusion`` fuses one such query per item; ``recent_neighbours`` ranks the listed titles that pass, as
+    without preferences (so weights of 1 or a filter that passes every listed title change nothing), and
+    searches like ``recent`` when fewer than ``k`` pass.
     """
     exclude = excluded_titles(index, rows, exclude_history, preferences)
     weights = history_weights(len(rows), aggregation, preferences.weights)
@@ -268,7 +270,44 @@ def recommend_preferring(
         queries = np.stack([steered(query, negative) for query in index.embeddings[rows[recent]]])
         return fused_titles(index, queries, weights[recent], k, exclude, preferences.allowed)
     query = steered(kernels.unit_weighted_sum(index.embeddings, np.asarray(rows, np.int64), weights), negative)
+    if aggregation == "recent_neighbours" and index.similar is not None:
+        listed = listed_passing(index, rows, query, k, exclude_history, exclude, preferences.allowed)
+        if listed is not None:
+            return listed
     return nearest_titles(index, query, k, exclude, kind="history", allowed=preferences.allowed)
+
+
+def listed_passing(
+    index: PublishedIndex,
+    rows: list[int],
+    query: np.ndarray,
+    k: int,
+    exclude_history: bool,
+    exclude: set[int],
+    allowed: np.ndarray | None,
+) -> Ranked | None:
+    """The ``k`` titles of ``recent_neighbours``' candidates (:func:`ranked_neighbours`) that score best
+    against ``query`` and are neither in ``exclude`` nor disallowed; None when fewer than ``k`` pass."""
+    most = NEIGHBOUR_SOURCES * NEIGHBOUR_DEPTH + len(rows)  # every candidate, best first
+    titles, scores, _ = kernels.best_listed(
+        index.similar.titles,
+        index.embeddings,
+        index.original_row_of_title,
+        index.title_of_row[np.asarray(rows, np.int64)],
+        query,
+        NEIGHBOUR_SOURCES,
+        NEIGHBOUR_DEPTH,
+        most,
+        exclude_history,
+    )
+    passing = [
+        (int(title), float(score))
+        for title, score in zip(titles, scores)
+        if title not in exclude and (allowed is None or allowed[title])
+    ][:k]
+    if len(passing) < k:
+        return None
+    return Ranked([title for title, _ in passing], [score for _, score in passing])
 
 
 def history_weights(count: int, aggregation: str, weights: np.ndarray | None) -> np.ndarray:

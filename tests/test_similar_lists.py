@@ -345,3 +345,33 @@ def test_listed_candidates_join_the_history_beside_partly_empty_lists() -> None:
         False,
     )
     assert candidates == 4 and titles.tolist() == [1, 2, 3, 0]
+
+
+def test_recent_neighbours_with_preferences_that_pass_every_listed_title_ranks_as_without(
+    wide_index: PublishedIndex,
+) -> None:
+    """Weights of 1, a filter every title passes or an exclusion of no listed title leave the listed ranking as
+    it is; an exclusion of a listed title removes only it, and a filter too narrow for k falls back to search."""
+    index = wide_index
+    history = ["t020", "t060", "t100"]
+    rows = [index.row_of_key[t] for t in history]
+    plain = ranking.recommend(index, history, 10, "recent_neighbours", exclude_history=True)
+    candidates = {int(t) for h in history for t in index.similar.titles[index.title_ids.index(h), :10]}
+    unlisted = next(t for t in range(len(index.title_ids)) if t not in candidates)
+    for preferences in (
+        ranking.Preferences(weights=np.ones(3)),
+        ranking.Preferences(allowed=np.ones(len(index.title_ids), bool)),
+        ranking.Preferences(exclude=frozenset({unlisted})),
+    ):
+        ranked = ranking.recommend_rows(index, rows, 10, "recent_neighbours", True, preferences)
+        assert ranked.titles == plain.titles, preferences
+        np.testing.assert_allclose(ranked.scores, plain.scores, atol=1e-6)
+    dropped = ranking.recommend_rows(
+        index, rows, 10, "recent_neighbours", True, ranking.Preferences(exclude=frozenset({plain.titles[0]}))
+    )
+    longer = ranking.recommend(index, history, 11, "recent_neighbours", exclude_history=True)
+    assert dropped.titles == longer.titles[1:]
+    few = np.zeros(len(index.title_ids), bool)
+    few[[int(t) for t in index.similar.titles[index.title_ids.index("t300"), :12]]] = True  # none of the history's
+    narrow = ranking.recommend_rows(index, rows, 10, "recent_neighbours", True, ranking.Preferences(allowed=few))
+    assert len(narrow.titles) == 10 and set(narrow.titles) <= set(np.flatnonzero(few).tolist())
