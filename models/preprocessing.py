@@ -60,13 +60,14 @@ def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:
 def letterbox_geometry(height: int, width: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """The resized ``(height, width)`` and the ``(top, left)`` padding that
     ``tf.image.resize_with_pad`` gives an image of ``height x width`` in a ``size`` square,
-    computed in float32 as TensorFlow computes them (the padding uses the unrounded sizes)."""
+    computed in float32 as TensorFlow computes them (the padding uses the unrounded sizes); a side that
+    would round to no pixel (an image over ``size`` times longer than wide) keeps one."""
     f32 = np.float32
     ratio = max(f32(width) / f32(size), f32(height) / f32(size))
     exact_height, exact_width = f32(height) / ratio, f32(width) / ratio
     top = max(0, int(np.floor((f32(size) - exact_height) / 2)))
     left = max(0, int(np.floor((f32(size) - exact_width) / 2)))
-    return (int(np.floor(exact_height)), int(np.floor(exact_width))), (top, left)
+    return (max(1, int(np.floor(exact_height))), max(1, int(np.floor(exact_width)))), (top, left)
 
 
 def resize_image_to_square(image: Image.Image, size: int, letterbox: bool) -> np.ndarray:

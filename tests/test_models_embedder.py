@@ -170,6 +170,12 @@ def test_the_embedding_time_resize_gives_the_pixels_of_the_training_resize(lette
         np.testing.assert_allclose(resized, expected, rtol=0, atol=1.001, err_msg=f"{height}x{width}")
 
 
+def test_an_image_far_longer_than_wide_keeps_a_line_of_pixels() -> None:
+    for height, width in [(2, 1000), (1000, 2), (1, 448)]:
+        resized = resize_image_to_square(Image.new("RGB", (width, height), "white"), 224, letterbox=True)
+        assert resized.shape == (224, 224, 3) and 0 < np.count_nonzero(resized.max(axis=2)) <= 224, (height, width)
+
+
 def test_unfreezing_tiny_backbone_keeps_batch_norm_frozen() -> None:
     backbone = build_backbone("tiny", "none").model
     spec = backbone_spec("tiny")

@@ -92,6 +92,11 @@ def test_uploaded_poster_finds_itself_first(tiny_model, tmp_path: Path) -> None:
         other.seek(0)
         response = client.post("/v1/search", data={"image": (other, f"upload.{image_format.lower()}"), "k": "4"})
         assert response.status_code == 200 and len(response.json["results"]) == 4, (mode, response.data[:300])
+    sliver = io.BytesIO()
+    Image.open(items[0].image_path).convert("RGB").resize((1000, 2)).save(sliver, "PNG")
+    sliver.seek(0)
+    long_and_thin = client.post("/v1/search", data={"image": (sliver, "sliver.png"), "k": "4"})
+    assert long_and_thin.status_code == 200 and len(long_and_thin.json["results"]) == 4, long_and_thin.data[:300]
     not_an_image = client.post("/v1/search", data={"image": (io.BytesIO(b"GIF89a truncated"), "x.gif")})
     assert not_an_image.status_code == 415 and set(not_an_image.json) == {"error", "detail"}
     bad_k = client.post("/v1/search", data={"image": (io.BytesIO(b"irrelevant"), "x.jpg"), "k": "0"})
