@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import CONTENT_TYPE_LATEST
 from test_recsvc_support import CROWDERS, DE_TITLES, DIM, Corpus, publish, settings_for, synthetic_corpus
 
 from recsvc import create_app, kernels, ranking
@@ -583,7 +584,9 @@ def test_metrics_count_requests_and_latency_per_endpoint_and_show_the_index(inde
     for _ in range(3):
         client.get("/v1/posters/t001/similar?k=3")
     client.get("/v1/posters/t001/similar?k=0")
-    after = client.get("/metrics").get_data(as_text=True)
+    scraped = client.get("/metrics")
+    assert scraped.headers["Content-Type"] == CONTENT_TYPE_LATEST, "Prometheus' own, its charset once"
+    after = scraped.get_data(as_text=True)
     ok = dict(name="posterrec_requests_total", endpoint=rule, method="GET", status="200")
     assert _sample(after, **ok) - _sample(before, **ok) == 3
     bad = dict(ok, status="400")
