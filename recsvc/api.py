@@ -82,13 +82,11 @@ def request_body() -> bytes:
     return data
 
 
-NOT_JSON = "body must be well-formed JSON sent as Content-Type: application/json"
-
-
 def json_object() -> dict:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    """The request body as a JSON object; a 415 for another media type, a 400 saying what is wrong with it."""
     if not request.is_json:
-        raise bad_request(NOT_JSON)
+        sent = f"Content-Type {request.mimetype}" if request.mimetype else "no Content-Type"
+        raise ApiError(415, "unsupported_media_type", f"send the body as JSON, Content-Type: application/json ({sent})")
     return parse_json_object(request_body(), current_app.json.loads)
 
 
@@ -96,14 +94,15 @@ def parse_json_object(data: bytes, loads: Callable[[bytes], Any]) -> dict:
     """``data`` parsed by ``loads`` (the app's JSON provider's) as a JSON object.
 
     Raises:
-        ApiError: 400 when ``data`` is not JSON or not an object.
+        ApiError: 400 when ``data`` is not JSON (saying where the parser stopped) or not an object.
     """
     try:
         body = loads(data)
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError and the provider's "nested too deeply" are ValueErrors
-        raise bad_request(NOT_JSON) from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError and the provider's "nested too deeply"
+        problem = "is empty: send a JSON object" if not data.strip() else f"is not well-formed JSON: {err}"
+        raise bad_request(f"body {problem}") from None
     if not isinstance(body, dict):
-        raise bad_request(f"body must be a JSON object, got {type(body).__name__}")
+        raise bad_request(f"body must be a JSON object, got {params.json_kind(body)}")
     return body
 
 
@@ -247,6 +246,7 @@ def search():
                 "send multipart/form-data with an 'image' file, or JSON {\"embedding\": [...]}",
             )
         body = json_object()
+        params.refuse_unknown_fields(body, params.SEARCH_FIELDS)
         k = params.parse_k(body.get("k"), app_settings().max_k, text=False)
         region = params.parse_region(body.get("region"))
         vector = params.parse_embedding(body.get("embedding"), index.dim)

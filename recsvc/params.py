@@ -112,15 +112,33 @@ SIGNALS = ("poster", "behaviour", "hybrid")
 PLAIN_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregation"})
 """Fields of a request ranked by poster similarity alone; the others are parsed only when present."""
 RECOMMENDATION_FIELDS = PLAIN_FIELDS | {"signal", "negative", "weights", "genres", "year_min", "year_max", "exclude"}
+SEARCH_FIELDS = frozenset({"embedding", "k", "region"})
+"""Fields of a JSON ``POST /v1/search``."""
+
+
+def json_kind(value: Any) -> str:
+    """What ``value`` is, in JSON's words (for an error detail): null, a boolean, a number, a string, an array or
+    an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = ((int, "a number"), (float, "a number"), (str, "a string"), (list, "an array"), (dict, "an object"))
+    return next((kind for type_, kind in kinds if isinstance(value, type_)), type(value).__name__)
+
+
+def refuse_unknown_fields(body: dict, allowed: Collection[str]) -> None:
+    """A 400 naming the fields of ``body`` not in ``allowed``: a typo would otherwise be ignored silently."""
+    unknown = body.keys() - set(allowed)
+    if unknown:
+        raise bad_request(
+            f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def parse_recommendation_request(body: dict, max_k: int, aggregations: Collection[str]) -> RecommendationRequest:
     """The JSON body of ``POST /v1/recommendations``; unknown fields are refused to catch typos."""
-    unknown = body.keys() - RECOMMENDATION_FIELDS
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(RECOMMENDATION_FIELDS))}"
-        )
+    refuse_unknown_fields(body, RECOMMENDATION_FIELDS)
     history = body.get("history")
     if not isinstance(history, list) or not history:
         raise bad_request("history must be a non-empty list of poster ids, oldest first")
@@ -176,7 +194,7 @@ def parse_weights(raw: Any, count: int) -> np.ndarray | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or len(raw) != count:
-        got = f"{len(raw)} values" if isinstance(raw, list) else repr(type(raw).__name__)
+        got = f"{len(raw)} values" if isinstance(raw, list) else json_kind(raw)
         raise bad_request(f"weights must be a list of {count} numbers, one per history item, got {got}")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < float("inf") for x in raw):
         raise bad_request("weights must hold only finite numbers >= 0")
@@ -204,8 +222,10 @@ def parse_embedding(raw: Any, dim: int) -> np.ndarray:
     Checked after normalising in float64 (scaled by its largest value first), because values that are
     finite in JSON can still overflow float32 or vanish to a zero norm and would otherwise search with NaN.
     """
+    if raw is None:
+        raise bad_request(f"embedding is missing: send a list of {dim} numbers")
     if not isinstance(raw, list) or len(raw) != dim:
-        got = f"{len(raw)} values" if isinstance(raw, list) else repr(type(raw).__name__)
+        got = f"{len(raw)} values" if isinstance(raw, list) else json_kind(raw)
         raise bad_request(f"embedding must be a list of {dim} numbers, got {got}")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < float("inf") for x in raw):
         raise bad_request("embedding must hold only finite numbers")

@@ -281,18 +281,32 @@ def test_recommendations_bad_fields_are_400_naming_the_field(client: FlaskClient
 
 
 @pytest.mark.parametrize(
-    "data, content_type",
+    "data, detail",
     [
-        ("{not json", "application/json"),
-        ('["t001"]', "application/json"),
-        ("null", "application/json"),
-        ('{"history": ["t001"]}', "text/plain"),
-        ("", "application/json"),
-        ("[" * 100_000, "application/json"),
+        (
+            "{not json",
+            "body is not well-formed JSON: Expecting property name enclosed in double quotes: line 1 column 2",
+        ),
+        ('{"history": ["t001"]} x', "body is not well-formed JSON: Extra data: line 1 column 23"),
+        ('["t001"]', "body must be a JSON object, got an array"),
+        ("null", "body must be a JSON object, got null"),
+        ("", "body is empty: send a JSON object"),
+        ("[" * 100_000, "body is not well-formed JSON: JSON nested too deeply to parse"),
     ],
 )
-def test_recommendations_malformed_json_is_400(client: FlaskClient, data: str, content_type: str) -> None:
-    assert_json_error(client.post("/v1/recommendations", data=data, content_type=content_type), 400)
+def test_recommendations_malformed_json_is_400_saying_what_is_wrong(
+    client: FlaskClient, data: str, detail: str
+) -> None:
+    response = client.post("/v1/recommendations", data=data, content_type="application/json")
+    assert_json_error(response, 400)
+    assert response.json["detail"].startswith(detail), response.json["detail"]
+
+
+def test_recommendations_in_another_media_type_is_415_naming_it(client: FlaskClient) -> None:
+    response = client.post("/v1/recommendations", data='{"history": ["t001"]}', content_type="text/plain")
+    assert_json_error(response, 415)
+    assert response.json["detail"] == "send the body as JSON, Content-Type: application/json (Content-Type text/plain)"
+    assert "(no Content-Type)" in client.post("/v1/recommendations", data=b"{}").json["detail"]
 
 
 # --- /search (JSON embedding; uploads are in test_recsvc_search.py) ----------------------------------
@@ -341,8 +355,9 @@ def test_search_by_embedding_of_any_finite_magnitude_searches_by_direction(
 @pytest.mark.parametrize(
     "embedding, reason",
     [
-        ([0.1] * (DIM - 1), f"list of {DIM} numbers"),
-        ("0.1,0.2", f"list of {DIM} numbers"),
+        ([0.1] * (DIM - 1), f"list of {DIM} numbers, got {DIM - 1} values"),
+        ("0.1,0.2", f"list of {DIM} numbers, got a string"),
+        (None, f"embedding is missing: send a list of {DIM} numbers"),
         ([0.0] * DIM, "zeros"),
         ([0.1] * (DIM - 1) + ["x"], "finite"),
         ([0.1] * (DIM - 1) + [True], "finite"),
@@ -353,6 +368,12 @@ def test_search_refuses_bad_embeddings(client: FlaskClient, embedding, reason: s
     response = client.post("/v1/search", json={"embedding": embedding})
     assert_json_error(response, 400)
     assert reason in response.json["detail"]
+
+
+def test_search_refuses_fields_it_does_not_take(client: FlaskClient) -> None:
+    response = client.post("/v1/search", json={"embedding": [0.1] * DIM, "history": ["t001"]})
+    assert_json_error(response, 400)
+    assert response.json["detail"] == "unknown field(s) 'history'; allowed: embedding, k, region"
 
 
 def test_search_needs_json_or_multipart(client: FlaskClient) -> None:

@@ -201,3 +201,22 @@ def test_search_uploads_of_damaged_images(client, image_format: str, edits: list
     response = client.post("/v1/search", data={"image": (io.BytesIO(bytes(data)), "upload")})
     assert response.status_code in (413, 415, 503), response.data[:300]
     assert set(response.get_json()) == {"error", "detail"}
+
+
+@pytest.mark.parametrize(
+    "raw, kind",
+    [
+        (None, "null"),
+        (True, "a boolean"),
+        (3, "a number"),
+        (1.5, "a number"),
+        ("3", "a string"),
+        ([], "an array"),
+        ({}, "an object"),
+    ],
+)
+def test_details_name_a_value_by_its_json_kind(raw, kind: str) -> None:
+    assert params.json_kind(raw) == kind
+    if raw is not None:
+        with pytest.raises(ApiError, match=f"one per history item, got {kind}$" if raw != [] else "got 0 values$"):
+            params.parse_weights(raw, 2)
