@@ -127,7 +127,7 @@ def openapi_document(settings: Settings) -> dict:
                             "application/json": {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}
                         },
                     },
-                    "responses": {**_ok("Recommendations"), **_errors(400, 404, 413, 503)},
+                    "responses": {**_ok("Recommendations"), **_errors(400, 404, 413, 415, 503)},
                 }
             },
             "/v1/search": {
