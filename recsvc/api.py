@@ -17,7 +17,7 @@ from werkzeug.wsgi import LimitedStream
 from indexer.published import PublishedIndex
 
 from . import params, ranking, signals
-from .errors import ApiError, bad_request, busy
+from .errors import ApiError, bad_request, busy, echoed
 from .openapi import openapi_document
 from .served import (
     API_PREFIX,
@@ -223,11 +223,13 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
                 slots.release()
     except Image.DecompressionBombError:  # also raised by PIL itself, past twice its own limit
         raise ApiError(
-            413, "image_too_large", f"upload {name!r} has more than the {max_pixels:,} pixels this service decodes"
+            413,
+            "image_too_large",
+            f"upload {echoed(name)} has more than the {max_pixels:,} pixels this service decodes",
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ApiError(
-            415, "unsupported_media_type", f"upload {name!r} is not an image this service can decode"
+            415, "unsupported_media_type", f"upload {echoed(name)} is not an image this service can decode"
         ) from None
 
 

@@ -34,7 +34,7 @@ from .catalog_api import (
     parse_listing_request,
     regions_with_counts,
 )
-from .errors import ApiError, not_found
+from .errors import ApiError, echoed, not_found
 from .served import image_mimetype, requested_image, served_index
 
 bp = Blueprint(
@@ -92,7 +92,7 @@ def download(title_id: str):
     ``<id>-<region or "original">.<extension>``, so the files saved from one poster do not overwrite each other."""
     wanted = requested_image(served_index(), title_id)
     if wanted.region and not wanted.variant:
-        raise not_found(f"poster {title_id!r} has no {wanted.region} variant")
+        raise not_found(f"poster {echoed(title_id)} has no {wanted.region} variant")
     path = wanted.chosen.image_path
     try:
         mimetype = image_mimetype(path)

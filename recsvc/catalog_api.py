@@ -23,7 +23,7 @@ from swagger_ui_bundle import swagger_ui_path
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .errors import bad_request
+from .errors import bad_request, echoed
 from .live_index import built_frozen
 from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from .served import image_url, known_regions, served_index
@@ -155,7 +155,7 @@ def parse_genre(raw: str | None, catalog: BrowseListing) -> str | None:
     if raw is None or raw == "":
         return None
     if raw not in catalog.by_genre:
-        raise bad_request(f"unknown genre {raw!r}; known genres: {', '.join(catalog.by_genre) or 'none'}")
+        raise bad_request(f"unknown genre {echoed(raw)}; known genres: {', '.join(catalog.by_genre) or 'none'}")
     return raw
 
 
@@ -174,7 +174,7 @@ def parse_has_variant(raw: str | None, region: str | None) -> bool | None:
     if raw is None or raw == "":
         return None
     if raw not in HAS_VARIANT_VALUES:
-        raise bad_request(f"has_variant must be true or false, got {raw!r}")
+        raise bad_request(f"has_variant must be true or false, got {echoed(raw)}")
     if region is None:
         raise bad_request("has_variant needs a region: it keeps titles with (or without) a variant in that region")
     return HAS_VARIANT_VALUES[raw]

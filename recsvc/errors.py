@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+import reprlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import BadRequest, HTTPException
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = 10
+
+
+def echoed(value: Any) -> str:
+    """``repr(value)`` for an error detail, long strings and lists shortened with ``...`` (:mod:`reprlib`): a
+    detail must not send a client's 300,000-character id back whole."""
+    return _SHORT.repr(value)
+
+
+def echoed_list(values: Sequence[Any], most: int = 10) -> str:
+    """The first ``most`` of ``values``, each :func:`echoed`, and how many more there are."""
+    shown = ", ".join(echoed(value) for value in values[:most])
+    return shown if len(values) <= most else f"{shown} and {len(values) - most:,} more"
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -109,6 +128,17 @@ def _payload(status: int, error: str, detail: str):
     return response
 
 
+def _http_detail(err: HTTPException) -> str:
+    """Werkzeug's description of ``err``, or for the errors a client makes most, one naming what it sent."""
+    if isinstance(err, NotFound) and err.description == NotFound.description:  # routing's, not an ApiError
+        return f"no endpoint at {echoed(request.path)}; /v1/openapi.json lists the API's paths"
+    if isinstance(err, MethodNotAllowed):
+        return f"{echoed(request.method)} is not allowed here; allowed: {', '.join(sorted(err.valid_methods or ()))}"
+    if isinstance(err, RequestEntityTooLarge):
+        return f"the request body is larger than the {current_app.config['MAX_CONTENT_LENGTH']:,} bytes accepted"
+    return err.description or err.name
+
+
 def register_error_handlers(app: Flask) -> None:
     """JSON bodies for every error the app raises, and a 400 for a request body the server cannot decode."""
     app.wsgi_app = CheckedChunkedBodies(app.wsgi_app)
@@ -125,7 +155,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(err: HTTPException):
         """Werkzeug's error as JSON, keeping the headers HTTP requires of it (``Allow`` on a 405)."""
         code = (err.name or "error").lower().replace(" ", "_")
-        response = _payload(err.code or 500, code, err.description or err.name)
+        response = _payload(err.code or 500, code, _http_detail(err))
         response.headers.extend((name, value) for name, value in err.get_headers() if name != "Content-Type")
         return response
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from indexer.published import PublishedIndex
 
-from .errors import bad_request
+from .errors import bad_request, echoed_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ def allowed_titles(
         unknown = [genre for genre in genres if genre not in facets.titles_of_genre]
         if unknown:
             raise bad_request(
-                f"genres: unknown genre(s) {', '.join(map(repr, unknown[:10]))}; "
+                f"genres: unknown genre(s) {echoed_list(unknown)}; "
                 f"known: {', '.join(sorted(facets.titles_of_genre)) or 'none'}"
             )
         in_genres = np.zeros(len(index.title_ids), bool)

@@ -15,7 +15,7 @@ import numpy as np
 
 from indexer.regions import is_region_code
 
-from .errors import bad_request
+from .errors import bad_request, echoed, echoed_list
 
 DECIMAL = re.compile(r"[+]?0*([0-9]{1,18})")
 """ASCII digits only (``\\d`` would also take other scripts' digits, ``k=３``), leading zeros aside: the
@@ -42,7 +42,7 @@ def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text:
     digits = DECIMAL.fullmatch(raw.strip()) if text and isinstance(raw, str) else None
     value = raw if type(raw) is int else int(digits.group(1)) if digits else None
     if value is None or not 1 <= value <= maximum:
-        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {raw!r}")
+        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {echoed(raw)}")
     return value
 
 
@@ -60,7 +60,7 @@ def parse_region(raw: Any) -> str | None:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str) or not is_region_code(raw):
-        raise bad_request(f"region must be a two-letter region code, got {raw!r}")
+        raise bad_request(f"region must be a two-letter region code, got {echoed(raw)}")
     return raw.upper()
 
 
@@ -69,7 +69,7 @@ def parse_bool(raw: Any, name: str, default: bool) -> bool:
         return default
     if isinstance(raw, bool):
         return raw
-    raise bad_request(f"{name} must be true or false, got {raw!r}")
+    raise bad_request(f"{name} must be true or false, got {echoed(raw)}")
 
 
 @dataclasses.dataclass(slots=True)
@@ -131,9 +131,7 @@ def refuse_unknown_fields(body: dict, allowed: Collection[str]) -> None:
     """A 400 naming the fields of ``body`` not in ``allowed``: a typo would otherwise be ignored silently."""
     unknown = body.keys() - set(allowed)
     if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, sorted(unknown)))}; allowed: {', '.join(sorted(allowed))}"
-        )
+        raise bad_request(f"unknown field(s) {echoed_list(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
 
 
 def parse_recommendation_request(body: dict, max_k: int, aggregations: Collection[str]) -> RecommendationRequest:
@@ -174,7 +172,7 @@ def parse_preferences(body: dict, req: RecommendationRequest) -> None:
 def parse_choice(raw: Any, name: str, choices: Collection[str]) -> str | None:
     """One of ``choices``, None when absent."""
     if raw is not None and (not isinstance(raw, str) or raw not in choices):
-        raise bad_request(f"{name} must be one of {', '.join(sorted(choices))}, got {raw!r}")
+        raise bad_request(f"{name} must be one of {', '.join(sorted(choices))}, got {echoed(raw)}")
     return raw
 
 
@@ -212,7 +210,7 @@ def parse_year(raw: Any, name: str) -> int | None:
     if raw is None:
         return None
     if type(raw) is not int or not YEAR_RANGE[0] <= raw <= YEAR_RANGE[1]:
-        raise bad_request(f"{name} must be an integer year in [{YEAR_RANGE[0]}, {YEAR_RANGE[1]}], got {raw!r}")
+        raise bad_request(f"{name} must be an integer year in [{YEAR_RANGE[0]}, {YEAR_RANGE[1]}], got {echoed(raw)}")
     return raw
 
 

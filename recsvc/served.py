@@ -18,7 +18,7 @@ from PIL import Image
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
-from .errors import ApiError, not_found, retry_after
+from .errors import ApiError, echoed, not_found, retry_after
 from .live_index import LiveIndex
 
 API_PREFIX = "/v1"
@@ -65,7 +65,7 @@ def poster_row(index: PublishedIndex, title_id: str) -> int:
     """The row of poster ``title_id``, or a 404 naming it."""
     row = index.poster_row(title_id)
     if row is None:
-        raise not_found(f"no poster with id {title_id!r} in index version {index.version}")
+        raise not_found(f"no poster with id {echoed(title_id)} in index version {index.version}")
     return row
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from indexer.behaviour_index import BehaviourIndex
 from indexer.published import PublishedIndex
 
-from .errors import bad_request, not_found
+from .errors import bad_request, echoed_list, not_found
 from .filters import allowed_titles, title_ordinals_of
 from .kernels import unit_weighted_sum
 from .params import RecommendationRequest
@@ -58,7 +58,7 @@ def poster_rows(index: PublishedIndex, title_ids: list[str], field: str) -> list
     rows = [index.poster_row(title_id) for title_id in title_ids]
     if None in rows:
         missing = [title_id for title_id, row in zip(title_ids, rows) if row is None]
-        raise not_found(f"unknown poster id(s) in {field}: {', '.join(map(repr, missing[:10]))}")
+        raise not_found(f"unknown poster id(s) in {field}: {echoed_list(missing)}")
     return rows
 
 

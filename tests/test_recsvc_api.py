@@ -460,6 +460,33 @@ def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
     too_big = app.config["MAX_CONTENT_LENGTH"] + 1
     response = client.post("/v1/search", data={"image": (io.BytesIO(b"\xff" * too_big), "huge.jpg")})
     assert_json_error(response, 413)
+    limit = f"{app.config['MAX_CONTENT_LENGTH']:,}"
+    assert response.json["detail"] == f"the request body is larger than the {limit} bytes accepted"
+
+
+def test_a_wrong_path_or_method_is_named_with_what_would_do(client: FlaskClient) -> None:
+    missing = client.get("/v1/posters/t001/similar/")
+    assert_json_error(missing, 404)
+    assert (
+        missing.json["detail"] == "no endpoint at '/v1/posters/t001/similar/'; /v1/openapi.json lists the API's paths"
+    )
+    wrong = client.delete("/v1/recommendations")
+    assert_json_error(wrong, 405)
+    assert wrong.json["detail"] == "'DELETE' is not allowed here; allowed: OPTIONS, POST"
+
+
+def test_errors_repeat_a_clients_values_shortened(client: FlaskClient) -> None:
+    """An id of 300,000 characters, or a thousand unknown ids, do not come back whole."""
+    long_id = "x" * 300_000
+    for response in (
+        client.get(f"/v1/posters/{long_id}/similar"),
+        client.post("/v1/recommendations", json={"history": ["t001", long_id]}),
+        client.post("/v1/recommendations", json={"history": ["t001"], "k": [1] * 100_000}),
+    ):
+        assert 400 <= response.status_code < 500 and len(response.data) < 1_000, response.data[:300]
+    unknown = client.post("/v1/recommendations", json={"history": [f"missing-{i}" for i in range(1000)]})
+    assert_json_error(unknown, 404)
+    assert unknown.json["detail"].endswith("'missing-9' and 990 more")
 
 
 # --- metadata, variants, images -------------------------------------------------------------------
