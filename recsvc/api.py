@@ -23,6 +23,7 @@ from .served import (
     API_PREFIX,
     IMAGE_RULE,
     app_settings,
+    ignore_range_unless_one_byte_range,
     image_mimetype,
     image_url,
     live_index,
@@ -292,6 +293,7 @@ def variants(title_id: str):
 def image(title_id: str):
     wanted = requested_image(served_index(), title_id)
     path = wanted.chosen.image_path
+    ignore_range_unless_one_byte_range()
     try:
         response = send_file(path, mimetype=image_mimetype(path), conditional=True, max_age=86400)
     except OSError:  # UnidentifiedImageError included

@@ -35,7 +35,7 @@ from .catalog_api import (
     regions_with_counts,
 )
 from .errors import ApiError, echoed, not_found
-from .served import image_mimetype, requested_image, served_index
+from .served import ignore_range_unless_one_byte_range, image_mimetype, requested_image, served_index
 
 bp = Blueprint(
     "browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse"
@@ -94,6 +94,7 @@ def download(title_id: str):
     if wanted.region and not wanted.variant:
         raise not_found(f"poster {echoed(title_id)} has no {wanted.region} variant")
     path = wanted.chosen.image_path
+    ignore_range_unless_one_byte_range()
     try:
         mimetype = image_mimetype(path)
         name = f"{title_id}-{wanted.region or 'original'}{mimetypes.guess_extension(mimetype) or ''}"

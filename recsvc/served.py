@@ -14,6 +14,7 @@ from posterrec_settings import Settings
 
 from flask import current_app, request
 from PIL import Image
+from werkzeug.http import parse_range_header
 
 from indexer.published import IndexItem, PublishedIndex
 
@@ -128,6 +129,19 @@ def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
     region = params.parse_region(request.args.get("region"))
     variant = variant_item(index, title_id, region)
     return RequestedImage(variant or original, variant, region)
+
+
+def ignore_range_unless_one_byte_range() -> None:
+    """Leave out of this request a ``Range`` header that is not one range of bytes, so that the whole image is
+    sent (200) where werkzeug would refuse it (416): HTTP has a server ignore a range unit it does not know,
+    and lets it ignore several ranges or a malformed header (RFC 9110, section 14.2). A single range past the
+    end stays a 416."""
+    header = request.environ.get("HTTP_RANGE")
+    if header is None:
+        return
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        del request.environ["HTTP_RANGE"]
 
 
 def image_mimetype(path: str) -> str:

@@ -720,6 +720,11 @@ def test_the_image_routes_conditional_and_range_answers_are_documented(client: F
     assert [answer.status_code for answer in answers.values()] == [206, 304, 416]
     for name, answer in answers.items():
         assert str(answer.status_code) in described, f"{name}: {answer.status_code} is not documented"
+    whole = client.get(url).data
+    for ignored in ("bytes=0-1,5-6", "bytes=abc", "items=0-5"):
+        for route in (url, "/download/t001"):
+            response = client.get(route, headers={"Range": ignored})
+            assert response.status_code == 200 and response.data == whole, (route, ignored)
 
 
 def test_the_documented_defaults_are_the_ones_applied(client: FlaskClient) -> None:
