@@ -29,6 +29,7 @@ from .served import (
     live_index,
     original_item,
     poster_row,
+    query_args,
     requested_image,
     served_index,
     variant_item,
@@ -132,7 +133,7 @@ def similar_results(
 @bp.get(SIMILAR_RULE)
 def similar(title_id: str):
     """Also answered without Flask by :mod:`recsvc.shortcut` under ``python -m recsvc``."""
-    return jsonify(similar_results(served_index(), title_id, request.args, app_settings().max_k, request.script_root))
+    return jsonify(similar_results(served_index(), title_id, query_args(), app_settings().max_k, request.script_root))
 
 
 RECOMMENDATIONS_RULE = "/recommendations"
@@ -238,8 +239,9 @@ def _uploaded_image_vector(index: PublishedIndex) -> np.ndarray:
 def search():
     index = served_index()
     if request.mimetype == "multipart/form-data":
-        k = params.parse_k(request.form.get("k"), app_settings().max_k)
-        region = params.parse_region(request.form.get("region"))
+        form = params.single_values(request.form.items(multi=True))
+        k = params.parse_k(form.get("k"), app_settings().max_k)
+        region = params.parse_region(form.get("region"))
         vector = _uploaded_image_vector(index)
     else:
         if not request.is_json:
@@ -276,7 +278,7 @@ def poster(title_id: str):
 def variants(title_id: str):
     index = served_index()
     original_item(index, title_id)
-    region = params.parse_region(request.args.get("region"))
+    region = params.parse_region(query_args().get("region"))
     found = index.variants_of(title_id)
     if region:
         found = [item for item in found if item.region == region]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 
-from flask import Blueprint, jsonify, render_template, request, send_from_directory
+from flask import Blueprint, jsonify, render_template, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from indexer.published import IndexItem, PublishedIndex
@@ -26,7 +26,7 @@ from . import params
 from .errors import bad_request, echoed
 from .live_index import built_frozen
 from .params import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
-from .served import image_url, known_regions, served_index
+from .served import image_url, known_regions, query_args, served_index
 
 bp = Blueprint("catalog", __name__, url_prefix="/v1")
 
@@ -229,7 +229,7 @@ def entry_json(entry: CatalogEntry, region: str | None) -> dict:
 @bp.get("/posters")
 def posters():
     index = served_index()
-    req = parse_listing_request(request.args, index)
+    req = parse_listing_request(query_args(), index)
     page = listing(index, req)
     return jsonify(
         index_version=index.version,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,17 @@ PLAIN_FIELDS = frozenset({"history", "k", "region", "exclude_history", "aggregat
 RECOMMENDATION_FIELDS = PLAIN_FIELDS | {"signal", "negative", "weights", "genres", "year_min", "year_max", "exclude"}
 SEARCH_FIELDS = frozenset({"embedding", "k", "region"})
 """Fields of a JSON ``POST /v1/search``."""
+
+
+def single_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each parameter's value, or a 400 naming a parameter given more than once (which of its values was meant
+    cannot be told)."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise bad_request(f"parameter {echoed(name)} is given more than once; give it once")
+        values[name] = value
+    return values
 
 
 def json_kind(value: Any) -> str:

@@ -123,10 +123,15 @@ class RequestedImage:
         return response
 
 
+def query_args() -> dict[str, str]:
+    """The request's query parameters, each given once (:func:`params.single_values`)."""
+    return params.single_values(request.args.items(multi=True))
+
+
 def requested_image(index: PublishedIndex, title_id: str) -> RequestedImage:
     """Shared by the full image and the browse page's thumbnails, so both fall back alike."""
     original = original_item(index, title_id)
-    region = params.parse_region(request.args.get("region"))
+    region = params.parse_region(query_args().get("region"))
     variant = variant_item(index, title_id, region)
     return RequestedImage(variant or original, variant, region)
 

@@ -22,7 +22,7 @@ from flask import Flask
 
 from indexer.published import PublishedIndex
 
-from . import SECURITY_HEADERS, security_headers
+from . import SECURITY_HEADERS, params, security_headers
 from .api import RECOMMENDATIONS_RULE, SIMILAR_RULE, parse_json_object, recommendation_results, similar_results
 from .errors import ApiError
 from .metrics import record_request
@@ -76,7 +76,8 @@ class ApiShortcut:
     def similar(self, index: PublishedIndex, title_id: str, query: str) -> dict:
         """The similar-poster view's body for ``title_id`` and the raw ``query``; raises its ApiErrors."""
         settings = self.config["POSTERREC_SETTINGS"]
-        return similar_results(index, title_id, first_values(query), settings.max_k, script_root="")
+        args = params.single_values(parse_qsl(query, keep_blank_values=True))
+        return similar_results(index, title_id, args, settings.max_k, script_root="")
 
     def recommendations(self, index: PublishedIndex, body: bytes) -> dict:
         """The recommendation view's body for the raw JSON ``body``; raises its ApiErrors."""
@@ -103,12 +104,3 @@ class ApiShortcut:
             return ""
         title_id = path[len(self.similar_prefix) : len(path) - len(self.similar_suffix)]
         return "" if "/" in title_id else title_id
-
-
-def first_values(query: str) -> dict[str, str]:
-    """Each name's first value in the query string, as Flask's ``request.args.get`` reads it (an invalid
-    percent escape aside, which no parameter of this route accepts either way)."""
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        values.setdefault(name, value)
-    return values

@@ -464,6 +464,23 @@ def test_search_upload_too_large_is_413(client: FlaskClient, app) -> None:
     assert response.json["detail"] == f"the request body is larger than the {limit} bytes accepted"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/posters/t001/similar?k=3&k=5",
+        "/v1/posters?genre=Drama&genre=Sport",
+        "/v1/posters/t001/image?region=DE&region=JP",
+    ],
+)
+def test_a_parameter_given_twice_is_400_naming_it(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert_json_error(response, 400)
+    assert response.json["detail"].endswith("is given more than once; give it once")
+    upload = client.post("/v1/search", data={"image": (io.BytesIO(b"x"), "x.jpg"), "k": ["3", "5"]})
+    assert_json_error(upload, 400)
+    assert upload.json["detail"] == "parameter 'k' is given more than once; give it once"
+
+
 def test_a_wrong_path_or_method_is_named_with_what_would_do(client: FlaskClient) -> None:
     missing = client.get("/v1/posters/t001/similar/")
     assert_json_error(missing, 404)

@@ -16,7 +16,6 @@ from recsvc.shortcut import ApiShortcut
 ANSWERED = [
     "/v1/posters/{id}/similar",
     "/v1/posters/{id}/similar?k=3",
-    "/v1/posters/{id}/similar?k=3&k=7",  # the first value counts, as in request.args.get
     "/v1/posters/{id}/similar?k=+05&region=de",
     "/v1/posters/{id}/similar?region=DE&k=%32",
     "/v1/posters/{id}/similar?region=&unknown=1",
@@ -28,6 +27,7 @@ ERRORS = [
     "/v1/posters/{id}/similar?k=abc",
     "/v1/posters/{id}/similar?k=",
     "/v1/posters/{id}/similar?region=ZZZ",
+    "/v1/posters/{id}/similar?k=3&k=5",  # given twice: 400
     "/v1/posters/{id}/similar/",  # not the route: 404
     "/v1/posters//similar",
     "/v1/posters/{id}/x/similar",
