@@ -5,9 +5,9 @@ from there would show the new image before a build had embedded it, and after a 
 newer image beside the older vector. Instead the publisher puts each variant image in the version it stages
 (:func:`hold`): hard-linked where the version lies on the same file system, which copies no bytes (localize
 replaces a file by renaming a new one over it, which leaves the linked file as it was; a file edited in place
-changes in the versions too), copied otherwise.
-The version's items name these files relative to the version (:func:`held_item`); :func:`resolved` makes
-the path absolute when the version is loaded. Pruning a version deletes its copies with it.
+changes in the versions too), copied otherwise. The version's items name these files relative to the version
+(:func:`held_item`); :func:`resolved` makes the path absolute when the version is loaded. Pruning a version
+deletes its copies with it.
 """
 
 from __future__ import annotations
