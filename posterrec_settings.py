@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,6 +100,9 @@ class Settings:
     metrics_bind: str = ""
     """``HOST:PORT`` where the server serves the metrics on their own (e.g. ``127.0.0.1:9100``, reachable by
     Prometheus only); the API's ``/metrics`` then answers 404. Empty: ``/metrics`` on the API's address."""
+    cors_allow_origin: str = ""
+    """An origin (``https://app.example``) whose browser pages may call the ``/v1`` API, or ``*`` for any page
+    (its ``Access-Control-Allow-Origin``); empty: only the service's own pages."""
     index_poll_seconds: float = 10.0
     """How often the service checks for a newly published index version (0: never, no hot swap). Each check
     wakes a thread in every worker, which delays that worker's requests a little (docs/benchmarks.md)."""
@@ -149,9 +153,15 @@ FOLDERS = frozenset({"home", "model_dir", "index_root", "demo_dir", "behaviour_m
 """The settings that name a folder: one naming a file is refused when loaded, not after the work that writes there."""
 
 
+ORIGIN = re.compile(r"\*|https?://[^/\s]+")
+"""What ``cors_allow_origin`` may name: any origin, or one origin (scheme, host and port, no path)."""
+
+
 def _value_problem(name: str, value: Any) -> str | None:
     if name in FOLDERS and Path(value).is_file():
         return "is a file, not a folder"
+    if name == "cors_allow_origin" and value and not ORIGIN.fullmatch(value):
+        return "is not * or an origin such as https://app.example (scheme and host, no path)"
     if name in CHOICES and value not in CHOICES[name]:
         return f"is not one of {', '.join(CHOICES[name])}"
     if name not in RANGES:

@@ -14,13 +14,14 @@ import threading
 import posterrec_settings  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from posterrec_settings import Settings, load_settings
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
 
 from . import api, browse, catalog_api, health, kernels
 from .errors import register_error_handlers
 from .json_provider import OrjsonProvider
 from .live_index import LiveIndex
 from .metrics import instrument
+from .served import API_PREFIX
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 """On every response the service sends (granian's own answer to a request it cannot parse has no body): a
@@ -32,6 +33,23 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 """On HTML pages: scripts, styles and images from this server only, and no framing by another site."""
+
+CORS_METHODS = "GET, HEAD, POST"
+"""What a page of another origin may send to the API (``cors_allow_origin``), with a JSON ``Content-Type``."""
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """The headers that let pages from ``origin`` (``*``: from any) call the ``/v1`` API, a preflight's answers
+    included; none when ``origin`` is empty. The same on every response, so that no ``Vary`` is needed."""
+    if not origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
+
 
 DEFAULT_REGIONS = ("DE", "FR", "JP", "KR", "SA", "IL", "RU", "IN", "TH", "CN", "ES", "IT", "BR", "GB", "US")
 """Region codes accepted even when the index holds no variant for them yet (the original is served)."""
@@ -46,6 +64,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         POSTERREC_REGIONS=DEFAULT_REGIONS,
         POSTERREC_AGGREGATION=aggregation,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        POSTERREC_CORS_HEADERS=cors_headers(settings.cors_allow_origin),
     )
     app.json = OrjsonProvider(app)
     kernels.warm_up()  # at start-up, so that the first request does not wait for Numba
@@ -71,7 +90,11 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
 
 
 def security_headers(response: Response) -> Response:
+    """:data:`SECURITY_HEADERS` on every response, the API's :func:`cors_headers` on its own and
+    :data:`PAGE_HEADERS` on pages."""
     response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith(f"{API_PREFIX}/"):
+        response.headers.update(current_app.config["POSTERREC_CORS_HEADERS"])
     if response.mimetype == "text/html":
         response.headers.update(PAGE_HEADERS)
     return response

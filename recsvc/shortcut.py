@@ -5,7 +5,7 @@ search itself (docs/benchmarks.md, "Over HTTP"). The RSGI server (:mod:`recsvc.r
 whose whole body it holds to :class:`ApiShortcut` first. ``GET /v1/posters/<id>/similar`` and a JSON
 ``POST /v1/recommendations`` that the view would answer 200 are answered here by the views' own functions
 (:func:`recsvc.api.similar_results`, :func:`recsvc.api.recommendation_results`, the app's JSON provider, its
-security headers, :func:`recsvc.metrics.record_request`), so that the response is the view's, byte for byte.
+security and CORS headers, :func:`recsvc.metrics.record_request`), so that the response is the view's, byte for byte.
 Any other request (another path or method, an unknown id, a bad parameter or body, no index yet, an error)
 is declined, and the Flask app answers it as it answers every request.
 """
@@ -59,7 +59,8 @@ class ApiShortcut:
         self.live = app.extensions["posterrec"]
         self.config = app.config  # read on each request, as the views read it
         self.json = app.json
-        self.headers = [("Content-Type", app.json.mimetype), *SECURITY_HEADERS.items()]
+        cors = app.config["POSTERREC_CORS_HEADERS"].items()
+        self.headers = [("Content-Type", app.json.mimetype), *SECURITY_HEADERS.items(), *cors]
 
     def __call__(self, method: str, path: str, query: str, content_type: str, body: bytes) -> Answer | None:
         index = self.live.index

@@ -801,3 +801,22 @@ def test_the_warm_up_compiles_the_kernels_with_the_types_requests_pass(client: F
     for body in bodies:
         assert client.post("/v1/recommendations", json=body).status_code == 200, body
     assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
+
+
+def test_cors_lets_pages_of_the_configured_origin_call_the_api_only(index_root: Path) -> None:
+    settings = dataclasses.replace(settings_for(index_root), cors_allow_origin="https://app.example")
+    client = create_app(settings, watch=False).test_client()
+    preflight = client.options(
+        "/v1/recommendations",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    for answer in (client.post("/v1/recommendations", json={"history": ["t001"]}), client.get("/v1/posters/t001")):
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    for outside in ("/metrics", "/healthz", "/"):
+        assert "Access-Control-Allow-Origin" not in client.get(outside).headers, outside
+    default = create_app(settings_for(index_root), watch=False).test_client().get("/v1/posters/t001")
+    assert "Access-Control-Allow-Origin" not in default.headers

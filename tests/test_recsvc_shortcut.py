@@ -3,6 +3,7 @@ everything else."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -165,3 +166,12 @@ def test_an_app_with_request_hooks_the_shortcut_would_skip_is_refused(index_root
     app.before_request(lambda: None)
     with pytest.raises(RuntimeError, match="request hooks"):
         ApiShortcut(app)
+
+
+def test_an_answer_carries_the_cors_headers_the_view_would(index_root: Path) -> None:
+    settings = dataclasses.replace(settings_for(index_root), cors_allow_origin="https://app.example")
+    app = create_app(settings, watch=False)
+    url = "/v1/posters/t001/similar?k=3"
+    expected = app.test_client().get(url)
+    assert expected.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert_same_response(expected, shortcut_answer(ApiShortcut(app), url))

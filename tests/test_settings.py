@@ -111,3 +111,11 @@ def test_server_settings_come_from_the_environment_and_name_a_bad_value() -> Non
         load_server_settings({"POSTERREC_BIND": "8000"})
     with pytest.raises(ConfigError, match="POSTERREC_THREADS must be a whole number of at least 1, got '0'"):
         load_server_settings({"POSTERREC_THREADS": "0"})
+
+
+@pytest.mark.parametrize("origin", ["https://app.example/", "app.example", "https://a.example, https://b.example"])
+def test_cors_allow_origin_must_be_one_origin_or_a_star(origin: str) -> None:
+    with pytest.raises(ConfigError, match="is not \\* or an origin such as https://app.example"):
+        load_settings(env={"POSTERREC_CORS_ALLOW_ORIGIN": origin})
+    for good in ("*", "https://app.example", "http://localhost:3000", ""):
+        assert load_settings(env={"POSTERREC_CORS_ALLOW_ORIGIN": good}).cors_allow_origin == good
