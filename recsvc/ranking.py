@@ -258,9 +258,9 @@ def recommend_preferring(
 
     Each history item weighs its weight times its recency weight (``mean``: its weight alone); the query
     moves away from the negatives' mean (:data:`NEGATIVE_WEIGHT`); only allowed titles are returned.
-    ``fusion`` fuses one such query per item; ``recent_neighbours`` ranks the listed titles that pass, as
-    without preferences (so weights of 1 or a filter that passes every listed title change nothing), and
-    searches like ``recent`` when fewer than ``k`` pass.
+    ``fusion`` fuses one such query per item; ``recent_neighbours`` ranks listed titles as without
+    preferences (:func:`listed_passing`: weights of 1, or a filter that passes every listed title, change
+    nothing) and searches like ``recent`` otherwise.
     """
     exclude = excluded_titles(index, rows, exclude_history, preferences)
     weights = history_weights(len(rows), aggregation, preferences.weights)
@@ -271,7 +271,7 @@ def recommend_preferring(
         return fused_titles(index, queries, weights[recent], k, exclude, preferences.allowed)
     query = steered(kernels.unit_weighted_sum(index.embeddings, np.asarray(rows, np.int64), weights), negative)
     if aggregation == "recent_neighbours" and index.similar is not None:
-        listed = listed_passing(index, rows, query, k, exclude_history, exclude, preferences.allowed)
+        listed = listed_passing(index, rows, weights, query, k, exclude_history, exclude, preferences.allowed)
         if listed is not None:
             return listed
     return nearest_titles(index, query, k, exclude, kind="history", allowed=preferences.allowed)
@@ -280,31 +280,38 @@ def recommend_preferring(
 def listed_passing(
     index: PublishedIndex,
     rows: list[int],
+    weights: np.ndarray,
     query: np.ndarray,
     k: int,
     exclude_history: bool,
     exclude: set[int],
     allowed: np.ndarray | None,
 ) -> Ranked | None:
-    """The ``k`` titles of ``recent_neighbours``' candidates (:func:`ranked_neighbours`) that score best
-    against ``query`` and are neither in ``exclude`` nor disallowed; None when fewer than ``k`` pass."""
+    """The ``k`` titles listed as similar to the history items that weigh most in ``query`` (as many as
+    :data:`NEIGHBOUR_SOURCES` of those weighing above 0: without preferences, the latest) that score best
+    against it and are not in ``exclude``.
+
+    None, for the caller to search, when fewer than ``k`` are left, or when ``allowed`` rules out any of them:
+    a filter that passes every candidate leaves the ranking as it is, and one that does not is answered by a
+    filtered search, which finds the allowed titles beyond the lists.
+    """
+    by_weight = np.argsort(weights, kind="stable")  # equal weights keep history order: the latest last
+    sources = min(NEIGHBOUR_SOURCES, int(np.count_nonzero(weights > 0)))
     most = NEIGHBOUR_SOURCES * NEIGHBOUR_DEPTH + len(rows)  # every candidate, best first
     titles, scores, _ = kernels.best_listed(
         index.similar.titles,
         index.embeddings,
         index.original_row_of_title,
-        index.title_of_row[np.asarray(rows, np.int64)],
+        index.title_of_row[np.asarray(rows, np.int64)[by_weight]],
         query,
-        NEIGHBOUR_SOURCES,
+        sources,
         NEIGHBOUR_DEPTH,
         most,
         exclude_history,
     )
-    passing = [
-        (int(title), float(score))
-        for title, score in zip(titles, scores)
-        if title not in exclude and (allowed is None or allowed[title])
-    ][:k]
+    if allowed is not None and not allowed[titles].all():
+        return None
+    passing = [(int(title), float(score)) for title, score in zip(titles, scores) if title not in exclude][:k]
     if len(passing) < k:
         return None
     return Ranked([title for title, _ in passing], [score for _, score in passing])

@@ -351,7 +351,8 @@ def test_recent_neighbours_with_preferences_that_pass_every_listed_title_ranks_a
     wide_index: PublishedIndex,
 ) -> None:
     """Weights of 1, a filter every title passes or an exclusion of no listed title leave the listed ranking as
-    it is; an exclusion of a listed title removes only it, and a filter too narrow for k falls back to search."""
+    it is; an exclusion of a listed title removes only it; the lists are those of the titles that weigh; a
+    filter that rules out a listed title is answered by a filtered search."""
     index = wide_index
     history = ["t020", "t060", "t100"]
     rows = [index.row_of_key[t] for t in history]
@@ -371,6 +372,12 @@ def test_recent_neighbours_with_preferences_that_pass_every_listed_title_ranks_a
     )
     longer = ranking.recommend(index, history, 11, "recent_neighbours", exclude_history=True)
     assert dropped.titles == longer.titles[1:]
+    six = ["t010", *history, "t140", "t180"]
+    only_first = ranking.Preferences(weights=np.array([1.0, 0, 0, 0, 0, 0]))
+    six_rows = [index.row_of_key[t] for t in six]
+    weighted = ranking.recommend_rows(index, six_rows, 5, "recent_neighbours", True, only_first)
+    searched = ranking.recommend_rows(index, six_rows, 5, "recent", True, only_first)
+    assert weighted.titles[0] == searched.titles[0], "the lists of the title that weighs, not of the latest five"
     few = np.zeros(len(index.title_ids), bool)
     few[[int(t) for t in index.similar.titles[index.title_ids.index("t300"), :12]]] = True  # none of the history's
     narrow = ranking.recommend_rows(index, rows, 10, "recent_neighbours", True, ranking.Preferences(allowed=few))
