@@ -153,15 +153,19 @@ FOLDERS = frozenset({"home", "model_dir", "index_root", "demo_dir", "behaviour_m
 """The settings that name a folder: one naming a file is refused when loaded, not after the work that writes there."""
 
 
-ORIGIN = re.compile(r"\*|https?://[^/\s]+")
-"""What ``cors_allow_origin`` may name: any origin, or one origin (scheme, host and port, no path)."""
+ORIGIN = re.compile(r"\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?")
+"""What ``cors_allow_origin`` may name: any origin, or one origin as a browser sends it (scheme, lower-case
+host and a port other than the scheme's own, no path)."""
 
 
 def _value_problem(name: str, value: Any) -> str | None:
     if name in FOLDERS and Path(value).is_file():
         return "is a file, not a folder"
-    if name == "cors_allow_origin" and value and not ORIGIN.fullmatch(value):
-        return "is not * or an origin such as https://app.example (scheme and host, no path)"
+    if name == "cors_allow_origin" and value and (not ORIGIN.fullmatch(value) or value.endswith((":80", ":443"))):
+        return (
+            "is not * or an origin as a browser sends it, such as https://app.example "
+            "(lower case, no path, no default port)"
+        )
     if name in CHOICES and value not in CHOICES[name]:
         return f"is not one of {', '.join(CHOICES[name])}"
     if name not in RANGES:

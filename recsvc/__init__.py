@@ -48,6 +48,7 @@ def cors_headers(origin: str) -> dict[str, str]:
         "Access-Control-Allow-Methods": CORS_METHODS,
         "Access-Control-Allow-Headers": "Content-Type",
         "Access-Control-Max-Age": "600",
+        "Access-Control-Expose-Headers": "Retry-After, X-PosterRec-Image, X-PosterRec-Fallback",
     }
 
 

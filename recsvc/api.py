@@ -11,13 +11,13 @@ from posterrec_settings import Settings
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
 from PIL import Image, UnidentifiedImageError
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import LimitedStream
 
 from indexer.published import PublishedIndex
 
 from . import params, ranking, signals
-from .errors import ApiError, bad_request, busy, echoed
+from .errors import ApiError, bad_request, body_too_large, busy, echoed
 from .openapi import openapi_document
 from .served import (
     API_PREFIX,
@@ -71,7 +71,7 @@ def request_body() -> bytes:
     length = request.content_length
     if length is not None:
         if length > limit:
-            raise RequestEntityTooLarge()
+            raise body_too_large(limit)
         data = stream.read(length)
         if len(data) < length:
             raise ClientDisconnected()
@@ -80,14 +80,14 @@ def request_body() -> bytes:
         return b""  # werkzeug's safe fallback: a body of unknown length that the server does not end is not read
     data = LimitedStream(stream, limit + 1, is_max=True).read()  # one byte past: too large
     if len(data) > limit:
-        raise RequestEntityTooLarge()
+        raise body_too_large(limit)
     return data
 
 
 def json_object() -> dict:
     """The request body as a JSON object; a 415 for another media type, a 400 saying what is wrong with it."""
     if not request.is_json:
-        sent = f"Content-Type {request.mimetype}" if request.mimetype else "no Content-Type"
+        sent = f"Content-Type {echoed(request.mimetype)}" if request.mimetype else "no Content-Type"
         raise ApiError(415, "unsupported_media_type", f"send the body as JSON, Content-Type: application/json ({sent})")
     return parse_json_object(request_body(), current_app.json.loads)
 
@@ -178,9 +178,12 @@ UPLOAD_WAIT_SECONDS = 10.0
 
 def _uploaded_file() -> tuple[bytes, str]:
     """The bytes and file name of the multipart ``image`` field."""
-    upload = request.files.get("image")
-    if upload is None:
+    uploads = request.files.getlist("image")
+    if not uploads:
         raise bad_request("multipart upload needs a file field named 'image'")
+    if len(uploads) > 1:
+        raise bad_request(f"multipart upload holds {len(uploads)} files named 'image'; send one")
+    upload = uploads[0]
     data = upload.read()
     if not data and not upload.filename:  # what a form sends for a file input left empty
         raise bad_request("multipart field 'image' holds no file")

@@ -35,7 +35,7 @@ from .catalog_api import (
     regions_with_counts,
 )
 from .errors import ApiError, echoed, not_found
-from .served import ignore_range_unless_one_byte_range, image_mimetype, requested_image, served_index
+from .served import ignore_range_unless_one_byte_range, image_mimetype, query_args, requested_image, served_index
 
 bp = Blueprint(
     "browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse"
@@ -159,7 +159,7 @@ def page():
         return render_template("browse_unavailable.html"), 503
     error = None
     try:
-        req = parse_listing_request(request.args, index)
+        req = parse_listing_request(query_args(), index)
     except ApiError as err:  # a stale or hand-edited URL: show the first page and say what was wrong
         error = err.detail
         req = parse_listing_request({}, index)

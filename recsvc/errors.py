@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import reprlib
@@ -22,6 +23,8 @@ _SHORT.maxlist = _SHORT.maxdict = 10
 def echoed(value: Any) -> str:
     """``repr(value)`` for an error detail, long strings and lists shortened with ``...`` (:mod:`reprlib`): a
     detail must not send a client's 300,000-character id back whole."""
+    if value is None or isinstance(value, bool):  # as JSON spells them: null, true, false
+        return json.dumps(value)
     return _SHORT.repr(value)
 
 
@@ -130,13 +133,21 @@ def _payload(status: int, error: str, detail: str):
 
 def _http_detail(err: HTTPException) -> str:
     """Werkzeug's description of ``err``, or for the errors a client makes most, one naming what it sent."""
-    if isinstance(err, NotFound) and err.description == NotFound.description:  # routing's, not an ApiError
-        return f"no endpoint at {echoed(request.path)}; /v1/openapi.json lists the API's paths"
+    path = f"{request.script_root}{request.path}"
+    if isinstance(err, NotFound) and request.url_rule is None and request.path.startswith("/v1/"):
+        return f"no endpoint at {echoed(path)}; {request.script_root}/v1/openapi.json lists the API's paths"
     if isinstance(err, MethodNotAllowed):
         return f"{echoed(request.method)} is not allowed here; allowed: {', '.join(sorted(err.valid_methods or ()))}"
-    if isinstance(err, RequestEntityTooLarge):
-        return f"the request body is larger than the {current_app.config['MAX_CONTENT_LENGTH']:,} bytes accepted"
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if isinstance(err, RequestEntityTooLarge) and (request.content_length or 0) > limit:  # werkzeug's form parser
+        return body_too_large(limit).description
     return err.description or err.name
+
+
+def body_too_large(limit: int) -> RequestEntityTooLarge:
+    """The 413 for a request body past ``limit`` bytes, saying so (werkzeug's also stands for too many form
+    parts or too large a form field)."""
+    return RequestEntityTooLarge(f"the request body is larger than the {limit:,} bytes accepted")
 
 
 def register_error_handlers(app: Flask) -> None:

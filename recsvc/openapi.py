@@ -151,6 +151,7 @@ def openapi_document(settings: Settings) -> dict:
                                 "schema": {
                                     "type": "object",
                                     "required": ["embedding"],
+                                    "additionalProperties": False,
                                     "properties": {
                                         "embedding": {"type": "array", "items": {"type": "number"}},
                                         "k": k_schema,

@@ -77,7 +77,7 @@ class ApiShortcut:
     def similar(self, index: PublishedIndex, title_id: str, query: str) -> dict:
         """The similar-poster view's body for ``title_id`` and the raw ``query``; raises its ApiErrors."""
         settings = self.config["POSTERREC_SETTINGS"]
-        args = params.single_values(parse_qsl(query, keep_blank_values=True))
+        args = params.single_values(parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"))
         return similar_results(index, title_id, args, settings.max_k, script_root="")
 
     def recommendations(self, index: PublishedIndex, body: bytes) -> dict:

@@ -305,7 +305,9 @@ def test_recommendations_malformed_json_is_400_saying_what_is_wrong(
 def test_recommendations_in_another_media_type_is_415_naming_it(client: FlaskClient) -> None:
     response = client.post("/v1/recommendations", data='{"history": ["t001"]}', content_type="text/plain")
     assert_json_error(response, 415)
-    assert response.json["detail"] == "send the body as JSON, Content-Type: application/json (Content-Type text/plain)"
+    assert (
+        response.json["detail"] == "send the body as JSON, Content-Type: application/json (Content-Type 'text/plain')"
+    )
     assert "(no Content-Type)" in client.post("/v1/recommendations", data=b"{}").json["detail"]
 
 
@@ -476,6 +478,9 @@ def test_a_parameter_given_twice_is_400_naming_it(client: FlaskClient, path: str
     response = client.get(path)
     assert_json_error(response, 400)
     assert response.json["detail"].endswith("is given more than once; give it once")
+    two = client.post("/v1/search", data={"image": [(io.BytesIO(b"x"), "a.jpg"), (io.BytesIO(b"y"), "b.jpg")]})
+    assert_json_error(two, 400)
+    assert two.json["detail"] == "multipart upload holds 2 files named 'image'; send one"
     upload = client.post("/v1/search", data={"image": (io.BytesIO(b"x"), "x.jpg"), "k": ["3", "5"]})
     assert_json_error(upload, 400)
     assert upload.json["detail"] == "parameter 'k' is given more than once; give it once"
@@ -487,6 +492,8 @@ def test_a_wrong_path_or_method_is_named_with_what_would_do(client: FlaskClient)
     assert (
         missing.json["detail"] == "no endpoint at '/v1/posters/t001/similar/'; /v1/openapi.json lists the API's paths"
     )
+    not_the_apis = client.get("/static/browse/nope.css")
+    assert not_the_apis.status_code == 404 and "openapi" not in not_the_apis.json["detail"]
     wrong = client.delete("/v1/recommendations")
     assert_json_error(wrong, 405)
     assert wrong.json["detail"] == "'DELETE' is not allowed here; allowed: OPTIONS, POST"
@@ -795,9 +802,11 @@ def test_the_warm_up_compiles_the_kernels_with_the_types_requests_pass(client: F
     """Numba compiles again for each new argument type (a read-only array is one): a request after the
     warm-up must find its kernels compiled, or it waits seconds for them."""
     kernels.warm_up()
-    compiled = {kernel: len(kernel.signatures) for kernel in (kernels.unit_weighted_sum, kernels.recommend_listed)}
+    every = (kernels.unit_weighted_sum, kernels.recommend_listed, kernels.best_listed)
+    compiled = {kernel: len(kernel.signatures) for kernel in every}
     bodies = [{"history": ["t001", "t002"], "aggregation": aggregation} for aggregation in ranking.AGGREGATIONS]
     bodies += [{"history": ["t001", "t002"], "weights": [1, 0.5]}, {"history": ["t001"], "negative": ["t003"]}]
+    bodies += [{"history": ["t001", "t002"], "exclude": ["t005"]}]  # ranks its listed titles in best_listed
     for body in bodies:
         assert client.post("/v1/recommendations", json=body).status_code == 200, body
     assert {kernel: len(kernel.signatures) for kernel in compiled} == compiled
@@ -814,6 +823,7 @@ def test_cors_lets_pages_of_the_configured_origin_call_the_api_only(index_root: 
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert "Retry-After" in preflight.headers["Access-Control-Expose-Headers"]
     for answer in (client.post("/v1/recommendations", json={"history": ["t001"]}), client.get("/v1/posters/t001")):
         assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
     for outside in ("/metrics", "/healthz", "/"):

@@ -112,7 +112,7 @@ def test_a_content_type_sent_twice_reaches_the_recommendations_as_one_list(serve
     port, items = server
     request = recommendation_request([items[0].title_id], "application/json", "text/plain")
     status, _, body = exchange(port, request)
-    assert status == 415 and "(Content-Type application/json, text/plain)" in json.loads(body)["detail"]
+    assert status == 415 and "(Content-Type 'application/json, text/plain')" in json.loads(body)["detail"]
 
 
 def test_a_header_sent_twice_reaches_the_app_as_one_list(server) -> None:

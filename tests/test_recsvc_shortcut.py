@@ -29,6 +29,7 @@ ERRORS = [
     "/v1/posters/{id}/similar?k=",
     "/v1/posters/{id}/similar?region=ZZZ",
     "/v1/posters/{id}/similar?k=3&k=5",  # given twice: 400
+    "/v1/posters/{id}/similar?%25FF=1&%FF=2",  # the same name to werkzeug, invalid UTF-8 escaped back
     "/v1/posters/{id}/similar/",  # not the route: 404
     "/v1/posters//similar",
     "/v1/posters/{id}/x/similar",

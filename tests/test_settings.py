@@ -113,9 +113,18 @@ def test_server_settings_come_from_the_environment_and_name_a_bad_value() -> Non
         load_server_settings({"POSTERREC_THREADS": "0"})
 
 
-@pytest.mark.parametrize("origin", ["https://app.example/", "app.example", "https://a.example, https://b.example"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://app.example/",
+        "app.example",
+        "https://a.example, https://b.example",
+        "https://App.example",
+        "https://app.example:443",
+    ],
+)
 def test_cors_allow_origin_must_be_one_origin_or_a_star(origin: str) -> None:
-    with pytest.raises(ConfigError, match="is not \\* or an origin such as https://app.example"):
+    with pytest.raises(ConfigError, match="is not \\* or an origin as a browser sends it"):
         load_settings(env={"POSTERREC_CORS_ALLOW_ORIGIN": origin})
     for good in ("*", "https://app.example", "http://localhost:3000", ""):
         assert load_settings(env={"POSTERREC_CORS_ALLOW_ORIGIN": good}).cors_allow_origin == good
