@@ -177,6 +177,8 @@ class RsgiApp:
         large_body_bytes, large_body_wait_seconds: see :data:`LARGE_BODY_BYTES`, :data:`LARGE_BODY_WAIT_SECONDS`.
         shortcut: offered each request whose whole body was read first (:data:`Shortcut`); what it answers is
             sent, and the app answers what it declines (:class:`recsvc.shortcut.ApiShortcut`).
+        api_headers: added to the server's own answers (:data:`BUSY`, :data:`CUT_SHORT`) to requests under
+            ``/v1/``, as the app adds them to its own (its CORS headers).
     """
 
     def __init__(
@@ -188,9 +190,11 @@ class RsgiApp:
         large_body_bytes: int = LARGE_BODY_BYTES,
         large_body_wait_seconds: float = LARGE_BODY_WAIT_SECONDS,
         shortcut: Shortcut | None = None,
+        api_headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.wsgi_app = wsgi_app
         self.shortcut = shortcut
+        self.api_headers = list(api_headers)
         self.max_body_bytes = max_body_bytes
         self.uploads = ThreadPoolExecutor(upload_threads, thread_name_prefix="posterrec-upload")
         self.large_body_turns = asyncio.Semaphore(large_bodies or upload_threads)
@@ -208,12 +212,19 @@ class RsgiApp:
             async with asyncio.timeout(self.large_body_wait_seconds):
                 await self.large_body_turns.acquire()
         except TimeoutError:
-            protocol.response_bytes(*BUSY)
+            protocol.response_bytes(*self.own_answer(scope, BUSY))
             return
         try:
             await self.answer(scope, protocol, length)
         finally:
             self.large_body_turns.release()
+
+    def own_answer(self, scope: Scope, answer: Answer) -> Answer:
+        """``answer``, one the server sends itself, with :attr:`api_headers` when the request is the API's."""
+        if not self.api_headers or not scope.path.startswith("/v1/"):
+            return answer
+        status, headers, body = answer
+        return status, [*headers, *self.api_headers], body
 
     def holds_large_body(self, length: int | None) -> bool:
         """Whether a request whose body has :func:`body_length` ``length`` will hold a large body in memory:
@@ -227,7 +238,7 @@ class RsgiApp:
         try:
             body = await read_body(protocol, length, self.max_body_bytes)
         except ProtocolClosed:  # the client stopped sending before its whole body; it may still read an answer
-            protocol.response_bytes(*CUT_SHORT)
+            protocol.response_bytes(*self.own_answer(scope, CUT_SHORT))
             return
         if self.shortcut and length == len(body) and (answer := self.offer_shortcut(scope, body)):
             protocol.response_bytes(*answer)
@@ -262,10 +273,14 @@ def media_type(content_type: str) -> str:
 
 
 def rsgi_app_for(flask_app: Flask, shortcut: Shortcut | None = None) -> RsgiApp:
-    """``flask_app`` as an RSGI app: its ``MAX_CONTENT_LENGTH`` as the body limit, the environment's upload
-    threads (``POSTERREC_THREADS``, else :data:`UPLOAD_THREADS`), ``shortcut`` offered each request first."""
+    """``flask_app`` as an RSGI app: its ``MAX_CONTENT_LENGTH`` as the body limit, its CORS headers on the
+    server's own answers, the environment's upload threads (``POSTERREC_THREADS``, else
+    :data:`UPLOAD_THREADS`), ``shortcut`` offered each request first."""
     threads = load_server_settings().threads or UPLOAD_THREADS
-    return RsgiApp(flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads, shortcut=shortcut)
+    api_headers = flask_app.config.get("POSTERREC_CORS_HEADERS", {}).items()  # a bare app (bench) has none
+    return RsgiApp(
+        flask_app, flask_app.config["MAX_CONTENT_LENGTH"], threads, shortcut=shortcut, api_headers=api_headers
+    )
 
 
 def create_rsgi_app() -> RsgiApp:

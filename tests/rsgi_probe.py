@@ -12,6 +12,8 @@ PROBE_MAX_BODY = 1024
 PROBE_LARGE_BODY = 100
 """Bodies over this many bytes take the probe's one large-body turn."""
 PROBE_LARGE_BODY_WAIT_SECONDS = 1.0
+PROBE_API_HEADERS = {"Access-Control-Allow-Origin": "*"}
+"""Added to the server's own answers to ``/v1/probe``, as the service adds its CORS headers."""
 
 
 def probe_app() -> RsgiApp:
@@ -21,6 +23,7 @@ def probe_app() -> RsgiApp:
     app.config["MAX_CONTENT_LENGTH"] = PROBE_MAX_BODY
 
     @app.route("/probe", methods=["GET", "POST"])
+    @app.route("/v1/probe", methods=["GET", "POST"])
     def probe():
         environ = request.environ
         return jsonify(
@@ -37,4 +40,5 @@ def probe_app() -> RsgiApp:
         large_bodies=1,
         large_body_bytes=PROBE_LARGE_BODY,
         large_body_wait_seconds=PROBE_LARGE_BODY_WAIT_SECONDS,
+        api_headers=PROBE_API_HEADERS.items(),
     )

@@ -236,7 +236,10 @@ def test_a_body_cut_short_of_its_content_length_is_answered_400_in_the_apis_erro
         status == 400 and json.loads(body)["error"] == "bad_request" and "Content-Length" in json.loads(body)["detail"]
     )
     assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert "access-control-allow-origin" not in headers
     assert probed(probe, "GET /probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")["body"] == 0
+    api = raw_exchange(probe, request.replace(b"POST /probe", b"POST /v1/probe"))
+    assert api[0] == 400 and api[1]["access-control-allow-origin"] == "*", "the API's CORS headers on its answers"
 
 
 def test_large_bodies_take_turns_and_small_requests_are_answered_meanwhile(probe) -> None:
