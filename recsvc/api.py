@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from .served import (
     IMAGE_RULE,
     app_settings,
     ignore_range_unless_one_byte_range,
+    image_etag,
     image_mimetype,
     image_url,
     live_index,
@@ -300,7 +302,8 @@ def image(title_id: str):
     path = wanted.chosen.image_path
     ignore_range_unless_one_byte_range()
     try:
-        response = send_file(path, mimetype=image_mimetype(path), conditional=True, max_age=86400)
+        mimetype, etag = image_mimetype(path), image_etag(wanted.chosen, os.stat(path))
+        response = send_file(path, mimetype=mimetype, conditional=True, etag=etag, max_age=86400)
     except OSError:  # UnidentifiedImageError included
         raise ApiError(
             503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server"

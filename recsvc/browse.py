@@ -17,7 +17,6 @@ titles sends conditional requests that cost a 304.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import mimetypes
 import os
@@ -35,7 +34,14 @@ from .catalog_api import (
     regions_with_counts,
 )
 from .errors import ApiError, echoed, not_found
-from .served import ignore_range_unless_one_byte_range, image_mimetype, query_args, requested_image, served_index
+from .served import (
+    ignore_range_unless_one_byte_range,
+    image_etag,
+    image_mimetype,
+    query_args,
+    requested_image,
+    served_index,
+)
 
 bp = Blueprint(
     "browse", __name__, template_folder="templates", static_folder="static", static_url_path="/static/browse"
@@ -78,9 +84,7 @@ def thumbnail(title_id: str):
         ) from err
     response = make_response(data)
     response.mimetype = "image/jpeg"
-    response.set_etag(
-        hashlib.sha1(f"{chosen.key}:{stat.st_mtime_ns}:{stat.st_size}:{THUMB_WIDTH}".encode()).hexdigest()
-    )
+    response.set_etag(image_etag(chosen, stat, f"thumbnail {THUMB_WIDTH}"))
     response.cache_control.public = True
     response.cache_control.max_age = THUMB_MAX_AGE
     return wanted.label(response).make_conditional(request)
@@ -99,7 +103,13 @@ def download(title_id: str):
         mimetype = image_mimetype(path)
         name = f"{title_id}-{wanted.region or 'original'}{mimetypes.guess_extension(mimetype) or ''}"
         return send_file(
-            path, mimetype=mimetype, as_attachment=True, download_name=name, conditional=True, max_age=THUMB_MAX_AGE
+            path,
+            mimetype=mimetype,
+            as_attachment=True,
+            download_name=name,
+            conditional=True,
+            etag=image_etag(wanted.chosen, os.stat(path)),
+            max_age=THUMB_MAX_AGE,
         )
     except OSError:  # UnidentifiedImageError included
         raise ApiError(

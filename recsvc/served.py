@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from urllib.parse import quote, urlencode
 
@@ -147,6 +148,13 @@ def ignore_range_unless_one_byte_range() -> None:
     parsed = parse_range_header(header)
     if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
         del request.environ["HTTP_RANGE"]
+
+
+def image_etag(item: IndexItem, stat: os.stat_result, form: str = "") -> str:
+    """The ETag of ``item``'s image (in ``form``: the file as it is, or a thumbnail of it) from its key and its
+    file's modification time and size, not its path: a variant's image moves into each new index version
+    (:mod:`indexer.variant_images`), and a path-based ETag would send every client it again after a build."""
+    return hashlib.sha1(f"{item.key}:{stat.st_mtime_ns}:{stat.st_size}:{form}".encode()).hexdigest()
 
 
 def image_mimetype(path: str) -> str:

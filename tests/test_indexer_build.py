@@ -425,3 +425,21 @@ def test_only_the_held_image_paths_of_a_version_are_resolved_against_it(tmp_path
         IndexItem("t1", "t1", "T", "x.png"),
     ):
         assert variant_images.resolved(other, tmp_path) == other
+
+
+def test_a_variant_image_keeps_its_etag_across_builds_though_it_moves_into_each_version(workspace: dict) -> None:
+    from test_recsvc_support import settings_for
+
+    from recsvc import create_app
+
+    def served(url: str):
+        app = create_app(settings_for(workspace["settings"].index_root), watch=False)
+        return app.extensions["posterrec"].index.path, app.test_client().get(url)
+
+    url = f"/v1/posters/{workspace['first']}/image?region=DE"
+    build(workspace)
+    first_version, first = served(url)
+    build(workspace)
+    second_version, second = served(url)
+    assert first_version != second_version and first.status_code == second.status_code == 200
+    assert first.headers["ETag"] == second.headers["ETag"], "a client's cached copy stays valid"
