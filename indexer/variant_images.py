@@ -55,6 +55,13 @@ def hold(directory: Path, item: IndexItem, image_sha256: str) -> Path:
     return held
 
 
+def lasting_name(path: str) -> str:
+    """What names the image at ``path`` in every version: a held image's file name (its content hash, the same
+    in each version that holds it), any other path whole."""
+    held = Path(path)
+    return held.name if held.parent.name == FOLDER else path
+
+
 def resolved(item: IndexItem, version: Path) -> IndexItem:
     """``item`` as loaded from the version in ``version``: a held image's path made absolute."""
     if item.is_variant and item.image_path.startswith(f"{FOLDER}/"):

@@ -17,6 +17,7 @@ from flask import current_app, request
 from PIL import Image
 from werkzeug.http import parse_range_header
 
+from indexer import variant_images
 from indexer.published import IndexItem, PublishedIndex
 
 from . import params
@@ -151,10 +152,12 @@ def ignore_range_unless_one_byte_range() -> None:
 
 
 def image_etag(item: IndexItem, stat: os.stat_result, form: str = "") -> str:
-    """The ETag of ``item``'s image (in ``form``: the file as it is, or a thumbnail of it) from its key and its
-    file's modification time and size, not its path: a variant's image moves into each new index version
-    (:mod:`indexer.variant_images`), and a path-based ETag would send every client it again after a build."""
-    return hashlib.sha1(f"{item.key}:{stat.st_mtime_ns}:{stat.st_size}:{form}".encode()).hexdigest()
+    """The ETag of ``item``'s image (in ``form``: the file as it is, or a thumbnail of it) from its key, its
+    file's modification time and size and the name that lasts across versions: a variant's image moves into
+    each new index version (:mod:`indexer.variant_images`), and an ETag of its path would have every client
+    fetch it again after a build."""
+    name = variant_images.lasting_name(item.image_path)
+    return hashlib.sha1(f"{item.key}:{name}:{stat.st_mtime_ns}:{stat.st_size}:{form}".encode()).hexdigest()
 
 
 def image_mimetype(path: str) -> str:

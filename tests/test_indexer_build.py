@@ -443,3 +443,6 @@ def test_a_variant_image_keeps_its_etag_across_builds_though_it_moves_into_each_
     second_version, second = served(url)
     assert first_version != second_version and first.status_code == second.status_code == 200
     assert first.headers["ETag"] == second.headers["ETag"], "a client's cached copy stays valid"
+    remake_variant(workspace, "DE")
+    build(workspace)
+    assert served(url)[1].headers["ETag"] != first.headers["ETag"], "a variant made again is fetched again"

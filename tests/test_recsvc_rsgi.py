@@ -252,9 +252,10 @@ def test_large_bodies_take_turns_and_small_requests_are_answered_meanwhile(probe
         holder.sendall(large_post("x" * 10).encode())  # holds the one turn while its body trickles
         time.sleep(0.3)
         started = time.monotonic()
-        status, headers, body = exchange(probe, large_post("x" * size))
+        status, headers, body = exchange(probe, large_post("x" * size).replace("/probe", "/v1/probe"))
         assert status == 503 and json.loads(body)["error"] == "busy"
         assert headers["retry-after"] == "1" and headers["x-content-type-options"] == "nosniff"
+        assert headers["access-control-allow-origin"] == "*", "the API's CORS headers on the server's 503"
         assert time.monotonic() - started >= PROBE_LARGE_BODY_WAIT_SECONDS * 0.9
         assert probed(probe, "GET /probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")["body"] == 0
     time.sleep(0.3)  # the holder left: its turn is free again
