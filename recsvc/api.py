@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,8 +24,8 @@ from .served import (
     IMAGE_RULE,
     app_settings,
     ignore_range_unless_one_byte_range,
-    image_etag,
-    image_mimetype,
+    image_type_and_etag,
+    image_unavailable,
     image_url,
     live_index,
     original_item,
@@ -302,10 +301,8 @@ def image(title_id: str):
     path = wanted.chosen.image_path
     ignore_range_unless_one_byte_range()
     try:
-        mimetype, etag = image_mimetype(path), image_etag(wanted.chosen, os.stat(path))
+        mimetype, etag = image_type_and_etag(wanted.chosen)
         response = send_file(path, mimetype=mimetype, conditional=True, etag=etag, max_age=86400)
     except OSError:  # UnidentifiedImageError included
-        raise ApiError(
-            503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server"
-        ) from None
+        raise image_unavailable(wanted.chosen) from None
     return wanted.label(response)

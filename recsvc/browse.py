@@ -37,7 +37,8 @@ from .errors import ApiError, echoed, not_found
 from .served import (
     ignore_range_unless_one_byte_range,
     image_etag,
-    image_mimetype,
+    image_type_and_etag,
+    image_unavailable,
     query_args,
     requested_image,
     served_index,
@@ -79,9 +80,7 @@ def thumbnail(title_id: str):
         stat = os.stat(chosen.image_path)
         data = thumbnail_jpeg(chosen.image_path, stat.st_mtime_ns, stat.st_size)
     except (OSError, UnidentifiedImageError) as err:
-        raise ApiError(
-            503, "image_unavailable", f"the image file of {chosen.key} is missing or unreadable on this server"
-        ) from err
+        raise image_unavailable(chosen) from err
     response = make_response(data)
     response.mimetype = "image/jpeg"
     response.set_etag(image_etag(chosen, stat, f"thumbnail {THUMB_WIDTH}"))
@@ -100,7 +99,7 @@ def download(title_id: str):
     path = wanted.chosen.image_path
     ignore_range_unless_one_byte_range()
     try:
-        mimetype = image_mimetype(path)
+        mimetype, etag = image_type_and_etag(wanted.chosen)
         name = f"{title_id}-{wanted.region or 'original'}{mimetypes.guess_extension(mimetype) or ''}"
         return send_file(
             path,
@@ -108,13 +107,11 @@ def download(title_id: str):
             as_attachment=True,
             download_name=name,
             conditional=True,
-            etag=image_etag(wanted.chosen, os.stat(path)),
+            etag=etag,
             max_age=THUMB_MAX_AGE,
         )
     except OSError:  # UnidentifiedImageError included
-        raise ApiError(
-            503, "image_unavailable", f"the image file of {wanted.chosen.key} is missing or unreadable on this server"
-        ) from None
+        raise image_unavailable(wanted.chosen) from None
 
 
 def page_url(req: ListingRequest, page: int) -> str:

@@ -160,14 +160,20 @@ def image_etag(item: IndexItem, stat: os.stat_result, form: str = "") -> str:
     return hashlib.sha1(f"{item.key}:{name}:{stat.st_mtime_ns}:{stat.st_size}:{form}".encode()).hexdigest()
 
 
-def image_mimetype(path: str) -> str:
-    """The image type of the file's content, whatever its name says; :class:`OSError` when it is missing or its
-    bytes are not an image's (a file overwritten with garbage is not served as the type its name claims)."""
-    stat = os.stat(path)
-    mimetype = _content_mimetype(path, stat.st_mtime_ns, stat.st_size)
+def image_type_and_etag(item: IndexItem) -> tuple[str, str]:
+    """The image type of ``item``'s file by its content, whatever its name says, and its :func:`image_etag`,
+    from one ``stat``; :class:`OSError` when it is missing or its bytes are not an image's (a file overwritten
+    with garbage is not served as the type its name claims)."""
+    stat = os.stat(item.image_path)
+    mimetype = _content_mimetype(item.image_path, stat.st_mtime_ns, stat.st_size)
     if mimetype is None:
-        raise OSError(f"{path} holds no image")
-    return mimetype
+        raise OSError(f"{item.image_path} holds no image")
+    return mimetype, image_etag(item, stat)
+
+
+def image_unavailable(item: IndexItem) -> ApiError:
+    """The 503 for ``item``'s image file when it is missing or unreadable (its path stays out of the body)."""
+    return ApiError(503, "image_unavailable", f"the image file of {item.key} is missing or unreadable on this server")
 
 
 @functools.lru_cache(maxsize=4096)
