@@ -30,6 +30,7 @@ from werkzeug.http import parse_options_header
 
 from . import SECURITY_HEADERS
 from .errors import BUSY_HEADERS, error_body
+from .served import API_PREFIX
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -221,7 +222,7 @@ class RsgiApp:
 
     def own_answer(self, scope: Scope, answer: Answer) -> Answer:
         """``answer``, one the server sends itself, with :attr:`api_headers` when the request is the API's."""
-        if not self.api_headers or not scope.path.startswith("/v1/"):
+        if not self.api_headers or not scope.path.startswith(f"{API_PREFIX}/"):
             return answer
         status, headers, body = answer
         return status, [*headers, *self.api_headers], body
