@@ -45,6 +45,20 @@ def not_a_folder(path: str | os.PathLike) -> str | None:
     return f"{'it' if in_the_way == Path(path) else in_the_way} is a file, not a folder"
 
 
+def make_writable_folder(folder: str | os.PathLike) -> Path:
+    """Make ``folder`` (and its parents) and check that a file can be written in it, before work whose
+    results would go there starts.
+
+    Raises:
+        OSError: the folder cannot be made or written to; the error names the path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+    return folder
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
     """The temporary name this process writes ``path`` under: hidden, beside it, keeping its suffix
     (libraries pick a format from it)."""

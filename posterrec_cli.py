@@ -7,7 +7,8 @@ are checked before any command runs. Errors the user can fix (a bad catalogue, s
 printed as one ``error: ...`` line with exit code 1, and so are file system errors (a path that cannot be
 read or written); anything else is a bug and keeps its traceback. Ctrl-C
 and SIGTERM (a scheduler stopping the job) stop a command alike: one ``interrupted`` line, followed by the
-sub-command's ``set_defaults(interrupted=...)`` note on what it leaves, and exit code 130 or 143 (128 + the signal).
+sub-command's ``set_defaults(interrupted=...)`` note on what it leaves (a string, or a function of the
+parsed arguments that reads what was left), and exit code 130 or 143 (128 + the signal).
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ def run(
     except (ConfigError, OSError, *expected_errors, KeyboardInterrupt) as err:
         if STOP.requested:
             note = getattr(args, "interrupted", None)
+            note = note(args) if callable(note) else note
             print(f"interrupted: {note}" if note else "interrupted", file=sys.stderr)
             return STOP.exit_code
         if isinstance(err, KeyboardInterrupt):

@@ -17,11 +17,24 @@ from posterrec_settings import ConfigError
 
 import posterrec_cli
 from models.catalog import ALLOW_OUTSIDE_HELP, CatalogError, CatalogRow, format_errors, read_catalog
+from models.epoch_checkpoints import checkpoint_folder, finished_epochs
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
-from posterrec_atomic import file_in_the_way
+from posterrec_atomic import file_in_the_way, make_writable_folder
 
-RESUME_NOTE = "the finished epochs are kept: run the same command with --resume to continue"
+PRECISION_K = 10
+"""The k of the precision@k that ``evaluate`` reports."""
+
+
+def interrupted_training(args: argparse.Namespace) -> str:
+    """What a training run stopped by Ctrl-C or SIGTERM left: the epochs it finished, or nothing."""
+    work_dir = checkpoint_folder(args.out)
+    done = finished_epochs(work_dir)
+    if not done:
+        return "no epoch had finished, so nothing was kept: run the same command to start again"
+    return f"{done} finished epoch(s) kept in {work_dir}: run the same command with --resume to continue"
+
+
 """What an interrupted training run leaves."""
 
 
@@ -98,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
         args.parser.error(f"{'--weights' if args.weights else 'the weights setting'}: {problem}")
     rows = _rows(args)
     cache_dir = args.cache_dir or settings.home / "cache" / "features"
+    for folder in (args.out.parent, cache_dir):  # found unwritable now, not after the features or the epochs
+        make_writable_folder(folder)
     manifest = train(rows, args.out, config, cache_dir, resume=args.resume)
     print(json.dumps({"model": str(args.out), "weights": manifest["weights"], **manifest["metrics"]}, indent=2))
     return 0
@@ -114,9 +129,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(rows) < 2:
         hint = "; evaluate on every row with --split all" if args.split == "test" else ""
         raise SystemExit(f"error: {args.catalog}: fewer than 2 posters in the {args.split} split{hint}")
+    if len(rows) <= PRECISION_K:
+        print(
+            f"warning: only {len(rows)} posters in the {args.split} split: each has fewer than {PRECISION_K} others, "
+            f"so precision@{PRECISION_K} is not comparable with a larger catalogue's",
+            file=sys.stderr,
+        )
     embedder = load_embedder(args.model)
     embeddings = embedder.embed_images([row.image for row in rows])
-    metrics = retrieval_metrics(embeddings, [row.genres for row in rows])
+    metrics = retrieval_metrics(embeddings, [row.genres for row in rows], PRECISION_K)
     print(json.dumps({"model": str(args.model), "split": args.split, "posters": len(rows), **metrics}, indent=2))
     return 0
 
@@ -135,6 +156,7 @@ def _train_behaviour(args: argparse.Namespace) -> int:
     settings = posterrec_settings.load_settings()
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
+    make_writable_folder(args.out.parent)  # found unwritable now, not after the epochs
     chosen = {
         "epochs": args.epochs,
         "embedding_dim": args.embedding_dim,
@@ -198,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones"
     )
     train.add_argument("--allow-outside-images", action="store_true", help=ALLOW_OUTSIDE_HELP)
-    train.set_defaults(run=_train, interrupted=RESUME_NOTE)
+    train.set_defaults(run=_train, interrupted=interrupted_training)
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
     evaluate.add_argument("--model", type=Path, required=True, help="folder of a model exported by train")
@@ -241,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     behaviour.add_argument("--seed", type=int, help="random seed of initialisation and batches (default 0)")
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    behaviour.set_defaults(run=_train_behaviour, interrupted=RESUME_NOTE)
+    behaviour.set_defaults(run=_train_behaviour, interrupted=interrupted_training)
     return parser
 
 

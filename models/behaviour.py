@@ -41,7 +41,7 @@ import tensorflow_recommenders as tfrs
 from tqdm import tqdm
 
 from models.embedder import NotAnExportedModelError, check_expectations
-from models.epoch_checkpoints import DATA, restore_epoch, save_epoch
+from models.epoch_checkpoints import DATA, checkpoint_folder, restore_epoch, save_epoch
 from posterrec_atomic import replace_directory, staging_directory
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class BehaviourTrainer:
     def __init__(self, data: WatchData, config: BehaviourConfig, out_dir: Path, extra_manifest: Mapping | None = None):
         self.data, self.config = data, config
         self.out_dir = Path(out_dir)
-        self.work_dir = self.out_dir.with_name(self.out_dir.name + ".train")
+        self.work_dir = checkpoint_folder(self.out_dir)
         self.extra_manifest = dict(extra_manifest or {})
         self.vocabulary = vocabulary(data, config.min_watches)
         id_of_title = {t: i + 1 for i, t in enumerate(self.vocabulary)}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from posterrec_atomic import write_text
+
+if TYPE_CHECKING:  # only named in annotations: the command line reads a run's state without loading TensorFlow
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +19,19 @@ STATE_FILE = "state.json"
 
 DATA = "data"
 """The key of a run's settings that holds its training data's digest."""
+
+
+def checkpoint_folder(out_dir: Path) -> Path:
+    """Where a run exporting to ``out_dir`` keeps its per-epoch checkpoints: ``<out_dir>.train``."""
+    return out_dir.with_name(out_dir.name + ".train")
+
+
+def finished_epochs(work_dir: Path) -> int:
+    """How many epochs the run checkpointed in ``work_dir`` finished: 0 when it holds no readable state."""
+    try:
+        return int(json.loads((work_dir / STATE_FILE).read_text())["completed_epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def save_epoch(checkpoint: tf.train.Checkpoint, work_dir: Path, completed: int, state: dict) -> None:

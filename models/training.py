@@ -46,7 +46,7 @@ from models.backbones import build_backbone, unfreeze_top_blocks
 from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
 from models.embedder import export_embedder
-from models.epoch_checkpoints import DATA, restore_epoch, save_epoch
+from models.epoch_checkpoints import DATA, checkpoint_folder, restore_epoch, save_epoch
 from models.evaluation import check_not_collapsed, check_not_crowded, retrieval_metrics
 from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
@@ -157,7 +157,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, rows: Sequence[CatalogRow], out_dir: Path, cache_dir: Path):
         self.config = config
         self.out_dir = Path(out_dir)
-        self.work_dir = self.out_dir.with_name(self.out_dir.name + ".train")
+        self.work_dir = checkpoint_folder(self.out_dir)
         self.train_rows, self.test_rows = split_by_id(rows, config.test_fraction)
         if len(self.train_rows) < 2:
             found = len(self.train_rows)

@@ -200,3 +200,12 @@ def test_a_stop_after_the_command_finished_keeps_its_exit_code(tmp_path: Path) -
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stop_note_can_say_what_the_command_left(capsys: pytest.CaptureFixture[str]) -> None:
+    parser, commands = posterrec_cli.command_parser("python -m demo", "A demo command line.")
+    go = commands.add_parser("go")
+    go.add_argument("--out", default="out")
+    go.set_defaults(run=_stopped_by(signal.SIGINT), interrupted=lambda args: f"{args.out} is as it was")
+    assert posterrec_cli.main(parser, ["go", "--out", "models/a"], ()) == 130
+    assert capsys.readouterr().err == "interrupted: models/a is as it was\n"

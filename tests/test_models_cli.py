@@ -216,3 +216,31 @@ def test_weights_that_name_no_file_are_refused_before_the_catalogue_is_read(
     with pytest.raises(SystemExit):
         models_main(train)
     assert f"the weights setting: weights file {tmp_path / 'gone.h5'} does not exist" in capsys.readouterr().err
+
+
+def test_the_stop_note_of_a_training_run_says_how_many_epochs_it_kept(tmp_path: Path) -> None:
+    import argparse
+
+    import tensorflow as tf
+
+    from models.__main__ import interrupted_training
+    from models.epoch_checkpoints import checkpoint_folder, save_epoch
+
+    args = argparse.Namespace(out=tmp_path / "model")
+    assert interrupted_training(args).startswith("no epoch had finished, so nothing was kept")
+    save_epoch(tf.train.Checkpoint(weight=tf.Variable(1.0)), checkpoint_folder(args.out), 2, {"settings": {}})
+    assert interrupted_training(args) == (
+        f"2 finished epoch(s) kept in {tmp_path / 'model.train'}: run the same command with --resume to continue"
+    )
+
+
+@pytest.mark.parametrize("option", ["--out", "--cache-dir"])
+def test_a_folder_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path, good_catalogue: Path, capsys, option: str
+) -> None:
+    """/proc takes no new folders, even from root; the 2-poster catalogue would stop training itself later."""
+    folders = {"--out": str(tmp_path / "model"), "--cache-dir": str(tmp_path / "cache"), option: "/proc/posterrec/x"}
+    command = ["train", "--catalog", str(good_catalogue), "--backbone", "efficientnet_lite0", "--weights", "none"]
+    assert models_main([*command, *(arg for pair in folders.items() for arg in pair)]) == 1
+    assert capsys.readouterr().err.strip() == "error: /proc/posterrec: No such file or directory"
+    assert not (tmp_path / "model.train").exists()

@@ -101,7 +101,14 @@ def test_cli_round_trip_train_export_load_embed(demo_catalog: Path, tmp_path: Pa
     assert np.abs(vectors[0] - vectors[1]).max() > 1e-3, "different posters get different embeddings"
 
     assert main(["evaluate", "--model", str(out), "--catalog", str(demo_catalog), "--split", "all"]) == 0
-    assert json.loads(capsys.readouterr().out)["posters"] == 48
+    evaluated = capsys.readouterr()
+    assert json.loads(evaluated.out)["posters"] == 48 and "warning" not in evaluated.err
+    few = demo_catalog.with_name("six posters.csv")
+    few.write_text("".join(demo_catalog.read_text().splitlines(keepends=True)[:7]))
+    assert main(["evaluate", "--model", str(out), "--catalog", str(few), "--split", "all"]) == 0
+    evaluated = capsys.readouterr()
+    assert json.loads(evaluated.out)["posters"] == 6
+    assert "warning: only 6 posters in the all split: each has fewer than 10 others" in evaluated.err
 
 
 def test_epoch_plan_unfreezes_progressively_then_keeps_blocks_for_triplets() -> None:
