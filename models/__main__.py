@@ -66,12 +66,16 @@ def _check_export_folder(
     except (OSError, ValueError, AttributeError):
         found = None
     added = sorted(path.name for path in out.iterdir() if path.name not in files)
-    if found != export_format:
-        what = f"a {found} model, not a {export_format} one" if found else "no exported model"
-    elif added:
+    if found == export_format:
+        if not added:
+            return
         what = f"an earlier export and also {', '.join(added)}"
+    elif found:
+        what = f"a {found} model, not a {export_format} one"
+    elif (out / manifest_file).exists():
+        what = f"a {manifest_file} that cannot be read (a damaged export?)"
     else:
-        return
+        what = "no exported model"
     parser.error(f"--out {out} holds {what}, and the export would replace it all: name a new folder")
 
 

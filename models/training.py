@@ -47,7 +47,7 @@ from models.catalog import CatalogRow
 from models.data import image_dataset, split_by_id, training_data_sha256
 from models.embedder import export_embedder
 from models.epoch_checkpoints import DATA, checkpoint_folder, restore_epoch, save_epoch
-from models.evaluation import check_not_collapsed, check_not_crowded, retrieval_metrics
+from models.evaluation import CollapseError, check_not_collapsed, check_not_crowded, retrieval_metrics
 from models.feature_cache import cached_features, fingerprint
 from models.labels import LABEL_SCHEMES, genre_vocabulary, multi_hot, triplet_classes
 from models.losses import triplet_semihard_loss
@@ -377,7 +377,12 @@ class Trainer:
         }
 
     def train(self, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> dict:
-        """Run (or finish) the plan, export the model and return its manifest."""
+        """Run (or finish) the plan, export the model and return its manifest.
+
+        Raises:
+            CollapseError: the trained embeddings collapsed; nothing is exported and the run's checkpoints are
+                removed.
+        """
         if not resume and self.work_dir.exists():
             log.info("discarding the checkpoints of an earlier run in %s (use --resume to continue it)", self.work_dir)
             shutil.rmtree(self.work_dir)
@@ -390,7 +395,11 @@ class Trainer:
             if on_epoch_end is not None:
                 on_epoch_end(epoch, self.history[-1])
         centre = self.embedding_centre()
-        metrics = self.evaluate(centre, final=True)
+        try:
+            metrics = self.evaluate(centre, final=True)
+        except CollapseError:  # resuming would only export the same collapsed model
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
         self.centre_embedding(centre)
         manifest = self.manifest(metrics)
         export_embedder(self.network.embedder, manifest, self.out_dir)

@@ -27,7 +27,9 @@ def _out_holding(out: Path, kind: str, command: str) -> Path:
         return out
     out.mkdir()
     other = FORMATS["train" if command == "train-behaviour" else "train-behaviour"]
-    if kind != "folder":
+    if kind == "damaged":
+        (out / "manifest.json").write_text('{"format": "posterrec-')
+    elif kind != "folder":
         (out / "manifest.json").write_text(json.dumps({"format": FORMATS[command] if kind == "export" else other}))
     (out / "notes.txt").write_text("important")
     return out / "notes.txt"
@@ -53,6 +55,7 @@ def good_catalogue(tmp_path: Path) -> Path:
         ("folder", "holds no exported model, and the export would replace it all"),
         ("export", "holds an earlier export and also notes.txt, and the export would replace it all"),
         ("other model", "holds a posterrec-{other}/1 model, not a posterrec-{own}/1 one"),
+        ("damaged", "holds a manifest.json that cannot be read (a damaged export?), and the export would replace"),
     ],
 )
 def test_an_out_the_export_would_lose_files_in_is_refused_and_kept(

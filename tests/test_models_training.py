@@ -199,6 +199,7 @@ def test_collapsed_model_is_not_exported(demo_rows: list, tmp_path: Path) -> Non
     with pytest.raises(CollapseError, match="collapsed"):
         trainer.train(on_epoch_end=collapse)
     assert not (tmp_path / "model").exists()
+    assert not (tmp_path / "model.train").exists(), "a collapsed run's checkpoints are not worth resuming"
 
 
 def test_trainer_rejects_a_catalogue_too_small_to_train(demo_rows: list, tmp_path: Path) -> None:
