@@ -45,18 +45,20 @@ def not_a_folder(path: str | os.PathLike) -> str | None:
     return f"{'it' if in_the_way == Path(path) else in_the_way} is a file, not a folder"
 
 
-def make_writable_folder(folder: str | os.PathLike) -> Path:
-    """Make ``folder`` (and its parents) and check that a file can be written in it, before work whose
-    results would go there starts.
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Check, before work whose results go to ``folder`` starts, that files can be written there, without making
+    anything: a nameless file is made and dropped in ``folder``, or in its nearest parent that exists.
 
     Raises:
-        OSError: the folder cannot be made or written to; the error names the path.
+        OSError: no file can be written there; the error names ``folder`` and the folder that refused.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-        pass
-    return folder
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise type(err)(err.errno, f"{err.strerror} (no file can be written in {existing})", str(folder)) from None
 
 
 def temporary_path(path: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,22 +21,22 @@ from models.catalog import ALLOW_OUTSIDE_HELP, CatalogError, CatalogRow, format_
 from models.epoch_checkpoints import checkpoint_folder, finished_epochs
 from models.evaluation import CollapseError
 from models.labels import LABEL_SCHEMES
-from posterrec_atomic import file_in_the_way, make_writable_folder
+from posterrec_atomic import check_writable_folder, file_in_the_way
 
 PRECISION_K = 10
 """The k of the precision@k that ``evaluate`` reports."""
 
 
 def interrupted_training(args: argparse.Namespace) -> str:
-    """What a training run stopped by Ctrl-C or SIGTERM left: the epochs it finished, or nothing."""
+    """What a training run stopped by Ctrl-C or SIGTERM left: the epochs it finished (with ``--resume``, those
+    of the run it continues), or none. Without ``--resume`` an earlier run's checkpoints, which the run would
+    have discarded, are not counted: only a state written since ``args.started`` (when the command line was
+    read)."""
     work_dir = checkpoint_folder(args.out)
-    done = finished_epochs(work_dir)
+    done = finished_epochs(work_dir, written_since=0.0 if args.resume else args.started)
     if not done:
-        return "no epoch had finished, so nothing was kept: run the same command to start again"
+        return "no epoch had finished: run the same command to start again"
     return f"{done} finished epoch(s) kept in {work_dir}: run the same command with --resume to continue"
-
-
-"""What an interrupted training run leaves."""
 
 
 def _rows(args: argparse.Namespace) -> list[CatalogRow]:
@@ -62,9 +63,9 @@ def _check_export_folder(
     if not out.exists() or not any(out.iterdir()):
         return
     try:
-        found = json.loads((out / manifest_file).read_text(encoding="utf-8")).get("format")
+        found, unreadable = json.loads((out / manifest_file).read_text(encoding="utf-8")).get("format"), False
     except (OSError, ValueError, AttributeError):
-        found = None
+        found, unreadable = None, (out / manifest_file).exists()
     added = sorted(path.name for path in out.iterdir() if path.name not in files)
     if found == export_format:
         if not added:
@@ -72,7 +73,7 @@ def _check_export_folder(
         what = f"an earlier export and also {', '.join(added)}"
     elif found:
         what = f"a {found} model, not a {export_format} one"
-    elif (out / manifest_file).exists():
+    elif unreadable:
         what = f"a {manifest_file} that cannot be read (a damaged export?)"
     else:
         what = "no exported model"
@@ -116,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
     rows = _rows(args)
     cache_dir = args.cache_dir or settings.home / "cache" / "features"
     for folder in (args.out.parent, cache_dir):  # found unwritable now, not after the features or the epochs
-        make_writable_folder(folder)
+        check_writable_folder(folder)
     manifest = train(rows, args.out, config, cache_dir, resume=args.resume)
     print(json.dumps({"model": str(args.out), "weights": manifest["weights"], **manifest["metrics"]}, indent=2))
     return 0
@@ -160,7 +161,7 @@ def _train_behaviour(args: argparse.Namespace) -> int:
     settings = posterrec_settings.load_settings()
 
     data, source = read_watch_data(args.store or settings.store, args.index or settings.index_root)
-    make_writable_folder(args.out.parent)  # found unwritable now, not after the epochs
+    check_writable_folder(args.out.parent)  # found unwritable now, not after the epochs
     chosen = {
         "epochs": args.epochs,
         "embedding_dim": args.embedding_dim,
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-rows", action="store_true", help="train on the good rows of a catalogue with bad ones"
     )
     train.add_argument("--allow-outside-images", action="store_true", help=ALLOW_OUTSIDE_HELP)
-    train.set_defaults(run=_train, interrupted=interrupted_training)
+    train.set_defaults(run=_train, interrupted=interrupted_training, started=time.time())
 
     evaluate = commands.add_parser("evaluate", help="MAP@R and precision@10 of an exported model")
     evaluate.add_argument("--model", type=Path, required=True, help="folder of a model exported by train")
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     behaviour.add_argument("--seed", type=int, help="random seed of initialisation and batches (default 0)")
     behaviour.add_argument("--resume", action="store_true", help="continue an interrupted run of the same settings")
-    behaviour.set_defaults(run=_train_behaviour, interrupted=interrupted_training)
+    behaviour.set_defaults(run=_train_behaviour, interrupted=interrupted_training, started=time.time())
     return parser
 
 

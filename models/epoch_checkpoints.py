@@ -26,10 +26,14 @@ def checkpoint_folder(out_dir: Path) -> Path:
     return out_dir.with_name(out_dir.name + ".train")
 
 
-def finished_epochs(work_dir: Path) -> int:
-    """How many epochs the run checkpointed in ``work_dir`` finished: 0 when it holds no readable state."""
+def finished_epochs(work_dir: Path, written_since: float = 0.0) -> int:
+    """How many epochs the run checkpointed in ``work_dir`` finished: 0 when it holds no readable state, or
+    only one written before ``written_since`` (a time as ``time.time`` gives it)."""
+    state_file = work_dir / STATE_FILE
     try:
-        return int(json.loads((work_dir / STATE_FILE).read_text())["completed_epochs"])
+        if state_file.stat().st_mtime < written_since:
+            return 0
+        return int(json.loads(state_file.read_text())["completed_epochs"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 

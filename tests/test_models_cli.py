@@ -221,29 +221,38 @@ def test_weights_that_name_no_file_are_refused_before_the_catalogue_is_read(
     assert f"the weights setting: weights file {tmp_path / 'gone.h5'} does not exist" in capsys.readouterr().err
 
 
-def test_the_stop_note_of_a_training_run_says_how_many_epochs_it_kept(tmp_path: Path) -> None:
+def test_the_stop_note_of_a_training_run_counts_only_its_own_finished_epochs(tmp_path: Path) -> None:
     import argparse
+    import time
 
     import tensorflow as tf
 
     from models.__main__ import interrupted_training
     from models.epoch_checkpoints import checkpoint_folder, save_epoch
 
-    args = argparse.Namespace(out=tmp_path / "model")
-    assert interrupted_training(args).startswith("no epoch had finished, so nothing was kept")
-    save_epoch(tf.train.Checkpoint(weight=tf.Variable(1.0)), checkpoint_folder(args.out), 2, {"settings": {}})
-    assert interrupted_training(args) == (
-        f"2 finished epoch(s) kept in {tmp_path / 'model.train'}: run the same command with --resume to continue"
-    )
+    out = tmp_path / "model"
+    started = time.time()
+    fresh = argparse.Namespace(out=out, resume=False, started=started)
+    assert interrupted_training(fresh) == "no epoch had finished: run the same command to start again"
+    save_epoch(tf.train.Checkpoint(weight=tf.Variable(1.0)), checkpoint_folder(out), 2, {"settings": {}})
+    kept = f"2 finished epoch(s) kept in {tmp_path / 'model.train'}: run the same command with --resume to continue"
+    assert interrupted_training(fresh) == kept
+    later = argparse.Namespace(out=out, resume=False, started=time.time() + 60)  # a new run, stopped before it began
+    assert interrupted_training(later) == "no epoch had finished: run the same command to start again"
+    assert interrupted_training(argparse.Namespace(out=out, resume=True, started=time.time() + 60)) == kept
 
 
 @pytest.mark.parametrize("option", ["--out", "--cache-dir"])
-def test_a_folder_that_cannot_be_written_is_refused_before_training(
-    tmp_path: Path, good_catalogue: Path, capsys, option: str
+@pytest.mark.parametrize(("folder", "refusing"), [("/sys/posterrec/x", "/sys"), ("/proc/posterrec/x", "/proc")])
+def test_a_folder_that_cannot_be_written_is_refused_before_training_and_nothing_is_made(
+    tmp_path: Path, good_catalogue: Path, capsys, option: str, folder: str, refusing: str
 ) -> None:
-    """/proc takes no new folders, even from root; the 2-poster catalogue would stop training itself later."""
-    folders = {"--out": str(tmp_path / "model"), "--cache-dir": str(tmp_path / "cache"), option: "/proc/posterrec/x"}
+    """Neither /sys nor /proc takes a new file, even from root; the 2-poster catalogue would stop training itself
+    later, with another message."""
+    folders = {"--out": str(tmp_path / "models" / "a"), "--cache-dir": str(tmp_path / "cache"), option: folder}
     command = ["train", "--catalog", str(good_catalogue), "--backbone", "efficientnet_lite0", "--weights", "none"]
     assert models_main([*command, *(arg for pair in folders.items() for arg in pair)]) == 1
-    assert capsys.readouterr().err.strip() == "error: /proc/posterrec: No such file or directory"
-    assert not (tmp_path / "model.train").exists()
+    error = capsys.readouterr().err.strip()
+    checked = folder if option == "--cache-dir" else str(Path(folder).parent)
+    assert error.startswith(f"error: {checked}: ") and error.endswith(f"(no file can be written in {refusing})")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["posters"], "the check makes no folder"
