@@ -322,6 +322,8 @@ def bind_address(bind: str, setting: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"{ENV_PREFIX}{setting} must be HOST:PORT, got {bind!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{ENV_PREFIX}{setting} needs a port from 1 to 65535, got {bind!r}")
     return host.strip("[]"), int(port)
 
 

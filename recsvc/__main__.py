@@ -17,10 +17,11 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
-from posterrec_settings import bind_address, load_server_settings, load_settings
+from posterrec_settings import ConfigError, bind_address, load_server_settings, load_settings
 
 import posterrec_cli
 
@@ -61,6 +62,23 @@ def _serve_metrics_apart(bind: str) -> None:
     logging.getLogger(__name__).info("metrics on http://%s/metrics", bind)
 
 
+def check_can_listen(host: str, port: int, setting: str) -> None:
+    """Raise :class:`ConfigError` naming ``setting`` unless this machine lets a server listen on ``host:port``.
+
+    granian shares a port with any other server that allows it (``SO_REUSEPORT``), so a second PosterRec on
+    a busy port would silently take half of the first one's connections; a socket bound here without that
+    option is refused while another server listens there.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a stopped server's closing connections
+            probe.bind(address)
+    except OSError as err:
+        why = err.strerror or str(err)
+        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {why}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run granian with the environment's :class:`ServerSettings` until it is stopped."""
     from granian import Granian
@@ -69,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
 
     server = load_server_settings()
     host, port = server.address
+    check_can_listen(host, port, "POSTERREC_BIND")
     fresh_metrics_dir()
     # Workers start as new interpreters, which load prometheus_client in multi-process mode: this process
     # loaded it (through the recsvc package) before the metrics directory was set, and a fork would inherit that.
@@ -98,7 +117,7 @@ def serve_dev(args: argparse.Namespace) -> int:
     """Flask's development server on ``--host``/``--port``."""
     from . import create_app
 
-    create_app().run(host=args.host, port=args.port, threaded=True)
+    create_app().run(host=args.host or "127.0.0.1", port=args.port or 8000, threaded=True)
     return 0
 
 
@@ -107,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m recsvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dev", action="store_true", help="Flask's development server, for trying the API")
-    parser.add_argument("--host", default="127.0.0.1", help="with --dev")
-    parser.add_argument("--port", type=int, default=8000, help="with --dev")
+    parser.add_argument("--host", help="with --dev (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="with --dev (default 8000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
+    if not args.dev and (args.host or args.port):
+        parser.error("--host and --port set --dev's address; the server's is POSTERREC_BIND=HOST:PORT")
     return posterrec_cli.run(args, serve_dev if args.dev else serve)
 
 

@@ -134,7 +134,7 @@ def _payload(status: int, error: str, detail: str):
 def _http_detail(err: HTTPException) -> str:
     """Werkzeug's description of ``err``, or for the errors a client makes most, one naming what it sent."""
     path = f"{request.script_root}{request.path}"
-    if isinstance(err, NotFound) and request.url_rule is None and request.path.startswith("/v1/"):
+    if isinstance(err, NotFound) and request.url_rule is None and f"{request.path}/".startswith("/v1/"):
         return f"no endpoint at {echoed(path)}; {request.script_root}/v1/openapi.json lists the API's paths"
     if isinstance(err, MethodNotAllowed):
         return f"{echoed(request.method)} is not allowed here; allowed: {', '.join(sorted(err.valid_methods or ()))}"

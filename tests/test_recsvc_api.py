@@ -494,6 +494,10 @@ def test_a_wrong_path_or_method_is_named_with_what_would_do(client: FlaskClient)
     )
     not_the_apis = client.get("/static/browse/nope.css")
     assert not_the_apis.status_code == 404 and "openapi" not in not_the_apis.json["detail"]
+    api_root = client.get("/v1")
+    assert_json_error(api_root, 404)
+    assert api_root.json["detail"] == "no endpoint at '/v1'; /v1/openapi.json lists the API's paths"
+    assert "openapi" not in client.get("/v1x").json["detail"]
     wrong = client.delete("/v1/recommendations")
     assert_json_error(wrong, 405)
     assert wrong.json["detail"] == "'DELETE' is not allowed here; allowed: OPTIONS, POST"

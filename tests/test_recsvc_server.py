@@ -43,7 +43,29 @@ def test_the_server_answers_and_removes_the_metrics_directory_it_made_when_stopp
     try:
         _wait_for_health(f"http://127.0.0.1:{port}/healthz", process)
         assert [path.name[:18] for path in scratch.iterdir()] == ["posterrec-metrics-"]
+        second = subprocess.run([sys.executable, "-m", "recsvc"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, "a second server must not share the first one's port"
+        assert f"error: POSTERREC_BIND: cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert process.returncode == 0 and list(scratch.iterdir()) == []
+
+
+def test_an_address_this_machine_cannot_listen_on_is_a_setting_error() -> None:
+    from posterrec_settings import ConfigError
+
+    from recsvc.__main__ import check_can_listen
+
+    with pytest.raises(ConfigError, match=r"^POSTERREC_BIND: cannot listen on 192\.0\.2\.1:8000: Cannot assign"):
+        check_can_listen("192.0.2.1", 8000, "POSTERREC_BIND")  # TEST-NET-1: never this machine's address
+    check_can_listen("127.0.0.1", free_port(), "POSTERREC_BIND")
+
+
+def test_host_and_port_without_dev_are_refused_rather_than_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    from recsvc.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", "8124"])
+    assert stopped.value.code == 2
+    assert "--host and --port set --dev's address; the server's is POSTERREC_BIND=HOST:PORT" in capsys.readouterr().err

@@ -109,6 +109,9 @@ def test_server_settings_come_from_the_environment_and_name_a_bad_value() -> Non
     assert load_server_settings({}).bind == "127.0.0.1:8000"
     with pytest.raises(ConfigError, match="POSTERREC_BIND must be HOST:PORT, got '8000'"):
         load_server_settings({"POSTERREC_BIND": "8000"})
+    for port in ("0", "65536", "99999"):
+        with pytest.raises(ConfigError, match=f"POSTERREC_BIND needs a port from 1 to 65535, got '127.0.0.1:{port}'"):
+            load_server_settings({"POSTERREC_BIND": f"127.0.0.1:{port}"})
     with pytest.raises(ConfigError, match="POSTERREC_THREADS must be a whole number of at least 1, got '0'"):
         load_server_settings({"POSTERREC_THREADS": "0"})
 
