@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -65,18 +66,23 @@ def _serve_metrics_apart(bind: str) -> None:
 def check_can_listen(host: str, port: int, setting: str) -> None:
     """Raise :class:`ConfigError` naming ``setting`` unless this machine lets a server listen on ``host:port``.
 
-    granian shares a port with any other server that allows it (``SO_REUSEPORT``), so a second PosterRec on
-    a busy port would silently take half of the first one's connections; a socket bound here without that
-    option is refused while another server listens there.
+    ``host`` must be an IP address, as granian takes. granian shares a port with any other server that
+    allows it (``SO_REUSEPORT``), so a second PosterRec on a busy port would silently take half of the first
+    one's connections; a socket bound here without that option is refused while another server listens there.
     """
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"{setting} needs an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), got {host!r}"
+        ) from None
+    shown = f"[{host}]:{port}" if ip.version == 6 else f"{host}:{port}"
+    try:
+        with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a stopped server's closing connections
-            probe.bind(address)
+            probe.bind((host, port))
     except OSError as err:
-        why = err.strerror or str(err)
-        raise ConfigError(f"{setting}: cannot listen on {host}:{port}: {why}") from None
+        raise ConfigError(f"{setting}: cannot listen on {shown}: {err.strerror or err}") from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -88,11 +94,16 @@ def serve(args: argparse.Namespace) -> int:
     server = load_server_settings()
     host, port = server.address
     check_can_listen(host, port, "POSTERREC_BIND")
+    metrics_bind = load_settings().metrics_bind
+    if metrics_bind:
+        metrics_address = bind_address(metrics_bind, "METRICS_BIND")
+        if metrics_address == (host, port):
+            raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
+        check_can_listen(*metrics_address, "metrics_bind")
     fresh_metrics_dir()
     # Workers start as new interpreters, which load prometheus_client in multi-process mode: this process
     # loaded it (through the recsvc package) before the metrics directory was set, and a fork would inherit that.
     multiprocessing.set_start_method("spawn", force=True)
-    metrics_bind = load_settings().metrics_bind
     if metrics_bind:
         _serve_metrics_apart(metrics_bind)
     Granian(
@@ -117,7 +128,8 @@ def serve_dev(args: argparse.Namespace) -> int:
     """Flask's development server on ``--host``/``--port``."""
     from . import create_app
 
-    create_app().run(host=args.host or "127.0.0.1", port=args.port or 8000, threaded=True)
+    host = "127.0.0.1" if args.host is None else args.host
+    create_app().run(host=host, port=8000 if args.port is None else args.port, threaded=True)
     return 0
 
 
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="with --dev (default 8000)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
-    if not args.dev and (args.host or args.port):
+    if not args.dev and (args.host is not None or args.port is not None):
         parser.error("--host and --port set --dev's address; the server's is POSTERREC_BIND=HOST:PORT")
     return posterrec_cli.run(args, serve_dev if args.dev else serve)
 

@@ -43,23 +43,41 @@ def test_the_server_answers_and_removes_the_metrics_directory_it_made_when_stopp
     try:
         _wait_for_health(f"http://127.0.0.1:{port}/healthz", process)
         assert [path.name[:18] for path in scratch.iterdir()] == ["posterrec-metrics-"]
-        second = subprocess.run([sys.executable, "-m", "recsvc"], env=env, capture_output=True, text=True, timeout=60)
+        second = subprocess.Popen(
+            [sys.executable, "-m", "recsvc"], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            _, error = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:  # it started serving: stop it and its workers
+                os.killpg(second.pid, signal.SIGKILL)
         assert second.returncode == 1, "a second server must not share the first one's port"
-        assert f"error: POSTERREC_BIND: cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+        assert f"error: POSTERREC_BIND: cannot listen on 127.0.0.1:{port}: Address already in use" in error
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert process.returncode == 0 and list(scratch.iterdir()) == []
 
 
-def test_an_address_this_machine_cannot_listen_on_is_a_setting_error() -> None:
+def test_a_busy_port_or_a_host_name_is_a_setting_error_naming_it() -> None:
+    import socket
+
     from posterrec_settings import ConfigError
 
     from recsvc.__main__ import check_can_listen
 
-    with pytest.raises(ConfigError, match=r"^POSTERREC_BIND: cannot listen on 192\.0\.2\.1:8000: Cannot assign"):
-        check_can_listen("192.0.2.1", 8000, "POSTERREC_BIND")  # TEST-NET-1: never this machine's address
-    check_can_listen("127.0.0.1", free_port(), "POSTERREC_BIND")
+    with socket.socket() as busy:  # another server, sharing its port as granian does
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(
+            ConfigError, match=rf"^POSTERREC_BIND: cannot listen on 127\.0\.0\.1:{port}: Address already"
+        ):
+            check_can_listen("127.0.0.1", port, "POSTERREC_BIND")
+    check_can_listen("127.0.0.1", port, "POSTERREC_BIND")  # free again
+    with pytest.raises(ConfigError, match="^POSTERREC_BIND needs an IP address to listen on .*, got 'localhost'"):
+        check_can_listen("localhost", port, "POSTERREC_BIND")
 
 
 def test_host_and_port_without_dev_are_refused_rather_than_ignored(capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,3 +87,17 @@ def test_host_and_port_without_dev_are_refused_rather_than_ignored(capsys: pytes
         main(["--port", "8124"])
     assert stopped.value.code == 2
     assert "--host and --port set --dev's address; the server's is POSTERREC_BIND=HOST:PORT" in capsys.readouterr().err
+
+
+def test_metrics_on_the_api_address_are_refused_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from posterrec_settings import ConfigError
+
+    from recsvc.__main__ import serve
+
+    port = free_port()
+    monkeypatch.setenv("POSTERREC_BIND", f"127.0.0.1:{port}")
+    monkeypatch.setenv("POSTERREC_METRICS_BIND", f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=f"metrics_bind 127.0.0.1:{port} is the API's own address"):
+        serve(argparse.Namespace())
