@@ -42,7 +42,8 @@ def parse_int_in_range(raw: Any, name: str, maximum: int, default: int, *, text:
     digits = DECIMAL.fullmatch(raw.strip()) if text and isinstance(raw, str) else None
     value = raw if type(raw) is int else int(digits.group(1)) if digits else None
     if value is None or not 1 <= value <= maximum:
-        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {echoed(raw)}")
+        kind = "" if text or type(raw) is int else f"{json_kind(raw)} "  # a JSON "3" is a string, not a number
+        raise bad_request(f"{name} must be an integer in [1, {maximum}], got {kind}{echoed(raw)}")
     return value
 
 

@@ -220,3 +220,13 @@ def test_details_name_a_value_by_its_json_kind(raw, kind: str) -> None:
     if raw is not None:
         with pytest.raises(ApiError, match=f"one per history item, got {kind}$" if raw != [] else "got 0 values$"):
             params.parse_weights(raw, 2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [("3", "a string '3'"), (2.5, "a number 2.5"), (True, "a boolean true"), (0, "0"), ([3], "an array [3]")],
+)
+def test_a_json_k_that_is_no_integer_is_named_by_its_json_kind(raw, said: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        params.parse_k(raw, 100, text=False)
+    assert refused.value.detail == f"k must be an integer in [1, 100], got {said}"
