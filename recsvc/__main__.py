@@ -133,9 +133,18 @@ def serve_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+HELP = """\
+Serve the PosterRec API and browse page with granian, a Rust HTTP server: slow or idle clients hold no
+worker. Set by the environment: POSTERREC_BIND (HOST:PORT, default 127.0.0.1:8000), POSTERREC_WORKERS
+(processes, default one per core), POSTERREC_THREADS (upload threads per worker, default 8) and
+POSTERREC_ACCESS_LOG (set: log each request); the index and the other settings as the README says.
+--dev runs Flask's development server instead, for trying the API."""
+"""``--help``'s description: the module docstring above, in words for the command line."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m recsvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m recsvc", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dev", action="store_true", help="Flask's development server, for trying the API")
     parser.add_argument("--host", help="with --dev (default 127.0.0.1)")

@@ -101,3 +101,14 @@ def test_metrics_on_the_api_address_are_refused_before_serving(monkeypatch: pyte
     monkeypatch.setenv("POSTERREC_METRICS_BIND", f"127.0.0.1:{port}")
     with pytest.raises(ConfigError, match=f"metrics_bind 127.0.0.1:{port} is the API's own address"):
         serve(argparse.Namespace())
+
+
+def test_help_describes_the_server_without_source_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    from recsvc.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "POSTERREC_BIND (HOST:PORT, default 127.0.0.1:8000)" in shown
+    assert "``" not in shown and ":mod:" not in shown and ":class:" not in shown
