@@ -25,15 +25,20 @@ log = logging.getLogger(__name__)
 _TEMPORARY_NAME = re.compile(r"^\..+\.(\d+)\.tmp(\.[^.]+)?$")
 
 
+def nearest_existing(path: str | os.PathLike) -> Path | None:
+    """``path``, or the nearest of its parents that exists; None when a parent cannot be searched."""
+    path = Path(path)
+    try:
+        return next((p for p in (path, *path.parents) if p.exists()), None)
+    except OSError:
+        return None
+
+
 def file_in_the_way(path: str | os.PathLike) -> Path | None:
     """``path``, or the nearest of its parents that exists, when that is a file rather than a folder: what stops
     a folder being made at ``path`` ("File exists", "Not a directory"); None when nothing does."""
-    path = Path(path)
-    try:
-        existing = next((p for p in (path, *path.parents) if p.exists()), None)
-        return existing if existing is not None and not existing.is_dir() else None
-    except OSError:  # a parent that cannot be searched: no file can be named
-        return None
+    existing = nearest_existing(path)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def not_a_folder(path: str | os.PathLike) -> str | None:
@@ -53,7 +58,7 @@ def check_writable_folder(folder: str | os.PathLike) -> None:
         OSError: no file can be written there; the error names ``folder`` and the folder that refused.
     """
     folder = Path(folder)
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    existing = nearest_existing(folder) or folder  # none to search: the probe in folder fails and says why
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass

@@ -52,15 +52,13 @@ def fresh_metrics_dir() -> Path:
     return directory
 
 
-def _serve_metrics_apart(bind: str) -> None:
+def _serve_metrics_apart(host: str, port: int) -> None:
     """``metrics_bind``: every worker's metrics on their own address, served by this (the parent) process."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-    host, port = bind_address(bind, "METRICS_BIND")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     start_http_server(port, addr=host, registry=registry)
-    logging.getLogger(__name__).info("metrics on http://%s/metrics", bind)
 
 
 def check_can_listen(host: str, port: int, setting: str) -> None:
@@ -95,17 +93,18 @@ def serve(args: argparse.Namespace) -> int:
     host, port = server.address
     check_can_listen(host, port, "POSTERREC_BIND")
     metrics_bind = load_settings().metrics_bind
-    if metrics_bind:
-        metrics_address = bind_address(metrics_bind, "METRICS_BIND")
-        if metrics_address == (host, port):
-            raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
+    metrics_address = bind_address(metrics_bind, "METRICS_BIND") if metrics_bind else None
+    if metrics_address == (host, port):
+        raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
+    if metrics_address:
         check_can_listen(*metrics_address, "metrics_bind")
     fresh_metrics_dir()
     # Workers start as new interpreters, which load prometheus_client in multi-process mode: this process
     # loaded it (through the recsvc package) before the metrics directory was set, and a fork would inherit that.
     multiprocessing.set_start_method("spawn", force=True)
-    if metrics_bind:
-        _serve_metrics_apart(metrics_bind)
+    if metrics_address:
+        _serve_metrics_apart(*metrics_address)
+        logging.getLogger(__name__).info("metrics on http://%s/metrics", metrics_bind)
     Granian(
         "recsvc.rsgi:create_rsgi_app",
         factory=True,
