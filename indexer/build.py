@@ -123,7 +123,7 @@ def embed_sources(
     """Embeddings of ``sources`` in order, embedding only images the cache lacks; returns (vectors, embedded).
 
     Each batch is cached as soon as it is embedded, so an interrupted build keeps what it finished; the
-    embedder reads and prepares the next batch meanwhile. A cached vector is reused only while its poster is
+    embedder reads, checks and embeds the next batches meanwhile. A cached vector is reused only while its poster is
     still the image the store ingested: a poster removed or replaced since is refused, as it is when embedded
     (hashing the cached ones costs about a second per 100 MB of posters).
     """
@@ -135,10 +135,9 @@ def embed_sources(
         read_verified_image(source)
     missing = list({s.image_sha256: s for s in sources if s.image_sha256 not in vectors}.values())
     batches = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
-    images = ([read_verified_image(s) for s in batch] for batch in batches)
     with tqdm(total=len(missing), desc="embedding", unit="img", disable=not missing) as progress:
         try:
-            for batch, embedded in zip(batches, embedder.embed_batches(images)):
+            for batch, embedded in zip(batches, embedder.embed_batches(batches, read=read_verified_image)):
                 fresh = {s.image_sha256: vector for s, vector in zip(batch, embedded)}
                 cache.put_many(model, fresh)
                 vectors.update(fresh)

@@ -21,11 +21,12 @@ import hashlib
 import json
 import logging
 import os
-import threading
+import queue
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -45,6 +46,8 @@ FORMAT = "posterrec-embedder/1"
 EXPORT_FILES = {MODEL_FILE, LITERT_FILE, MANIFEST_FILE}
 """What an export folder holds."""
 _MISSING = object()
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ModelMismatchError(ValueError):
@@ -93,36 +96,68 @@ def litert_model(model: tf.keras.Model, input_size: int) -> bytes:
 
 
 class LiteRtForward:
-    """A LiteRT flatbuffer run on uint8 batches: ``(N, size, size, 3)`` -> ``(N, dim)`` float32.
+    """A LiteRT flatbuffer run on uint8 batches: ``(N, size, size, 3)`` -> ``(N, dim)`` float32, each batch on
+    ``threads`` threads (all cores by default).
 
-    An interpreter is not thread-safe, so each thread that calls gets its own, resized when the batch size
-    changes (its first allocation packs the weights; a resize costs under a millisecond).
+    An interpreter is not thread-safe, so each call borrows an idle one, loading another when all are busy
+    (its first allocation packs the weights), and resizes it when the batch size changes (under a millisecond).
     """
 
     def __init__(self, content: bytes, threads: int | None = None) -> None:
         self.content = content
         self.threads = threads or os.cpu_count() or 1
-        self.local = threading.local()
+        self.idle: queue.SimpleQueue[SizedInterpreter] = queue.SimpleQueue()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        interpreter, source, target = self.interpreter_for(images.shape)
-        interpreter.set_tensor(source, images)
-        interpreter.invoke()
-        return interpreter.get_tensor(target).copy()
+        try:
+            interpreter = self.idle.get_nowait()
+        except queue.Empty:
+            interpreter = SizedInterpreter(Interpreter(model_content=self.content, num_threads=self.threads))
+        try:
+            return interpreter.run(images)
+        finally:
+            self.idle.put(interpreter)
 
-    def interpreter_for(self, shape: tuple[int, ...]) -> tuple[Interpreter, int, int]:
-        """This thread's interpreter, its tensors allocated for inputs of ``shape``, and its input and output."""
-        local = self.local
-        if not hasattr(local, "interpreter"):
-            local.interpreter = Interpreter(model_content=self.content, num_threads=self.threads)
-            local.source = local.interpreter.get_input_details()[0]["index"]
-            local.target = local.interpreter.get_output_details()[0]["index"]
-            local.shape = None
-        if local.shape != shape:
-            local.interpreter.resize_tensor_input(local.source, shape)
-            local.interpreter.allocate_tensors()
-            local.shape = shape
-        return local.interpreter, local.source, local.target
+
+class SizedInterpreter:
+    """A LiteRT interpreter with one input and one output, its tensors allocated for the last batch's shape."""
+
+    def __init__(self, interpreter: Interpreter) -> None:
+        self.interpreter = interpreter
+        self.source = interpreter.get_input_details()[0]["index"]
+        self.target = interpreter.get_output_details()[0]["index"]
+        self.shape: tuple[int, ...] | None = None
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """The model's output for ``images``, a copy the interpreter will not overwrite."""
+        if self.shape != images.shape:
+            self.interpreter.resize_tensor_input(self.source, images.shape)
+            self.interpreter.allocate_tensors()
+            self.shape = images.shape
+        self.interpreter.set_tensor(self.source, images)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.target).copy()
+
+
+def map_in_order(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``function`` of each item on ``workers`` threads, the results in the items' order.
+
+    Items are taken from ``items`` (in the caller's thread) at most ``workers + 1`` ahead of the results,
+    where ``Executor.map`` would take them all at once. An item's exception is raised in its result's place,
+    and items not yet started are dropped.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="map-in-order") as pool:
+        running: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                running.append(pool.submit(function, item))
+                if len(running) > workers:
+                    yield running.popleft().result()
+            while running:
+                yield running.popleft().result()
+        finally:
+            for future in running:
+                future.cancel()
 
 
 class Embedder:
@@ -146,11 +181,14 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
+        self.workers = os.cpu_count() or 1
         if litert is None:
             forward = pixel_forward(model, self.input_size)
             self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(tf.constant(images)).numpy()
+            self.forward_on_one_core = self.forward  # TensorFlow's calls share one thread pool
         else:
             self.forward = LiteRtForward(litert)
+            self.forward_on_one_core = LiteRtForward(litert, threads=1)
 
     @property
     def runtime(self) -> str:
@@ -168,35 +206,42 @@ class Embedder:
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """``(N, dim)`` embeddings of bytes, paths or PIL images, in batches of ``batch_size``.
 
-        Raises :class:`~models.preprocessing.UnreadableImage` naming the first input that cannot be decoded.
+        Up to one batch runs on all cores at once (a single upload answers soonest); more run as
+        :meth:`embed_batches` does. Raises :class:`~models.preprocessing.UnreadableImage` naming the first
+        input that cannot be decoded.
         """
-        batches = (images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size))
-        return np.concatenate([np.zeros((0, self.dim), np.float32), *self.embed_batches(batches)])
+        if len(images) <= self.batch_size:
+            embedded = [self.forward(self.prepare_batch(images))] if images else []
+        else:
+            batches = (images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size))
+            embedded = self.embed_batches(batches)
+        return np.concatenate([np.zeros((0, self.dim), np.float32), *embedded])
 
-    def embed_batches(self, batches: Iterable[Sequence[ImageInput]]) -> Iterator[np.ndarray]:
+    def embed_batches(
+        self, batches: Iterable[Sequence[T]], read: Callable[[T], ImageInput] = lambda item: item
+    ) -> Iterator[np.ndarray]:
         """The ``(len(batch), dim)`` embeddings of each batch in turn.
 
-        A second thread takes the next batch from ``batches``, decodes and resizes it while the model runs
-        on this one (Pillow, LiteRT and TensorFlow release the GIL); a lazy ``batches`` reads its files there too.
-        Raises :class:`~models.preprocessing.UnreadableImage` whose ``index`` counts inputs from the first
-        batch's first.
+        Batches run side by side, one per core: a worker thread reads its batch (``read`` turns an item into
+        bytes, a path or a PIL image), decodes and resizes it and runs the model on it on that core alone
+        (Pillow, LiteRT and TensorFlow release the GIL), so no core waits for another within a batch
+        (docs/benchmarks.md measures this against preparing the next batch during a forward pass on all
+        cores), and a slow read holds back no finished batch. ``batches`` is iterated in this thread, a few
+        batches ahead of the results. Raises :class:`~models.preprocessing.UnreadableImage` whose ``index``
+        counts inputs from the first batch's first, and what ``read`` raises.
         """
-        upcoming = iter(batches)
-        taken = 0
 
-        def prepare_next() -> np.ndarray | None:
-            nonlocal taken
-            batch = next(upcoming, None)
-            if batch is None:
-                return None
-            taken += len(batch)
-            return self.prepare_batch(batch, taken - len(batch))
+        def numbered() -> Iterator[tuple[Sequence[T], int]]:
+            taken = 0
+            for batch in batches:
+                yield batch, taken
+                taken += len(batch)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as pool:
-            ahead = pool.submit(prepare_next)
-            while (prepared := ahead.result()) is not None:
-                ahead = pool.submit(prepare_next)
-                yield self.forward(prepared)
+        def embed(job: tuple[Sequence[T], int]) -> np.ndarray:
+            batch, first_index = job
+            return self.forward_on_one_core(self.prepare_batch([read(item) for item in batch], first_index))
+
+        yield from map_in_order(embed, numbered(), self.workers)
 
 
 def read_manifest(model_dir: Path) -> tuple[dict, str]:

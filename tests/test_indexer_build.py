@@ -265,8 +265,8 @@ def wait_for_reader(fifo: Path, process: subprocess.Popen, timeout: float = 180.
 def wait_until_cached(cache: Path, image_sha256s: list[str], process: subprocess.Popen, timeout: float = 180.0) -> None:
     """Return once the build's embedding cache holds every one of ``image_sha256s``.
 
-    The embedder reads the next batch while it embeds the current one, so the build can open the
-    FIFO before the batch ahead of it is cached.
+    The embedder's workers read later batches while earlier ones are embedded, so the build can open the
+    FIFO before the batches ahead of it are cached.
     """
     deadline = time.monotonic() + timeout
     marks = ",".join("?" * len(image_sha256s))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
-import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from models.embedder import (
     NotAnExportedModelError,
     export_embedder,
     load_embedder,
+    map_in_order,
 )
 from models.network import build_network
 from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_image_to_square, resize_to_square
@@ -72,7 +75,7 @@ def test_undecodable_image_is_named(exported: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"missing\.png cannot be read"):
         embedder.embed_images([tmp_path / "missing.png"])
     assert embedder.embed_images([]).shape == (0, 128)
-    batched = load_embedder(exported, batch_size=2)  # a later batch, prepared ahead in a second thread
+    batched = load_embedder(exported, batch_size=2)  # a later batch, embedded on a worker thread
     with pytest.raises(ValueError, match=r"image #4 \(4 bytes\) is not an image"):
         batched.embed_images([good] * 4 + [b"junk", good])
 
@@ -114,20 +117,43 @@ def test_a_litert_file_that_is_no_model_is_refused_naming_it(exported: Path, tmp
         load_embedder(broken)
 
 
-def test_threads_embed_at_once_each_with_its_own_interpreter(exported: Path) -> None:
+def test_calls_at_once_each_borrow_an_interpreter_and_give_it_back(exported: Path) -> None:
     forward = load_embedder(exported).forward
     batches = [pixels(size, seed) for seed, size in enumerate([1, 4, 2, 4, 1, 3] * 4)]
     expected = [forward(batch) for batch in batches]
-    started = threading.Barrier(4)
-
-    def interpreter_of_a_thread(_: int) -> int:
-        started.wait()  # all four threads alive at once, so none reuses another's
-        return id(forward.interpreter_for((1, 64, 64, 3))[0])
-
+    assert forward.idle.qsize() == 1, "calls one after another reuse one interpreter"
     with ThreadPoolExecutor(4) as pool:
-        assert len(set(pool.map(interpreter_of_a_thread, range(4)))) == 4
         for got, want in zip(pool.map(forward, batches), expected):
             np.testing.assert_array_equal(got, want)
+    assert 1 <= forward.idle.qsize() <= 4
+
+
+def test_many_batches_run_a_batch_per_core_as_one_batch_runs_on_all(exported: Path) -> None:
+    embedder = load_embedder(exported, batch_size=4)
+    assert embedder.forward_on_one_core.threads == 1 and embedder.workers == os.cpu_count()
+    images = [Image.new("RGB", (40 + i, 60), (i * 20, 255 - i * 9, 90)) for i in range(13)]
+    whole = embedder.forward(embedder.prepare_batch(images))
+    np.testing.assert_allclose(embedder.embed_images(images), whole, atol=1e-5)
+
+
+def test_map_in_order_keeps_the_order_reads_few_ahead_and_stops_at_an_error() -> None:
+    taken: list[int] = []
+
+    def items() -> Iterator[int]:
+        for item in range(100):
+            taken.append(item)
+            yield item
+
+    def square_slowly(item: int) -> int:
+        time.sleep(0.01 * (3 - item % 3))  # later items finish first
+        return item * item if item != 6 else 1 // 0
+
+    results = map_in_order(square_slowly, items(), workers=2)
+    assert [next(results) for _ in range(4)] == [0, 1, 4, 9]
+    assert len(taken) <= 4 + 3, "at most workers + 1 items ahead of the results"
+    with pytest.raises(ZeroDivisionError):
+        list(results)
+    assert len(taken) <= 7 + 3
 
 
 def test_failed_export_keeps_the_previous_model(exported: Path) -> None:
