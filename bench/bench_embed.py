@@ -30,6 +30,8 @@ import functools
 import hashlib
 import logging
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,8 +52,9 @@ from indexer.build import Source, embed_sources  # noqa: E402
 from indexer.embedding_cache import EmbeddingCache  # noqa: E402
 from indexer.published import IndexItem  # noqa: E402
 from models.backbones import build_backbone  # noqa: E402
-from models.catalog import read_catalog  # noqa: E402
+from models.catalog import CatalogRow, read_catalog  # noqa: E402
 from models.embedder import (  # noqa: E402
+    LITERT_FILE,
     Embedder,
     LiteRtForward,
     export_embedder,
@@ -161,6 +164,34 @@ def embed_overlapped(embedder: Embedder, files: Sequence[Path]) -> None:
             embedder.forward(prepared)
 
 
+COLD_START = """
+import re, sys, time
+from pathlib import Path
+from PIL import Image
+from models.embedder import load_embedder
+embedder = load_embedder(sys.argv[1])
+embedder.embed_images([Image.new("RGB", (182, 268), "red")])
+peak_kb = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
+print(time.perf_counter() - float(sys.argv[2]), int(peak_kb) // 1024)
+"""
+"""Run in a fresh process; prints seconds since ``argv[2]`` (the parent's ``perf_counter``, a system-wide
+clock on Linux) and the process's peak resident memory in MB (``VmHWM``, which, unlike ``ru_maxrss``, does not
+carry the forking parent's over)."""
+
+
+def cold_start(model_dir: Path, scratch: Path) -> str:
+    """What a server's first upload costs a fresh process: loading the export and embedding one image, with
+    the export as it is (LiteRT) and without its ``model.tflite`` (TensorFlow and the Keras model)."""
+    without = shutil.copytree(model_dir, scratch / "without-litert")
+    (without / LITERT_FILE).unlink()
+    figures = []
+    for name, folder in (("LiteRT", model_dir), ("TensorFlow", without)):
+        argv = [sys.executable, "-c", COLD_START, str(folder), str(time.perf_counter())]
+        seconds, megabytes = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+        figures.append(f"{name} {float(seconds):.2f} s, peak RSS {megabytes} MB")
+    return "A fresh process loading the export and embedding one image: " + "; ".join(figures)
+
+
 def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:
     """``embed_images`` with each batch prepared by ``prepare`` before its forward pass, not during the last."""
     batches = [
@@ -259,15 +290,21 @@ def main() -> int:
         print(f"skipped: real poster data not found at {DATA}")
         return 0
     rows = read_catalog(DATA).rows[: BATCH + args.posters]
-    paths = [row.image for row in rows]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model if args.model.is_dir() else untrained_export(Path(tmp) / "model")
-        embedder = load_embedder(model_dir, batch_size=BATCH)
+        print("\n".join(measure(args, model_dir, rows, Path(tmp))))
+    return 0
+
+
+def measure(args: argparse.Namespace, model_dir: Path, rows: Sequence[CatalogRow], scratch: Path) -> list[str]:
+    """The report's lines: the runtimes' table, the poster files' table and notes."""
+    paths = [row.image for row in rows]
+    embedder = load_embedder(model_dir, batch_size=BATCH)
+    notes = [cold_start(model_dir, scratch)]
     batch = np.stack([embedder.prepare(path) for path in paths[:BATCH]])
     files = paths[BATCH:]
     plain = tensorflow_forward(embedder, jit=False)
     reference = plain(batch)
-    notes: list[str] = []
     runtimes: dict[str, tuple[Forward, int]] = {  # name: (forward, batches per round)
         BASELINE: (plain, 2),
         "XLA (tf.function jit_compile=True)": (tensorflow_forward(embedder, jit=True), 1),
@@ -322,20 +359,15 @@ def main() -> int:
             )
     gflop = flops_per_image(embedder) / 1e9
     peak, peak_text = cpu_peak_gflops()
-    print(
-        "\n".join(
-            [
-                f"{embedder.manifest['backbone']} exported model, {gflop:.3f} GFLOP per image (TensorFlow profiler), "
-                f"{args.rounds} interleaved rounds; CPU peak: {peak_text}.",
-                "",
-                *table(runtime_rates, BASELINE, differences, gflop, peak, args),
-                "",
-                *table(file_rates, raw, {}, gflop, peak, args),
-                *notes,
-            ]
-        )
-    )
-    return 0
+    return [
+        f"{embedder.manifest['backbone']} exported model, {gflop:.3f} GFLOP per image (TensorFlow profiler), "
+        f"{args.rounds} interleaved rounds; CPU peak: {peak_text}.",
+        "",
+        *table(runtime_rates, BASELINE, differences, gflop, peak, args),
+        "",
+        *table(file_rates, raw, {}, gflop, peak, args),
+        *notes,
+    ]
 
 
 if __name__ == "__main__":

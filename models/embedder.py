@@ -4,7 +4,9 @@ An exported model is a directory with
 
 * ``model.keras`` - image (0-255 pixels, ``input_size`` square) -> L2-normalised embedding;
 * ``model.tflite`` - the same model converted for LiteRT, which embeds with it (faster than TensorFlow's
-  forward pass on every host measured, docs/benchmarks.md); an export without it embeds with TensorFlow;
+  forward pass on every host measured, docs/benchmarks.md) without loading TensorFlow or the Keras model
+  (a server's first upload waits a fraction of a second, not seconds, and its worker stays about 600 MB
+  smaller); an export without it embeds with TensorFlow;
 * ``manifest.json`` - what the model is: backbone, input size, preprocessing,
   letterboxing, weights, label scheme, training data hash, genres and metrics.
 
@@ -17,6 +19,7 @@ identifies the exact model, so embedding caches can key on it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,16 +29,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 import numpy as np
-import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from models.preprocessing import ImageInput, load_image, resize_image_to_square
 from posterrec_atomic import replace_directory, staging_directory
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,10 @@ MODEL_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "posterrec-embedder/1"
+LITERT_SHA256 = "litert_sha256"
+"""The manifest key that holds ``model.tflite``'s sha256, checked when it is loaded (a torn copy parses)."""
+REQUIRED_KEYS = ("input_size", "embedding_dim", "letterbox")
+"""What the embedder reads from a manifest."""
 EXPORT_FILES = {MODEL_FILE, LITERT_FILE, MANIFEST_FILE}
 """What an export folder holds."""
 _MISSING = object()
@@ -67,11 +76,15 @@ def export_embedder(model: tf.keras.Model, manifest: Mapping[str, Any], out_dir:
     out_dir = Path(out_dir)
     with staging_directory(out_dir.parent, prefix=f".{out_dir.name}.") as staging:
         model.save(staging / MODEL_FILE)
+        written = {"format": FORMAT, **manifest}
         try:
-            (staging / LITERT_FILE).write_bytes(litert_model(model, int(manifest["input_size"])))
+            litert = litert_model(model, int(manifest["input_size"]))
         except Exception:  # the converter's errors have no common type; TensorFlow still embeds with the export
             log.warning("%s could not be converted for LiteRT; it will embed with TensorFlow", out_dir, exc_info=True)
-        (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, **manifest}, indent=2, sort_keys=True))
+        else:
+            (staging / LITERT_FILE).write_bytes(litert)
+            written[LITERT_SHA256] = hashlib.sha256(litert).hexdigest()
+        (staging / MANIFEST_FILE).write_text(json.dumps(written, indent=2, sort_keys=True))
         replace_directory(staging, out_dir)
     return out_dir
 
@@ -81,6 +94,8 @@ def pixel_forward(
 ) -> tf.types.experimental.GenericFunction:
     """``model`` on a batch of ``input_size`` square uint8 images, cast to float inside the graph (compiled
     by XLA when ``jit_compile``)."""
+    import tensorflow as tf
+
     signature = tf.TensorSpec([None, input_size, input_size, 3], tf.uint8)
     return tf.function(
         lambda images: model(tf.cast(images, tf.float32), training=False),
@@ -91,6 +106,8 @@ def pixel_forward(
 
 def litert_model(model: tf.keras.Model, input_size: int) -> bytes:
     """:func:`pixel_forward` of ``model`` as a LiteRT (TFLite) flatbuffer, any batch size."""
+    import tensorflow as tf
+
     concrete = pixel_forward(model, input_size).get_concrete_function()
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
 
@@ -161,20 +178,21 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], workers: int) -
 
 
 class Embedder:
-    """Embeds posters with an exported model; rows are L2-normalised float32.
+    """Embeds posters with the model exported to ``model_dir``; rows are L2-normalised float32.
 
-    ``litert`` (the export's ``model.tflite``) runs the model when given; otherwise TensorFlow does.
+    ``litert`` (the export's ``model.tflite``) runs the model when given, and the Keras model is loaded
+    only when :attr:`model` is asked for; otherwise TensorFlow runs the Keras model, loaded now.
     """
 
     def __init__(
         self,
-        model: tf.keras.Model,
+        model_dir: Path,
         manifest: dict,
         manifest_sha256: str,
         batch_size: int = 32,
         litert: bytes | None = None,
     ):
-        self.model = model
+        self.model_dir = model_dir
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256
         self.input_size = int(manifest["input_size"])
@@ -183,12 +201,26 @@ class Embedder:
         self.batch_size = batch_size
         self.workers = os.cpu_count() or 1
         if litert is None:
-            forward = pixel_forward(model, self.input_size)
-            self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(tf.constant(images)).numpy()
+            forward = pixel_forward(self.model, self.input_size)
+            self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(images).numpy()
             self.forward_on_one_core = self.forward  # TensorFlow's calls share one thread pool
         else:
             self.forward = LiteRtForward(litert)
             self.forward_on_one_core = LiteRtForward(litert, threads=1)
+
+    @functools.cached_property
+    def model(self) -> tf.keras.Model:
+        """The exported Keras model (``model.keras``), loaded with TensorFlow on first use.
+
+        Raises :class:`NotAnExportedModelError` when Keras cannot read it.
+        """
+        import tensorflow as tf  # seconds and about 600 MB: not for embedding with LiteRT
+
+        path = self.model_dir / MODEL_FILE
+        try:
+            return tf.keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as err:  # h5py and Keras's words for a file that is not a Keras model
+            raise NotAnExportedModelError(f"{path} cannot be loaded as a Keras model: {err}") from None
 
     @property
     def runtime(self) -> str:
@@ -263,6 +295,8 @@ def read_manifest(model_dir: Path) -> tuple[dict, str]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise NotAnExportedModelError(f"{path}: format is {found!r}, expected {FORMAT!r}")
+    if missing := [key for key in REQUIRED_KEYS if key not in manifest]:
+        raise NotAnExportedModelError(f"{path} lacks {', '.join(missing)}: export the model again")
     return manifest, hashlib.sha256(data).hexdigest()
 
 
@@ -281,37 +315,37 @@ def load_embedder(
 ) -> Embedder:
     """Load an exported model, refusing it if its manifest differs from ``expect``.
 
-    The manifest is checked before the (slow) model load, so a mismatch costs milliseconds.
+    The manifest is checked first, so a mismatch costs milliseconds. An export with ``model.tflite`` then
+    loads in a fraction of a second without TensorFlow; one without it loads its Keras model, in seconds.
+    Raises :class:`NotAnExportedModelError` or :class:`ModelMismatchError`.
     """
     model_dir = Path(model_dir)
     manifest, digest = read_manifest(model_dir)
     check_expectations(manifest, expect or {}, model_dir)
-    litert = read_litert_model(model_dir / LITERT_FILE)
-    try:
-        model = tf.keras.models.load_model(model_dir / MODEL_FILE, compile=False)
-    except (OSError, ValueError) as err:  # h5py and Keras's words for a file that is not a Keras model
-        raise NotAnExportedModelError(f"{model_dir / MODEL_FILE} cannot be loaded as a Keras model: {err}") from None
+    litert = read_litert_model(model_dir / LITERT_FILE, manifest.get(LITERT_SHA256))
     batch_size = batch_size or posterrec_settings.load_settings().batch_size
-    embedder = Embedder(model, manifest, digest, batch_size, litert)
+    embedder = Embedder(model_dir, manifest, digest, batch_size, litert)
     log.info(
         "loaded embedder %s (%s, manifest %s, %s)", model_dir, manifest.get("backbone"), digest[:12], embedder.runtime
     )
     return embedder
 
 
-def read_litert_model(path: Path) -> bytes | None:
+def read_litert_model(path: Path, sha256: str | None = None) -> bytes | None:
     """The LiteRT model at ``path``, None when the export has none.
 
     Raises:
-        NotAnExportedModelError: the file is not a LiteRT model (checked now, not on the first batch).
+        NotAnExportedModelError: the file is not a LiteRT model, or not the one whose ``sha256`` the manifest
+            records (checked now, not on the first batch).
     """
     if not path.is_file():
         return None
     content = path.read_bytes()
+    again = "export the model again, or delete the file to embed with TensorFlow"
+    if sha256 and hashlib.sha256(content).hexdigest() != sha256:
+        raise NotAnExportedModelError(f"{path} is not the file its manifest records (another sha256): {again}")
     try:
         Interpreter(model_content=content)  # parses the flatbuffer (a millisecond), allocates nothing
     except ValueError as err:
-        raise NotAnExportedModelError(
-            f"{path} is not a LiteRT model ({err}): export the model again, or delete the file to embed with TensorFlow"
-        ) from None
+        raise NotAnExportedModelError(f"{path} is not a LiteRT model ({err}): {again}") from None
     return content

@@ -10,7 +10,8 @@ bilinear filter with antialiasing); embedding resizes 8-bit pixels with Pillow's
 the same triangle filter, to within one grey level of TensorFlow's pixels and several times faster
 (:func:`resize_image_to_square`, ``bench/bench_embed.py``). The backbone's pixel
 scaling (:class:`PixelScaling`) is a layer of the exported model itself, so callers hand it
-plain 0-255 pixels.
+plain 0-255 pixels. TensorFlow is imported by the functions that use it only, so that embedding with
+LiteRT (a server's uploads) never loads it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from __future__ import annotations
 import dataclasses
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import posterrec_settings  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 ImageInput = bytes | Image.Image | str | Path
 
@@ -40,6 +44,8 @@ class PixelScaling:
 
     def layer(self) -> tf.keras.layers.Layer:
         """The scaling as a serialisable layer, the first of the exported model."""
+        import tensorflow as tf
+
         return tf.keras.layers.Rescaling(self.scale, offset=self.offset, name=self.layer_name)
 
 
@@ -51,6 +57,8 @@ EFFICIENTNET_LITE_SCALING = PixelScaling(
 
 def resize_to_square(image: tf.Tensor, size: int, letterbox: bool) -> tf.Tensor:
     """An ``HxWx3`` image of any dtype -> ``size x size x 3`` float32 in 0-255."""
+    import tensorflow as tf
+
     image = tf.cast(image, tf.float32)
     if letterbox:
         return tf.image.resize_with_pad(image, size, size, antialias=True)
@@ -83,6 +91,8 @@ def resize_image_to_square(image: Image.Image, size: int, letterbox: bool) -> np
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:
     """Read and decode one image inside ``tf.data`` (JPEG, PNG, GIF, BMP; first frame only)."""
+    import tensorflow as tf
+
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 

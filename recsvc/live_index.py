@@ -207,7 +207,7 @@ class LiveIndex:
         embedder = self._embedders.get(expected)  # read once: another request thread may replace the dict
         if embedder is None:
             try:
-                _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes seconds
+                _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes longer
                 embedder = load_embedder(model_dir) if digest == expected else None
             except Exception as err:  # noqa: BLE001  a damaged archive raises whatever Keras' reader hits: BadZipFile, KeyError...
                 log.error("model at %s cannot be loaded for index %s: %r", model_dir, index.version, err)

@@ -162,7 +162,7 @@ def test_a_failing_stage_publishes_nothing_and_keeps_the_served_version(
     assert ingest_catalog(workspace["catalog"], workspace["store"]).summary.updated == 1  # one poster to embed
     broken_model = tmp_path / "broken-model"
     shutil.copytree(workspace["model"], broken_model)
-    (broken_model / "model.keras").write_bytes(b"not a keras archive")  # the manifest still reads: workers fail
+    (broken_model / "model.tflite").write_bytes(b"not a LiteRT model")  # the manifest still reads: workers fail
 
     argv = build_argv(workspace, "--runner", "FnApiRunner", model=broken_model)
     assert indexer_main(argv) == 1

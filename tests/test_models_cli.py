@@ -198,7 +198,8 @@ def test_evaluate_names_a_model_file_keras_cannot_load_and_checks_the_catalogue_
 ) -> None:
     model = tmp_path / "model"
     model.mkdir()
-    (model / "manifest.json").write_text(json.dumps({"format": "posterrec-embedder/1"}))
+    manifest = {"format": "posterrec-embedder/1", "input_size": 32, "embedding_dim": 8, "letterbox": True}
+    (model / "manifest.json").write_text(json.dumps(manifest))
     (model / "model.keras").write_text("not a model")
     with pytest.raises(SystemExit, match="no usable rows"):
         models_main(["evaluate", "--model", str(model), "--catalog", str(catalogue)])

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from PIL import Image
 from models.backbones import BACKBONES, backbone_spec, build_backbone, unfreeze_top_blocks
 from models.embedder import (
     LITERT_FILE,
+    LITERT_SHA256,
     MANIFEST_FILE,
     LiteRtForward,
     ModelMismatchError,
@@ -32,6 +35,7 @@ from models.embedder import (
 from models.network import build_network
 from models.preprocessing import EFFICIENTNET_LITE_SCALING, NASNET_SCALING, resize_image_to_square, resize_to_square
 
+REPO = Path(__file__).resolve().parents[1]
 MANIFEST = {"backbone": "tiny", "input_size": 64, "embedding_dim": 128, "letterbox": True, "label_scheme": "sampled"}
 
 
@@ -62,6 +66,9 @@ def test_refuses_directories_that_are_not_exported_models(exported: Path, tmp_pa
         load_embedder(broken)
     (broken / MANIFEST_FILE).write_text(json.dumps({"format": "something-else/9"}))
     with pytest.raises(NotAnExportedModelError, match="something-else/9"):
+        load_embedder(broken)
+    (broken / MANIFEST_FILE).write_text(json.dumps({"format": "posterrec-embedder/1", "input_size": 64}))
+    with pytest.raises(NotAnExportedModelError, match="lacks embedding_dim, letterbox: export the model again"):
         load_embedder(broken)
 
 
@@ -110,9 +117,29 @@ def test_an_export_without_its_litert_model_embeds_with_tensorflow(exported: Pat
     np.testing.assert_allclose(without.embed_images(images), with_litert.embed_images(images), atol=1e-4)
 
 
-def test_a_litert_file_that_is_no_model_is_refused_naming_it(exported: Path, tmp_path: Path) -> None:
+def test_embedding_with_litert_loads_neither_tensorflow_nor_the_keras_model(exported: Path) -> None:
+    """The service's uploads: a fresh process loads the export and embeds an image without TensorFlow."""
+    script = (
+        "import sys; from PIL import Image; from models.embedder import load_embedder; "
+        f"embedder = load_embedder({str(exported)!r}); "
+        "vector = embedder.embed_images([Image.new('RGB', (40, 60), 'red')])[0]; "
+        "print(vector.shape, 'tensorflow' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.stdout.split("\n")[0] == "(128,) False", run.stderr[-2000:]
+
+
+def test_a_litert_file_that_is_damaged_or_no_model_is_refused_naming_it(exported: Path, tmp_path: Path) -> None:
     broken = shutil.copytree(exported, tmp_path / "model")
-    (broken / LITERT_FILE).write_bytes((exported / LITERT_FILE).read_bytes()[:1000])
+    content = bytearray((exported / LITERT_FILE).read_bytes())
+    content[len(content) // 2] ^= 0xFF  # still a flatbuffer that parses: only the manifest's sha256 tells
+    (broken / LITERT_FILE).write_bytes(bytes(content))
+    with pytest.raises(NotAnExportedModelError, match=f"{LITERT_FILE} is not the file its manifest records"):
+        load_embedder(broken)
+    manifest = json.loads((broken / MANIFEST_FILE).read_text())
+    del manifest[LITERT_SHA256]  # an export that records no sha256
+    (broken / MANIFEST_FILE).write_text(json.dumps(manifest))
+    (broken / LITERT_FILE).write_bytes(bytes(content[:1000]))
     with pytest.raises(NotAnExportedModelError, match=f"{LITERT_FILE} is not a LiteRT model"):
         load_embedder(broken)
 

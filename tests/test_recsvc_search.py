@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from werkzeug.test import TestResponse
 
 from indexer.publish import publish_index
 from indexer.published import IndexItem
+from models.embedder import LITERT_FILE
 from recsvc import create_app
 
 
@@ -120,29 +120,25 @@ def retrain(model_dir: Path) -> None:
     (model_dir / "manifest.json").write_text(json.dumps({**manifest, "retrained": True}))
 
 
-def keras_archive(model_dir: Path) -> Path:
-    return next(path for path in model_dir.iterdir() if path.suffix == ".keras")
-
-
 def flip_a_byte_of_the_model_file(model_dir: Path) -> None:
-    """What a torn copy or a bad disk leaves: the manifest intact, the Keras archive failing its CRC."""
-    model_file = keras_archive(model_dir)
+    """What a torn copy or a bad disk leaves: the manifest intact, the LiteRT model that embeds still parsing."""
+    model_file = model_dir / LITERT_FILE
     data = bytearray(model_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model_file.write_bytes(bytes(data))
 
 
-def empty_the_model_archive(model_dir: Path) -> None:
-    """A well-formed zip that holds none of a Keras model's members (a partial export)."""
-    with zipfile.ZipFile(keras_archive(model_dir), "w") as archive:
-        archive.writestr("notes.txt", "not a model")
+def truncate_the_model_file(model_dir: Path) -> None:
+    """A partial copy: the first kilobyte of the LiteRT model."""
+    model_file = model_dir / LITERT_FILE
+    model_file.write_bytes(model_file.read_bytes()[:1024])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spoil",
-    [retrain, shutil.rmtree, flip_a_byte_of_the_model_file, empty_the_model_archive],
-    ids=["model changed since the build", "model directory gone", "model file damaged", "model archive empty"],
+    [retrain, shutil.rmtree, flip_a_byte_of_the_model_file, truncate_the_model_file],
+    ids=["model changed since the build", "model directory gone", "model file damaged", "model file truncated"],
 )
 def test_upload_is_503_when_the_model_that_built_the_index_is_not_there(tiny_model, tmp_path: Path, spoil) -> None:
     response = upload_after_spoiling_the_model(tiny_model, tmp_path, spoil)
