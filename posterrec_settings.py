@@ -310,11 +310,16 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings
     bind_address(bind, "BIND")
     return ServerSettings(
         bind=bind,
-        workers=_whole_number(env, "WORKERS") or len(os.sched_getaffinity(0)),
+        workers=_whole_number(env, "WORKERS") or usable_cores(),
         threads=_whole_number(env, "THREADS"),
         access_log=env.get(ENV_PREFIX + "ACCESS_LOG", ""),
         forwarded_allow_ips=env.get(ENV_PREFIX + "FORWARDED_ALLOW_IPS", ""),
     )
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which containers and ``taskset`` narrow)."""
+    return len(os.sched_getaffinity(0))
 
 
 def bind_address(bind: str, setting: str) -> tuple[str, int]:

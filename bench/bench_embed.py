@@ -167,29 +167,31 @@ def embed_overlapped(embedder: Embedder, files: Sequence[Path]) -> None:
 COLD_START = """
 import re, sys, time
 from pathlib import Path
+import scann  # as in a worker serving an index; it imports TensorFlow where TensorFlow is installed
 from PIL import Image
 from models.embedder import load_embedder
+def resident_mb():
+    return int(re.search(r"VmRSS:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) // 1024
+before, started = resident_mb(), time.perf_counter()
 embedder = load_embedder(sys.argv[1])
 embedder.embed_images([Image.new("RGB", (182, 268), "red")])
-peak_kb = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
-print(time.perf_counter() - float(sys.argv[2]), int(peak_kb) // 1024)
+print(time.perf_counter() - started, resident_mb() - before)
 """
-"""Run in a fresh process; prints seconds since ``argv[2]`` (the parent's ``perf_counter``, a system-wide
-clock on Linux) and the process's peak resident memory in MB (``VmHWM``, which, unlike ``ru_maxrss``, does not
-carry the forking parent's over)."""
+"""Run in a fresh process; prints the seconds and the resident MB that loading the export and embedding
+one image add to a process that has ScaNN loaded, as a server worker's first upload does."""
 
 
 def cold_start(model_dir: Path, scratch: Path) -> str:
-    """What a server's first upload costs a fresh process: loading the export and embedding one image, with
-    the export as it is (LiteRT) and without its ``model.tflite`` (TensorFlow and the Keras model)."""
+    """What a server worker's first upload costs: loading the export and embedding one image, with the export
+    as it is (LiteRT) and without its ``model.tflite`` (TensorFlow runs the Keras model)."""
     without = shutil.copytree(model_dir, scratch / "without-litert")
     (without / LITERT_FILE).unlink()
     figures = []
     for name, folder in (("LiteRT", model_dir), ("TensorFlow", without)):
-        argv = [sys.executable, "-c", COLD_START, str(folder), str(time.perf_counter())]
+        argv = [sys.executable, "-c", COLD_START, str(folder)]
         seconds, megabytes = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-        figures.append(f"{name} {float(seconds):.2f} s, peak RSS {megabytes} MB")
-    return "A fresh process loading the export and embedding one image: " + "; ".join(figures)
+        figures.append(f"{name} {float(seconds):.2f} s and {megabytes} MB more resident memory")
+    return "A server worker's first upload (loading the export, embedding one image): " + "; ".join(figures)
 
 
 def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:

@@ -88,7 +88,7 @@ class ReadPoster(beam.DoFn):
         self._decoded, self._bad = counter("posters_decoded"), counter("posters_bad")
 
     def process(self, element: tuple[str, Poster]) -> Iterator:
-        from models.preprocessing import load_rgb  # TensorFlow loads on the workers that decode
+        from models.preprocessing import load_rgb  # the models package loads on the workers that decode
 
         sha256, poster = element
         try:
@@ -222,7 +222,7 @@ class PosterEmbedding(ModelHandler[np.ndarray, np.ndarray, Any]):
         self._model_dir, self._model_sha256, self._batch_size = model_dir, model_sha256, batch_size
 
     def load_model(self):
-        from models.embedder import load_embedder  # TensorFlow loads on the workers that embed
+        from models.embedder import load_embedder  # the models package loads on the workers that embed
 
         local, copy = local_model_dir(self._model_dir)
         try:

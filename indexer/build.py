@@ -127,7 +127,7 @@ def embed_sources(
     still the image the store ingested: a poster removed or replaced since is refused, as it is when embedded
     (hashing the cached ones costs about a second per 100 MB of posters).
     """
-    from models.preprocessing import UnreadableImage  # TensorFlow loads only for commands that embed
+    from models.preprocessing import UnreadableImage  # the models package loads only for commands that embed
 
     model = embedder.manifest_sha256
     vectors = cache.get_many(model, (s.image_sha256 for s in sources))
@@ -319,7 +319,7 @@ def build_index(
     model_dir: str | Path, settings: Settings, store_path: Path | None = None, index_root: Path | None = None
 ) -> BuildSummary:
     """Embed everything in the store with the model in ``model_dir`` and publish it as the current version."""
-    from models.embedder import load_embedder  # TensorFlow loads only for commands that embed
+    from models.embedder import load_embedder  # the models package loads only for commands that embed
 
     started = time.perf_counter()
     store_path = Path(store_path or settings.store)

@@ -4,9 +4,9 @@ An exported model is a directory with
 
 * ``model.keras`` - image (0-255 pixels, ``input_size`` square) -> L2-normalised embedding;
 * ``model.tflite`` - the same model converted for LiteRT, which embeds with it (faster than TensorFlow's
-  forward pass on every host measured, docs/benchmarks.md) without loading TensorFlow or the Keras model
-  (a server's first upload waits a fraction of a second, not seconds, and its worker stays about 600 MB
-  smaller); an export without it embeds with TensorFlow;
+  forward pass on every host measured, docs/benchmarks.md) without loading the Keras model or, unless
+  something else imports it, TensorFlow (a server worker's first upload waits hundredths of a second, not
+  seconds); an export without it embeds with TensorFlow;
 * ``manifest.json`` - what the model is: backbone, input size, preprocessing,
   letterboxing, weights, label scheme, training data hash, genres and metrics.
 
@@ -122,7 +122,7 @@ class LiteRtForward:
 
     def __init__(self, content: bytes, threads: int | None = None) -> None:
         self.content = content
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or posterrec_settings.usable_cores()
         self.idle: queue.SimpleQueue[SizedInterpreter] = queue.SimpleQueue()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -148,6 +148,7 @@ class SizedInterpreter:
     def run(self, images: np.ndarray) -> np.ndarray:
         """The model's output for ``images``, a copy the interpreter will not overwrite."""
         if self.shape != images.shape:
+            self.shape = None  # until allocated: a resize that fails leaves no shape to trust
             self.interpreter.resize_tensor_input(self.source, images.shape)
             self.interpreter.allocate_tensors()
             self.shape = images.shape
@@ -161,12 +162,21 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], workers: int) -
 
     Items are taken from ``items`` (in the caller's thread) at most ``workers + 1`` ahead of the results,
     where ``Executor.map`` would take them all at once. An item's exception is raised in its result's place,
-    and items not yet started are dropped.
+    and one raised by ``items`` after the results of the items before it; items not yet started are dropped.
     """
+    upcoming = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="map-in-order") as pool:
         running: deque[Future[R]] = deque()
         try:
-            for item in items:
+            while True:
+                try:
+                    item = next(upcoming)
+                except StopIteration:
+                    break
+                except Exception:  # ``items`` failed: the results of the items before it come first
+                    while running:
+                        yield running.popleft().result()
+                    raise
                 running.append(pool.submit(function, item))
                 if len(running) > workers:
                     yield running.popleft().result()
@@ -199,7 +209,7 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
-        self.workers = os.cpu_count() or 1
+        self.workers = posterrec_settings.usable_cores()
         if litert is None:
             forward = pixel_forward(self.model, self.input_size)
             self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(images).numpy()

@@ -209,7 +209,7 @@ class LiveIndex:
             try:
                 _, digest = read_manifest(Path(model_dir))  # milliseconds; loading the model takes longer
                 embedder = load_embedder(model_dir) if digest == expected else None
-            except Exception as err:  # noqa: BLE001  a damaged archive raises whatever Keras' reader hits: BadZipFile, KeyError...
+            except Exception as err:  # noqa: BLE001  a damaged export raises whatever its reader hits (Keras': BadZipFile, KeyError...)
                 log.error("model at %s cannot be loaded for index %s: %r", model_dir, index.version, err)
                 return None
             if embedder is None or embedder.manifest_sha256 != expected:

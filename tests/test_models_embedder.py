@@ -182,6 +182,23 @@ def test_map_in_order_keeps_the_order_reads_few_ahead_and_stops_at_an_error() ->
         list(results)
     assert len(taken) <= 7 + 3
 
+    taken.clear()
+    results = map_in_order(square_slowly, items(), workers=2)
+    assert next(results) == 0
+    results.close()  # a consumer that stops: nothing more is taken
+    assert len(taken) <= 1 + 3
+
+
+def test_map_in_order_yields_the_items_before_an_error_of_the_items_themselves() -> None:
+    def items() -> Iterator[int]:
+        yield from range(3)
+        raise OSError("the fourth item cannot be read")
+
+    results = map_in_order(lambda item: item * 10, items(), workers=2)
+    assert [next(results) for _ in range(3)] == [0, 10, 20]
+    with pytest.raises(OSError, match="fourth item"):
+        next(results)
+
 
 def test_failed_export_keeps_the_previous_model(exported: Path) -> None:
     before = (exported / MANIFEST_FILE).read_bytes()
