@@ -17,8 +17,13 @@ INGESTED      := $(POSTERREC_HOME)/.ingested
 MODEL         := $(POSTERREC_HOME)/model/manifest.json
 LOCALIZED     := $(POSTERREC_HOME)/.localized
 INDEX         := $(POSTERREC_HOME)/index/CURRENT
+# The demo settings that shape what it builds, each file rewritten only when they change (so that a rerun with
+# other ones rebuilds what depends on them, and a plain rerun only serves). Regions dropped from DEMO_REGIONS
+# keep their variants until `python -m localize remove`.
+CORPUS_SETTINGS := $(POSTERREC_HOME)/.demo-corpus
+REGION_SETTINGS := $(POSTERREC_HOME)/.demo-regions
 
-.PHONY: help install lint test demo serve bench clean
+.PHONY: help install lint test demo serve bench clean FORCE
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON_SYSTEM) >/dev/null || { echo "PosterRec needs $(PYTHON_SYSTEM) on PATH"; exit 1; }
@@ -41,7 +46,20 @@ test: lint ## ruff, then the whole test suite
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
 # --- the demo: synthetic posters -> store -> EfficientNet-Lite0 model -> regional variants -> index -> API ---
-$(CATALOG): $(STAMP)
+define record_settings
+	@mkdir -p $(@D)
+	@echo '$(1)' | cmp -s - $@ || echo '$(1)' > $@
+endef
+
+$(CORPUS_SETTINGS): FORCE
+	$(call record_settings,count $(DEMO_COUNT) seed $(DEMO_SEED))
+
+$(REGION_SETTINGS): FORCE
+	$(call record_settings,regions $(DEMO_REGIONS))
+
+FORCE:
+
+$(CATALOG): $(STAMP) $(CORPUS_SETTINGS)
 	$(PY) -m localize.demo --out $(DEMO_DIR) --count $(DEMO_COUNT) --seed $(DEMO_SEED)
 
 $(INGESTED): $(CATALOG)
@@ -55,7 +73,7 @@ $(MODEL): $(CATALOG)
 		--weights imagenet --unfreeze-blocks 0
 
 # Navier-Stokes inpainting: about 3x faster end to end than the PatchMatch default (bench_localize).
-$(LOCALIZED): $(INGESTED)
+$(LOCALIZED): $(INGESTED) $(REGION_SETTINGS)
 	$(PY) -m localize run --titles $(DEMO_DIR)/localized_titles.csv --regions $(DEMO_REGIONS) --inpaint ns --out $(POSTERREC_HOME)/variants
 	touch $@
 
