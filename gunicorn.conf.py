@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posterrec_settings import ConfigError, bind_address, load_server_settings
+from posterrec_settings import ConfigError, load_server_settings
 
 try:
     _server = load_server_settings()
@@ -54,17 +54,19 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """With ``metrics_bind`` set, the master serves every worker's metrics on that address, apart from the API."""
+    """With ``metrics_bind`` set, the master serves every worker's metrics on that address, apart from the API;
+    an address that cannot be used stops gunicorn with one line naming it."""
     from posterrec_settings import load_settings
 
     bind = load_settings().metrics_bind
     if bind:
-        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+        from recsvc.metrics import checked_metrics_address, serve_metrics_apart  # after PROMETHEUS_MULTIPROC_DIR
 
-        host, port = bind_address(bind, "METRICS_BIND")
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr=host, registry=registry)
+        try:
+            address = checked_metrics_address(bind, _server.address)
+        except ConfigError as err:
+            raise SystemExit(f"error: {err}") from None
+        serve_metrics_apart(address)
         server.log.info("metrics on http://%s/metrics", bind)
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -330,6 +332,28 @@ def bind_address(bind: str, setting: str) -> tuple[str, int]:
     if not 1 <= int(port) <= 65535:
         raise ConfigError(f"{ENV_PREFIX}{setting} needs a port from 1 to 65535, got {bind!r}")
     return host.strip("[]"), int(port)
+
+
+def check_can_listen(host: str, port: int, setting: str) -> None:
+    """Raise :class:`ConfigError` naming ``setting`` unless this machine lets a server listen on ``host:port``.
+
+    ``host`` must be an IP address, as granian takes. granian shares a port with any other server that
+    allows it (``SO_REUSEPORT``), so a second PosterRec on a busy port would silently take half of the first
+    one's connections; a socket bound here without that option is refused while another server listens there.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"{setting} needs an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), got {host!r}"
+        ) from None
+    shown = f"[{host}]:{port}" if ip.version == 6 else f"{host}:{port}"
+    try:
+        with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a stopped server's closing connections
+            probe.bind((host, port))
+    except OSError as err:
+        raise ConfigError(f"{setting}: cannot listen on {shown}: {err.strerror or err}") from None
 
 
 def _whole_number(env: Mapping[str, str], name: str) -> int | None:

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ipaddress
 import logging
 import multiprocessing
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
-from posterrec_settings import ConfigError, bind_address, load_server_settings, load_settings
+from posterrec_settings import check_can_listen, load_server_settings, load_settings
 
 import posterrec_cli
+
+from .metrics import checked_metrics_address, serve_metrics_apart
 
 HEADER_READ_TIMEOUT_MS = 10_000
 """How long a client may take to send a request's headers before its connection is closed."""
@@ -52,37 +52,6 @@ def fresh_metrics_dir() -> Path:
     return directory
 
 
-def _serve_metrics_apart(host: str, port: int) -> None:
-    """``metrics_bind``: every worker's metrics on their own address, served by this (the parent) process."""
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, addr=host, registry=registry)
-
-
-def check_can_listen(host: str, port: int, setting: str) -> None:
-    """Raise :class:`ConfigError` naming ``setting`` unless this machine lets a server listen on ``host:port``.
-
-    ``host`` must be an IP address, as granian takes. granian shares a port with any other server that
-    allows it (``SO_REUSEPORT``), so a second PosterRec on a busy port would silently take half of the first
-    one's connections; a socket bound here without that option is refused while another server listens there.
-    """
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(
-            f"{setting} needs an IP address to listen on (127.0.0.1, ::1, 0.0.0.0), got {host!r}"
-        ) from None
-    shown = f"[{host}]:{port}" if ip.version == 6 else f"{host}:{port}"
-    try:
-        with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a stopped server's closing connections
-            probe.bind((host, port))
-    except OSError as err:
-        raise ConfigError(f"{setting}: cannot listen on {shown}: {err.strerror or err}") from None
-
-
 def serve(args: argparse.Namespace) -> int:
     """Run granian with the environment's :class:`ServerSettings` until it is stopped."""
     from granian import Granian
@@ -93,17 +62,13 @@ def serve(args: argparse.Namespace) -> int:
     host, port = server.address
     check_can_listen(host, port, "POSTERREC_BIND")
     metrics_bind = load_settings().metrics_bind
-    metrics_address = bind_address(metrics_bind, "METRICS_BIND") if metrics_bind else None
-    if metrics_address == (host, port):
-        raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
-    if metrics_address:
-        check_can_listen(*metrics_address, "metrics_bind")
+    metrics_address = checked_metrics_address(metrics_bind, (host, port)) if metrics_bind else None
     fresh_metrics_dir()
     # Workers start as new interpreters, which load prometheus_client in multi-process mode: this process
     # loaded it (through the recsvc package) before the metrics directory was set, and a fork would inherit that.
     multiprocessing.set_start_method("spawn", force=True)
     if metrics_address:
-        _serve_metrics_apart(*metrics_address)
+        serve_metrics_apart(metrics_address)
         logging.getLogger(__name__).info("metrics on http://%s/metrics", metrics_bind)
     Granian(
         "recsvc.rsgi:create_rsgi_app",

@@ -62,9 +62,7 @@ def test_the_server_answers_and_removes_the_metrics_directory_it_made_when_stopp
 def test_a_busy_port_or_a_host_name_is_a_setting_error_naming_it() -> None:
     import socket
 
-    from posterrec_settings import ConfigError
-
-    from recsvc.__main__ import check_can_listen
+    from posterrec_settings import ConfigError, check_can_listen
 
     with socket.socket() as busy:  # another server, sharing its port as granian does
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -112,3 +110,21 @@ def test_help_describes_the_server_without_source_markup(capsys: pytest.CaptureF
     shown = capsys.readouterr().out
     assert "POSTERREC_BIND (HOST:PORT, default 127.0.0.1:8000)" in shown
     assert "``" not in shown and ":mod:" not in shown and ":class:" not in shown
+
+
+def test_gunicorn_stops_with_one_line_naming_a_metrics_bind_it_cannot_use(tmp_path: Path) -> None:
+    import socket
+
+    from bench.support import REPO, gunicorn_command, service_env
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        metrics_port = busy.getsockname()[1]
+        settings = {"POSTERREC_METRICS_BIND": f"127.0.0.1:{metrics_port}", "POSTERREC_HOME": str(tmp_path)}
+        env = {**os.environ, **service_env(free_port(), 1, **settings)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        run = subprocess.run(gunicorn_command(), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"error: metrics_bind: cannot listen on 127.0.0.1:{metrics_port}: Address already in use" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
