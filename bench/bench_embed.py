@@ -148,7 +148,7 @@ def onnx_forward(embedder: Embedder) -> Forward:
 
 def forward_batch_per_core(embedder: Embedder, batches: Sequence[np.ndarray]) -> None:
     """The embedder's forward pass on prepared ``batches`` as :meth:`Embedder.embed_batches` runs it."""
-    for _ in map_in_order(embedder.forward_on_one_core, batches, embedder.workers):
+    for _ in map_in_order(embedder.worker_forward, batches, embedder.workers):
         pass
 
 

@@ -50,6 +50,9 @@ MANIFEST_FILE = "manifest.json"
 FORMAT = "posterrec-embedder/1"
 LITERT_SHA256 = "litert_sha256"
 """The manifest key that holds ``model.tflite``'s sha256, checked when it is loaded (a torn copy parses)."""
+MAX_EMBEDDING_WORKERS = 4
+"""Batches embedded at once at most: each worker holds its own copy of the model's packed weights and a
+batch's activations, so a machine with more cores runs this many, sharing the cores among them."""
 REQUIRED_KEYS = ("input_size", "embedding_dim", "letterbox")
 """What the embedder reads from a manifest."""
 EXPORT_FILES = {MODEL_FILE, LITERT_FILE, MANIFEST_FILE}
@@ -209,14 +212,15 @@ class Embedder:
         self.dim = int(manifest["embedding_dim"])
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
-        self.workers = posterrec_settings.usable_cores()
+        cores = posterrec_settings.usable_cores()
+        self.workers = min(cores, MAX_EMBEDDING_WORKERS)
         if litert is None:
             forward = pixel_forward(self.model, self.input_size)
             self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(images).numpy()
-            self.forward_on_one_core = self.forward  # TensorFlow's calls share one thread pool
+            self.worker_forward = self.forward  # TensorFlow's calls share one thread pool
         else:
-            self.forward = LiteRtForward(litert)
-            self.forward_on_one_core = LiteRtForward(litert, threads=1)
+            self.forward = LiteRtForward(litert, threads=cores)
+            self.worker_forward = LiteRtForward(litert, threads=cores // self.workers)
 
     @functools.cached_property
     def model(self) -> tf.keras.Model:
@@ -264,11 +268,12 @@ class Embedder:
     ) -> Iterator[np.ndarray]:
         """The ``(len(batch), dim)`` embeddings of each batch in turn.
 
-        Batches run side by side, one per core: a worker thread reads its batch (``read`` turns an item into
-        bytes, a path or a PIL image), decodes and resizes it and runs the model on it on that core alone
-        (Pillow, LiteRT and TensorFlow release the GIL), so no core waits for another within a batch
-        (docs/benchmarks.md measures this against preparing the next batch during a forward pass on all
-        cores), and a slow read holds back no finished batch. ``batches`` is iterated in this thread, a few
+        Batches run side by side, one per core (up to :data:`MAX_EMBEDDING_WORKERS`, the cores then shared
+        among them): a worker thread reads its batch (``read`` turns an item into bytes, a path or a PIL
+        image), decodes and resizes it and runs the model on it on its own cores (Pillow, LiteRT and
+        TensorFlow release the GIL), so no core waits for another's batch (docs/benchmarks.md measures this
+        against preparing the next batch during a forward pass on all cores), and a slow read holds back no
+        finished batch. ``batches`` is iterated in this thread, a few
         batches ahead of the results. Raises :class:`~models.preprocessing.UnreadableImage` whose ``index``
         counts inputs from the first batch's first, and what ``read`` raises.
         """
@@ -281,7 +286,7 @@ class Embedder:
 
         def embed(job: tuple[Sequence[T], int]) -> np.ndarray:
             batch, first_index = job
-            return self.forward_on_one_core(self.prepare_batch([read(item) for item in batch], first_index))
+            return self.worker_forward(self.prepare_batch([read(item) for item in batch], first_index))
 
         yield from map_in_order(embed, numbered(), self.workers)
 

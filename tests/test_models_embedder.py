@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from models.embedder import (
     LITERT_FILE,
     LITERT_SHA256,
     MANIFEST_FILE,
+    MAX_EMBEDDING_WORKERS,
     LiteRtForward,
     ModelMismatchError,
     NotAnExportedModelError,
@@ -155,9 +155,12 @@ def test_calls_at_once_each_borrow_an_interpreter_and_give_it_back(exported: Pat
     assert 1 <= forward.idle.qsize() <= 4
 
 
-def test_many_batches_run_a_batch_per_core_as_one_batch_runs_on_all(exported: Path) -> None:
+def test_many_batches_run_a_batch_per_worker_as_one_batch_runs_on_all(exported: Path, monkeypatch) -> None:
+    monkeypatch.setattr(posterrec_settings, "usable_cores", lambda: 16)  # a larger machine than this one
+    larger = load_embedder(exported)
+    assert (larger.workers, larger.worker_forward.threads, larger.forward.threads) == (MAX_EMBEDDING_WORKERS, 4, 16)
+    monkeypatch.undo()
     embedder = load_embedder(exported, batch_size=4)
-    assert embedder.forward_on_one_core.threads == 1 and embedder.workers == os.cpu_count()
     images = [Image.new("RGB", (40 + i, 60), (i * 20, 255 - i * 9, 90)) for i in range(13)]
     whole = embedder.forward(embedder.prepare_batch(images))
     np.testing.assert_allclose(embedder.embed_images(images), whole, atol=1e-5)
