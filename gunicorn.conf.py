@@ -16,12 +16,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posterrec_settings import ConfigError, load_server_settings
+from posterrec_settings import ConfigError, checked_metrics_address, load_server_settings, load_settings
 
 try:
     _server = load_server_settings()
+    _metrics_bind = load_settings().metrics_bind
+    _metrics_address = checked_metrics_address(_metrics_bind, _server.address) if _metrics_bind else None
 except ConfigError as err:
-    raise SystemExit(str(err)) from None
+    raise SystemExit(f"error: {err}") from None
 
 bind = _server.bind
 workers = _server.workers
@@ -54,20 +56,16 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """With ``metrics_bind`` set, the master serves every worker's metrics on that address, apart from the API;
-    an address that cannot be used stops gunicorn with one line naming it."""
-    from posterrec_settings import load_settings
+    """With ``metrics_bind`` set, the master serves every worker's metrics on that address, apart from the API: the
+    registry ``python -m recsvc`` serves (``recsvc.metrics.serve_metrics_apart``), built here without importing the
+    app into the master, whose workers must load it fresh."""
+    if _metrics_address:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-    bind = load_settings().metrics_bind
-    if bind:
-        from recsvc.metrics import checked_metrics_address, serve_metrics_apart  # after PROMETHEUS_MULTIPROC_DIR
-
-        try:
-            address = checked_metrics_address(bind, _server.address)
-        except ConfigError as err:
-            raise SystemExit(f"error: {err}") from None
-        serve_metrics_apart(address)
-        server.log.info("metrics on http://%s/metrics", bind)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(_metrics_address[1], addr=_metrics_address[0], registry=registry)
+        server.log.info("metrics on http://%s/metrics", _metrics_bind)
 
 
 def child_exit(server, worker):

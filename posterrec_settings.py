@@ -356,6 +356,19 @@ def check_can_listen(host: str, port: int, setting: str) -> None:
         raise ConfigError(f"{setting}: cannot listen on {shown}: {err.strerror or err}") from None
 
 
+def checked_metrics_address(metrics_bind: str, api_address: tuple[str, int]) -> tuple[str, int]:
+    """``metrics_bind`` as ``(host, port)``, once it is known that the metrics can be served there apart from the API.
+
+    Raises:
+        ConfigError: ``metrics_bind`` is not ``HOST:PORT``, is the API's own address, or nothing can listen there.
+    """
+    address = bind_address(metrics_bind, "METRICS_BIND")
+    if address == api_address:
+        raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
+    check_can_listen(*address, "metrics_bind")
+    return address
+
+
 def _whole_number(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(ENV_PREFIX + name, "").strip()
     if not raw:

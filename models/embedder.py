@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import queue
 from collections import deque
@@ -52,7 +53,7 @@ LITERT_SHA256 = "litert_sha256"
 """The manifest key that holds ``model.tflite``'s sha256, checked when it is loaded (a torn copy parses)."""
 MAX_EMBEDDING_WORKERS = 4
 """Batches embedded at once at most: each worker holds its own copy of the model's packed weights and a
-batch's activations, so a machine with more cores runs this many, sharing the cores among them."""
+batch's activations, so a machine with more cores runs at most this many, each on several cores."""
 REQUIRED_KEYS = ("input_size", "embedding_dim", "letterbox")
 """What the embedder reads from a manifest."""
 EXPORT_FILES = {MODEL_FILE, LITERT_FILE, MANIFEST_FILE}
@@ -213,14 +214,15 @@ class Embedder:
         self.letterbox = bool(manifest["letterbox"])
         self.batch_size = batch_size
         cores = posterrec_settings.usable_cores()
-        self.workers = min(cores, MAX_EMBEDDING_WORKERS)
+        threads_per_worker = math.ceil(cores / MAX_EMBEDDING_WORKERS)  # 1 up to that many cores
+        self.workers = cores // threads_per_worker
         if litert is None:
             forward = pixel_forward(self.model, self.input_size)
             self.forward: Callable[[np.ndarray], np.ndarray] = lambda images: forward(images).numpy()
             self.worker_forward = self.forward  # TensorFlow's calls share one thread pool
         else:
             self.forward = LiteRtForward(litert, threads=cores)
-            self.worker_forward = LiteRtForward(litert, threads=cores // self.workers)
+            self.worker_forward = LiteRtForward(litert, threads=threads_per_worker)
 
     @functools.cached_property
     def model(self) -> tf.keras.Model:
@@ -268,8 +270,8 @@ class Embedder:
     ) -> Iterator[np.ndarray]:
         """The ``(len(batch), dim)`` embeddings of each batch in turn.
 
-        Batches run side by side, one per core (up to :data:`MAX_EMBEDDING_WORKERS`, the cores then shared
-        among them): a worker thread reads its batch (``read`` turns an item into bytes, a path or a PIL
+        Batches run side by side, one per core (on more than :data:`MAX_EMBEDDING_WORKERS` cores, that many
+        batches, each on several cores): a worker thread reads its batch (``read`` turns an item into bytes, a path or a PIL
         image), decodes and resizes it and runs the model on it on its own cores (Pillow, LiteRT and
         TensorFlow release the GIL), so no core waits for another's batch (docs/benchmarks.md measures this
         against preparing the next batch during a forward pass on all cores), and a slow read holds back no

@@ -20,11 +20,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posterrec_settings import check_can_listen, load_server_settings, load_settings
+from posterrec_settings import check_can_listen, checked_metrics_address, load_server_settings, load_settings
 
 import posterrec_cli
 
-from .metrics import checked_metrics_address, serve_metrics_apart
+from .metrics import serve_metrics_apart
 
 HEADER_READ_TIMEOUT_MS = 10_000
 """How long a client may take to send a request's headers before its connection is closed."""

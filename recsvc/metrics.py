@@ -11,8 +11,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from posterrec_settings import ConfigError, bind_address, check_can_listen
-
 from flask import Flask, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -121,22 +119,10 @@ def metrics_response() -> Response:
     return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
-def checked_metrics_address(metrics_bind: str, api_address: tuple[str, int]) -> tuple[str, int]:
-    """``metrics_bind`` as ``(host, port)``, once it is known that the metrics can be served there apart from the API.
-
-    Raises:
-        ConfigError: ``metrics_bind`` is not ``HOST:PORT``, is the API's own address, or nothing can listen there.
-    """
-    address = bind_address(metrics_bind, "metrics_bind")
-    if address == api_address:
-        raise ConfigError(f"metrics_bind {metrics_bind} is the API's own address; give the metrics another port")
-    check_can_listen(*address, "metrics_bind")
-    return address
-
-
 def serve_metrics_apart(address: tuple[str, int]) -> None:
-    """Every worker's metrics (the multi-process registry) on ``address``, served by this process, the workers'
-    parent, from a daemon thread."""
+    """Every worker's metrics (the multi-process registry) on ``address`` (from
+    :func:`posterrec_settings.checked_metrics_address`), served by this process, the workers' parent, from a
+    daemon thread."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     start_http_server(address[1], addr=address[0], registry=registry)

@@ -156,9 +156,11 @@ def test_calls_at_once_each_borrow_an_interpreter_and_give_it_back(exported: Pat
 
 
 def test_many_batches_run_a_batch_per_worker_as_one_batch_runs_on_all(exported: Path, monkeypatch) -> None:
-    monkeypatch.setattr(posterrec_settings, "usable_cores", lambda: 16)  # a larger machine than this one
-    larger = load_embedder(exported)
-    assert (larger.workers, larger.worker_forward.threads, larger.forward.threads) == (MAX_EMBEDDING_WORKERS, 4, 16)
+    for cores, workers, threads in [(2, 2, 1), (4, 4, 1), (6, 3, 2), (16, 4, 4)]:  # machines larger than this
+        monkeypatch.setattr(posterrec_settings, "usable_cores", lambda cores=cores: cores)
+        larger = load_embedder(exported)
+        assert (larger.workers, larger.worker_forward.threads, larger.forward.threads) == (workers, threads, cores)
+    assert MAX_EMBEDDING_WORKERS == 4
     monkeypatch.undo()
     embedder = load_embedder(exported, batch_size=4)
     images = [Image.new("RGB", (40 + i, 60), (i * 20, 255 - i * 9, 90)) for i in range(13)]

@@ -122,9 +122,10 @@ def test_gunicorn_stops_with_one_line_naming_a_metrics_bind_it_cannot_use(tmp_pa
         busy.listen()
         metrics_port = busy.getsockname()[1]
         settings = {"POSTERREC_METRICS_BIND": f"127.0.0.1:{metrics_port}", "POSTERREC_HOME": str(tmp_path)}
-        env = {**os.environ, **service_env(free_port(), 1, **settings)}
+        env = {**os.environ, **service_env(free_port(), 1, **settings), "TMPDIR": str(tmp_path)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         run = subprocess.run(gunicorn_command(), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert f"error: metrics_bind: cannot listen on 127.0.0.1:{metrics_port}: Address already in use" in run.stderr
     assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not list(tmp_path.glob("posterrec-metrics-*")), "no temporary metrics folder is left behind"
