@@ -109,9 +109,14 @@ def parse_json_object(data: bytes, loads: Callable[[bytes], Any]) -> dict:
     return body
 
 
+EXAMPLE_TITLES = 3
+"""Titles of the served index that the OpenAPI document's examples name."""
+
+
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document(app_settings()))
+    index = live_index().index
+    return jsonify(openapi_document(app_settings(), index.title_ids[:EXAMPLE_TITLES] if index is not None else ()))
 
 
 SIMILAR_RULE = "/posters/<title_id>/similar"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from posterrec_settings import Settings
 
 from indexer.regions import REGION_CODE
@@ -76,8 +78,14 @@ def recommendation_preferences() -> dict:
     }
 
 
-def openapi_document(settings: Settings) -> dict:
+def openapi_document(settings: Settings, example_titles: Sequence[str] = ()) -> dict:
+    """The document for ``settings``' limits; ``example_titles`` (ids of the served catalogue) fill the examples
+    that the interactive page at ``/v1/docs`` sends, so that trying an endpoint there answers with results."""
     poster_id = {"name": "title_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    recommendation_body = {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}
+    if example_titles:
+        poster_id["example"] = example_titles[0]
+        recommendation_body["example"] = {"history": list(example_titles[:3]), "k": 10}
     k_schema = {
         "type": "integer",
         "minimum": 1,
@@ -123,9 +131,7 @@ def openapi_document(settings: Settings) -> dict:
                     "summary": "Recommendations from a watch history (ids oldest first)",
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}
-                        },
+                        "content": {"application/json": recommendation_body},
                     },
                     "responses": {**_ok("Recommendations"), **_errors(400, 404, 413, 415, 503)},
                 }

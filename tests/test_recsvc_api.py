@@ -81,6 +81,26 @@ def test_a_max_k_below_the_default_caps_the_default_k(index_root: Path) -> None:
     assert k["schema"]["default"] == k["schema"]["maximum"] == 4
 
 
+def test_the_documented_examples_name_served_titles_and_answer(client: FlaskClient, corpus: Corpus) -> None:
+    paths = client.get("/v1/openapi.json").json["paths"]
+    title_id = next(p for p in paths["/v1/posters/{title_id}/similar"]["get"]["parameters"] if p["name"] == "title_id")
+    assert title_id["example"] in titles(corpus)
+    assert client.get(f"/v1/posters/{title_id['example']}/similar").status_code == 200
+    body = paths["/v1/recommendations"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert set(body["history"]) <= titles(corpus) and len(body["history"]) == 3
+    answer = client.post("/v1/recommendations", json=body)
+    assert answer.status_code == 200 and len(answer.json["results"]) == body["k"]
+
+
+def test_the_document_has_no_examples_while_no_index_is_served(tmp_path: Path) -> None:
+    client = create_app(settings_for(tmp_path / "no-index"), watch=False).test_client()
+    document = client.get("/v1/openapi.json")
+    assert document.status_code == 200
+    assert all(
+        "example" not in p for p in document.json["paths"]["/v1/posters/{title_id}/similar"]["get"]["parameters"]
+    )
+
+
 def test_similar_returns_every_other_title_when_k_exceeds_the_catalogue(client: FlaskClient, corpus: Corpus) -> None:
     ids = [r["id"] for r in client.get("/v1/posters/crowd-q/similar?k=100").json["results"]]
     assert sorted(ids) == sorted(titles(corpus) - {"crowd-q"})
