@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, watch: bool = True, aggregation
         )
     app.extensions["posterrec"] = live
     app.extensions["posterrec.upload_slots"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
-    register_error_handlers(app)
+    register_error_handlers(app, API_PREFIX)
     app.after_request(security_headers)
     instrument(app)
     app.register_blueprint(health.bp)

@@ -131,11 +131,12 @@ def _payload(status: int, error: str, detail: str):
     return response
 
 
-def _http_detail(err: HTTPException) -> str:
-    """Werkzeug's description of ``err``, or for the errors a client makes most, one naming what it sent."""
+def _http_detail(err: HTTPException, api_prefix: str) -> str:
+    """Werkzeug's description of ``err``, or for the errors a client makes most, one naming what it sent (a path
+    under ``api_prefix`` that names no endpoint: where the API's paths are listed)."""
     path = f"{request.script_root}{request.path}"
-    if isinstance(err, NotFound) and request.url_rule is None and f"{request.path}/".startswith("/v1/"):
-        return f"no endpoint at {echoed(path)}; {request.script_root}/v1/openapi.json lists the API's paths"
+    if isinstance(err, NotFound) and request.url_rule is None and f"{request.path}/".startswith(f"{api_prefix}/"):
+        return f"no endpoint at {echoed(path)}; {request.script_root}{api_prefix}/openapi.json lists the API's paths"
     if isinstance(err, MethodNotAllowed):
         return f"{echoed(request.method)} is not allowed here; allowed: {', '.join(sorted(err.valid_methods or ()))}"
     limit = current_app.config["MAX_CONTENT_LENGTH"]
@@ -150,8 +151,9 @@ def body_too_large(limit: int) -> RequestEntityTooLarge:
     return RequestEntityTooLarge(f"the request body is larger than the {limit:,} bytes accepted")
 
 
-def register_error_handlers(app: Flask) -> None:
-    """JSON bodies for every error the app raises, and a 400 for a request body the server cannot decode."""
+def register_error_handlers(app: Flask, api_prefix: str) -> None:
+    """JSON bodies for every error the app raises, and a 400 for a request body the server cannot decode; a 404
+    under ``api_prefix`` points to the API's OpenAPI document."""
     app.wsgi_app = CheckedChunkedBodies(app.wsgi_app)
 
     @app.errorhandler(ApiError)
@@ -166,7 +168,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(err: HTTPException):
         """Werkzeug's error as JSON, keeping the headers HTTP requires of it (``Allow`` on a 405)."""
         code = (err.name or "error").lower().replace(" ", "_")
-        response = _payload(err.code or 500, code, _http_detail(err))
+        response = _payload(err.code or 500, code, _http_detail(err, api_prefix))
         response.headers.extend((name, value) for name, value in err.get_headers() if name != "Content-Type")
         return response
 
