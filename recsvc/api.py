@@ -283,6 +283,18 @@ def poster(title_id: str):
     )
 
 
+@bp.get("/posters/<title_id>/embedding")
+def embedding(title_id: str):
+    """The poster's vector in the served version's space, which ``POST /v1/search`` takes as ``embedding``."""
+    index = served_index()
+    return jsonify(
+        id=title_id,
+        index_version=index.version,
+        model=index.manifest.get("model_manifest_sha256"),
+        embedding=index.embeddings[poster_row(index, title_id)].tolist(),
+    )
+
+
 @bp.get("/posters/<title_id>/variants")
 def variants(title_id: str):
     index = served_index()

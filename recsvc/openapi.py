@@ -212,6 +212,13 @@ def openapi_document(settings: Settings, example_titles: Sequence[str] = ()) -> 
                     "responses": {**_ok("Poster"), **_errors(404, 503)},
                 }
             },
+            "/v1/posters/{title_id}/embedding": {
+                "get": {
+                    "summary": "The poster's embedding in the served version's space, as `POST /v1/search` takes it",
+                    "parameters": [poster_id],
+                    "responses": {**_ok("Embedding"), **_errors(404, 503)},
+                }
+            },
             "/v1/posters/{title_id}/variants": {
                 "get": {
                     "summary": "Localized variants, optionally of one region",
@@ -300,6 +307,19 @@ def openapi_document(settings: Settings, example_titles: Sequence[str] = ()) -> 
                             "is experimental: it ranks worse than the others on MovieLens",
                         },
                         **recommendation_preferences(),
+                    },
+                },
+                "Embedding": {
+                    "type": "object",
+                    "required": ["id", "index_version", "embedding"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "index_version": {"type": "string"},
+                        "model": {
+                            "type": ["string", "null"],
+                            "description": "sha256 of the manifest of the model that embedded the version",
+                        },
+                        "embedding": {"type": "array", "items": {"type": "number"}, "description": "unit length"},
                     },
                 },
                 "Poster": {

@@ -101,6 +101,17 @@ def test_the_document_has_no_examples_while_no_index_is_served(tmp_path: Path) -
     )
 
 
+def test_a_posters_embedding_searches_back_to_the_poster(client: FlaskClient) -> None:
+    got = client.get("/v1/posters/t001/embedding")
+    assert got.status_code == 200 and got.json["id"] == "t001"
+    vector = np.asarray(got.json["embedding"], np.float32)
+    assert vector.ndim == 1 and abs(float(np.linalg.norm(vector)) - 1) < 1e-4
+    found = client.post("/v1/search", json={"embedding": got.json["embedding"], "k": 1}).json["results"]
+    assert found[0]["id"] == "t001" and found[0]["score"] > 0.999
+    missing = client.get("/v1/posters/nope/embedding")
+    assert missing.status_code == 404 and "no poster with id 'nope'" in missing.json["detail"]
+
+
 def test_similar_returns_every_other_title_when_k_exceeds_the_catalogue(client: FlaskClient, corpus: Corpus) -> None:
     ids = [r["id"] for r in client.get("/v1/posters/crowd-q/similar?k=100").json["results"]]
     assert sorted(ids) == sorted(titles(corpus) - {"crowd-q"})
