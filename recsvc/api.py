@@ -116,7 +116,14 @@ EXAMPLE_TITLES = 3
 @bp.get("/openapi.json")
 def openapi():
     index = live_index().index
-    return jsonify(openapi_document(app_settings(), index.title_ids[:EXAMPLE_TITLES] if index is not None else ()))
+    return jsonify(openapi_document(app_settings(), example_titles(index) if index is not None else ()))
+
+
+def example_titles(index: PublishedIndex) -> list[str]:
+    """The first :data:`EXAMPLE_TITLES` titles of ``index`` that have an original poster (one indexed only through
+    its variants has no poster of its own to find similar ones to)."""
+    with_poster = np.flatnonzero(index.original_row_of_title >= 0)[:EXAMPLE_TITLES]
+    return [index.title_ids[ordinal] for ordinal in with_poster.tolist()]
 
 
 SIMILAR_RULE = "/posters/<title_id>/similar"

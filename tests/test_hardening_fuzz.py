@@ -34,6 +34,7 @@ OPERATIONS = [
     ("/v1/posters/{title_id}", "get"),
     ("/v1/posters/{title_id}/variants", "get"),
     ("/v1/posters/{title_id}/image", "get"),
+    ("/v1/posters/{title_id}/embedding", "get"),
 ]
 KNOWN_IDS = st.sampled_from(["t001", "t000", "crowd-q", "crowd-a", "nope"])
 

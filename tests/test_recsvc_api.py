@@ -79,6 +79,9 @@ def test_a_max_k_below_the_default_caps_the_default_k(index_root: Path) -> None:
         if p["name"] == "k"
     )
     assert k["schema"]["default"] == k["schema"]["maximum"] == 4
+    example = client.get("/v1/openapi.json").json["paths"]["/v1/recommendations"]["post"]["requestBody"]
+    answer = client.post("/v1/recommendations", json=example["content"]["application/json"]["example"])
+    assert answer.status_code == 200 and len(answer.json["results"]) == 4, "the example keeps within max_k"
 
 
 def test_the_documented_examples_name_served_titles_and_answer(client: FlaskClient, corpus: Corpus) -> None:
@@ -745,6 +748,7 @@ RESPONSES_TO_CHECK = [
     ("post", "/v1/search", "/v1/search", {"embedding": [1.0] + [0.0] * (DIM - 1), "k": 3}),
     ("get", "/v1/posters/{title_id}", "/v1/posters/t000", None),
     ("get", "/v1/posters/{title_id}/variants", "/v1/posters/t000/variants", None),
+    ("get", "/v1/posters/{title_id}/embedding", "/v1/posters/t000/embedding", None),
     ("get", "/v1/posters", "/v1/posters?q=title&per_page=3", None),
     ("get", "/v1/genres", "/v1/genres", None),
     ("get", "/v1/posters/{title_id}", "/v1/posters/nope", None),
