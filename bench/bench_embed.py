@@ -1,19 +1,19 @@
 """Embedding speed against the hardware: TensorFlow, XLA, ONNX Runtime and TFLite on the exported model.
 
-On one batch of 32 real posters prepared by the Embedder, in the same process and in interleaved
-rounds: the exported model's plain TensorFlow forward pass, the same model compiled with XLA
-(``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted
-to LiteRT (TFLite) and run with XNNPACK as the embedder runs an export, these two on 2 threads. A second
-table puts ``Embedder.embed_images`` on poster files (decode, resize and forward, a batch per core) and the
-index build's embedding step against the embedder's own forward pass on prepared batches, a batch per core
-as it runs them; beside them the same forward pass with each batch on all cores, and embedding with each
-batch on all cores, prepared during the forward pass of the one before, in series, and in series with
-TensorFlow's resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up over its table's
-baseline in the same round (median and range), the
-largest absolute difference of its embeddings from TensorFlow's, and achieved GFLOP/s against the
-CPU's fp32 peak. The FLOPs per image come from TensorFlow's profiler on the frozen graph; the peak is
-cores x clock x fp32 FLOPs per cycle of the core's FMA units. A runtime is adoptable when it matches
-TensorFlow to ``--tolerance`` and is at least ``--adopt-speedup`` times faster.
+On one batch of 32 real posters prepared by the Embedder, in the same process and in interleaved rounds: the
+exported model's plain TensorFlow forward pass, the same model compiled with XLA
+(``tf.function(jit_compile=True)``), converted to ONNX (tf2onnx) and run by ONNX Runtime, and converted to
+LiteRT (TFLite) and run with XNNPACK as the embedder runs an export, these two on 2 threads. A second table
+puts ``Embedder.embed_images`` on poster files (decode, resize and forward, a batch per core) and the index
+build's embedding step against the embedder's own forward pass on prepared batches, a batch per core as it
+runs them; beside them the same forward pass with each batch on all cores, and embedding with each batch on
+all cores, prepared during the forward pass of the one before, in series, and in series with TensorFlow's
+resize dispatched op by op. Each row gives images/s (median and range over the rounds), the speed-up over
+its table's baseline in the same round (median and range), the largest absolute difference of its embeddings
+from TensorFlow's, and achieved GFLOP/s against the CPU's fp32 peak. The FLOPs per image come from
+TensorFlow's profiler on the frozen graph; the peak is cores x clock x fp32 FLOPs per cycle of the core's
+FMA units. A runtime is adoptable when it matches TensorFlow to ``--tolerance`` and is at least
+``--adopt-speedup`` times faster.
 
     python bench/bench_embed.py [--model DIR] [--rounds N]
 
@@ -152,9 +152,14 @@ def forward_batch_per_core(embedder: Embedder, batches: Sequence[np.ndarray]) ->
         pass
 
 
+def in_batches(files: Sequence[Path]) -> list[Sequence[Path]]:
+    """``files`` in consecutive batches of :data:`BATCH`."""
+    return [files[start : start + BATCH] for start in range(0, len(files), BATCH)]
+
+
 def embed_overlapped(embedder: Embedder, files: Sequence[Path]) -> None:
     """``embed_images`` with each batch's forward pass on all cores while a second thread prepares the next."""
-    batches = [files[start : start + BATCH] for start in range(0, len(files), BATCH)]
+    batches = in_batches(files)
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(embedder.prepare_batch, batches[0])
         for following in [*batches[1:], None]:
@@ -196,9 +201,7 @@ def cold_start(model_dir: Path, scratch: Path) -> str:
 
 def embed_in_series(forward: Forward, files: Sequence[Path], prepare: Callable[[Path], np.ndarray]) -> np.ndarray:
     """``embed_images`` with each batch prepared by ``prepare`` before its forward pass, not during the last."""
-    batches = [
-        np.stack([prepare(path) for path in files[start : start + BATCH]]) for start in range(0, len(files), BATCH)
-    ]
+    batches = [np.stack([prepare(path) for path in batch]) for batch in in_batches(files)]
     return np.concatenate([forward(batch) for batch in batches])
 
 
@@ -334,7 +337,7 @@ def measure(args: argparse.Namespace, model_dir: Path, rows: Sequence[CatalogRow
     sources = build_sources(files)
     raw = f"the embedder's forward pass ({embedder.runtime}) on prepared batches, a batch per core"
     prepared = [batch] * (len(files) // BATCH)
-    forward_batch_per_core(embedder, prepared)  # load the single-core interpreters outside the timing
+    forward_batch_per_core(embedder, prepared)  # load the workers' interpreters outside the timing
     runtime_rates: dict[str, list[float]] = {}
     file_rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):

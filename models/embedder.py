@@ -271,13 +271,13 @@ class Embedder:
         """The ``(len(batch), dim)`` embeddings of each batch in turn.
 
         Batches run side by side, one per core (on more than :data:`MAX_EMBEDDING_WORKERS` cores, that many
-        batches, each on several cores): a worker thread reads its batch (``read`` turns an item into bytes, a path or a PIL
-        image), decodes and resizes it and runs the model on it on its own cores (Pillow, LiteRT and
-        TensorFlow release the GIL), so no core waits for another's batch (docs/benchmarks.md measures this
+        batches, each on several cores): a worker thread reads its batch (``read`` turns an item into bytes, a
+        path or a PIL image), decodes and resizes it and runs the model on it on its own cores (Pillow, LiteRT
+        and TensorFlow release the GIL), so no core waits for another's batch (docs/benchmarks.md measures this
         against preparing the next batch during a forward pass on all cores), and a slow read holds back no
-        finished batch. ``batches`` is iterated in this thread, a few
-        batches ahead of the results. Raises :class:`~models.preprocessing.UnreadableImage` whose ``index``
-        counts inputs from the first batch's first, and what ``read`` raises.
+        finished batch. ``batches`` is iterated in this thread, a few batches ahead of the results. Raises
+        :class:`~models.preprocessing.UnreadableImage` whose ``index`` counts inputs from the first batch's
+        first, and what ``read`` raises.
         """
 
         def numbered() -> Iterator[tuple[Sequence[T], int]]:

@@ -85,7 +85,7 @@ def openapi_document(settings: Settings, example_titles: Sequence[str] = ()) -> 
     recommendation_body = {"schema": {"$ref": "#/components/schemas/RecommendationRequest"}}
     if example_titles:
         poster_id["example"] = example_titles[0]
-        recommendation_body["example"] = {"history": list(example_titles[:3]), "k": min(10, settings.max_k)}
+        recommendation_body["example"] = {"history": list(example_titles), "k": min(10, settings.max_k)}
     k_schema = {
         "type": "integer",
         "minimum": 1,
