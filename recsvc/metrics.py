@@ -111,11 +111,16 @@ def instrument(app: Flask) -> None:
     app.wsgi_app = RequestMetrics(app.wsgi_app)
 
 
+def every_worker_registry() -> CollectorRegistry:
+    """A registry that reads every worker's metrics from ``PROMETHEUS_MULTIPROC_DIR``."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 def metrics_response() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(every_worker_registry()), content_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -123,6 +128,4 @@ def serve_metrics_apart(address: tuple[str, int]) -> None:
     """Every worker's metrics (the multi-process registry) on ``address`` (from
     :func:`posterrec_settings.checked_metrics_address`), served by this process, the workers' parent, from a
     daemon thread."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    start_http_server(address[1], addr=address[0], registry=registry)
+    start_http_server(address[1], addr=address[0], registry=every_worker_registry())
